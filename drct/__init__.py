@@ -1,0 +1,55 @@
+"""drct: differentiable X-ray transforms for computed tomography on Dr.Jit.
+
+Example:
+    >>> import numpy as np, drct as ct
+    >>> vg = ct.VolumeGeometry((128, 128))
+    >>> pg = ct.parallel(np.linspace(0, np.pi, 180, endpoint=False), 192)
+    >>> A = ct.Projector(vg, pg, basis="bspline2")
+    >>> y = A(ct.phantoms.shepp_logan(vg))
+    >>> y.shape
+    (180, 192)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import phantoms as phantoms
+from .backend import BackendError as BackendError
+from .backend import get_backend as get_backend
+from .backend import set_backend as set_backend
+from .geometry import ProjectionGeometry as ProjectionGeometry
+from .geometry import RayGeometry as RayGeometry
+from .geometry import VolumeGeometry as VolumeGeometry
+from .geometry import cone as cone
+from .geometry import fan as fan
+from .geometry import from_vectors as from_vectors
+from .geometry import helix as helix
+from .geometry import parallel as parallel
+from .geometry import rays as rays
+from .geometry.astra import from_astra as from_astra
+from .geometry.astra import to_astra as to_astra
+from .projector import Projector as Projector
+
+try:
+    __version__ = version("drct")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+local"
+
+__all__ = [
+    "BackendError",
+    "ProjectionGeometry",
+    "Projector",
+    "RayGeometry",
+    "VolumeGeometry",
+    "__version__",
+    "cone",
+    "fan",
+    "from_astra",
+    "from_vectors",
+    "get_backend",
+    "helix",
+    "parallel",
+    "phantoms",
+    "rays",
+    "set_backend",
+    "to_astra",
+]

@@ -1,0 +1,75 @@
+"""Conversion of user arrays (numpy, torch, Dr.Jit) to Dr.Jit tensors and back, with clear errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import drjit as dr
+import numpy as np
+
+from .backend import Types
+
+KINDS = ("numpy", "torch", "drjit")
+
+
+def array_kind(x: Any) -> str:
+    """``"numpy"``, ``"torch"`` or ``"drjit"``; raises TypeError for anything else."""
+    if isinstance(x, np.ndarray):
+        return "numpy"
+    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
+        return "torch"
+    if dr.is_tensor_v(x) or dr.is_array_v(x):
+        return "drjit"
+    raise TypeError(f"expected a numpy array, a torch tensor or a Dr.Jit tensor, got {type(x).__name__}")
+
+
+def _dtype_name(x: Any, kind: str) -> str:
+    if kind == "numpy":
+        return x.dtype.name
+    if kind == "torch":
+        return str(x.dtype).replace("torch.", "")
+    vt = dr.type_v(x)
+    return {dr.VarType.Float32: "float32", dr.VarType.Float64: "float64", dr.VarType.Float16: "float16"}.get(
+        vt, str(vt).split(".")[-1].lower()
+    )
+
+
+def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x") -> tuple[Any, str]:
+    """``x`` as a (detached) ``t.Tensor`` of exactly ``shape``, and the kind of array it came as.
+
+    numpy arrays of any float dtype are converted to the operator's precision; torch and Dr.Jit tensors must
+    already have it (no silent copies of device data) and live on the operator's backend.
+    """
+    kind = array_kind(x)
+    dtype = _dtype_name(x, kind)
+    got = tuple(int(n) for n in x.shape)
+    if got != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {got}")
+    if kind == "numpy":
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {x.dtype}")
+        return t.Tensor(np.ascontiguousarray(x, dtype=t.np_dtype)), kind
+    if dtype != t.dtype:
+        raise TypeError(f"{name} has dtype {dtype}, but this operator computes in {t.dtype}; convert it first")
+    if kind == "torch":
+        device = x.device.type
+        if (device == "cuda") != (t.backend == "cuda"):
+            raise ValueError(
+                f"{name} is on torch device {device!r} but the operator runs on Dr.Jit's {t.backend!r} backend; "
+                f"move the tensor or use ct.set_backend({'cuda' if device == 'cuda' else 'llvm'!r})"
+            )
+        return t.Tensor(x.detach().contiguous()), kind
+    if not dr.is_tensor_v(x):
+        raise TypeError(f"{name} must be a Dr.Jit tensor (e.g. TensorXf), got the flat array {type(x).__name__}")
+    if dr.backend_v(x) != (dr.JitBackend.CUDA if t.backend == "cuda" else dr.JitBackend.LLVM):
+        raise ValueError(f"{name} lives on Dr.Jit backend {dr.backend_v(x)}, but the operator uses {t.backend!r}")
+    return t.Tensor(dr.detach(x)), kind
+
+
+def from_tensor(y: Any, kind: str) -> Any:
+    """A Dr.Jit tensor as the given kind of array."""
+    if kind == "numpy":
+        return y.numpy()
+    if kind == "torch":
+        return y.torch()
+    return y

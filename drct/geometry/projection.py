@@ -1,0 +1,216 @@
+"""Projection geometries in vector form: per view a source (or ray direction), a detector centre and its axes.
+
+Every geometry drct supports reduces to one of two classes:
+
+* :class:`ProjectionGeometry` — a detector of ``det_shape`` pixels per view. Pixel ``(row, col)`` of view ``i``
+  has its centre at ``det[i] + (col - (cols - 1) / 2) * det_u[i] + (row - (rows - 1) / 2) * det_v[i]``
+  (the convention of ASTRA's ``*_vec`` geometries). For ``beam="parallel"``, ``src[i]`` is the ray direction
+  and each ray is the whole line through the pixel centre; for ``beam="cone"`` (fan beam in 2D), ``src[i]`` is
+  the source position and each ray is the segment from the source to the pixel centre.
+  A ``curved`` detector is a cylinder around the source whose axis is ``det_v`` (an equiangular fan in 2D):
+  ``det`` is its centre, ``det_u`` its tangent there, and ``|det_u|`` the arc length of one pixel.
+* :class:`RayGeometry` — any list of lines (PET-like lines of response), each integrated over its full length.
+
+Sinograms are shaped ``(views, rows, cols)`` in 3D, ``(views, cols)`` in 2D, and ``(rays,)`` for ray lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import finite_rows
+
+BEAMS = ("parallel", "cone")
+
+
+def _cross2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+
+
+def _fixed(arr: np.ndarray) -> np.ndarray:
+    arr = np.array(arr, dtype=np.float64)
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class ProjectionGeometry:
+    """A detector geometry in vector form (see the module docstring for the exact meaning of each array).
+
+    Build one with :func:`drct.parallel`, :func:`drct.fan`, :func:`drct.cone`, :func:`drct.helix` or
+    :func:`drct.from_vectors` rather than directly.
+
+    Attributes:
+        beam: ``"parallel"`` or ``"cone"`` (fan beam in 2D).
+        src: ``(views, ndim)`` source positions (cone) or ray directions (parallel), points ``(x, y[, z])``.
+        det: ``(views, ndim)`` detector centres.
+        det_u: ``(views, ndim)`` step from one detector column to the next.
+        det_v: ``(views, 3)`` step from one detector row to the next (3D only, else None).
+        det_shape: ``(cols,)`` in 2D, ``(rows, cols)`` in 3D.
+        curved: cylindrical detector centred on the source (cone beam only).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 8, endpoint=False), (4, 6), 1.0, 100.0, 150.0)
+        >>> pg.shape, pg.to_vectors().shape
+        ((8, 4, 6), (8, 12))
+    """
+
+    beam: str
+    src: np.ndarray
+    det: np.ndarray
+    det_u: np.ndarray
+    det_v: np.ndarray | None
+    det_shape: tuple[int, ...]
+    curved: bool = False
+
+    def __post_init__(self) -> None:
+        if self.beam not in BEAMS:
+            raise ValueError(f"beam must be one of {BEAMS}, got {self.beam!r}")
+        if len(self.det_shape) not in (1, 2) or any(int(n) < 1 for n in self.det_shape):
+            raise ValueError(f"det_shape must be (cols,) or (rows, cols) of positive ints, got {self.det_shape!r}")
+        dim = len(self.det_shape) + 1
+        src = finite_rows(self.src, dim, "src" if self.beam == "cone" else "ray direction (src)")
+        views = src.shape[0]
+        det = finite_rows(self.det, dim, "det", views)
+        det_u = finite_rows(self.det_u, dim, "det_u", views)
+        if dim == 3:
+            if self.det_v is None:
+                raise ValueError("det_v is required for a 3D geometry (det_shape has 2 entries)")
+            det_v = finite_rows(self.det_v, 3, "det_v", views)
+        elif self.det_v is not None:
+            raise ValueError("det_v must be None for a 2D geometry (det_shape has 1 entry)")
+        else:
+            det_v = None
+        if self.curved and self.beam != "cone":
+            raise ValueError("curved=True needs beam='cone': a curved detector is centred on a source")
+        self._check_degenerate(src, det, det_u, det_v)
+        object.__setattr__(self, "src", _fixed(src))
+        object.__setattr__(self, "det", _fixed(det))
+        object.__setattr__(self, "det_u", _fixed(det_u))
+        object.__setattr__(self, "det_v", None if det_v is None else _fixed(det_v))
+        object.__setattr__(self, "det_shape", tuple(int(n) for n in self.det_shape))
+        object.__setattr__(self, "curved", bool(self.curved))
+
+    def _check_degenerate(
+        self, src: np.ndarray, det: np.ndarray, det_u: np.ndarray, det_v: np.ndarray | None
+    ) -> None:
+        def fail(what: str, mask: np.ndarray) -> None:
+            view = int(np.argmax(mask))
+            raise ValueError(f"{what} (view {view}; {int(mask.sum())} view(s) affected)")
+
+        scale = np.linalg.norm(det_u, axis=1)
+        if np.any(scale == 0):
+            fail("det_u must be non-zero: zero detector spacing", scale == 0)
+        if det_v is None:
+            normal = np.stack([-det_u[:, 1], det_u[:, 0]], axis=1)
+        else:
+            vlen = np.linalg.norm(det_v, axis=1)
+            if np.any(vlen == 0):
+                fail("det_v must be non-zero: zero detector spacing", vlen == 0)
+            normal = np.cross(det_u, det_v)
+            flat = np.linalg.norm(normal, axis=1) <= 1e-12 * scale * vlen
+            if np.any(flat):
+                fail("det_u and det_v are parallel: the detector has no area", flat)
+        normal = normal / np.linalg.norm(normal, axis=1, keepdims=True)
+        if self.beam == "parallel":
+            size = np.linalg.norm(src, axis=1)
+            if np.any(size == 0):
+                fail("ray direction (src) must be non-zero for a parallel beam", size == 0)
+            grazing = np.abs(np.sum(src * normal, axis=1)) <= 1e-9 * size
+            if np.any(grazing):
+                fail("ray direction lies in the detector plane: no ray reaches the detector", grazing)
+        else:
+            offset = src - det
+            dist = np.abs(np.sum(offset * normal, axis=1))
+            inside = dist <= 1e-9 * np.maximum(np.linalg.norm(offset, axis=1), 1.0)
+            if np.any(inside):
+                fail("the source lies in the detector plane (source-detector distance 0)", inside)
+
+    @property
+    def ndim(self) -> int:
+        """2 or 3."""
+        return len(self.det_shape) + 1
+
+    @property
+    def num_views(self) -> int:
+        return int(self.src.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Sinogram shape: ``(views, rows, cols)`` or ``(views, cols)``."""
+        return (self.num_views, *self.det_shape)
+
+    @property
+    def num_rays(self) -> int:
+        return int(np.prod(self.shape))
+
+    def to_vectors(self) -> np.ndarray:
+        """ASTRA-style vector rows: ``(views, 12)`` = src, det, u, v in 3D; ``(views, 6)`` = src, det, u in 2D."""
+        parts = [self.src, self.det, self.det_u] + ([] if self.det_v is None else [self.det_v])
+        return np.concatenate(parts, axis=1)
+
+    def __repr__(self) -> str:
+        kind = ("fan" if self.ndim == 2 else "cone") if self.beam == "cone" else "parallel"
+        curved = ", curved" if self.curved else ""
+        return f"ProjectionGeometry({kind} {self.ndim}D, {self.num_views} views, det_shape={self.det_shape}{curved})"
+
+
+@dataclass(frozen=True, eq=False)
+class RayGeometry:
+    """An arbitrary list of lines, each integrated over its whole length (e.g. PET lines of response).
+
+    Attributes:
+        origins: ``(rays, ndim)`` a point on each line.
+        directions: ``(rays, ndim)`` direction of each line (normalised on construction).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> pg = ct.rays([[0.0, -50.0], [-50.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]])
+        >>> pg.shape
+        (2,)
+    """
+
+    origins: np.ndarray
+    directions: np.ndarray
+
+    def __post_init__(self) -> None:
+        origins = np.asarray(self.origins)
+        dim = origins.shape[-1] if origins.ndim in (1, 2) else -1
+        if dim not in (2, 3):
+            raise ValueError(f"origins must have shape (n, 2) or (n, 3), got {origins.shape}")
+        origins = finite_rows(origins, dim, "origins")
+        directions = finite_rows(self.directions, dim, "directions", origins.shape[0])
+        length = np.linalg.norm(directions, axis=1, keepdims=True)
+        if np.any(length == 0):
+            raise ValueError(f"directions must be non-zero, but row {int(np.argmax(length == 0))} is zero")
+        object.__setattr__(self, "origins", _fixed(origins))
+        object.__setattr__(self, "directions", _fixed(directions / length))
+
+    @property
+    def ndim(self) -> int:
+        return int(self.origins.shape[1])
+
+    @property
+    def num_views(self) -> int:
+        return 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self.origins.shape[0]),)
+
+    @property
+    def num_rays(self) -> int:
+        return int(self.origins.shape[0])
+
+    def to_vectors(self) -> np.ndarray:
+        """``(rays, 2 * ndim)`` rows: origin, unit direction."""
+        return np.concatenate([self.origins, self.directions], axis=1)
+
+    def __repr__(self) -> str:
+        return f"RayGeometry({self.ndim}D, {self.num_rays} rays)"
+
+
+AnyGeometry = ProjectionGeometry | RayGeometry

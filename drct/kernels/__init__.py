@@ -1,0 +1,1 @@
+"""Pure Dr.Jit ray programs: ray set-up, knot-grid marching, padding."""

@@ -1,0 +1,114 @@
+"""Rays of a projection geometry as (lazy) Dr.Jit arrays, in sinogram order.
+
+A ray is ``o + t * d`` with ``|d| = 1`` and ``t`` in ``[t_min, t_max]`` (millimetres): the whole line for parallel
+beams and ray lists, the segment from the source to the pixel centre for cone/fan beams. Everything is
+computed in float64 so that far-away sources do not cost precision; nothing is evaluated here, so the ray set-up
+fuses into the kernel that consumes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import drjit as dr
+import numpy as np
+
+from ..backend import Types
+from ..geometry.projection import AnyGeometry, ProjectionGeometry
+
+Vec = list[Any]  # one Dr.Jit array per point axis (x, y[, z])
+
+
+@dataclass
+class Rays:
+    """Per-ray origins, unit directions and parameter range, float64 Dr.Jit arrays."""
+
+    origin: Vec
+    direction: Vec
+    t_min: Any
+    t_max: Any
+
+
+def _dot(a: Vec, b: Vec) -> Any:
+    return sum((x * y for x, y in zip(a, b, strict=True)), start=0.0)
+
+
+def _normalize(a: Vec) -> tuple[Vec, Any]:
+    length = dr.sqrt(_dot(a, a))
+    inv = dr.rcp(length)
+    return [x * inv for x in a], length
+
+
+def upload_vectors(rows: np.ndarray, t: Types) -> Vec:
+    """Columns of a ``(n, ndim)`` float64 array as Dr.Jit float64 arrays."""
+    return [t.Float64(np.ascontiguousarray(rows[:, i])) for i in range(rows.shape[1])]
+
+
+def make_rays(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], start: int, count: int) -> Rays:
+    """The rays ``start .. start + count`` of ``pg`` (flat sinogram order) from its uploaded per-view vectors.
+
+    ``vectors`` holds ``upload_vectors`` of ``src, det, det_u[, det_v]`` (or ``origins, directions``).
+    """
+    index = dr.arange(t.UInt, start, start + count)
+    inf = dr.full(t.Float64, dr.inf, count)
+    if not isinstance(pg, ProjectionGeometry):
+        origin = [dr.gather(t.Float64, c, index) for c in vectors["origins"]]
+        direction = [dr.gather(t.Float64, c, index) for c in vectors["directions"]]
+        return Rays(origin, direction, -inf, inf)
+
+    cols = pg.det_shape[-1]
+    rows = pg.det_shape[0] if pg.ndim == 3 else 1
+    view = index // (rows * cols)
+    pixel = index - view * (rows * cols)
+    row = pixel // cols
+    col = pixel - row * cols
+
+    def per_view(name: str) -> Vec:
+        return [dr.gather(t.Float64, c, view) for c in vectors[name]]
+
+    src, det, det_u = per_view("src"), per_view("det"), per_view("det_u")
+    u_off = t.Float64(col) - (cols - 1) / 2
+    v_off = t.Float64(row) - (rows - 1) / 2
+    if pg.ndim == 3:
+        det_v = per_view("det_v")
+        along_v = [v * v_off for v in det_v]
+    else:
+        det_v = None
+        along_v = [dr.zeros(t.Float64, count)] * 2
+
+    if pg.curved:
+        axis = _normalize(det_v)[0] if det_v is not None else None
+        to_det = [a - b for a, b in zip(det, src, strict=True)]
+        if axis is not None:
+            height = _dot(to_det, axis)
+            foot = [s + height * a for s, a in zip(src, axis, strict=True)]
+            radial = [d - f for d, f in zip(det, foot, strict=True)]
+        else:
+            foot, radial = src, to_det
+        w_hat, radius = _normalize(radial)
+        u_dir = [u - _dot(det_u, w_hat) * w for u, w in zip(det_u, w_hat, strict=True)]
+        u_hat, _ = _normalize(u_dir)
+        gamma = u_off * dr.sqrt(_dot(det_u, det_u)) / radius
+        s, c = dr.sincos(gamma)
+        pixel_pos = [
+            f + radius * (c * w + s * u) + av for f, w, u, av in zip(foot, w_hat, u_hat, along_v, strict=True)
+        ]
+    else:
+        pixel_pos = [d + u * u_off + av for d, u, av in zip(det, det_u, along_v, strict=True)]
+
+    if pg.beam == "parallel":
+        direction, _ = _normalize(src)
+        return Rays(pixel_pos, direction, -inf, inf)
+    direction, length = _normalize([p - s for p, s in zip(pixel_pos, src, strict=True)])
+    return Rays(src, direction, dr.zeros(t.Float64, count), length)
+
+
+def geometry_vectors(pg: AnyGeometry, t: Types) -> dict[str, Vec]:
+    """Upload the per-view vectors of ``pg`` once, for :func:`make_rays`."""
+    if isinstance(pg, ProjectionGeometry):
+        out = {"src": upload_vectors(pg.src, t), "det": upload_vectors(pg.det, t), "det_u": upload_vectors(pg.det_u, t)}
+        if pg.det_v is not None:
+            out["det_v"] = upload_vectors(pg.det_v, t)
+        return out
+    return {"origins": upload_vectors(pg.origins, t), "directions": upload_vectors(pg.directions, t)}

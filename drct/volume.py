@@ -1,0 +1,78 @@
+"""Volume models: the continuous function ``f(p) = Σ_k c_k β_n((p - p_k) / h)`` behind every coefficient array.
+
+``β_n`` is the centred tensor-product B-spline of degree ``n``: ``voxel`` (n = 0, the box of one voxel),
+``linear`` (n = 1, tri/bilinear interpolation of the values at voxel centres), ``bspline2`` and ``bspline3``
+(quadratic and cubic B-splines whose coefficients are the array). Between knots ``f`` is a polynomial, which is
+what lets drct integrate it exactly along a ray.
+
+Example:
+    >>> import numpy as np
+    >>> from drct.volume import bspline_segments
+    >>> [round(float(w), 4) for w in bspline_segments(3, 0.0)]   # cubic weights at a knot
+    [0.1667, 0.6667, 0.1667, 0.0]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TypeVar
+
+import numpy as np
+
+BASES = {"voxel": 0, "linear": 1, "bspline2": 2, "bspline3": 3}
+
+T = TypeVar("T")
+
+
+def basis_degree(basis: str) -> int:
+    """The B-spline degree of a basis name."""
+    if basis not in BASES:
+        raise ValueError(f"basis must be one of {tuple(BASES)}, got {basis!r}")
+    return BASES[basis]
+
+
+def bspline_segments(degree: int, s: T) -> list[T]:
+    """Weights of the ``degree + 1`` coefficients that touch one knot cell, at local position ``s`` in [0, 1].
+
+    Works on floats, numpy arrays and Dr.Jit arrays alike. For cell ``k`` of the knot grid the coefficients are
+    ``k - degree // 2 ... k - degree // 2 + degree``.
+    """
+    x: Any = s
+    if degree == 0:
+        return [x * 0 + 1]
+    r = 1 - x
+    if degree == 1:
+        return [r, x]
+    if degree == 2:
+        return [0.5 * r * r, 0.5 + x * r, 0.5 * x * x]
+    if degree == 3:
+        x2 = x * x
+        x3 = x2 * x
+        r3 = r * r * r
+        return [r3 / 6, (3 * x3 - 6 * x2 + 4) / 6, (-3 * x3 + 3 * x2 + 3 * x + 1) / 6, x3 / 6]
+    raise ValueError(f"B-spline degree must be 0..3, got {degree}")
+
+
+def bspline(degree: int, x: np.ndarray) -> np.ndarray:
+    """The centred B-spline ``β_degree(x)`` (support ``|x| < (degree + 1) / 2``), evaluated with numpy."""
+    x = np.abs(np.asarray(x, dtype=np.float64))
+    if degree == 0:
+        return np.where(x < 0.5, 1.0, np.where(x == 0.5, 0.5, 0.0))
+    if degree == 1:
+        return np.maximum(1 - x, 0.0)
+    if degree == 2:
+        return np.where(x < 0.5, 0.75 - x**2, np.where(x < 1.5, 0.5 * (x - 1.5) ** 2, 0.0))
+    if degree == 3:
+        return np.where(x < 1, 2 / 3 - x**2 + x**3 / 2, np.where(x < 2, (2 - x) ** 3 / 6, 0.0))
+    raise ValueError(f"B-spline degree must be 0..3, got {degree}")
+
+
+def quadrature_order(degree: int, ndim: int) -> int:
+    """Gauss–Legendre nodes that integrate a product of ``ndim`` degree-``degree`` polynomials exactly."""
+    return max(1, math.ceil((degree * ndim + 1) / 2))
+
+
+def gauss_legendre_01(order: int) -> tuple[list[float], list[float]]:
+    """Gauss–Legendre nodes and weights on [0, 1]."""
+    x, w = np.polynomial.legendre.leggauss(order)
+    return [float(v) for v in (x + 1) / 2], [float(v) for v in w / 2]

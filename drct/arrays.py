@@ -41,6 +41,8 @@ def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x") -> tupl
     already have it (no silent copies of device data) and live on the operator's backend.
     """
     kind = array_kind(x)
+    if kind == "drjit" and not dr.is_tensor_v(x):
+        raise TypeError(f"{name} must be a Dr.Jit tensor (e.g. TensorXf), got the flat array {type(x).__name__}")
     dtype = _dtype_name(x, kind)
     got = tuple(int(n) for n in x.shape)
     if got != tuple(shape):
@@ -59,8 +61,6 @@ def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x") -> tupl
                 f"move the tensor or use ct.set_backend({'cuda' if device == 'cuda' else 'llvm'!r})"
             )
         return t.Tensor(x.detach().contiguous()), kind
-    if not dr.is_tensor_v(x):
-        raise TypeError(f"{name} must be a Dr.Jit tensor (e.g. TensorXf), got the flat array {type(x).__name__}")
     if dr.backend_v(x) != (dr.JitBackend.CUDA if t.backend == "cuda" else dr.JitBackend.LLVM):
         raise ValueError(f"{name} lives on Dr.Jit backend {dr.backend_v(x)}, but the operator uses {t.backend!r}")
     return t.Tensor(dr.detach(x)), kind

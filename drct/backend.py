@@ -99,6 +99,17 @@ def cuda_available() -> bool:
         return False
 
 
+def check_backend(name: str) -> str:
+    """Return ``name`` if that backend can run here, else raise (see :func:`set_backend`)."""
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {name!r}")
+    if name == "cuda" and not cuda_available():
+        raise BackendError("backend 'cuda' requested, but Dr.Jit found no usable CUDA GPU/driver")
+    if name == "llvm":
+        _check_llvm()
+    return name
+
+
 def set_backend(name: str) -> None:
     """Choose where drct's kernels run: ``"llvm"`` (CPU) or ``"cuda"`` (GPU).
 
@@ -109,13 +120,7 @@ def set_backend(name: str) -> None:
         ValueError: for any other name.
         BackendError: when the backend cannot run here (no GPU, or a libLLVM older than 19).
     """
-    if name not in _BACKENDS:
-        raise ValueError(f"backend must be one of {_BACKENDS}, got {name!r}")
-    if name == "cuda" and not cuda_available():
-        raise BackendError("backend 'cuda' requested, but Dr.Jit found no usable CUDA GPU/driver")
-    if name == "llvm":
-        _check_llvm()
-    _state["backend"] = name
+    _state["backend"] = check_backend(name)
 
 
 def get_backend() -> str:
@@ -176,7 +181,7 @@ class Types:
 
 def types(dtype: str = "float32", backend: str | None = None) -> Types:
     """Array types for computing in ``dtype`` on ``backend`` (default: the active backend)."""
-    backend = backend or get_backend()
+    backend = get_backend() if backend is None else check_backend(backend)
     mod = drjit_module(backend)
     dtype = canonical_dtype(dtype)
     f32 = dtype == "float32"

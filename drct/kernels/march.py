@@ -187,7 +187,7 @@ def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: A
 
     def scatter_weighted(acc: Any, base: Any, weights: list[Any]) -> Any:
         for off, w in zip(offsets, weights, strict=True):
-            dr.scatter_add(target, values * w, base + off, mode=dr.ReduceMode.Local)
+            dr.scatter_add(target, values * w, base + off, mode=dr.ReduceMode.Expand)
         return acc
 
     march(grid, t, segs, scatter_weighted, dr.zeros(t.Float, dr.width(segs.length)))

@@ -1,0 +1,73 @@
+"""The ``drct`` command line.
+
+Example:
+    $ drct info
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_name() -> str:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "CUDA GPU"
+    except (OSError, subprocess.SubprocessError):
+        return "CUDA GPU"
+
+
+def info() -> dict[str, str]:
+    """Version, backend, LLVM version and device, as printed by ``drct info``."""
+    import drjit as dr
+
+    from . import __version__
+    from .backend import BackendError, get_backend, llvm_version
+
+    rows = {"drct": __version__, "drjit": dr.__version__, "python": platform.python_version()}
+    try:
+        backend = get_backend()
+    except BackendError as err:
+        backend = f"unavailable ({err})"
+    rows["backend"] = backend
+    version = llvm_version()
+    rows["llvm"] = ".".join(map(str, version)) if version else "not found"
+    rows["libllvm"] = os.environ.get("DRJIT_LIBLLVM_PATH", "(Dr.Jit's default search)")
+    if backend == "cuda":
+        rows["device"] = f"{_gpu_name()} (CUDA {'.'.join(map(str, dr.detail.cuda_version()))})"
+    else:
+        rows["device"] = f"{_cpu_name()}, {os.cpu_count()} logical cores"
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="drct", description="Differentiable X-ray transforms on Dr.Jit.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="print version, backend, LLVM version and device")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        for key, value in info().items():
+            print(f"{key:8s} {value}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

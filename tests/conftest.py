@@ -1,0 +1,76 @@
+"""Shared fixtures: one small instance of every geometry kind drct supports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import drct as ct
+
+
+def _random_rays(ndim: int, n: int, rng: np.random.Generator, radius: float) -> ct.RayGeometry:
+    """Lines through random points near the volume in random directions (PET-like)."""
+    origins = rng.uniform(-radius, radius, size=(n, ndim))
+    directions = rng.normal(size=(n, ndim))
+    return ct.rays(origins, directions)
+
+
+def _tilted_cone_vectors(views: int, rng: np.random.Generator) -> np.ndarray:
+    """cone_vec rows with a shifted, rolled and tilted detector: a genuinely general vector geometry."""
+    base = ct.cone(np.linspace(0, 2 * np.pi, views, endpoint=False), (10, 12), 1.5, 40.0, 80.0).to_vectors()
+    return base + rng.normal(scale=0.2, size=base.shape)
+
+
+def geometry_cases() -> dict[str, ct.ProjectionGeometry | ct.RayGeometry]:
+    """Every geometry kind, small enough for fast tests on a ~16-voxel volume of unit voxels."""
+    rng = np.random.default_rng(7)
+    angles = np.linspace(0, np.pi, 7, endpoint=False) + 0.1
+    full = np.linspace(0, 2 * np.pi, 7, endpoint=False) + 0.1
+    fan_vec = ct.fan(full, 20, 1.5, 40.0, 80.0).to_vectors() + rng.normal(scale=0.2, size=(7, 6))
+    par_vec = ct.parallel(angles, 20, 1.3).to_vectors() + rng.normal(scale=0.05, size=(7, 6))
+    return {
+        "parallel2d": ct.parallel(angles, 25, 0.9),
+        "parallel3d": ct.parallel(angles, (14, 17), (1.1, 0.9)),
+        "fan_flat": ct.fan(full, 20, 1.5, 40.0, 80.0),
+        "fan_curved": ct.fan(full, 20, 1.5, 40.0, 80.0, curved=True),
+        "cone_flat": ct.cone(full, (10, 12), 1.5, 40.0, 80.0),
+        "cone_curved": ct.cone(full, (10, 12), 1.5, 40.0, 80.0, curved=True),
+        "helix": ct.helix(np.linspace(-2 * np.pi, 2 * np.pi, 9), 6.0, (8, 12), 1.5, 40.0, 80.0),
+        "vectors2d_parallel": ct.from_vectors(par_vec, 20, beam="parallel"),
+        "vectors2d_fan": ct.from_vectors(fan_vec, 20, beam="cone"),
+        "vectors3d_cone": ct.from_vectors(_tilted_cone_vectors(6, rng), (10, 12), beam="cone"),
+        "rays2d": _random_rays(2, 150, rng, 8.0),
+        "rays3d": _random_rays(3, 300, rng, 8.0),
+    }
+
+
+GEOMETRIES = geometry_cases()
+
+
+def volume_for(pg: ct.ProjectionGeometry | ct.RayGeometry) -> ct.VolumeGeometry:
+    """A small, slightly anisotropic, off-centre volume matching the geometry's dimension."""
+    if pg.ndim == 2:
+        return ct.VolumeGeometry((13, 16), voxel_size=(1.1, 0.9), center=(0.3, -0.2))
+    return ct.VolumeGeometry((9, 11, 10), voxel_size=(1.2, 0.9, 1.0), center=(0.2, -0.1, 0.3))
+
+
+@pytest.fixture(params=sorted(GEOMETRIES), ids=sorted(GEOMETRIES))
+def geometry(request: pytest.FixtureRequest) -> ct.ProjectionGeometry | ct.RayGeometry:
+    return GEOMETRIES[request.param]
+
+
+BASES = ("voxel", "linear", "bspline2", "bspline3")
+
+
+@pytest.fixture(params=BASES)
+def basis(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def cuda_available() -> bool:
+    from drct.backend import cuda_available as available
+
+    return available()
+
+
+requires_cuda = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU: Dr.Jit's CUDA backend is unavailable")

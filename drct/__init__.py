@@ -12,6 +12,7 @@ Example:
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import phantoms as phantoms
 from .backend import BackendError as BackendError  # first: it picks a libLLVM before Dr.Jit loads one
 from .backend import get_backend as get_backend
 from .backend import set_backend as set_backend
@@ -27,8 +28,6 @@ from .geometry import rays as rays
 from .geometry.astra import from_astra as from_astra
 from .geometry.astra import to_astra as to_astra
 from .projector import Projector as Projector
-
-from . import phantoms as phantoms  # noqa: E402, I001
 
 try:
     __version__ = version("drct")

@@ -28,7 +28,10 @@ def _cpu_name() -> str:
 def _gpu_name() -> str:
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "CUDA GPU"
     except (OSError, subprocess.SubprocessError):
@@ -37,12 +40,14 @@ def _gpu_name() -> str:
 
 def info() -> dict[str, str]:
     """Version, backend, LLVM version and device, as printed by ``drct info``."""
+    from importlib.metadata import version
+
     import drjit as dr
 
     from . import __version__
     from .backend import BackendError, get_backend, llvm_version
 
-    rows = {"drct": __version__, "drjit": dr.__version__, "python": platform.python_version()}
+    rows = {"drct": __version__, "drjit": version("drjit"), "python": platform.python_version()}
     try:
         backend = get_backend()
     except BackendError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import drjit as dr
+import numpy as np
 
 from .arrays import from_tensor, to_tensor
 from .backend import Types, canonical_dtype, get_backend, types
@@ -53,7 +54,9 @@ class Projector:
         if not isinstance(vg, VolumeGeometry):
             raise TypeError(f"vg must be a drct.VolumeGeometry, got {type(vg).__name__}")
         if not isinstance(pg, (ProjectionGeometry, RayGeometry)):
-            raise TypeError(f"pg must be a drct projection geometry (ct.parallel, ct.cone, ...), got {type(pg).__name__}")
+            raise TypeError(
+                f"pg must be a drct projection geometry (ct.parallel, ct.cone, ...), got {type(pg).__name__}"
+            )
         if vg.ndim != pg.ndim:
             raise ValueError(f"the volume is {vg.ndim}D (shape {vg.shape}) but the geometry is {pg.ndim}D ({pg!r})")
         if not isinstance(basis, str) or basis not in BASES:
@@ -64,6 +67,12 @@ class Projector:
         self.degree = basis_degree(basis)
         self.types: Types = types(canonical_dtype(dtype), backend or get_backend())
         self._grid = march.KnotGrid.of(vg, self.degree)
+        padded = int(np.prod(self._grid.padded))
+        if padded >= 2**31 or pg.num_rays >= 2**32:
+            raise ValueError(
+                f"problem too large for one launch: {padded} padded coefficients (limit 2**31) and "
+                f"{pg.num_rays} rays (limit 2**32); split the volume into slabs or the views into chunks"
+            )
         t = self.types
         self._vectors = geometry_vectors(pg, t)
         self._first_center = [dr.opaque(t.Float64, c) for c in vg.first_center]
@@ -93,7 +102,7 @@ class Projector:
         return (self.pg.num_rays, self.vg.size)
 
     @property
-    def T(self) -> _Adjoint:  # noqa: N802  (the maths name)
+    def T(self) -> _Adjoint:
         """The adjoint (transpose) operator: ``A.T(y)``."""
         return _Adjoint(self)
 
@@ -152,7 +161,7 @@ class _Adjoint:
         return self._op.adjoint(y)
 
     @property
-    def T(self) -> Projector:  # noqa: N802
+    def T(self) -> Projector:
         return self._op
 
     @property

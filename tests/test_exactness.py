@@ -6,6 +6,7 @@ segment polynomials), by 12-point Gauss–Legendre quadrature in float64 on ever
 
 from __future__ import annotations
 
+import itertools
 from math import comb, factorial
 
 import numpy as np
@@ -46,7 +47,7 @@ def line_integral(n: int, center: np.ndarray, h: np.ndarray, o: np.ndarray, d: n
     points = np.unique(np.clip(np.array([lo, hi, *breaks]), lo, hi))
     xg, wg = np.polynomial.legendre.leggauss(12)
     total = 0.0
-    for a, b in zip(points[:-1], points[1:], strict=True):
+    for a, b in itertools.pairwise(points):
         t = (a + b) / 2 + (b - a) / 2 * xg
         values = np.ones_like(t)
         for ax in range(len(o)):
@@ -82,7 +83,10 @@ def random_lines(ndim: int, count: int, seed: int, spread: float) -> ct.RayGeome
 
 CASES = {
     "2d": (ct.VolumeGeometry((9, 8), voxel_size=(1.3, 0.7), center=(0.4, -0.3)), [(4, 3), (0, 7)]),
-    "3d": (ct.VolumeGeometry((6, 7, 5), voxel_size=(0.8, 1.1, 1.0), center=(0.1, 0.2, -0.3)), [(3, 3, 2), (0, 6, 0)]),
+    "3d": (
+        ct.VolumeGeometry((6, 7, 5), voxel_size=(0.8, 1.1, 1.0), center=(0.1, 0.2, -0.3)),
+        [(3, 3, 2), (0, 6, 0)],
+    ),
 }
 
 
@@ -137,7 +141,10 @@ def test_voxel_basis_is_intersection_length() -> None:
 
 def test_rays_that_miss_give_exactly_zero() -> None:
     vg = ct.VolumeGeometry((8, 8, 8))
-    pg = ct.rays([[20.0, 0.0, 0.0], [0.0, 0.0, 4.6], [0.0, 4.0, 0.0]], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    pg = ct.rays(
+        [[20.0, 0.0, 0.0], [0.0, 0.0, 4.6], [0.0, 4.0, 0.0]],
+        [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
+    )
     for basis in DEGREES:
         y = ct.Projector(vg, pg, basis=basis)(np.ones(vg.shape, np.float32))
         # rays 0 and 1 pass outside the support of every basis (the support grows by (n + 1) / 2 - 1/2 voxels)

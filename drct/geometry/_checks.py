@@ -81,17 +81,21 @@ def angles_array(angles: Any) -> np.ndarray:
     if arr.size == 0:
         raise ValueError("angles is empty: at least one projection angle is needed")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"angles must be finite, got non-finite values at {np.flatnonzero(~np.isfinite(arr)).tolist()}")
+        raise ValueError(
+            f"angles must be finite, got non-finite values at {np.flatnonzero(~np.isfinite(arr)).tolist()}"
+        )
     return arr
 
 
 def det_shape_tuple(det_shape: Any) -> tuple[int, ...]:
     """``(cols,)`` from an int, ``(rows, cols)`` from a pair; positive integers."""
+    dims: tuple[Any, ...]
     if isinstance(det_shape, (int, np.integer)) and not isinstance(det_shape, bool):
-        dims: tuple[Any, ...] = (det_shape,)
+        dims = (det_shape,)
     else:
         try:
-            dims = tuple(det_shape)
+            items: Any = det_shape
+            dims = tuple(items)
         except TypeError:
             raise TypeError(f"det_shape must be an int (2D) or (rows, cols) (3D), got {det_shape!r}") from None
     if len(dims) not in (1, 2) or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in dims):

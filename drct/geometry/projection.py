@@ -94,9 +94,7 @@ class ProjectionGeometry:
         object.__setattr__(self, "det_shape", tuple(int(n) for n in self.det_shape))
         object.__setattr__(self, "curved", bool(self.curved))
 
-    def _check_degenerate(
-        self, src: np.ndarray, det: np.ndarray, det_u: np.ndarray, det_v: np.ndarray | None
-    ) -> None:
+    def _check_degenerate(self, src: np.ndarray, det: np.ndarray, det_u: np.ndarray, det_v: np.ndarray | None) -> None:
         def fail(what: str, mask: np.ndarray) -> None:
             view = int(np.argmax(mask))
             raise ValueError(f"{what} (view {view}; {int(mask.sum())} view(s) affected)")

@@ -80,9 +80,7 @@ class VolumeGeometry:
     @property
     def first_center(self) -> tuple[float, ...]:
         """Point (x, y[, z]) of coefficient index 0."""
-        return tuple(
-            c - (n - 1) / 2 * h for c, n, h in zip(self.center, self.shape_xyz, self.spacing_xyz, strict=True)
-        )
+        return tuple(c - (n - 1) / 2 * h for c, n, h in zip(self.center, self.shape_xyz, self.spacing_xyz, strict=True))
 
     @property
     def extent_min(self) -> tuple[float, ...]:

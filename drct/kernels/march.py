@@ -133,9 +133,7 @@ def march(
     forward = [d > 0 for d in direction]
     still = [d == 0 for d in direction]
     inv = [dr.select(z, 0.0, dr.rcp(d)) for z, d in zip(still, direction, strict=True)]
-    cell0 = [
-        dr.clip(t.Int(dr.floor(e)), 0, c - 1) for e, c in zip(entry, grid.cells, strict=True)
-    ]
+    cell0 = [dr.clip(t.Int(dr.floor(e)), 0, c - 1) for e, c in zip(entry, grid.cells, strict=True)]
     step = [dr.select(f, t.Int(1), t.Int(-1)) for f in forward]
     strides = grid.strides
 

@@ -91,9 +91,7 @@ def make_rays(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], start: int, co
         u_hat, _ = _normalize(u_dir)
         gamma = u_off * dr.sqrt(_dot(det_u, det_u)) / radius
         s, c = dr.sincos(gamma)
-        pixel_pos = [
-            f + radius * (c * w + s * u) + av for f, w, u, av in zip(foot, w_hat, u_hat, along_v, strict=True)
-        ]
+        pixel_pos = [f + radius * (c * w + s * u) + av for f, w, u, av in zip(foot, w_hat, u_hat, along_v, strict=True)]
     else:
         pixel_pos = [d + u * u_off + av for d, u, av in zip(det, det_u, along_v, strict=True)]
 
@@ -107,7 +105,11 @@ def make_rays(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], start: int, co
 def geometry_vectors(pg: AnyGeometry, t: Types) -> dict[str, Vec]:
     """Upload the per-view vectors of ``pg`` once, for :func:`make_rays`."""
     if isinstance(pg, ProjectionGeometry):
-        out = {"src": upload_vectors(pg.src, t), "det": upload_vectors(pg.det, t), "det_u": upload_vectors(pg.det_u, t)}
+        out = {
+            "src": upload_vectors(pg.src, t),
+            "det": upload_vectors(pg.det, t),
+            "det_u": upload_vectors(pg.det_u, t),
+        }
         if pg.det_v is not None:
             out["det_v"] = upload_vectors(pg.det_v, t)
         return out

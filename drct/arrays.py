@@ -35,7 +35,7 @@ def _dtype_name(x: Any, kind: str) -> str:
 
 
 def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x") -> tuple[Any, str]:
-    """``x`` as a (detached) ``t.Tensor`` of exactly ``shape``, and the kind of array it came as.
+    """``x`` as a ``t.Tensor`` of exactly ``shape``, and the kind of array it came as (Dr.Jit inputs keep their AD).
 
     numpy arrays of any float dtype are converted to the operator's precision; torch and Dr.Jit tensors must
     already have it (no silent copies of device data) and live on the operator's backend.
@@ -63,7 +63,7 @@ def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x") -> tupl
         return t.Tensor(x.detach().contiguous()), kind
     if dr.backend_v(x) != (dr.JitBackend.CUDA if t.backend == "cuda" else dr.JitBackend.LLVM):
         raise ValueError(f"{name} lives on Dr.Jit backend {dr.backend_v(x)}, but the operator uses {t.backend!r}")
-    return t.Tensor(dr.detach(x)), kind
+    return (x if type(x) is t.Tensor else t.Tensor(x)), kind
 
 
 def from_tensor(y: Any, kind: str) -> Any:

@@ -5,15 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import drjit as dr
-import numpy as np
 
 from .arrays import from_tensor, to_tensor
 from .backend import Types, canonical_dtype, get_backend, types
 from .geometry.projection import AnyGeometry, ProjectionGeometry, RayGeometry
 from .geometry.volume import VolumeGeometry
-from .kernels import march
-from .kernels.padding import crop, pad
-from .kernels.rays import geometry_vectors, make_rays
+from .transform import AdjointOp, ForwardOp, Transform, apply
 from .volume import BASES, basis_degree
 
 
@@ -32,6 +29,7 @@ class Projector:
             ``"bspline3"``.
         dtype: ``"float32"`` (default) or ``"float64"``.
         backend: ``"llvm"`` or ``"cuda"``; default the active backend (:func:`drct.set_backend`).
+        chunk_rays: rays per kernel launch; bounds the memory of gradients and huge scans.
 
     Example:
         >>> import numpy as np, drct as ct
@@ -50,6 +48,7 @@ class Projector:
         basis: str = "linear",
         dtype: Any = "float32",
         backend: str | None = None,
+        chunk_rays: int = 1 << 22,
     ) -> None:
         if not isinstance(vg, VolumeGeometry):
             raise TypeError(f"vg must be a drct.VolumeGeometry, got {type(vg).__name__}")
@@ -66,17 +65,13 @@ class Projector:
         self.basis = basis
         self.degree = basis_degree(basis)
         self.types: Types = types(canonical_dtype(dtype), backend or get_backend())
-        self._grid = march.KnotGrid.of(vg, self.degree)
-        padded = int(np.prod(self._grid.padded))
+        self._engine = Transform(vg, pg, self.degree, self.types, chunk_rays)
+        padded = self._engine.grid.padded_size
         if padded >= 2**31 or pg.num_rays >= 2**32:
             raise ValueError(
                 f"problem too large for one launch: {padded} padded coefficients (limit 2**31) and "
                 f"{pg.num_rays} rays (limit 2**32); split the volume into slabs or the views into chunks"
             )
-        t = self.types
-        self._vectors = geometry_vectors(pg, t)
-        self._first_center = [dr.opaque(t.Float64, c) for c in vg.first_center]
-        self._spacing = [dr.opaque(t.Float64, h) for h in vg.spacing_xyz]
 
     @property
     def dtype(self) -> str:
@@ -106,29 +101,22 @@ class Projector:
         """The adjoint (transpose) operator: ``A.T(y)``."""
         return _Adjoint(self)
 
-    def _segments(self) -> march.Segments:
-        rays = make_rays(self.pg, self.types, self._vectors, 0, self.pg.num_rays)
-        return march.clip_rays(rays, self._grid, self._first_center, self._spacing, self.types)
-
     def forward_tensor(self, x: Any) -> Any:
-        """``A x`` for a Dr.Jit tensor ``x`` of the operator's type and ``vg.shape``; returns a tensor."""
-        t, grid = self.types, self._grid
-        coeffs = pad(x.array, grid.shape, grid.degree, t)
-        dr.eval(coeffs)
-        values = march.project(grid, t, self._segments(), coeffs)
-        out = t.Tensor(values, self.range_shape)
+        """``A x`` for a Dr.Jit tensor ``x`` of the operator's type and ``vg.shape``; returns a tensor.
+
+        Differentiable: gradients reach ``x`` and any geometry vector that is a Dr.Jit array with gradients
+        enabled (see :meth:`drct.ProjectionGeometry.with_drjit_vectors` and :meth:`~drct.ProjectionGeometry.perturb`).
+        """
+        out = self.types.Tensor(apply(ForwardOp, self._engine, x.array), self.range_shape)
         dr.eval(out)
         return out
 
     def adjoint_tensor(self, y: Any) -> Any:
-        """``A.T y`` for a Dr.Jit tensor ``y`` of the operator's type and ``pg.shape``; returns a tensor."""
-        t, grid = self.types, self._grid
-        size = 1
-        for n in grid.padded:
-            size *= n
-        target = dr.zeros(t.Float, size)
-        march.backproject(grid, t, self._segments(), y.array, target)
-        out = t.Tensor(crop(target, grid.shape, grid.degree, t), self.domain_shape)
+        """``A.T y`` for a Dr.Jit tensor ``y`` of the operator's type and ``pg.shape``; returns a tensor.
+
+        Differentiable w.r.t. ``y`` (both modes) and the geometry vectors (reverse mode).
+        """
+        out = self.types.Tensor(apply(AdjointOp, self._engine, y.array), self.domain_shape)
         dr.eval(out)
         return out
 

@@ -53,6 +53,22 @@ def bspline_segments(degree: int, s: T) -> list[T]:
     raise ValueError(f"B-spline degree must be 0..3, got {degree}")
 
 
+def bspline_segment_slopes(degree: int, s: T) -> list[T]:
+    """Derivatives w.r.t. ``s`` of :func:`bspline_segments` (same order, same array types)."""
+    x: Any = s
+    if degree == 0:
+        return [x * 0]
+    if degree == 1:
+        return [x * 0 - 1, x * 0 + 1]
+    if degree == 2:
+        return [x - 1, 1 - 2 * x, x]
+    if degree == 3:
+        x2 = x * x
+        r = 1 - x
+        return [-0.5 * r * r, 1.5 * x2 - 2 * x, -1.5 * x2 + x + 0.5, 0.5 * x2]
+    raise ValueError(f"B-spline degree must be 0..3, got {degree}")
+
+
 def bspline(degree: int, x: np.ndarray) -> np.ndarray:
     """The centred B-spline ``β_degree(x)`` (support ``|x| < (degree + 1) / 2``), evaluated with numpy."""
     x = np.abs(np.asarray(x, dtype=np.float64))

@@ -16,8 +16,10 @@ Sinograms are shaped ``(views, rows, cols)`` in 3D, ``(views, cols)`` in 2D, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
+import drjit as dr
 import numpy as np
 
 from ._checks import finite_rows
@@ -27,6 +29,24 @@ BEAMS = ("parallel", "cone")
 
 def _cross2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+
+
+def is_drjit(value: Any) -> bool:
+    """True for Dr.Jit arrays (geometry vectors that may carry gradients)."""
+    return bool(dr.is_array_v(value))
+
+
+def host_rows(value: Any) -> Any:
+    """``(n, ndim)`` numpy rows of a Dr.Jit vector array (components x, y[, z]); anything else unchanged."""
+    if not is_drjit(value):
+        return value
+    if dr.size_v(value) not in (2, 3) or not dr.is_float_v(value):
+        raise TypeError(
+            f"geometry vectors given as Dr.Jit arrays must be Array2f64/Array3f64 (or float32), got {type(value).__name__}"
+        )
+    columns = [np.asarray(dr.detach(c).numpy(), dtype=np.float64).reshape(-1) for c in value]
+    size = max(c.size for c in columns)
+    return np.stack([np.broadcast_to(c, (size,)) for c in columns], axis=1)
 
 
 def _fixed(arr: np.ndarray) -> np.ndarray:
@@ -72,14 +92,14 @@ class ProjectionGeometry:
         if len(self.det_shape) not in (1, 2) or any(int(n) < 1 for n in self.det_shape):
             raise ValueError(f"det_shape must be (cols,) or (rows, cols) of positive ints, got {self.det_shape!r}")
         dim = len(self.det_shape) + 1
-        src = finite_rows(self.src, dim, "src" if self.beam == "cone" else "ray direction (src)")
+        src = finite_rows(host_rows(self.src), dim, "src" if self.beam == "cone" else "ray direction (src)")
         views = src.shape[0]
-        det = finite_rows(self.det, dim, "det", views)
-        det_u = finite_rows(self.det_u, dim, "det_u", views)
+        det = finite_rows(host_rows(self.det), dim, "det", views)
+        det_u = finite_rows(host_rows(self.det_u), dim, "det_u", views)
         if dim == 3:
             if self.det_v is None:
                 raise ValueError("det_v is required for a 3D geometry (det_shape has 2 entries)")
-            det_v = finite_rows(self.det_v, 3, "det_v", views)
+            det_v = finite_rows(host_rows(self.det_v), 3, "det_v", views)
         elif self.det_v is not None:
             raise ValueError("det_v must be None for a 2D geometry (det_shape has 1 entry)")
         else:
@@ -87,10 +107,9 @@ class ProjectionGeometry:
         if self.curved and self.beam != "cone":
             raise ValueError("curved=True needs beam='cone': a curved detector is centred on a source")
         self._check_degenerate(src, det, det_u, det_v)
-        object.__setattr__(self, "src", _fixed(src))
-        object.__setattr__(self, "det", _fixed(det))
-        object.__setattr__(self, "det_u", _fixed(det_u))
-        object.__setattr__(self, "det_v", None if det_v is None else _fixed(det_v))
+        for name, value in (("src", src), ("det", det), ("det_u", det_u), ("det_v", det_v)):
+            if value is not None and not is_drjit(getattr(self, name)):
+                object.__setattr__(self, name, _fixed(value))
         object.__setattr__(self, "det_shape", tuple(int(n) for n in self.det_shape))
         object.__setattr__(self, "curved", bool(self.curved))
 
@@ -134,7 +153,33 @@ class ProjectionGeometry:
 
     @property
     def num_views(self) -> int:
-        return int(self.src.shape[0])
+        return int(host_rows(self.src).shape[0]) if is_drjit(self.src) else int(self.src.shape[0])
+
+    @property
+    def differentiable(self) -> bool:
+        """True when some vector array is a Dr.Jit array (see :meth:`with_drjit_vectors`)."""
+        return any(is_drjit(v) for v in (self.src, self.det, self.det_u, self.det_v))
+
+    def with_drjit_vectors(self, backend: str | None = None) -> ProjectionGeometry:
+        """A copy whose ``src``, ``det``, ``det_u``, ``det_v`` are Dr.Jit ``Array{2,3}f64`` arrays (one entry per
+        view), ready for ``dr.enable_grad(pg.det)`` and friends.
+
+        Example:
+            >>> import numpy as np, drjit as dr, drct as ct
+            >>> pg = ct.fan(np.linspace(0, np.pi, 4), 16, 1.0, 50.0, 100.0).with_drjit_vectors()
+            >>> dr.enable_grad(pg.det)
+            >>> type(pg.det).__name__
+            'Array2f64'
+        """
+        from ..backend import drjit_module
+
+        mod = drjit_module(backend)
+        vec = mod.Array2f64 if self.ndim == 2 else mod.Array3f64
+        arrays = {
+            name: None if value is None else vec(*[np.ascontiguousarray(c) for c in np.asarray(host_rows(value)).T])
+            for name, value in (("src", self.src), ("det", self.det), ("det_u", self.det_u), ("det_v", self.det_v))
+        }
+        return replace(self, **arrays)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -148,7 +193,7 @@ class ProjectionGeometry:
     def to_vectors(self) -> np.ndarray:
         """ASTRA-style vector rows: ``(views, 12)`` = src, det, u, v in 3D; ``(views, 6)`` = src, det, u in 2D."""
         parts = [self.src, self.det, self.det_u] + ([] if self.det_v is None else [self.det_v])
-        return np.concatenate(parts, axis=1)
+        return np.concatenate([np.asarray(host_rows(p), dtype=np.float64) for p in parts], axis=1)
 
     def __repr__(self) -> str:
         kind = ("fan" if self.ndim == 2 else "cone") if self.beam == "cone" else "parallel"
@@ -175,21 +220,40 @@ class RayGeometry:
     directions: np.ndarray
 
     def __post_init__(self) -> None:
-        origins = np.asarray(self.origins)
+        origins = np.asarray(host_rows(self.origins))
         dim = origins.shape[-1] if origins.ndim in (1, 2) else -1
         if dim not in (2, 3):
             raise ValueError(f"origins must have shape (n, 2) or (n, 3), got {origins.shape}")
         origins = finite_rows(origins, dim, "origins")
-        directions = finite_rows(self.directions, dim, "directions", origins.shape[0])
+        directions = finite_rows(host_rows(self.directions), dim, "directions", origins.shape[0])
         length = np.linalg.norm(directions, axis=1, keepdims=True)
         if np.any(length == 0):
             raise ValueError(f"directions must be non-zero, but row {int(np.argmax(length == 0))} is zero")
-        object.__setattr__(self, "origins", _fixed(origins))
-        object.__setattr__(self, "directions", _fixed(directions / length))
+        if not is_drjit(self.origins):
+            object.__setattr__(self, "origins", _fixed(origins))
+        if not is_drjit(self.directions):  # Dr.Jit directions are normalised where the rays are made
+            object.__setattr__(self, "directions", _fixed(directions / length))
 
     @property
     def ndim(self) -> int:
-        return int(self.origins.shape[1])
+        return int(np.asarray(host_rows(self.origins)).shape[1])
+
+    @property
+    def differentiable(self) -> bool:
+        return is_drjit(self.origins) or is_drjit(self.directions)
+
+    def with_drjit_vectors(self, backend: str | None = None) -> RayGeometry:
+        """A copy whose ``origins`` and ``directions`` are Dr.Jit ``Array{2,3}f64`` arrays (see
+        :meth:`ProjectionGeometry.with_drjit_vectors`)."""
+        from ..backend import drjit_module
+
+        mod = drjit_module(backend)
+        vec = mod.Array2f64 if self.ndim == 2 else mod.Array3f64
+        return replace(
+            self,
+            origins=vec(*[np.ascontiguousarray(c) for c in np.asarray(host_rows(self.origins)).T]),
+            directions=vec(*[np.ascontiguousarray(c) for c in np.asarray(host_rows(self.directions)).T]),
+        )
 
     @property
     def num_views(self) -> int:
@@ -197,15 +261,17 @@ class RayGeometry:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (int(self.origins.shape[0]),)
+        return (self.num_rays,)
 
     @property
     def num_rays(self) -> int:
-        return int(self.origins.shape[0])
+        return int(np.asarray(host_rows(self.origins)).shape[0])
 
     def to_vectors(self) -> np.ndarray:
         """``(rays, 2 * ndim)`` rows: origin, unit direction."""
-        return np.concatenate([self.origins, self.directions], axis=1)
+        directions = np.asarray(host_rows(self.directions), dtype=np.float64)
+        directions = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+        return np.concatenate([np.asarray(host_rows(self.origins), dtype=np.float64), directions], axis=1)
 
     def __repr__(self) -> str:
         return f"RayGeometry({self.ndim}D, {self.num_rays} rays)"

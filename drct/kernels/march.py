@@ -1,12 +1,16 @@
 """The exact line integral of a B-spline volume: a DDA over the knot grid with Gauss–Legendre quadrature.
 
-Coordinates: ``w = (p - first_center) / h + (n + 1) / 2`` per axis, for a volume of degree ``n``. In ``w`` the
-support of the continuous volume is the box ``[0, N + n]`` and cell ``k = floor(w)`` of the knot grid is touched
-by the coefficients ``k .. k + n`` of the array zero-padded by ``n`` on every side. Inside a cell the volume is a
-polynomial of degree ``n`` per axis, so ``ceil((ndim * n + 1) / 2)`` Gauss–Legendre nodes integrate it exactly.
+Coordinates: for a volume of degree ``n`` padded by ``P = max(n, 1)`` zeros on every side, a point ``p`` (mm)
+has knot coordinates ``w = (p - first_center) / h + shift`` with ``shift = (n + 1) / 2`` (``1.5`` for the box).
+In ``w`` the cells ``k = floor(w)`` of the knot grid fill the box ``[0, cells]`` (``cells = N + n``, or ``N + 2``
+for the box, whose outer cells hold the zero padding) and cell ``k`` is touched by the padded coefficients
+``k .. k + n``. Inside a cell the volume is a polynomial of degree ``n`` per axis, so
+``ceil((ndim * n + 1) / 2)`` Gauss–Legendre nodes integrate it — and ``t`` times its gradient — exactly.
 
-The forward projection gathers the ``(n + 1)^ndim`` coefficients of each cell once and weights them; the
-adjoint scatters the same weights times the ray's value, so it is the exact transpose.
+One march serves every operator: the forward projection gathers each cell's ``(n + 1)^ndim`` coefficients once
+and weights them; the adjoint scatters the same weights times the ray's value (so it is the exact transpose);
+the ray derivatives integrate the gradient of the volume along the ray (plus, for the box basis, the jumps at
+cell faces) to give ``dy/do`` and ``dy/dd`` for the ray origin ``o`` and direction ``d``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import drjit as dr
 
 from ..backend import Types
 from ..geometry.volume import VolumeGeometry
-from ..volume import bspline_segments, gauss_legendre_01, quadrature_order
+from ..volume import bspline_segment_slopes, bspline_segments, gauss_legendre_01, quadrature_order
 from .rays import Rays, Vec
 
 
@@ -43,12 +47,29 @@ class KnotGrid:
         return len(self.shape)
 
     @property
+    def pad(self) -> int:
+        """Zeros added on each side: ``n``, or 1 for the box so that rays enter it across a face."""
+        return max(self.degree, 1)
+
+    @property
+    def shift(self) -> float:
+        """``w - (p - first_center) / h``."""
+        return self.pad - self.degree // 2 + (0.5 if self.degree % 2 == 0 else 0.0)
+
+    @property
     def cells(self) -> tuple[int, ...]:
-        return tuple(n + self.degree for n in self.shape)
+        return tuple(n + 2 * self.pad - self.degree for n in self.shape)
 
     @property
     def padded(self) -> tuple[int, ...]:
-        return tuple(n + 2 * self.degree for n in self.shape)
+        return tuple(n + 2 * self.pad for n in self.shape)
+
+    @property
+    def padded_size(self) -> int:
+        size = 1
+        for n in self.padded:
+            size *= n
+        return size
 
     @property
     def strides(self) -> tuple[int, ...]:
@@ -67,83 +88,134 @@ class KnotGrid:
 
 @dataclass
 class Segments:
-    """Rays clipped to the support box, in knot-grid units: ``w(t) = entry + t * direction``, ``0 <= t <= length``."""
+    """Rays clipped to the support box, in knot-grid units: ``w(t) = entry + t * direction``, ``0 <= t <= length``.
+
+    ``t_enter`` is where the clipped ray starts on the original ray (mm, float64); ``starts_at_t_min`` /
+    ``ends_at_t_max`` tell whether the ray's own range (not the box) cut it there.
+    """
 
     entry: Vec
     direction: Vec
     length: Any
+    t_enter: Any
+    starts_at_t_min: Any
+    ends_at_t_max: Any
 
 
 def clip_rays(rays: Rays, grid: KnotGrid, first_center: Vec, spacing: Vec, t: Types) -> Segments:
     """Clip rays (float64, mm) to the support of the volume; misses get length 0. Returns ``t.Float`` arrays."""
-    shift = (grid.degree + 1) / 2
-    origin = [(o - c) / h + shift for o, c, h in zip(rays.origin, first_center, spacing, strict=True)]
+    origin = [(o - c) / h + grid.shift for o, c, h in zip(rays.origin, first_center, spacing, strict=True)]
     direction = [d / h for d, h in zip(rays.direction, spacing, strict=True)]
-    t0, t1 = rays.t_min, rays.t_max
+    near_box, far_box = -dr.inf, dr.inf
     for o, d, hi in zip(origin, direction, grid.cells, strict=True):
         parallel = d == 0
         inside = (o >= 0) & (o <= hi)
         ta = -o / d
         tb = (hi - o) / d
-        near = dr.select(parallel, dr.select(inside, -dr.inf, dr.inf), dr.minimum(ta, tb))
-        far = dr.select(parallel, dr.select(inside, dr.inf, -dr.inf), dr.maximum(ta, tb))
-        t0 = dr.maximum(t0, near)
-        t1 = dr.minimum(t1, far)
+        near_box = dr.maximum(near_box, dr.select(parallel, dr.select(inside, -dr.inf, dr.inf), dr.minimum(ta, tb)))
+        far_box = dr.minimum(far_box, dr.select(parallel, dr.select(inside, dr.inf, -dr.inf), dr.maximum(ta, tb)))
+    t0 = dr.maximum(rays.t_min, near_box)
+    t1 = dr.minimum(rays.t_max, far_box)
     hit = t0 < t1
     t0 = dr.select(hit, t0, 0.0)
     entry = [t.Float(dr.select(hit, o + t0 * d, 0.0)) for o, d in zip(origin, direction, strict=True)]
-    return Segments(entry, [t.Float(d) for d in direction], t.Float(dr.select(hit, t1 - t0, 0.0)))
+    return Segments(
+        entry,
+        [t.Float(d) for d in direction],
+        t.Float(dr.select(hit, t1 - t0, 0.0)),
+        t0,
+        hit & (rays.t_min >= near_box),
+        hit & (rays.t_max <= far_box),
+    )
 
 
-def cell_weights(grid: KnotGrid, local: Vec, step: Vec, seg: Any) -> list[Any]:
-    """Exact integrals over one segment of each cell coefficient's basis function.
+@dataclass
+class Cell:
+    """One segment of one ray inside one knot cell, as seen by a :func:`march` visitor."""
 
-    ``local`` is the in-cell position at the segment start, ``step`` the change of it per mm, ``seg`` the
-    segment length in mm. Returned in the order of :attr:`KnotGrid.offsets`.
-    """
+    base: Any  # flat padded index of the cell's first coefficient
+    local: Vec  # in-cell position at the segment start
+    direction: Vec  # change of ``local`` per mm
+    length: Any  # segment length, mm
+    start: Any  # distance from the clipped ray's start to the segment start, mm
+    entered: list[Any]  # per axis: did the ray cross a face of that axis to enter this cell
+
+
+def cell_weights(grid: KnotGrid, cell: Cell) -> list[Any]:
+    """Exact integrals over the segment of each cell coefficient's basis function (order of ``grid.offsets``)."""
     n = grid.degree
     if n == 0:
-        return [seg]
+        return [cell.length]
     total: list[Any] = [0.0] * (n + 1) ** grid.ndim
     for xi, omega in zip(grid.nodes, grid.weights, strict=True):
-        along = seg * xi
-        per_axis = [bspline_segments(n, s + along * d) for s, d in zip(local, step, strict=True)]
+        along = cell.length * xi
+        per_axis = [bspline_segments(n, s + along * d) for s, d in zip(cell.local, cell.direction, strict=True)]
         # offsets enumerate (j_x, j_y[, j_z]) with j_x slowest: build the products in the same order
         products: list[Any] = [omega]
         for values in per_axis:
             products = [p * v for p in products for v in values]
         total = [a + p for a, p in zip(total, products, strict=True)]
-    return [w * seg for w in total]
+    return [w * cell.length for w in total]
 
 
-def march(
-    grid: KnotGrid,
-    t: Types,
-    segs: Segments,
-    visit: Callable[[Any, Any, list[Any]], Any],
-    acc: Any,
-) -> Any:
-    """Walk every ray through the knot cells it crosses, calling ``visit(acc, base_index, weights)`` per cell.
+def _contract(coeffs: list[Any], per_axis: list[list[Any]]) -> Any:
+    """``Σ_j c_j Π_a b_a[j_a]`` for coefficients in ``grid.offsets`` order (first axis slowest)."""
+    values = coeffs
+    for b in reversed(per_axis):  # contract the fastest axis first
+        width = len(b)
+        values = [
+            sum((v * w for v, w in zip(values[i : i + width], b, strict=True)), start=0.0)
+            for i in range(0, len(values), width)
+        ]
+    return values[0]
 
-    ``base_index`` is the flat index (padded array) of the cell's first coefficient; ``visit`` returns the new
-    accumulator. The loop is symbolic: one kernel, no per-step graph.
+
+def cell_derivatives(grid: KnotGrid, cell: Cell, coeffs: list[Any]) -> tuple[list[Any], list[Any], Any, Any]:
+    """Integrals over the segment of ``∂f/∂w_a`` and ``s ∂f/∂w_a`` (``s`` = distance from the segment start, mm),
+    and the values of ``f`` at the segment's two ends, for the cell coefficients ``coeffs``."""
+    n = grid.degree
+
+    def at(s: list[Any], slope_axis: int | None) -> Any:
+        per_axis = [
+            bspline_segment_slopes(n, x) if a == slope_axis else bspline_segments(n, x) for a, x in enumerate(s)
+        ]
+        return _contract(coeffs, per_axis)
+
+    start = at(cell.local, None)
+    end = at([s + cell.length * d for s, d in zip(cell.local, cell.direction, strict=True)], None)
+    grad = [0.0] * grid.ndim
+    moment = [0.0] * grid.ndim
+    if n > 0:
+        for xi, omega in zip(grid.nodes, grid.weights, strict=True):
+            along = cell.length * xi
+            s = [x + along * d for x, d in zip(cell.local, cell.direction, strict=True)]
+            for a in range(grid.ndim):
+                slope = at(s, a) * (omega * cell.length)
+                grad[a] = grad[a] + slope
+                moment[a] = moment[a] + slope * along
+    return grad, moment, start, end
+
+
+def march(grid: KnotGrid, t: Types, segs: Segments, visit: Callable[[Any, Cell], Any], acc: Any) -> Any:
+    """Walk every ray through the knot cells it crosses, calling ``acc = visit(acc, cell)`` per cell.
+
+    ``acc`` is any Dr.Jit PyTree carried through the loop. The loop is symbolic: one kernel, no per-step graph.
     """
     entry, direction, length = segs.entry, segs.direction, segs.length
-    ndim = grid.ndim
     forward = [d > 0 for d in direction]
     still = [d == 0 for d in direction]
     inv = [dr.select(z, 0.0, dr.rcp(d)) for z, d in zip(still, direction, strict=True)]
     cell0 = [dr.clip(t.Int(dr.floor(e)), 0, c - 1) for e, c in zip(entry, grid.cells, strict=True)]
     step = [dr.select(f, t.Int(1), t.Int(-1)) for f in forward]
-    strides = grid.strides
+    width = dr.width(length)
 
-    def cond(pos: Any, acc: Any, *cell: Any) -> Any:
+    def cond(pos: Any, acc: Any, cell: list[Any], entered: list[Any]) -> Any:
         alive = pos < length
         for k, c in zip(cell, grid.cells, strict=True):
             alive &= (k >= 0) & (k < c)
         return alive
 
-    def body(pos: Any, acc: Any, *cell: Any) -> tuple[Any, ...]:
+    def body(pos: Any, acc: Any, cell: list[Any], entered: list[Any]) -> tuple[Any, ...]:
         cell_f = [t.Float(k) for k in cell]
         crossing = [
             dr.select(z, dr.inf, (kf + dr.select(f, 1.0, 0.0) - e) * i)
@@ -152,28 +224,36 @@ def march(
         end = length
         for c in crossing:
             end = dr.minimum(end, c)
-        seg = dr.maximum(end - pos, 0.0)
-        local = [e - kf + pos * d for e, kf, d in zip(entry, cell_f, direction, strict=True)]
-        weights = cell_weights(grid, local, direction, seg)
-        base = cell[0] * strides[0]
-        for a in range(1, ndim):
-            base = base + cell[a] * strides[a]
-        acc = visit(acc, t.UInt(base), weights)
-        moved = tuple(k + dr.select(c <= end, s, 0) for k, c, s in zip(cell, crossing, step, strict=True))
-        return (end, acc, *moved)
+        base = cell[0] * grid.strides[0]
+        for k, stride in zip(cell[1:], grid.strides[1:], strict=True):
+            base = base + k * stride
+        current = Cell(
+            base=t.UInt(base),
+            local=[e - kf + pos * d for e, kf, d in zip(entry, cell_f, direction, strict=True)],
+            direction=direction,
+            length=dr.maximum(end - pos, 0.0),
+            start=pos,
+            entered=entered,
+        )
+        acc = visit(acc, current)
+        crossed = [c <= end for c in crossing]
+        moved = [k + dr.select(x, s, 0) for k, x, s in zip(cell, crossed, step, strict=True)]
+        return end, acc, moved, crossed
 
-    state = (dr.zeros(t.Float, dr.width(length)), acc, *cell0)
-    out = dr.while_loop(state, cond, body, label="drct_march")
-    return out[1]
+    state = (dr.zeros(t.Float, width), acc, cell0, [dr.zeros(t.Bool, width) for _ in cell0])
+    return dr.while_loop(state, cond, body, label="drct_march")[1]
+
+
+def _gather_cell(grid: KnotGrid, t: Types, coeffs: Any, base: Any) -> list[Any]:
+    return [dr.gather(t.Float, coeffs, base + off) for off in grid.offsets]
 
 
 def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
     """Line integrals of the padded coefficient array ``coeffs`` (flat, ``t.Float``) along ``segs``."""
-    offsets = grid.offsets
 
-    def gather_weighted(acc: Any, base: Any, weights: list[Any]) -> Any:
-        for off, w in zip(offsets, weights, strict=True):
-            acc = dr.fma(dr.gather(t.Float, coeffs, base + off), w, acc)
+    def gather_weighted(acc: Any, cell: Cell) -> Any:
+        for c, w in zip(_gather_cell(grid, t, coeffs, cell.base), cell_weights(grid, cell), strict=True):
+            acc = dr.fma(c, w, acc)
         return acc
 
     return march(grid, t, segs, gather_weighted, dr.zeros(t.Float, dr.width(segs.length)))
@@ -181,11 +261,55 @@ def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
 
 def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: Any) -> None:
     """Add the transpose of :func:`project` applied to ``values`` (one per ray) into ``target`` (padded, flat)."""
-    offsets = grid.offsets
 
-    def scatter_weighted(acc: Any, base: Any, weights: list[Any]) -> Any:
-        for off, w in zip(offsets, weights, strict=True):
-            dr.scatter_add(target, values * w, base + off, mode=dr.ReduceMode.Expand)
+    def scatter_weighted(acc: Any, cell: Cell) -> Any:
+        for off, w in zip(grid.offsets, cell_weights(grid, cell), strict=True):
+            dr.scatter_add(target, values * w, cell.base + off, mode=dr.ReduceMode.Expand)
         return acc
 
     march(grid, t, segs, scatter_weighted, dr.zeros(t.Float, dr.width(segs.length)))
+
+
+@dataclass
+class RayDerivatives:
+    """Per ray, in knot-grid units: ``grad[a] = ∂y/∂o_w[a]``, ``moment[a] = ∂y/∂d_w[a]`` measured from the
+    clipped start (add ``t_enter * grad`` for the true origin), and ``f`` at the clipped start and end."""
+
+    grad: Vec
+    moment: Vec
+    f_start: Any
+    f_end: Any
+
+
+def ray_derivatives(
+    grid: KnotGrid, t: Types, segs: Segments, coeffs: Any, values: Any | None = None, target: Any | None = None
+) -> RayDerivatives:
+    """Derivatives of every ray's integral w.r.t. its origin and direction, for the padded ``coeffs``.
+
+    If ``target`` is given, the same march also adds the adjoint of ``values`` into it (see :func:`backproject`).
+    The box basis (degree 0) is piecewise constant: its derivative is the sum of the jumps at the cell faces the
+    ray crosses (exact wherever the ray does not pass through an edge or corner of the grid).
+    """
+    width = dr.width(segs.length)
+    zero = dr.zeros(t.Float, width)
+    jumps = grid.degree == 0
+
+    def visit(acc: Any, cell: Cell) -> Any:
+        grad, moment, f_start, f_end, previous, first = acc
+        coeffs_here = _gather_cell(grid, t, coeffs, cell.base)
+        if target is not None:
+            for off, w in zip(grid.offsets, cell_weights(grid, cell), strict=True):
+                dr.scatter_add(target, values * w, cell.base + off, mode=dr.ReduceMode.Expand)
+        g, m, start, end = cell_derivatives(grid, cell, coeffs_here)
+        if jumps:  # y jumps by (after - before) at a face t_c = (w_a - o_a) / d_a: dt_c/do_a = -1/d_a
+            for a in range(grid.ndim):
+                g[a] = g[a] + dr.select(cell.entered[a], (coeffs_here[0] - previous) / cell.direction[a], 0.0)
+            previous = coeffs_here[0]
+        grad = [x + y for x, y in zip(grad, g, strict=True)]
+        moment = [x + y + gy * cell.start for x, y, gy in zip(moment, m, g, strict=True)]
+        f_start = dr.select(first, start, f_start)
+        return grad, moment, f_start, end, previous, dr.zeros(t.Bool, width)
+
+    acc = ([zero] * grid.ndim, [zero] * grid.ndim, zero, zero, zero, dr.full(t.Bool, True, width))
+    grad, moment, f_start, f_end, _, _ = march(grid, t, segs, visit, acc)
+    return RayDerivatives(grad, moment, f_start, f_end)

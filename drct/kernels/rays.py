@@ -15,7 +15,7 @@ import drjit as dr
 import numpy as np
 
 from ..backend import Types
-from ..geometry.projection import AnyGeometry, ProjectionGeometry
+from ..geometry.projection import AnyGeometry, ProjectionGeometry, is_drjit
 
 Vec = list[Any]  # one Dr.Jit array per point axis (x, y[, z])
 
@@ -54,7 +54,7 @@ def make_rays(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], start: int, co
     inf = dr.full(t.Float64, dr.inf, count)
     if not isinstance(pg, ProjectionGeometry):
         origin = [dr.gather(t.Float64, c, index) for c in vectors["origins"]]
-        direction = [dr.gather(t.Float64, c, index) for c in vectors["directions"]]
+        direction, _ = _normalize([dr.gather(t.Float64, c, index) for c in vectors["directions"]])
         return Rays(origin, direction, -inf, inf)
 
     cols = pg.det_shape[-1]
@@ -102,15 +102,22 @@ def make_rays(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], start: int, co
     return Rays(src, direction, dr.zeros(t.Float64, count), length)
 
 
+def _vectors(value: Any, t: Types, name: str) -> Vec:
+    """One field of a geometry as per-axis float64 Dr.Jit arrays; Dr.Jit fields keep their AD graph."""
+    if not is_drjit(value):
+        return upload_vectors(np.asarray(value), t)
+    backend = "cuda" if dr.backend_v(value) == dr.JitBackend.CUDA else "llvm"
+    if backend != t.backend:
+        raise ValueError(
+            f"geometry vectors {name!r} live on Dr.Jit's {backend!r} backend but the operator runs on {t.backend!r}; "
+            "build both on the same backend"
+        )
+    if not dr.is_diff_v(value):
+        raise TypeError(f"geometry vectors {name!r} must be differentiable Dr.Jit arrays (drjit.{backend}.ad.*)")
+    return [t.Float64(c) for c in value]
+
+
 def geometry_vectors(pg: AnyGeometry, t: Types) -> dict[str, Vec]:
-    """Upload the per-view vectors of ``pg`` once, for :func:`make_rays`."""
-    if isinstance(pg, ProjectionGeometry):
-        out = {
-            "src": upload_vectors(pg.src, t),
-            "det": upload_vectors(pg.det, t),
-            "det_u": upload_vectors(pg.det_u, t),
-        }
-        if pg.det_v is not None:
-            out["det_v"] = upload_vectors(pg.det_v, t)
-        return out
-    return {"origins": upload_vectors(pg.origins, t), "directions": upload_vectors(pg.directions, t)}
+    """The per-view vectors of ``pg`` as Dr.Jit float64 arrays, for :func:`make_rays`."""
+    names = ("src", "det", "det_u", "det_v") if isinstance(pg, ProjectionGeometry) else ("origins", "directions")
+    return {name: _vectors(getattr(pg, name), t, name) for name in names if getattr(pg, name) is not None}

@@ -1,0 +1,243 @@
+"""The X-ray transform as differentiable Dr.Jit operations.
+
+:class:`Transform` runs the kernels of :mod:`drct.kernels.march` over chunks of rays: forward projection, the
+exact adjoint, and the derivatives of every ray integral w.r.t. the ray, chained to the geometry vectors by
+Dr.Jit's AD one chunk at a time. :class:`ForwardOp` and :class:`AdjointOp` tie them together as ``dr.CustomOp``
+operations, so that reverse mode (VJP) and forward mode (JVP) reach both the volume and every geometry vector
+without an AD graph through the march: memory stays O(volume + sinogram + one chunk of rays).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import drjit as dr
+
+from .backend import Types
+from .geometry.projection import AnyGeometry, ProjectionGeometry
+from .geometry.volume import VolumeGeometry
+from .kernels import march
+from .kernels.padding import crop, pad
+from .kernels.rays import Rays, Vec, geometry_vectors, make_rays
+
+Vectors = dict[str, Vec]
+
+
+def _detached(vectors: Vectors) -> Vectors:
+    return {name: [dr.detach(c) for c in comps] for name, comps in vectors.items()}
+
+
+def _dot(a: Vec, b: Vec) -> Any:
+    return sum((x * y for x, y in zip(a, b, strict=True)), start=0.0)
+
+
+class Transform:
+    """The numerical engine behind :class:`drct.Projector` (one volume grid, one geometry, one basis)."""
+
+    def __init__(self, vg: VolumeGeometry, pg: AnyGeometry, degree: int, t: Types, chunk_rays: int) -> None:
+        self.vg, self.pg, self.t = vg, pg, t
+        self.grid = march.KnotGrid.of(vg, degree)
+        self.chunk_rays = max(1, int(chunk_rays))
+        self._first_center = [dr.opaque(t.Float64, c) for c in vg.first_center]
+        self._spacing = [dr.opaque(t.Float64, h) for h in vg.spacing_xyz]
+        self._fixed_vectors = None if pg.differentiable else geometry_vectors(pg, t)
+
+    # ---- inputs ---------------------------------------------------------------------------------------------
+    def vectors(self) -> Vectors:
+        """The geometry vectors; fresh each call when they are Dr.Jit arrays (so new gradients are seen)."""
+        return self._fixed_vectors if self._fixed_vectors is not None else geometry_vectors(self.pg, self.t)
+
+    def pad(self, x: Any) -> Any:
+        coeffs = pad(x, self.grid.shape, self.grid.pad, self.t)
+        dr.eval(coeffs)
+        return coeffs
+
+    def chunks(self) -> list[tuple[int, int]]:
+        n = self.pg.num_rays
+        return [(s, min(self.chunk_rays, n - s)) for s in range(0, n, self.chunk_rays)]
+
+    def _rays(self, vectors: Vectors, start: int, count: int) -> Rays:
+        return make_rays(self.pg, self.t, vectors, start, count)
+
+    def _segments(self, rays: Rays) -> march.Segments:
+        detached = Rays(
+            [dr.detach(o) for o in rays.origin],
+            [dr.detach(d) for d in rays.direction],
+            dr.detach(rays.t_min),
+            dr.detach(rays.t_max),
+        )
+        return march.clip_rays(detached, self.grid, self._first_center, self._spacing, self.t)
+
+    def _slice(self, values: Any, start: int, count: int) -> Any:
+        if count == dr.width(values):
+            return values
+        return dr.gather(self.t.Float, values, dr.arange(self.t.UInt, start, start + count))
+
+    def _assemble(self, parts: list[Any]) -> Any:
+        if len(parts) == 1:
+            return parts[0]
+        out = dr.zeros(self.t.Float, self.pg.num_rays)
+        for (start, count), part in zip(self.chunks(), parts, strict=True):
+            dr.scatter(out, part, dr.arange(self.t.UInt, start, start + count))
+        return out
+
+    # ---- linear operators -----------------------------------------------------------------------------------
+    def project(self, coeffs: Any, vectors: Vectors) -> Any:
+        """``A x`` (flat, one value per ray) for padded coefficients."""
+        vectors = _detached(vectors)
+        parts = []
+        for start, count in self.chunks():
+            part = march.project(self.grid, self.t, self._segments(self._rays(vectors, start, count)), coeffs)
+            dr.eval(part)
+            parts.append(part)
+        return self._assemble(parts)
+
+    def backproject(self, values: Any, vectors: Vectors) -> Any:
+        """``A.T y`` (flat, unpadded) for one value per ray."""
+        vectors = _detached(vectors)
+        target = dr.zeros(self.t.Float, self.grid.padded_size)
+        for start, count in self.chunks():
+            segs = self._segments(self._rays(vectors, start, count))
+            march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target)
+            dr.eval(target)
+        return crop(target, self.grid.shape, self.grid.pad, self.t)
+
+    # ---- derivatives w.r.t. the rays ------------------------------------------------------------------------
+    def _ray_partials(self, rays: Rays, der: march.RayDerivatives, segs: march.Segments) -> tuple[Vec, Vec, Any]:
+        """``dy/do``, ``dy/dd`` (mm) and ``dy/dt_max`` per ray, float64."""
+        f64 = self.t.Float64
+        grad = [f64(g) / h for g, h in zip(der.grad, self._spacing, strict=True)]
+        moment = [f64(m) / h + segs.t_enter * g for m, h, g in zip(der.moment, self._spacing, grad, strict=True)]
+        d_tmax = dr.select(segs.ends_at_t_max, f64(der.f_end), 0.0)
+        return grad, moment, d_tmax
+
+    def geometry_vjp(self, coeffs: Any, vectors: Vectors, weights: Any, want_volume: bool) -> tuple[Any, Vectors]:
+        """Reverse mode for ray weights ``weights``: ``A.T weights`` (if ``want_volume``) and the gradient of
+        ``<weights, A x>`` w.r.t. every geometry vector, from one march per chunk."""
+        t = self.t
+        target = dr.zeros(t.Float, self.grid.padded_size) if want_volume else None
+        with dr.isolate_grad():
+            local = {name: [t.Float64(dr.detach(c)) for c in comps] for name, comps in vectors.items()}
+            dr.enable_grad(local)
+            for start, count in self.chunks():
+                rays = self._rays(local, start, count)
+                segs = self._segments(rays)
+                w = self._slice(weights, start, count)
+                der = march.ray_derivatives(self.grid, t, segs, coeffs, w, target)
+                d_o, d_d, d_tmax = self._ray_partials(rays, der, segs)
+                w64 = t.Float64(w)
+                seed = _dot(rays.origin, [w64 * g for g in d_o]) + _dot(rays.direction, [w64 * g for g in d_d])
+                if isinstance(self.pg, ProjectionGeometry) and self.pg.beam == "cone":
+                    seed = seed + rays.t_max * (w64 * d_tmax)
+                dr.backward_from(seed)
+                if target is not None:
+                    dr.eval(target)
+            grads = {name: [dr.grad(c) for c in comps] for name, comps in local.items()}
+        volume = crop(target, self.grid.shape, self.grid.pad, t) if target is not None else None
+        return volume, grads
+
+    def geometry_jvp(self, coeffs: Any, vectors: Vectors, tangents: Vectors) -> Any:
+        """Forward mode: the change of every ray integral (one value per ray) for geometry tangents."""
+        t = self.t
+        parts = []
+        with dr.isolate_grad():
+            local = {name: [t.Float64(dr.detach(c)) for c in comps] for name, comps in vectors.items()}
+            dr.enable_grad(local)
+            for name, comps in local.items():
+                for c, dc in zip(comps, tangents[name], strict=True):
+                    dr.set_grad(c, t.Float64(dc))
+            for start, count in self.chunks():
+                rays = self._rays(local, start, count)
+                segs = self._segments(rays)
+                der = march.ray_derivatives(self.grid, t, segs, coeffs)
+                d_o, d_d, d_tmax = self._ray_partials(rays, der, segs)
+                cone = isinstance(self.pg, ProjectionGeometry) and self.pg.beam == "cone"
+                outputs = [*rays.origin, *rays.direction] + ([rays.t_max] if cone else [])
+                dr.forward_to(*outputs)
+                change = _dot([dr.grad(o) for o in rays.origin], d_o) + _dot([dr.grad(d) for d in rays.direction], d_d)
+                if cone:
+                    change = change + dr.grad(rays.t_max) * d_tmax
+                part = t.Float(change)
+                dr.eval(part)
+                parts.append(part)
+        return self._assemble(parts)
+
+
+def _zero_like(vectors: Vectors) -> Vectors:
+    return {name: [dr.zeros(type(c), dr.width(c)) for c in comps] for name, comps in vectors.items()}
+
+
+def _has_grad(tree: Any) -> bool:
+    return bool(dr.grad_enabled(tree))
+
+
+class ForwardOp(dr.CustomOp):
+    """``y = A x`` with derivatives w.r.t. ``x`` and the geometry vectors (reverse and forward mode)."""
+
+    def eval(self, engine: Transform, x: Any, vectors: Vectors, need: tuple[bool, bool]) -> Any:
+        self.engine, self.vectors, self.need = engine, vectors, need
+        self.coeffs = engine.pad(x)
+        return engine.project(self.coeffs, vectors)
+
+    def backward(self) -> None:
+        want_volume, want_geometry = self.need
+        g = self.grad_out()
+        if want_geometry:
+            volume, grads = self.engine.geometry_vjp(self.coeffs, self.vectors, g, want_volume)
+            self.set_grad_in("vectors", grads)
+        else:
+            volume = self.engine.backproject(g, self.vectors)
+        if want_volume:
+            self.set_grad_in("x", volume)
+
+    def forward(self) -> None:
+        want_volume, want_geometry = self.need
+        out = 0.0
+        if want_volume:
+            out = self.engine.project(self.engine.pad(self.grad_in("x")), self.vectors)
+        if want_geometry:
+            out = out + self.engine.geometry_jvp(self.coeffs, self.vectors, self.grad_in("vectors"))
+        self.set_grad_out(out)
+
+    def name(self) -> str:
+        return "drct.A"
+
+
+class AdjointOp(dr.CustomOp):
+    """``x = A.T y`` with derivatives w.r.t. ``y`` (both modes) and w.r.t. the geometry (reverse mode)."""
+
+    def eval(self, engine: Transform, y: Any, vectors: Vectors, need: tuple[bool, bool]) -> Any:
+        self.engine, self.y, self.vectors, self.need = engine, y, vectors, need
+        return engine.backproject(y, vectors)
+
+    def backward(self) -> None:
+        want_values, want_geometry = self.need
+        grad_x = self.engine.pad(self.grad_out())
+        if want_values:
+            self.set_grad_in("y", self.engine.project(grad_x, self.vectors))
+        if want_geometry:  # d<grad_x, A.T y> = d<y, A grad_x>
+            _, grads = self.engine.geometry_vjp(grad_x, self.vectors, self.y, want_volume=False)
+            self.set_grad_in("vectors", grads)
+
+    def forward(self) -> None:
+        want_values, want_geometry = self.need
+        if want_geometry:
+            raise NotImplementedError(
+                "forward-mode derivatives of A.T w.r.t. the geometry are not implemented; use reverse mode "
+                "(dr.backward) or differentiate A instead"
+            )
+        self.set_grad_out(self.engine.backproject(self.grad_in("y"), self.vectors))
+
+    def name(self) -> str:
+        return "drct.A.T"
+
+
+def apply(op: type[dr.CustomOp], engine: Transform, values: Any) -> Any:
+    """Run ``op`` on flat ``values`` through ``dr.custom`` when anything needs derivatives, else directly."""
+    vectors = engine.vectors()
+    need = (_has_grad(values), _has_grad(vectors))
+    if not any(need):
+        if op is ForwardOp:
+            return engine.project(engine.pad(values), vectors)
+        return engine.backproject(values, vectors)
+    return dr.custom(op, engine, values, vectors, need)

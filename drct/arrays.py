@@ -7,7 +7,7 @@ from typing import Any
 import drjit as dr
 import numpy as np
 
-from .backend import Types
+from .backend import Types, upload
 
 KINDS = ("numpy", "torch", "drjit")
 
@@ -50,7 +50,7 @@ def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x") -> tupl
     if kind == "numpy":
         if not np.issubdtype(x.dtype, np.floating):
             raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {x.dtype}")
-        return t.Tensor(np.ascontiguousarray(x, dtype=t.np_dtype)), kind
+        return t.Tensor(upload(t.Float, np.asarray(x, dtype=t.np_dtype).reshape(-1)), shape), kind
     if dtype != t.dtype:
         raise TypeError(f"{name} has dtype {dtype}, but this operator computes in {t.dtype}; convert it first")
     if kind == "torch":

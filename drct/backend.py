@@ -195,3 +195,14 @@ def types(dtype: str = "float32", backend: str | None = None) -> Types:
         Bool=mod.Bool,
         Tensor=mod.TensorXf if f32 else mod.TensorXf64,
     )
+
+
+def upload(cls: Any, values: Any) -> Any:
+    """``values`` (numpy) as an evaluated Dr.Jit array in Dr.Jit-owned memory.
+
+    Arrays imported from numpy are marked unaligned, and kernels mixing them with Dr.Jit's own arrays are
+    compiled once per mix; copying them in keeps one kernel per operator and a warm kernel cache.
+    """
+    out = cls(np.ascontiguousarray(values)) * dr.opaque(cls, 1)
+    dr.eval(out)
+    return out

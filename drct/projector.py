@@ -29,7 +29,8 @@ class Projector:
             ``"bspline3"``.
         dtype: ``"float32"`` (default) or ``"float64"``.
         backend: ``"llvm"`` or ``"cuda"``; default the active backend (:func:`drct.set_backend`).
-        chunk_rays: rays per kernel launch; bounds the memory of gradients and huge scans.
+        chunk_rays: rays per launch of the derivative kernels (16 times more for ``A`` and ``A.T``); bounds the
+            memory of gradients and of huge scans.
 
     Example:
         >>> import numpy as np, drct as ct
@@ -48,7 +49,7 @@ class Projector:
         basis: str = "linear",
         dtype: Any = "float32",
         backend: str | None = None,
-        chunk_rays: int = 1 << 22,
+        chunk_rays: int = 1 << 20,
     ) -> None:
         if not isinstance(vg, VolumeGeometry):
             raise TypeError(f"vg must be a drct.VolumeGeometry, got {type(vg).__name__}")

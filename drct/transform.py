@@ -18,7 +18,7 @@ from .geometry.projection import AnyGeometry, ProjectionGeometry
 from .geometry.volume import VolumeGeometry
 from .kernels import march
 from .kernels.padding import crop, pad
-from .kernels.rays import Rays, Vec, geometry_vectors, make_rays
+from .kernels.rays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 
 Vectors = dict[str, Vec]
 
@@ -52,9 +52,11 @@ class Transform:
         dr.eval(coeffs)
         return coeffs
 
-    def chunks(self) -> list[tuple[int, int]]:
-        n = self.pg.num_rays
-        return [(s, min(self.chunk_rays, n - s)) for s in range(0, n, self.chunk_rays)]
+    def chunks(self, linear: bool = False) -> list[tuple[int, int]]:
+        """Ray ranges per launch: ``chunk_rays`` for derivative passes (which keep per-ray AD state), 16 times
+        more for the linear operators (which keep one value per ray)."""
+        n, size = self.pg.num_rays, self.chunk_rays * (16 if linear else 1)
+        return [(s, min(size, n - s)) for s in range(0, n, size)]
 
     def _rays(self, vectors: Vectors, start: int, count: int) -> Rays:
         return make_rays(self.pg, self.t, vectors, start, count)
@@ -73,11 +75,11 @@ class Transform:
             return values
         return dr.gather(self.t.Float, values, dr.arange(self.t.UInt, start, start + count))
 
-    def _assemble(self, parts: list[Any]) -> Any:
+    def _assemble(self, parts: list[Any], linear: bool) -> Any:
         if len(parts) == 1:
             return parts[0]
         out = dr.zeros(self.t.Float, self.pg.num_rays)
-        for (start, count), part in zip(self.chunks(), parts, strict=True):
+        for (start, count), part in zip(self.chunks(linear), parts, strict=True):
             dr.scatter(out, part, dr.arange(self.t.UInt, start, start + count))
         return out
 
@@ -86,24 +88,24 @@ class Transform:
         """``A x`` (flat, one value per ray) for padded coefficients."""
         vectors = _detached(vectors)
         parts = []
-        for start, count in self.chunks():
+        for start, count in self.chunks(linear=True):
             part = march.project(self.grid, self.t, self._segments(self._rays(vectors, start, count)), coeffs)
             dr.eval(part)
             parts.append(part)
-        return self._assemble(parts)
+        return self._assemble(parts, linear=True)
 
     def backproject(self, values: Any, vectors: Vectors) -> Any:
         """``A.T y`` (flat, unpadded) for one value per ray."""
         vectors = _detached(vectors)
         target = dr.zeros(self.t.Float, self.grid.padded_size)
-        for start, count in self.chunks():
+        for start, count in self.chunks(linear=True):
             segs = self._segments(self._rays(vectors, start, count))
             march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target)
             dr.eval(target)
         return crop(target, self.grid.shape, self.grid.pad, self.t)
 
     # ---- derivatives w.r.t. the rays ------------------------------------------------------------------------
-    def _ray_partials(self, rays: Rays, der: march.RayDerivatives, segs: march.Segments) -> tuple[Vec, Vec, Any]:
+    def _ray_partials(self, der: march.RayDerivatives, segs: march.Segments) -> tuple[Vec, Vec, Any]:
         """``dy/do``, ``dy/dd`` (mm) and ``dy/dt_max`` per ray, float64."""
         f64 = self.t.Float64
         grad = [f64(g) / h for g, h in zip(der.grad, self._spacing, strict=True)]
@@ -111,60 +113,68 @@ class Transform:
         d_tmax = dr.select(segs.ends_at_t_max, f64(der.f_end), 0.0)
         return grad, moment, d_tmax
 
+    def _ray_vector_gradients(
+        self, coeffs: Any, vectors: Vectors, start: int, count: int, weights: Any = None, target: Any = None
+    ) -> tuple[Any, Vectors]:
+        """For rays ``start .. start + count``: the index of each ray's vector set, and the gradient of the ray's
+        integral (times its weight, if given) w.r.t. that set, per ray. Adds ``A.T weights`` into ``target``.
+
+        The vectors are gathered to one copy per ray before differentiating, so the AD pass is elementwise (no
+        scatters, nothing evaluated until the caller combines the result).
+        """
+        t = self.t
+        views = ray_views(self.pg, t, start, count)
+        with dr.isolate_grad():
+            leaves = per_ray(vectors, t, views)
+            dr.enable_grad(leaves)
+            rays = rays_from(self.pg, t, leaves, start, count)
+            segs = self._segments(rays)
+            der = march.ray_derivatives(self.grid, t, segs, coeffs, weights, target)
+            d_o, d_d, d_tmax = self._ray_partials(der, segs)
+            if weights is not None:
+                w = t.Float64(weights)
+                d_o, d_d, d_tmax = [w * g for g in d_o], [w * g for g in d_d], w * d_tmax
+            seed = _dot(rays.origin, d_o) + _dot(rays.direction, d_d)
+            if isinstance(self.pg, ProjectionGeometry) and self.pg.beam == "cone":
+                seed = seed + rays.t_max * d_tmax
+            dr.backward_from(seed)
+            grads = {name: [dr.grad(c) for c in comps] for name, comps in leaves.items()}
+        return views, grads
+
     def geometry_vjp(self, coeffs: Any, vectors: Vectors, weights: Any, want_volume: bool) -> tuple[Any, Vectors]:
         """Reverse mode for ray weights ``weights``: ``A.T weights`` (if ``want_volume``) and the gradient of
         ``<weights, A x>`` w.r.t. every geometry vector, from one march per chunk."""
         t = self.t
+        vectors = _detached(vectors)
         target = dr.zeros(t.Float, self.grid.padded_size) if want_volume else None
-        with dr.isolate_grad():
-            local = {name: [t.Float64(dr.detach(c)) for c in comps] for name, comps in vectors.items()}
-            dr.enable_grad(local)
-            for start, count in self.chunks():
-                rays = self._rays(local, start, count)
-                segs = self._segments(rays)
-                w = self._slice(weights, start, count)
-                der = march.ray_derivatives(self.grid, t, segs, coeffs, w, target)
-                d_o, d_d, d_tmax = self._ray_partials(rays, der, segs)
-                w64 = t.Float64(w)
-                seed = _dot(rays.origin, [w64 * g for g in d_o]) + _dot(rays.direction, [w64 * g for g in d_d])
-                if isinstance(self.pg, ProjectionGeometry) and self.pg.beam == "cone":
-                    seed = seed + rays.t_max * (w64 * d_tmax)
-                dr.backward_from(seed)
-                if target is not None:
-                    dr.eval(target)
-            grads = {name: [dr.grad(c) for c in comps] for name, comps in local.items()}
+        out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
+        for start, count in self.chunks():
+            w = self._slice(weights, start, count)
+            views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, w, target)
+            for name, comps in grads.items():
+                for acc, g in zip(out[name], comps, strict=True):
+                    dr.scatter_add(acc, g, views)
+            dr.eval(out, target)
         volume = crop(target, self.grid.shape, self.grid.pad, t) if target is not None else None
-        return volume, grads
+        return volume, out
 
     def geometry_jvp(self, coeffs: Any, vectors: Vectors, tangents: Vectors) -> Any:
         """Forward mode: the change of every ray integral (one value per ray) for geometry tangents."""
         t = self.t
+        vectors = _detached(vectors)
+        tangents = {name: [t.Float64(c) for c in tangents[name]] for name in vectors}
+        dr.eval(tangents)
         parts = []
-        with dr.isolate_grad():
-            local = {name: [t.Float64(dr.detach(c)) for c in comps] for name, comps in vectors.items()}
-            dr.enable_grad(local)
-            for name, comps in local.items():
-                for c, dc in zip(comps, tangents[name], strict=True):
-                    dr.set_grad(c, t.Float64(dc))
-            for start, count in self.chunks():
-                rays = self._rays(local, start, count)
-                segs = self._segments(rays)
-                der = march.ray_derivatives(self.grid, t, segs, coeffs)
-                d_o, d_d, d_tmax = self._ray_partials(rays, der, segs)
-                cone = isinstance(self.pg, ProjectionGeometry) and self.pg.beam == "cone"
-                outputs = [*rays.origin, *rays.direction] + ([rays.t_max] if cone else [])
-                dr.forward_to(*outputs)
-                change = _dot([dr.grad(o) for o in rays.origin], d_o) + _dot([dr.grad(d) for d in rays.direction], d_d)
-                if cone:
-                    change = change + dr.grad(rays.t_max) * d_tmax
-                part = t.Float(change)
-                dr.eval(part)
-                parts.append(part)
-        return self._assemble(parts)
-
-
-def _zero_like(vectors: Vectors) -> Vectors:
-    return {name: [dr.zeros(type(c), dr.width(c)) for c in comps] for name, comps in vectors.items()}
+        for start, count in self.chunks():
+            views, grads = self._ray_vector_gradients(coeffs, vectors, start, count)
+            change = 0.0
+            for name, comps in grads.items():
+                for g, dv in zip(comps, tangents[name], strict=True):
+                    change = change + g * dr.gather(t.Float64, dv, views)
+            part = t.Float(change)
+            dr.eval(part)
+            parts.append(part)
+        return self._assemble(parts, linear=False)
 
 
 def _has_grad(tree: Any) -> bool:
@@ -196,7 +206,8 @@ class ForwardOp(dr.CustomOp):
         if want_volume:
             out = self.engine.project(self.engine.pad(self.grad_in("x")), self.vectors)
         if want_geometry:
-            out = out + self.engine.geometry_jvp(self.coeffs, self.vectors, self.grad_in("vectors"))
+            tangents: Any = self.grad_in("vectors")
+            out = out + self.engine.geometry_jvp(self.coeffs, self.vectors, tangents)
         self.set_grad_out(out)
 
     def name(self) -> str:
@@ -220,8 +231,7 @@ class AdjointOp(dr.CustomOp):
             self.set_grad_in("vectors", grads)
 
     def forward(self) -> None:
-        want_values, want_geometry = self.need
-        if want_geometry:
+        if self.need[1]:
             raise NotImplementedError(
                 "forward-mode derivatives of A.T w.r.t. the geometry are not implemented; use reverse mode "
                 "(dr.backward) or differentiate A instead"

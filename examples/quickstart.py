@@ -10,8 +10,6 @@ relative error and time of each basis.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,18 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import drct as ct
-
-
-def save_atomically(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: no half-written outputs."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from drct.io import refuse_overwrite, write_atomically
 
 
 def main() -> None:
@@ -43,10 +30,10 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     args = parser.parse_args()
     outputs = [args.out / name for name in ("sinogram.npy", "backprojection.npy", "quickstart.png")]
-    existing = [str(p) for p in outputs if p.exists()]
-    if existing and not args.force:
-        raise SystemExit(f"refusing to overwrite {', '.join(existing)}: pass --force or choose another --out")
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        refuse_overwrite(outputs, args.force)
+    except FileExistsError as err:
+        raise SystemExit(str(err)) from None
 
     vg = ct.VolumeGeometry((args.size, args.size), voxel_size=256.0 / args.size)
     pg = ct.parallel(np.linspace(0, np.pi, 360, endpoint=False), 384, det_spacing=1.0)
@@ -76,9 +63,9 @@ def main() -> None:
         ax.set_title(title)
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
-    save_atomically(outputs[0], lambda p: np.save(p, sinograms["bspline2"], allow_pickle=False))
-    save_atomically(outputs[1], lambda p: np.save(p, backprojection, allow_pickle=False))
-    save_atomically(outputs[2], lambda p: fig.savefig(p, dpi=100, format="png"))
+    write_atomically(outputs[0], lambda p: np.save(p, sinograms["bspline2"], allow_pickle=False))
+    write_atomically(outputs[1], lambda p: np.save(p, backprojection, allow_pickle=False))
+    write_atomically(outputs[2], lambda p: fig.savefig(p, dpi=100, format="png"))
     print(f"wrote {', '.join(str(p) for p in outputs)}")
 
 

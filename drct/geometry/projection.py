@@ -42,7 +42,8 @@ def host_rows(value: Any) -> Any:
         return value
     if dr.size_v(value) not in (2, 3) or not dr.is_float_v(value):
         raise TypeError(
-            f"geometry vectors given as Dr.Jit arrays must be Array2f64/Array3f64 (or float32), got {type(value).__name__}"
+            "geometry vectors given as Dr.Jit arrays must be Array2f64/Array3f64 (or float32), "
+            f"got {type(value).__name__}"
         )
     columns = [np.asarray(dr.detach(c).numpy(), dtype=np.float64).reshape(-1) for c in value]
     size = max(c.size for c in columns)
@@ -189,6 +190,20 @@ class ProjectionGeometry:
     @property
     def num_rays(self) -> int:
         return int(np.prod(self.shape))
+
+    def perturb(self, **params: Any) -> ProjectionGeometry:
+        """This geometry moved by named misalignment parameters (see :mod:`drct.geometry.perturb`); gradients
+        flow to every parameter given as a Dr.Jit array with gradients enabled.
+
+        Example:
+            >>> import numpy as np, drct as ct
+            >>> pg = ct.fan(np.linspace(0, np.pi, 4), 16, 1.0, 50.0, 100.0)
+            >>> float(pg.perturb(det_shift_u=2.0).to_vectors()[0, 2] - pg.det[0, 0])
+            2.0
+        """
+        from .perturb import perturb
+
+        return perturb(self, **params)
 
     def to_vectors(self) -> np.ndarray:
         """ASTRA-style vector rows: ``(views, 12)`` = src, det, u, v in 3D; ``(views, 6)`` = src, det, u in 2D."""

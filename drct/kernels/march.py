@@ -295,7 +295,7 @@ def ray_derivatives(
     jumps = grid.degree == 0
 
     def visit(acc: Any, cell: Cell) -> Any:
-        grad, moment, f_start, f_end, previous, first = acc
+        grad, moment, f_start, _, previous, first = acc
         coeffs_here = _gather_cell(grid, t, coeffs, cell.base)
         if target is not None:
             for off, w in zip(grid.offsets, cell_weights(grid, cell), strict=True):

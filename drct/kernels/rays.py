@@ -14,7 +14,7 @@ from typing import Any
 import drjit as dr
 import numpy as np
 
-from ..backend import Types
+from ..backend import Types, upload
 from ..geometry.projection import AnyGeometry, ProjectionGeometry, is_drjit
 
 Vec = list[Any]  # one Dr.Jit array per point axis (x, y[, z])
@@ -42,36 +42,45 @@ def _normalize(a: Vec) -> tuple[Vec, Any]:
 
 def upload_vectors(rows: np.ndarray, t: Types) -> Vec:
     """Columns of a ``(n, ndim)`` float64 array as Dr.Jit float64 arrays."""
-    return [t.Float64(np.ascontiguousarray(rows[:, i])) for i in range(rows.shape[1])]
+    return [upload(t.Float64, rows[:, i]) for i in range(rows.shape[1])]
+
+
+def ray_views(pg: AnyGeometry, t: Types, start: int, count: int) -> Any:
+    """Index of the vector set (view, or ray for ray lists) of each ray ``start .. start + count``."""
+    index = dr.arange(t.UInt, start, start + count)
+    if not isinstance(pg, ProjectionGeometry):
+        return index
+    return index // (pg.num_rays // pg.num_views)
+
+
+def per_ray(vectors: dict[str, Vec], t: Types, views: Any) -> dict[str, Vec]:
+    """The geometry vectors gathered to one set per ray."""
+    return {name: [dr.gather(t.Float64, c, views) for c in comps] for name, comps in vectors.items()}
 
 
 def make_rays(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], start: int, count: int) -> Rays:
-    """The rays ``start .. start + count`` of ``pg`` (flat sinogram order) from its uploaded per-view vectors.
+    """The rays ``start .. start + count`` of ``pg`` (flat sinogram order) from its per-view vectors
+    (``geometry_vectors``: ``src, det, det_u[, det_v]`` or ``origins, directions``)."""
+    return rays_from(pg, t, per_ray(vectors, t, ray_views(pg, t, start, count)), start, count)
 
-    ``vectors`` holds ``upload_vectors`` of ``src, det, det_u[, det_v]`` (or ``origins, directions``).
-    """
-    index = dr.arange(t.UInt, start, start + count)
+
+def rays_from(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], start: int, count: int) -> Rays:
+    """The rays ``start .. start + count`` of ``pg`` from geometry vectors already gathered per ray."""
     inf = dr.full(t.Float64, dr.inf, count)
     if not isinstance(pg, ProjectionGeometry):
-        origin = [dr.gather(t.Float64, c, index) for c in vectors["origins"]]
-        direction, _ = _normalize([dr.gather(t.Float64, c, index) for c in vectors["directions"]])
-        return Rays(origin, direction, -inf, inf)
+        direction, _ = _normalize(vectors["directions"])
+        return Rays(vectors["origins"], direction, -inf, inf)
 
     cols = pg.det_shape[-1]
     rows = pg.det_shape[0] if pg.ndim == 3 else 1
-    view = index // (rows * cols)
-    pixel = index - view * (rows * cols)
+    pixel = dr.arange(t.UInt, start, start + count) % (rows * cols)
     row = pixel // cols
     col = pixel - row * cols
-
-    def per_view(name: str) -> Vec:
-        return [dr.gather(t.Float64, c, view) for c in vectors[name]]
-
-    src, det, det_u = per_view("src"), per_view("det"), per_view("det_u")
+    src, det, det_u = vectors["src"], vectors["det"], vectors["det_u"]
     u_off = t.Float64(col) - (cols - 1) / 2
     v_off = t.Float64(row) - (rows - 1) / 2
     if pg.ndim == 3:
-        det_v = per_view("det_v")
+        det_v = vectors["det_v"]
         along_v = [v * v_off for v in det_v]
     else:
         det_v = None

@@ -1,0 +1,208 @@
+"""A named misalignment model: small changes of a nominal geometry, differentiable in every parameter.
+
+Each parameter is optional (``None`` = nominal) and is a number, or one value per view (numpy, list or a Dr.Jit
+array — give a Dr.Jit ``Float64`` with gradients enabled to differentiate with respect to it). Lengths are in mm,
+angles in radians. Per view, the detector frame is ``û = det_u/|det_u|``, ``v̂ = det_v/|det_v|`` and its normal
+``n̂``; the central ray runs along ``ĉ = (det - src)/|det - src|`` (cone) or the ray direction (parallel).
+They are applied in this order:
+
+=================================  =========================================================================
+``det_shift_u``, ``det_shift_v``   move the detector along ``û`` / ``v̂``
+``det_roll``, ``det_pitch``,       turn the detector about its centre: about ``n̂`` (in-plane), ``û`` and
+``det_yaw``                        ``v̂`` (2D: ``det_yaw`` only, the tilt of the detector line)
+``pixel_scale``                    multiply the pixel pitch (``det_u``, ``det_v``) by this factor
+``src_shift_u``, ``src_shift_v``   move the source along ``û`` / ``v̂`` (cone/fan)
+``src_orig_delta``                 move the source away from the origin along ``-ĉ`` (cone/fan)
+``src_det_delta``                  move the detector away from the source along ``ĉ``
+``cor_offset``                     move source and detector along ``û``: a centre-of-rotation offset
+``axis_tilt``, ``axis_tilt_beam``  tilt the rotation axis within the detector plane (a turn of source and
+                                   detector about the central ray through the origin) and towards the
+                                   source (a turn about ``û`` through the origin); 3D only
+``motion_rotation``,               per-view rigid motion of the object, ``p -> R p + t`` with
+``motion_shift``                   ``R = Rz Ry Rx`` from ``(rx, ry, rz)`` (2D: one angle) and ``t`` (mm)
+=================================  =========================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import drjit as dr
+import numpy as np
+
+from ..backend import drjit_module, types, upload
+from .projection import ProjectionGeometry, is_drjit
+
+Vec = list[Any]
+
+PARAMETERS = (
+    "det_shift_u",
+    "det_shift_v",
+    "det_roll",
+    "det_pitch",
+    "det_yaw",
+    "pixel_scale",
+    "src_shift_u",
+    "src_shift_v",
+    "src_orig_delta",
+    "src_det_delta",
+    "cor_offset",
+    "axis_tilt",
+    "axis_tilt_beam",
+    "motion_rotation",
+    "motion_shift",
+)
+ONLY_3D = ("det_shift_v", "det_roll", "det_pitch", "src_shift_v", "axis_tilt", "axis_tilt_beam")
+ONLY_CONE = ("src_shift_u", "src_shift_v", "src_orig_delta")
+
+
+def _dot(a: Vec, b: Vec) -> Any:
+    return sum((x * y for x, y in zip(a, b, strict=True)), start=0.0)
+
+
+def _unit(a: Vec) -> Vec:
+    inv = dr.rsqrt(_dot(a, a))
+    return [x * inv for x in a]
+
+
+def _cross(a: Vec, b: Vec) -> Vec:
+    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+
+def _axpy(alpha: Any, x: Vec, y: Vec) -> Vec:
+    return [alpha * a + b for a, b in zip(x, y, strict=True)]
+
+
+def _rotate(v: Vec, axis: Vec | None, angle: Any) -> Vec:
+    """Rotate ``v`` by ``angle`` about the unit ``axis`` (Rodrigues); in 2D (``axis`` None) about +z."""
+    s, c = dr.sincos(angle)
+    if axis is None:
+        return [c * v[0] - s * v[1], s * v[0] + c * v[1]]
+    k_cross_v = _cross(axis, v)
+    along = _dot(axis, v) * (1 - c)
+    return [c * a + s * b + along * k for a, b, k in zip(v, k_cross_v, axis, strict=True)]
+
+
+def _value(value: Any, name: str, views: int, t: Any, width: int) -> list[Any]:
+    """A parameter as ``width`` Float64 components, each with one value or one per view."""
+    if is_drjit(value):
+        if not dr.is_float_v(value):
+            raise TypeError(f"{name} must be a floating-point Dr.Jit array (gradients need floats), got {type(value)}")
+        comps = [t.Float64(c) for c in value] if width > 1 else [t.Float64(value)]
+        if (width > 1 and dr.size_v(value) != width) or (width == 1 and dr.depth_v(value) != 1):
+            raise ValueError(f"{name} must have {width} component(s) per view, got {type(value).__name__}")
+    else:
+        arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+        arr = arr.reshape(-1, width)
+        comps = [upload(t.Float64, arr[:, i]) for i in range(width)]  # inputs, not literals: no recompiles
+    for c in comps:
+        if dr.width(c) not in (1, views):
+            raise ValueError(f"{name} must have one value or one per view ({views} views), got {dr.width(c)}")
+    # one value per view from here on: kernels of the geometry (and of its AD) never mix widths
+    return [c if dr.width(c) == views else dr.gather(t.Float64, c, dr.zeros(t.UInt, views)) for c in comps]
+
+
+def perturb(pg: ProjectionGeometry, **params: Any) -> ProjectionGeometry:
+    """A copy of ``pg`` moved by the misalignment parameters of this module, with Dr.Jit vector arrays that
+    carry the parameters' gradients.
+
+    Example:
+        >>> import numpy as np, drjit as dr, drct as ct
+        >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 90, endpoint=False), (32, 48), 1.0, 200.0, 400.0)
+        >>> shift = dr.llvm.ad.Float64(0.5)
+        >>> dr.enable_grad(shift)
+        >>> moved = pg.perturb(det_shift_u=shift, det_roll=0.01)
+        >>> bool(dr.grad_enabled(moved.det))
+        True
+    """
+    if not isinstance(pg, ProjectionGeometry):
+        raise TypeError(f"perturb needs a detector geometry (ct.parallel, ct.cone, ...), got {type(pg).__name__}")
+    unknown = sorted(set(params) - set(PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown misalignment parameter(s) {unknown}; expected some of {list(PARAMETERS)}")
+    given = {k: v for k, v in params.items() if v is not None}
+    if pg.ndim == 2 and (bad := sorted(set(given) & set(ONLY_3D))):
+        raise ValueError(f"{bad} only exist for 3D geometries (a 2D detector has no v axis; use det_yaw to tilt it)")
+    if pg.beam == "parallel" and (bad := sorted(set(given) & set(ONLY_CONE))):
+        raise ValueError(f"{bad} need a source: they do not apply to a parallel beam")
+
+    backend = "cuda" if any(is_drjit(v) and dr.backend_v(v) == dr.JitBackend.CUDA for v in given.values()) else None
+    t = types("float64", backend)
+    views, dim = pg.num_views, pg.ndim
+    mod = drjit_module(t.backend)
+
+    def field(value: Any) -> Vec:
+        if is_drjit(value):
+            return [t.Float64(c) for c in value]
+        return [upload(t.Float64, c) for c in np.asarray(value).T]
+
+    src, det, u, v = field(pg.src), field(pg.det), field(pg.det_u), None if pg.det_v is None else field(pg.det_v)
+    widths = {"motion_shift": dim, "motion_rotation": 3 if dim == 3 else 1}
+    p = {k: _value(val, k, views, t, widths.get(k, 1)) for k, val in given.items()}
+    p = {k: c if widths.get(k, 1) > 1 else c[0] for k, c in p.items()}
+    u_hat = _unit(u)
+    v_hat = _unit(v) if v is not None else None
+    normal = _unit(_cross(u_hat, v_hat)) if v_hat is not None else [-u_hat[1], u_hat[0]]
+    central = _unit([d - s for d, s in zip(det, src, strict=True)]) if pg.beam == "cone" else _unit(src)
+
+    if "det_shift_u" in p:
+        det = _axpy(p["det_shift_u"], u_hat, det)
+    if "det_shift_v" in p and v_hat is not None:
+        det = _axpy(p["det_shift_v"], v_hat, det)
+    for name, axis in (("det_roll", normal), ("det_pitch", u_hat), ("det_yaw", v_hat)):
+        if name in p:
+            u = _rotate(u, axis, p[name])
+            v = _rotate(v, axis, p[name]) if v is not None else None
+    if "pixel_scale" in p:
+        u = [p["pixel_scale"] * c for c in u]
+        v = [p["pixel_scale"] * c for c in v] if v is not None else None
+    if "src_shift_u" in p:
+        src = _axpy(p["src_shift_u"], u_hat, src)
+    if "src_shift_v" in p and v_hat is not None:
+        src = _axpy(p["src_shift_v"], v_hat, src)
+    if "src_orig_delta" in p:
+        src = _axpy(-p["src_orig_delta"], central, src)
+    if "src_det_delta" in p:
+        det = _axpy(p["src_det_delta"], central, det)
+    if "cor_offset" in p:
+        det = _axpy(p["cor_offset"], u_hat, det)
+        if pg.beam == "cone":
+            src = _axpy(p["cor_offset"], u_hat, src)
+    for name, axis in (("axis_tilt", central), ("axis_tilt_beam", u_hat)):
+        if name in p:  # about an axis through the origin: points and directions turn alike
+            src, det = _rotate(src, axis, p[name]), _rotate(det, axis, p[name])
+            u = _rotate(u, axis, p[name])
+            v = _rotate(v, axis, p[name]) if v is not None else None
+    if "motion_rotation" in p or "motion_shift" in p:
+        src, det, u, v = _move_object(pg, src, det, u, v, p.get("motion_rotation"), p.get("motion_shift"))
+
+    vec = mod.Array2f64 if dim == 2 else mod.Array3f64
+    dr.eval(src, det, u, v)  # one kernel for the whole geometry
+    return ProjectionGeometry(
+        pg.beam, vec(*src), vec(*det), vec(*u), None if v is None else vec(*v), pg.det_shape, pg.curved
+    )
+
+
+def _move_object(pg: ProjectionGeometry, src: Vec, det: Vec, u: Vec, v: Vec | None, rotation: Any, shift: Any):
+    """The object moving by ``p -> R p + t`` is the scanner moving by the inverse: ``q -> R^T (q - t)``."""
+
+    def inverse(x: Vec, is_point: bool) -> Vec:
+        if is_point and shift is not None:
+            x = [a - b for a, b in zip(x, shift, strict=True)]
+        if rotation is None:
+            return x
+        if pg.ndim == 2:
+            return _rotate(x, None, -rotation)
+        rx, ry, rz = rotation  # R = Rz Ry Rx, so R^T = Rx^T Ry^T Rz^T: undo z first
+        for angle, axis in ((rz, [0.0, 0.0, 1.0]), (ry, [0.0, 1.0, 0.0]), (rx, [1.0, 0.0, 0.0])):
+            x = _rotate(x, axis, -angle)
+        return x
+
+    return (
+        inverse(src, pg.beam == "cone"),
+        inverse(det, True),
+        inverse(u, False),
+        None if v is None else inverse(v, False),
+    )

@@ -140,8 +140,8 @@ def perturb(pg: ProjectionGeometry, **params: Any) -> ProjectionGeometry:
 
     src, det, u, v = field(pg.src), field(pg.det), field(pg.det_u), None if pg.det_v is None else field(pg.det_v)
     widths = {"motion_shift": dim, "motion_rotation": 3 if dim == 3 else 1}
-    p = {k: _value(val, k, views, t, widths.get(k, 1)) for k, val in given.items()}
-    p = {k: c if widths.get(k, 1) > 1 else c[0] for k, c in p.items()}
+    values = {k: _value(val, k, views, t, widths.get(k, 1)) for k, val in given.items()}
+    p: dict[str, Any] = {k: c if widths.get(k, 1) > 1 else c[0] for k, c in values.items()}
     u_hat = _unit(u)
     v_hat = _unit(v) if v is not None else None
     normal = _unit(_cross(u_hat, v_hat)) if v_hat is not None else [-u_hat[1], u_hat[0]]

@@ -67,10 +67,10 @@ class Projector:
         self.degree = basis_degree(basis)
         self.types: Types = types(canonical_dtype(dtype), backend or get_backend())
         self._engine = Transform(vg, pg, self.degree, self.types, chunk_rays)
-        padded = self._engine.grid.padded_size
-        if padded >= 2**31 or pg.num_rays >= 2**32:
+        size = self._engine.grid.size
+        if size >= 2**31 or pg.num_rays >= 2**32:
             raise ValueError(
-                f"problem too large for one launch: {padded} padded coefficients (limit 2**31) and "
+                f"problem too large for one launch: {size} coefficients (limit 2**31) and "
                 f"{pg.num_rays} rays (limit 2**32); split the volume into slabs or the views into chunks"
             )
 

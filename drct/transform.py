@@ -17,7 +17,6 @@ from .backend import Types
 from .geometry.projection import AnyGeometry, ProjectionGeometry
 from .geometry.volume import VolumeGeometry
 from .kernels import march
-from .kernels.padding import crop, pad
 from .kernels.rays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 
 Vectors = dict[str, Vec]
@@ -46,11 +45,6 @@ class Transform:
     def vectors(self) -> Vectors:
         """The geometry vectors; fresh each call when they are Dr.Jit arrays (so new gradients are seen)."""
         return self._fixed_vectors if self._fixed_vectors is not None else geometry_vectors(self.pg, self.t)
-
-    def pad(self, x: Any) -> Any:
-        coeffs = pad(x, self.grid.shape, self.grid.pad, self.t)
-        dr.eval(coeffs)
-        return coeffs
 
     def chunks(self, linear: bool = False) -> list[tuple[int, int]]:
         """Ray ranges per launch: ``chunk_rays`` for derivative passes (which keep per-ray AD state), 16 times
@@ -85,7 +79,7 @@ class Transform:
 
     # ---- linear operators -----------------------------------------------------------------------------------
     def project(self, coeffs: Any, vectors: Vectors) -> Any:
-        """``A x`` (flat, one value per ray) for padded coefficients."""
+        """``A x`` (flat, one value per ray) for flat coefficients ``coeffs``."""
         vectors = _detached(vectors)
         parts = []
         for start, count in self.chunks(linear=True):
@@ -97,12 +91,12 @@ class Transform:
     def backproject(self, values: Any, vectors: Vectors) -> Any:
         """``A.T y`` (flat, unpadded) for one value per ray."""
         vectors = _detached(vectors)
-        target = dr.zeros(self.t.Float, self.grid.padded_size)
+        target = dr.zeros(self.t.Float, self.grid.size)
         for start, count in self.chunks(linear=True):
             segs = self._segments(self._rays(vectors, start, count))
             march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target)
             dr.eval(target)
-        return crop(target, self.grid.shape, self.grid.pad, self.t)
+        return target
 
     # ---- derivatives w.r.t. the rays ------------------------------------------------------------------------
     def _ray_partials(self, der: march.RayDerivatives, segs: march.Segments) -> tuple[Vec, Vec, Any]:
@@ -146,7 +140,7 @@ class Transform:
         ``<weights, A x>`` w.r.t. every geometry vector, from one march per chunk."""
         t = self.t
         vectors = _detached(vectors)
-        target = dr.zeros(t.Float, self.grid.padded_size) if want_volume else None
+        target = dr.zeros(t.Float, self.grid.size) if want_volume else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
         for start, count in self.chunks():
             w = self._slice(weights, start, count)
@@ -155,8 +149,7 @@ class Transform:
                 for acc, g in zip(out[name], comps, strict=True):
                     dr.scatter_add(acc, g, views)
             dr.eval(out, target)
-        volume = crop(target, self.grid.shape, self.grid.pad, t) if target is not None else None
-        return volume, out
+        return target, out
 
     def geometry_jvp(self, coeffs: Any, vectors: Vectors, tangents: Vectors) -> Any:
         """Forward mode: the change of every ray integral (one value per ray) for geometry tangents."""
@@ -185,15 +178,14 @@ class ForwardOp(dr.CustomOp):
     """``y = A x`` with derivatives w.r.t. ``x`` and the geometry vectors (reverse and forward mode)."""
 
     def eval(self, engine: Transform, x: Any, vectors: Vectors, need: tuple[bool, bool]) -> Any:
-        self.engine, self.vectors, self.need = engine, vectors, need
-        self.coeffs = engine.pad(x)
-        return engine.project(self.coeffs, vectors)
+        self.engine, self.x, self.vectors, self.need = engine, x, vectors, need
+        return engine.project(x, vectors)
 
     def backward(self) -> None:
         want_volume, want_geometry = self.need
         g = self.grad_out()
         if want_geometry:
-            volume, grads = self.engine.geometry_vjp(self.coeffs, self.vectors, g, want_volume)
+            volume, grads = self.engine.geometry_vjp(self.x, self.vectors, g, want_volume)
             self.set_grad_in("vectors", grads)
         else:
             volume = self.engine.backproject(g, self.vectors)
@@ -204,10 +196,10 @@ class ForwardOp(dr.CustomOp):
         want_volume, want_geometry = self.need
         out = 0.0
         if want_volume:
-            out = self.engine.project(self.engine.pad(self.grad_in("x")), self.vectors)
+            out = self.engine.project(self.grad_in("x"), self.vectors)
         if want_geometry:
             tangents: Any = self.grad_in("vectors")
-            out = out + self.engine.geometry_jvp(self.coeffs, self.vectors, tangents)
+            out = out + self.engine.geometry_jvp(self.x, self.vectors, tangents)
         self.set_grad_out(out)
 
     def name(self) -> str:
@@ -223,7 +215,7 @@ class AdjointOp(dr.CustomOp):
 
     def backward(self) -> None:
         want_values, want_geometry = self.need
-        grad_x = self.engine.pad(self.grad_out())
+        grad_x = self.grad_out()
         if want_values:
             self.set_grad_in("y", self.engine.project(grad_x, self.vectors))
         if want_geometry:  # d<grad_x, A.T y> = d<y, A grad_x>
@@ -248,6 +240,6 @@ def apply(op: type[dr.CustomOp], engine: Transform, values: Any) -> Any:
     need = (_has_grad(values), _has_grad(vectors))
     if not any(need):
         if op is ForwardOp:
-            return engine.project(engine.pad(values), vectors)
+            return engine.project(values, vectors)
         return engine.backproject(values, vectors)
     return dr.custom(op, engine, values, vectors, need)

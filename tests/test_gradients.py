@@ -230,3 +230,23 @@ def test_bad_parameters_are_refused() -> None:
         from drct.geometry.perturb import perturb
 
         perturb(GEOMETRIES["rays2d"], det_shift_u=1.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["cone_flat", "rays2d"])
+def test_chunking_changes_nothing(kind: str) -> None:
+    """Splitting the rays into many launches gives the same values and gradients."""
+    prob = Problem(kind, "bspline2", seed=8)
+    rng = np.random.default_rng(9)
+    y = rng.uniform(size=prob.pg.shape)
+    results = []
+    for chunk in (1 << 20, 37):
+        pg = prob.pg.with_drjit_vectors()
+        x = mod.TensorXf64(prob.x)
+        vectors = [getattr(pg, n) for n in ("origins", "directions", "src", "det") if hasattr(pg, n)]
+        dr.enable_grad(x, *vectors)
+        A = ct.Projector(prob.vg, pg, basis="bspline2", dtype="float64", chunk_rays=chunk)
+        loss = dr.sum(A(x).array * prob.w) + dr.sum((A.T(mod.TensorXf64(y)) * x).array)
+        dr.backward(loss)
+        results.append([loss.numpy(), dr.grad(x).numpy()] + [np.array([c.numpy() for c in dr.grad(v)]) for v in vectors])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

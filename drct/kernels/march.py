@@ -1,11 +1,12 @@
 """The exact line integral of a B-spline volume: a DDA over the knot grid with Gauss–Legendre quadrature.
 
-Coordinates: for a volume of degree ``n`` padded by ``P = max(n, 1)`` zeros on every side, a point ``p`` (mm)
-has knot coordinates ``w = (p - first_center) / h + shift`` with ``shift = (n + 1) / 2`` (``1.5`` for the box).
-In ``w`` the cells ``k = floor(w)`` of the knot grid fill the box ``[0, cells]`` (``cells = N + n``, or ``N + 2``
-for the box, whose outer cells hold the zero padding) and cell ``k`` is touched by the padded coefficients
-``k .. k + n``. Inside a cell the volume is a polynomial of degree ``n`` per axis, so
-``ceil((ndim * n + 1) / 2)`` Gauss–Legendre nodes integrate it — and ``t`` times its gradient — exactly.
+Coordinates: a volume of degree ``n`` is treated as surrounded by ``P = max(n, 1)`` zeros on every side (masked,
+never stored). A point ``p`` (mm) has knot coordinates ``w = (p - first_center) / h + shift`` with
+``shift = (n + 1) / 2`` (``1.5`` for the box). In ``w`` the cells ``k = floor(w)`` of the knot grid fill the box
+``[0, cells]`` (``cells = N + n``, or ``N + 2`` for the box, whose outer cells are the zero border) and cell ``k``
+is touched by the coefficients ``k - P .. k - P + n``, those outside the array being zero. Inside a cell the
+volume is a polynomial of degree ``n`` per axis, so ``ceil((ndim * n + 1) / 2)`` Gauss–Legendre nodes integrate
+it — and ``t`` times its gradient — exactly.
 
 One march serves every operator: the forward projection gathers each cell's ``(n + 1)^ndim`` coefficients once
 and weights them; the adjoint scatters the same weights times the ray's value (so it is the exact transpose);
@@ -61,20 +62,18 @@ class KnotGrid:
         return tuple(n + 2 * self.pad - self.degree for n in self.shape)
 
     @property
-    def padded(self) -> tuple[int, ...]:
-        return tuple(n + 2 * self.pad for n in self.shape)
-
-    @property
-    def padded_size(self) -> int:
+    def size(self) -> int:
+        """Number of coefficients."""
         size = 1
-        for n in self.padded:
+        for n in self.shape:
             size *= n
         return size
 
     @property
     def strides(self) -> tuple[int, ...]:
+        """Flat-index step per axis of the (unpadded, C-order) coefficient array."""
         out, step = [], 1
-        for n in self.padded:
+        for n in self.shape:
             out.append(step)
             step *= n
         return tuple(out)
@@ -84,6 +83,21 @@ class KnotGrid:
         """Flat offsets of the ``(n + 1)^ndim`` coefficients of a cell, in the order of :func:`cell_weights`."""
         span = range(self.degree + 1)
         return [sum(j * s for j, s in zip(js, self.strides, strict=True)) for js in product(span, repeat=self.ndim)]
+
+    def access(self, t: Types, cell: list[Any]) -> tuple[Any, list[Any]]:
+        """Flat index of cell ``cell``'s first coefficient (possibly outside the array) and, per coefficient of
+        the cell, whether it lies inside the array (the zero padding is never stored, only masked)."""
+        base = (cell[0] - self.pad) * self.strides[0]
+        for k, stride in zip(cell[1:], self.strides[1:], strict=True):
+            base = base + (k - self.pad) * stride
+        per_axis = [
+            [(k + (j - self.pad) >= 0) & (k + (j - self.pad) < n) for j in range(self.degree + 1)]
+            for k, n in zip(cell, self.shape, strict=True)
+        ]
+        masks: list[Any] = [True]
+        for valid in per_axis:
+            masks = [m & v for m in masks for v in valid]
+        return base, masks
 
 
 @dataclass
@@ -133,7 +147,8 @@ def clip_rays(rays: Rays, grid: KnotGrid, first_center: Vec, spacing: Vec, t: Ty
 class Cell:
     """One segment of one ray inside one knot cell, as seen by a :func:`march` visitor."""
 
-    base: Any  # flat padded index of the cell's first coefficient
+    base: Any  # flat index of the cell's first coefficient (Int; may lie outside the array)
+    inside: list[Any]  # per coefficient of the cell: does it lie inside the array
     local: Vec  # in-cell position at the segment start
     direction: Vec  # change of ``local`` per mm
     length: Any  # segment length, mm
@@ -224,11 +239,10 @@ def march(grid: KnotGrid, t: Types, segs: Segments, visit: Callable[[Any, Cell],
         end = length
         for c in crossing:
             end = dr.minimum(end, c)
-        base = cell[0] * grid.strides[0]
-        for k, stride in zip(cell[1:], grid.strides[1:], strict=True):
-            base = base + k * stride
+        base, inside = grid.access(t, cell)
         current = Cell(
-            base=t.UInt(base),
+            base=base,
+            inside=inside,
             local=[e - kf + pos * d for e, kf, d in zip(entry, cell_f, direction, strict=True)],
             direction=direction,
             length=dr.maximum(end - pos, 0.0),
@@ -244,15 +258,31 @@ def march(grid: KnotGrid, t: Types, segs: Segments, visit: Callable[[Any, Cell],
     return dr.while_loop(state, cond, body, label="drct_march")[1]
 
 
-def _gather_cell(grid: KnotGrid, t: Types, coeffs: Any, base: Any) -> list[Any]:
-    return [dr.gather(t.Float, coeffs, base + off) for off in grid.offsets]
+def _gather_cell(grid: KnotGrid, t: Types, coeffs: Any, cell: Cell) -> list[Any]:
+    return [
+        dr.gather(t.Float, coeffs, t.UInt(cell.base + off), m) for off, m in zip(grid.offsets, cell.inside, strict=True)
+    ]
+
+
+def _scatter_cell(grid: KnotGrid, t: Types, target: Any, values: Any, cell: Cell) -> None:
+    """Add ``values * weight`` of each cell coefficient into ``target`` (the transpose of the weighted gather)."""
+    mode = scatter_mode(dr.width(target))
+    for off, m, w in zip(grid.offsets, cell.inside, cell_weights(grid, cell), strict=True):
+        dr.scatter_add(target, values * w, t.UInt(cell.base + off), m, mode=mode)
+
+
+def scatter_mode(size: int) -> dr.ReduceMode:
+    """``Expand`` (deterministic, fastest on the CPU, one copy of the target per thread) while those copies stay
+    under 256 MB, else ``Local`` (atomics after a local reduction, no extra memory)."""
+    copies = max(dr.thread_count() - 1, 1)
+    return dr.ReduceMode.Expand if size * 4 * copies <= 256 * 2**20 else dr.ReduceMode.Local
 
 
 def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
-    """Line integrals of the padded coefficient array ``coeffs`` (flat, ``t.Float``) along ``segs``."""
+    """Line integrals of the coefficient array ``coeffs`` (flat, ``t.Float``) along ``segs``."""
 
     def gather_weighted(acc: Any, cell: Cell) -> Any:
-        for c, w in zip(_gather_cell(grid, t, coeffs, cell.base), cell_weights(grid, cell), strict=True):
+        for c, w in zip(_gather_cell(grid, t, coeffs, cell), cell_weights(grid, cell), strict=True):
             acc = dr.fma(c, w, acc)
         return acc
 
@@ -260,11 +290,10 @@ def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
 
 
 def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: Any) -> None:
-    """Add the transpose of :func:`project` applied to ``values`` (one per ray) into ``target`` (padded, flat)."""
+    """Add the transpose of :func:`project` applied to ``values`` (one per ray) into ``target`` (flat)."""
 
     def scatter_weighted(acc: Any, cell: Cell) -> Any:
-        for off, w in zip(grid.offsets, cell_weights(grid, cell), strict=True):
-            dr.scatter_add(target, values * w, cell.base + off, mode=dr.ReduceMode.Expand)
+        _scatter_cell(grid, t, target, values, cell)
         return acc
 
     march(grid, t, segs, scatter_weighted, dr.zeros(t.Float, dr.width(segs.length)))
@@ -284,7 +313,7 @@ class RayDerivatives:
 def ray_derivatives(
     grid: KnotGrid, t: Types, segs: Segments, coeffs: Any, values: Any | None = None, target: Any | None = None
 ) -> RayDerivatives:
-    """Derivatives of every ray's integral w.r.t. its origin and direction, for the padded ``coeffs``.
+    """Derivatives of every ray's integral w.r.t. its origin and direction, for the coefficients ``coeffs``.
 
     If ``target`` is given, the same march also adds the adjoint of ``values`` into it (see :func:`backproject`).
     The box basis (degree 0) is piecewise constant: its derivative is the sum of the jumps at the cell faces the
@@ -296,10 +325,9 @@ def ray_derivatives(
 
     def visit(acc: Any, cell: Cell) -> Any:
         grad, moment, f_start, _, previous, first = acc
-        coeffs_here = _gather_cell(grid, t, coeffs, cell.base)
+        coeffs_here = _gather_cell(grid, t, coeffs, cell)
         if target is not None:
-            for off, w in zip(grid.offsets, cell_weights(grid, cell), strict=True):
-                dr.scatter_add(target, values * w, cell.base + off, mode=dr.ReduceMode.Expand)
+            _scatter_cell(grid, t, target, values, cell)
         g, m, start, end = cell_derivatives(grid, cell, coeffs_here)
         if jumps:  # y jumps by (after - before) at a face t_c = (w_a - o_a) / d_a: dt_c/do_a = -1/d_a
             for a in range(grid.ndim):

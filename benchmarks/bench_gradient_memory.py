@@ -47,7 +47,9 @@ def main() -> None:
     dr.eval(x, y)
     base = peak_rss_mb()
     start = time.perf_counter()
-    A = ct.Projector(vg, pg.perturb(motion_rotation=rotation, motion_shift=shift), basis=args.basis, chunk_rays=args.chunk_rays)
+    A = ct.Projector(
+        vg, pg.perturb(motion_rotation=rotation, motion_shift=shift), basis=args.basis, chunk_rays=args.chunk_rays
+    )
     residual = A(x) - y
     loss = 0.5 * dr.sum(residual.array * residual.array)
     dr.backward(loss)

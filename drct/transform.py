@@ -37,6 +37,7 @@ class Transform:
         self.vg, self.pg, self.t = vg, pg, t
         self.grid = march.KnotGrid.of(vg, degree)
         self.chunk_rays = max(1, int(chunk_rays))
+        self.num_rays = pg.num_rays
         self._first_center = [dr.opaque(t.Float64, c) for c in vg.first_center]
         self._spacing = [dr.opaque(t.Float64, h) for h in vg.spacing_xyz]
         self._fixed_vectors = None if pg.differentiable else geometry_vectors(pg, t)
@@ -49,7 +50,7 @@ class Transform:
     def chunks(self, linear: bool = False) -> list[tuple[int, int]]:
         """Ray ranges per launch: ``chunk_rays`` for derivative passes (which keep per-ray AD state), 16 times
         more for the linear operators (which keep one value per ray)."""
-        n, size = self.pg.num_rays, self.chunk_rays * (16 if linear else 1)
+        n, size = self.num_rays, self.chunk_rays * (16 if linear else 1)
         return [(s, min(size, n - s)) for s in range(0, n, size)]
 
     def _rays(self, vectors: Vectors, start: int, count: int) -> Rays:
@@ -72,7 +73,7 @@ class Transform:
     def _assemble(self, parts: list[Any], linear: bool) -> Any:
         if len(parts) == 1:
             return parts[0]
-        out = dr.zeros(self.t.Float, self.pg.num_rays)
+        out = dr.zeros(self.t.Float, self.num_rays)
         for (start, count), part in zip(self.chunks(linear), parts, strict=True):
             dr.scatter(out, part, dr.arange(self.t.UInt, start, start + count))
         return out

@@ -247,6 +247,8 @@ def test_chunking_changes_nothing(kind: str) -> None:
         A = ct.Projector(prob.vg, pg, basis="bspline2", dtype="float64", chunk_rays=chunk)
         loss = dr.sum(A(x).array * prob.w) + dr.sum((A.T(mod.TensorXf64(y)) * x).array)
         dr.backward(loss)
-        results.append([loss.numpy(), dr.grad(x).numpy()] + [np.array([c.numpy() for c in dr.grad(v)]) for v in vectors])
+        results.append(
+            [loss.numpy(), dr.grad(x).numpy()] + [np.array([c.numpy() for c in dr.grad(v)]) for v in vectors]
+        )
     for a, b in zip(*results, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

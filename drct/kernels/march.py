@@ -273,9 +273,8 @@ def _scatter_cell(grid: KnotGrid, t: Types, target: Any, values: Any, cell: Cell
 
 def scatter_mode(size: int) -> dr.ReduceMode:
     """``Expand`` (deterministic, fastest on the CPU, one copy of the target per thread) while those copies stay
-    under 256 MB, else ``Local`` (atomics after a local reduction, no extra memory)."""
-    copies = max(dr.thread_count() - 1, 1)
-    return dr.ReduceMode.Expand if size * 4 * copies <= 256 * 2**20 else dr.ReduceMode.Local
+    under 32 MB, else ``Local`` (atomics after a local reduction, no extra memory)."""
+    return dr.ReduceMode.Expand if size * 4 * max(dr.thread_count(), 1) <= 32 * 2**20 else dr.ReduceMode.Local
 
 
 def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:

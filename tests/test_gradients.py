@@ -6,7 +6,7 @@ from __future__ import annotations
 import drjit as dr
 import numpy as np
 import pytest
-from conftest import GEOMETRIES, volume_for
+from conftest import GEOMETRIES, requires_cuda, volume_for
 
 import drct as ct
 from drct.backend import drjit_module
@@ -252,3 +252,22 @@ def test_chunking_changes_nothing(kind: str) -> None:
         )
     for a, b in zip(*results, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_geometry_arrays_must_be_differentiable_drjit_arrays() -> None:
+    import drjit.llvm as plain
+
+    fan = GEOMETRIES["fan_flat"]
+    vectors = fan.to_vectors()
+    pg = ct.ProjectionGeometry("cone", plain.Array2f64(*vectors[:, :2].T.copy()), fan.det, fan.det_u, None, (20,))
+    with pytest.raises(TypeError, match="must be differentiable Dr.Jit arrays"):
+        ct.Projector(ct.VolumeGeometry((8, 8)), pg)(np.ones((8, 8), np.float32))
+    with pytest.raises(TypeError, match="must be Array2f64/Array3f64"):
+        ct.ProjectionGeometry("cone", mod.Float64(1.0), fan.det, fan.det_u, None, (20,))
+
+
+@requires_cuda
+def test_mixing_backends_is_refused() -> None:
+    pg = GEOMETRIES["fan_flat"].with_drjit_vectors("llvm")
+    with pytest.raises(ValueError, match="live on Dr.Jit's 'llvm' backend but the operator runs on 'cuda'"):
+        ct.Projector(ct.VolumeGeometry((8, 8)), pg, backend="cuda")(np.ones((8, 8), np.float32))

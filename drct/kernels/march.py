@@ -211,18 +211,24 @@ def cell_derivatives(grid: KnotGrid, cell: Cell, coeffs: list[Any]) -> tuple[lis
     return grad, moment, start, end
 
 
-def march(grid: KnotGrid, t: Types, segs: Segments, visit: Callable[[Any, Cell], Any], acc: Any) -> Any:
+def march(
+    grid: KnotGrid, t: Types, segs: Segments, visit: Callable[[Any, Cell], Any], acc: Any, track_faces: bool = False
+) -> Any:
     """Walk every ray through the knot cells it crosses, calling ``acc = visit(acc, cell)`` per cell.
 
-    ``acc`` is any Dr.Jit PyTree carried through the loop. The loop is symbolic: one kernel, no per-step graph.
+    ``acc`` is any Dr.Jit PyTree carried through the loop; ``track_faces`` fills :attr:`Cell.entered` (else it
+    holds ``False``). The loop is symbolic: one kernel, no per-step graph.
     """
     entry, direction, length = segs.entry, segs.direction, segs.length
     forward = [d > 0 for d in direction]
     still = [d == 0 for d in direction]
     inv = [dr.select(z, 0.0, dr.rcp(d)) for z, d in zip(still, direction, strict=True)]
+    # the face a ray leaves cell k through, relative to its entry point: k + (1 if d > 0 else 0) - entry
+    face = [dr.select(f, 1.0, 0.0) - e for f, e in zip(forward, entry, strict=True)]
     cell0 = [dr.clip(t.Int(dr.floor(e)), 0, c - 1) for e, c in zip(entry, grid.cells, strict=True)]
     step = [dr.select(f, t.Int(1), t.Int(-1)) for f in forward]
     width = dr.width(length)
+    never = [False] * grid.ndim
 
     def cond(pos: Any, acc: Any, cell: list[Any], entered: list[Any]) -> Any:
         alive = pos < length
@@ -233,8 +239,7 @@ def march(grid: KnotGrid, t: Types, segs: Segments, visit: Callable[[Any, Cell],
     def body(pos: Any, acc: Any, cell: list[Any], entered: list[Any]) -> tuple[Any, ...]:
         cell_f = [t.Float(k) for k in cell]
         crossing = [
-            dr.select(z, dr.inf, (kf + dr.select(f, 1.0, 0.0) - e) * i)
-            for z, kf, f, e, i in zip(still, cell_f, forward, entry, inv, strict=True)
+            dr.select(z, dr.inf, (kf + off) * i) for z, kf, off, i in zip(still, cell_f, face, inv, strict=True)
         ]
         end = length
         for c in crossing:
@@ -247,14 +252,15 @@ def march(grid: KnotGrid, t: Types, segs: Segments, visit: Callable[[Any, Cell],
             direction=direction,
             length=dr.maximum(end - pos, 0.0),
             start=pos,
-            entered=entered,
+            entered=entered if track_faces else never,
         )
         acc = visit(acc, current)
         crossed = [c <= end for c in crossing]
         moved = [k + dr.select(x, s, 0) for k, x, s in zip(cell, crossed, step, strict=True)]
-        return end, acc, moved, crossed
+        return end, acc, moved, (crossed if track_faces else entered)
 
-    state = (dr.zeros(t.Float, width), acc, cell0, [dr.zeros(t.Bool, width) for _ in cell0])
+    faces = [dr.zeros(t.Bool, width) for _ in cell0] if track_faces else []
+    state = (dr.zeros(t.Float, width), acc, cell0, faces)
     return dr.while_loop(state, cond, body, label="drct_march")[1]
 
 
@@ -338,5 +344,5 @@ def ray_derivatives(
         return grad, moment, f_start, end, previous, dr.zeros(t.Bool, width)
 
     acc = ([zero] * grid.ndim, [zero] * grid.ndim, zero, zero, zero, dr.full(t.Bool, True, width))
-    grad, moment, f_start, f_end, _, _ = march(grid, t, segs, visit, acc)
+    grad, moment, f_start, f_end, _, _ = march(grid, t, segs, visit, acc, track_faces=jumps)
     return RayDerivatives(grad, moment, f_start, f_end)

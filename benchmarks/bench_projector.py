@@ -1,16 +1,23 @@
-"""Projector throughput: forward and adjoint, GVU/s (voxels x views / s), medians, first call apart.
+"""Projector throughput: forward, adjoint and one gradient; GVU/s (voxels x views / s), medians, first call
+apart, peak memory; ASTRA's CPU projectors measured in the same run (2D) when astra-toolbox is installed.
 
-Run:  python benchmarks/bench_projector.py [--repeat 5] [--bases voxel,linear,bspline2,bspline3] [--quick]
+Run:  python benchmarks/bench_projector.py [--workloads parallel2d,cone128] [--bases voxel,linear,bspline2,bspline3]
+                                           [--repeat 5] [--no-gradient]
 
-ASTRA's CPU 2D projectors are measured in the same run when astra-toolbox is installed (ASTRA has no CPU
-3D projector). "first" is the first call on a fresh operator, which includes tracing and compiling (or
-loading from Dr.Jit's kernel cache in ~/.drjit: delete it to measure a cold compile).
+Workloads: parallel2d (256² x 256 views x 367), fan2d (512² x 720 x 725), cone128 (128³ x 180 x 128²),
+cone256 (256³ x 360 x 256²; minutes per basis on 2 cores). Each projector is measured in a fresh child process,
+so "peak MB" is that process's peak resident memory (VmHWM) and "first" is the first call on a new operator
+(tracing, plus compiling unless Dr.Jit's kernel cache in ~/.drjit already holds the kernels). "gradient" is one
+reverse-mode gradient of 0.5 |A(pose) x - y|² w.r.t. the volume and a rigid pose per view.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,100 +26,146 @@ import drjit as dr
 import numpy as np
 
 import drct as ct
+from drct.backend import drjit_module
 from drct.cli import info as machine_info
+
+
+def workload(name: str) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
+    if name == "parallel2d":
+        return ct.VolumeGeometry((256, 256)), ct.parallel(np.linspace(0, np.pi, 256, endpoint=False), 367)
+    if name == "fan2d":
+        return ct.VolumeGeometry((512, 512)), ct.fan(
+            np.linspace(0, 2 * np.pi, 720, endpoint=False), 725, 1.5, 1000.0, 1500.0
+        )
+    if name in ("cone128", "cone256"):
+        n = int(name[4:])
+        views = 180 if n == 128 else 360
+        return ct.VolumeGeometry((n, n, n)), ct.cone(
+            np.linspace(0, 2 * np.pi, views, endpoint=False), (n, n), 1.5, 2.0 * n, 4.0 * n
+        )
+    raise SystemExit(f"unknown workload {name!r}: expected parallel2d, fan2d, cone128 or cone256")
+
+
+def peak_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
     """(first call seconds, median of the next ``repeat`` calls)."""
-    start = time.perf_counter()
-    fn()
-    dr.sync_thread()
-    first = time.perf_counter() - start
     times = []
-    for _ in range(repeat):
+    for _ in range(repeat + 1):
         start = time.perf_counter()
-        fn()
+        dr.eval(fn())
         dr.sync_thread()
         times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
+    return times[0], statistics.median(times[1:])
 
 
-def workloads(quick: bool) -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGeometry]]:
-    scale = 2 if quick else 1
-    n2, n3 = 256 // scale, 128 // scale
-    return {
-        f"2D parallel {n2}² x {256 // scale} x {367 // scale}": (
-            ct.VolumeGeometry((n2, n2)),
-            ct.parallel(np.linspace(0, np.pi, 256 // scale, endpoint=False), 367 // scale),
-        ),
-        f"cone {n3}³ x {180 // scale} x {n3}²": (
-            ct.VolumeGeometry((n3, n3, n3)),
-            ct.cone(np.linspace(0, 2 * np.pi, 180 // scale, endpoint=False), (n3, n3), 1.5, 2.0 * n3, 4.0 * n3),
-        ),
-    }
-
-
-def bench_drct(vg: ct.VolumeGeometry, pg: ct.ProjectionGeometry, basis: str, repeat: int) -> list[dict[str, Any]]:
-    A = ct.Projector(vg, pg, basis=basis)
+def measure_drct(name: str, basis: str, repeat: int, gradient: bool) -> dict[str, Any]:
+    vg, pg = workload(name)
+    mod = drjit_module()
     rng = np.random.default_rng(0)
-    x = A.types.Tensor(rng.uniform(size=vg.shape).astype(np.float32))
-    y = A.types.Tensor(rng.uniform(size=pg.shape).astype(np.float32))
-    rows = []
-    for op, fn in (("forward", lambda: A.forward_tensor(x)), ("adjoint", lambda: A.adjoint_tensor(y))):
-        first, median = timed(fn, repeat)
-        rows.append({"who": f"drct {basis}", "op": op, "first": first, "median": median})
-    return rows
+    x = mod.TensorXf(rng.random(vg.shape, dtype=np.float32))
+    y = mod.TensorXf(rng.random(pg.shape, dtype=np.float32))
+    A = ct.Projector(vg, pg, basis=basis)
+    out = {"forward": timed(lambda: A.forward_tensor(x), repeat), "adjoint": timed(lambda: A.adjoint_tensor(y), repeat)}
+    if gradient:
+        width = 3 if pg.ndim == 3 else 1
+
+        def one_gradient() -> Any:
+            rotation = (
+                mod.Float64(np.zeros(pg.num_views)) if width == 1 else mod.Array3f64(*[np.zeros(pg.num_views)] * 3)
+            )
+            shift = (mod.Array3f64 if pg.ndim == 3 else mod.Array2f64)(*[np.zeros(pg.num_views)] * pg.ndim)
+            xg = mod.TensorXf(x)
+            dr.enable_grad(xg, rotation, shift)
+            B = ct.Projector(vg, pg.perturb(motion_rotation=rotation, motion_shift=shift), basis=basis)
+            r = B(xg).array - y.array
+            dr.backward(0.5 * dr.sum(r * r))
+            return dr.grad(xg), dr.grad(shift)
+
+        out["gradient"] = timed(one_gradient, max(1, repeat // 2))
+    out["peak_mb"] = peak_mb()
+    return out
 
 
-def bench_astra(vg: ct.VolumeGeometry, pg: ct.ProjectionGeometry, repeat: int) -> list[dict[str, Any]]:
+def measure_astra(name: str, repeat: int) -> dict[str, Any]:
     try:
         import astra
     except ImportError:
-        return []
+        return {}
+    vg, pg = workload(name)
+    if vg.ndim != 2:
+        return {}
     vol_geom, proj_geom = ct.to_astra(vg, pg)
     rng = np.random.default_rng(0)
-    x = rng.uniform(size=vg.shape).astype(np.float32)
-    y = rng.uniform(size=pg.shape).astype(np.float32)
-    rows = []
+    x = rng.random(vg.shape, dtype=np.float32)
+    y = rng.random(pg.shape, dtype=np.float32)
+    out = {}
     for kind in ("line", "linear", "strip"):
-        kind_name = kind if pg.beam == "parallel" else f"{kind}_fanflat"
         try:
-            pid = astra.create_projector(kind_name, proj_geom, vol_geom)
+            pid = astra.create_projector(kind if pg.beam == "parallel" else f"{kind}_fanflat", proj_geom, vol_geom)
         except Exception:
-            continue
+            continue  # ASTRA has no CPU 'linear' fan projector
         W = astra.OpTomo(pid)
-        for op, fn in (("forward", lambda W=W: W.FP(x)), ("adjoint", lambda W=W: W.BP(y))):
-            first, median = timed(fn, repeat)
-            rows.append({"who": f"ASTRA CPU {kind}", "op": op, "first": first, "median": median})
+        out[kind] = {"forward": timed(lambda W=W: W.FP(x), repeat), "adjoint": timed(lambda W=W: W.BP(y), repeat)}
         astra.projector.delete(pid)
-    return rows
+    return out
+
+
+def child(args: list[str]) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=5, help="timed calls per measurement (median reported)")
+    parser.add_argument("--workloads", default="parallel2d,cone128")
     parser.add_argument("--bases", default="voxel,linear,bspline2,bspline3")
-    parser.add_argument("--quick", action="store_true", help="halve every dimension (a smoke run)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls per measurement (median reported)")
+    parser.add_argument("--no-gradient", action="store_true", help="skip the gradient column")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        kind, name, *rest = args.child
+        result = (
+            measure_astra(name, args.repeat)
+            if kind == "astra"
+            else measure_drct(name, rest[0], args.repeat, not args.no_gradient)
+        )
+        print(json.dumps(result))
+        return
+
     info = machine_info()
     print(f"drct {info['drct']} on {info['backend']} ({info['device']}), LLVM {info['llvm']}\n")
-    print("| workload | projector | op | GVU/s | median s | first call s | vs ASTRA linear |")
-    print("|---|---|---|---|---|---|---|")
-    for name, (vg, pg) in workloads(args.quick).items():
-        rows = []
-        if vg.ndim == 2:
-            rows += bench_astra(vg, pg, args.repeat)
-        for basis in args.bases.split(","):
-            rows += bench_drct(vg, pg, basis, args.repeat)
-        reference = {r["op"]: r["median"] for r in rows if r["who"] == "ASTRA CPU linear"}
+    print("| workload | projector | op | GVU/s | median s | first s | peak MB | vs ASTRA |")
+    print("|---|---|---|---|---|---|---|---|")
+    flags = ["--repeat", str(args.repeat)] + (["--no-gradient"] if args.no_gradient else [])
+    for name in args.workloads.split(","):
+        vg, pg = workload(name)
         work = vg.size * pg.num_views / 1e9
-        for r in rows:
-            ratio = f"{reference[r['op']] / r['median']:.1f}x" if r["op"] in reference else "-"
-            print(
-                f"| {name} | {r['who']} | {r['op']} | {work / r['median']:.3f} | {r['median']:.4f} | "
-                f"{r['first']:.3f} | {ratio} |",
-                flush=True,
-            )
+        astra = child(["astra", name, *flags]) if vg.ndim == 2 else {}
+        reference_kind = "linear" if "linear" in astra else "line"
+        reference = astra.get(reference_kind, {})
+        rows = [(f"ASTRA CPU {kind}", ops, None) for kind, ops in astra.items() if kind != "error"]
+        for basis in args.bases.split(","):
+            result = child(["drct", name, basis, *flags])
+            if "error" in result:
+                print(f"| {name} | drct {basis} | failed: {result['error']} |||||")
+                continue
+            rows.append((f"drct {basis}", {k: v for k, v in result.items() if k != "peak_mb"}, result["peak_mb"]))
+        for who, ops, peak in rows:
+            for op, (first, median) in ops.items():
+                ratio = f"{reference[op][1] / median:.1f}x {reference_kind}" if op in reference else "-"
+                peak_text = f"{peak:.0f}" if peak is not None else "-"
+                cells = [name, who, op, f"{work / median:.3f}", f"{median:.4f}", f"{first:.3f}", peak_text, ratio]
+                print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ without an AD graph through the march: memory stays O(volume + sinogram + one ch
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import drjit as dr
+from tqdm.auto import tqdm
 
 from .backend import Types
 from .geometry.projection import AnyGeometry, ProjectionGeometry
@@ -53,6 +55,13 @@ class Transform:
         n, size = self.num_rays, self.chunk_rays * (16 if linear else 1)
         return [(s, min(size, n - s)) for s in range(0, n, size)]
 
+    def _progress(self, what: str, linear: bool = False) -> Iterator[tuple[int, int]]:
+        """The chunks, with a progress bar on a terminal when there are several (tqdm hides it elsewhere)."""
+        ranges = self.chunks(linear)
+        return iter(
+            tqdm(ranges, desc=f"drct {what}", unit="chunk", leave=False, disable=None if len(ranges) > 1 else True)
+        )
+
     def _rays(self, vectors: Vectors, start: int, count: int) -> Rays:
         return make_rays(self.pg, self.t, vectors, start, count)
 
@@ -83,7 +92,7 @@ class Transform:
         """``A x`` (flat, one value per ray) for flat coefficients ``coeffs``."""
         vectors = _detached(vectors)
         parts = []
-        for start, count in self.chunks(linear=True):
+        for start, count in self._progress("A x", linear=True):
             part = march.project(self.grid, self.t, self._segments(self._rays(vectors, start, count)), coeffs)
             dr.eval(part)
             parts.append(part)
@@ -93,7 +102,7 @@ class Transform:
         """``A.T y`` (flat, unpadded) for one value per ray."""
         vectors = _detached(vectors)
         target = dr.zeros(self.t.Float, self.grid.size)
-        for start, count in self.chunks(linear=True):
+        for start, count in self._progress("A.T y", linear=True):
             segs = self._segments(self._rays(vectors, start, count))
             march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target)
             dr.eval(target)
@@ -143,7 +152,7 @@ class Transform:
         vectors = _detached(vectors)
         target = dr.zeros(t.Float, self.grid.size) if want_volume else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
-        for start, count in self.chunks():
+        for start, count in self._progress("gradient"):
             w = self._slice(weights, start, count)
             views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, w, target)
             for name, comps in grads.items():
@@ -159,7 +168,7 @@ class Transform:
         tangents = {name: [t.Float64(c) for c in tangents[name]] for name in vectors}
         dr.eval(tangents)
         parts = []
-        for start, count in self.chunks():
+        for start, count in self._progress("JVP"):
             views, grads = self._ray_vector_gradients(coeffs, vectors, start, count)
             change = 0.0
             for name, comps in grads.items():

@@ -154,10 +154,13 @@ class Cell:
     length: Any  # segment length, mm
     start: Any  # distance from the clipped ray's start to the segment start, mm
     entered: list[Any]  # per axis: did the ray cross a face of that axis to enter this cell
+    coords: list[Any]  # the cell's knot-grid coordinates (Int per axis)
+    leaving: list[Any]  # per axis: does the ray leave the cell through a face of that axis
 
 
-def cell_weights(grid: KnotGrid, cell: Cell) -> list[Any]:
-    """Exact integrals over the segment of each cell coefficient's basis function (order of ``grid.offsets``)."""
+def cell_weights(grid: KnotGrid, cell: Cell, flip: list[Any] | None = None) -> list[Any]:
+    """Exact integrals over the segment of each cell coefficient's basis function (order of ``grid.offsets``;
+    along axes where ``flip`` is true, the coefficient order of that axis is reversed)."""
     n = grid.degree
     if n == 0:
         return [cell.length]
@@ -165,6 +168,10 @@ def cell_weights(grid: KnotGrid, cell: Cell) -> list[Any]:
     for xi, omega in zip(grid.nodes, grid.weights, strict=True):
         along = cell.length * xi
         per_axis = [bspline_segments(n, s + along * d) for s, d in zip(cell.local, cell.direction, strict=True)]
+        if flip is not None:
+            per_axis = [
+                [dr.select(f, b[n - j], b[j]) for j in range(n + 1)] for f, b in zip(flip, per_axis, strict=True)
+            ]
         # offsets enumerate (j_x, j_y[, j_z]) with j_x slowest: build the products in the same order
         products: list[Any] = [omega]
         for values in per_axis:
@@ -212,12 +219,19 @@ def cell_derivatives(grid: KnotGrid, cell: Cell, coeffs: list[Any]) -> tuple[lis
 
 
 def march(
-    grid: KnotGrid, t: Types, segs: Segments, visit: Callable[[Any, Cell], Any], acc: Any, track_faces: bool = False
+    grid: KnotGrid,
+    t: Types,
+    segs: Segments,
+    visit: Callable[[Any, Cell], Any],
+    acc: Any,
+    track_faces: bool = False,
+    return_cell: bool = False,
 ) -> Any:
     """Walk every ray through the knot cells it crosses, calling ``acc = visit(acc, cell)`` per cell.
 
     ``acc`` is any Dr.Jit PyTree carried through the loop; ``track_faces`` fills :attr:`Cell.entered` (else it
-    holds ``False``). The loop is symbolic: one kernel, no per-step graph.
+    holds ``False``); ``return_cell`` also returns the final cell coordinates. The loop is symbolic: one kernel,
+    no per-step graph.
     """
     entry, direction, length = segs.entry, segs.direction, segs.length
     forward = [d > 0 for d in direction]
@@ -245,6 +259,13 @@ def march(
         for c in crossing:
             end = dr.minimum(end, c)
         base, inside = grid.access(t, cell)
+        # step one axis per iteration (the first that reaches a face): a tie at an edge or corner becomes a
+        # zero-length segment in the next iteration, so each step leaves through exactly one face
+        crossed = [crossing[0] <= end]
+        taken = crossed[0]
+        for c in crossing[1:]:
+            crossed.append((c <= end) & ~taken)
+            taken = taken | crossed[-1]
         current = Cell(
             base=base,
             inside=inside,
@@ -253,15 +274,17 @@ def march(
             length=dr.maximum(end - pos, 0.0),
             start=pos,
             entered=entered if track_faces else never,
+            coords=cell,
+            leaving=crossed,
         )
         acc = visit(acc, current)
-        crossed = [c <= end for c in crossing]
         moved = [k + dr.select(x, s, 0) for k, x, s in zip(cell, crossed, step, strict=True)]
         return end, acc, moved, (crossed if track_faces else entered)
 
     faces = [dr.zeros(t.Bool, width) for _ in cell0] if track_faces else []
     state = (dr.zeros(t.Float, width), acc, cell0, faces)
-    return dr.while_loop(state, cond, body, label="drct_march")[1]
+    _, acc, cell, _ = dr.while_loop(state, cond, body, label="drct_march")
+    return (acc, cell) if return_cell else acc
 
 
 def _gather_cell(grid: KnotGrid, t: Types, coeffs: Any, cell: Cell) -> list[Any]:
@@ -295,13 +318,66 @@ def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
 
 
 def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: Any) -> None:
-    """Add the transpose of :func:`project` applied to ``values`` (one per ray) into ``target`` (flat)."""
+    """Add the transpose of :func:`project` applied to ``values`` (one per ray) into ``target`` (flat).
 
-    def scatter_weighted(acc: Any, cell: Cell) -> Any:
-        _scatter_cell(grid, t, target, values, cell)
-        return acc
+    The weights of a cell's coefficients are accumulated in a window that slides with the ray (oriented along
+    its direction): when the ray leaves a cell through a face, only the coefficients it will never touch again
+    (that face's ``(n + 1)^(ndim - 1)``) are scattered, and the rest once at the end. The sums are the same as
+    scattering every cell's weights, with ``n + 1`` times fewer scatters.
+    """
+    n, ndim = grid.degree, grid.ndim
+    if n == 0:  # one coefficient per cell: nothing to slide
 
-    march(grid, t, segs, scatter_weighted, dr.zeros(t.Float, dr.width(segs.length)))
+        def scatter_weighted(acc: Any, cell: Cell) -> Any:
+            _scatter_cell(grid, t, target, values, cell)
+            return acc
+
+        march(grid, t, segs, scatter_weighted, dr.zeros(t.Float, dr.width(segs.length)))
+        return
+    flip = [d < 0 for d in segs.direction]  # window axis j' runs along the ray: natural index n - j' when flipped
+    span = list(product(range(n + 1), repeat=ndim))  # oriented (j'_x, j'_y[, j'_z]), same order as the weights
+    faces = [[i for i, js in enumerate(span) if js[a] == 0] for a in range(ndim)]  # per axis, same slot order
+    mode = scatter_mode(dr.width(target))
+
+    def locate(coords: list[Any], i: int) -> tuple[Any, Any]:
+        """Flat index of window entry ``i`` of the cell at ``coords``, and whether it lies inside the array."""
+        index, inside = None, None
+        for a, (j, stride) in enumerate(zip(span[i], grid.strides, strict=True)):
+            pos = coords[a] + dr.select(flip[a], t.Int(n - j), t.Int(j)) - grid.pad
+            ok = (pos >= 0) & (pos < grid.shape[a])
+            index = pos * stride if index is None else index + pos * stride
+            inside = ok if inside is None else inside & ok
+        return index, inside
+
+    def slid(window: list[Any], a: int) -> list[Any]:
+        """The window after the ray steps along axis ``a``: entry j' takes j' + 1, the far face starts empty."""
+        after = [tuple(j + 1 if b == a else j for b, j in enumerate(js)) for js in span]
+        return [0.0 if js[a] == n else window[span.index(nxt)] for js, nxt in zip(span, after, strict=True)]
+
+    def visit(window: list[Any], cell: Cell) -> list[Any]:
+        window = [a + w for a, w in zip(window, cell_weights(grid, cell, flip), strict=True)]
+        # the ray leaves through at most one face per step: scatter that face's coefficients, slide the rest
+        leaving = cell.leaving[0]
+        for leave in cell.leaving[1:]:
+            leaving = leaving | leave
+        for slot in range(len(faces[0])):
+            value, (index, inside) = window[faces[0][slot]], locate(cell.coords, faces[0][slot])
+            for a in range(1, ndim):
+                i = faces[a][slot]
+                idx, ok = locate(cell.coords, i)
+                value = dr.select(cell.leaving[a], window[i], value)
+                index = dr.select(cell.leaving[a], idx, index)
+                inside = dr.select(cell.leaving[a], ok, inside)
+            dr.scatter_add(target, value * values, t.UInt(index), inside & leaving, mode=mode)
+        for a in range(ndim):
+            window = [dr.select(cell.leaving[a], s_, w) for s_, w in zip(slid(window, a), window, strict=True)]
+        return window
+
+    width = dr.width(segs.length)
+    window, coords = march(grid, t, segs, visit, [dr.zeros(t.Float, width)] * len(span), return_cell=True)
+    for i in range(len(span)):  # what the ray still holds when it stops
+        index, inside = locate(coords, i)
+        dr.scatter_add(target, window[i] * values, t.UInt(index), inside & (segs.length > 0), mode=mode)
 
 
 @dataclass

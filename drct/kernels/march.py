@@ -155,7 +155,15 @@ class Cell:
     start: Any  # distance from the clipped ray's start to the segment start, mm
     entered: list[Any]  # per axis: did the ray cross a face of that axis to enter this cell
     coords: list[Any]  # the cell's knot-grid coordinates (Int per axis)
-    leaving: list[Any]  # per axis: does the ray leave the cell through a face of that axis
+    leaving: list[Any]  # per axis: does the ray leave the cell through a face of that axis (one axis at most)
+
+    @property
+    def leaves(self) -> Any:
+        """Does the ray step into another cell after this segment."""
+        out = self.leaving[0]
+        for leave in self.leaving[1:]:
+            out = out | leave
+        return out
 
 
 def cell_weights(grid: KnotGrid, cell: Cell, flip: list[Any] | None = None) -> list[Any]:
@@ -218,6 +226,11 @@ def cell_derivatives(grid: KnotGrid, cell: Cell, coeffs: list[Any]) -> tuple[lis
     return grad, moment, start, end
 
 
+def first_cell(grid: KnotGrid, t: Types, segs: Segments) -> list[Any]:
+    """Knot-grid coordinates of the cell each clipped ray starts in."""
+    return [dr.clip(t.Int(dr.floor(e)), 0, c - 1) for e, c in zip(segs.entry, grid.cells, strict=True)]
+
+
 def march(
     grid: KnotGrid,
     t: Types,
@@ -239,7 +252,7 @@ def march(
     inv = [dr.select(z, 0.0, dr.rcp(d)) for z, d in zip(still, direction, strict=True)]
     # the face a ray leaves cell k through, relative to its entry point: k + (1 if d > 0 else 0) - entry
     face = [dr.select(f, 1.0, 0.0) - e for f, e in zip(forward, entry, strict=True)]
-    cell0 = [dr.clip(t.Int(dr.floor(e)), 0, c - 1) for e, c in zip(entry, grid.cells, strict=True)]
+    cell0 = first_cell(grid, t, segs)
     step = [dr.select(f, t.Int(1), t.Int(-1)) for f in forward]
     width = dr.width(length)
     never = [False] * grid.ndim
@@ -307,14 +320,86 @@ def scatter_mode(size: int) -> dr.ReduceMode:
 
 
 def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
-    """Line integrals of the coefficient array ``coeffs`` (flat, ``t.Float``) along ``segs``."""
+    """Line integrals of the coefficient array ``coeffs`` (flat, ``t.Float``) along ``segs``.
 
-    def gather_weighted(acc: Any, cell: Cell) -> Any:
-        for c, w in zip(_gather_cell(grid, t, coeffs, cell), cell_weights(grid, cell), strict=True):
-            acc = dr.fma(c, w, acc)
-        return acc
+    For degree ``n >= 1`` the cell's coefficients travel with the ray in a :class:`_Window`: each step gathers
+    only the ``(n + 1)^(ndim - 1)`` coefficients of the face the ray enters.
+    """
+    width = dr.width(segs.length)
+    if grid.degree == 0:
 
-    return march(grid, t, segs, gather_weighted, dr.zeros(t.Float, dr.width(segs.length)))
+        def gather_weighted(acc: Any, cell: Cell) -> Any:
+            for c, w in zip(_gather_cell(grid, t, coeffs, cell), cell_weights(grid, cell), strict=True):
+                acc = dr.fma(c, w, acc)
+            return acc
+
+        return march(grid, t, segs, gather_weighted, dr.zeros(t.Float, width))
+
+    win = _Window(grid, t, segs)
+    hit = segs.length > 0
+    start = first_cell(grid, t, segs)
+    window0 = []
+    for i in range(len(win.span)):
+        index, inside = win.locate(start, i)
+        window0.append(dr.gather(t.Float, coeffs, t.UInt(index), inside & hit))
+
+    def visit(acc: tuple[Any, list[Any]], cell: Cell) -> tuple[Any, list[Any]]:
+        total, window = acc
+        for c, w in zip(window, cell_weights(grid, cell, win.flip), strict=True):
+            total = dr.fma(c, w, total)
+        leaving = cell.leaves
+        entering = []  # the far face of the next cell, gathered once for whichever axis the ray steps along
+        for slot in range(len(win.far[0])):
+            index, inside = None, None
+            for a in range(grid.ndim):
+                after = [k + win.step[b] if b == a else k for b, k in enumerate(cell.coords)]
+                idx, ok = win.locate(after, win.far[a][slot])
+                index = idx if index is None else dr.select(cell.leaving[a], idx, index)
+                inside = ok if inside is None else dr.select(cell.leaving[a], ok, inside)
+            entering.append(dr.gather(t.Float, coeffs, t.UInt(index), inside & leaving))
+        for a in range(grid.ndim):
+            window = [
+                dr.select(cell.leaving[a], s_, w) for s_, w in zip(win.slid(window, a, entering), window, strict=True)
+            ]
+        return total, window
+
+    total, _ = march(grid, t, segs, visit, (dr.zeros(t.Float, width), window0))
+    return total
+
+
+class _Window:
+    """The ``(n + 1)^ndim`` coefficients of a ray's current cell, oriented along the ray (entry ``j'`` of axis
+    ``a`` is the natural index ``j'``, or ``n - j'`` where the ray runs backwards), so that a step always drops
+    the near face ``j'_a = 0`` and takes in the far face ``j'_a = n``."""
+
+    def __init__(self, grid: KnotGrid, t: Types, segs: Segments) -> None:
+        self.grid, self.t, self.n = grid, t, grid.degree
+        self.flip = [d < 0 for d in segs.direction]
+        self.step = [dr.select(f, t.Int(-1), t.Int(1)) for f in self.flip]
+        self.span = list(product(range(self.n + 1), repeat=grid.ndim))  # same order as the weights
+        self.near = [[i for i, js in enumerate(self.span) if js[a] == 0] for a in range(grid.ndim)]
+        self.far = [[i for i, js in enumerate(self.span) if js[a] == self.n] for a in range(grid.ndim)]
+
+    def locate(self, coords: list[Any], i: int) -> tuple[Any, Any]:
+        """Flat index of entry ``i`` of the cell at ``coords``, and whether it lies inside the array."""
+        grid, t, n = self.grid, self.t, self.n
+        index, inside = None, None
+        for a, (j, stride) in enumerate(zip(self.span[i], grid.strides, strict=True)):
+            pos = coords[a] + dr.select(self.flip[a], t.Int(n - j), t.Int(j)) - grid.pad
+            ok = (pos >= 0) & (pos < grid.shape[a])
+            index = pos * stride if index is None else index + pos * stride
+            inside = ok if inside is None else inside & ok
+        return index, inside
+
+    def slid(self, window: list[Any], a: int, fill: list[Any] | None = None) -> list[Any]:
+        """The window after a step along axis ``a``: entry j' takes j' + 1; the far face takes ``fill`` (or 0)."""
+        out = []
+        for js in self.span:
+            if js[a] == self.n:
+                out.append(0.0 if fill is None else fill[self.far[a].index(self.span.index(js))])
+            else:
+                out.append(window[self.span.index(tuple(j + 1 if b == a else j for b, j in enumerate(js)))])
+        return out
 
 
 def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: Any) -> None:
@@ -334,49 +419,30 @@ def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: A
 
         march(grid, t, segs, scatter_weighted, dr.zeros(t.Float, dr.width(segs.length)))
         return
-    flip = [d < 0 for d in segs.direction]  # window axis j' runs along the ray: natural index n - j' when flipped
-    span = list(product(range(n + 1), repeat=ndim))  # oriented (j'_x, j'_y[, j'_z]), same order as the weights
-    faces = [[i for i, js in enumerate(span) if js[a] == 0] for a in range(ndim)]  # per axis, same slot order
+    win = _Window(grid, t, segs)
     mode = scatter_mode(dr.width(target))
 
-    def locate(coords: list[Any], i: int) -> tuple[Any, Any]:
-        """Flat index of window entry ``i`` of the cell at ``coords``, and whether it lies inside the array."""
-        index, inside = None, None
-        for a, (j, stride) in enumerate(zip(span[i], grid.strides, strict=True)):
-            pos = coords[a] + dr.select(flip[a], t.Int(n - j), t.Int(j)) - grid.pad
-            ok = (pos >= 0) & (pos < grid.shape[a])
-            index = pos * stride if index is None else index + pos * stride
-            inside = ok if inside is None else inside & ok
-        return index, inside
-
-    def slid(window: list[Any], a: int) -> list[Any]:
-        """The window after the ray steps along axis ``a``: entry j' takes j' + 1, the far face starts empty."""
-        after = [tuple(j + 1 if b == a else j for b, j in enumerate(js)) for js in span]
-        return [0.0 if js[a] == n else window[span.index(nxt)] for js, nxt in zip(span, after, strict=True)]
-
     def visit(window: list[Any], cell: Cell) -> list[Any]:
-        window = [a + w for a, w in zip(window, cell_weights(grid, cell, flip), strict=True)]
+        window = [a + w for a, w in zip(window, cell_weights(grid, cell, win.flip), strict=True)]
         # the ray leaves through at most one face per step: scatter that face's coefficients, slide the rest
-        leaving = cell.leaving[0]
-        for leave in cell.leaving[1:]:
-            leaving = leaving | leave
-        for slot in range(len(faces[0])):
-            value, (index, inside) = window[faces[0][slot]], locate(cell.coords, faces[0][slot])
+        leaving = cell.leaves
+        for slot in range(len(win.near[0])):
+            value, (index, inside) = window[win.near[0][slot]], win.locate(cell.coords, win.near[0][slot])
             for a in range(1, ndim):
-                i = faces[a][slot]
-                idx, ok = locate(cell.coords, i)
+                i = win.near[a][slot]
+                idx, ok = win.locate(cell.coords, i)
                 value = dr.select(cell.leaving[a], window[i], value)
                 index = dr.select(cell.leaving[a], idx, index)
                 inside = dr.select(cell.leaving[a], ok, inside)
             dr.scatter_add(target, value * values, t.UInt(index), inside & leaving, mode=mode)
         for a in range(ndim):
-            window = [dr.select(cell.leaving[a], s_, w) for s_, w in zip(slid(window, a), window, strict=True)]
+            window = [dr.select(cell.leaving[a], s_, w) for s_, w in zip(win.slid(window, a), window, strict=True)]
         return window
 
     width = dr.width(segs.length)
-    window, coords = march(grid, t, segs, visit, [dr.zeros(t.Float, width)] * len(span), return_cell=True)
-    for i in range(len(span)):  # what the ray still holds when it stops
-        index, inside = locate(coords, i)
+    window, coords = march(grid, t, segs, visit, [dr.zeros(t.Float, width)] * len(win.span), return_cell=True)
+    for i in range(len(win.span)):  # what the ray still holds when it stops
+        index, inside = win.locate(coords, i)
         dr.scatter_add(target, window[i] * values, t.UInt(index), inside & (segs.length > 0), mode=mode)
 
 

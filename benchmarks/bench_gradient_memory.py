@@ -14,17 +14,10 @@ import time
 
 import drjit as dr
 import numpy as np
+from _common import peak_rss_mb
 
 import drct as ct
 from drct.backend import drjit_module
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:

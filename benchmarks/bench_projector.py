@@ -24,6 +24,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
+from _common import peak_rss_mb
 
 import drct as ct
 from drct.backend import drjit_module
@@ -44,14 +45,6 @@ def workload(name: str) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
             np.linspace(0, 2 * np.pi, views, endpoint=False), (n, n), 1.5, 2.0 * n, 4.0 * n
         )
     raise SystemExit(f"unknown workload {name!r}: expected parallel2d, fan2d, cone128 or cone256")
-
-
-def peak_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -89,7 +82,7 @@ def measure_drct(name: str, basis: str, repeat: int, gradient: bool) -> dict[str
             return dr.grad(xg), dr.grad(shift)
 
         out["gradient"] = timed(one_gradient, max(1, repeat // 2))
-    out["peak_mb"] = peak_mb()
+    out["peak_mb"] = peak_rss_mb()
     return out
 
 

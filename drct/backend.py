@@ -132,11 +132,6 @@ def get_backend() -> str:
     return backend
 
 
-def jit_backend(name: str | None = None) -> dr.JitBackend:
-    """The Dr.Jit enum of a backend name (default: the active backend)."""
-    return dr.JitBackend.CUDA if (name or get_backend()) == "cuda" else dr.JitBackend.LLVM
-
-
 def drjit_module(name: str | None = None) -> ModuleType:
     """The differentiable Dr.Jit array namespace (``drjit.llvm.ad`` or ``drjit.cuda.ad``) of a backend."""
     if (name or get_backend()) == "cuda":

@@ -69,20 +69,6 @@ def bspline_segment_slopes(degree: int, s: T) -> list[T]:
     raise ValueError(f"B-spline degree must be 0..3, got {degree}")
 
 
-def bspline(degree: int, x: np.ndarray) -> np.ndarray:
-    """The centred B-spline ``β_degree(x)`` (support ``|x| < (degree + 1) / 2``), evaluated with numpy."""
-    x = np.abs(np.asarray(x, dtype=np.float64))
-    if degree == 0:
-        return np.where(x < 0.5, 1.0, np.where(x == 0.5, 0.5, 0.0))
-    if degree == 1:
-        return np.maximum(1 - x, 0.0)
-    if degree == 2:
-        return np.where(x < 0.5, 0.75 - x**2, np.where(x < 1.5, 0.5 * (x - 1.5) ** 2, 0.0))
-    if degree == 3:
-        return np.where(x < 1, 2 / 3 - x**2 + x**3 / 2, np.where(x < 2, (2 - x) ** 3 / 6, 0.0))
-    raise ValueError(f"B-spline degree must be 0..3, got {degree}")
-
-
 def quadrature_order(degree: int, ndim: int) -> int:
     """Gauss–Legendre nodes that integrate a product of ``ndim`` degree-``degree`` polynomials exactly."""
     return max(1, math.ceil((degree * ndim + 1) / 2))

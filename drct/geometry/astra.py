@@ -292,6 +292,16 @@ def to_astra(vg: VolumeGeometry, pg: ProjectionGeometry) -> tuple[dict[str, Any]
     return _volume_to_astra(vg), proj
 
 
+def _swap_views_rows(sino: Any, expected: str) -> np.ndarray:
+    """Swap the first two axes of a 3D sinogram (a view, no copy); 2D sinograms pass unchanged."""
+    arr = np.asarray(sino)
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim != 3:
+        raise ValueError(f"{expected}, not {arr.shape}")
+    return np.transpose(arr, (1, 0, 2))
+
+
 def sino_from_astra(sino: Any) -> np.ndarray:
     """An ASTRA sinogram in drct's axis order: 3D ``(rows, views, cols)`` -> ``(views, rows, cols)``.
 
@@ -302,12 +312,7 @@ def sino_from_astra(sino: Any) -> np.ndarray:
         >>> sino_from_astra(np.zeros((4, 10, 6))).shape
         (10, 4, 6)
     """
-    arr = np.asarray(sino)
-    if arr.ndim == 2:
-        return arr
-    if arr.ndim != 3:
-        raise ValueError(f"an ASTRA sinogram is 2D (views, cols) or 3D (rows, views, cols), not {arr.shape}")
-    return np.transpose(arr, (1, 0, 2))
+    return _swap_views_rows(sino, "an ASTRA sinogram is 2D (views, cols) or 3D (rows, views, cols)")
 
 
 def sino_to_astra(sino: Any) -> np.ndarray:
@@ -321,9 +326,4 @@ def sino_to_astra(sino: Any) -> np.ndarray:
         >>> sino_to_astra(np.zeros((10, 4, 6))).shape
         (4, 10, 6)
     """
-    arr = np.asarray(sino)
-    if arr.ndim == 2:
-        return arr
-    if arr.ndim != 3:
-        raise ValueError(f"a drct sinogram is 2D (views, cols) or 3D (views, rows, cols), not {arr.shape}")
-    return np.transpose(arr, (1, 0, 2))
+    return _swap_views_rows(sino, "a drct sinogram is 2D (views, cols) or 3D (views, rows, cols)")

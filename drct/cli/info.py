@@ -1,4 +1,4 @@
-"""The ``drct`` command line.
+"""``drct info``: versions, backend, LLVM and device.
 
 Example:
     $ drct info
@@ -10,8 +10,6 @@ import argparse
 import os
 import platform
 import subprocess
-import sys
-from collections.abc import Sequence
 
 
 def _cpu_name() -> str:
@@ -44,8 +42,8 @@ def info() -> dict[str, str]:
 
     import drjit as dr
 
-    from . import __version__
-    from .backend import BackendError, get_backend, llvm_version
+    from .. import __version__
+    from ..backend import BackendError, get_backend, llvm_version
 
     rows = {"drct": __version__, "drjit": version("drjit"), "python": platform.python_version()}
     try:
@@ -63,16 +61,12 @@ def info() -> dict[str, str]:
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="drct", description="Differentiable X-ray transforms on Dr.Jit.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="print version, backend, LLVM version and device")
-    args = parser.parse_args(argv)
-    if args.command == "info":
-        for key, value in info().items():
-            print(f"{key:8s} {value}")
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("info", help="print version, backend, LLVM version and device")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for key, value in info().items():
+        print(f"{key:8s} {value}")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

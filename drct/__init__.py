@@ -27,6 +27,8 @@ from .geometry import parallel as parallel
 from .geometry import rays as rays
 from .geometry.astra import from_astra as from_astra
 from .geometry.astra import to_astra as to_astra
+from .geometry.files import load_geometry as load_geometry
+from .geometry.files import save_geometry as save_geometry
 from .projector import Projector as Projector
 
 try:
@@ -47,9 +49,11 @@ __all__ = [
     "from_vectors",
     "get_backend",
     "helix",
+    "load_geometry",
     "parallel",
     "phantoms",
     "rays",
+    "save_geometry",
     "set_backend",
     "to_astra",
 ]

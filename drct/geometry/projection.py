@@ -205,6 +205,54 @@ class ProjectionGeometry:
 
         return perturb(self, **params)
 
+    def select_views(self, indices: Any) -> ProjectionGeometry:
+        """The geometry of a subset of views, in the order given (e.g. one ordered subset of OS-SART/OSEM).
+
+        Dr.Jit vectors are gathered, so gradients still flow back to the full geometry's parameters.
+
+        Args:
+            indices: view indices (ints in ``[0, num_views)``), a slice, or a boolean mask of ``num_views``.
+
+        Example:
+            >>> import numpy as np, drct as ct
+            >>> pg = ct.parallel(np.linspace(0, np.pi, 12, endpoint=False), 16)
+            >>> pg.select_views(slice(0, None, 4)).shape
+            (3, 16)
+        """
+        views = self.num_views
+        if isinstance(indices, slice):
+            idx = np.arange(views)[indices]
+        else:
+            arr = np.asarray(indices)
+            if arr.dtype == bool:
+                if arr.shape != (views,):
+                    raise ValueError(f"a boolean view mask must have shape ({views},), got {arr.shape}")
+                idx = np.flatnonzero(arr)
+            elif arr.size == 0 or np.issubdtype(arr.dtype, np.integer):
+                idx = arr.astype(np.int64).reshape(-1)
+            else:
+                raise TypeError(f"indices must be integers, a slice or a boolean mask, got dtype {arr.dtype}")
+        if idx.size == 0:
+            raise ValueError("select_views needs at least one view, got an empty selection")
+        bad = (idx < -views) | (idx >= views)
+        if np.any(bad):
+            raise ValueError(f"view index {int(idx[bad][0])} is out of range for {views} views")
+        idx = np.where(idx < 0, idx + views, idx)
+
+        def pick(value: Any) -> Any:
+            if value is None:
+                return None
+            if not is_drjit(value):
+                return np.asarray(value)[idx]
+            from ..backend import drjit_module
+
+            mod = drjit_module("cuda" if dr.backend_v(value) == dr.JitBackend.CUDA else "llvm")
+            if dr.width(value) == 1:
+                return value
+            return dr.gather(type(value), value, mod.UInt32(idx.astype(np.uint32)))
+
+        return replace(self, src=pick(self.src), det=pick(self.det), det_u=pick(self.det_u), det_v=pick(self.det_v))
+
     def to_vectors(self) -> np.ndarray:
         """ASTRA-style vector rows: ``(views, 12)`` = src, det, u, v in 3D; ``(views, 6)`` = src, det, u in 2D."""
         parts = [self.src, self.det, self.det_u] + ([] if self.det_v is None else [self.det_v])

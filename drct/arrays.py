@@ -34,8 +34,9 @@ def _dtype_name(x: Any, kind: str) -> str:
     )
 
 
-def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x") -> tuple[Any, str]:
-    """``x`` as a ``t.Tensor`` of exactly ``shape``, and the kind of array it came as (Dr.Jit inputs keep their AD).
+def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x", leading: bool = False) -> tuple[Any, str]:
+    """``x`` as a ``t.Tensor`` of ``shape`` (after any leading batch dimensions if ``leading``), and the kind of
+    array it came as (Dr.Jit inputs keep their AD).
 
     numpy arrays of any float dtype are converted to the operator's precision; torch and Dr.Jit tensors must
     already have it (no silent copies of device data) and live on the operator's backend.
@@ -45,12 +46,14 @@ def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x") -> tupl
         raise TypeError(f"{name} must be a Dr.Jit tensor (e.g. TensorXf), got the flat array {type(x).__name__}")
     dtype = _dtype_name(x, kind)
     got = tuple(int(n) for n in x.shape)
-    if got != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {got}")
+    shape = tuple(shape)
+    if got[len(got) - len(shape) :] != shape or (len(got) != len(shape) and not leading):
+        expected = f"(..., {', '.join(map(str, shape))})" if leading else str(shape)
+        raise ValueError(f"{name} must have shape {expected}, got {got}")
     if kind == "numpy":
         if not np.issubdtype(x.dtype, np.floating):
             raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {x.dtype}")
-        return t.Tensor(upload(t.Float, np.asarray(x, dtype=t.np_dtype).reshape(-1)), shape), kind
+        return t.Tensor(upload(t.Float, np.asarray(x, dtype=t.np_dtype).reshape(-1)), got), kind
     if dtype != t.dtype:
         raise TypeError(f"{name} has dtype {dtype}, but this operator computes in {t.dtype}; convert it first")
     if kind == "torch":

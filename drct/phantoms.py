@@ -265,7 +265,7 @@ def project_ellipsoids(
     vectors, out, chunk = geometry_vectors(pg, t), np.empty(pg.num_rays), 1 << 22
     for start in range(0, pg.num_rays, chunk):
         count = min(chunk, pg.num_rays - start)
-        values = _chords(items, make_rays(pg, t, vectors, start, count), t)
+        values = _chords(items, make_rays(pg, t, vectors, dr.arange(t.UInt, start, start + count)), t)
         dr.eval(values)
         out[start : start + count] = values.numpy()
     return out.reshape(pg.shape).astype(np.float32)

@@ -31,6 +31,10 @@ class Projector:
         backend: ``"llvm"`` or ``"cuda"``; default the active backend (:func:`drct.set_backend`).
         chunk_rays: rays per launch of the derivative kernels (16 times more for ``A`` and ``A.T``); bounds the
             memory of gradients and of huge scans.
+        batch: for a different geometry per sample: ``pg`` holds ``batch`` samples' views one after the other
+            (views ``b * V .. b * V + V - 1`` are sample ``b``'s), and ``A`` maps ``(batch, *vg.shape)`` to
+            ``(batch, V, *det)``. Without it, ``A`` and ``A.T`` accept any leading batch dimensions and apply
+            the one geometry to every sample — in one launch either way.
 
     Example:
         >>> import numpy as np, drct as ct
@@ -40,6 +44,8 @@ class Projector:
         >>> y = A(x)
         >>> y.shape, A.T(y).shape
         ((90, 96), (64, 64))
+        >>> A(np.ones((8, 64, 64), np.float32)).shape  # a batch, one launch
+        (8, 90, 96)
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class Projector:
         dtype: Any = "float32",
         backend: str | None = None,
         chunk_rays: int = 1 << 20,
+        batch: int | None = None,
     ) -> None:
         if not isinstance(vg, VolumeGeometry):
             raise TypeError(f"vg must be a drct.VolumeGeometry, got {type(vg).__name__}")
@@ -65,13 +72,25 @@ class Projector:
         self.pg = pg
         self.basis = basis
         self.degree = basis_degree(basis)
+        if batch is not None:
+            if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+                raise ValueError(f"batch must be a positive integer (samples stacked in pg), got {batch!r}")
+            if pg.num_views % batch:
+                raise ValueError(
+                    f"batch={batch} samples must split the geometry's {pg.num_views} views evenly "
+                    "(pg holds each sample's views one after the other)"
+                )
+        self.batch = batch
         self.types: Types = types(canonical_dtype(dtype), backend or get_backend())
-        self._engine = Transform(vg, pg, self.degree, self.types, chunk_rays)
-        size = self._engine.grid.size
-        if size >= 2**31 or pg.num_rays >= 2**32:
+        self._engine = Transform(vg, pg, self.degree, self.types, chunk_rays, stacked=batch or 1)
+        self._check_size(batch or 1)
+
+    def _check_size(self, batch: int) -> None:
+        size, rays = self._engine.grid.size * batch, self._engine.num_rays(batch)
+        if size >= 2**31 or rays >= 2**32:
             raise ValueError(
-                f"problem too large for one launch: {size} coefficients (limit 2**31) and "
-                f"{pg.num_rays} rays (limit 2**32); split the volume into slabs or the views into chunks"
+                f"problem too large for one launch: {size} coefficients (limit 2**31) and {rays} rays "
+                "(limit 2**32); split the volume into slabs, the views or the batch into chunks"
             )
 
     @property
@@ -84,59 +103,83 @@ class Projector:
 
     @property
     def domain_shape(self) -> tuple[int, ...]:
-        """Shape of ``x``: the volume shape."""
-        return self.vg.shape
+        """Shape of ``x``: the volume shape (``(batch, *vg.shape)`` with per-sample geometries)."""
+        return self.vg.shape if self.batch is None else (self.batch, *self.vg.shape)
 
     @property
     def range_shape(self) -> tuple[int, ...]:
-        """Shape of ``A x``: the sinogram shape."""
-        return self.pg.shape
+        """Shape of ``A x``: the sinogram shape (``(batch, views per sample, *det)`` with per-sample geometries)."""
+        if self.batch is None:
+            return self.pg.shape
+        return (self.batch, self.pg.num_views // self.batch, *self.pg.shape[1:])
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(number of rays, number of coefficients)``: the shape of ``A`` as a matrix."""
-        return (self.pg.num_rays, self.vg.size)
+        return (self.pg.num_rays, self.vg.size * (self.batch or 1))
 
     @property
     def T(self) -> _Adjoint:
         """The adjoint (transpose) operator: ``A.T(y)``."""
         return _Adjoint(self)
 
+    def _batch(self, shape: tuple[int, ...], core: tuple[int, ...], name: str) -> tuple[tuple[int, ...], int]:
+        """Leading dimensions of ``shape`` before ``core`` and the number of samples they hold."""
+        got = tuple(int(n) for n in shape)
+        if self.batch is not None:
+            if got != core:
+                raise ValueError(f"{name} must have shape {core} (batch={self.batch} per-sample geometries), got {got}")
+            return (), self.batch
+        if got[len(got) - len(core) :] != core:
+            raise ValueError(f"{name} must have shape (..., {', '.join(map(str, core))}), got {got}")
+        lead = got[: len(got) - len(core)]
+        count = 1
+        for n in lead:
+            count *= n
+        if count < 1:
+            raise ValueError(f"{name} has an empty batch dimension: shape {got}")
+        self._check_size(count)
+        return lead, count
+
     def forward_tensor(self, x: Any) -> Any:
-        """``A x`` for a Dr.Jit tensor ``x`` of the operator's type and ``vg.shape``; returns a tensor.
+        """``A x`` for a Dr.Jit tensor ``x`` of the operator's type and shape ``(*batch, *vg.shape)``; returns a
+        tensor of shape ``(*batch, *pg.shape)`` (one launch for the whole batch).
 
         Differentiable: gradients reach ``x`` and any geometry vector that is a Dr.Jit array with gradients
         enabled (see :meth:`drct.ProjectionGeometry.with_drjit_vectors` and :meth:`~drct.ProjectionGeometry.perturb`).
         """
-        out = self.types.Tensor(apply(ForwardOp, self._engine, x.array), self.range_shape)
+        lead, count = self._batch(x.shape, self.domain_shape, "x (volume)")
+        out = self.types.Tensor(apply(ForwardOp, self._engine, x.array, count), (*lead, *self.range_shape))
         dr.eval(out)
         return out
 
     def adjoint_tensor(self, y: Any) -> Any:
-        """``A.T y`` for a Dr.Jit tensor ``y`` of the operator's type and ``pg.shape``; returns a tensor.
+        """``A.T y`` for a Dr.Jit tensor ``y`` of the operator's type and shape ``(*batch, *pg.shape)``; returns a
+        tensor of shape ``(*batch, *vg.shape)``.
 
         Differentiable w.r.t. ``y`` (both modes) and the geometry vectors (reverse mode).
         """
-        out = self.types.Tensor(apply(AdjointOp, self._engine, y.array), self.domain_shape)
+        lead, count = self._batch(y.shape, self.range_shape, "y (projections)")
+        out = self.types.Tensor(apply(AdjointOp, self._engine, y.array, count), (*lead, *self.domain_shape))
         dr.eval(out)
         return out
 
     def __call__(self, x: Any) -> Any:
-        """``A x``; ``x`` is a numpy array, torch tensor or Dr.Jit tensor of shape ``vg.shape``."""
-        tensor, kind = to_tensor(x, self.domain_shape, self.types, "x (volume)")
+        """``A x``; ``x`` is a numpy array, torch tensor or Dr.Jit tensor of shape ``(*batch, *vg.shape)``."""
+        tensor, kind = to_tensor(x, self.domain_shape, self.types, "x (volume)", leading=self.batch is None)
         return from_tensor(self.forward_tensor(tensor), kind)
 
     forward = __call__
 
     def adjoint(self, y: Any) -> Any:
-        """``A.T y``; ``y`` is a numpy array, torch tensor or Dr.Jit tensor of shape ``pg.shape``."""
-        tensor, kind = to_tensor(y, self.range_shape, self.types, "y (projections)")
+        """``A.T y``; ``y`` is a numpy array, torch tensor or Dr.Jit tensor of shape ``(*batch, *pg.shape)``."""
+        tensor, kind = to_tensor(y, self.range_shape, self.types, "y (projections)", leading=self.batch is None)
         return from_tensor(self.adjoint_tensor(tensor), kind)
 
     def __repr__(self) -> str:
         return (
             f"Projector(vg shape={self.vg.shape}, {self.pg!r}, basis={self.basis!r}, dtype={self.dtype!r}, "
-            f"backend={self.backend!r})"
+            f"backend={self.backend!r}{'' if self.batch is None else f', batch={self.batch}'})"
         )
 
 

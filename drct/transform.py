@@ -33,13 +33,21 @@ def _dot(a: Vec, b: Vec) -> Any:
 
 
 class Transform:
-    """The numerical engine behind :class:`drct.Projector` (one volume grid, one geometry, one basis)."""
+    """The numerical engine behind :class:`drct.Projector` (one volume grid, one geometry, one basis).
 
-    def __init__(self, vg: VolumeGeometry, pg: AnyGeometry, degree: int, t: Types, chunk_rays: int) -> None:
+    Every operation takes ``batch``, the number of volumes (and sinograms) processed in one launch, stacked
+    along the flat arrays. With ``stacked = B`` the geometry holds ``B`` samples' views one after the other and
+    sample ``b``'s rays see volume ``b``; otherwise (``stacked = 1``) all volumes share the geometry.
+    """
+
+    def __init__(
+        self, vg: VolumeGeometry, pg: AnyGeometry, degree: int, t: Types, chunk_rays: int, stacked: int = 1
+    ) -> None:
         self.vg, self.pg, self.t = vg, pg, t
         self.grid = march.KnotGrid.of(vg, degree)
         self.chunk_rays = max(1, int(chunk_rays))
-        self.num_rays = pg.num_rays
+        self.stacked = stacked
+        self.rays_per_sample = pg.num_rays // stacked
         self._first_center = [dr.opaque(t.Float64, c) for c in vg.first_center]
         self._spacing = [dr.opaque(t.Float64, h) for h in vg.spacing_xyz]
         self._fixed_vectors = None if pg.differentiable else geometry_vectors(pg, t)
@@ -49,61 +57,80 @@ class Transform:
         """The geometry vectors; fresh each call when they are Dr.Jit arrays (so new gradients are seen)."""
         return self._fixed_vectors if self._fixed_vectors is not None else geometry_vectors(self.pg, self.t)
 
-    def chunks(self, linear: bool = False) -> list[tuple[int, int]]:
+    def num_rays(self, batch: int) -> int:
+        """Rays in one launch over ``batch`` volumes."""
+        return self.rays_per_sample * batch
+
+    def chunks(self, batch: int, linear: bool = False) -> list[tuple[int, int]]:
         """Ray ranges per launch: ``chunk_rays`` for derivative passes (which keep per-ray AD state), 16 times
         more for the linear operators (which keep one value per ray)."""
-        n, size = self.num_rays, self.chunk_rays * (16 if linear else 1)
+        n, size = self.num_rays(batch), self.chunk_rays * (16 if linear else 1)
         return [(s, min(size, n - s)) for s in range(0, n, size)]
 
-    def _progress(self, what: str, linear: bool = False) -> Iterator[tuple[int, int]]:
+    def _progress(self, what: str, batch: int, linear: bool = False) -> Iterator[tuple[int, int]]:
         """The chunks, with a progress bar on a terminal when there are several (tqdm hides it elsewhere)."""
-        ranges = self.chunks(linear)
+        ranges = self.chunks(batch, linear)
         return iter(
             tqdm(ranges, desc=f"drct {what}", unit="chunk", leave=False, disable=None if len(ranges) > 1 else True)
         )
 
-    def _rays(self, vectors: Vectors, start: int, count: int) -> Rays:
-        return make_rays(self.pg, self.t, vectors, start, count)
+    def _index(self, start: int, count: int, batch: int) -> tuple[Any, Any]:
+        """For rays ``start .. start + count`` of a launch: their flat index in the geometry, and the flat index
+        of the first coefficient of the volume each one sees (``0`` for a single volume)."""
+        t = self.t
+        index = dr.arange(t.UInt, start, start + count)
+        if batch == 1:
+            return index, 0
+        sample = index // self.rays_per_sample
+        if self.stacked == 1:
+            index = index - sample * self.rays_per_sample
+        return index, t.Int(sample * self.grid.size)
 
-    def _segments(self, rays: Rays) -> march.Segments:
+    def _segments(self, rays: Rays, offset: Any = 0) -> march.Segments:
         detached = Rays(
             [dr.detach(o) for o in rays.origin],
             [dr.detach(d) for d in rays.direction],
             dr.detach(rays.t_min),
             dr.detach(rays.t_max),
         )
-        return march.clip_rays(detached, self.grid, self._first_center, self._spacing, self.t)
+        segs = march.clip_rays(detached, self.grid, self._first_center, self._spacing, self.t)
+        segs.offset = offset
+        return segs
+
+    def _ray_segments(self, vectors: Vectors, start: int, count: int, batch: int) -> march.Segments:
+        index, offset = self._index(start, count, batch)
+        return self._segments(make_rays(self.pg, self.t, vectors, index), offset)
 
     def _slice(self, values: Any, start: int, count: int) -> Any:
         if count == dr.width(values):
             return values
         return dr.gather(self.t.Float, values, dr.arange(self.t.UInt, start, start + count))
 
-    def _assemble(self, parts: list[Any], linear: bool) -> Any:
+    def _assemble(self, parts: list[Any], batch: int, linear: bool) -> Any:
         if len(parts) == 1:
             return parts[0]
-        out = dr.zeros(self.t.Float, self.num_rays)
-        for (start, count), part in zip(self.chunks(linear), parts, strict=True):
+        out = dr.zeros(self.t.Float, self.num_rays(batch))
+        for (start, count), part in zip(self.chunks(batch, linear), parts, strict=True):
             dr.scatter(out, part, dr.arange(self.t.UInt, start, start + count))
         return out
 
     # ---- linear operators -----------------------------------------------------------------------------------
-    def project(self, coeffs: Any, vectors: Vectors) -> Any:
-        """``A x`` (flat, one value per ray) for flat coefficients ``coeffs``."""
+    def project(self, coeffs: Any, vectors: Vectors, batch: int = 1) -> Any:
+        """``A x`` (flat, one value per ray) for flat coefficients ``coeffs`` of ``batch`` volumes."""
         vectors = _detached(vectors)
         parts = []
-        for start, count in self._progress("A x", linear=True):
-            part = march.project(self.grid, self.t, self._segments(self._rays(vectors, start, count)), coeffs)
+        for start, count in self._progress("A x", batch, linear=True):
+            part = march.project(self.grid, self.t, self._ray_segments(vectors, start, count, batch), coeffs)
             dr.eval(part)
             parts.append(part)
-        return self._assemble(parts, linear=True)
+        return self._assemble(parts, batch, linear=True)
 
-    def backproject(self, values: Any, vectors: Vectors) -> Any:
-        """``A.T y`` (flat, unpadded) for one value per ray."""
+    def backproject(self, values: Any, vectors: Vectors, batch: int = 1) -> Any:
+        """``A.T y`` (flat, unpadded, ``batch`` volumes) for one value per ray."""
         vectors = _detached(vectors)
-        target = dr.zeros(self.t.Float, self.grid.size)
-        for start, count in self._progress("A.T y", linear=True):
-            segs = self._segments(self._rays(vectors, start, count))
+        target = dr.zeros(self.t.Float, self.grid.size * batch)
+        for start, count in self._progress("A.T y", batch, linear=True):
+            segs = self._ray_segments(vectors, start, count, batch)
             march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target)
             dr.eval(target)
         return target
@@ -118,7 +145,14 @@ class Transform:
         return grad, moment, d_tmax
 
     def _ray_vector_gradients(
-        self, coeffs: Any, vectors: Vectors, start: int, count: int, weights: Any = None, target: Any = None
+        self,
+        coeffs: Any,
+        vectors: Vectors,
+        start: int,
+        count: int,
+        batch: int,
+        weights: Any = None,
+        target: Any = None,
     ) -> tuple[Any, Vectors]:
         """For rays ``start .. start + count``: the index of each ray's vector set, and the gradient of the ray's
         integral (times its weight, if given) w.r.t. that set, per ray. Adds ``A.T weights`` into ``target``.
@@ -127,12 +161,13 @@ class Transform:
         scatters, nothing evaluated until the caller combines the result).
         """
         t = self.t
-        views = ray_views(self.pg, t, start, count)
+        index, offset = self._index(start, count, batch)
+        views = ray_views(self.pg, t, index)
         with dr.isolate_grad():
             leaves = per_ray(vectors, t, views)
             dr.enable_grad(leaves)
-            rays = rays_from(self.pg, t, leaves, start, count)
-            segs = self._segments(rays)
+            rays = rays_from(self.pg, t, leaves, index)
+            segs = self._segments(rays, offset)
             der = march.ray_derivatives(self.grid, t, segs, coeffs, weights, target)
             d_o, d_d, d_tmax = self._ray_partials(der, segs)
             if weights is not None:
@@ -145,31 +180,33 @@ class Transform:
             grads = {name: [dr.grad(c) for c in comps] for name, comps in leaves.items()}
         return views, grads
 
-    def geometry_vjp(self, coeffs: Any, vectors: Vectors, weights: Any, want_volume: bool) -> tuple[Any, Vectors]:
+    def geometry_vjp(
+        self, coeffs: Any, vectors: Vectors, weights: Any, want_volume: bool, batch: int = 1
+    ) -> tuple[Any, Vectors]:
         """Reverse mode for ray weights ``weights``: ``A.T weights`` (if ``want_volume``) and the gradient of
         ``<weights, A x>`` w.r.t. every geometry vector, from one march per chunk."""
         t = self.t
         vectors = _detached(vectors)
-        target = dr.zeros(t.Float, self.grid.size) if want_volume else None
+        target = dr.zeros(t.Float, self.grid.size * batch) if want_volume else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
-        for start, count in self._progress("gradient"):
+        for start, count in self._progress("gradient", batch):
             w = self._slice(weights, start, count)
-            views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, w, target)
+            views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, w, target)
             for name, comps in grads.items():
                 for acc, g in zip(out[name], comps, strict=True):
                     dr.scatter_add(acc, g, views)
             dr.eval(out, target)
         return target, out
 
-    def geometry_jvp(self, coeffs: Any, vectors: Vectors, tangents: Vectors) -> Any:
+    def geometry_jvp(self, coeffs: Any, vectors: Vectors, tangents: Vectors, batch: int = 1) -> Any:
         """Forward mode: the change of every ray integral (one value per ray) for geometry tangents."""
         t = self.t
         vectors = _detached(vectors)
         tangents = {name: [t.Float64(c) for c in tangents[name]] for name in vectors}
         dr.eval(tangents)
         parts = []
-        for start, count in self._progress("JVP"):
-            views, grads = self._ray_vector_gradients(coeffs, vectors, start, count)
+        for start, count in self._progress("JVP", batch):
+            views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch)
             change = 0.0
             for name, comps in grads.items():
                 for g, dv in zip(comps, tangents[name], strict=True):
@@ -177,7 +214,7 @@ class Transform:
             part = t.Float(change)
             dr.eval(part)
             parts.append(part)
-        return self._assemble(parts, linear=False)
+        return self._assemble(parts, batch, linear=False)
 
 
 def _has_grad(tree: Any) -> bool:
@@ -187,18 +224,18 @@ def _has_grad(tree: Any) -> bool:
 class ForwardOp(dr.CustomOp):
     """``y = A x`` with derivatives w.r.t. ``x`` and the geometry vectors (reverse and forward mode)."""
 
-    def eval(self, engine: Transform, x: Any, vectors: Vectors, need: tuple[bool, bool]) -> Any:
-        self.engine, self.x, self.vectors, self.need = engine, x, vectors, need
-        return engine.project(x, vectors)
+    def eval(self, engine: Transform, x: Any, vectors: Vectors, need: tuple[bool, bool], batch: int) -> Any:
+        self.engine, self.x, self.vectors, self.need, self.batch = engine, x, vectors, need, batch
+        return engine.project(x, vectors, batch)
 
     def backward(self) -> None:
         want_volume, want_geometry = self.need
         g = self.grad_out()
         if want_geometry:
-            volume, grads = self.engine.geometry_vjp(self.x, self.vectors, g, want_volume)
+            volume, grads = self.engine.geometry_vjp(self.x, self.vectors, g, want_volume, self.batch)
             self.set_grad_in("vectors", grads)
         else:
-            volume = self.engine.backproject(g, self.vectors)
+            volume = self.engine.backproject(g, self.vectors, self.batch)
         if want_volume:
             self.set_grad_in("x", volume)
 
@@ -206,10 +243,10 @@ class ForwardOp(dr.CustomOp):
         want_volume, want_geometry = self.need
         out = 0.0
         if want_volume:
-            out = self.engine.project(self.grad_in("x"), self.vectors)
+            out = self.engine.project(self.grad_in("x"), self.vectors, self.batch)
         if want_geometry:
             tangents: Any = self.grad_in("vectors")
-            out = out + self.engine.geometry_jvp(self.x, self.vectors, tangents)
+            out = out + self.engine.geometry_jvp(self.x, self.vectors, tangents, self.batch)
         self.set_grad_out(out)
 
     def name(self) -> str:
@@ -219,17 +256,17 @@ class ForwardOp(dr.CustomOp):
 class AdjointOp(dr.CustomOp):
     """``x = A.T y`` with derivatives w.r.t. ``y`` (both modes) and w.r.t. the geometry (reverse mode)."""
 
-    def eval(self, engine: Transform, y: Any, vectors: Vectors, need: tuple[bool, bool]) -> Any:
-        self.engine, self.y, self.vectors, self.need = engine, y, vectors, need
-        return engine.backproject(y, vectors)
+    def eval(self, engine: Transform, y: Any, vectors: Vectors, need: tuple[bool, bool], batch: int) -> Any:
+        self.engine, self.y, self.vectors, self.need, self.batch = engine, y, vectors, need, batch
+        return engine.backproject(y, vectors, batch)
 
     def backward(self) -> None:
         want_values, want_geometry = self.need
         grad_x = self.grad_out()
         if want_values:
-            self.set_grad_in("y", self.engine.project(grad_x, self.vectors))
+            self.set_grad_in("y", self.engine.project(grad_x, self.vectors, self.batch))
         if want_geometry:  # d<grad_x, A.T y> = d<y, A grad_x>
-            _, grads = self.engine.geometry_vjp(grad_x, self.vectors, self.y, want_volume=False)
+            _, grads = self.engine.geometry_vjp(grad_x, self.vectors, self.y, False, self.batch)
             self.set_grad_in("vectors", grads)
 
     def forward(self) -> None:
@@ -238,18 +275,19 @@ class AdjointOp(dr.CustomOp):
                 "forward-mode derivatives of A.T w.r.t. the geometry are not implemented; use reverse mode "
                 "(dr.backward) or differentiate A instead"
             )
-        self.set_grad_out(self.engine.backproject(self.grad_in("y"), self.vectors))
+        self.set_grad_out(self.engine.backproject(self.grad_in("y"), self.vectors, self.batch))
 
     def name(self) -> str:
         return "drct.A.T"
 
 
-def apply(op: type[dr.CustomOp], engine: Transform, values: Any) -> Any:
-    """Run ``op`` on flat ``values`` through ``dr.custom`` when anything needs derivatives, else directly."""
+def apply(op: type[dr.CustomOp], engine: Transform, values: Any, batch: int = 1) -> Any:
+    """Run ``op`` on flat ``values`` (``batch`` volumes or sinograms) through ``dr.custom`` when anything needs
+    derivatives, else directly."""
     vectors = engine.vectors()
     need = (_has_grad(values), _has_grad(vectors))
     if not any(need):
         if op is ForwardOp:
-            return engine.project(values, vectors)
-        return engine.backproject(values, vectors)
-    return dr.custom(op, engine, values, vectors, need)
+            return engine.project(values, vectors, batch)
+        return engine.backproject(values, vectors, batch)
+    return dr.custom(op, engine, values, vectors, need, batch)

@@ -96,9 +96,9 @@ def test_projector_arguments_are_checked() -> None:
 
 
 def test_wrong_shapes_and_dtypes(A: ct.Projector) -> None:
-    with pytest.raises(ValueError, match=re.escape("x (volume) must have shape (8, 8), got (8, 9)")):
+    with pytest.raises(ValueError, match=re.escape("x (volume) must have shape (..., 8, 8), got (8, 9)")):
         A(np.zeros((8, 9), np.float32))
-    with pytest.raises(ValueError, match=re.escape("y (projections) must have shape (4, 12), got (12, 4)")):
+    with pytest.raises(ValueError, match=re.escape("y (projections) must have shape (..., 4, 12), got (12, 4)")):
         A.T(np.zeros((12, 4), np.float32))
     with pytest.raises(TypeError, match="must be a floating-point array"):
         A(np.zeros((8, 8), np.int32))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from math import comb, factorial
 
+import drjit as dr
 import numpy as np
 import pytest
 
@@ -64,7 +65,7 @@ def single_coefficient(vg: ct.VolumeGeometry, index: tuple[int, ...]) -> np.ndar
 
 def reference(vg: ct.VolumeGeometry, pg, index: tuple[int, ...], n: int) -> np.ndarray:
     t = types("float64")
-    rays = make_rays(pg, t, geometry_vectors(pg, t), 0, pg.num_rays)
+    rays = make_rays(pg, t, geometry_vectors(pg, t), dr.arange(t.UInt, pg.num_rays))
     o = np.stack([c.numpy() for c in rays.origin], axis=1)
     d = np.stack([c.numpy() for c in rays.direction], axis=1)
     t0, t1 = rays.t_min.numpy(), rays.t_max.numpy()

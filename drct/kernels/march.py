@@ -105,7 +105,8 @@ class Segments:
     """Rays clipped to the support box, in knot-grid units: ``w(t) = entry + t * direction``, ``0 <= t <= length``.
 
     ``t_enter`` is where the clipped ray starts on the original ray (mm, float64); ``starts_at_t_min`` /
-    ``ends_at_t_max`` tell whether the ray's own range (not the box) cut it there.
+    ``ends_at_t_max`` tell whether the ray's own range (not the box) cut it there. ``offset`` is the flat index
+    of the first coefficient of the ray's volume in a batch of volumes (``0`` for a single volume).
     """
 
     entry: Vec
@@ -114,6 +115,7 @@ class Segments:
     t_enter: Any
     starts_at_t_min: Any
     ends_at_t_max: Any
+    offset: Any = 0
 
 
 def clip_rays(rays: Rays, grid: KnotGrid, first_center: Vec, spacing: Vec, t: Types) -> Segments:
@@ -272,6 +274,8 @@ def march(
         for c in crossing:
             end = dr.minimum(end, c)
         base, inside = grid.access(t, cell)
+        if not isinstance(segs.offset, int):
+            base = base + segs.offset
         # step one axis per iteration (the first that reaches a face): a tie at an edge or corner becomes a
         # zero-length segment in the next iteration, so each step leaves through exactly one face
         crossed = [crossing[0] <= end]
@@ -374,6 +378,7 @@ class _Window:
 
     def __init__(self, grid: KnotGrid, t: Types, segs: Segments) -> None:
         self.grid, self.t, self.n = grid, t, grid.degree
+        self.offset = segs.offset
         self.flip = [d < 0 for d in segs.direction]
         self.step = [dr.select(f, t.Int(-1), t.Int(1)) for f in self.flip]
         self.span = list(product(range(self.n + 1), repeat=grid.ndim))  # same order as the weights
@@ -389,6 +394,8 @@ class _Window:
             ok = (pos >= 0) & (pos < grid.shape[a])
             index = pos * stride if index is None else index + pos * stride
             inside = ok if inside is None else inside & ok
+        if not isinstance(self.offset, int):
+            index = index + self.offset
         return index, inside
 
     def slid(self, window: list[Any], a: int, fill: list[Any] | None = None) -> list[Any]:

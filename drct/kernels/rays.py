@@ -45,9 +45,8 @@ def upload_vectors(rows: np.ndarray, t: Types) -> Vec:
     return [upload(t.Float64, rows[:, i]) for i in range(rows.shape[1])]
 
 
-def ray_views(pg: AnyGeometry, t: Types, start: int, count: int) -> Any:
-    """Index of the vector set (view, or ray for ray lists) of each ray ``start .. start + count``."""
-    index = dr.arange(t.UInt, start, start + count)
+def ray_views(pg: AnyGeometry, t: Types, index: Any) -> Any:
+    """Index of the vector set (view, or ray for ray lists) of the rays with flat sinogram indices ``index``."""
     if not isinstance(pg, ProjectionGeometry):
         return index
     return index // (pg.num_rays // pg.num_views)
@@ -58,14 +57,15 @@ def per_ray(vectors: dict[str, Vec], t: Types, views: Any) -> dict[str, Vec]:
     return {name: [dr.gather(t.Float64, c, views) for c in comps] for name, comps in vectors.items()}
 
 
-def make_rays(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], start: int, count: int) -> Rays:
-    """The rays ``start .. start + count`` of ``pg`` (flat sinogram order) from its per-view vectors
+def make_rays(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], index: Any) -> Rays:
+    """The rays of ``pg`` with flat sinogram indices ``index`` (a ``t.UInt`` array) from its per-view vectors
     (``geometry_vectors``: ``src, det, det_u[, det_v]`` or ``origins, directions``)."""
-    return rays_from(pg, t, per_ray(vectors, t, ray_views(pg, t, start, count)), start, count)
+    return rays_from(pg, t, per_ray(vectors, t, ray_views(pg, t, index)), index)
 
 
-def rays_from(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], start: int, count: int) -> Rays:
-    """The rays ``start .. start + count`` of ``pg`` from geometry vectors already gathered per ray."""
+def rays_from(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], index: Any) -> Rays:
+    """The rays of ``pg`` with flat sinogram indices ``index`` from geometry vectors already gathered per ray."""
+    count = dr.width(index)
     inf = dr.full(t.Float64, dr.inf, count)
     if not isinstance(pg, ProjectionGeometry):
         direction, _ = _normalize(vectors["directions"])
@@ -73,7 +73,7 @@ def rays_from(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], start: int, co
 
     cols = pg.det_shape[-1]
     rows = pg.det_shape[0] if pg.ndim == 3 else 1
-    pixel = dr.arange(t.UInt, start, start + count) % (rows * cols)
+    pixel = index % (rows * cols)
     row = pixel // cols
     col = pixel - row * cols
     src, det, det_u = vectors["src"], vectors["det"], vectors["det_u"]

@@ -311,8 +311,8 @@ def _lengths(
         flag = np.take_along_axis(entering, np.maximum(last, 0), axis=1)
         inside[:, :, i] = (last >= 0) & flag
     if compose == "replace":
-        top = count - 1 - np.argmax(inside[:, :, ::-1], axis=2)
-        any_inside = inside.any(axis=2)
+        top = np.asarray(count - 1 - np.argmax(inside[:, :, ::-1], axis=2))
+        any_inside = np.asarray(inside.any(axis=2))
         inside = (top[:, :, None] == np.arange(count)) & any_inside[:, :, None]
     return np.einsum("nk,nki->ni", seg, inside.astype(np.float64))
 

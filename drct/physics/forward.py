@@ -89,7 +89,7 @@ class _Polychromatic(dr.CustomOp):
 
     def forward(self) -> None:
         _, deriv = self._sums(with_derivative=True)
-        tangents = self.grad_in("lengths")
+        tangents: list[Any] = list(self.grad_in("lengths"))  # type: ignore[arg-type]
         self.set_grad_out(sum((d * t for d, t in zip(deriv, tangents, strict=True)), start=0.0))
 
     def backward(self) -> None:
@@ -182,7 +182,7 @@ def blur(y: Any, sigma: float, det_ndim: int | None = None) -> Any:
         for off, k in zip(offsets, kernel, strict=True):
             source = index + (np.clip(pos + off, 0, n - 1) - pos) * stride
             if drjit:
-                uint = dr.uint32_array_t(type(flat))
+                uint: Any = dr.uint32_array_t(type(flat))
                 acc = acc + float(k) * dr.gather(type(flat), flat, uint(source.astype(np.uint32)))
             else:
                 acc = acc + k * flat[source]

@@ -1,0 +1,43 @@
+"""Scene files: TOML descriptions of a scan (geometry, objects, source, detector) and their simulation.
+
+``ct.load_scene(path)`` reads one into a :class:`Scene`; ``scene.simulate(seed)`` gives clean line integrals,
+noisy projections and the exact geometry; ``scene.save(path)`` writes it back; :func:`traverse` lists its
+differentiable parameters by flat key. New object, geometry, source and detector kinds plug in with
+:func:`register`. The format is described in ``scenes/README.md``.
+
+Example:
+    >>> import drct as ct
+    >>> scene = ct.load_scene("scenes/shepp_logan_2d.toml", scale=0.25)
+    >>> sorted(ct.scene.traverse(scene))[:2]
+    ['geometry.cor_offset', 'geometry.det_shift_u']
+"""
+
+from .errors import SceneError as SceneError
+from .files import load_scene as load_scene
+from .files import parse_scene as parse_scene
+from .files import save_scene as save_scene
+from .registry import kinds as kinds
+from .registry import register as register
+from .scene import Scene as Scene
+from .scene import Simulation as Simulation
+from .simulate import expected_readings as expected_readings
+from .traverse import SceneParameters as SceneParameters
+from .traverse import traverse as traverse
+from .volfile import read_vol as read_vol
+from .volfile import write_vol as write_vol
+
+__all__ = [
+    "Scene",
+    "SceneError",
+    "SceneParameters",
+    "Simulation",
+    "expected_readings",
+    "kinds",
+    "load_scene",
+    "parse_scene",
+    "read_vol",
+    "register",
+    "save_scene",
+    "traverse",
+    "write_vol",
+]

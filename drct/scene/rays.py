@@ -1,0 +1,20 @@
+"""Differentiable rays of a projection geometry for the analytic objects (one place that touches the kernels)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import drjit as dr
+
+from ..backend import Types
+from ..geometry.projection import ProjectionGeometry
+from ..kernels import rays as _rays
+
+
+def geometry_rays(pg: ProjectionGeometry, t: Types, start: int, count: int) -> Any:
+    """Rays ``start .. start + count`` of ``pg`` (float64; AD flows from Dr.Jit geometry vectors)."""
+    vectors = _rays.geometry_vectors(pg, t)
+    if "index" in inspect.signature(_rays.make_rays).parameters:
+        return _rays.make_rays(pg, t, vectors, dr.arange(t.UInt, start, start + count))  # type: ignore[call-arg]
+    return _rays.make_rays(pg, t, vectors, start, count)  # type: ignore[call-arg]

@@ -1,0 +1,102 @@
+"""Scene simulation: object line integrals → source/detector physics (:mod:`drct.physics`) → projections.
+
+This module is the one place where scenes call the physics.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..backend import types
+from .scene import Scene, Simulation
+
+
+def _spectrum(scene: Scene, paths: Mapping[Any, Any]) -> Any:
+    return scene.source.spectrum() if any(k is not None for k in paths) else None
+
+
+def expected_readings(scene: Scene, backend: str | None = None) -> Any:
+    """Noise-free detector readings of ``scene`` (digital units) as a Dr.Jit float64 tensor of shape ``pg.shape``,
+    differentiable w.r.t. the scene's Dr.Jit parameters (object, geometry) through the polychromatic physics."""
+    from ..physics import expected_readings as physics_readings
+
+    pg = scene.projection_geometry()
+    t = types("float64", backend)
+    paths = {k: t.Tensor(v, pg.shape) for k, v in scene._paths(pg, backend, False).items()}
+    if not paths:
+        paths = {None: dr_zeros(t, pg.shape)}
+    det = scene.detector.physics(scene.source.params["photons"])
+    return physics_readings(paths, _spectrum(scene, paths), det, det_ndim=pg.ndim - 1)
+
+
+def dr_zeros(t: Any, shape: tuple[int, ...]) -> Any:
+    import drjit as dr
+
+    return t.Tensor(dr.zeros(t.Float64, int(np.prod(shape))), shape)
+
+
+def simulate(scene: Scene, seed: int | None = 0, backend: str | None = None, progress: bool = False) -> Simulation:
+    """See :meth:`Scene.simulate`."""
+    from tqdm.auto import tqdm
+
+    from ..physics import flat_field, log_transform, simulate_counts, transmitted
+
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (1 << 63))  # type: ignore[operator]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    with tqdm(total=3, desc=f"simulating {scene.name}", disable=not progress) as bar:
+        pg = scene.projection_geometry()
+        raw = scene._paths(pg, backend, progress)
+        paths = {k: np.asarray(v.numpy(), dtype=np.float64).reshape(pg.shape) for k, v in raw.items()}
+        if not paths:
+            paths = {None: np.zeros(pg.shape)}
+        bar.update()
+        energy = scene.source.reference_energy if any(k is not None for k in paths) else 0.0
+        clean = np.zeros(pg.shape)
+        for key, value in paths.items():
+            if key is None:
+                clean += value
+            else:
+                from ..physics import get_material
+
+                clean += float(get_material(key).mu(energy)[0]) * value
+        bar.update()
+        spectrum = _spectrum(scene, paths)
+        readings = flat = dark = None
+        if not scene.detector.noisy:
+            projections = clean if spectrum is None else -np.log(transmitted(paths, spectrum, 1.0))
+        else:
+            det = scene.detector.physics(scene.source.params["photons"])
+            readings = simulate_counts(paths, spectrum, det, seed=int(seed), det_ndim=pg.ndim - 1)
+            flat, dark = flat_field(det), float(det.dark_array().mean())
+            if det.max_reading is not None and np.max(flat) > det.max_reading:
+                warnings.warn(
+                    f"scene {scene.name!r}: the flat field ({np.max(flat):g} units) exceeds the detector's maximum "
+                    f"reading {det.max_reading} (bits = {det.bits}): the readings saturate; raise gain or bits",
+                    stacklevel=3,
+                )
+            projections = log_transform(readings, flat=flat, dark=det.dark_array())
+        bar.update()
+    exact = pg if not pg.differentiable else _detached(pg)
+    return Simulation(
+        clean.astype(np.float32),
+        np.asarray(projections, dtype=np.float32),
+        readings,
+        flat,
+        dark,
+        exact,
+        scene.volume,
+        int(seed),
+    )
+
+
+def _detached(pg: Any) -> Any:
+    from ..geometry.factories import from_vectors
+    from .geometry import det_arg
+
+    return from_vectors(pg.to_vectors(), det_arg(pg.det_shape), pg.beam, pg.curved)

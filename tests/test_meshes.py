@@ -1,0 +1,251 @@
+"""Closed triangle meshes through Mitsuba: exact chords, clipping, composition, file errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import drct as ct
+from drct.meshes import Mesh, MeshError, load_mesh, material_paths, mesh_path_lengths, project_meshes
+
+MESHES = Path(__file__).resolve().parents[1] / "scenes" / "meshes"
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("make_meshes", MESHES / "make_meshes.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _generator()
+
+
+def _cone_vectors(rng: np.random.Generator, views: int, src_dist: tuple[float, float]) -> np.ndarray:
+    """Random cone-beam vector rows (src, det, u, v) looking roughly through the origin."""
+    rows = []
+    for _ in range(views):
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        src = -axis * rng.uniform(*src_dist)
+        det = axis * rng.uniform(0.1, 2.0) + rng.normal(scale=0.05, size=3)
+        u = np.cross(axis, rng.normal(size=3))
+        u /= np.linalg.norm(u)
+        v = np.cross(axis, u)
+        rows.append(np.concatenate([src, det, 0.45 * u, 0.4 * v]))
+    return np.array(rows)
+
+
+def _cone_rays(vectors: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source, unit direction and length of every ray (README pixel convention), independent of drct."""
+    src, det, u, v = vectors[:, 0:3], vectors[:, 3:6], vectors[:, 6:9], vectors[:, 9:12]
+    r, c = np.meshgrid(np.arange(rows) - (rows - 1) / 2, np.arange(cols) - (cols - 1) / 2, indexing="ij")
+    pix = det[:, None, None] + c[None, ..., None] * u[:, None, None] + r[None, ..., None] * v[:, None, None]
+    seg = pix - src[:, None, None]
+    length = np.linalg.norm(seg, axis=-1)
+    o = np.broadcast_to(src[:, None, None], seg.shape)
+    return o.reshape(-1, 3), (seg / length[..., None]).reshape(-1, 3), length.reshape(-1)
+
+
+def _box_chords(o, d, lo, hi, t_min, t_max):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t0, t1 = (lo - o) / d, (hi - o) / d
+    near = np.nanmax(np.minimum(t0, t1), axis=1)
+    far = np.nanmin(np.maximum(t0, t1), axis=1)
+    return np.maximum(np.minimum(far, t_max) - np.maximum(near, t_min), 0.0)
+
+
+def _polyhedron_chords(v, f, o, d, t_min, t_max):
+    """Exact chords through a convex polyhedron, float64 Moller-Trumbore over all triangles."""
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    e1, e2 = b - a, c - a
+    out = np.zeros(len(o))
+    for i in range(len(o)):
+        p = np.cross(d[i], e2)
+        det = np.sum(e1 * p, axis=1)
+        inv = 1.0 / det
+        s = o[i] - a
+        uu = np.sum(s * p, axis=1) * inv
+        q = np.cross(s, e1)
+        vv = (q @ d[i]) * inv
+        t = np.sum(e2 * q, axis=1) * inv
+        ok = (uu >= 0) & (vv >= 0) & (uu + vv <= 1) & (np.abs(det) > 1e-14)
+        if ok.sum() >= 2:
+            out[i] = max(min(t[ok].max(), t_max[i]) - max(t[ok].min(), t_min[i]), 0.0)
+    return out
+
+
+def test_unit_cube_cone_chords_exact_with_sources_and_pixels_inside():
+    cube = load_mesh(MESHES / "unit_cube.obj", mu=1.0)
+    rng = np.random.default_rng(3)
+    # half the sources inside the cube; detectors partly inside too (rays end at the pixel)
+    vectors = np.concatenate([_cone_vectors(rng, 6, (0.05, 0.45)), _cone_vectors(rng, 6, (1.0, 3.0))])
+    assert np.all(np.abs(vectors[:6, :3]) < 0.5)
+    pg = ct.from_vectors(vectors, (5, 6))
+    got = mesh_path_lengths([cube], pg)[0]
+    o, d, length = _cone_rays(vectors, 5, 6)
+    ref = _box_chords(o, d, -0.5, 0.5, np.zeros(len(o)), length).reshape(pg.shape)
+    inf = np.full(len(o), np.inf)
+    whole = _box_chords(o, d, -0.5, 0.5, -inf, inf).reshape(pg.shape)
+    assert got.shape == pg.shape
+    assert (ref > 0).mean() > 0.5 and (ref == 0).any() and np.sum(whole - ref > 0.1) > 50
+    assert np.abs(got - ref).max() <= 1e-4 * max(ref.max(), 1.0)
+    big = ref > 0.05
+    assert np.all(np.abs(got[big] - ref[big]) <= 1e-4 * ref[big])
+
+
+def test_unit_cube_parallel_and_ray_list():
+    cube = load_mesh(MESHES / "unit_cube.obj", mu=2.0)
+    angles = np.linspace(0.05, np.pi, 7)
+    pg = ct.parallel(angles, (4, 9), det_spacing=0.17)
+    got = project_meshes([cube], pg)
+    ray_dir = np.stack([np.sin(angles), -np.cos(angles), np.zeros_like(angles)], axis=1)
+    u = np.stack([np.cos(angles), np.sin(angles), np.zeros_like(angles)], axis=1) * 0.17
+    r, c = np.meshgrid((np.arange(4) - 1.5) * 0.17, np.arange(9) - 4, indexing="ij")
+    pts = c[None, ..., None] * u[:, None, None] + r[None, ..., None] * np.array([0, 0, 1.0])
+    o = pts.reshape(-1, 3)
+    d = np.repeat(ray_dir, 36, axis=0)
+    inf = np.full(len(o), np.inf)
+    ref = 2.0 * _box_chords(o, d, -0.5, 0.5, -inf, inf).reshape(pg.shape)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+    lines = ct.rays(o[::5] - 7 * d[::5], d[::5])  # origins far outside: whole lines
+    np.testing.assert_allclose(project_meshes([cube], lines), ref.reshape(-1)[::5], rtol=1e-4, atol=1e-6)
+
+
+def test_sphere_file_matches_polyhedron_and_converges_to_sphere():
+    sphere = load_mesh(MESHES / "unit_sphere.obj", mu=1.0)
+    assert len(sphere.faces) == 5120
+    rng = np.random.default_rng(0)
+    vectors = _cone_vectors(rng, 3, (0.5, 2.5))
+    pg = ct.from_vectors(vectors, (4, 5))
+    o, d, length = _cone_rays(vectors, 4, 5)
+    got = mesh_path_lengths([sphere], pg)[0].reshape(-1)
+    ref = _polyhedron_chords(sphere.vertices, sphere.faces, o, d, np.zeros(len(o)), length)
+    assert (ref > 0.1).sum() > 20
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-5)
+
+    # convergence to the true sphere: whole lines at impact parameters b <= 0.8
+    b = np.linspace(0.0, 0.8, 9)
+    lines = ct.rays(np.stack([b, np.full_like(b, -3.0), 0.3 * b], axis=1), np.tile([0.0, 1.0, 0.0], (9, 1)))
+    exact = 2 * np.sqrt(1 - b**2 - (0.3 * b) ** 2)
+    errors = []
+    for level in (3, 4, 5):
+        v, f = gen.icosphere(level)
+        chords = mesh_path_lengths([Mesh(v, f, mu=1.0)], lines)[0]
+        assert np.all(chords <= exact + 1e-6)  # inscribed polyhedron
+        errors.append(np.max(np.abs(chords - exact) / exact))
+    assert errors[0] > 2.5 * errors[1] > 6 * errors[2]
+    assert errors[2] <= 1e-3
+
+
+def test_fan_2d_through_sphere_plane():
+    sphere = load_mesh(MESHES / "unit_sphere.obj", mu=1.0)
+    pg = ct.fan([0.0], 5, det_spacing=0.3, src_orig_dist=4.0, src_det_dist=8.0)
+    got = project_meshes([sphere], pg)[0]
+    # ray from (0, -4) to pixel (x, 4): distance of the line to the origin
+    x = (np.arange(5) - 2) * 0.3
+    dist = 4.0 * np.abs(x) / np.hypot(x, 8.0)
+    np.testing.assert_allclose(got, 2 * np.sqrt(1 - dist**2), rtol=2.5e-3)
+
+
+def _nested(outer_mu: float = 1.0, inner_mu: float = 3.0) -> list[Mesh]:
+    v, f = gen.box((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
+    vi, fi = gen.box((-0.25, -0.4, -0.3), (0.35, 0.2, 0.3))
+    return [Mesh(v, f, mu=outer_mu, material="aluminium", name="outer"), Mesh(vi, fi, mu=inner_mu, material="steel")]
+
+
+def test_composition_replace_and_add():
+    meshes = _nested()
+    pg = ct.cone(np.linspace(0, 2 * np.pi, 5, endpoint=False), (3, 7), 0.4, 5.0, 9.0)
+    outer, inner = mesh_path_lengths(meshes, pg, compose="add")
+    rep_outer, rep_inner = mesh_path_lengths(meshes, pg, compose="replace")
+    assert inner.max() > 0.3
+    np.testing.assert_allclose(rep_inner, inner, atol=1e-6)
+    np.testing.assert_allclose(rep_outer, outer - inner, atol=2e-6)
+    np.testing.assert_allclose(project_meshes(meshes, pg, compose="add"), outer + 3 * inner, atol=1e-5)
+    np.testing.assert_allclose(project_meshes(meshes, pg), outer + 2 * inner, atol=1e-5)
+    paths = material_paths(meshes, pg)
+    assert set(paths) == {"aluminium", "steel"}
+    np.testing.assert_allclose(paths["steel"], inner, atol=1e-6)
+    # the order decides: the big box listed last replaces the small one entirely
+    swapped = mesh_path_lengths(meshes[::-1], pg)
+    np.testing.assert_allclose(swapped[0], 0.0, atol=1e-6)
+    mono = project_meshes(meshes, pg, energy_kev=60.0)
+    al, st = ct.physics.get_material("aluminium").mu(60.0)[0], ct.physics.get_material("steel").mu(60.0)[0]
+    np.testing.assert_allclose(mono, al * (outer - inner) + st * inner, rtol=1e-6, atol=1e-8)
+
+
+def test_flange_part_files():
+    body = load_mesh(MESHES / "flange_body.ply", material="aluminium")
+    sleeve = load_mesh(MESHES / "flange_sleeve.ply", material="steel")
+    holes = load_mesh(MESHES / "flange_holes.ply", material="air")
+    for mesh in (body, sleeve, holes):
+        assert mesh.path is not None and mesh.path.stat().st_size < 200_000
+    # volume of the revolved body (96-gon cross-sections), analytic within the polygon error
+    annulus = np.pi * (30**2 - 8**2) * 8 + np.pi * (15**2 - 8**2) * 17
+    assert abs(body.volume - annulus) / annulus < 2e-3
+    a = np.pi / 6
+    x = np.array([22 * np.cos(a), 12.0, 8.25, 0.0, 26.0])
+    y = np.array([22 * np.sin(a), 0.0, 0.0, 0.0, 0.0])
+    lines = ct.rays(np.stack([x, y, np.full(5, -10.0)], axis=1), np.tile([0, 0, 1.0], (5, 1)))
+    b, s, h = mesh_path_lengths([body, sleeve, holes], lines)
+    np.testing.assert_allclose(b, [0.0, 25.0, 0.0, 0.0, 8.0], atol=1e-5)
+    np.testing.assert_allclose(s, [0.0, 0.0, 27.0, 0.0, 0.0], atol=1e-5)
+    np.testing.assert_allclose(h, [10.0, 0.0, 0.0, 0.0, 0.0], atol=1e-5)
+    paths = material_paths([body, sleeve, holes], lines)
+    assert set(paths) == {"aluminium", "steel", "air"}
+
+
+def test_regenerated_files_identical(tmp_path):
+    assert gen.main(["-o", str(tmp_path)]) == 0
+    for name in ("unit_sphere.obj", "unit_cube.obj", "flange_body.ply", "flange_sleeve.ply", "flange_holes.ply"):
+        assert (tmp_path / name).read_bytes() == (MESHES / name).read_bytes(), name
+    assert gen.main(["-o", str(tmp_path)]) == 2  # refuses to overwrite without --force
+
+
+def _write_obj(path: Path, v: np.ndarray, f: np.ndarray) -> Path:
+    gen.write_obj(path, v, f)
+    return path
+
+
+def test_errors_name_the_file(tmp_path):
+    v, f = gen.box((0, 0, 0), (1, 1, 1))
+    open_mesh = _write_obj(tmp_path / "open.obj", v, f[:-1])
+    with pytest.raises(MeshError, match=r"open\.obj.*not closed"):
+        load_mesh(open_mesh, mu=1.0)
+    flipped = f.copy()
+    flipped[3] = flipped[3, ::-1]
+    with pytest.raises(MeshError, match=r"flipped\.obj.*not consistently oriented"):
+        load_mesh(_write_obj(tmp_path / "flipped.obj", v, flipped), mu=1.0)
+    with pytest.raises(FileNotFoundError, match=r"missing\.ply"):
+        load_mesh(tmp_path / "missing.ply", mu=1.0)
+    with pytest.raises(MeshError, match=r"\.stl"):
+        load_mesh(tmp_path / "part.stl", mu=1.0)
+    garbage = tmp_path / "garbage.ply"
+    garbage.write_text("this is not a ply file\n")
+    with pytest.raises(MeshError, match=r"garbage\.ply.*cannot read"):
+        load_mesh(garbage, mu=1.0)
+    inside_out = load_mesh(_write_obj(tmp_path / "inverted.obj", v, f[:, ::-1]), mu=1.0)
+    assert inside_out.volume == pytest.approx(1.0)  # inward surfaces are flipped, not rejected
+    with pytest.raises(MeshError, match="mu"):
+        Mesh(v, f, mu=-1.0)
+    with pytest.raises(KeyError, match="unobtainium"):
+        Mesh(v, f, material="unobtainium")
+    pg = ct.parallel([0.0], (1, 1))
+    with pytest.raises(ValueError, match="compose"):
+        mesh_path_lengths([Mesh(v, f, mu=1.0)], pg, compose="max")
+    with pytest.raises(MeshError, match="no mu"):
+        project_meshes([Mesh(v, f, material="water")], pg)
+    with pytest.raises(TypeError, match="Mesh"):
+        mesh_path_lengths([], pg)
+
+
+def test_mitsuba_not_imported_by_drct():
+    code = "import sys, drct, drct.physics; assert 'mitsuba' not in sys.modules, 'mitsuba imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,7 +1,8 @@
-"""``drct info``: versions, backend, LLVM and device.
+"""``drct info [SCENE]``: versions, backend, LLVM and device; with a scene file, the scene and its parameters.
 
 Example:
     $ drct info
+    $ drct info scenes/shepp_logan_2d.toml
 """
 
 from __future__ import annotations
@@ -62,11 +63,17 @@ def info() -> dict[str, str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("info", help="print version, backend, LLVM version and device")
+    parser = sub.add_parser("info", help="print version, backend, LLVM version and device (or a scene file)")
+    parser.add_argument("scene", nargs="?", help="a scene file (.toml): print the scene and its parameters")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "scene", None):
+        from ..scene import load_scene
+
+        print(load_scene(args.scene).describe())
+        return 0
     for key, value in info().items():
         print(f"{key:8s} {value}")
     return 0

@@ -68,6 +68,9 @@ class SceneParameters(MutableMapping[str, Any]):
     def __delitem__(self, key: str) -> None:
         raise SceneError(self.scene.file, key, "parameters cannot be deleted; set the nominal value instead")
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._slots()
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._slots())
 

@@ -57,7 +57,7 @@ class MeshError(ValueError):
     """A mesh that cannot be used (unreadable, not closed, inconsistently oriented, degenerate)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Mesh:
     """A closed triangle mesh with a uniform attenuation.
 

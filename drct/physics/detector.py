@@ -35,7 +35,7 @@ def _check_number(name: str, value: Any, minimum: float, strict: bool) -> None:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Detector:
     """Source intensity and detector response.
 
@@ -73,6 +73,16 @@ class Detector:
                 raise ValueError(
                     f"detector {name} must be a single number, got an array of shape {np.shape(getattr(self, name))}"
                 )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Detector):
+            return NotImplemented
+        return all(
+            np.array_equal(np.asarray(getattr(self, n)), np.asarray(getattr(other, n)))
+            for n in ("i0", "gain", "sigma", "bits", "blur", "dark")
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def max_reading(self) -> int | None:

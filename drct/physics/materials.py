@@ -27,7 +27,7 @@ import numpy as np
 from . import _tables
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Material:
     """An attenuating material.
 
@@ -64,6 +64,18 @@ class Material:
         object.__setattr__(self, "energies", energies)
         object.__setattr__(self, "mass_attenuation", mass)
         object.__setattr__(self, "density", float(self.density))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Material):
+            return NotImplemented
+        return (
+            self.name == other.name
+            and self.density == other.density
+            and np.array_equal(self.energies, other.energies)
+            and np.array_equal(self.mass_attenuation, other.mass_attenuation)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     def mass_mu(self, energy_kev: Any) -> np.ndarray:
         """μ/ρ in cm²/g at ``energy_kev`` (log-log interpolation; raises outside the tabulated range)."""

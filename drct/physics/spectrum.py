@@ -35,7 +35,7 @@ from .materials import get_material
 _SPEKPY_NAMES = {"aluminium": "Al", "aluminum": "Al", "copper": "Cu", "titanium": "Ti", "iron": "Fe", "lead": "Pb"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Spectrum:
     """Photon weights per energy bin.
 
@@ -67,6 +67,13 @@ class Spectrum:
             f"Spectrum({len(self.energies)} bins, {self.energies[0]:g}-{self.energies[-1]:g} keV, "
             f"mean {self.mean_energy:.3g} keV)"
         )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Spectrum):
+            return NotImplemented
+        return np.array_equal(self.energies, other.energies) and np.array_equal(self.weights, other.weights)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def mean_energy(self) -> float:

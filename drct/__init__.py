@@ -13,6 +13,7 @@ Example:
 from importlib.metadata import PackageNotFoundError, version
 
 from . import phantoms as phantoms
+from . import recon as recon
 from .backend import BackendError as BackendError  # first: it picks a libLLVM before Dr.Jit loads one
 from .backend import get_backend as get_backend
 from .backend import set_backend as set_backend
@@ -30,6 +31,8 @@ from .geometry.astra import to_astra as to_astra
 from .geometry.files import load_geometry as load_geometry
 from .geometry.files import save_geometry as save_geometry
 from .projector import Projector as Projector
+from .recon import fbp as fbp
+from .recon import fdk as fdk
 
 try:
     __version__ = version("drct")
@@ -45,6 +48,8 @@ __all__ = [
     "__version__",
     "cone",
     "fan",
+    "fbp",
+    "fdk",
     "from_astra",
     "from_vectors",
     "get_backend",
@@ -53,6 +58,7 @@ __all__ = [
     "parallel",
     "phantoms",
     "rays",
+    "recon",
     "save_geometry",
     "set_backend",
     "to_astra",

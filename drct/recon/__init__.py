@@ -1,0 +1,28 @@
+"""Reconstruction: FBP/FDK in physical units and iterative solvers with one signature."""
+
+from .. import backend as _backend  # noqa: F401  (first: it picks a libLLVM before Dr.Jit loads)
+from .fbp import fbp as fbp
+from .fbp import fbp_tensor as fbp_tensor
+from .fbp import fdk as fdk
+from .filters import FILTERS as FILTERS
+from .filters import filter_response as filter_response
+from .filters import filter_rows as filter_rows
+from .filters import filter_tensor as filter_tensor
+from .filters import padded_length as padded_length
+from .weights import FBPWeights as FBPWeights
+from .weights import fbp_weights as fbp_weights
+from .weights import parker_weights as parker_weights
+
+__all__ = [
+    "FILTERS",
+    "FBPWeights",
+    "fbp",
+    "fbp_tensor",
+    "fbp_weights",
+    "fdk",
+    "filter_response",
+    "filter_rows",
+    "filter_tensor",
+    "padded_length",
+    "parker_weights",
+]

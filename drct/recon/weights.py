@@ -1,0 +1,276 @@
+"""Weights that turn backprojection into filtered backprojection in physical units (1/mm).
+
+drct's FBP is ``f = BP( post ⊙ filter( pre ⊙ y ) )``:
+
+* ``pre`` (before filtering): ``1`` for parallel beams; for fan/cone beams the cosine of the ray's angle to
+  the detector normal (flat) or ``cos γ · R/ρ`` (curved; ``γ`` the fan angle, ``ρ`` the source–pixel distance,
+  ``R`` the cylinder radius), times the redundancy weights: each view's share of the orbit (non-uniform angles
+  welcome), halved for full 2π scans, Parker's weights for short scans.
+* the filter (:mod:`drct.recon.filters`): a ramp along the rows, spacing ``|det_u|`` mm or ``Δγ = |det_u|/R``.
+* ``post`` and ``BP``: in 2D, ``BP = A.T`` (the exact adjoint). ``A.T`` gives a ray's value to a coefficient with
+  the weight ``∫ β((p - p_k)/h) dt``; summed over one view's rays this is ``h^d / a(p_k)`` times the value at the
+  coefficient's projection, where ``h^d`` is the voxel area (every drct basis integrates to ``h^d``, whatever
+  its degree) and ``a`` the width one ray occupies at ``p_k``: ``|det_u|`` for parallel rays, so
+  ``post = w_θ |det_u| / h²``; ``∝ r`` (the distance from the source) in a fan, so the fan-beam weight
+  ``1/r²`` leaves a factor ``D/r`` per view and coefficient, applied by :func:`drct.fbp` view by view
+  (``post = Δ / h²``). In 3D, ``BP`` is the voxel-driven backprojection of :mod:`drct.recon.backproject` with
+  FDK's distance weights (``A.T`` would alias along ``z``) and ``post`` holds only parallel-beam angular weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geometry.projection import ProjectionGeometry, host_rows
+from ..geometry.volume import VolumeGeometry
+
+
+@dataclass(frozen=True)
+class FBPWeights:
+    """Everything FBP needs besides ``A.T`` (see the module docstring).
+
+    Attributes:
+        pre: weights applied before filtering, broadcastable to ``pg.shape`` (float64).
+        post: weights applied after filtering, broadcastable to ``pg.shape`` (angular weights and scale
+            included).
+        spacing: the filter's sample spacing (mm, or radians when ``curved``).
+        curved: filter in the fan angle (equiangular detector).
+        fan_2d: a 2D fan beam: the backprojection needs the per-view factor :func:`distance_factor`.
+        short_scan: Parker weights were used.
+    """
+
+    pre: np.ndarray
+    post: np.ndarray
+    spacing: float
+    curved: bool
+    fan_2d: bool
+    short_scan: bool
+
+
+def _rows(value: object) -> np.ndarray:
+    return np.asarray(host_rows(value), dtype=np.float64)
+
+
+def view_angles(pg: ProjectionGeometry) -> np.ndarray:
+    """Orbit angle of each view around the ``z`` axis (drct's convention: source at ``(sin θ, -cos θ) R``;
+    parallel rays along ``(sin θ, -cos θ)``), radians, unwrapped along the view order.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> a = np.linspace(0, 3 * np.pi, 7)
+        >>> bool(np.allclose(view_angles(ct.fan(a, 8, 1.0, 50.0, 100.0)), a))
+        True
+    """
+    src = _rows(pg.src)
+    return np.unwrap(np.arctan2(src[:, 0], -src[:, 1]))
+
+
+def _voronoi(angles: np.ndarray, period: float) -> np.ndarray:
+    """Width of each angle's share of a circle of ``period``; gaps much wider than the typical spacing (a
+    missing wedge) count as the typical spacing."""
+    n = angles.size
+    if n == 1:
+        return np.array([period / 2])
+    wrapped = np.mod(angles, period)
+    order = np.argsort(wrapped, kind="stable")
+    sorted_angles = wrapped[order]
+    gaps = np.diff(np.concatenate([sorted_angles, sorted_angles[:1] + period]))  # gap after each angle
+    typical = float(np.median(gaps[gaps > 1e-12])) if np.any(gaps > 1e-12) else period / n
+    capped = np.where(gaps > 3 * typical, typical, gaps)
+    width = 0.5 * (capped + np.roll(capped, 1))
+    out = np.empty(n)
+    out[order] = width
+    return out
+
+
+def _covers_full_circle(angles: np.ndarray) -> bool:
+    wrapped = np.sort(np.mod(angles, 2 * np.pi))
+    gaps = np.diff(np.concatenate([wrapped, wrapped[:1] + 2 * np.pi]))
+    typical = float(np.median(gaps[gaps > 1e-12])) if np.any(gaps > 1e-12) else 2 * np.pi
+    return bool(gaps.max() <= 3 * typical)
+
+
+def parker_weights(beta: np.ndarray, gamma: np.ndarray, scan_range: float) -> np.ndarray:
+    """Parker's short-scan weights, generalised to any scan range ``≥ π + 2 max|γ|`` (overscan).
+
+    Args:
+        beta: orbit angle of each view from the scan's start, increasing along the rotation, shape ``(V, 1)``.
+        gamma: fan angle of each ray, positive in the direction of rotation, broadcastable with ``beta``.
+        scan_range: the orbit range covered ``Λ`` (radians); ``Δ = (Λ - π)/2`` plays the half fan angle.
+
+    Returns:
+        Weights in [0, 1] with ``w(β, γ) + w(β + π + 2γ, -γ) = 1``.
+
+    Example:
+        >>> import numpy as np
+        >>> w = parker_weights(np.array([[0.0], [1.0], [np.pi]]), np.array([0.0, 0.1]), np.pi + 0.4)
+        >>> w.shape, float(w[0, 0]), float(w[1, 0])
+        ((3, 2), 0.0, 1.0)
+    """
+    delta = 0.5 * (scan_range - np.pi)
+    beta, gamma = np.broadcast_arrays(np.asarray(beta, float), np.asarray(gamma, float))
+    if np.any(delta - np.abs(gamma) <= 0):
+        raise ValueError(
+            f"a short scan of {scan_range:.4f} rad needs at least π + 2·max|γ| = "
+            f"{np.pi + 2 * float(np.abs(gamma).max()):.4f} rad (π plus the fan angle) for FBP/FDK; "
+            "use an iterative method (ct.recon) for limited-angle data"
+        )
+    w = np.ones_like(beta)
+    rise = beta < 2 * (delta - gamma)
+    w = np.where(rise, np.sin(np.pi / 4 * beta / (delta - gamma)) ** 2, w)
+    fall = beta > np.pi - 2 * gamma
+    w = np.where(fall, np.sin(np.pi / 4 * (np.pi + 2 * delta - beta) / (delta + gamma)) ** 2, w)
+    return np.clip(w, 0.0, 1.0)
+
+
+def _pixel_offsets(pg: ProjectionGeometry) -> tuple[np.ndarray, np.ndarray]:
+    cols = pg.det_shape[-1]
+    rows = pg.det_shape[0] if pg.ndim == 3 else 1
+    return np.arange(cols) - (cols - 1) / 2, np.arange(rows) - (rows - 1) / 2
+
+
+def _cone_rays(pg: ProjectionGeometry) -> dict[str, np.ndarray]:
+    """Per view and pixel (shape ``(V, rows, cols)``; rows = 1 in 2D): ``rho`` (source-pixel distance),
+    ``cos_n`` (cosine to the pixel normal), ``gamma`` (signed fan angle in the xy-plane, CCW), plus per view
+    ``radius`` (curved: cylinder radius), ``orbit`` (source distance to the z axis)."""
+    src, det, du = _rows(pg.src), _rows(pg.det), _rows(pg.det_u)
+    dim = pg.ndim
+    dv = _rows(pg.det_v) if pg.det_v is not None else np.zeros_like(du)
+    cu, cv = _pixel_offsets(pg)
+    ulen = np.linalg.norm(du, axis=1)
+    to_det = det - src
+    if pg.curved:
+        if dim == 3:
+            axis = dv / np.linalg.norm(dv, axis=1, keepdims=True)
+            radial = to_det - np.sum(to_det * axis, axis=1, keepdims=True) * axis
+        else:
+            radial = to_det
+        radius = np.linalg.norm(radial, axis=1)
+        w_hat = radial / radius[:, None]
+        u_dir = du - np.sum(du * w_hat, axis=1, keepdims=True) * w_hat
+        u_hat = u_dir / np.linalg.norm(u_dir, axis=1, keepdims=True)
+        phi = cu[None, :] * (ulen / radius)[:, None]  # (V, cols)
+        cos_phi, sin_phi = np.cos(phi)[:, :, None], np.sin(phi)[:, :, None]
+        horiz = radius[:, None, None] * (cos_phi * w_hat[:, None] + sin_phi * u_hat[:, None])
+        base = (to_det - radial)[:, None, None, :] + horiz[:, None, :, :]  # (V, 1, cols, dim)
+        ray = base + cv[None, :, None, None] * dv[:, None, None, :]
+        normal = horiz[:, None, :, :] / radius[:, None, None, None]
+    else:
+        radius = np.zeros(len(src))
+        ray = to_det[:, None, None, :] + cu[None, None, :, None] * du[:, None, None, :]
+        ray = ray + cv[None, :, None, None] * dv[:, None, None, :]
+        if dim == 3:
+            n = np.cross(du, dv)
+        else:
+            n = np.stack([-du[:, 1], du[:, 0]], axis=1)
+        normal = (n / np.linalg.norm(n, axis=1, keepdims=True))[:, None, None, :]
+    rho = np.linalg.norm(ray, axis=-1)
+    cos_n = np.abs(np.sum(ray * normal, axis=-1)) / rho
+    central = -src[:, :2]
+    rxy = ray[..., :2]
+    cross = central[:, None, None, 0] * rxy[..., 1] - central[:, None, None, 1] * rxy[..., 0]
+    dot = central[:, None, None, 0] * rxy[..., 0] + central[:, None, None, 1] * rxy[..., 1]
+    gamma = np.arctan2(cross, dot)
+    return {
+        "rho": rho,
+        "cos_n": cos_n,
+        "gamma": gamma,
+        "radius": radius,
+        "orbit": np.linalg.norm(src[:, :2], axis=1),
+    }
+
+
+def _constant(values: np.ndarray, what: str) -> float:
+    if not np.allclose(values, values[0], rtol=1e-6, atol=0):
+        raise ValueError(
+            f"FBP filters every view with one ramp, but the {what} varies between views "
+            f"({values.min():.6g} to {values.max():.6g}); use an iterative method (ct.recon)"
+        )
+    return float(values[0])
+
+
+def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry) -> FBPWeights:
+    """The pre-filter weights, filter spacing and post-filter weights of FBP/FDK on ``pg`` (module docstring).
+
+    Raises:
+        ValueError: for helical orbits, ray lists, too short scans or views with different pixel spacing.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> pg = ct.parallel(np.linspace(0, np.pi, 4, endpoint=False), 8, 0.5)
+        >>> w = fbp_weights(pg, ct.VolumeGeometry((8, 8), voxel_size=0.5))
+        >>> float(w.post.sum()) == np.pi * 0.5 / 0.25, w.spacing
+        (True, 0.5)
+    """
+    if not isinstance(pg, ProjectionGeometry):
+        raise ValueError(f"FBP/FDK need a detector geometry (ct.parallel, ct.fan, ct.cone), got {pg!r}")
+    voxel_volume = float(np.prod(vg.voxel_size))
+    angles = view_angles(pg)
+    du = _rows(pg.det_u)
+    dim = pg.ndim
+    if dim == 3:
+        src = _rows(pg.src)
+        height = src[:, 2] if pg.beam == "cone" else _rows(pg.det)[:, 2]
+        span = float(np.ptp(height))
+        if span > 1e-6 * max(1.0, float(np.linalg.norm(src[:, :2], axis=1).max())):
+            raise ValueError(
+                f"helical or non-planar orbits (source/detector height varies by {span:.4g} mm over the views) "
+                "are not supported by FBP/FDK; use an iterative method (ct.recon.sirt, cgls, ...)"
+            )
+    if pg.beam == "parallel":
+        direction = _rows(pg.src)
+        direction = direction / np.linalg.norm(direction, axis=1, keepdims=True)
+        u_perp = np.linalg.norm(du - np.sum(du * direction, axis=1, keepdims=True) * direction, axis=1)
+        spacing = _constant(u_perp, "detector column spacing")
+        angular = _voronoi(angles, np.pi)
+        post = angular if dim == 3 else angular * u_perp / voxel_volume
+        shape = (pg.num_views,) + (1,) * (dim - 1)
+        return FBPWeights(np.ones(shape), post.reshape(shape), spacing, False, False, False)
+
+    rays = _cone_rays(pg)
+    rho, cos_n, gamma = rays["rho"], rays["cos_n"], rays["gamma"]
+    ulen = np.linalg.norm(du, axis=1)
+    if pg.curved:
+        radius = rays["radius"]
+        spacing = _constant(ulen / radius, "fan angle per column")
+        pre = np.cos(gamma) * radius[:, None, None] / rho
+    else:
+        spacing = _constant(ulen, "detector column spacing")
+        pre = cos_n
+    # angular weights: full orbits share each ray between two views; short scans use Parker's weights
+    full = _covers_full_circle(angles)
+    if full:
+        angular = (_voronoi(angles, 2 * np.pi) / 2)[:, None, None] * np.ones_like(gamma)
+        short = False
+    else:
+        sweep = 1.0 if angles[-1] >= angles[0] else -1.0
+        rel = sweep * (angles - angles[0])
+        step = np.abs(np.diff(angles))
+        typical = float(np.median(step)) if step.size else 0.0
+        cell = np.empty_like(rel)
+        cell[1:-1] = 0.5 * (step[1:] + step[:-1]) if rel.size > 2 else 0.0
+        cell[[0, -1]] = typical
+        scan_range = float(rel.max() - rel.min()) + typical
+        angular = cell[:, None, None] * parker_weights((rel + typical / 2)[:, None, None], sweep * gamma, scan_range)
+        short = True
+    pre = pre * angular  # redundancy weights act on the data before filtering
+    if dim == 3:
+        post = np.ones((pg.num_views, 1, 1))  # 3D: voxel-driven backprojection with the weights of backproject.py
+    else:
+        post = np.full((pg.num_views, 1), spacing / voxel_volume)
+        pre = pre[:, 0, :]
+    if dim == 3 and not pg.curved and np.any(np.abs(_rows(pg.det_v)[:, :2]).max(axis=1) > 1e-6 * ulen):
+        warnings.warn("FDK assumes detector rows parallel to the z axis; this geometry tilts them", stacklevel=3)
+    return FBPWeights(pre, post, spacing, bool(pg.curved), dim == 2, short)
+
+
+def distance_factor(pg: ProjectionGeometry, vg: VolumeGeometry, view: int) -> np.ndarray:
+    """``D / |x - s|`` for the coefficient centres ``x`` of ``vg`` and the source ``s`` of one 2D fan view
+    (``D`` the source's distance from the rotation centre), shape ``vg.shape``."""
+    src = _rows(pg.src)[view]
+    xs, ys = vg.coordinates()
+    r = np.hypot(xs[None, :] - src[0], ys[:, None] - src[1])
+    return float(np.linalg.norm(src)) / r

@@ -13,6 +13,7 @@ Example:
 from importlib.metadata import PackageNotFoundError, version
 
 from . import phantoms as phantoms
+from . import physics as physics
 from . import recon as recon
 from .backend import BackendError as BackendError  # first: it picks a libLLVM before Dr.Jit loads one
 from .backend import get_backend as get_backend
@@ -57,6 +58,7 @@ __all__ = [
     "load_geometry",
     "parallel",
     "phantoms",
+    "physics",
     "rays",
     "recon",
     "save_geometry",

@@ -163,10 +163,10 @@ def blur(y: Any, sigma: float, det_ndim: int | None = None) -> Any:
     """
     if not (np.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"blur sigma must be >= 0 pixels, got {sigma!r}")
+    if sigma == 0:
+        return y
     shape = tuple(int(n) for n in y.shape)
     nd = _det_ndim(shape, det_ndim)
-    if sigma == 0 or y is None:
-        return y
     radius = max(1, int(np.ceil(4 * sigma)))
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)

@@ -1,6 +1,8 @@
 """Reconstruction: FBP/FDK in physical units and iterative solvers with one signature."""
 
 from .. import backend as _backend  # noqa: F401  (first: it picks a libLLVM before Dr.Jit loads)
+from .em import mlem as mlem
+from .em import osem as osem
 from .fbp import fbp as fbp
 from .fbp import fbp_tensor as fbp_tensor
 from .fbp import fdk as fdk
@@ -9,6 +11,10 @@ from .filters import filter_response as filter_response
 from .filters import filter_rows as filter_rows
 from .filters import filter_tensor as filter_tensor
 from .filters import padded_length as padded_length
+from .solvers import cgls as cgls
+from .solvers import os_sart as os_sart
+from .solvers import sirt as sirt
+from .tv import fista_tv as fista_tv
 from .weights import FBPWeights as FBPWeights
 from .weights import fbp_weights as fbp_weights
 from .weights import parker_weights as parker_weights
@@ -16,6 +22,7 @@ from .weights import parker_weights as parker_weights
 __all__ = [
     "FILTERS",
     "FBPWeights",
+    "cgls",
     "fbp",
     "fbp_tensor",
     "fbp_weights",
@@ -23,6 +30,11 @@ __all__ = [
     "filter_response",
     "filter_rows",
     "filter_tensor",
+    "fista_tv",
+    "mlem",
+    "os_sart",
+    "osem",
     "padded_length",
     "parker_weights",
+    "sirt",
 ]

@@ -1,0 +1,139 @@
+"""Shared plumbing of the iterative solvers: input conversion, operators on flat Dr.Jit arrays, subsets,
+progress bars and callbacks."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import drjit as dr
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..arrays import from_tensor, to_tensor
+from ..projector import Projector
+
+Callback = Callable[[int, Any, float], Any]
+"""``callback(iteration, x, residual)``: the iteration number (1-based), the current iterate (the same kind of
+array as ``y``: numpy, torch or Dr.Jit) and ``||A x - y||₂`` of that iterate. Returning ``True`` stops early."""
+
+_SUBSETS: weakref.WeakKeyDictionary[Projector, dict[int, list[tuple[Projector, np.ndarray]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class Problem:
+    """``A`` and ``y`` as flat Dr.Jit arrays, with the kind of array to hand back."""
+
+    def __init__(self, A: Projector, y: Any, name: str) -> None:
+        if not isinstance(A, Projector):
+            raise TypeError(f"{name}: A must be a drct.Projector, got {type(A).__name__}")
+        self.A = A
+        self.t = A.types
+        self.name = name
+        tensor, self.kind = to_tensor(y, A.range_shape, self.t, "y (projections)")
+        self.y = tensor.array
+
+    # -- operators on flat arrays -------------------------------------------------------------------------
+    def forward(self, x: Any, op: Projector | None = None) -> Any:
+        op = op or self.A
+        return op.forward_tensor(self.t.Tensor(x, op.domain_shape)).array
+
+    def adjoint(self, y: Any, op: Projector | None = None) -> Any:
+        op = op or self.A
+        return op.adjoint_tensor(self.t.Tensor(y, op.range_shape)).array
+
+    def zeros(self) -> Any:
+        return dr.zeros(self.t.Float, self.A.vg.size)
+
+    def full(self, value: float) -> Any:
+        return dr.full(self.t.Float, value, self.A.vg.size)
+
+    def volume(self, x: Any, what: str) -> Any:
+        """A user volume (numpy/torch/Dr.Jit, or a scalar) as a flat array."""
+        if np.isscalar(x):
+            return self.full(float(x))  # type: ignore[arg-type]
+        return to_tensor(x, self.A.domain_shape, self.t, what)[0].array
+
+    def start(self, x0: Any, default: float = 0.0) -> Any:
+        return self.full(default) if x0 is None else self.volume(x0, "x0")
+
+    def mask(self, mask: Any) -> Any | None:
+        """A mask (bool or 0/1 of the volume's shape) as a flat float array, or None."""
+        if mask is None:
+            return None
+        arr = mask
+        if isinstance(mask, np.ndarray) and mask.dtype == bool:
+            arr = mask.astype(self.t.np_dtype)
+        return self.volume(arr, "mask")
+
+    def output(self, x: Any) -> Any:
+        return from_tensor(self.t.Tensor(x, self.A.domain_shape), self.kind)
+
+    def subsets(self, count: int) -> list[tuple[Projector, Any]]:
+        """``count`` interleaved ordered subsets of views: (projector, flat sinogram indices) per subset."""
+        views = self.A.pg.num_views
+        if not isinstance(count, (int, np.integer)) or not 1 <= count <= views:
+            raise ValueError(
+                f"{self.name}: subsets must be an integer in [1, {views}] (the number of views), got {count!r}"
+            )
+        cache = _SUBSETS.setdefault(self.A, {})
+        if count not in cache:
+            per_view = int(np.prod(self.A.range_shape[1:]))
+            cache[count] = []
+            for s in range(count):
+                views_s = np.arange(s, views, count)
+                pg_s = self.A.pg.select_views(views_s)  # type: ignore[union-attr]
+                op = Projector(self.A.vg, pg_s, self.A.basis, self.A.dtype, self.A.backend)
+                index = (views_s[:, None] * per_view + np.arange(per_view)[None, :]).reshape(-1)
+                cache[count].append((op, index.astype(np.uint32)))
+        return [(op, self.t.UInt(index)) for op, index in cache[count]]
+
+    def gather(self, values: Any, index: Any) -> Any:
+        return dr.gather(self.t.Float, values, index)
+
+
+def check_niter(niter: Any, name: str) -> int:
+    if not isinstance(niter, (int, np.integer)) or isinstance(niter, bool) or niter < 0:
+        raise ValueError(f"{name}: niter must be a non-negative integer, got {niter!r}")
+    return int(niter)
+
+
+def check_positive(value: Any, name: str, what: str) -> float:
+    if not isinstance(value, (int, float, np.floating, np.integer)) or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: {what} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def steps(niter: int, progress: bool, name: str) -> Iterator[int]:
+    """Iteration numbers 1..niter with a tqdm bar (when ``progress``)."""
+    yield from tqdm(range(1, niter + 1), desc=name, disable=not progress, leave=False)
+
+
+def dot(a: Any, b: Any) -> Any:
+    """``<a, b>`` as a width-1 Dr.Jit array (keeps AD)."""
+    return dr.sum(a * b)
+
+
+def item(value: Any) -> float:
+    """A width-1 Dr.Jit array as a Python float (detached)."""
+    return float(np.asarray(dr.detach(value).numpy()).reshape(-1)[0])
+
+
+def norm(a: Any) -> float:
+    return float(np.sqrt(max(item(dot(a, a)), 0.0)))
+
+
+def safe_inverse(values: Any, cls: Any) -> Any:
+    """``1/values`` where ``values`` is clearly positive, else 0 (rays/voxels that see nothing)."""
+    peak = dr.max(dr.detach(values))
+    return dr.select(values > 1e-6 * peak, dr.rcp(dr.maximum(values, 1e-30)), cls(0))
+
+
+def report(callback: Callback | None, problem: Problem, k: int, x: Any, residual: Any) -> bool:
+    """Call the user's callback; True when it asks to stop."""
+    if callback is None:
+        return False
+    value = residual if isinstance(residual, float) else norm(residual)
+    return bool(callback(k, problem.output(x), value))

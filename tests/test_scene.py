@@ -311,7 +311,7 @@ def test_traverse_lists_and_sets_parameters(tmp_path: Path) -> None:
         scene.projection_geometry().det[:, 0],
         3.0 * np.cos(scene.nominal_geometry().src[:, 1] * 0 + np.linspace(0, np.pi, 12, endpoint=False)),
     )
-    with pytest.raises(SceneError, match="object.q.mu: no such parameter"):
+    with pytest.raises(SceneError, match=r"object\.q\.mu: no such parameter"):
         params["object.q.mu"] = 1.0
 
 
@@ -464,7 +464,7 @@ def test_bad_scenes_give_one_clear_error(tmp_path: Path, text: str, key: str, pr
 
 
 def test_missing_scene_file_and_bad_data(tmp_path: Path) -> None:
-    with pytest.raises(SceneError, match="nope.toml: scene file not found"):
+    with pytest.raises(SceneError, match=r"nope\.toml: scene file not found"):
         load_scene(tmp_path / "nope.toml")
     with pytest.raises(SceneError, match="expected a table"):
         parse_scene({"geometry": 3}, "x.toml")

@@ -1,0 +1,143 @@
+"""Fuzzing the scene loader: whatever the file holds, loading it either works or raises one SceneError that
+names the file (never another exception type, never a crash)."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from drct.scene import SceneError, load_scene, parse_scene
+
+VALID = {
+    "scene": {"name": "fuzz", "dtype": "float32"},
+    "volume": {"shape": [8, 8], "voxel_size": "1 mm"},
+    "geometry": {
+        "type": "fan",
+        "angles": {"count": 4, "stop": "180 deg"},
+        "det_count": 8,
+        "det_spacing": "2 mm",
+        "src_orig_dist": "50 mm",
+        "src_det_dist": "100 mm",
+        "misalignment": {"det_shift_u": "0.1 mm", "cor_offset": 0.2},
+    },
+    "objects": [
+        {"type": "ellipsoid", "name": "e", "center": [0.0, 1.0], "axes": [3.0, 2.0], "mu": "0.1 /mm"},
+        {"type": "shepp_logan", "radius": "5 mm", "material": "water", "density": 1.0},
+    ],
+    "source": {"type": "tube", "kvp": 80, "filtration": {"aluminium": "1 mm"}, "photons": 1e4},
+    "detector": {"type": "flat_panel", "gain": 3.0, "bits": 12},
+}
+
+leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "1 mm",
+            "-3 cm",
+            "30 deg",
+            "0.2 /cm",
+            "60 keV",
+            "2 kg",
+            "1e999 mm",
+            "nan mm",
+            "water",
+            "cone",
+            "parallel",
+            "volume",
+            "mesh",
+            "short",
+            "../x.npy",
+        ]
+    ),
+)
+value = st.recursive(
+    leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out += paths(v, (*prefix, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += paths(v, (*prefix, i))
+    return out
+
+
+PATHS = paths(VALID)[1:]
+
+
+def mutate(data: dict[str, Any], path: tuple[Any, ...], new: Any, delete: bool) -> dict[str, Any]:
+    out = copy.deepcopy(data)
+    node: Any = out
+    for key in path[:-1]:
+        node = node[key]
+    if delete:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = new
+    return out
+
+
+def test_the_unmutated_scene_is_valid() -> None:
+    scene = parse_scene(VALID, "fuzz.toml")
+    assert scene.simulate(seed=0).projections.shape == (4, 8)
+
+
+@pytest.mark.filterwarnings("ignore:.*saturate")
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(PATHS), value, st.booleans(), st.booleans())
+def test_mutated_scenes_raise_only_scene_errors(path: tuple[Any, ...], new: Any, delete: bool, run: bool) -> None:
+    data = mutate(VALID, path, new, delete)
+    try:
+        scene = parse_scene(data, "fuzz.toml")
+    except SceneError as err:
+        assert err.file == "fuzz.toml" and str(err).startswith("fuzz.toml")
+        return
+    if run and scene.projection_geometry().num_rays <= 4096:  # a scene that loads also simulates
+        sim = scene.simulate(seed=0)
+        assert sim.projections.shape == scene.projection_geometry().shape
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=200) | st.binary(max_size=100).map(lambda b: b.decode("latin-1")))
+def test_arbitrary_text_raises_only_scene_errors(text: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "scene.toml"
+        path.write_bytes(text.encode("utf-8", "surrogatepass"))
+        try:
+            load_scene(path)
+        except SceneError as err:
+            assert err.file == str(path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text(max_size=20), value, max_size=3))
+def test_arbitrary_overrides_raise_only_scene_errors(overrides: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "scene.toml"
+        path.write_text('[geometry]\ntype = "parallel"\nangles = [0.0, 1.0]\ndet_shape = 4\n')
+        try:
+            load_scene(path, overrides=overrides)
+        except SceneError:
+            pass
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 0.0])
+def test_non_finite_or_non_positive_distances(bad: float) -> None:
+    with pytest.raises(SceneError, match=r"geometry\.src_orig_dist"):
+        parse_scene(mutate(VALID, ("geometry", "src_orig_dist"), bad, False), "fuzz.toml")

@@ -34,6 +34,10 @@ from .geometry.files import save_geometry as save_geometry
 from .projector import Projector as Projector
 from .recon import fbp as fbp
 from .recon import fdk as fdk
+from . import scene as scene  # last: scenes build on everything above (Mitsuba loads only for meshes)
+from .scene import Scene as Scene
+from .scene import SceneError as SceneError
+from .scene import load_scene as load_scene
 
 try:
     __version__ = version("drct")
@@ -45,6 +49,8 @@ __all__ = [
     "ProjectionGeometry",
     "Projector",
     "RayGeometry",
+    "Scene",
+    "SceneError",
     "VolumeGeometry",
     "__version__",
     "cone",
@@ -56,12 +62,14 @@ __all__ = [
     "get_backend",
     "helix",
     "load_geometry",
+    "load_scene",
     "parallel",
     "phantoms",
     "physics",
     "rays",
     "recon",
     "save_geometry",
+    "scene",
     "set_backend",
     "to_astra",
 ]

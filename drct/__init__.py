@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import phantoms as phantoms
 from . import physics as physics
 from . import recon as recon
+from . import scene as scene  # Mitsuba is imported only when a scene has a mesh
 from .backend import BackendError as BackendError  # first: it picks a libLLVM before Dr.Jit loads one
 from .backend import get_backend as get_backend
 from .backend import set_backend as set_backend
@@ -34,7 +35,6 @@ from .geometry.files import save_geometry as save_geometry
 from .projector import Projector as Projector
 from .recon import fbp as fbp
 from .recon import fdk as fdk
-from . import scene as scene  # last: scenes build on everything above (Mitsuba loads only for meshes)
 from .scene import Scene as Scene
 from .scene import SceneError as SceneError
 from .scene import load_scene as load_scene

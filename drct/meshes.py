@@ -256,6 +256,8 @@ def _hits(mi: Any, scene: Any, mesh: Mesh, o: np.ndarray, d: np.ndarray) -> tupl
     eps = 1e-6 * (size + float(np.abs(np.concatenate([lo, hi])).max()))
     t_now = enter[active]
     t_end = leave[active]
+    v, f = mesh.vertices, mesh.faces
+    normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # outward (Mesh orients faces)
     ts: list[np.ndarray] = []
     signs: list[np.ndarray] = []
     for _ in range(16 * len(mesh.faces) + 16):
@@ -265,18 +267,20 @@ def _hits(mi: Any, scene: Any, mesh: Mesh, o: np.ndarray, d: np.ndarray) -> tupl
         direction = d[active].astype(np.float32)
         ray = mi.Ray3f(mi.Point3f(*start.astype(np.float32).T), mi.Vector3f(*direction.T))
         ray.maxt = mi.Float((t_end - t_now).astype(np.float32))
-        si = scene.ray_intersect(ray)
-        valid = np.asarray(si.is_valid(), dtype=bool)
-        t_hit = t_now + np.asarray(si.t, dtype=np.float64)
-        normal = np.stack([np.asarray(c, dtype=np.float64) for c in si.n], axis=1)
-        entering = np.sum(normal * d[active], axis=1) < 0
+        hit = scene.ray_intersect_preliminary(ray)
+        dr.eval(hit.t, hit.prim_index)  # one kernel for both
+        t_local = np.asarray(hit.t, dtype=np.float64)
+        valid = np.isfinite(t_local)
+        prim = np.asarray(hit.prim_index, dtype=np.int64)[valid]
+        t_hit = t_now[valid] + t_local[valid]
+        hit_rays = active[valid]
         t_col = np.full(len(o), np.nan)
         s_col = np.zeros(len(o), dtype=bool)
-        t_col[active[valid]] = t_hit[valid]
-        s_col[active[valid]] = entering[valid]
+        t_col[hit_rays] = t_hit
+        s_col[hit_rays] = np.sum(normals[prim] * d[hit_rays], axis=1) < 0
         ts.append(t_col)
         signs.append(s_col)
-        active, t_now, t_end = active[valid], t_hit[valid] + eps, t_end[valid]
+        active, t_now, t_end = hit_rays, t_hit + eps, t_end[valid]
     else:  # pragma: no cover - a closed mesh cannot have more crossings than this
         raise MeshError(f"mesh {mesh.name!r}: ray tracing did not terminate")
     if not ts:
@@ -284,37 +288,40 @@ def _hits(mi: Any, scene: Any, mesh: Mesh, o: np.ndarray, d: np.ndarray) -> tupl
     return np.stack(ts, axis=1), np.stack(signs, axis=1)
 
 
+def _segments(t: np.ndarray, t_min: np.ndarray, t_max: np.ndarray) -> np.ndarray:
+    """Length inside ``[t_min, t_max]`` of the segment after each crossing (0 after the last one and for
+    NaN padding: a ray is outside every closed mesh after its last crossing)."""
+    t_next = np.concatenate([t[:, 1:], np.full((len(t), 1), np.nan)], axis=1)
+    seg = np.minimum(t_next, t_max[:, None]) - np.maximum(t, t_min[:, None])
+    return np.where(seg > 0, seg, 0.0)
+
+
+MAX_REPLACE = 52  # mesh states are packed into the bits of an integer that float64 represents exactly
+
+
 def _lengths(
     hits: list[tuple[np.ndarray, np.ndarray]], t_min: np.ndarray, t_max: np.ndarray, compose: str
 ) -> np.ndarray:
     """Per-mesh path lengths (n, meshes) inside ``[t_min, t_max]`` from the crossings of every mesh."""
     n, count = len(t_min), len(hits)
-    t = np.concatenate([h[0] for h in hits], axis=1)
-    owner = np.concatenate([np.full(h[0].shape[1], i) for i, h in enumerate(hits)])
-    entering = np.concatenate([h[1] for h in hits], axis=1)
-    order = np.argsort(np.where(np.isnan(t), np.inf, t), axis=1, kind="stable")
+    if compose == "add" or count == 1:
+        return np.stack([np.sum(_segments(t, t_min, t_max) * entering, axis=1) for t, entering in hits], axis=1)
+    # replace: the inside/outside state of mesh i is bit i of a code; each crossing changes the code by
+    # (new state - previous state) * 2^i, so a cumulative sum over all crossings in ray order gives every
+    # segment's set of enclosing meshes, and its highest bit the mesh that owns the segment.
+    times, deltas = [], []
+    for i, (t, entering) in enumerate(hits):
+        state = entering.astype(np.int64)
+        previous = np.concatenate([np.zeros((n, 1), dtype=np.int64), state[:, :-1]], axis=1)
+        deltas.append(np.where(np.isnan(t), 0, (state - previous) << i))
+        times.append(t)
+    t = np.concatenate(times, axis=1)
+    order = np.argsort(np.where(np.isnan(t), np.inf, t), axis=1)
     t = np.take_along_axis(t, order, axis=1)
-    entering = np.take_along_axis(entering, order, axis=1)
-    owner = owner[order]
-    k = t.shape[1]
-    t_next = np.concatenate([t[:, 1:], np.full((n, 1), np.nan)], axis=1)
-    lo = np.maximum(t, t_min[:, None])
-    hi = np.minimum(np.where(np.isnan(t_next), np.inf, t_next), t_max[:, None])
-    # after its last crossing a ray is outside every closed mesh
-    seg = np.where(np.isnan(t) | np.isnan(t_next), 0.0, np.maximum(hi - lo, 0.0))
-    # state of every mesh on each segment: the entering flag of its latest crossing (forward fill)
-    inside = np.zeros((n, k, count), dtype=bool)
-    cols = np.arange(k)
-    for i in range(count):
-        mine = owner == i
-        last = np.maximum.accumulate(np.where(mine, cols, -1), axis=1)
-        flag = np.take_along_axis(entering, np.maximum(last, 0), axis=1)
-        inside[:, :, i] = (last >= 0) & flag
-    if compose == "replace":
-        top = np.asarray(count - 1 - np.argmax(inside[:, :, ::-1], axis=2))
-        any_inside = np.asarray(inside.any(axis=2))
-        inside = (top[:, :, None] == np.arange(count)) & any_inside[:, :, None]
-    return np.einsum("nk,nki->ni", seg, inside.astype(np.float64))
+    code = np.cumsum(np.take_along_axis(np.concatenate(deltas, axis=1), order, axis=1), axis=1)
+    seg = _segments(t, t_min, t_max)
+    top = np.where(code > 0, np.frexp(code.astype(np.float64))[1] - 1, -1)
+    return np.stack([np.sum(np.where(top == i, seg, 0.0), axis=1) for i in range(count)], axis=1)
 
 
 def mesh_path_lengths(
@@ -336,6 +343,11 @@ def mesh_path_lengths(
     meshes = list(meshes)
     if not meshes or not all(isinstance(m, Mesh) for m in meshes):
         raise TypeError("meshes must be a non-empty sequence of drct.meshes.Mesh (see load_mesh)")
+    if compose == "replace" and len(meshes) > MAX_REPLACE:
+        raise ValueError(
+            f"compose='replace' handles at most {MAX_REPLACE} meshes, got {len(meshes)}: merge meshes of one "
+            "material into one file, or use compose='add'"
+        )
     if not (isinstance(chunk, int) and chunk > 0):
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     mi = _mitsuba()
@@ -355,7 +367,10 @@ def mesh_path_lengths(
         t_min = np.broadcast_to(dr.detach(rays.t_min).numpy(), (count,)).astype(np.float64)
         t_max = np.broadcast_to(dr.detach(rays.t_max).numpy(), (count,)).astype(np.float64)
         hits = [_hits(mi, scene, mesh, o, d) for scene, mesh in zip(scenes, meshes, strict=True)]
-        out[start : start + count] = _lengths(hits, t_min, t_max, compose)
+        hit = np.flatnonzero(np.any([np.any(~np.isnan(t), axis=1) for t, _ in hits], axis=0))
+        if hit.size:
+            some = [(t[hit], entering[hit]) for t, entering in hits]
+            out[start + hit] = _lengths(some, t_min[hit], t_max[hit], compose)
     return [out[:, i].reshape(pg.shape) for i in range(len(meshes))]
 
 

@@ -1,5 +1,6 @@
 """Projector throughput: forward, adjoint and one gradient; GVU/s (voxels x views / s), medians, first call
-apart, peak memory; ASTRA's CPU projectors measured in the same run (2D) when astra-toolbox is installed.
+apart, peak memory; peers measured in the same run when installed: ASTRA's CPU projectors (astra-toolbox, 2D)
+and RTK's CPU Joseph forward/back projectors (itk-rtk, cone beam).
 
 Run:  python benchmarks/bench_projector.py [--workloads parallel2d,cone128] [--bases voxel,linear,bspline2,bspline3]
                                            [--repeat 5] [--no-gradient]
@@ -28,7 +29,7 @@ from _common import peak_rss_mb
 
 import drct as ct
 from drct.backend import drjit_module
-from drct.cli import info as machine_info
+from drct.cli.info import info as machine_info
 
 
 def workload(name: str) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
@@ -110,6 +111,52 @@ def measure_astra(name: str, repeat: int) -> dict[str, Any]:
     return out
 
 
+def measure_rtk(name: str, repeat: int) -> dict[str, Any]:
+    """RTK's CPU Joseph projector pair on the same cone scan (its own circular geometry: same distances, angles,
+    detector and volume grid)."""
+    try:
+        import itk
+        from itk import RTK as rtk
+    except ImportError:
+        return {}
+    vg, pg = workload(name)
+    if pg.ndim != 3 or pg.beam != "cone":
+        return {}
+    itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(max(1, dr.thread_count()))
+    n, views = vg.shape[0], pg.num_views
+    image_type = itk.Image[itk.F, 3]
+    geometry = rtk.ThreeDCircularProjectionGeometry.New()
+    for angle in np.linspace(0.0, 360.0, views, endpoint=False):
+        geometry.AddProjection(2.0 * n, 4.0 * n, float(angle))
+
+    def image(values: np.ndarray, spacing: tuple[float, float, float]) -> Any:
+        img = itk.image_from_array(np.ascontiguousarray(values, dtype=np.float32))
+        size = values.shape[::-1]
+        img.SetSpacing(spacing)
+        img.SetOrigin([-(k - 1) * h / 2 for k, h in zip(size, spacing, strict=True)])
+        return img
+
+    rng = np.random.default_rng(0)
+    volume = image(rng.random(vg.shape, dtype=np.float32), (1.0, 1.0, 1.0))
+    stack = image(rng.random(pg.shape, dtype=np.float32), (1.5, 1.5, 1.0))
+
+    def forward() -> None:
+        f = rtk.JosephForwardProjectionImageFilter[image_type, image_type].New()
+        f.SetInput(0, image(np.zeros(pg.shape, np.float32), (1.5, 1.5, 1.0)))
+        f.SetInput(1, volume)
+        f.SetGeometry(geometry)
+        f.Update()
+
+    def adjoint() -> None:
+        b = rtk.JosephBackProjectionImageFilter[image_type, image_type].New()
+        b.SetInput(0, image(np.zeros(vg.shape, np.float32), (1.0, 1.0, 1.0)))
+        b.SetInput(1, stack)
+        b.SetGeometry(geometry)
+        b.Update()
+
+    return {"Joseph": {"forward": timed(forward, repeat), "adjoint": timed(adjoint, repeat)}}
+
+
 def child(args: list[str]) -> dict[str, Any]:
     result = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -127,26 +174,31 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, name, *rest = args.child
-        result = (
-            measure_astra(name, args.repeat)
-            if kind == "astra"
-            else measure_drct(name, rest[0], args.repeat, not args.no_gradient)
-        )
+        if kind == "astra":
+            result = measure_astra(name, args.repeat)
+        elif kind == "rtk":
+            result = measure_rtk(name, args.repeat)
+        else:
+            result = measure_drct(name, rest[0], args.repeat, not args.no_gradient)
         print(json.dumps(result))
         return
 
     info = machine_info()
     print(f"drct {info['drct']} on {info['backend']} ({info['device']}), LLVM {info['llvm']}\n")
-    print("| workload | projector | op | GVU/s | median s | first s | peak MB | vs ASTRA |")
+    print("| workload | projector | op | GVU/s | median s | first s | peak MB | vs peer |")
     print("|---|---|---|---|---|---|---|---|")
     flags = ["--repeat", str(args.repeat)] + (["--no-gradient"] if args.no_gradient else [])
     for name in args.workloads.split(","):
         vg, pg = workload(name)
         work = vg.size * pg.num_views / 1e9
-        astra = child(["astra", name, *flags]) if vg.ndim == 2 else {}
-        reference_kind = "linear" if "linear" in astra else "line"
-        reference = astra.get(reference_kind, {})
-        rows = [(f"ASTRA CPU {kind}", ops, None) for kind, ops in astra.items() if kind != "error"]
+        if vg.ndim == 2:
+            peers, peer = child(["astra", name, *flags]), "ASTRA CPU"
+        else:
+            peers, peer = child(["rtk", name, *flags]), "RTK CPU"
+        peers.pop("error", None)
+        reference_kind = "linear" if "linear" in peers else "line" if "line" in peers else "Joseph"
+        reference = peers.get(reference_kind, {})
+        rows = [(f"{peer} {kind}", ops, None) for kind, ops in peers.items()]
         for basis in args.bases.split(","):
             result = child(["drct", name, basis, *flags])
             if "error" in result:

@@ -92,7 +92,7 @@ def fista_tv(
         A, y, x0, niter, callback, progress: as in :func:`drct.recon.sirt` (the callback's residual costs one
             extra projection per iteration).
         lam: the TV weight ``λ`` (units of ``||A x - y||²`` per unit of TV: scale it with your data). Default:
-            ``0.01 · L · max|x_SIRT1|``, with ``x_SIRT1`` one SIRT step from zero and ``L = ||A||²``.
+            ``3e-4 · L · max|x_SIRT1|`` (mild; tune it), with ``x_SIRT1`` one SIRT step from zero and ``L = ||A||²``.
         nonneg: constrain ``x ≥ 0``.
         mask: volume-shaped 0/1 array; coefficients outside stay 0.
         tv_iterations: dual iterations of the TV proximal map per FISTA step.
@@ -117,7 +117,7 @@ def fista_tv(
             row = safe_inverse(p.forward(p.full(1.0)), p.t.Float)
             col = safe_inverse(p.adjoint(dr.full(p.t.Float, 1.0, dr.width(p.y))), p.t.Float)
             scale = item(dr.max(dr.abs(col * p.adjoint(row * dr.detach(p.y)))))
-        lam = 0.01 * lip * scale
+        lam = 3e-4 * lip * scale
     lam = float(lam) if lam == 0 else check_positive(lam, "fista_tv", "lam")
     mu = lam / lip  # TV weight of the proximal map
     dual = [dr.zeros(p.t.Float, A.vg.size) for _ in grid.axes]

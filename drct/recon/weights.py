@@ -69,8 +69,8 @@ def view_angles(pg: ProjectionGeometry) -> np.ndarray:
 
 
 def _voronoi(angles: np.ndarray, period: float) -> np.ndarray:
-    """Width of each angle's share of a circle of ``period``; gaps much wider than the typical spacing (a
-    missing wedge) count as the typical spacing."""
+    """Width of each angle's share of a circle of ``period``; a gap wider than 10° and 5 typical spacings (a
+    missing wedge) counts as one typical spacing, with a warning."""
     n = angles.size
     if n == 1:
         return np.array([period / 2])
@@ -79,7 +79,14 @@ def _voronoi(angles: np.ndarray, period: float) -> np.ndarray:
     sorted_angles = wrapped[order]
     gaps = np.diff(np.concatenate([sorted_angles, sorted_angles[:1] + period]))  # gap after each angle
     typical = float(np.median(gaps[gaps > 1e-12])) if np.any(gaps > 1e-12) else period / n
-    capped = np.where(gaps > 3 * typical, typical, gaps)
+    wedge = (gaps > 5 * typical) & (gaps > np.radians(10))
+    capped = np.where(wedge, typical, gaps)
+    if np.any(wedge):
+        warnings.warn(
+            f"the views leave a gap of {float(gaps.max()):.3g} rad in the orbit (typical spacing {typical:.3g} rad): "
+            "limited-angle data, FBP will show streaks and a reduced amplitude; consider ct.recon solvers",
+            stacklevel=4,
+        )
     width = 0.5 * (capped + np.roll(capped, 1))
     out = np.empty(n)
     out[order] = width
@@ -90,7 +97,7 @@ def _covers_full_circle(angles: np.ndarray) -> bool:
     wrapped = np.sort(np.mod(angles, 2 * np.pi))
     gaps = np.diff(np.concatenate([wrapped, wrapped[:1] + 2 * np.pi]))
     typical = float(np.median(gaps[gaps > 1e-12])) if np.any(gaps > 1e-12) else 2 * np.pi
-    return bool(gaps.max() <= 3 * typical)
+    return bool(gaps.max() <= max(5 * typical, np.radians(10)))
 
 
 def parker_weights(beta: np.ndarray, gamma: np.ndarray, scan_range: float) -> np.ndarray:

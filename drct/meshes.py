@@ -246,21 +246,15 @@ def _box_range(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> 
     return near.max(axis=1), far.min(axis=1)
 
 
-def _hits(mi: Any, scene: Any, mesh: Mesh, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All surface crossings of the lines ``o + t d``: ``t`` (NaN-padded, sorted) and entering flags, (n, k)."""
-    lo, hi = mesh.bounds
-    size = float(np.linalg.norm(hi - lo))
-    margin = 1e-3 * size + 1e-6
-    enter, leave = _box_range(o, d, lo - margin, hi + margin)
+def _trace(mi: Any, scene: Any, normals: np.ndarray, o: np.ndarray, d: np.ndarray, box: tuple, eps: float) -> tuple:
+    """Crossings of the lines ``o + t d`` with the surface in ``scene``: ``t`` (NaN-padded, increasing) and
+    entering flags, both ``(n, k)``; each line is traced across the (enlarged) bounding box ``box``."""
+    enter, leave = _box_range(o, d, *box)
     active = np.flatnonzero(enter < leave)
-    eps = 1e-6 * (size + float(np.abs(np.concatenate([lo, hi])).max()))
-    t_now = enter[active]
-    t_end = leave[active]
-    v, f = mesh.vertices, mesh.faces
-    normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # outward (Mesh orients faces)
+    t_now, t_end = enter[active], leave[active]
     ts: list[np.ndarray] = []
     signs: list[np.ndarray] = []
-    for _ in range(16 * len(mesh.faces) + 16):
+    for _ in range(16 * len(normals) + 16):
         if active.size == 0:
             break
         start = o[active] + t_now[:, None] * d[active]
@@ -282,10 +276,55 @@ def _hits(mi: Any, scene: Any, mesh: Mesh, o: np.ndarray, d: np.ndarray) -> tupl
         signs.append(s_col)
         active, t_now, t_end = hit_rays, t_hit + eps, t_end[valid]
     else:  # pragma: no cover - a closed mesh cannot have more crossings than this
-        raise MeshError(f"mesh {mesh.name!r}: ray tracing did not terminate")
+        raise MeshError("ray tracing did not terminate")
     if not ts:
         return np.full((len(o), 0), np.nan), np.zeros((len(o), 0), dtype=bool)
     return np.stack(ts, axis=1), np.stack(signs, axis=1)
+
+
+def _inconsistent(t: np.ndarray, entering: np.ndarray) -> np.ndarray:
+    """Rays whose crossings do not alternate entry, exit, ..., exit (a hit lost on an edge or vertex)."""
+    found = ~np.isnan(t)
+    count = found.sum(axis=1)
+    expected = (np.arange(t.shape[1]) % 2 == 0)[None, :]  # entries at even positions
+    wrong = found & (entering != expected)
+    return wrong.any(axis=1) | (count % 2 == 1)
+
+
+def _pad(a: np.ndarray, width: int, value: Any) -> np.ndarray:
+    return np.concatenate([a, np.full((len(a), width - a.shape[1]), value, dtype=a.dtype)], axis=1)
+
+
+def _hits(mi: Any, scene: Any, mesh: Mesh, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All surface crossings of the lines ``o + t d``: ``t`` (NaN-padded, sorted) and entering flags, (n, k).
+
+    A line through an edge or a vertex can lose a crossing in float32 ray tracing; such lines (their crossings
+    do not alternate entry/exit) are traced again shifted sideways by 1e-5 of the mesh size (up to 3 times).
+    """
+    lo, hi = mesh.bounds
+    size = float(np.linalg.norm(hi - lo))
+    margin = 1e-3 * size + 1e-6
+    box = (lo - margin, hi + margin)
+    eps = 1e-6 * (size + float(np.abs(np.concatenate([lo, hi])).max()))
+    v, f = mesh.vertices, mesh.faces
+    normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # outward (Mesh orients faces)
+    t, entering = _trace(mi, scene, normals, o, d, box, eps)
+    for attempt in range(1, 4):
+        bad = np.flatnonzero(_inconsistent(t, entering))
+        if bad.size == 0:
+            break
+        side = np.cross(d[bad], np.array([0.5377, 0.8622, -0.3192]) * attempt + np.array([0.31, -0.28, 0.91]))
+        side /= np.maximum(np.linalg.norm(side, axis=1, keepdims=True), 1e-300)
+        t2, e2 = _trace(mi, scene, normals, o[bad] + 1e-5 * size * side, d[bad], box, eps)
+        width = max(t.shape[1], t2.shape[1])
+        t, entering, t2, e2 = (
+            _pad(t, width, np.nan),
+            _pad(entering, width, False),
+            _pad(t2, width, np.nan),
+            _pad(e2, width, False),
+        )
+        t[bad], entering[bad] = t2, e2
+    return t, entering
 
 
 def _segments(t: np.ndarray, t_min: np.ndarray, t_max: np.ndarray) -> np.ndarray:

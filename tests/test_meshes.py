@@ -249,3 +249,28 @@ def test_errors_name_the_file(tmp_path):
 def test_mitsuba_not_imported_by_drct():
     code = "import sys, drct, drct.physics; assert 'mitsuba' not in sys.modules, 'mitsuba imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_rays_through_edges_and_vertices():
+    cube = load_mesh(MESHES / "unit_cube.obj", mu=1.0)
+    s = np.linspace(-0.45, 0.45, 19)
+    pts = np.concatenate([np.stack([s, s], 1), np.stack([s, -s], 1)])  # on the faces' triangle diagonals
+    o = np.stack([np.full(len(pts), -3.0), pts[:, 0], pts[:, 1]], axis=1)
+    d = np.tile([1.0, 0.0, 0.0], (len(pts), 1))
+    np.testing.assert_allclose(mesh_path_lengths([cube], ct.rays(o, d))[0], 1.0, rtol=1e-6)
+    edges = ct.rays([[-1.0, -1.0, z] for z in (-0.3, 0.0, 0.2)], [[1.0, 1.0, 0.0]] * 3)  # through two edges
+    np.testing.assert_allclose(mesh_path_lengths([cube], edges)[0], np.sqrt(2), rtol=1e-5)
+    corners = ct.rays([[-1.0, -1.0, -1.0], [1.0, -1.0, 1.0]], [[1.0, 1.0, 1.0], [-1.0, 1.0, -1.0]])
+    np.testing.assert_allclose(mesh_path_lengths([cube], corners)[0], np.sqrt(3), rtol=1e-4)
+
+
+def test_obj_with_quads_and_normals(tmp_path):
+    v, _ = gen.box((-0.5, -0.5, -0.5), (0.5, 0.5, 0.5))
+    quads = [[0, 2, 3, 1], [4, 5, 7, 6], [0, 1, 5, 4], [2, 6, 7, 3], [0, 4, 6, 2], [1, 3, 7, 5]]
+    lines = [f"v {x} {y} {z}" for x, y, z in v] + ["vn 0 0 1"]
+    lines += ["f " + " ".join(f"{i + 1}//1" for i in q) for q in quads]
+    (tmp_path / "quads.obj").write_text("\n".join(lines) + "\n")
+    cube = load_mesh(tmp_path / "quads.obj", mu=1.0, scale=2.0, translate=(0.0, 0.0, 1.0))
+    assert len(cube.faces) == 12 and cube.volume == pytest.approx(8.0)
+    lines_z = ct.rays([[0.1, 0.2, -5.0], [0.1, 0.2, 5.0]], [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(project_meshes([cube], lines_z), [2.0, 0.0], atol=1e-6)

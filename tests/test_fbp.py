@@ -40,8 +40,10 @@ def test_parallel_shepp_logan_amplitude_psnr_and_astra():
         rec = ct.fbp(ct.Projector(vg, pg, basis=basis), y)
         ours[basis] = _psnr(rec, truth)
         mean = float(rec[brain].mean())
-        print(f"drct fbp {basis:6s}: mean {mean:.5f} (true 0.2), PSNR {ours[basis]:.2f} dB, "
-              f"{time.perf_counter() - start:.2f} s")
+        print(
+            f"drct fbp {basis:6s}: mean {mean:.5f} (true 0.2), PSNR {ours[basis]:.2f} dB, "
+            f"{time.perf_counter() - start:.2f} s"
+        )
         assert mean == pytest.approx(0.2, rel=0.01)
     theirs = {}
     for kind in ("line", "linear", "strip"):
@@ -134,8 +136,10 @@ def test_fdk_128_cone_amplitude(scan):
     brain = _brain(truth)
     brain[:48] = brain[80:] = False  # the central slab: FDK is exact in the mid-plane only
     mean = float(rec[brain].mean())
-    print(f"FDK 128^3 {scan}: {elapsed:.2f} s, mean {mean:.5f} (true 0.2), PSNR mid-slice "
-          f"{_psnr(rec[64], truth[64]):.2f} dB")
+    print(
+        f"FDK 128^3 {scan}: {elapsed:.2f} s, mean {mean:.5f} (true 0.2), PSNR mid-slice "
+        f"{_psnr(rec[64], truth[64]):.2f} dB"
+    )
     assert mean == pytest.approx(0.2, rel=0.01)
 
 

@@ -277,3 +277,26 @@ def test_gradients_match_finite_differences():
     dr.forward_to(loss)
     expected = sum(float(np.sum(g * d)) for g, d in zip(grads, tangent, strict=True))
     assert dr.grad(loss)[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_energy_integrating_detector_statistics_and_weaker_hardening():
+    spectrum = Spectrum.tube(120.0, {"aluminium": 2.0})
+    e = spectrum.energies / spectrum.mean_energy
+    water = np.exp(-40.0 * get_material("water").mu(spectrum.energies))
+    det = Detector(i0=3000.0, gain=1.5, sigma=4.0, bits=None, dark=2.0, response="integrating")
+    paths = {"water": np.full((200, 500), 40.0)}
+    mean = 3000.0 * np.sum(spectrum.weights * e * water)  # photon equivalents at the mean energy
+    second = 3000.0 * np.sum(spectrum.weights * e**2 * water)  # compound Poisson variance
+    np.testing.assert_allclose(physics.expected_counts(paths, spectrum, det), mean, rtol=1e-12)
+    np.testing.assert_allclose(physics.noise_factor(paths, spectrum, det), second / mean, rtol=1e-12)
+    assert physics.flat_field(det) == pytest.approx(3000.0 / 1.5 + 2.0)  # the flat field keeps i0 / k + d
+    r = physics.simulate_counts(paths, spectrum, det, seed=3)
+    assert r.mean() == pytest.approx(mean / 1.5 + 2.0, rel=0.02)
+    assert r.var() == pytest.approx((second + 16.0) / 1.5**2, rel=0.02)
+    assert second / mean > 1.05  # not the Poisson variance: the test separates the two models
+    thickness = np.linspace(1.0, 40.0, 20)
+    counting = -np.log(physics.transmitted({"aluminium": thickness}, spectrum)) / thickness
+    integrating = -np.log(physics.transmitted({"aluminium": thickness}, spectrum, energy_power=1)) / thickness
+    assert np.all(integrating < counting) and np.all(np.diff(integrating) < 0)
+    with pytest.raises(ValueError, match="response"):
+        Detector(response="magic")

@@ -18,6 +18,7 @@ from .forward import expected_counts as expected_counts
 from .forward import expected_readings as expected_readings
 from .forward import flat_field as flat_field
 from .forward import log_transform as log_transform
+from .forward import noise_factor as noise_factor
 from .forward import sample_counts as sample_counts
 from .forward import simulate_counts as simulate_counts
 from .forward import transmitted as transmitted
@@ -39,6 +40,7 @@ __all__ = [
     "get_material",
     "log_transform",
     "material_names",
+    "noise_factor",
     "register_material",
     "sample_counts",
     "simulate_counts",

@@ -8,7 +8,9 @@ and a dark offset as real flat-panel detectors have them):
     z   ~ Poisson(Ī) + Normal(0, σ²)                        shot and electronic noise, in photons
     r   = clamp(round(z / k + d), 0, 2^b − 1)               b-bit reading; k = ``gain`` (photons per unit), d = ``dark``
 
-``p`` collects energy-independent line integrals (monochromatic μ). The flat field (no object) is
+``p`` collects energy-independent line integrals (monochromatic μ). An energy-integrating detector
+(``response="integrating"``) weighs each photon by E/Ē and replaces Poisson(Ī) by f · Poisson(Ī/f), with f the
+variance/mean ratio of its compound Poisson signal (same mean and variance). The flat field (no object) is
 ``i0/k + d``, the dark field ``d``, and :func:`~drct.physics.log_transform` recovers line integrals from readings.
 
 Example:
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+RESPONSES = ("counting", "integrating")
 
 
 def _check_number(name: str, value: Any, minimum: float, strict: bool) -> None:
@@ -49,6 +53,9 @@ class Detector:
         blur: Standard deviation of the Gaussian detector blur in pixels (0: none), applied along the detector
             axes of each view before the noise.
         dark: Dark offset d in digital units (a number or a per-pixel map), >= 0.
+        response: ``"counting"`` (photon counting: every photon counts 1) or ``"integrating"`` (flat panels:
+            the signal is the deposited energy, in photon equivalents at the spectrum's mean energy, so
+            hard photons weigh more and the shot noise has variance Σ s E² / Σ s E times the mean, relative to Ē).
     """
 
     i0: float = 1e4
@@ -57,6 +64,7 @@ class Detector:
     bits: int | None = 16
     blur: float = 0.0
     dark: Any = 0.0
+    response: str = "counting"
 
     def __post_init__(self) -> None:
         _check_number("i0", self.i0, 0.0, strict=True)
@@ -68,6 +76,8 @@ class Detector:
             isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 32
         ):
             raise ValueError(f"detector bits must be an integer from 1 to 32 or None, got {self.bits!r}")
+        if self.response not in RESPONSES:
+            raise ValueError(f"detector response must be one of {RESPONSES}, got {self.response!r}")
         for name in ("i0", "sigma", "blur"):
             if np.ndim(getattr(self, name)) != 0:
                 raise ValueError(
@@ -79,7 +89,7 @@ class Detector:
             return NotImplemented
         return all(
             np.array_equal(np.asarray(getattr(self, n)), np.asarray(getattr(other, n)))
-            for n in ("i0", "gain", "sigma", "bits", "blur", "dark")
+            for n in ("i0", "gain", "sigma", "bits", "blur", "dark", "response")
         )
 
     __hash__ = None  # type: ignore[assignment]

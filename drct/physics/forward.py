@@ -102,14 +102,16 @@ class _Polychromatic(dr.CustomOp):
         return "drct.physics.polychromatic"
 
 
-def transmitted(paths: Any, spectrum: Spectrum | None = None, i0: float = 1.0) -> Any:
-    """Mean photons per pixel, ``i0 · Σ_E s(E) exp(−Σ_m μ_m(E) L_m − p)``.
+def transmitted(paths: Any, spectrum: Spectrum | None = None, i0: float = 1.0, energy_power: int = 0) -> Any:
+    """Mean photons per pixel, ``i0 · Σ_E s(E) (E/Ē)^n exp(−Σ_m μ_m(E) L_m − p)``.
 
     Args:
         paths: Line integrals, or ``{material: path lengths in mm, None: line integrals}`` (see module docs).
         spectrum: The source spectrum; required when ``paths`` has material keys (None: monochromatic
             line integrals only).
         i0: Photons per pixel with nothing in the beam.
+        energy_power: n, weighting each photon by its energy relative to the spectrum's mean energy Ē: 0
+            counts photons, 1 gives the signal of an energy-integrating detector, 2 its variance.
 
     Returns:
         An array of the paths' shape (numpy, or a Dr.Jit tensor when any input is one).
@@ -123,14 +125,19 @@ def transmitted(paths: Any, spectrum: Spectrum | None = None, i0: float = 1.0) -
         raise ValueError(f"paths through materials ({names}) need a spectrum (e.g. Spectrum.monochromatic(60.0))")
     if not (np.isfinite(i0) and i0 > 0):
         raise ValueError(f"i0 must be a positive number of photons, got {i0!r}")
+    if energy_power not in (0, 1, 2):
+        raise ValueError(f"energy_power must be 0, 1 or 2, got {energy_power!r}")
     exp = np.exp if tensor is None else dr.exp
-    result: Any = i0
+    w = None
+    if spectrum is not None:
+        w = spectrum.weights * (spectrum.energies / spectrum.mean_energy) ** energy_power
+    result: Any = i0 if w is None or materials else i0 * float(w.sum())
     for p in offsets:
         result = result * exp(-p)
     if materials:
         assert spectrum is not None
+        assert w is not None
         mu = np.stack([m.mu(spectrum.energies) for m, _ in materials])
-        w = spectrum.weights
         shape = tuple(arrays[0].shape)
         if tensor is None:  # numpy: the same fused kernel on Dr.Jit's active backend, no AD
             f64 = types("float64").Float64
@@ -192,9 +199,27 @@ def blur(y: Any, sigma: float, det_ndim: int | None = None) -> Any:
     return type(y)(flat, shape) if drjit else flat.reshape(shape)
 
 
+def _power(detector: Detector) -> int:
+    return 1 if detector.response == "integrating" else 0
+
+
 def expected_counts(paths: Any, spectrum: Spectrum | None, detector: Detector, det_ndim: int | None = None) -> Any:
-    """Mean photons per pixel after detector blur: the Poisson mean of :func:`sample_counts`."""
-    return blur(transmitted(paths, spectrum, detector.i0), float(detector.blur), det_ndim)
+    """Mean signal per pixel after detector blur, in photons (an energy-integrating detector: photon
+    equivalents at the spectrum's mean energy): the mean of the noise in :func:`sample_counts`."""
+    return blur(transmitted(paths, spectrum, detector.i0, _power(detector)), float(detector.blur), det_ndim)
+
+
+def noise_factor(paths: Any, spectrum: Spectrum | None, detector: Detector, det_ndim: int | None = None) -> Any:
+    """Variance / mean of the signal of an energy-integrating detector (``Σ s E² e^{-μL} / Σ s E e^{-μL}``
+    relative to Ē; 1 for a photon-counting one), for :func:`sample_counts`. numpy in, numpy out."""
+    if detector.response == "counting" or spectrum is None:
+        return None
+    nd = float(detector.blur)
+    second = blur(transmitted(paths, spectrum, detector.i0, 2), nd, det_ndim)
+    first = blur(transmitted(paths, spectrum, detector.i0, 1), nd, det_ndim)
+    if _is_drjit(second):
+        second, first = second.numpy(), first.numpy()
+    return np.asarray(second, dtype=np.float64) / np.maximum(np.asarray(first, dtype=np.float64), 1e-300)
 
 
 def _like(value: np.ndarray, ref: Any) -> Any:
@@ -229,7 +254,7 @@ def _digitise(z: np.ndarray, detector: Detector) -> np.ndarray:
     return r.astype(np.uint16 if top <= 0xFFFF else np.uint32)
 
 
-def sample_counts(expected: Any, detector: Detector, seed: Any) -> Any:
+def sample_counts(expected: Any, detector: Detector, seed: Any, factor: Any = None) -> Any:
     """Noisy readings ``clamp(round((Poisson(Ī) + Normal(0, σ²)) / k + d), 0, 2^b − 1)``.
 
     Args:
@@ -237,6 +262,9 @@ def sample_counts(expected: Any, detector: Detector, seed: Any) -> Any:
         detector: Gain, electronic noise, bit depth, dark offset.
         seed: Integer seed (or a ``numpy.random.Generator``) making the noise reproducible; None draws fresh
             entropy.
+        factor: Variance/mean ratio f of the signal (:func:`noise_factor`; None: 1, photon counting). The shot
+            noise is then ``f · Poisson(Ī / f)``: the mean and variance of the compound Poisson signal of an
+            energy-integrating detector.
 
     Returns:
         numpy ``uint16``/``uint32`` readings when ``detector.bits`` is set, float64 otherwise; a Dr.Jit tensor
@@ -248,7 +276,13 @@ def sample_counts(expected: Any, detector: Detector, seed: Any) -> Any:
     if not np.all(np.isfinite(lam)) or np.any(lam < 0):
         raise ValueError("expected counts must be finite and non-negative")
     rng = _rng(seed)
-    z = rng.poisson(lam).astype(np.float64)
+    if factor is None:
+        z = rng.poisson(lam).astype(np.float64)
+    else:
+        f = np.broadcast_to(np.asarray(factor, dtype=np.float64), lam.shape)
+        if not np.all(np.isfinite(f) & (f > 0)):
+            raise ValueError("noise factor must be positive and finite")
+        z = f * rng.poisson(lam / f)
     if detector.sigma > 0:
         z += rng.normal(0.0, float(detector.sigma), lam.shape)
     r = _digitise(z, detector)
@@ -267,7 +301,8 @@ def simulate_counts(
         >>> r.dtype.name, r.shape, bool(r.max() <= 255)
         ('uint16', (4, 5), True)
     """
-    return sample_counts(expected_counts(paths, spectrum, detector, det_ndim), detector, seed)
+    expected = expected_counts(paths, spectrum, detector, det_ndim)
+    return sample_counts(expected, detector, seed, noise_factor(paths, spectrum, detector, det_ndim))
 
 
 def _field(mean_photons: float, detector: Detector, shape: tuple[int, ...] | None, seed: Any, frames: int) -> Any:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -135,6 +136,47 @@ def test_arbitrary_overrides_raise_only_scene_errors(overrides: dict[str, Any]) 
             load_scene(path, overrides=overrides)
         except SceneError:
             pass
+
+
+DATA = Path(tempfile.mkdtemp(prefix="drct-fuzz-"))
+np.save(DATA / "v.npy", np.ones((4, 5, 6), dtype=np.float32))
+(DATA / "cube.obj").write_text(
+    "\n".join(f"v {x} {y} {z}" for x in (-2, 2) for y in (-2, 2) for z in (-2, 2))
+    + "\nf 1 2 4\nf 1 4 3\nf 5 7 8\nf 5 8 6\nf 1 5 6\nf 1 6 2\nf 3 4 8\nf 3 8 7\nf 1 3 7\nf 1 7 5\nf 2 6 8\nf 2 8 4\n"
+)
+VALID3D = {
+    "geometry": {
+        "type": "cone",
+        "angles": {"count": 3},
+        "det_shape": [6, 8],
+        "det_spacing": 2.0,
+        "src_orig_dist": 50.0,
+        "src_det_dist": 100.0,
+        "misalignment": {"det_roll": "1 deg", "motion_shift": [0.5, 0.0, 0.0]},
+    },
+    "objects": [
+        {"type": "volume", "name": "v", "file": "v.npy", "voxel_size": [1.0, 1.0, 1.0], "basis": "bspline2"},
+        {"type": "mesh", "name": "m", "file": "cube.obj", "material": "aluminium", "density": 2.7},
+    ],
+    "source": {"type": "spectrum", "energies": [40.0, 60.0], "weights": [1.0, 2.0]},
+}
+PATHS3D = paths(VALID3D)[1:]
+
+
+def test_the_unmutated_3d_scene_is_valid() -> None:
+    assert parse_scene(VALID3D, "fuzz3d.toml", DATA).simulate().line_integrals.max() > 1.0
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(PATHS3D), value, st.booleans())
+def test_mutated_3d_scenes_with_files_raise_only_scene_errors(path: tuple[Any, ...], new: Any, delete: bool) -> None:
+    try:
+        scene = parse_scene(mutate(VALID3D, path, new, delete), "fuzz3d.toml", DATA)
+    except SceneError as err:
+        assert err.file == "fuzz3d.toml"
+        return
+    if scene.projection_geometry().num_rays <= 4096:
+        assert scene.simulate(seed=0).projections.shape == scene.projection_geometry().shape
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 0.0])

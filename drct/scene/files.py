@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..geometry.volume import VolumeGeometry
 from ..io import refuse_overwrite, write_atomically
 from .errors import SceneError
@@ -187,10 +189,12 @@ def save_scene(scene: Scene, path: str | os.PathLike[str], overwrite: bool = Fal
     from .tomlwrite import dumps
 
     target = Path(path)
-    refuse_overwrite([target], overwrite)
-    text = "# drct scene file (see scenes/README.md)\n" + dumps(
-        scene.to_dict(target.parent.resolve() if target.parent.exists() else target.parent)
-    )
+    folder = target.parent.resolve() if target.parent.exists() else target.parent
+    data_files = {p: a for obj in scene.objects for p, a in obj.files_to_write(folder).items()}
+    refuse_overwrite([target, *data_files], overwrite)
+    text = "# drct scene file (see scenes/README.md)\n" + dumps(scene.to_dict(folder))
+    for file, array in data_files.items():
+        write_atomically(file, lambda tmp, array=array: np.save(tmp, array))
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

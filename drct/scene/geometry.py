@@ -404,9 +404,9 @@ def read_misalignment(t: Table | None, pg: ProjectionGeometry) -> dict[str, Any]
             t.fail(name, f"{name} needs a source: it does not apply to a parallel beam")
         width = {"motion_shift": pg.ndim, "motion_rotation": 3 if pg.ndim == 3 else 1}.get(name, 1)
         value = t.array(name, UNITS[name], width if width > 1 else None)
-        rows = value.reshape(-1, width) if width > 1 else value.reshape(-1)
-        if rows.shape[0] not in (1, pg.num_views) or (width > 1 and value.size % width):
-            t.fail(name, f"expected one value or one per view ({pg.num_views} views), got {value.size} number(s)")
+        per = f"{width} numbers ([x, y{', z' if width == 3 else ''}] or one row per view)" if width > 1 else "value"
+        if value.size % width or value.size // width not in (1, pg.num_views):
+            t.fail(name, f"expected one {per} or one per view ({pg.num_views} views), got {value.size} number(s)")
         out[name] = float(value) if value.ndim == 0 else value
     return out
 

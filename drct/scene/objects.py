@@ -87,6 +87,10 @@ class SceneObject:
         """The TOML table describing this object; files are referred to relative to ``folder``."""
         raise NotImplementedError
 
+    def files_to_write(self, folder: Path) -> dict[Path, np.ndarray]:
+        """Data files that :meth:`to_table` refers to and that must be written beside the scene file."""
+        return {}
+
     def _weight_table(self) -> dict[str, Any]:
         if self.material is None:
             return {"mu": plain(self.params["mu"])}

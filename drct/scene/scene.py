@@ -184,7 +184,7 @@ class Scene:
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the scene as a TOML file (atomically; never over an existing file unless ``overwrite``).
 
-        Volume data changed in Python is written beside it as ``<object name>.npy``.
+        Volume data changed in Python is written beside it as ``<object name>.npy`` (same overwrite rule).
         """
         from .files import save_scene
 

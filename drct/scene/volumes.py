@@ -104,7 +104,7 @@ class Volume(SceneObject):
             t.fail("file", str(err))
         dims = data.ndim
         shape_xyz = data.shape[::-1]
-        default_size: Any = 1.0
+        default_size: Any = (1.0,)
         default_center: Any = (0.0,) * dims
         if bbox is not None:
             lo, hi = np.array(bbox[0]), np.array(bbox[1])
@@ -134,18 +134,21 @@ class Volume(SceneObject):
         y = op.forward_tensor(x)
         return t.Float64(y.array) * scalar(self.weight, t)
 
+    def changed(self) -> bool:
+        """True when ``data`` is no longer the array read from ``file`` (set through :func:`traverse`)."""
+        return self.file is None or self.params["data"] is not self._loaded
+
+    def files_to_write(self, folder: Path) -> dict[Path, np.ndarray]:
+        if not self.changed():
+            return {}
+        data = self.params["data"]
+        arr = np.asarray(dr.detach(data).numpy() if is_drjit(data) else data, dtype=np.float32)
+        return {folder / f"{self.name}.npy": arr.reshape(self.vg.shape)}
+
     def to_table(self, folder: Path) -> dict[str, Any]:
         table: dict[str, Any] = {"type": self.type_name, "name": self.name}
-        data = self.params["data"]
-        if self.file is not None and data is self._loaded:
-            table["file"] = _relative(self.file, folder)
-        else:
-            out = folder / f"{self.name}.npy"
-            from ..io import write_atomically
-
-            arr = np.asarray(dr.detach(data).numpy() if is_drjit(data) else data, dtype=np.float32)
-            write_atomically(out, lambda tmp: np.save(tmp, arr))
-            table["file"] = out.name
+        assert self.file is not None or self.changed()
+        table["file"] = f"{self.name}.npy" if self.changed() else _relative(self.file, folder)  # type: ignore[arg-type]
         table.update({"voxel_size": list(self.vg.voxel_size), "center": list(self.vg.center), "basis": self.basis})
         return table | self._weight_table()
 

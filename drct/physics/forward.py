@@ -179,22 +179,32 @@ def blur(y: Any, sigma: float, det_ndim: int | None = None) -> Any:
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
     kernel /= kernel.sum()
+    size = int(np.prod(shape))
+    if size >= 2**31:
+        raise ValueError(f"blur handles arrays of fewer than 2^31 elements, got shape {shape}")
     drjit = _is_drjit(y)
-    flat = y.array if drjit else np.asarray(y, dtype=np.float64).reshape(-1)
-    index = np.arange(int(np.prod(shape)), dtype=np.int64)
+    if drjit:  # indices computed inside the kernel: nothing per tap is stored
+        flat = y.array
+        cls: Any = type(flat)
+        int_t: Any = dr.int32_array_t(cls)
+        index = dr.arange(int_t, size)
+    else:
+        flat = np.asarray(y, dtype=np.float64).reshape(-1)
+        index = np.arange(size, dtype=np.int64)
     stride = 1
     for axis in range(len(shape) - 1, len(shape) - 1 - nd, -1):
         n = shape[axis]
         pos = (index // stride) % n
         acc: Any = 0.0
         for off, k in zip(offsets, kernel, strict=True):
-            source = index + (np.clip(pos + off, 0, n - 1) - pos) * stride
             if drjit:
-                uint: Any = dr.uint32_array_t(type(flat))
-                acc = acc + float(k) * dr.gather(type(flat), flat, uint(source.astype(np.uint32)))
+                source = index + (dr.clip(pos + int(off), 0, n - 1) - pos) * stride
+                acc = acc + float(k) * dr.gather(cls, flat, dr.uint32_array_t(cls)(source))
             else:
-                acc = acc + k * flat[source]
+                acc = acc + k * flat[index + (np.clip(pos + off, 0, n - 1) - pos) * stride]
         flat = acc
+        if drjit:
+            dr.eval(flat)  # one kernel per axis
         stride *= n
     return type(y)(flat, shape) if drjit else flat.reshape(shape)
 

@@ -167,6 +167,7 @@ def test_the_unmutated_3d_scene_is_valid() -> None:
     assert parse_scene(VALID3D, "fuzz3d.toml", DATA).simulate().line_integrals.max() > 1.0
 
 
+@pytest.mark.filterwarnings("ignore:.*saturate")
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(PATHS3D), value, st.booleans())
 def test_mutated_3d_scenes_with_files_raise_only_scene_errors(path: tuple[Any, ...], new: Any, delete: bool) -> None:

@@ -24,6 +24,8 @@ def test_simulate_writes_every_output_consistently(tmp_path: Path) -> None:
     assert main(argv) == 0
     names = {p.name for p in out.iterdir()}
     assert names == {
+        "flat.npy",
+        "dark.npy",
         "projections.npy",
         "projections.tif",
         "line_integrals.npy",
@@ -44,6 +46,11 @@ def test_simulate_writes_every_output_consistently(tmp_path: Path) -> None:
     np.testing.assert_allclose(copy.projection_geometry().to_vectors(), pg.to_vectors(), atol=1e-12)
     # the clean line integrals are the analytic Shepp-Logan projections (radius 100 mm, mu 0.2 /cm)
     np.testing.assert_allclose(clean, ct.phantoms.shepp_logan_projections(pg, radius=100.0) * 0.02, atol=1e-6)
+    # the raw data and the flat/dark fields give the projections back (the scanner's log transform)
+    raw, flat, dark = (np.load(out / f"{n}.npy").astype(np.float64) for n in ("readings", "flat", "dark"))
+    assert flat.shape == dark.shape == y.shape[1:] and np.all(flat > 0)
+    again = -np.log(np.maximum(raw - dark, 0.5) / (flat - dark))
+    np.testing.assert_allclose(again, y, rtol=1e-5, atol=1e-5)
     assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

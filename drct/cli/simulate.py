@@ -2,9 +2,11 @@
 
 Writes into ``OUT``: ``projections.npy`` and ``projections.tif`` (noisy projections after the log transform,
 float32, ``(views, rows, cols)`` or ``(views, cols)``), ``line_integrals.npy`` (the clean ones),
-``readings.npy`` (raw detector readings, for noisy detectors), ``geometry.json`` (the exact geometry and volume
-grid, :func:`drct.load_geometry`), ``scene.toml`` (a copy of the scene) and ``preview.png`` (a few projections
-and a sinogram). Existing files are kept unless ``--force``; every file is written atomically.
+``readings.npy``, ``flat.npy`` and ``dark.npy`` (raw detector readings and the flat and dark fields per
+pixel, for noisy detectors: ``projections = -log((readings - dark) / (flat - dark))``), ``geometry.json``
+(the exact geometry and volume grid, :func:`drct.load_geometry`), ``scene.toml`` (a copy of the scene) and
+``preview.png`` (a few projections and a sinogram). Existing files are kept unless ``--force``; every file is
+written atomically.
 
 Example:
     $ drct simulate scenes/shepp_logan_2d.toml -o out/shepp_logan_2d
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 OUTPUTS = ("projections.npy", "projections.tif", "line_integrals.npy", "geometry.json", "scene.toml", "preview.png")
+RAW = ("readings.npy", "flat.npy", "dark.npy")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,15 +71,17 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     scene = load_scene(args.scene, overrides=parse_overrides(args.set), scale=args.scale)
-    names = list(OUTPUTS) + (["readings.npy"] if scene.detector.noisy else [])
+    names = list(OUTPUTS) + (list(RAW) if scene.detector.noisy else [])
     refuse_overwrite([out / n for n in names], args.force)
     sim = scene.simulate(seed=args.seed, progress=not args.quiet)
     out.mkdir(parents=True, exist_ok=True)
     write_atomically(out / "projections.npy", lambda tmp: np.save(tmp, sim.projections))
     write_atomically(out / "line_integrals.npy", lambda tmp: np.save(tmp, sim.line_integrals))
     if sim.readings is not None:
-        readings = sim.readings
-        write_atomically(out / "readings.npy", lambda tmp: np.save(tmp, readings))
+        pixels = sim.readings.shape[1:]
+        fields = {"readings": sim.readings, "flat": _per_pixel(sim.flat, pixels), "dark": _per_pixel(sim.dark, pixels)}
+        for name, array in fields.items():
+            write_atomically(out / f"{name}.npy", lambda tmp, array=array: np.save(tmp, array))
     write_tiff(out / "projections.tif", sim.projections)
     save_geometry(out / "geometry.json", sim.geometry, sim.volume, overwrite=True)
     scene.save(out / "scene.toml", overwrite=True)
@@ -84,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{scene.name}: projections {sim.projections.shape} (seed {sim.seed}) written to {out}/", file=sys.stderr)
     return 0
+
+
+def _per_pixel(value: Any, pixels: tuple[int, ...]) -> np.ndarray:
+    """A flat or dark field (a number or a per-pixel map) as a float32 array of the detector's shape."""
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=np.float32), pixels))
 
 
 def write_tiff(path: Path, projections: np.ndarray) -> None:

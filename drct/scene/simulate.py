@@ -73,7 +73,7 @@ def simulate(scene: Scene, seed: int | None = 0, backend: str | None = None, pro
         else:
             det = scene.detector.physics(scene.source.params["photons"])
             readings = simulate_counts(paths, spectrum, det, seed=int(seed), det_ndim=pg.ndim - 1)
-            flat, dark = flat_field(det), float(det.dark_array().mean())
+            flat, dark = flat_field(det), det.dark_array()
             if det.max_reading is not None and np.max(flat) > det.max_reading:
                 warnings.warn(
                     f"scene {scene.name!r}: the flat field ({np.max(flat):g} units) exceeds the detector's maximum "

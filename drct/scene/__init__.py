@@ -8,8 +8,8 @@ differentiable parameters by flat key. New object, geometry, source and detector
 Example:
     >>> import drct as ct
     >>> scene = ct.load_scene("scenes/shepp_logan_2d.toml", scale=0.25)
-    >>> sorted(ct.scene.traverse(scene))[:2]
-    ['geometry.cor_offset', 'geometry.det_shift_u']
+    >>> [key for key in ct.scene.traverse(scene) if key.startswith("object.")]
+    ['object.phantom.center', 'object.phantom.radius', 'object.phantom.mu']
 """
 
 from .errors import SceneError as SceneError

@@ -202,15 +202,22 @@ def _contract(coeffs: list[Any], per_axis: list[list[Any]]) -> Any:
     return values[0]
 
 
-def cell_derivatives(grid: KnotGrid, cell: Cell, coeffs: list[Any]) -> tuple[list[Any], list[Any], Any, Any]:
+def cell_derivatives(
+    grid: KnotGrid, cell: Cell, coeffs: list[Any], flip: list[Any] | None = None
+) -> tuple[list[Any], list[Any], Any, Any]:
     """Integrals over the segment of ``∂f/∂w_a`` and ``s ∂f/∂w_a`` (``s`` = distance from the segment start, mm),
-    and the values of ``f`` at the segment's two ends, for the cell coefficients ``coeffs``."""
+    and the values of ``f`` at the segment's two ends, for the cell coefficients ``coeffs`` (ordered as
+    :func:`cell_weights` orders its weights for the same ``flip``)."""
     n = grid.degree
 
     def at(s: list[Any], slope_axis: int | None) -> Any:
         per_axis = [
             bspline_segment_slopes(n, x) if a == slope_axis else bspline_segments(n, x) for a, x in enumerate(s)
         ]
+        if flip is not None:
+            per_axis = [
+                [dr.select(f, b[n - j], b[j]) for j in range(n + 1)] for f, b in zip(flip, per_axis, strict=True)
+            ]
         return _contract(coeffs, per_axis)
 
     start = at(cell.local, None)
@@ -340,32 +347,13 @@ def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
         return march(grid, t, segs, gather_weighted, dr.zeros(t.Float, width))
 
     win = _Window(grid, t, segs)
-    hit = segs.length > 0
-    start = first_cell(grid, t, segs)
-    window0 = []
-    for i in range(len(win.span)):
-        index, inside = win.locate(start, i)
-        window0.append(dr.gather(t.Float, coeffs, t.UInt(index), inside & hit))
+    window0 = win.first(coeffs, segs)
 
     def visit(acc: tuple[Any, list[Any]], cell: Cell) -> tuple[Any, list[Any]]:
         total, window = acc
         for c, w in zip(window, cell_weights(grid, cell, win.flip), strict=True):
             total = dr.fma(c, w, total)
-        leaving = cell.leaves
-        entering = []  # the far face of the next cell, gathered once for whichever axis the ray steps along
-        for slot in range(len(win.far[0])):
-            index, inside = None, None
-            for a in range(grid.ndim):
-                after = [k + win.step[b] if b == a else k for b, k in enumerate(cell.coords)]
-                idx, ok = win.locate(after, win.far[a][slot])
-                index = idx if index is None else dr.select(cell.leaving[a], idx, index)
-                inside = ok if inside is None else dr.select(cell.leaving[a], ok, inside)
-            entering.append(dr.gather(t.Float, coeffs, t.UInt(index), inside & leaving))
-        for a in range(grid.ndim):
-            window = [
-                dr.select(cell.leaving[a], s_, w) for s_, w in zip(win.slid(window, a, entering), window, strict=True)
-            ]
-        return total, window
+        return total, win.advance(coeffs, window, cell)
 
     total, _ = march(grid, t, segs, visit, (dr.zeros(t.Float, width), window0))
     return total
@@ -398,6 +386,61 @@ class _Window:
             index = index + self.offset
         return index, inside
 
+    def first(self, coeffs: Any, segs: Segments) -> list[Any]:
+        """The coefficients of the cell each ray starts in (zero for rays that miss)."""
+        hit = segs.length > 0
+        start = first_cell(self.grid, self.t, segs)
+        out = []
+        for i in range(len(self.span)):
+            index, inside = self.locate(start, i)
+            out.append(dr.gather(self.t.Float, coeffs, self.t.UInt(index), inside & hit))
+        return out
+
+    def advance(self, coeffs: Any, window: list[Any], cell: Cell) -> list[Any]:
+        """The window of the next cell: gather only the far face of the cell the ray steps into, slide the rest."""
+        grid, t = self.grid, self.t
+        leaving = cell.leaves
+        entering = []  # gathered once, for whichever axis the ray steps along
+        for slot in range(len(self.far[0])):
+            index, inside = None, None
+            for a in range(grid.ndim):
+                after = [k + self.step[b] if b == a else k for b, k in enumerate(cell.coords)]
+                idx, ok = self.locate(after, self.far[a][slot])
+                index = idx if index is None else dr.select(cell.leaving[a], idx, index)
+                inside = ok if inside is None else dr.select(cell.leaving[a], ok, inside)
+            entering.append(dr.gather(t.Float, coeffs, t.UInt(index), inside & leaving))
+        for a in range(grid.ndim):
+            window = [
+                dr.select(cell.leaving[a], s_, w) for s_, w in zip(self.slid(window, a, entering), window, strict=True)
+            ]
+        return window
+
+    def flush(self, weights: list[Any], cell: Cell, values: Any, target: Any, mode: dr.ReduceMode) -> list[Any]:
+        """Scatter ``values`` times the weights of the face the ray leaves (coefficients it never sees again)
+        into ``target``; return the weight window slid into the next cell."""
+        t, ndim = self.t, self.grid.ndim
+        leaving = cell.leaves
+        for slot in range(len(self.near[0])):
+            value, (index, inside) = weights[self.near[0][slot]], self.locate(cell.coords, self.near[0][slot])
+            for a in range(1, ndim):
+                i = self.near[a][slot]
+                idx, ok = self.locate(cell.coords, i)
+                value = dr.select(cell.leaving[a], weights[i], value)
+                index = dr.select(cell.leaving[a], idx, index)
+                inside = dr.select(cell.leaving[a], ok, inside)
+            dr.scatter_add(target, value * values, t.UInt(index), inside & leaving, mode=mode)
+        for a in range(ndim):
+            weights = [dr.select(cell.leaving[a], s_, w) for s_, w in zip(self.slid(weights, a), weights, strict=True)]
+        return weights
+
+    def flush_all(
+        self, weights: list[Any], coords: list[Any], values: Any, target: Any, hit: Any, mode: dr.ReduceMode
+    ) -> None:
+        """Scatter what a ray's weight window still holds when it stops."""
+        for i in range(len(self.span)):
+            index, inside = self.locate(coords, i)
+            dr.scatter_add(target, weights[i] * values, self.t.UInt(index), inside & hit, mode=mode)
+
     def slid(self, window: list[Any], a: int, fill: list[Any] | None = None) -> list[Any]:
         """The window after a step along axis ``a``: entry j' takes j' + 1; the far face takes ``fill`` (or 0)."""
         out = []
@@ -417,7 +460,7 @@ def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: A
     (that face's ``(n + 1)^(ndim - 1)``) are scattered, and the rest once at the end. The sums are the same as
     scattering every cell's weights, with ``n + 1`` times fewer scatters.
     """
-    n, ndim = grid.degree, grid.ndim
+    n = grid.degree
     if n == 0:  # one coefficient per cell: nothing to slide
 
         def scatter_weighted(acc: Any, cell: Cell) -> Any:
@@ -431,26 +474,11 @@ def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: A
 
     def visit(window: list[Any], cell: Cell) -> list[Any]:
         window = [a + w for a, w in zip(window, cell_weights(grid, cell, win.flip), strict=True)]
-        # the ray leaves through at most one face per step: scatter that face's coefficients, slide the rest
-        leaving = cell.leaves
-        for slot in range(len(win.near[0])):
-            value, (index, inside) = window[win.near[0][slot]], win.locate(cell.coords, win.near[0][slot])
-            for a in range(1, ndim):
-                i = win.near[a][slot]
-                idx, ok = win.locate(cell.coords, i)
-                value = dr.select(cell.leaving[a], window[i], value)
-                index = dr.select(cell.leaving[a], idx, index)
-                inside = dr.select(cell.leaving[a], ok, inside)
-            dr.scatter_add(target, value * values, t.UInt(index), inside & leaving, mode=mode)
-        for a in range(ndim):
-            window = [dr.select(cell.leaving[a], s_, w) for s_, w in zip(win.slid(window, a), window, strict=True)]
-        return window
+        return win.flush(window, cell, values, target, mode)
 
     width = dr.width(segs.length)
     window, coords = march(grid, t, segs, visit, [dr.zeros(t.Float, width)] * len(win.span), return_cell=True)
-    for i in range(len(win.span)):  # what the ray still holds when it stops
-        index, inside = win.locate(coords, i)
-        dr.scatter_add(target, window[i] * values, t.UInt(index), inside & (segs.length > 0), mode=mode)
+    win.flush_all(window, coords, values, target, segs.length > 0, mode)
 
 
 @dataclass
@@ -475,7 +503,38 @@ def ray_derivatives(
     """
     width = dr.width(segs.length)
     zero = dr.zeros(t.Float, width)
-    jumps = grid.degree == 0
+    if grid.degree == 0:
+        return _box_derivatives(grid, t, segs, coeffs, values, target)
+    win = _Window(grid, t, segs)
+    mode = scatter_mode(dr.width(target)) if target is not None else dr.ReduceMode.Auto
+
+    def visit(acc: Any, cell: Cell) -> Any:
+        grad, moment, f_start, _, first, window, weights = acc
+        g, m, start, end = cell_derivatives(grid, cell, window, win.flip)
+        if target is not None:
+            weights = [a + w for a, w in zip(weights, cell_weights(grid, cell, win.flip), strict=True)]
+            weights = win.flush(weights, cell, values, target, mode)
+        grad = [x + y for x, y in zip(grad, g, strict=True)]
+        moment = [x + y + gy * cell.start for x, y, gy in zip(moment, m, g, strict=True)]
+        f_start = dr.select(first, start, f_start)
+        return grad, moment, f_start, end, dr.zeros(t.Bool, width), win.advance(coeffs, window, cell), weights
+
+    weights0 = [zero] * len(win.span) if target is not None else []
+    acc = ([zero] * grid.ndim, [zero] * grid.ndim, zero, zero, dr.full(t.Bool, True, width), win.first(coeffs, segs))
+    (grad, moment, f_start, f_end, _, _, weights), coords = march(
+        grid, t, segs, visit, (*acc, weights0), return_cell=True
+    )
+    if target is not None:
+        win.flush_all(weights, coords, values, target, segs.length > 0, mode)
+    return RayDerivatives(grad, moment, f_start, f_end)
+
+
+def _box_derivatives(
+    grid: KnotGrid, t: Types, segs: Segments, coeffs: Any, values: Any | None, target: Any | None
+) -> RayDerivatives:
+    """:func:`ray_derivatives` for the box basis: one coefficient per cell, and jumps at the faces."""
+    width = dr.width(segs.length)
+    zero = dr.zeros(t.Float, width)
 
     def visit(acc: Any, cell: Cell) -> Any:
         grad, moment, f_start, _, previous, first = acc
@@ -483,15 +542,14 @@ def ray_derivatives(
         if target is not None:
             _scatter_cell(grid, t, target, values, cell)
         g, m, start, end = cell_derivatives(grid, cell, coeffs_here)
-        if jumps:  # y jumps by (after - before) at a face t_c = (w_a - o_a) / d_a: dt_c/do_a = -1/d_a
-            for a in range(grid.ndim):
-                g[a] = g[a] + dr.select(cell.entered[a], (coeffs_here[0] - previous) / cell.direction[a], 0.0)
-            previous = coeffs_here[0]
+        # y jumps by (after - before) at a face t_c = (w_a - o_a) / d_a: dt_c/do_a = -1/d_a
+        for a in range(grid.ndim):
+            g[a] = g[a] + dr.select(cell.entered[a], (coeffs_here[0] - previous) / cell.direction[a], 0.0)
         grad = [x + y for x, y in zip(grad, g, strict=True)]
         moment = [x + y + gy * cell.start for x, y, gy in zip(moment, m, g, strict=True)]
         f_start = dr.select(first, start, f_start)
-        return grad, moment, f_start, end, previous, dr.zeros(t.Bool, width)
+        return grad, moment, f_start, end, coeffs_here[0], dr.zeros(t.Bool, width)
 
     acc = ([zero] * grid.ndim, [zero] * grid.ndim, zero, zero, zero, dr.full(t.Bool, True, width))
-    grad, moment, f_start, f_end, _, _ = march(grid, t, segs, visit, acc, track_faces=jumps)
+    grad, moment, f_start, f_end, _, _ = march(grid, t, segs, visit, acc, track_faces=True)
     return RayDerivatives(grad, moment, f_start, f_end)

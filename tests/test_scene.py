@@ -543,3 +543,26 @@ mu = 0.5
     np.testing.assert_allclose(
         again.simulate().line_integrals, 2 * load_scene(tmp_path / "s.toml").simulate().line_integrals, rtol=1e-5
     )
+
+
+def test_ray_lists_project_exactly_and_refuse_misalignment(tmp_path: Path) -> None:
+    text = """
+[geometry]
+type = "rays"
+origins = [[0.0, -50.0, 0.0], [3.0, 0.0, -40.0], [0.0, 0.0, 0.0]]
+directions = [[0.0, 1.0, 0.0], [0.0, 0.0, 2.0], [1.0, 1.0, 1.0]]
+
+[[objects]]
+type = "ellipsoid"
+center = [0.0, 0.0, 0.0]
+axes = [5.0, 5.0, 5.0]
+mu = 0.1
+"""
+    scene = load_scene(write(tmp_path / "r.toml", text))
+    y = scene.simulate().line_integrals
+    np.testing.assert_allclose(y, [1.0, 0.2 * math.sqrt(25 - 9), 1.0], rtol=1e-6)
+    assert not any(key.startswith("geometry.") for key in traverse(scene))
+    with pytest.raises(SceneError, match=r"geometry\.misalignment: a ray list"):
+        load_scene(write(tmp_path / "m.toml", text + "\n[geometry.misalignment]\ndet_shift_u = 1.0\n"))
+    scene.save(tmp_path / "copy.toml")
+    np.testing.assert_array_equal(load_scene(tmp_path / "copy.toml").simulate().line_integrals, y)

@@ -133,3 +133,17 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert (out / "projections.npy").is_file() and "written to" in run.stderr
+
+
+def test_simulate_a_ray_list_writes_the_rays(tmp_path: Path) -> None:
+    scene = tmp_path / "rays.toml"
+    scene.write_text(
+        '[geometry]\ntype = "rays"\norigins = [[0.0, -50.0], [2.0, -50.0]]\ndirections = [[0.0, 1.0], [0.0, 1.0]]\n'
+        '\n[[objects]]\ntype = "ellipsoid"\ncenter = [0.0, 0.0]\naxes = [4.0, 4.0]\nmu = 0.5\n'
+        '\n[detector]\ntype = "flat_panel"\n'
+    )
+    out = tmp_path / "o"
+    assert main(["simulate", str(scene), "-o", str(out), "--quiet"]) == 0
+    np.testing.assert_allclose(np.load(out / "rays.npy"), [[0, -50, 0, 1], [2, -50, 0, 1]])
+    np.testing.assert_allclose(np.load(out / "line_integrals.npy"), [0.5 * 8.0, 0.5 * 2 * np.sqrt(12.0)], rtol=1e-6)
+    assert not (out / "geometry.json").exists() and (out / "preview.png").is_file()

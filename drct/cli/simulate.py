@@ -66,12 +66,15 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..geometry.files import save_geometry
+    from ..geometry.projection import ProjectionGeometry
     from ..io import refuse_overwrite, write_atomically
     from ..scene import load_scene
 
     out = Path(args.output)
     scene = load_scene(args.scene, overrides=parse_overrides(args.set), scale=args.scale)
-    names = list(OUTPUTS) + (list(RAW) if scene.detector.noisy else [])
+    rays = not isinstance(scene.nominal_geometry(), ProjectionGeometry)
+    names = [n for n in OUTPUTS if not (rays and n == "geometry.json")] + (["rays.npy"] if rays else [])
+    names += list(RAW) if scene.detector.noisy else []
     refuse_overwrite([out / n for n in names], args.force)
     sim = scene.simulate(seed=args.seed, progress=not args.quiet)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,11 @@ def run(args: argparse.Namespace) -> int:
         for name, array in fields.items():
             write_atomically(out / f"{name}.npy", lambda tmp, array=array: np.save(tmp, array))
     write_tiff(out / "projections.tif", sim.projections)
-    save_geometry(out / "geometry.json", sim.geometry, sim.volume, overwrite=True)
+    if isinstance(sim.geometry, ProjectionGeometry):
+        save_geometry(out / "geometry.json", sim.geometry, sim.volume, overwrite=True)
+    else:  # a ray list: rows (origin, unit direction), the form ct.rays takes
+        rows = sim.geometry.to_vectors()
+        write_atomically(out / "rays.npy", lambda tmp: np.save(tmp, rows))
     scene.save(out / "scene.toml", overwrite=True)
     write_preview(out / "preview.png", sim, scene.name)
     if not args.quiet:
@@ -97,12 +104,13 @@ def _per_pixel(value: Any, pixels: tuple[int, ...]) -> np.ndarray:
 
 
 def write_tiff(path: Path, projections: np.ndarray) -> None:
-    """A float32 TIFF stack, one page per view (2D sinograms: one page)."""
+    """A float32 TIFF stack, one page per view (2D sinograms: one page; ray lists: one row)."""
     import tifffile
 
     from ..io import write_atomically
 
     data = np.asarray(projections, dtype=np.float32)
+    data = data[None] if data.ndim == 1 else data  # a ray list: one row
     write_atomically(path, lambda tmp: tifffile.imwrite(tmp, data, photometric="minisblack"))
 
 
@@ -117,6 +125,16 @@ def write_preview(path: Path, sim: Any, title: str) -> None:
 
     y = sim.projections
     views = y.shape[0]
+    if y.ndim == 1:  # a ray list
+        fig, axes = plt.subplots(1, 1, figsize=(8, 4), squeeze=False)
+        axes[0, 0].plot(y, ".", markersize=2)
+        axes[0, 0].set_xlabel("ray")
+        axes[0, 0].set_ylabel("line integral")
+        fig.suptitle(f"{title}: line integrals (seed {sim.seed})")
+        fig.tight_layout()
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+        plt.close(fig)
+        return
     if y.ndim == 3:
         picks = sorted({round(i) for i in np.linspace(0, views - 1, min(3, views))})
         fig, axes = plt.subplots(1, len(picks) + 1, figsize=(4 * (len(picks) + 1), 4), squeeze=False)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
 from ..io import refuse_overwrite, write_atomically
 from .errors import SceneError
@@ -176,6 +177,8 @@ def parse_scene(data: Any, file: str | None = None, base: Path | None = None) ->
     d = root.table("detector", None) or Table({}, file, "detector", base)
     detector = lookup("detector", d, "ideal").from_table(d)
     d.finish()
+    if not isinstance(pg, ProjectionGeometry) and float(detector.params.get("blur", 0.0)) > 0:
+        d.fail("blur", "a ray list has no detector pixels to blur; set blur = 0")
     root.finish()
     scene = Scene(geometry, objects, source, detector, volume, misalignment, name, description, dtype, compose, file)
     scene._nominal = (pg, file_vg)

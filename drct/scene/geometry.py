@@ -377,6 +377,35 @@ class Astra(Geometry):
         return {"type": self.type_name, "vol_geom": self.vol_geom, "proj_geom": self.proj_geom}
 
 
+@register("geometry", "rays")
+class Rays(Geometry):
+    """``ct.rays``: arbitrary lines, each integrated over its whole length — ``origins`` and ``directions``
+    (rows of 2 or 3 numbers, one per ray). The sinogram is ``(rays,)``; no misalignment, no detector blur."""
+
+    def __init__(self, origins: np.ndarray, directions: np.ndarray) -> None:
+        self.origins, self.directions = origins, directions
+
+    @classmethod
+    def from_table(cls, t: Table) -> Rays:
+        origins = t.array("origins", "length")
+        if origins.ndim != 2 or origins.shape[1] not in (2, 3):
+            t.fail("origins", "expected rows of 2 or 3 numbers (x, y[, z]), one per ray")
+        directions = t.array("directions", "number", origins.shape[1])
+        if directions.shape != origins.shape:
+            t.fail("directions", f"expected {origins.shape[0]} rows of {origins.shape[1]} numbers like origins")
+        return cls(origins, directions)
+
+    def build(self) -> tuple[Any, VolumeGeometry | None]:
+        return factories.rays(self.origins, self.directions), None
+
+    def to_table(self, folder: Path) -> dict[str, Any]:
+        return {"type": self.type_name, "origins": self.origins.tolist(), "directions": self.directions.tolist()}
+
+    def scaled(self, factor: float) -> Rays:
+        step = max(1, round(1 / factor)) if factor < 1 else 1
+        return Rays(self.origins[::step], self.directions[::step])
+
+
 def _plain_dict(data: Any) -> dict[str, Any]:
     return {str(k): _plain_dict(v) if isinstance(v, dict) else v for k, v in data.items()}
 
@@ -394,6 +423,8 @@ def read_misalignment(t: Table | None, pg: ProjectionGeometry) -> dict[str, Any]
     """The ``[geometry.misalignment]`` values (mm, radians; one value or one per view), checked against ``pg``."""
     if t is None:
         return {}
+    if not isinstance(pg, ProjectionGeometry):
+        t.fail("", 'a ray list (type = "rays") has no detector or source to misalign')
     out: dict[str, Any] = {}
     for name in sorted(str(k) for k in t.data):
         if name not in PARAMETERS:
@@ -412,7 +443,9 @@ def read_misalignment(t: Table | None, pg: ProjectionGeometry) -> dict[str, Any]
 
 
 def applicable(pg: ProjectionGeometry) -> list[str]:
-    """The misalignment parameters that apply to ``pg`` (dimension and beam)."""
+    """The misalignment parameters that apply to ``pg`` (dimension and beam; none for ray lists)."""
+    if not isinstance(pg, ProjectionGeometry):
+        return []
     return [
         n for n in PARAMETERS if not (pg.ndim == 2 and n in ONLY_3D) and not (pg.beam == "parallel" and n in ONLY_CONE)
     ]

@@ -91,6 +91,8 @@ class Scene:
         gradients, when a misalignment value is a Dr.Jit array)."""
         pg = self.nominal_geometry()
         given = {k: v for k, v in self.misalignment.items() if is_drjit(v) or not _is_nominal(k, v, pg)}
+        if given and not isinstance(pg, ProjectionGeometry):
+            raise ValueError("a ray list has no detector or source to misalign")
         return pg.perturb(**given) if given else pg
 
     # ------------------------------------------------------------------ projection

@@ -30,7 +30,7 @@ def expected_readings(scene: Scene, backend: str | None = None) -> Any:
     if not paths:
         paths = {None: dr_zeros(t, pg.shape)}
     det = scene.detector.physics(scene.source.params["photons"])
-    return physics_readings(paths, _spectrum(scene, paths), det, det_ndim=pg.ndim - 1)
+    return physics_readings(paths, _spectrum(scene, paths), det, det_ndim=_det_ndim(pg))
 
 
 def dr_zeros(t: Any, shape: tuple[int, ...]) -> Any:
@@ -72,7 +72,7 @@ def simulate(scene: Scene, seed: int | None = 0, backend: str | None = None, pro
             projections = clean if spectrum is None else -np.log(transmitted(paths, spectrum, 1.0))
         else:
             det = scene.detector.physics(scene.source.params["photons"])
-            readings = simulate_counts(paths, spectrum, det, seed=int(seed), det_ndim=pg.ndim - 1)
+            readings = simulate_counts(paths, spectrum, det, seed=int(seed), det_ndim=_det_ndim(pg))
             flat, dark = flat_field(det), det.dark_array()
             if det.max_reading is not None and np.max(flat) > det.max_reading:
                 warnings.warn(
@@ -93,6 +93,11 @@ def simulate(scene: Scene, seed: int | None = 0, backend: str | None = None, pro
         scene.volume,
         int(seed),
     )
+
+
+def _det_ndim(pg: Any) -> int:
+    """Detector axes of the sinogram (for the blur): 2 in 3D, 1 in 2D and for ray lists."""
+    return len(pg.det_shape) if hasattr(pg, "det_shape") else 1
 
 
 def _detached(pg: Any) -> Any:

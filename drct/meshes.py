@@ -416,13 +416,14 @@ def mesh_path_lengths(
 def material_paths(meshes: Sequence[Mesh], pg: AnyGeometry, compose: str = "replace") -> dict[Any, np.ndarray]:
     """Path lengths per material for :func:`drct.physics.simulate_counts`.
 
-    Meshes with a ``material`` contribute their path lengths (mm) under the material's name (meshes of one
-    material are summed); meshes with only ``mu`` contribute ``mu * L`` under the key ``None``.
+    Meshes with a ``material`` contribute their path lengths (mm) under that :class:`~drct.physics.Material`
+    (meshes of one material and density are summed; ``key.name`` is its name); meshes with only ``mu``
+    contribute ``mu * L`` under the key ``None``.
     """
     out: dict[Any, np.ndarray] = {}
     for mesh, length in zip(meshes, mesh_path_lengths(meshes, pg, compose), strict=True):
         if isinstance(mesh.material, Material):
-            key, value = mesh.material.name, length
+            key, value = mesh.material, length
         elif mesh.mu is not None:
             key, value = None, mesh.mu * length
         else:

@@ -171,14 +171,23 @@ def test_composition_replace_and_add():
     np.testing.assert_allclose(project_meshes(meshes, pg, compose="add"), outer + 3 * inner, atol=1e-5)
     np.testing.assert_allclose(project_meshes(meshes, pg), outer + 2 * inner, atol=1e-5)
     paths = material_paths(meshes, pg)
-    assert set(paths) == {"aluminium", "steel"}
-    np.testing.assert_allclose(paths["steel"], inner, atol=1e-6)
+    assert {m.name for m in paths} == {"aluminium", "steel"}
+    np.testing.assert_allclose(paths[ct.physics.get_material("steel")], inner, atol=1e-6)
     # the order decides: the big box listed last replaces the small one entirely
     swapped = mesh_path_lengths(meshes[::-1], pg)
     np.testing.assert_allclose(swapped[0], 0.0, atol=1e-6)
     mono = project_meshes(meshes, pg, energy_kev=60.0)
     al, st = ct.physics.get_material("aluminium").mu(60.0)[0], ct.physics.get_material("steel").mu(60.0)[0]
     np.testing.assert_allclose(mono, al * (outer - inner) + st * inner, rtol=1e-6, atol=1e-8)
+    # a denser aluminium is its own material: its density reaches the physics
+    rho = 2 * ct.physics.get_material("aluminium").density
+    dense = [Mesh(meshes[0].vertices, meshes[0].faces, material=ct.physics.get_material("aluminium", rho))]
+    (key,) = material_paths(dense, pg)
+    spectrum = ct.physics.Spectrum.monochromatic(60.0)
+    np.testing.assert_allclose(
+        ct.physics.transmitted(material_paths(dense, pg), spectrum), np.exp(-2 * al * outer), rtol=1e-12
+    )
+    assert key.density == rho
 
 
 def test_flange_part_files():
@@ -199,7 +208,7 @@ def test_flange_part_files():
     np.testing.assert_allclose(s, [0.0, 0.0, 27.0, 0.0, 0.0], atol=1e-5)
     np.testing.assert_allclose(h, [10.0, 0.0, 0.0, 0.0, 0.0], atol=1e-5)
     paths = material_paths([body, sleeve, holes], lines)
-    assert set(paths) == {"aluminium", "steel", "air"}
+    assert [m.name for m in paths] == ["aluminium", "steel", "air"]
 
 
 def test_regenerated_files_identical(tmp_path):

@@ -75,7 +75,8 @@ class Material:
             and np.array_equal(self.mass_attenuation, other.mass_attenuation)
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:  # usable as a key of per-material path lengths
+        return hash((self.name, self.density, len(self.energies)))
 
     def mass_mu(self, energy_kev: Any) -> np.ndarray:
         """μ/ρ in cm²/g at ``energy_kev`` (log-log interpolation; raises outside the tabulated range)."""

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import drct as ct
-from drct.meshes import Mesh, MeshError, load_mesh, material_paths, mesh_path_lengths, project_meshes
+from drct.meshes import Mesh, MeshError, check_closed, load_mesh, material_paths, mesh_path_lengths, project_meshes
 
 MESHES = Path(__file__).resolve().parents[1] / "scenes" / "meshes"
 
@@ -283,3 +285,39 @@ def test_obj_with_quads_and_normals(tmp_path):
     assert len(cube.faces) == 12 and cube.volume == pytest.approx(8.0)
     lines_z = ct.rays([[0.1, 0.2, -5.0], [0.1, 0.2, 5.0]], [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
     np.testing.assert_allclose(project_meshes([cube], lines_z), [2.0, 0.0], atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lo=st.tuples(*[st.floats(-5, 0, allow_nan=False)] * 3),
+    size=st.tuples(*[st.floats(0.01, 5, allow_nan=False)] * 3),
+    seed=st.integers(0, 2**16),
+)
+def test_random_boxes_match_slab_chords(lo, size, seed):
+    low = np.array(lo)
+    high = low + np.array(size)
+    v, f = gen.box(tuple(low), tuple(high))
+    rng = np.random.default_rng(seed)
+    centre = (low + high) / 2
+    o = centre + rng.normal(size=(16, 3)) * 3
+    d = rng.normal(size=(16, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    got = mesh_path_lengths([Mesh(v, f, mu=1.0)], ct.rays(o, d))[0]
+    inf = np.full(16, np.inf)
+    ref = _box_chords(o, d, low, high, -inf, inf)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-6 * max(size))
+
+
+@settings(max_examples=20, deadline=None)
+@given(level=st.integers(0, 2), face=st.integers(0, 10**6), flip=st.booleans())
+def test_closedness_check_catches_any_damage(level, face, flip):
+    v, f = gen.icosphere(level)
+    check_closed(v, f)
+    k = face % len(f)
+    damaged = f.copy()
+    if flip:
+        damaged[k] = damaged[k, ::-1]
+    else:
+        damaged = np.delete(damaged, k, axis=0)
+    with pytest.raises(MeshError, match="oriented" if flip else "not closed"):
+        check_closed(v, damaged, "sphere")

@@ -5,7 +5,7 @@
   (``kramers`` or ``spekpy``).
 * ``spectrum``: ``energies`` and ``weights`` (a tabulated spectrum) or ``file`` (two-column CSV).
 
-Every kind takes ``photons`` (mean photons per pixel per view without object; default 1e5). The clean line
+Every kind takes ``photons`` (mean photons per pixel per view without object; default 1e4). The clean line
 integrals of material objects are taken at the ``reference_energy``: the energy of a monochromatic source,
 the mean energy of a spectrum.
 """
@@ -30,7 +30,7 @@ class Source:
 
     @staticmethod
     def read_photons(t: Table) -> float:
-        return t.quantity("photons", "number", 1e5, positive=True)
+        return t.quantity("photons", "number", 1e4, positive=True)
 
     def spectrum(self) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
@@ -48,7 +48,7 @@ class Source:
 
 @register("source", "monochromatic")
 class Monochromatic(Source):
-    def __init__(self, photons: Any = 1e5, energy: float = 60.0) -> None:
+    def __init__(self, photons: Any = 1e4, energy: float = 60.0) -> None:
         super().__init__(photons)
         self.energy = energy
 

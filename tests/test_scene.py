@@ -566,3 +566,12 @@ mu = 0.1
         load_scene(write(tmp_path / "m.toml", text + "\n[geometry.misalignment]\ndet_shift_u = 1.0\n"))
     scene.save(tmp_path / "copy.toml")
     np.testing.assert_array_equal(load_scene(tmp_path / "copy.toml").simulate().line_integrals, y)
+
+
+def test_copies_and_scaled_scenes_have_their_own_parameters(tmp_path: Path) -> None:
+    scene = load_scene(write(tmp_path / "s.toml", SL2D))
+    small, twin = scene.scaled(0.5), scene.copy()
+    traverse(small)["object.p.mu"] = 1.0
+    traverse(twin)["geometry.det_shift_u"] = 2.0
+    assert traverse(scene)["object.p.mu"] == pytest.approx(0.02) and traverse(scene)["geometry.det_shift_u"] == 0.0
+    assert "mu 0.02 /mm" in scene.describe()

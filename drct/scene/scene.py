@@ -152,7 +152,7 @@ class Scene:
         field of view): the same scan at reduced size, for tests and previews."""
         if not (isinstance(factor, (int, float)) and 0 < factor <= 1):
             raise ValueError(f"scale must be in (0, 1], got {factor!r}")
-        out = copy.copy(self)
+        out = self.copy()
         old = self.nominal_geometry()
         out.geometry = self.geometry.scaled(factor)
         out._nominal = None
@@ -163,6 +163,20 @@ class Scene:
             out._volume = VolumeGeometry(shape, size, vg.center)
         views = out.nominal_geometry().num_views
         out.misalignment = {k: _resample(v, old.num_views, views) for k, v in self.misalignment.items()}
+        return out
+
+    def copy(self) -> Scene:
+        """A copy whose parameters (:func:`drct.scene.traverse`) can be changed without touching this scene
+        (arrays are shared until replaced)."""
+        out = copy.copy(self)
+        out.objects = []
+        for obj in self.objects:
+            clone = copy.copy(obj)
+            clone.params = dict(obj.params)
+            out.objects.append(clone)
+        out.source, out.detector = copy.copy(self.source), copy.copy(self.detector)
+        out.source.params, out.detector.params = dict(self.source.params), dict(self.detector.params)
+        out.misalignment = dict(self.misalignment)
         return out
 
     def to_dict(self, folder: str | Path = ".") -> dict[str, Any]:
@@ -206,7 +220,7 @@ class Scene:
             vg = self.volume
             lines.append(f"  volume      shape {vg.shape}, voxel size {vg.voxel_size} mm, center {vg.center}")
         for o in self.objects:
-            weight = f"mu {plain(o.weight)} /mm" if o.material is None else f"{o.material} {plain(o.weight)} g/cm3"
+            weight = f"mu {_short(o.weight)} /mm" if o.material is None else f"{o.material} {_short(o.weight)} g/cm3"
             lines.append(f"  object      {o.name} ({o.type_name}, {weight})")
         lines.append(f"  source      {self.source.type_name}, {plain(self.source.params['photons']):g} photons/pixel")
         lines.append(f"  detector    {self.detector.type_name}")
@@ -270,8 +284,10 @@ def _short(value: Any) -> str:
     if is_drjit(value):
         return f"{type(value).__name__} (Dr.Jit, width {dr.width(value)})"
     arr = np.asarray(value)
+    if arr.size == 1:
+        return f"{float(arr.reshape(-1)[0]):.6g}"
     if arr.size <= 4:
-        return str(np.round(arr, 6).tolist())
+        return "[" + ", ".join(f"{float(v):.6g}" for v in arr.reshape(-1)) + "]"
     return f"array {arr.shape} {arr.dtype}, range [{arr.min():.4g}, {arr.max():.4g}]"
 
 

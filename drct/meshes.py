@@ -299,7 +299,8 @@ def _hits(mi: Any, scene: Any, mesh: Mesh, o: np.ndarray, d: np.ndarray) -> tupl
     """All surface crossings of the lines ``o + t d``: ``t`` (NaN-padded, sorted) and entering flags, (n, k).
 
     A line through an edge or a vertex can lose a crossing in float32 ray tracing; such lines (their crossings
-    do not alternate entry/exit) are traced again shifted sideways by 1e-5 of the mesh size (up to 3 times).
+    do not alternate entry/exit) are traced again backwards, and if still inconsistent, shifted sideways by
+    1e-7, then 1e-6 of the mesh size.
     """
     lo, hi = mesh.bounds
     size = float(np.linalg.norm(hi - lo))
@@ -309,13 +310,19 @@ def _hits(mi: Any, scene: Any, mesh: Mesh, o: np.ndarray, d: np.ndarray) -> tupl
     v, f = mesh.vertices, mesh.faces
     normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # outward (Mesh orients faces)
     t, entering = _trace(mi, scene, normals, o, d, box, eps)
-    for attempt in range(1, 4):
+    for attempt in range(3):
         bad = np.flatnonzero(_inconsistent(t, entering))
         if bad.size == 0:
             break
-        side = np.cross(d[bad], np.array([0.5377, 0.8622, -0.3192]) * attempt + np.array([0.31, -0.28, 0.91]))
-        side /= np.maximum(np.linalg.norm(side, axis=1, keepdims=True), 1e-300)
-        t2, e2 = _trace(mi, scene, normals, o[bad] + 1e-5 * size * side, d[bad], box, eps)
+        if attempt == 0:  # the same line traced backwards meets the edges from the other side
+            t2, e2 = _trace(mi, scene, normals, o[bad], -d[bad], box, eps)
+            t2, e2 = -t2, ~e2
+            order = np.argsort(np.where(np.isnan(t2), np.inf, t2), axis=1)
+            t2, e2 = np.take_along_axis(t2, order, axis=1), np.take_along_axis(e2, order, axis=1) & ~np.isnan(t2)
+        else:  # last resorts: the line shifted sideways by 1e-7, then 1e-6 of the mesh size
+            side = np.cross(d[bad], np.array([0.5377, 0.8622, -0.3192]))
+            side /= np.maximum(np.linalg.norm(side, axis=1, keepdims=True), 1e-300)
+            t2, e2 = _trace(mi, scene, normals, o[bad] + 10.0 ** (attempt - 8) * size * side, d[bad], box, eps)
         width = max(t.shape[1], t2.shape[1])
         t, entering, t2, e2 = (
             _pad(t, width, np.nan),

@@ -11,6 +11,7 @@ import pytest
 from scipy import ndimage
 
 import drct as ct
+from drct.backend import drjit_module
 from drct.recon import fbp_weights, filter_response, filter_rows, padded_length, parker_weights
 from drct.recon.filters import FILTERS
 
@@ -206,7 +207,7 @@ def test_angular_weights_handle_non_uniform_angles():
 @pytest.mark.parametrize("geometry", ["fan", "cone"])
 def test_fbp_is_differentiable_with_exact_transpose(geometry):
     """<FBP y, w> = <y, dFBP/dy^T w>: the reverse-mode gradient is the exact transpose of the linear FBP."""
-    from drjit.llvm.ad import TensorXf64
+    TensorXf64 = drjit_module().TensorXf64
 
     angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
     if geometry == "fan":

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import drct as ct
+from drct.backend import drjit_module
 from drct.geometry.files import load_geometry, save_geometry
 
 
@@ -129,7 +130,7 @@ def test_select_views_numpy_and_drjit():
     with pytest.raises(ValueError, match="at least one"):
         pg.select_views([])
     # Dr.Jit vectors: gathered, gradients reach the parent geometry
-    shift = dr.llvm.ad.Float64(0.0)
+    shift = drjit_module().Float64(0.0)
     dr.enable_grad(shift)
     moved = pg.perturb(det_shift_u=shift)
     sub = moved.select_views([2, 4])

@@ -199,7 +199,7 @@ class Ellipsoid(SceneObject):
         if pg.ndim == 3 and self._ndim == 2:
             raise ValueError(f"object {self.name!r} is a 2D ellipse but the geometry is 3D; give it 3 axes")
         dim = self._ndim
-        center, axes, weight = vector(self.params["center"], t, dim), vector(self.params["axes"], t, dim), None
+        center, axes = vector(self.params["center"], t, dim), vector(self.params["axes"], t, dim)
         weight = scalar(self.weight, t)
         return _chunked(pg, t, lambda rays: weight * ellipsoid_chords(rays, center, axes, self.rotation))
 
@@ -244,7 +244,7 @@ class SheppLogan(SceneObject):
         return cls(name, radius, np.array(center), weight.get("mu"), material, weight.get("density"))
 
     def project(self, pg: ProjectionGeometry, t: Types) -> Any:
-        center, radius, weight = vector(self.params["center"], t, 3), scalar(self.params["radius"], t), None
+        center, radius = vector(self.params["center"], t, 3), scalar(self.params["radius"], t)
         weight = scalar(self.weight, t)
         table = shepp_logan_ellipses(pg.ndim, 1.0)
 

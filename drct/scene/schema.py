@@ -20,7 +20,7 @@ from .errors import SceneError
 from .units import parse_quantity
 
 _MISSING: Any = object()
-MAX_COUNT = 1 << 24  # no scene needs more views, pixels or voxels along one axis
+MAX_COUNT = 1 << 20  # no scene needs more views, or more pixels or voxels along one axis
 
 
 class Table:

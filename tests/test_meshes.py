@@ -321,3 +321,44 @@ def test_closedness_check_catches_any_damage(level, face, flip):
         damaged = np.delete(damaged, k, axis=0)
     with pytest.raises(MeshError, match="oriented" if flip else "not closed"):
         check_closed(v, damaged, "sphere")
+
+
+def _prism_chords(radius, z0, z1, segments, o, d):
+    """Exact chords of the lines o + t d through the prism over a regular polygon (vertices at ``radius`` and
+    angles 2 pi k / segments) between z0 and z1: intersection of half-planes, float64."""
+    mid = 2 * np.pi * (np.arange(segments) + 0.5) / segments
+    normals = np.stack([np.cos(mid), np.sin(mid), np.zeros(segments)], axis=1)
+    normals = np.concatenate([normals, [[0, 0, 1.0], [0, 0, -1.0]]])
+    offsets = np.concatenate([np.full(segments, radius * np.cos(np.pi / segments)), [z1, -z0]])
+    num = offsets[None, :] - o @ normals.T  # n . (o + t d) <= c  <=>  t (n . d) <= c - n . o
+    den = d @ normals.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = num / den
+    lower = np.where(den < 0, t, -np.inf).max(axis=1)
+    upper = np.where(den > 0, t, np.inf).min(axis=1)
+    outside = np.any((den == 0) & (num < 0), axis=1)
+    return np.where(outside, 0.0, np.maximum(upper - lower, 0.0))
+
+
+def test_sleeve_chords_exact_including_edge_retraces(monkeypatch):
+    import drct.meshes as meshes_module
+
+    sleeve = load_mesh(MESHES / "flange_sleeve.ply", mu=1.0)
+    first_pass_bad = []
+    original = meshes_module._inconsistent
+
+    def counting(t, entering):
+        bad = original(t, entering)
+        first_pass_bad.append(int(bad.sum()))
+        return bad
+
+    monkeypatch.setattr(meshes_module, "_inconsistent", counting)
+    pg = ct.cone(np.linspace(0, 2 * np.pi, 20, endpoint=False), (3, 192), 1.0, 200.0, 500.0)
+    shifted = Mesh(sleeve.vertices - [0.0, 0.0, 12.5], sleeve.faces, mu=1.0)  # centre its height on the orbit
+    got = mesh_path_lengths([shifted], pg)[0].reshape(-1)
+    vectors = pg.to_vectors()
+    o, d, _ = _cone_rays(vectors, 3, 192)  # the sleeve lies well inside each source-pixel segment
+    ref = _prism_chords(8.5, -13.5, 13.5, 96, o, d) - _prism_chords(5.0, -13.5, 13.5, 96, o, d)
+    assert first_pass_bad[0] > 0  # some lines lost a crossing on an edge and were traced again
+    assert (ref > 1).sum() > 1000
+    np.testing.assert_allclose(got, ref, atol=1e-4 * ref.max())

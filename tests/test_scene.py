@@ -596,3 +596,26 @@ def test_misaligned_volume_scene_has_exact_geometry_gradients() -> None:
 
     fd = (loss(1.2 + 1e-4) - loss(1.2 - 1e-4)) / 2e-4
     assert abs(fd) > 0.1 and loss(1.2, grad=True) == pytest.approx(fd, rel=1e-6)
+
+
+def test_gain_pattern_is_removed_by_the_flat_field_and_noisy_flats_are_recorded(tmp_path: Path) -> None:
+    text = (
+        SL2D
+        + '\n[source]\nphotons = 1e6\n\n[detector]\ntype = "flat_panel"\ngain = 40.0\ngain_variation = 0.1\nbits = 0\n'
+    )
+    scene = load_scene(write(tmp_path / "s.toml", text))
+    sim = scene.simulate(seed=0)
+    assert sim.readings is not None and np.ndim(sim.flat) == 1 and np.std(sim.flat) / np.mean(sim.flat) > 0.05
+    # outside the object every view reads the flat field (up to shot noise): the pattern is the detector's
+    outside = sim.line_integrals == 0
+    ratio = sim.readings[outside] / np.broadcast_to(sim.flat, sim.readings.shape)[outside]
+    assert abs(ratio.mean() - 1) < 2e-3 and ratio.std() < 5e-3
+    # the exact flat removes the pattern: the projections are the line integrals up to shot noise
+    assert np.abs(sim.projections - sim.line_integrals).mean() < 3e-3
+    # a flat recorded as the mean of 4 noisy frames: noisy itself, and the same for the same seed
+    frames = load_scene(tmp_path / "s.toml", overrides={"detector.flat_frames": 4})
+    a, b = frames.simulate(seed=2), frames.simulate(seed=2)
+    np.testing.assert_array_equal(a.flat, b.flat)
+    assert 0 < np.abs(a.flat / sim.flat - 1).mean() < 3e-3
+    frames.save(tmp_path / "copy.toml")
+    np.testing.assert_array_equal(load_scene(tmp_path / "copy.toml").simulate(seed=2).flat, a.flat)

@@ -4,14 +4,18 @@
   polychromatic source, ``-log`` of the expected transmission: beam hardening without noise).
 * ``flat_panel``: the detector model of :class:`drct.physics.Detector` — ``gain`` (photons per digital unit),
   ``electronic_noise`` (σ in photons), ``bits`` (0 = no quantisation), ``blur`` (σ in pixels), ``dark``
-  (digital units) — with Poisson shot noise; projections are the log transform of the readings, corrected
-  with the flat and dark fields.
+  (digital units), ``gain_variation`` (relative spread of a fixed per-pixel gain pattern, 0 = uniform) and
+  ``flat_frames`` (0: the flat field is exact; N: the mean of N noisy flat frames, as a scanner records it,
+  whose noise leaves rings in reconstructions) — with Poisson shot noise; projections are the log transform of
+  the readings, corrected with the flat and dark fields.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from .objects import plain
 from .registry import register
@@ -27,8 +31,8 @@ class DetectorModel:
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
 
-    def physics(self, photons: Any) -> Any:
-        """The :class:`drct.physics.Detector` of this model for ``photons`` per pixel."""
+    def physics(self, photons: Any, pixels: tuple[int, ...] = ()) -> Any:
+        """The :class:`drct.physics.Detector` of this model for ``photons`` per pixel, ``pixels`` its shape."""
         from ..physics import Detector
 
         return Detector(i0=float(plain(photons)), bits=None)
@@ -48,9 +52,9 @@ class Ideal(DetectorModel):
 class FlatPanel(DetectorModel):
     noisy = True
 
-    def __init__(self, params: dict[str, Any], bits: int) -> None:
+    def __init__(self, params: dict[str, Any], bits: int, gain_variation: float = 0.0, flat_frames: int = 0) -> None:
         super().__init__(params)
-        self.bits = bits
+        self.bits, self.gain_variation, self.flat_frames = bits, gain_variation, flat_frames
 
     @classmethod
     def from_table(cls, t: Table) -> FlatPanel:
@@ -66,15 +70,27 @@ class FlatPanel(DetectorModel):
         bits = t.integer("bits", 16, minimum=0)
         if bits > 32:
             t.fail("bits", f"expected 0 (no quantisation) to 32 bits, got {bits}")
-        return cls(params, bits)
+        variation = t.quantity("gain_variation", "number", 0.0)
+        if not 0 <= variation <= 0.5:
+            t.fail("gain_variation", f"expected a relative standard deviation in [0, 0.5], got {variation}")
+        return cls(params, bits, variation, t.integer("flat_frames", 0, minimum=0))
 
-    def physics(self, photons: Any) -> Any:
+    def gain_map(self, pixels: tuple[int, ...]) -> Any:
+        """The per-pixel gain: ``gain`` times a fixed random pattern of relative spread ``gain_variation``
+        (the same for every run of the scene: it belongs to the detector, not to the noise)."""
+        gain = float(plain(self.params["gain"]))
+        if self.gain_variation == 0:
+            return gain
+        pattern = np.random.default_rng(20240601).normal(1.0, self.gain_variation, pixels)
+        return gain * np.clip(pattern, 0.25, None)
+
+    def physics(self, photons: Any, pixels: tuple[int, ...] = ()) -> Any:
         from ..physics import Detector
 
         p = {k: float(plain(v)) for k, v in self.params.items()}
         return Detector(
             i0=float(plain(photons)),
-            gain=p["gain"],
+            gain=self.gain_map(pixels),
             sigma=p["electronic_noise"],
             bits=self.bits or None,
             blur=p["blur"],
@@ -82,4 +98,6 @@ class FlatPanel(DetectorModel):
         )
 
     def to_table(self, folder: Path) -> dict[str, Any]:
-        return super().to_table(folder) | {"bits": self.bits}
+        extra = {"gain_variation": self.gain_variation} if self.gain_variation else {}
+        extra |= {"flat_frames": self.flat_frames} if self.flat_frames else {}
+        return super().to_table(folder) | {"bits": self.bits} | extra

@@ -29,7 +29,7 @@ def expected_readings(scene: Scene, backend: str | None = None) -> Any:
     paths = {k: t.Tensor(v, pg.shape) for k, v in scene._paths(pg, backend, False).items()}
     if not paths:
         paths = {None: dr_zeros(t, pg.shape)}
-    det = scene.detector.physics(scene.source.params["photons"])
+    det = scene.detector.physics(scene.source.params["photons"], _pixels(pg))
     return physics_readings(paths, _spectrum(scene, paths), det, det_ndim=_det_ndim(pg))
 
 
@@ -71,16 +71,19 @@ def simulate(scene: Scene, seed: int | None = 0, backend: str | None = None, pro
         if not scene.detector.noisy:
             projections = clean if spectrum is None else -np.log(transmitted(paths, spectrum, 1.0))
         else:
-            det = scene.detector.physics(scene.source.params["photons"])
+            det = scene.detector.physics(scene.source.params["photons"], _pixels(pg))
             readings = simulate_counts(paths, spectrum, det, seed=int(seed), det_ndim=_det_ndim(pg))
-            flat, dark = flat_field(det), det.dark_array()
-            if det.max_reading is not None and np.max(flat) > det.max_reading:
+            frames = int(getattr(scene.detector, "flat_frames", 0))
+            flat = flat_field(det, _pixels(pg), seed=int(seed) + 1, frames=frames) if frames else flat_field(det)
+            dark = det.dark_array()
+            brightest = float(np.max(flat_field(det)))
+            if det.max_reading is not None and brightest > det.max_reading:
                 warnings.warn(
-                    f"scene {scene.name!r}: the flat field ({np.max(flat):g} units) exceeds the detector's maximum "
+                    f"scene {scene.name!r}: the flat field ({brightest:g} units) exceeds the detector's maximum "
                     f"reading {det.max_reading} (bits = {det.bits}): the readings saturate; raise gain or bits",
                     stacklevel=3,
                 )
-            projections = log_transform(readings, flat=flat, dark=det.dark_array())
+            projections = log_transform(readings, flat=flat, dark=dark)
         bar.update()
     exact = pg if not pg.differentiable else _detached(pg)
     return Simulation(
@@ -93,6 +96,11 @@ def simulate(scene: Scene, seed: int | None = 0, backend: str | None = None, pro
         scene.volume,
         int(seed),
     )
+
+
+def _pixels(pg: Any) -> tuple[int, ...]:
+    """The shape of one view's readings: the detector's (rows, cols) or (cols,); all rays for a ray list."""
+    return tuple(pg.det_shape) if hasattr(pg, "det_shape") else tuple(pg.shape)
 
 
 def _det_ndim(pg: Any) -> int:

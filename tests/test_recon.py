@@ -322,3 +322,28 @@ def test_cli_reconstruct(tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_torch_autograd_through_solvers_and_fbp():
+    torch = pytest.importorskip("torch")
+    A, x = _small("float32")
+    y_np = A(x.astype(np.float32))
+    w = torch.from_numpy(np.random.default_rng(6).standard_normal(A.domain_shape).astype(np.float32))
+    seen: list[type] = []
+    for run in (
+        lambda yy: ct.recon.sirt(A, yy, None, 3, lambda k, x, r: seen.append(type(x)), False),
+        lambda yy: ct.recon.cgls(A, yy, niter=3, progress=False),
+        lambda yy: ct.fbp(A, yy),
+    ):
+        y = torch.from_numpy(y_np.copy()).requires_grad_(True)
+        out = run(y)
+        assert isinstance(out, torch.Tensor) and out.requires_grad
+        (out * w).sum().backward()
+        assert y.grad is not None
+        # the same gradient through Dr.Jit AD
+        yd = drjit_module().TensorXf(y_np)
+        dr.enable_grad(yd)
+        ref = run(yd)
+        dr.backward(dr.sum(ref.array * drjit_module().TensorXf(w.numpy()).array))
+        np.testing.assert_allclose(y.grad.numpy(), dr.grad(yd).numpy(), rtol=1e-5, atol=1e-7)
+    assert seen[:3] == [torch.Tensor] * 3  # callbacks of the torch run see torch tensors

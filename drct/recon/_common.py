@@ -3,6 +3,8 @@ progress bars and callbacks."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -137,3 +139,29 @@ def report(callback: Callback | None, problem: Problem, k: int, x: Any, residual
         return False
     value = residual if isinstance(residual, float) else norm(residual)
     return bool(callback(k, problem.output(x), value))
+
+
+def torch_requires_grad(value: Any) -> bool:
+    """True for a torch tensor that requires gradients."""
+    return type(value).__module__.startswith("torch") and bool(getattr(value, "requires_grad", False))
+
+
+def torch_autograd(solver: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a solver ``(A, y, x0=None, ...)`` differentiable for torch autograd: when ``y`` or ``x0`` is a torch
+    tensor that requires gradients, the solver runs on Dr.Jit tensors inside ``dr.wrap`` (zero-copy), so
+    ``loss.backward()`` reaches them through the unrolled iterations. Callbacks still see torch tensors."""
+
+    @functools.wraps(solver)
+    def run(A: Any, y: Any, x0: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if not (torch_requires_grad(y) or torch_requires_grad(x0)):
+            return solver(A, y, x0, *args, **kwargs)
+        bound = inspect.signature(solver).bind(A, y, x0, *args, **kwargs)
+        user_callback = bound.arguments.get("callback")
+        if user_callback is not None:
+            bound.arguments["callback"] = lambda k, x, r: user_callback(k, dr.detach(x).torch(), r)
+        rest = {key: value for key, value in bound.arguments.items() if key not in ("A", "y", "x0")}
+        if x0 is None:
+            return dr.wrap(source="torch", target="drjit")(lambda yy: solver(A, yy, None, **rest))(y)
+        return dr.wrap(source="torch", target="drjit")(lambda yy, xx: solver(A, yy, xx, **rest))(y, x0)
+
+    return run

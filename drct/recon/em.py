@@ -11,7 +11,7 @@ from typing import Any
 import drjit as dr
 
 from ..projector import Projector
-from ._common import Callback, Problem, check_niter, report, safe_inverse, steps
+from ._common import Callback, Problem, check_niter, report, safe_inverse, steps, torch_autograd
 
 
 def _ratio(y: Any, ax: Any, cls: Any) -> Any:
@@ -23,6 +23,7 @@ def _check_data(p: Problem) -> None:
         raise ValueError(f"{p.name}: y must be non-negative (Poisson data), but its minimum is {dr.min(p.y)[0]}")
 
 
+@torch_autograd
 def mlem(
     A: Projector,
     y: Any,
@@ -69,6 +70,7 @@ def mlem(
     return p.output(x)
 
 
+@torch_autograd
 def osem(
     A: Projector,
     y: Any,

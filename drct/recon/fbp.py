@@ -26,6 +26,7 @@ import numpy as np
 from ..arrays import from_tensor, to_tensor
 from ..backend import upload
 from ..projector import Projector
+from ._common import torch_requires_grad
 from .backproject import backproject_tensor, make_backprojector
 from .filters import FILTERS, filter_tensor
 from .weights import FBPWeights, distance_factor, fbp_weights
@@ -105,7 +106,7 @@ def fbp(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0) -> A
     Args:
         A: the projector (its grid, geometry and basis define the reconstruction).
         y: projections of shape ``A.range_shape``: numpy, torch or Dr.Jit tensor (returned as the same kind;
-            Dr.Jit tensors keep their AD graph).
+            Dr.Jit tensors keep their AD graph, torch tensors that require gradients get them by autograd).
         filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``, ``"hamming"`` or ``"hann"``.
         cutoff: the filter's cut-off frequency as a fraction of the Nyquist frequency, in (0, 1].
 
@@ -123,6 +124,8 @@ def fbp(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0) -> A
     """
     if not isinstance(filter, str) or filter.lower() not in FILTERS:
         raise ValueError(f"filter must be one of {FILTERS}, got {filter!r}")
+    if torch_requires_grad(y):  # torch autograd through Dr.Jit AD, zero-copy
+        return dr.wrap(source="torch", target="drjit")(lambda yy: fbp(A, yy, filter, cutoff))(y)
     tensor, kind = to_tensor(y, A.range_shape, A.types, "y (projections)")
     return from_tensor(fbp_tensor(A, tensor, filter, cutoff), kind)
 

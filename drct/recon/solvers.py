@@ -3,7 +3,9 @@
 All share the signature ``(A, y, x0=None, niter=..., callback=None, progress=True, **options)``: ``y`` and
 ``x0`` may be numpy arrays, torch tensors or Dr.Jit tensors and the result is the kind of ``y``. With Dr.Jit
 tensors that carry gradients the whole unrolled solver is differentiable (Dr.Jit AD): each iteration keeps
-O(volume + sinogram) for the backward pass, since ``A`` and ``A.T`` are custom ops with no graph inside.
+O(volume + sinogram) for the backward pass, since ``A`` and ``A.T`` are custom ops with no graph inside
+(measured: about 4 volume/sinogram-sized arrays per SIRT iteration). Torch tensors that require gradients go
+through ``dr.wrap``, so torch autograd differentiates the unrolled solver too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,18 @@ from typing import Any
 import drjit as dr
 
 from ..projector import Projector
-from ._common import Callback, Problem, check_niter, check_positive, dot, item, report, safe_inverse, steps
+from ._common import (
+    Callback,
+    Problem,
+    check_niter,
+    check_positive,
+    dot,
+    item,
+    report,
+    safe_inverse,
+    steps,
+    torch_autograd,
+)
 
 
 def _project(x: Any, nonneg: bool, mask: Any | None) -> Any:
@@ -24,6 +37,7 @@ def _project(x: Any, nonneg: bool, mask: Any | None) -> Any:
     return x
 
 
+@torch_autograd
 def sirt(
     A: Projector,
     y: Any,
@@ -85,6 +99,7 @@ def sirt(
     return p.output(x)
 
 
+@torch_autograd
 def cgls(
     A: Projector,
     y: Any,
@@ -145,6 +160,7 @@ def cgls(
     return p.output(x)
 
 
+@torch_autograd
 def os_sart(
     A: Projector,
     y: Any,

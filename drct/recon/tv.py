@@ -15,7 +15,7 @@ import drjit as dr
 import numpy as np
 
 from ..projector import Projector
-from ._common import Callback, Problem, check_niter, check_positive, item, report, safe_inverse, steps
+from ._common import Callback, Problem, check_niter, check_positive, item, report, safe_inverse, steps, torch_autograd
 
 
 class _Grid:
@@ -73,6 +73,7 @@ def _norm_squared(p: Problem, iterations: int = 20) -> float:
     return 1.02 * value
 
 
+@torch_autograd
 def fista_tv(
     A: Projector,
     y: Any,

@@ -164,14 +164,15 @@ class Spectrum:
         for name, mm in filtration.items():
             if not (np.isfinite(mm) and mm >= 0):
                 raise ValueError(f"filter thickness for {name!r} must be >= 0 mm, got {mm!r}")
-        edges = np.arange(max(1.0, min_energy - energy_bin / 2), kvp + 1e-9, energy_bin)
-        centres = 0.5 * (edges[:-1] + edges[1:])
+        edges = np.arange(max(1.0, min_energy - energy_bin / 2), kvp, energy_bin)
+        edges = np.append(edges[edges < kvp - 1e-6 * energy_bin], kvp)  # the last bin ends at kVp
+        centres, widths = 0.5 * (edges[:-1] + edges[1:]), np.diff(edges)
         if model == "kramers":
-            weights = np.maximum(kvp - centres, 0.0) / centres
+            weights = widths * np.maximum(kvp - centres, 0.0) / centres
             for name, mm in filtration.items():
                 weights = weights * np.exp(-get_material(name).mu(centres) * mm)
         elif model == "spekpy":
-            weights = _spekpy(kvp, filtration, centres, energy_bin, anode_angle)
+            weights = widths * _spekpy(kvp, filtration, centres, energy_bin, anode_angle)
         else:
             raise ValueError(f"spectrum model must be 'kramers' or 'spekpy', got {model!r}")
         keep = weights > 0

@@ -567,7 +567,7 @@ class FBP(nn.Module):
         >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 48, endpoint=False), 48), basis="voxel")
         >>> x = torch.zeros(32, 32); x[8:24, 8:24] = 0.02
         >>> fbp = ct.torch.FBP(A, learnable=True)
-        >>> round(float(fbp(ct.torch.project(x, A))[12:20, 12:20].mean()), 3)
+        >>> round(float(fbp(ct.torch.project(x, A))[12:20, 12:20].mean().detach()), 3)
         0.02
         >>> fbp.gain.shape, fbp.filter_response().shape
         (torch.Size([65]), torch.Size([65]))

@@ -30,6 +30,13 @@ def _rand(*shape: int, seed: int = 0, grad: bool = True, dtype: Any = F64) -> An
     return torch.rand(*shape, generator=g, dtype=dtype).requires_grad_(grad)
 
 
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    result = doctest.testmod(drct.torch, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 10 and result.failed == 0
+
+
 # ---- values ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["parallel2d", "fan_curved", "cone_flat", "helix", "rays3d"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

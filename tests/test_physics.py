@@ -300,3 +300,20 @@ def test_energy_integrating_detector_statistics_and_weaker_hardening():
     assert np.all(integrating < counting) and np.all(np.diff(integrating) < 0)
     with pytest.raises(ValueError, match="response"):
         Detector(response="magic")
+
+
+def test_float32_tensors_stay_float32_and_match_numpy():
+    mod = drjit_module("llvm")
+    water = np.linspace(0.0, 50.0, 24).reshape(2, 3, 4)
+    det = Detector(i0=1e4, gain=2.0, blur=0.7, bits=None)
+    spectrum = Spectrum.tube(70.0, {"aluminium": 1.0})
+    x = mod.TensorXf(water.astype(np.float32))
+    dr.enable_grad(x)
+    y = physics.log_transform(physics.expected_readings({"water": x}, spectrum, det), physics.flat_field(det))
+    assert type(y) is mod.TensorXf
+    ref = physics.log_transform(physics.expected_readings({"water": water}, spectrum, det), physics.flat_field(det))
+    np.testing.assert_allclose(y.numpy(), ref, rtol=2e-5, atol=1e-6)
+    dr.backward(dr.sum(y.array))
+    assert np.all(dr.grad(x).numpy() > 0)  # more water, more attenuation everywhere
+    readings = physics.sample_counts(physics.expected_counts({"water": x}, spectrum, det), det, seed=0)
+    assert type(readings) is mod.TensorXf and readings.shape == (2, 3, 4)

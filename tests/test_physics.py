@@ -317,3 +317,17 @@ def test_float32_tensors_stay_float32_and_match_numpy():
     assert np.all(dr.grad(x).numpy() > 0)  # more water, more attenuation everywhere
     readings = physics.sample_counts(physics.expected_counts({"water": x}, spectrum, det), det, seed=0)
     assert type(readings) is mod.TensorXf and readings.shape == (2, 3, 4)
+
+
+def test_per_pixel_maps_must_fit_the_detector():
+    mod = drjit_module("llvm")
+    det = Detector(gain=np.full((4, 6), 2.0), dark=np.full((4, 6), 1.0), bits=None)
+    good = physics.expected_readings(mod.TensorXf(np.zeros((2, 4, 6), np.float32)), None, det)
+    assert type(good) is mod.TensorXf
+    np.testing.assert_allclose(good.numpy(), det.i0 / 2.0 + 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"detector gain of shape \(4, 6\) does not fit arrays of shape \(2, 5, 6\)"):
+        physics.expected_readings(np.zeros((2, 5, 6)), None, det)
+    with pytest.raises(ValueError, match="detector gain"):
+        physics.simulate_counts(np.zeros((3, 7)), None, det, seed=0)
+    with pytest.raises(ValueError, match="flat field"):
+        physics.log_transform(np.ones((2, 4, 6)), flat=np.ones((5, 6)))

@@ -232,19 +232,29 @@ def noise_factor(paths: Any, spectrum: Spectrum | None, detector: Detector, det_
     return np.asarray(second, dtype=np.float64) / np.maximum(np.asarray(first, dtype=np.float64), 1e-300)
 
 
-def _like(value: np.ndarray, ref: Any) -> Any:
+def _like(value: np.ndarray, ref: Any, name: str = "map") -> Any:
     """A per-pixel numpy map as an array that combines with ``ref`` (a Dr.Jit tensor stays a tensor)."""
     if value.ndim == 0:
         return float(value)
+    shape = tuple(int(n) for n in ref.shape)
+    try:
+        full = np.broadcast_to(value, shape)
+    except ValueError:
+        raise ValueError(
+            f"{name} of shape {value.shape} does not fit arrays of shape {shape}; give one value or a "
+            "per-pixel map of the detector's trailing axes, e.g. (rows, cols)"
+        ) from None
     if _is_drjit(ref):
-        return type(ref)(np.broadcast_to(value, tuple(ref.shape)).astype(np.float64).copy())
+        dtype = np.float32 if dr.type_v(ref) == dr.VarType.Float32 else np.float64
+        return type(ref)(full.astype(dtype))
     return value
 
 
 def expected_readings(paths: Any, spectrum: Spectrum | None, detector: Detector, det_ndim: int | None = None) -> Any:
     """Noise-free readings ``Ī / k + d`` in digital units (no rounding or clamping): differentiable."""
     counts = expected_counts(paths, spectrum, detector, det_ndim)
-    return counts / _like(detector.gain_array(), counts) + _like(detector.dark_array(), counts)
+    gain = _like(detector.gain_array(), counts, "detector gain")
+    return counts / gain + _like(detector.dark_array(), counts, "detector dark")
 
 
 def _rng(seed: Any) -> np.random.Generator:
@@ -256,7 +266,7 @@ def _rng(seed: Any) -> np.random.Generator:
 
 
 def _digitise(z: np.ndarray, detector: Detector) -> np.ndarray:
-    r = z / detector.gain_array() + detector.dark_array()
+    r = z / _like(detector.gain_array(), z, "detector gain") + _like(detector.dark_array(), z, "detector dark")
     top = detector.max_reading
     if top is None:
         return r
@@ -359,10 +369,10 @@ def log_transform(readings: Any, flat: Any, dark: Any = 0.0, floor: float = 0.5)
         raise ValueError(f"floor must be a positive number of digital units, got {floor!r}")
     if _is_drjit(readings):
         r = readings
-        f = flat if _is_drjit(flat) else _like(np.asarray(flat, dtype=np.float64), r)
-        d = dark if _is_drjit(dark) else _like(np.asarray(dark, dtype=np.float64), r)
+        f = flat if _is_drjit(flat) else _like(np.asarray(flat, dtype=np.float64), r, "flat field")
+        d = dark if _is_drjit(dark) else _like(np.asarray(dark, dtype=np.float64), r, "dark field")
         return -dr.log(dr.maximum(r - d, floor) / dr.maximum(f - d, floor))
     r = np.asarray(readings, dtype=np.float64)
-    f = np.asarray(flat, dtype=np.float64)
-    d = np.asarray(dark, dtype=np.float64)
+    f = np.asarray(_like(np.asarray(flat, dtype=np.float64), r, "flat field"))
+    d = np.asarray(_like(np.asarray(dark, dtype=np.float64), r, "dark field"))
     return -np.log(np.maximum(r - d, floor) / np.maximum(f - d, floor))

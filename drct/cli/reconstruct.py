@@ -99,7 +99,7 @@ def _solve(args: argparse.Namespace, A: Any, y: np.ndarray) -> np.ndarray:
     from .. import recon
 
     if args.method in ("fbp", "fdk"):
-        return getattr(recon, args.method)(A, y, filter=args.filter, cutoff=args.cutoff)
+        return getattr(recon, args.method)(A, y, filter=args.filter, cutoff=args.cutoff, progress=not args.no_progress)
     kwargs: dict[str, Any] = {
         "niter": _ITERATIVE_DEFAULTS[args.method] if args.niter is None else args.niter,
         "progress": not args.no_progress,

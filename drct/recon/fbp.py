@@ -22,6 +22,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..arrays import from_tensor, to_tensor
 from ..backend import upload
@@ -61,7 +62,7 @@ def _tensor(A: Projector, values: np.ndarray, shape: tuple[int, ...]) -> Any:
     return t.Tensor(upload(t.Float, full), shape)
 
 
-def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None) -> Any:
+def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None, progress: bool = False) -> Any:
     """The FBP backprojection of filtered data ``q`` (a Dr.Jit tensor of ``pg.shape``), ``post`` included.
 
     2D: ``A.adjoint_tensor(post * q)`` (parallel beams), or view by view times ``D/r`` (fan beams).
@@ -74,12 +75,13 @@ def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None
     if A.pg.ndim == 3:
         if A not in _BP_CACHE:
             _BP_CACHE[A] = make_backprojector(A.pg, A.vg, t)  # type: ignore[arg-type]
-        return backproject_tensor(_BP_CACHE[A], z)
+        return backproject_tensor(_BP_CACHE[A], z, progress)
     if not w.fan_2d:
         return A.adjoint_tensor(z)
     cols = shape[-1]
     out = dr.zeros(t.Tensor, A.domain_shape)
-    for i, Ai in enumerate(_view_projectors(A)):
+    views = _view_projectors(A)
+    for i, Ai in enumerate(tqdm(views, desc="backprojection", disable=not progress, leave=False)):
         idx = t.UInt(np.arange(i * cols, (i + 1) * cols, dtype=np.uint32))
         zi = t.Tensor(dr.gather(t.Float, z.array, idx), (1, cols))
         factor = _tensor(A, distance_factor(A.pg, A.vg, i), A.domain_shape)  # type: ignore[arg-type]
@@ -88,15 +90,15 @@ def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None
     return out
 
 
-def fbp_tensor(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0) -> Any:
+def fbp_tensor(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0, progress: bool = False) -> Any:
     """:func:`fbp` on a Dr.Jit tensor of ``A``'s type; returns a tensor (differentiable in ``y``)."""
     w = weights_for(A)
     pre = y * _tensor(A, w.pre, A.range_shape) if np.any(w.pre != 1) else y
     q = filter_tensor(pre, w.spacing, filter, cutoff, w.curved)
-    return backproject_filtered(A, q, w)
+    return backproject_filtered(A, q, w, progress)
 
 
-def fbp(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0) -> Any:
+def fbp(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0, progress: bool = True) -> Any:
     """Filtered backprojection of line integrals ``y`` in physical units (1/mm for ``y`` in mm × 1/mm).
 
     Works for parallel beams (2D and 3D), 2D fan beams (flat or equiangular detectors) and circular cone beams
@@ -109,6 +111,7 @@ def fbp(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0) -> A
             Dr.Jit tensors keep their AD graph, torch tensors that require gradients get them by autograd).
         filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``, ``"hamming"`` or ``"hann"``.
         cutoff: the filter's cut-off frequency as a fraction of the Nyquist frequency, in (0, 1].
+        progress: a tqdm bar over the views of view-by-view backprojections (3D, 2D fan beams).
 
     Returns:
         The reconstruction, shape ``A.domain_shape``.
@@ -125,12 +128,12 @@ def fbp(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0) -> A
     if not isinstance(filter, str) or filter.lower() not in FILTERS:
         raise ValueError(f"filter must be one of {FILTERS}, got {filter!r}")
     if torch_requires_grad(y):  # torch autograd through Dr.Jit AD, zero-copy
-        return dr.wrap(source="torch", target="drjit")(lambda yy: fbp(A, yy, filter, cutoff))(y)
+        return dr.wrap(source="torch", target="drjit")(lambda yy: fbp(A, yy, filter, cutoff, progress))(y)
     tensor, kind = to_tensor(y, A.range_shape, A.types, "y (projections)")
-    return from_tensor(fbp_tensor(A, tensor, filter, cutoff), kind)
+    return from_tensor(fbp_tensor(A, tensor, filter, cutoff, progress), kind)
 
 
-def fdk(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0) -> Any:
+def fdk(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0, progress: bool = True) -> Any:
     """Feldkamp–Davis–Kress reconstruction of a circular cone-beam scan (flat or cylindrical detector), in
     physical units; short scans get Parker weights automatically. The same as :func:`fbp`, restricted to 3D
     cone beams.
@@ -147,4 +150,4 @@ def fdk(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0) -> A
     pg = A.pg if isinstance(A, Projector) else None
     if pg is None or pg.ndim != 3 or getattr(pg, "beam", None) != "cone":
         raise ValueError(f"fdk needs a 3D cone-beam projector (ct.cone), got {pg!r}; use ct.fbp for other geometries")
-    return fbp(A, y, filter, cutoff)
+    return fbp(A, y, filter, cutoff, progress)

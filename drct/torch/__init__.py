@@ -1,0 +1,45 @@
+"""PyTorch layers: the projector ``A``, its adjoint ``A.T`` and FBP as differentiable torch operations.
+
+Import it explicitly (nothing else in drct imports torch)::
+
+    import drct as ct
+    import drct.torch
+
+Tensors cross into Dr.Jit without copies (DLPack, as ``drjit.wrap`` does; CPU tensors run on the LLVM backend,
+CUDA tensors on the CUDA backend), and a ``torch.autograd.Function`` carries gradients to the volume, the
+sinogram and the geometry:
+
+* :func:`project` / :func:`backproject` and the modules :class:`Projection`, :class:`BackProjection` map
+  ``(*batch, *A.domain_shape)`` to ``(*batch, *A.range_shape)`` and back, the whole batch in one launch.
+* Geometry tensors are the misalignment parameters of :meth:`drct.ProjectionGeometry.perturb`
+  (``det_shift_u``, ``det_roll``, ``cor_offset``, ``motion_rotation``, ...). Each is a number or a torch tensor
+  (``requires_grad`` makes it learnable) of shape ``()`` (one value), ``(V,)`` (one per view), ``(B, 1)`` or
+  ``(B,)`` (one per sample of the leading batch axis) or ``(B, V)`` (per sample and view); the vector-valued
+  ``motion_shift`` (``ndim`` components) and 3D ``motion_rotation`` (3 components) add a trailing axis. A
+  length that equals both ``V`` and ``B`` means per view; write ``(B, 1)`` for per sample.
+* :class:`FBP` filters the projections in torch (``torch.fft``) with the weights and filters of
+  :mod:`drct.recon.fbp` and backprojects with ``A.T``; ``learnable=True`` makes the filter's frequency response
+  an ``nn.Parameter`` initialised from the chosen filter.
+
+Example:
+    >>> import numpy as np, torch, drct as ct
+    >>> import drct.torch
+    >>> vg = ct.VolumeGeometry((32, 32))
+    >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 20, endpoint=False), 48), backend="llvm")
+    >>> x = torch.rand(4, 32, 32, requires_grad=True)
+    >>> shift = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    >>> y = ct.torch.project(x, A, det_shift_u=shift)
+    >>> y.shape
+    torch.Size([4, 20, 48])
+    >>> y.square().sum().backward()
+    >>> x.grad.shape, shift.grad.shape
+    (torch.Size([4, 32, 32]), torch.Size([]))
+"""
+
+from ._bridge import backproject as backproject
+from ._bridge import project as project
+from ._layers import FBP as FBP
+from ._layers import BackProjection as BackProjection
+from ._layers import Projection as Projection
+
+__all__ = ["FBP", "BackProjection", "Projection", "backproject", "project"]

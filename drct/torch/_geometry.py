@@ -1,0 +1,215 @@
+"""Checks of torch inputs and the geometry tensors of :mod:`drct.torch` (misalignment parameters as tensors)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import drjit as dr
+import numpy as np
+import torch
+
+from ..backend import drjit_module
+from ..geometry.perturb import PARAMETERS
+from ..geometry.projection import ProjectionGeometry
+from ..projector import Projector
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+NAMES = (*PARAMETERS, "angle_offset")  # the misalignment parameters of ``pg.perturb``, plus angle offsets
+
+
+# ---- checks ---------------------------------------------------------------------------------------------------
+def check_projector(A: Any) -> Projector:
+    if not isinstance(A, Projector):
+        raise TypeError(f"A must be a drct.Projector, got {type(A).__name__}")
+    return A
+
+
+def device_type(A: Projector) -> str:
+    return "cuda" if A.backend == "cuda" else "cpu"
+
+
+def check_tensor(value: Any, name: str, A: Projector, dtype_must_match: bool = True) -> torch.Tensor:
+    """``value`` if it is a float32/float64 torch tensor on the device of ``A``'s backend, else a clear error."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} has dtype {value.dtype}; expected torch.float32 or torch.float64")
+    if dtype_must_match and value.dtype != TORCH_DTYPES[A.dtype]:
+        raise TypeError(
+            f"{name} has dtype {value.dtype}, but the projector computes in {A.dtype}; convert the tensor "
+            f"(.to(torch.{A.dtype})) or build the projector with dtype={str(value.dtype).replace('torch.', '')!r}"
+        )
+    device = device_type(A)
+    if value.device.type != device:
+        raise ValueError(
+            f"{name} is on torch device {str(value.device)!r}, but the projector runs on Dr.Jit's {A.backend!r} "
+            f"backend, which takes {device!r} tensors; move the tensor (.to({device!r})) or build the projector "
+            f"with backend={'cuda' if value.device.type == 'cuda' else 'llvm'!r}"
+        )
+    return value
+
+
+def split_batch(value: torch.Tensor, name: str, core: tuple[int, ...]) -> tuple[int, ...]:
+    """The leading batch shape of ``value`` whose trailing shape must be ``core``."""
+    shape = tuple(value.shape)
+    k = len(core)
+    if len(shape) < k or shape[len(shape) - k :] != core:
+        raise ValueError(f"{name} must have shape (*batch, {', '.join(map(str, core))}), got {shape}")
+    return shape[: len(shape) - k]
+
+
+# ---- geometry tensors -----------------------------------------------------------------------------------------
+def _width(name: str, ndim: int) -> int:
+    if name == "motion_shift":
+        return ndim
+    if name == "motion_rotation" and ndim == 3:
+        return 3
+    return 1
+
+
+def _angle_offset(given: dict[str, Any], ndim: int, device: str) -> dict[str, Any]:
+    """``angle_offset`` (the scanner turned further by that angle about the z axis) as ``motion_rotation``.
+
+    Turning the scanner by ``+a`` is turning the object by ``-a``; in 3D the turn is about z.
+    """
+    given = dict(given)
+    if "motion_rotation" in given:
+        raise ValueError("give angle_offset or motion_rotation, not both (angle_offset is a rotation about z)")
+    value = given.pop("angle_offset")
+    if not isinstance(value, torch.Tensor):
+        value = torch.as_tensor(np.asarray(value, dtype=np.float64), device=device)
+    turn = -value
+    if ndim == 3:
+        zero = torch.zeros_like(turn)
+        turn = torch.stack([zero, zero, turn], dim=-1)
+    given["motion_rotation"] = turn
+    return given
+
+
+class GeometryTensors:
+    """Validated geometry tensors, laid out for :meth:`drct.ProjectionGeometry.perturb`.
+
+    ``values[name]`` is a list of flat tensors, one per component, of length 1, ``V`` (shared by the batch) or
+    ``N * V`` (per sample, ``N`` = the flattened batch), and ``samples`` is ``N`` when any parameter is given
+    per sample, else None.
+    """
+
+    def __init__(self, A: Projector, geometry: Mapping[str, Any], batch: tuple[int, ...]) -> None:
+        self.values: dict[str, list[torch.Tensor]] = {}
+        self.samples: int | None = None
+        given = {k: v for k, v in geometry.items() if v is not None}
+        if not given:
+            return
+        pg = A.pg
+        if not isinstance(pg, ProjectionGeometry):
+            raise ValueError(
+                f"geometry tensors {sorted(given)} need a detector geometry; {pg!r} is a ray list and has no "
+                "misalignment parameters"
+            )
+        unknown = sorted(set(given) - set(NAMES))
+        if unknown:
+            raise ValueError(f"unknown geometry parameter(s) {unknown}; expected some of {list(NAMES)}")
+        if "angle_offset" in given:
+            given = _angle_offset(given, pg.ndim, device_type(A))
+        if A.batch is not None:
+            raise ValueError(
+                "geometry tensors need a projector of one (unbatched) geometry; this one already stacks "
+                f"{A.batch} samples (batch={A.batch})"
+            )
+        views = pg.num_views
+        device = device_type(A)
+        shaped: dict[str, tuple[torch.Tensor, str]] = {}
+        for name, value in given.items():
+            if not isinstance(value, torch.Tensor):
+                try:
+                    value = torch.as_tensor(np.asarray(value, dtype=np.float64), device=device)
+                except (TypeError, ValueError) as err:
+                    raise TypeError(f"{name} must be a number or a torch tensor, got {type(value).__name__}") from err
+            value = check_tensor(value, name, A, dtype_must_match=False)
+            width = _width(name, pg.ndim)
+            shape = tuple(value.shape)
+            if width > 1:
+                if not shape or shape[-1] != width:
+                    raise ValueError(
+                        f"{name} needs {width} components in its last axis (shape (..., {width})), got {shape}"
+                    )
+                shape = shape[:-1]
+            layout = self._layout(name, shape, views, batch, width)
+            if layout.startswith("sample"):
+                self.samples = math.prod(batch)
+            shaped[name] = (value, layout)
+        for name, (value, layout) in shaped.items():
+            self.values[name] = self._flatten(value, layout, views, batch, _width(name, pg.ndim))
+
+    @staticmethod
+    def _layout(name: str, shape: tuple[int, ...], views: int, batch: tuple[int, ...], width: int) -> str:
+        b = batch[0] if batch else None
+        if shape == ():
+            return "scalar"
+        if shape == (views,):
+            return "view"
+        if b is not None and shape in ((b,), (b, 1)):
+            return "sample"
+        if b is not None and shape == (b, views):
+            return "sample-view"
+        tail = "" if width == 1 else f" + ({width},)"
+        expected = f"(), ({views},)" + (f", ({b},), ({b}, 1) or ({b}, {views})" if b is not None else "")
+        hint = "" if batch else " (per-sample values need a leading batch axis on the input)"
+        raise ValueError(
+            f"{name} has shape {shape + (() if width == 1 else (width,))}; expected one of {expected}{tail}: "
+            f"one value, one per view ({views} views) or per sample of the batch axis{hint}"
+        )
+
+    def _flatten(
+        self, value: torch.Tensor, layout: str, views: int, batch: tuple[int, ...], width: int
+    ) -> list[torch.Tensor]:
+        value = value.reshape(*value.shape[: value.ndim - (width > 1)], width)  # (..., width)
+        if self.samples is not None:  # every parameter becomes (N * V, width), sample-major
+            b = batch[0]
+            rest = self.samples // b
+            if layout == "scalar":
+                value = value.reshape(1, 1, 1, width).expand(b, rest, views, width)
+            elif layout == "view":
+                value = value.reshape(1, 1, views, width).expand(b, rest, views, width)
+            elif layout == "sample":
+                value = value.reshape(b, 1, 1, width).expand(b, rest, views, width)
+            else:
+                value = value.reshape(b, 1, views, width).expand(b, rest, views, width)
+        value = value.reshape(-1, width)
+        return [value[:, i].contiguous() for i in range(width)]
+
+
+def _stacked(pg: ProjectionGeometry, samples: int) -> ProjectionGeometry:
+    """``pg`` repeated ``samples`` times, sample-major (views ``b*V .. b*V+V-1`` belong to sample ``b``)."""
+    views = pg.num_views
+
+    def tile(value: Any) -> Any:
+        if value is None:
+            return None
+        if dr.is_array_v(value):  # keep the AD graph of Dr.Jit geometry vectors
+            index = dr.arange(dr.uint32_array_t(dr.leaf_t(value)), samples * views) % views
+            return type(value)(*[dr.gather(type(c), c, index) for c in value])
+        return np.tile(np.asarray(value), (samples, 1))
+
+    return ProjectionGeometry(
+        pg.beam, tile(pg.src), tile(pg.det), tile(pg.det_u), tile(pg.det_v), pg.det_shape, pg.curved
+    )
+
+
+def operator(A: Projector, params: dict[str, list[Any]], samples: int | None) -> Projector:
+    """The projector of ``A``'s geometry moved by ``params`` (name -> Dr.Jit Float64 components)."""
+    if not params:
+        return A
+    pg = A.pg
+    assert isinstance(pg, ProjectionGeometry)
+    mod = drjit_module(A.backend)
+    moved: dict[str, Any] = {}
+    for name, comps in params.items():
+        moved[name] = comps[0] if len(comps) == 1 else (mod.Array2f64 if len(comps) == 2 else mod.Array3f64)(*comps)
+    base = pg if samples is None else _stacked(pg, samples)
+    kwargs: dict[str, Any] = {"basis": A.basis, "dtype": A.dtype, "backend": A.backend}
+    if samples is not None:
+        kwargs["batch"] = samples
+    return Projector(A.vg, base.perturb(**moved), **kwargs)

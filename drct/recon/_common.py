@@ -66,8 +66,13 @@ class Problem:
         if mask is None:
             return None
         arr = mask
-        if isinstance(mask, np.ndarray) and mask.dtype == bool:
-            arr = mask.astype(self.t.np_dtype)
+        if type(mask).__module__.startswith("torch"):
+            arr = mask.detach().cpu().numpy()
+        if isinstance(arr, np.ndarray):
+            if arr.dtype == bool or np.issubdtype(arr.dtype, np.integer):
+                arr = arr.astype(self.t.np_dtype)
+            if arr.shape == self.A.domain_shape and not np.all((arr == 0) | (arr == 1)):
+                raise ValueError(f"{self.name}: mask must hold only 0 and 1 (or booleans)")
         return self.volume(arr, "mask")
 
     def output(self, x: Any) -> Any:

@@ -91,7 +91,7 @@ class KnotGrid:
         for k, stride in zip(cell[1:], self.strides[1:], strict=True):
             base = base + (k - self.pad) * stride
         per_axis = [
-            [(k + (j - self.pad) >= 0) & (k + (j - self.pad) < n) for j in range(self.degree + 1)]
+            [t.UInt(k + (j - self.pad)) < n for j in range(self.degree + 1)]  # negative wraps: one compare
             for k, n in zip(cell, self.shape, strict=True)
         ]
         masks: list[Any] = [True]
@@ -267,10 +267,9 @@ def march(
     never = [False] * grid.ndim
 
     def cond(pos: Any, acc: Any, cell: list[Any], entered: list[Any]) -> Any:
-        alive = pos < length
-        for k, c in zip(cell, grid.cells, strict=True):
-            alive &= (k >= 0) & (k < c)
-        return alive
+        # the clipped segment ends where the ray leaves the box; a cell index that rounding pushes past the
+        # border only gathers masked zeros until ``pos`` reaches ``length``
+        return pos < length
 
     def body(pos: Any, acc: Any, cell: list[Any], entered: list[Any]) -> tuple[Any, ...]:
         cell_f = [t.Float(k) for k in cell]
@@ -379,7 +378,7 @@ class _Window:
         index, inside = None, None
         for a, (j, stride) in enumerate(zip(self.span[i], grid.strides, strict=True)):
             pos = coords[a] + dr.select(self.flip[a], t.Int(n - j), t.Int(j)) - grid.pad
-            ok = (pos >= 0) & (pos < grid.shape[a])
+            ok = t.UInt(pos) < grid.shape[a]  # negative positions wrap around: one compare
             index = pos * stride if index is None else index + pos * stride
             inside = ok if inside is None else inside & ok
         if not isinstance(self.offset, int):

@@ -33,6 +33,8 @@ from .geometry.astra import to_astra as to_astra
 from .geometry.files import load_geometry as load_geometry
 from .geometry.files import save_geometry as save_geometry
 from .projector import Projector as Projector
+from .calibration import CalibrationResult as CalibrationResult
+from .calibration import calibrate as calibrate
 from .recon import fbp as fbp
 from .recon import fdk as fdk
 from .scene import Scene as Scene
@@ -46,6 +48,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "BackendError",
+    "CalibrationResult",
     "ProjectionGeometry",
     "Projector",
     "RayGeometry",
@@ -53,6 +56,7 @@ __all__ = [
     "SceneError",
     "VolumeGeometry",
     "__version__",
+    "calibrate",
     "cone",
     "fan",
     "fbp",

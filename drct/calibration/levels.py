@@ -1,0 +1,124 @@
+"""Multi-resolution: coarser volume grids, binned detectors and fewer views for the first calibration passes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+
+from ..geometry.factories import from_vectors
+from ..geometry.projection import ProjectionGeometry
+from ..geometry.volume import VolumeGeometry
+
+
+@dataclass
+class Level:
+    """One resolution level: its grid, its views (indices into the full scan) and the binned data."""
+
+    factor: int
+    vg: VolumeGeometry
+    pg: Any
+    views: np.ndarray
+    y: np.ndarray
+
+
+def coarse_volume(vg: VolumeGeometry, factor: int) -> VolumeGeometry:
+    """The grid ``vg`` with ``factor`` times fewer coefficients per axis, covering the same box."""
+    if factor == 1:
+        return vg
+    shape = tuple(max(2, int(np.ceil(n / factor))) for n in vg.shape)
+    size = tuple(s * n / m for s, n, m in zip(vg.voxel_size, vg.shape, shape, strict=True))
+    return VolumeGeometry(shape, voxel_size=size, center=vg.center)
+
+
+def bin_detector(pg: ProjectionGeometry, y: np.ndarray, factor: int) -> tuple[ProjectionGeometry, np.ndarray]:
+    """Average ``factor`` x ``factor`` detector pixels (2D: ``factor`` columns); trailing pixels are cropped.
+
+    The binned pixel's centre is the mean of the centres it covers, so the geometry stays exact for flat
+    detectors. Curved detectors are binned only along the rows (their columns lie on an arc).
+    """
+    if factor == 1:
+        return pg, y
+    rows = pg.det_shape[0] if pg.ndim == 3 else 1
+    cols = pg.det_shape[-1]
+    fu = 1 if pg.curved else min(factor, cols)
+    fv = min(factor, rows) if pg.ndim == 3 else 1
+    mc, mr = cols // fu, rows // fv
+    vec = pg.to_vectors().copy()
+    dim = pg.ndim
+    det, u = vec[:, dim : 2 * dim], vec[:, 2 * dim : 3 * dim]
+    det -= 0.5 * (cols - mc * fu) * u
+    u *= fu
+    data = y[..., : mc * fu].reshape(*y.shape[:-1], mc, fu).mean(-1)
+    if dim == 3:
+        v = vec[:, 9:12]
+        det -= 0.5 * (rows - mr * fv) * v
+        v *= fv
+        data = data[:, : mr * fv].reshape(y.shape[0], mr, fv, mc).mean(2)
+        shape: tuple[int, ...] = (mr, mc)
+    else:
+        shape = (mc,)
+    return from_vectors(vec, cast(Any, shape), pg.beam, pg.curved), data
+
+
+def build_levels(
+    vg: VolumeGeometry, pg: Any, y: np.ndarray, factors: list[int], view_strides: list[int]
+) -> list[Level]:
+    """The levels for ``factors`` (coarse first), taking every ``view_strides[k]``-th view at level ``k``."""
+    out = []
+    for factor, stride in zip(factors, view_strides, strict=True):
+        if not isinstance(pg, ProjectionGeometry):  # ray lists: only the volume gets coarser
+            out.append(Level(factor, coarse_volume(vg, factor), pg, np.arange(1), y))
+            continue
+        views = np.arange(0, pg.num_views, stride)
+        sub = pg if stride == 1 else from_vectors(pg.to_vectors()[views], cast(Any, pg.det_shape), pg.beam, pg.curved)
+        binned, data = bin_detector(sub, y[views], factor)
+        out.append(Level(factor, coarse_volume(vg, factor), binned, views, np.ascontiguousarray(data, np.float32)))
+    return out
+
+
+def default_factors(vg: VolumeGeometry) -> list[int]:
+    """Coarse-to-fine factors such that the coarsest grid has at least about 24 coefficients per axis."""
+    factors = [1]
+    while min(vg.shape) // (factors[0] * 2) >= 24 and len(factors) < 3:
+        factors.insert(0, factors[0] * 2)
+    return factors
+
+
+def upsample(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Coefficients resampled to ``shape`` (linear interpolation over the same box)."""
+    if x.shape == tuple(shape):
+        return x
+    from scipy.ndimage import zoom
+
+    out = zoom(x, [m / n for m, n in zip(shape, x.shape, strict=True)], order=1, grid_mode=True, mode="nearest")
+    return np.ascontiguousarray(out[tuple(slice(0, m) for m in shape)], dtype=np.float32)
+
+
+def rotation_matrix(rotation: np.ndarray) -> np.ndarray:
+    """``R = Rz Ry Rx`` from ``(rx, ry, rz)`` (3D) or the 2D rotation by one angle, in point order (x, y[, z])."""
+    r = np.atleast_1d(np.asarray(rotation, dtype=np.float64))
+    if r.size == 1:
+        c, s = np.cos(r[0]), np.sin(r[0])
+        return np.array([[c, -s], [s, c]])
+    (cx, cy, cz), (sx, sy, sz) = np.cos(r), np.sin(r)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def move_volume(x: np.ndarray, vg: VolumeGeometry, shift: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """``x`` moved rigidly by ``p -> R p + t`` (linear interpolation): ``out(p) = x(R^T (p - t))``."""
+    from scipy.ndimage import affine_transform
+
+    R = rotation_matrix(rotation)[::-1, ::-1]  # array order (z, y, x)
+    t = np.asarray(shift, dtype=np.float64)[::-1]
+    c = np.asarray(vg.center, dtype=np.float64)[::-1]
+    S = np.asarray(vg.voxel_size, dtype=np.float64)
+    h = (np.asarray(vg.shape) - 1) / 2
+    matrix = (R.T * S[None, :]) / S[:, None]
+    offset = (R.T @ (c - S * h - t) - c) / S + h
+    out = affine_transform(np.asarray(x, np.float64), matrix, cast(Any, offset), order=1, mode="nearest")
+    return np.ascontiguousarray(out, dtype=np.float32)

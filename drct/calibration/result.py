@@ -1,0 +1,189 @@
+"""The outcome of a calibration: estimated geometry and parameters, reconstruction, history, and its files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..geometry.projection import ProjectionGeometry
+from ..geometry.volume import VolumeGeometry
+from ..io import refuse_overwrite, write_atomically
+
+ANGLE_NAMES = ("det_roll", "det_pitch", "det_yaw", "axis_tilt", "axis_tilt_beam", "motion_rotation")
+FILES = ("geometry.json", "reconstruction.tif", "calibration.json", "report.png")
+
+
+@dataclass
+class CalibrationResult:
+    """Estimated geometry, reconstruction and the optimisation's history.
+
+    Attributes:
+        geometry: the calibrated projection geometry (numpy vectors).
+        nominal: the nominal geometry.
+        params: estimated parameter values (mm, radians, scale factor), as :meth:`~drct.ProjectionGeometry.perturb`
+            takes them.
+        std: one-sigma uncertainties in the same layout (Gauss–Newton covariance with the volume held fixed), or
+            None where not computed.
+        reconstruction: the volume coefficients on ``vg``.
+        vg: the grid of ``reconstruction`` (the finest level unless interrupted earlier).
+        loss: relative data misfit ``|A x - y|^2 / |y|^2`` after every outer iteration.
+        levels: the level factor of each loss entry.
+        traces: ``(len(loss), parameters)`` flat parameter vector after every outer iteration.
+        fixed: parameters held fixed (by request or by gauge handling).
+        gauge: one entry per detected gauge direction: involved parameters, eigenvalue, action taken.
+        pose: the rigid object motion estimated alongside (the joint problem's gauge; the reconstruction is moved
+            by it so that the returned geometry needs none), or None.
+        interrupted: True if stopped early (Ctrl-C or a callback raising KeyboardInterrupt): the fields hold the
+            best state reached.
+        runtime: seconds.
+    """
+
+    nominal: Any
+    basis: str
+    optimizer: str
+    factors: list[int]
+    labels: list[str]
+    pixel: float
+    geometry: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    std: Any = None
+    reconstruction: Any = None
+    vg: VolumeGeometry | None = None
+    loss: list[float] = field(default_factory=list)
+    levels: list[int] = field(default_factory=list)
+    traces: Any = None
+    fixed: list[str] = field(default_factory=list)
+    gauge: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+    runtime: float = 0.0
+    final_loss: float | None = None
+    pose: dict[str, Any] | None = None
+    theta: Any = None
+    x: Any = None
+    vg_x: Any = None
+    _trace_rows: list[np.ndarray] = field(default_factory=list, repr=False)
+    _public: Any = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, model: Any, vg: VolumeGeometry, basis: str, optimizer: str, factors: list[int]) -> CalibrationResult:
+        return cls(
+            nominal=model.nominal_geometry(),
+            basis=basis,
+            optimizer=optimizer,
+            factors=list(factors),
+            labels=[s.label for s in model.specs],
+            pixel=float(model.pixel),
+            vg=vg,
+        )
+
+    def record(self, level: int, factor: int, loss: float, theta: np.ndarray) -> None:
+        self.loss.append(float(loss))
+        self.levels.append(int(factor))
+        self._trace_rows.append(np.array(theta, dtype=np.float64))
+
+    def finish(self, model: Any) -> CalibrationResult:
+        theta = model.theta0 if self.theta is None else self.theta
+        self.theta = theta
+        self.geometry = model.final_geometry(theta)
+        self.params = model.public(theta)
+        self.std = None if self.std is None else model.public(np.asarray(self.std))
+        self.reconstruction = self.x
+        self.vg = self.vg_x if self.vg_x is not None else self.vg
+        self.traces = np.array(self._trace_rows) if self._trace_rows else np.zeros((0, theta.size))
+        self._public = model.public
+        self.x = self.vg_x = None
+        return self
+
+    @property
+    def iterations(self) -> int:
+        """Outer iterations run (all levels)."""
+        return max(len(self.loss) - len(set(self.levels)), 0)
+
+    def trace(self, name: str) -> np.ndarray:
+        """History of one parameter: ``(len(loss),)`` for a scalar, ``(len(loss), ...)`` otherwise."""
+        rows = [self._public(t)[name] for t in self.traces]
+        return np.asarray(rows, dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the arrays, JSON-ready; lengths also in detector pixels and angles in degrees."""
+        out: dict[str, Any] = {"parameters": {}}
+        for name, value in self.params.items():
+            entry: dict[str, Any] = {"value": value, "std": None if self.std is None else self.std[name]}
+            if name in ANGLE_NAMES:
+                entry["unit"] = "rad"
+                entry["value_deg"] = np.rad2deg(np.asarray(value)).tolist()
+            elif name == "pixel_scale":
+                entry["unit"] = "1"
+            else:
+                entry["unit"] = "mm"
+                entry["value_px"] = (np.asarray(value) / self.pixel).tolist()
+            entry["fixed"] = name in self.fixed
+            out["parameters"][name] = entry
+        out.update(
+            basis=self.basis,
+            optimizer=self.optimizer,
+            levels=self.factors,
+            detector_pixel_mm=self.pixel,
+            fixed=self.fixed,
+            gauge=self.gauge,
+            loss=self.loss,
+            loss_levels=self.levels,
+            final_loss=self.final_loss,
+            object_pose=self.pose,
+            iterations=self.iterations,
+            interrupted=self.interrupted,
+            runtime_s=self.runtime,
+            volume_shape=None if self.vg is None else list(self.vg.shape),
+            uncertainty_note="1-sigma from sigma^2 (J^T J)^-1 at the final geometry, volume held fixed",
+        )
+        return out
+
+    def save(self, out: str | Path, overwrite: bool = False, before: np.ndarray | None = None) -> dict[str, Path]:
+        """Write ``geometry.json``, ``reconstruction.tif``, ``calibration.json`` and ``report.png`` into ``out``.
+
+        Args:
+            out: output folder (created).
+            overwrite: replace existing files (otherwise FileExistsError naming them).
+            before: an uncalibrated reconstruction to show beside the calibrated one in the report.
+
+        Returns:
+            ``{file kind: path}``.
+        """
+        folder = Path(out)
+        paths = {name.split(".")[0]: folder / name for name in FILES}
+        refuse_overwrite(paths.values(), overwrite)
+        folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.geometry, ProjectionGeometry):
+            from ..geometry.files import save_geometry
+
+            save_geometry(paths["geometry"], self.geometry, self.vg, overwrite=True)
+        else:
+            rows = {
+                "origins": np.asarray(self.geometry.origins).tolist(),
+                "directions": np.asarray(self.geometry.directions).tolist(),
+            }
+            _write_json(paths["geometry"], {"format": "drct-rays", **rows})
+        if self.reconstruction is not None:
+            import tifffile
+
+            rec = np.asarray(self.reconstruction, dtype=np.float32)
+            write_atomically(paths["reconstruction"], lambda tmp: tifffile.imwrite(tmp, rec))
+        _write_json(paths["calibration"], self.to_dict())
+        from .report import write_report
+
+        write_report(self, paths["report"], before)
+        return paths
+
+
+def _write_json(path: Path, data: Any) -> None:
+    text = json.dumps(data, indent=1, default=float)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+    write_atomically(path, write)

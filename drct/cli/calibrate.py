@@ -1,0 +1,201 @@
+"""``drct calibrate``: estimate misalignment parameters jointly with the volume.
+
+Measured data with a nominal geometry file, or a scene file (simulated with its noise; the scene's
+``[geometry.misalignment]`` is the truth the estimates are compared with). Writes into ``-o OUT``:
+``geometry.json`` (calibrated geometry and volume grid), ``reconstruction.tif``, ``calibration.json`` (estimates,
+uncertainties, gauge report, history), ``report.png`` and, for a scene, ``scene.toml`` with the estimated
+misalignment. The JSON and geometry are rewritten after every outer iteration, so Ctrl-C leaves the best result so
+far on disk (and the reconstruction and report of that state).
+
+Example:
+    $ drct calibrate scan.npy --geometry nominal.json --params det_shift_u,det_shift_v,det_roll -o calib
+    $ drct calibrate scenes/micro_ct_misaligned.toml --scale 0.5 -o calib_micro
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OUTPUTS = ("geometry.json", "reconstruction.tif", "calibration.json", "report.png")
+SCENE_SUFFIXES = (".toml",)
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="estimate geometry misalignment jointly with the volume (projections + geometry, or a scene)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", type=Path, help="projections (.npy, .tif/.tiff) or a scene file (.toml)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    p.add_argument("--geometry", type=Path, help="nominal geometry file (drct JSON; required for projections)")
+    p.add_argument(
+        "--params",
+        help="comma-separated parameters, 'name:view' per view (default for a scene: its misalignment's names)",
+    )
+    p.add_argument("--basis", default="bspline2", help="volume basis (voxel, linear, bspline2, bspline3)")
+    p.add_argument("--optimizer", default="lm", choices=("lm", "adam"))
+    p.add_argument("--levels", help="coarsening factors, coarse to fine, e.g. 4,2,1 (default from the volume)")
+    p.add_argument("--iterations", default="8", help="outer iterations per level (one or comma-separated)")
+    p.add_argument("--recon-iterations", type=int, default=20, help="CGLS iterations per outer iteration")
+    p.add_argument("--final-recon-iterations", type=int, default=30, help="CGLS iterations of the result")
+    p.add_argument("--regularization", type=float, default=1e-5, help="Tikhonov weight relative to |A^T A|")
+    p.add_argument("--gauge", default="fix", choices=("fix", "report", "off"))
+    p.add_argument("--fix", default="", help="comma-separated parameters to hold at nominal")
+    p.add_argument("--volume-shape", help="z,y,x (or y,x) when the geometry file stores no volume")
+    p.add_argument("--voxel-size", type=float, default=None, help="voxel size (mm) with --volume-shape")
+    p.add_argument("--scale", type=float, default=1.0, help="scene only: simulate at this fraction of the size")
+    p.add_argument("--seed", type=int, default=0, help="scene only: noise seed")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _load_projections(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"projections file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path)
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    raise ValueError(f"{path}: projections must be .npy or .tif/.tiff (or give a .toml scene), got {suffix!r}")
+
+
+def _volume(args: argparse.Namespace, vg: Any) -> Any:
+    from ..geometry.volume import VolumeGeometry
+
+    if args.volume_shape:
+        return VolumeGeometry(tuple(_ints(args.volume_shape, "--volume-shape")), voxel_size=args.voxel_size or 1.0)
+    return vg
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calibration import calibrate
+    from ..io import refuse_overwrite
+
+    outputs = [args.out / name for name in OUTPUTS]
+    is_scene = args.input.suffix.lower() in SCENE_SUFFIXES
+    if is_scene:
+        outputs.append(args.out / "scene.toml")
+    refuse_overwrite(outputs, args.force)
+    truth = None
+    scene = None
+    if is_scene:
+        from ..scene import load_scene
+
+        if args.geometry is not None:
+            raise ValueError("--geometry is for projection files; a scene carries its own geometry")
+        scene = load_scene(args.input, scale=args.scale)
+        sim = scene.simulate(seed=args.seed, progress=not args.no_progress)
+        y, pg, vg = sim.projections, scene.nominal_geometry(), scene.volume
+        truth = {k: np.asarray(v).tolist() for k, v in scene.misalignment.items()}
+        from ..geometry.perturb import PARAMETERS
+
+        # the model's order: of a gauge pair, the parameter listed last is the one fixed (cor_offset after shifts)
+        params = args.params.split(",") if args.params else [n for n in PARAMETERS if n in scene.misalignment]
+        if not params:
+            raise ValueError(f"{args.input} has no [geometry.misalignment]: pass --params to choose what to calibrate")
+    else:
+        if args.geometry is None:
+            raise ValueError("--geometry FILE is required with a projections file (the nominal geometry)")
+        if not args.params:
+            raise ValueError("--params is required with a projections file, e.g. --params det_shift_u,det_roll")
+        from ..geometry.files import load_geometry
+
+        y = _load_projections(args.input)
+        pg, vg = load_geometry(args.geometry)
+        params = args.params.split(",")
+    vg = _volume(args, vg)
+    levels = _ints(args.levels, "--levels") if args.levels else None
+    iterations = _ints(args.iterations, "--iterations")
+    n_levels = len(levels) if levels else None
+    if len(iterations) == 1:
+        iterations_arg: Any = iterations[0]
+    elif n_levels is not None and len(iterations) != n_levels:
+        raise ValueError(f"--iterations has {len(iterations)} entries but --levels has {n_levels}")
+    else:
+        iterations_arg = iterations
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(state: Any) -> None:  # best-so-far geometry and parameters after every outer iteration
+        from ..geometry.files import save_geometry
+
+        save_geometry(args.out / "geometry.json", state.geometry, vg, overwrite=True)
+        data = {
+            "parameters": state.params,
+            "level": state.factor,
+            "iteration": state.iteration,
+            "loss": state.loss,
+            "complete": False,
+            "truth": truth,
+        }
+        _write_json(args.out / "calibration.json", data)
+
+    result = calibrate(
+        y,
+        pg,
+        [p.strip() for p in params if p.strip()],
+        basis=args.basis,
+        vg=vg,
+        levels=levels,
+        optimizer=args.optimizer,
+        iterations=iterations_arg,
+        recon_iterations=args.recon_iterations,
+        final_recon_iterations=args.final_recon_iterations,
+        regularization=args.regularization,
+        fix=[f for f in args.fix.split(",") if f],
+        gauge=args.gauge,
+        callback=checkpoint,
+        progress=not args.no_progress,
+    )
+    paths = result.save(args.out, overwrite=True)
+    data = json.loads(paths["calibration"].read_text())
+    data["truth"] = truth
+    data["complete"] = not result.interrupted
+    _write_json(paths["calibration"], data)
+    if scene is not None:
+        scene.misalignment = {k: np.asarray(v, dtype=np.float64) for k, v in result.params.items()}
+        scene.save(args.out / "scene.toml", overwrite=True)
+    for name, entry in data["parameters"].items():
+        value = entry.get("value_deg", entry.get("value_px", entry["value"]))
+        unit = "deg" if "value_deg" in entry else "px" if "value_px" in entry else entry["unit"]
+        if np.ndim(value) == 0:
+            print(f"{name:16s} {value:+.4f} {unit}")
+        else:
+            print(f"{name:16s} {np.size(value)} values, RMS {float(np.sqrt(np.mean(np.square(value)))):.4f} {unit}")
+    if result.fixed:
+        print(f"fixed: {', '.join(result.fixed)}")
+    print(f"outputs in {args.out} ({result.runtime:.1f} s)")
+    if result.interrupted:
+        print("drct calibrate: interrupted; the best result so far is on disk", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from ..io import write_atomically
+
+    text = json.dumps(data, indent=1, default=float)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+    write_atomically(path, write)

@@ -19,6 +19,8 @@ from . import scene as scene  # Mitsuba is imported only when a scene has a mesh
 from .backend import BackendError as BackendError  # first: it picks a libLLVM before Dr.Jit loads one
 from .backend import get_backend as get_backend
 from .backend import set_backend as set_backend
+from .calibration import CalibrationResult as CalibrationResult
+from .calibration import calibrate as calibrate
 from .geometry import ProjectionGeometry as ProjectionGeometry
 from .geometry import RayGeometry as RayGeometry
 from .geometry import VolumeGeometry as VolumeGeometry
@@ -33,8 +35,6 @@ from .geometry.astra import to_astra as to_astra
 from .geometry.files import load_geometry as load_geometry
 from .geometry.files import save_geometry as save_geometry
 from .projector import Projector as Projector
-from .calibration import CalibrationResult as CalibrationResult
-from .calibration import calibrate as calibrate
 from .recon import fbp as fbp
 from .recon import fdk as fdk
 from .scene import Scene as Scene

@@ -17,8 +17,15 @@ def refuse_overwrite(paths: Iterable[str | os.PathLike[str]], force: bool) -> No
         )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: str | os.PathLike[str], write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place (with the permissions
+    a plain ``open`` would give it: 0666 less the umask).
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -33,6 +40,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[str], object
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -138,3 +138,19 @@ def test_oversized_problem_is_refused_before_any_allocation() -> None:
     vg = ct.VolumeGeometry((1400, 1400, 1400))
     with pytest.raises(ValueError, match="problem too large for one launch"):
         ct.Projector(vg, ct.parallel(ANGLES, (4, 4)))
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path) -> None:
+    """Files written through a temporary file end up with 0666 less the umask, like a plain open()."""
+    import os
+    from pathlib import Path
+
+    from drct.io import write_atomically
+
+    mask = os.umask(0o022)
+    try:
+        out = write_atomically(tmp_path / "a.txt", lambda tmp: Path(tmp).write_text("x"))
+    finally:
+        os.umask(mask)
+    assert out.read_text() == "x"
+    assert out.stat().st_mode & 0o777 == 0o644

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import drjit as dr
@@ -15,6 +14,4 @@ from ..kernels import rays as _rays
 def geometry_rays(pg: ProjectionGeometry, t: Types, start: int, count: int) -> Any:
     """Rays ``start .. start + count`` of ``pg`` (float64; AD flows from Dr.Jit geometry vectors)."""
     vectors = _rays.geometry_vectors(pg, t)
-    if "index" in inspect.signature(_rays.make_rays).parameters:
-        return _rays.make_rays(pg, t, vectors, dr.arange(t.UInt, start, start + count))  # type: ignore[call-arg]
-    return _rays.make_rays(pg, t, vectors, start, count)  # type: ignore[call-arg]
+    return _rays.make_rays(pg, t, vectors, dr.arange(t.UInt, start, start + count))

@@ -253,15 +253,24 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry) -> FBPWeights:
         angular = (_voronoi(angles, 2 * np.pi) / 2)[:, None, None] * np.ones_like(gamma)
         short = False
     else:
-        sweep = 1.0 if angles[-1] >= angles[0] else -1.0
-        rel = sweep * (angles - angles[0])
-        step = np.abs(np.diff(angles))
+        # position on the arc, counter-clockwise from the end of the largest gap (views in any order; the
+        # weights are mirror-symmetric, so the direction of rotation does not matter)
+        wrapped = np.mod(angles, 2 * np.pi)
+        order = np.argsort(wrapped, kind="stable")
+        ring = wrapped[order]
+        gaps = np.diff(np.concatenate([ring, ring[:1] + 2 * np.pi]))
+        start = ring[(int(np.argmax(gaps)) + 1) % ring.size]
+        rel = np.mod(angles - start, 2 * np.pi)
+        rel_sorted = np.sort(rel)
+        step = np.diff(rel_sorted)
         typical = float(np.median(step)) if step.size else 0.0
+        cell_sorted = np.full(rel.size, typical)
+        if rel.size > 2:
+            cell_sorted[1:-1] = 0.5 * (step[1:] + step[:-1])
         cell = np.empty_like(rel)
-        cell[1:-1] = 0.5 * (step[1:] + step[:-1]) if rel.size > 2 else 0.0
-        cell[[0, -1]] = typical
-        scan_range = float(rel.max() - rel.min()) + typical
-        angular = cell[:, None, None] * parker_weights((rel + typical / 2)[:, None, None], sweep * gamma, scan_range)
+        cell[np.argsort(rel, kind="stable")] = cell_sorted
+        scan_range = float(rel_sorted[-1] - rel_sorted[0]) + typical
+        angular = cell[:, None, None] * parker_weights((rel + typical / 2)[:, None, None], gamma, scan_range)
         short = True
     pre = pre * angular  # redundancy weights act on the data before filtering
     if dim == 3:

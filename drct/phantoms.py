@@ -219,25 +219,44 @@ def rasterize(ellipsoids: Sequence[Ellipsoid], vg: VolumeGeometry, supersample: 
     return out.reshape(vg.shape).astype(np.float32)
 
 
-def _dot(a: list[Any], b: list[Any]) -> Any:
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+def ellipsoid_chords(rays: Any, center: Sequence[Any], axes: Sequence[Any], rotation: np.ndarray) -> Any:
+    """Length of each ray's chord through one ellipsoid, clipped to the ray's range (Dr.Jit float64 rays).
+
+    ``center`` and ``axes`` may be floats or Dr.Jit float64 values with gradients: the chord is differentiable in
+    them and in the rays. 2D rays lie in the plane ``z = 0`` (a 2D ellipse is the slice of its ellipsoid).
+
+    Example:
+        >>> import drjit as dr, numpy as np
+        >>> from drct.backend import types
+        >>> from drct.kernels.rays import Rays
+        >>> t = types("float64")
+        >>> line = [t.Float64(3.0), t.Float64(-50.0)], [t.Float64(0.0), t.Float64(1.0)]
+        >>> ray = Rays(*line, t.Float64(-dr.inf), t.Float64(dr.inf))
+        >>> ellipsoid_chords(ray, (0.0, 0.0), (5.0, 5.0), np.eye(3))
+        [8.0]
+    """
+    pad = [0.0] * (3 - len(rays.origin))
+    o, d = list(rays.origin) + pad, list(rays.direction) + pad
+    center = list(center) + [0.0] * (3 - len(center))
+    axes = list(axes) + [1.0] * (3 - len(axes))
+    # inside: |u + s w|^2 <= 1 with u = diag(1/axes) R^T (o - c), w = diag(1/axes) R^T d, s along the ray
+    rel = [o[k] - center[k] for k in range(3)]
+    u = [sum(float(rotation[k, r]) * rel[k] for k in range(3)) / axes[r] for r in range(3)]
+    w = [sum(float(rotation[k, r]) * d[k] for k in range(3)) / axes[r] for r in range(3)]
+    qa = w[0] * w[0] + w[1] * w[1] + w[2] * w[2]  # > 0: the axes are positive and |d| = 1
+    cross = [u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]]
+    disc = qa - (cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2])  # Lagrange's identity
+    mid = -(u[0] * w[0] + u[1] * w[1] + u[2] * w[2]) / qa
+    half = dr.sqrt(dr.maximum(disc, 1e-300)) / qa  # (no infinite derivative of sqrt at 0 for grazing rays)
+    length = dr.minimum(mid + half, rays.t_max) - dr.maximum(mid - half, rays.t_min)
+    return dr.select(disc > 0, dr.maximum(length, 0.0), 0.0)
 
 
 def _chords(items: list[Ellipsoid], rays: Any, t: Any) -> Any:
     """Sum of ``mu *`` chord length over the ellipsoids, for Dr.Jit float64 rays (clipped to their range)."""
-    pad = [0.0] * (3 - len(rays.origin))  # 2D rays lie in the plane z = 0
-    o, d = list(rays.origin) + pad, list(rays.direction) + pad
     total = dr.zeros(t.Float64, dr.width(rays.t_min))
     for e in items:
-        c, sm, _ = e._parts()  # inside: |u + s w|^2 <= 1 with u = S (o - c), w = S d, s along the ray
-        u = [sum(float(sm[r, k]) * (o[k] - float(c[k])) for k in range(3)) for r in range(3)]
-        w = [sum(float(sm[r, k]) * d[k] for k in range(3)) for r in range(3)]
-        qa = _dot(w, w)  # > 0: S is invertible and |d| = 1
-        cross = [u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]]
-        disc = qa - _dot(cross, cross)  # (u.w)^2 - |w|^2 (|u|^2 - 1), by Lagrange's identity
-        mid, half = -_dot(u, w) / qa, dr.sqrt(dr.maximum(disc, 0.0)) / qa
-        length = dr.minimum(mid + half, rays.t_max) - dr.maximum(mid - half, rays.t_min)
-        total += e.mu * dr.select(disc > 0, dr.maximum(length, 0.0), 0.0)
+        total += e.mu * ellipsoid_chords(rays, e.center, e.axes, e.rotation())
     return total
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..backend import Types
 from ..geometry.projection import ProjectionGeometry
 from ..phantoms import Ellipsoid as _Ellipsoid
-from ..phantoms import shepp_logan_ellipses
+from ..phantoms import ellipsoid_chords, shepp_logan_ellipses
 from .rays import geometry_rays
 from .registry import register
 from .schema import Table
@@ -117,25 +117,6 @@ def read_weight(t: Table, default_mu: float | None = None) -> tuple[dict[str, An
     if default_mu is None:
         return {"mu": t.quantity("mu", "attenuation")}, None
     return {"mu": t.quantity("mu", "attenuation", default_mu)}, None
-
-
-def ellipsoid_chords(rays: Any, center: list[Any], axes: list[Any], rotation: np.ndarray) -> Any:
-    """Chord length of each ray through one ellipsoid (float64; differentiable in ``center``, ``axes``, rays)."""
-    pad = [0.0] * (3 - len(rays.origin))  # 2D rays lie in the plane z = 0
-    o, d = list(rays.origin) + pad, list(rays.direction) + pad
-    center = list(center) + [0.0] * (3 - len(center))
-    axes = list(axes) + [1.0] * (3 - len(axes))
-    # inside: |u + s w|^2 <= 1 with u = diag(1/axes) R^T (o - c), w = diag(1/axes) R^T d
-    rel = [o[k] - center[k] for k in range(3)]
-    u = [sum(float(rotation[k, r]) * rel[k] for k in range(3)) / axes[r] for r in range(3)]
-    w = [sum(float(rotation[k, r]) * d[k] for k in range(3)) / axes[r] for r in range(3)]
-    qa = w[0] * w[0] + w[1] * w[1] + w[2] * w[2]
-    cross = [u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]]
-    disc = qa - (cross[0] * cross[0] + cross[1] * cross[1] + cross[2] * cross[2])
-    mid = -(u[0] * w[0] + u[1] * w[1] + u[2] * w[2]) / qa
-    half = dr.sqrt(dr.maximum(disc, 1e-300)) / qa
-    length = dr.minimum(mid + half, rays.t_max) - dr.maximum(mid - half, rays.t_min)
-    return dr.select(disc > 0, dr.maximum(length, 0.0), 0.0)
 
 
 def _chunked(pg: ProjectionGeometry, t: Types, fn: Any) -> Any:

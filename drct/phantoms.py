@@ -233,7 +233,7 @@ def ellipsoid_chords(rays: Any, center: Sequence[Any], axes: Sequence[Any], rota
         >>> line = [t.Float64(3.0), t.Float64(-50.0)], [t.Float64(0.0), t.Float64(1.0)]
         >>> ray = Rays(*line, t.Float64(-dr.inf), t.Float64(dr.inf))
         >>> ellipsoid_chords(ray, (0.0, 0.0), (5.0, 5.0), np.eye(3))
-        [8.0]
+        [8]
     """
     pad = [0.0] * (3 - len(rays.origin))
     o, d = list(rays.origin) + pad, list(rays.direction) + pad

@@ -52,6 +52,10 @@ def main() -> None:
     print(
         f"  u: {np.sqrt(np.mean((eu - du) ** 2)) / pixel:.4f} px, v: {np.sqrt(np.mean((ev - dv) ** 2)) / pixel:.4f} px"
     )
+    ev0, dv0 = ev - ev.mean(), dv - dv.mean()
+    v0 = np.sqrt(np.mean((ev0 - dv0) ** 2)) / pixel
+    all0 = np.sqrt(np.mean(np.concatenate([eu - du, ev0 - dv0]) ** 2)) / pixel
+    print(f"  without the common v shift (near-gauge: a vertical object shift): v {v0:.4f} px; all {all0:.4f} px")
     print(f"  gauge: {[(g['action'], round(g['eigenvalue'], 8)) for g in res.gauge]}")
     print(f"  runtime {runtime:.1f} s ({res.iterations} outer iterations, levels {levels}, {ct.get_backend()})")
     if args.out is not None:

@@ -12,11 +12,14 @@ Example:
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .backend import BackendError as BackendError  # first of all: it picks a libLLVM before Dr.Jit loads one
+
+# isort: split
+
 from . import phantoms as phantoms
 from . import physics as physics
 from . import recon as recon
 from . import scene as scene  # Mitsuba is imported only when a scene has a mesh
-from .backend import BackendError as BackendError  # first: it picks a libLLVM before Dr.Jit loads one
 from .backend import get_backend as get_backend
 from .backend import set_backend as set_backend
 from .calibration import CalibrationResult as CalibrationResult

@@ -10,6 +10,10 @@ alike); the table gives medians and the overhead ``torch / direct - 1``.
 * ``grad``: forward + backward of ``sum(w * A x)`` w.r.t. ``x`` in torch vs ``A.forward_tensor`` +
   ``A.adjoint_tensor(w)`` in Dr.Jit (what the gradient costs by hand).
 
+On a loaded machine the big rows are noisy (seconds per call, other processes competing), so a last row
+measures the bridge's fixed cost per call directly: ``A x`` on a tiny problem (8², 4 views), mean over many
+calls, in µs; relative to the workload above it bounds the overhead independently of the noise.
+
 Run:  python benchmarks/bench_torch_bridge.py [--batch 32] [--repeat 5] [--basis linear]
 """
 
@@ -87,9 +91,30 @@ def main() -> None:
     )
     print("| op | Dr.Jit direct (ms) | torch -> drct -> torch (ms) | overhead |")
     print("|---|---|---|---|")
+    medians = {}
     for name, direct, bridged in rows:
         a, b = compare(direct, bridged, args.repeat)
-        print(f"| {name} | {1e3 * a:.1f} | {1e3 * b:.1f} | {100 * (b / a - 1):+.1f}% |")
+        medians[name] = a
+        print(f"| {name} | {1e3 * a:.1f} | {1e3 * b:.1f} | {100 * (b / a - 1):+.1f}% |", flush=True)
+
+    tiny = ct.Projector(ct.VolumeGeometry((8, 8)), ct.parallel(np.linspace(0, np.pi, 4, endpoint=False), 12))
+    xs_t = torch.rand(8, 8)
+    xs_d = t.Tensor(xs_t.numpy().copy())
+    calls = 300
+
+    def many(fn: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(calls):
+                fn()
+
+        return run
+
+    a, b = compare(many(lambda: tiny.forward_tensor(xs_d)), many(lambda: ctt.project(xs_t, tiny)), args.repeat)
+    fixed = (b - a) / calls
+    print(
+        f"| A x, 8² x 4 views (per call) | {1e6 * a / calls:.0f} µs | {1e6 * b / calls:.0f} µs | "
+        f"{1e6 * fixed:+.0f} µs per call = {100 * fixed / medians['A x']:+.3f}% of the batch-32 A x |"
+    )
 
 
 if __name__ == "__main__":

@@ -83,15 +83,31 @@ def scene_case(path: Path, misalignment: dict | None, params: list[str] | None, 
     if vg is None:
         raise SystemExit(f"{path} has no [volume] table: the calibration needs a reconstruction grid")
     y = scene.simulate(seed=args.seed).projections
-    names = params or [n for n in scene.misalignment]
+    from drct.geometry.perturb import PARAMETERS
+
+    names = params or [n for n in PARAMETERS if n in scene.misalignment]  # of a gauge pair, the last is fixed
     pixel = float(np.linalg.norm(np.asarray(pg.det_u)[0]))
     print(f"{scene.name}: {pg!r}, volume {vg.shape}, parameters {names}")
     start = time.perf_counter()
+    from drct.calibration.levels import default_factors
+
+    levels = default_factors(vg)
+    iterations = iterations_for(args.iterations, len(levels))
     res = ct.calibrate(
-        y, pg, names, basis=args.basis, vg=vg, iterations=iterations_for(args.iterations, 3), optimizer=args.optimizer
+        y, pg, names, basis=args.basis, vg=vg, levels=levels, iterations=iterations, optimizer=args.optimizer
     )
     runtime = time.perf_counter() - start
     report(scene.misalignment, res.params, res.std, pixel)
+    truth = scene.misalignment
+    if {"det_shift_u", "cor_offset"} <= set(truth) and {"det_shift_u", "cor_offset"} <= set(res.params):
+        src, det = np.asarray(pg.src), np.asarray(pg.det)
+        mag = float(np.mean(np.linalg.norm(det - src, axis=1) / np.linalg.norm(src, axis=1)))
+        column = (res.params["det_shift_u"] + mag * res.params["cor_offset"]) / pixel
+        true_column = (float(truth["det_shift_u"]) + mag * float(truth["cor_offset"])) / pixel
+        print(
+            f"  axis column det_shift_u + M cor_offset (what the data determine): true {true_column:+.4f} px, "
+            f"estimated {column:+.4f} px, error {abs(column - true_column):.4f} px"
+        )
     print(f"  fixed by gauge handling: {res.fixed}; loss {res.loss[0]:.3e} -> {res.loss[-1]:.3e}")
     print(f"  runtime {runtime:.1f} s ({res.iterations} outer iterations, levels {res.factors}, {ct.get_backend()})")
     if args.out is not None:

@@ -194,6 +194,28 @@ def test_retain_graph_and_second_derivatives_of_the_volume() -> None:
     assert torch.autograd.gradgradcheck(lambda x: ct.torch.project(x, A), (_rand(*vg.shape, seed=4),))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_forward_mode() -> None:
+    """torch.autograd.forward_ad: JVPs of A w.r.t. volume and geometry, of A.T w.r.t. the projections."""
+    import torch.autograd.forward_ad as fwd
+
+    vg, pg = _fan()
+    A = ct.Projector(vg, pg, basis="bspline2", dtype="float64")
+    x, shift, turn = _rand(2, *vg.shape), torch.tensor(0.3, dtype=F64, requires_grad=True), _rand(6, seed=1) * 0.01
+    fn = lambda x, shift, turn: ct.torch.project(x, A, det_shift_u=shift, angle_offset=turn)  # noqa: E731
+    assert torch.autograd.gradcheck(
+        fn, (x, shift, turn), check_forward_ad=True, fast_mode=True, nondet_tol=1e-10, atol=1e-6, rtol=1e-5
+    )
+    y = _rand(*pg.shape, seed=2)
+    assert torch.autograd.gradcheck(
+        lambda y: ct.torch.backproject(y, A), (y,), check_forward_ad=True, check_backward_ad=False, nondet_tol=1e-10
+    )
+    with fwd.dual_level(), pytest.raises(NotImplementedError, match=r"forward-mode derivatives of A\.T"):
+        ct.torch.backproject(y.detach(), A, det_shift_u=fwd.make_dual(shift.detach(), torch.ones((), dtype=F64)))
+    with pytest.raises(RuntimeError, match=r"torch\.func transforms"):
+        torch.func.jvp(lambda x: ct.torch.project(x, A), (x.detach(),), (torch.ones_like(x),))
+
+
 def test_geometry_gradient_matches_finite_differences_float32() -> None:
     """float32 operators take float32 (or float64) geometry tensors; gradients match central differences."""
     vg, pg = _fan()

@@ -16,10 +16,15 @@ sinogram and the geometry:
   (``requires_grad`` makes it learnable) of shape ``()`` (one value), ``(V,)`` (one per view), ``(B, 1)`` or
   ``(B,)`` (one per sample of the leading batch axis) or ``(B, V)`` (per sample and view); the vector-valued
   ``motion_shift`` (``ndim`` components) and 3D ``motion_rotation`` (3 components) add a trailing axis. A
-  length that equals both ``V`` and ``B`` means per view; write ``(B, 1)`` for per sample.
+  length that equals both ``V`` and ``B`` means per view; write ``(B, 1)`` for per sample. ``angle_offset``
+  (the scanner turned further about z, per view or not) is ``motion_rotation = -angle_offset``.
 * :class:`FBP` filters the projections in torch (``torch.fft``) with the weights and filters of
-  :mod:`drct.recon.fbp` and backprojects with ``A.T``; ``learnable=True`` makes the filter's frequency response
-  an ``nn.Parameter`` initialised from the chosen filter.
+  :mod:`drct.recon.fbp` and backprojects like :func:`drct.fbp`; ``learnable=True`` trains a per-frequency
+  gain on the filter, ``learnable="response"`` the frequency response itself.
+* Reverse mode: backward may run twice through one output (``retain_graph``) and the gradients w.r.t. the
+  data are differentiable again (double backward); geometry gradients are first order. Forward mode:
+  ``torch.autograd.forward_ad`` (``A`` w.r.t. volume and geometry, ``A.T`` w.r.t. the projections).
+  ``torch.func`` transforms are not supported (a clear error says so).
 
 Example:
     >>> import numpy as np, torch, drct as ct

@@ -14,6 +14,11 @@ from ._geometry import GeometryTensors, check_projector, check_tensor, operator,
 
 
 # ---- the bridge -----------------------------------------------------------------------------------------------
+def _functorch_wrapped(value: torch.Tensor) -> bool:
+    check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(check(value)) if check is not None else False
+
+
 class Spec:
     """What one call computes: ``A`` or ``A.T``, with which geometry parameters laid out how."""
 
@@ -27,6 +32,11 @@ class Spec:
 
     def to_drjit(self, value: torch.Tensor) -> Any:
         """A torch tensor as a Dr.Jit tensor sharing its memory (DLPack; contiguous first)."""
+        if _functorch_wrapped(value):
+            raise RuntimeError(
+                "drct.torch operators do not support torch.func transforms (vmap, jvp, grad, jacrev, ...); use "
+                "torch.autograd (backward, torch.autograd.grad, torch.autograd.forward_ad) and batch dimensions"
+            )
         tensor = self.mod.TensorXf if value.dtype == torch.float32 else self.mod.TensorXf64
         return tensor(value.detach().contiguous())
 
@@ -66,15 +76,19 @@ class _Transform(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, spec: Spec, data: torch.Tensor, *comps: torch.Tensor) -> torch.Tensor:
+    def forward(spec: Spec, data: torch.Tensor, *comps: torch.Tensor) -> torch.Tensor:
         spec.sync_in(data.device)
         params, _ = spec.parameters(comps, grad=False)
-        op = operator(spec.A, params, spec.samples)
-        out = spec.run(op, spec.to_drjit(data))
+        out = spec.run(operator(spec.A, params, spec.samples), spec.to_drjit(data))
         spec.sync_out()
+        return out.torch()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        spec, data, *comps = inputs
         ctx.spec = spec
         ctx.save_for_backward(data, *comps)
-        return out.torch()
+        ctx.save_for_forward(data, *comps)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
@@ -111,6 +125,32 @@ class _Transform(torch.autograd.Function):
         ]
         grad_data = None if grad_values is None else grad_values.torch().reshape(data.shape)
         return None, grad_data, *grad_comps
+
+    @staticmethod
+    def jvp(ctx: Any, _spec: Any, data_t: torch.Tensor | None, *comps_t: torch.Tensor | None) -> torch.Tensor:
+        """Forward mode (``torch.func.jvp``, ``torch.autograd.forward_ad``): the data part is the operator
+        itself; geometry tangents use drct's forward-mode derivative (``A`` only: ``A.T`` has none)."""
+        spec: Spec = ctx.spec
+        data, *comps = ctx.saved_tensors
+        spec.sync_in(data.device)
+        with dr.isolate_grad():
+            geometry = any(t is not None for t in comps_t)
+            params, leaves = spec.parameters(tuple(comps), grad=geometry)
+            values = spec.to_drjit(data)
+            if data_t is not None:
+                dr.enable_grad(values)
+            out = spec.run(operator(spec.A, params, spec.samples), values)
+            for leaf, tangent in zip(leaves, comps_t, strict=True):
+                if tangent is not None:
+                    dr.set_grad(leaf, type(leaf)(spec.to_drjit(tangent).array))
+            if data_t is not None:
+                dr.set_grad(values, spec.to_drjit(data_t))
+            dr.enqueue(dr.ADMode.Forward, [*leaves, values])
+            dr.traverse(dr.ADMode.Forward)
+            tangent_out = dr.grad(out)
+            dr.eval(tangent_out)
+        spec.sync_out()
+        return tangent_out.torch().reshape(out.shape)
 
 
 def _apply(adjoint: bool, data: Any, A: Any, geometry: Mapping[str, Any]) -> torch.Tensor:

@@ -11,7 +11,7 @@ import pytest
 import drct as ct
 from drct.calibration import EndpointModel, PerturbModel
 from drct.calibration.levels import bin_detector, move_volume
-from drct.calibration.linalg import detect_gauge
+from drct.calibration.linalg import Columns, cross, dense, detect_gauge, normal_equations
 from drct.cli import main as cli_main
 
 
@@ -96,9 +96,24 @@ def test_detect_gauge_on_synthetic_jacobian() -> None:
     model = PerturbModel(pg, ["det_shift_u", "det_yaw", "cor_offset"], pose=False)
     a, b, g = rng.normal(size=(3, 500))
     J = np.stack([a, b, 2 * a + 3 * g + 1e-6 * rng.normal(size=500)], axis=1)  # column 3 = 2 col 1 + a motion
-    out = detect_gauge(model, J, g[:, None], tol=1e-4)
+    G = g[:, None]
+    out = detect_gauge(model, J.T @ J, J.T @ G, G.T @ G, tol=1e-4)
     assert out.fixed == [2] and "cor_offset" in out.report[0]["parameters"]
-    assert detect_gauge(model, J, np.zeros((500, 0)), tol=1e-4).fixed == []  # without the motion: independent
+    none = np.zeros((500, 0))
+    assert detect_gauge(model, J.T @ J, J.T @ none, none.T @ none, tol=1e-4).fixed == []  # without the motion
+
+
+def test_structured_normal_equations_match_dense() -> None:
+    """One global column and a per-view group (block-diagonal by view) against the dense Jacobian."""
+    rng = np.random.default_rng(2)
+    views, per = 5, 7
+    cols = Columns([np.array([0]), 1 + np.arange(views)], [rng.normal(size=(views, per)) for _ in range(2)], 1 + views)
+    J = dense(cols)
+    assert J.shape == (views * per, 1 + views) and np.count_nonzero(J[:per, 2:]) == 0
+    r, G = rng.normal(size=views * per), rng.normal(size=(views * per, 3))
+    H, g = normal_equations(cols, r)
+    assert np.allclose(H, J.T @ J) and np.allclose(g, J.T @ r)
+    assert np.allclose(cross(cols, G), J.T @ G)
 
 
 def test_per_view_jitter_reduced() -> None:

@@ -104,6 +104,20 @@ def dense(cols: Columns) -> np.ndarray:
     return J
 
 
+def cross(cols: Columns, G: np.ndarray) -> np.ndarray:
+    """``J^T G`` for dense columns ``G`` (rays, k) without forming ``J``."""
+    views, per = cols.data[0].shape
+    Gv = G.reshape(views, per, -1)
+    out = np.zeros((cols.size, G.shape[1]))
+    for idx, data in zip(cols.seeds, cols.data, strict=True):
+        per_view = np.einsum("vr,vrk->vk", data, Gv)
+        if idx.size == 1:
+            out[idx[0]] = per_view.sum(0)
+        else:
+            out[idx] = per_view
+    return out
+
+
 @dataclass
 class Gauge:
     """Parameter combinations the data cannot determine (jointly with the volume).
@@ -153,24 +167,28 @@ def _entry_name(model: Any, i: int) -> str:
     raise IndexError(i)
 
 
-def detect_gauge(model: Any, J: np.ndarray, G: np.ndarray, tol: float, fixed: list[int] | None = None) -> Gauge:
-    """Near-null directions of ``J`` once the rigid-motion columns ``G`` are projected out.
+def detect_gauge(
+    model: Any, JtJ: np.ndarray, JtG: np.ndarray, GtG: np.ndarray, tol: float, fixed: list[int] | None = None
+) -> Gauge:
+    """Near-null directions of the Jacobian ``J`` once the rigid-motion columns ``G`` are projected out, from the
+    normal matrices ``J^T J``, ``J^T G`` and ``G^T G`` (so per-view Jacobians never need to be dense).
 
     Columns are normalised to unit length first, so the test compares shapes, not units. A direction whose
     eigenvalue is below ``tol`` times the largest is a gauge: if a global parameter carries at least a third of
     it, the one listed last among those is fixed (and the search repeats); otherwise (combinations of per-view
     parameters) steps along it are removed.
     """
+    n = JtJ.shape[0]
     fixed = list(fixed or [])
-    free = [i for i in range(J.shape[1]) if i not in fixed]
-    norms = np.linalg.norm(J, axis=0)
-    if G.size:
-        q, rdiag = np.linalg.qr(G)
-        keep = np.abs(np.diag(rdiag)) > 1e-6 * max(float(np.abs(np.diag(rdiag)).max()), 1e-300)
-        q = q[:, keep]
-        P = J - q @ (q.T @ J)
-    else:
-        P = J.copy()
+    free = [i for i in range(n) if i not in fixed]
+    norms = np.sqrt(np.maximum(np.diag(JtJ), 0.0))
+    M = JtJ.copy()
+    if GtG.size:
+        w, V = np.linalg.eigh(GtG)
+        keep = w > 1e-12 * max(float(w.max()), 1e-300)  # drop motions that do not change the data (symmetries)
+        inv = (V[:, keep] / w[keep]) @ V[:, keep].T
+        M = M - JtG @ inv @ JtG.T
+    M = 0.5 * (M + M.T)
     directions, constrained, report = [], [], []
     for i in list(free):  # a parameter that does not change the data at all
         if norms[i] <= 1e-12 * max(float(norms.max()), 1e-300):
@@ -178,8 +196,7 @@ def detect_gauge(model: Any, J: np.ndarray, G: np.ndarray, tol: float, fixed: li
             free.remove(i)
             report.append({"parameters": {_entry_name(model, i): 1.0}, "eigenvalue": 0.0, "action": "fixed"})
     while free:
-        sub = P[:, free] / norms[free]
-        w, V = np.linalg.eigh(sub.T @ sub)
+        w, V = np.linalg.eigh(M[np.ix_(free, free)] / np.outer(norms[free], norms[free]))
         small = np.flatnonzero(w < tol * max(float(w.max()), 1e-300))
         if small.size == 0:
             break
@@ -192,7 +209,7 @@ def detect_gauge(model: Any, J: np.ndarray, G: np.ndarray, tol: float, fixed: li
                 break
         for j in small if hit is None else [hit[0]]:
             vec = V[:, j]
-            full = np.zeros(J.shape[1])
+            full = np.zeros(n)
             full[free] = vec
             weights = np.abs(vec) / np.abs(vec).max()
             involved = {_entry_name(model, free[i]): round(float(vec[i]), 4) for i in np.flatnonzero(weights > 0.05)}
@@ -207,8 +224,8 @@ def detect_gauge(model: Any, J: np.ndarray, G: np.ndarray, tol: float, fixed: li
             break
         fixed.append(hit[1])
         free.remove(hit[1])
-    con = np.array(constrained) if constrained else np.zeros((0, J.shape[1]))
-    dirs = np.array(directions) if directions else np.zeros((0, J.shape[1]))
+    con = np.array(constrained) if constrained else np.zeros((0, n))
+    dirs = np.array(directions) if directions else np.zeros((0, n))
     return Gauge(dirs, sorted(fixed), con, norms, report)
 
 

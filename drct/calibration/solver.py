@@ -19,7 +19,7 @@ from ..geometry.volume import VolumeGeometry
 from ..projector import Projector
 from ..volume import BASES
 from .levels import Level, build_levels, default_factors, move_volume, upsample
-from .linalg import Gauge, dense, detect_gauge, gauge_generator_columns, jacobian, normal_equations, seed_groups
+from .linalg import Gauge, cross, detect_gauge, gauge_generator_columns, jacobian, normal_equations, seed_groups
 from .model import PerturbModel
 from .result import CalibrationResult
 
@@ -351,17 +351,19 @@ def calibrate(
             x = cgls(prob.operator(theta), level.y, upsample(x, level.vg.shape), initial_recon_iterations, prob.ridge)
             loss = prob.loss(theta, x)
             if li == 0 and gauge != "off":
-                J = dense(prob.jacobian(theta, x))
+                cols = prob.jacobian(theta, x)
+                H0, _ = normal_equations(cols, np.zeros(level.y.size))
                 nu = model.user_size
                 if nu < model.size:  # the pose columns are the rigid-motion generators
-                    G = J[:, nu:]
+                    JtJ, JtG, GtG = H0[:nu, :nu], H0[:nu, nu:], H0[nu:, nu:]
                 else:
                     G = gauge_generator_columns(lmodel, theta, level.vg, basis, prob.tensor(x))
-                gauge_info = detect_gauge(lmodel, J[:, :nu], G, gauge_tol, fixed_idx)
+                    JtJ, JtG, GtG = H0, cross(cols, G), G.T @ G
+                gauge_info = detect_gauge(lmodel, JtJ, JtG, GtG, gauge_tol, fixed_idx)
                 pad = model.size - nu
                 gauge_info.constrained = np.pad(gauge_info.constrained, ((0, 0), (0, pad)))
                 gauge_info.directions = np.pad(gauge_info.directions, ((0, 0), (0, pad)))
-                gauge_info.norms = np.concatenate([gauge_info.norms, np.linalg.norm(J[:, nu:], axis=0)])
+                gauge_info.norms = np.sqrt(np.maximum(np.diag(H0), 0.0))
                 if gauge == "report":
                     gauge_info.fixed = list(fixed_idx)
                     gauge_info.constrained = np.zeros((0, model.size))

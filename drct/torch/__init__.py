@@ -17,7 +17,9 @@ sinogram and the geometry:
   ``(B,)`` (one per sample of the leading batch axis) or ``(B, V)`` (per sample and view); the vector-valued
   ``motion_shift`` (``ndim`` components) and 3D ``motion_rotation`` (3 components) add a trailing axis. A
   length that equals both ``V`` and ``B`` means per view; write ``(B, 1)`` for per sample. ``angle_offset``
-  (the scanner turned further about z, per view or not) is ``motion_rotation = -angle_offset``.
+  (the scanner turned further about z, per view or not) is ``motion_rotation = -angle_offset``. ``vectors``
+  replaces the whole geometry by per-view rows as in :meth:`~drct.ProjectionGeometry.to_vectors`, shape
+  ``(V, 6|12)`` or per sample ``(B, V, 6|12)`` (arbitrary learnable poses; the other parameters apply on top).
 * :class:`FBP` filters the projections in torch (``torch.fft``) with the weights and filters of
   :mod:`drct.recon.fbp` and backprojects like :func:`drct.fbp`; ``learnable=True`` trains a per-frequency
   gain on the filter, ``learnable="response"`` the frequency response itself.

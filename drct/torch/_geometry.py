@@ -16,7 +16,7 @@ from ..geometry.projection import ProjectionGeometry
 from ..projector import Projector
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-NAMES = (*PARAMETERS, "angle_offset")  # the misalignment parameters of ``pg.perturb``, plus angle offsets
+NAMES = (*PARAMETERS, "angle_offset", "vectors")  # pg.perturb parameters, angle offsets, whole vector rows
 
 
 # ---- checks ---------------------------------------------------------------------------------------------------
@@ -62,6 +62,8 @@ def split_batch(value: torch.Tensor, name: str, core: tuple[int, ...]) -> tuple[
 
 # ---- geometry tensors -----------------------------------------------------------------------------------------
 def _width(name: str, ndim: int) -> int:
+    if name == "vectors":  # src, det, det_u[, det_v] per view, as in pg.to_vectors()
+        return 3 * ndim if ndim == 2 else 4 * ndim
     if name == "motion_shift":
         return ndim
     if name == "motion_rotation" and ndim == 3:
@@ -137,6 +139,8 @@ class GeometryTensors:
                     )
                 shape = shape[:-1]
             layout = self._layout(name, shape, views, batch, width)
+            if name == "vectors" and layout not in ("view", "sample-view"):
+                raise ValueError(f"vectors must have shape ({views}, {width}) or (B, {views}, {width}), got {shape}")
             if layout.startswith("sample"):
                 self.samples = math.prod(batch)
             shaped[name] = (value, layout)
@@ -205,11 +209,18 @@ def operator(A: Projector, params: dict[str, list[Any]], samples: int | None) ->
     pg = A.pg
     assert isinstance(pg, ProjectionGeometry)
     mod = drjit_module(A.backend)
+    vec = mod.Array2f64 if pg.ndim == 2 else mod.Array3f64
     moved: dict[str, Any] = {}
     for name, comps in params.items():
-        moved[name] = comps[0] if len(comps) == 1 else (mod.Array2f64 if len(comps) == 2 else mod.Array3f64)(*comps)
-    base = pg if samples is None else _stacked(pg, samples)
+        if name != "vectors":
+            moved[name] = comps[0] if len(comps) == 1 else (mod.Array2f64 if len(comps) == 2 else mod.Array3f64)(*comps)
+    if "vectors" in params:  # the whole per-view geometry, already laid out for every sample
+        c, d = params["vectors"], pg.ndim
+        rows = [vec(*c[i : i + d]) for i in range(0, len(c), d)]
+        base = ProjectionGeometry(pg.beam, *rows[:3], rows[3] if d == 3 else None, pg.det_shape, pg.curved)
+    else:
+        base = pg if samples is None else _stacked(pg, samples)
     kwargs: dict[str, Any] = {"basis": A.basis, "dtype": A.dtype, "backend": A.backend}
     if samples is not None:
         kwargs["batch"] = samples
-    return Projector(A.vg, base.perturb(**moved), **kwargs)
+    return Projector(A.vg, base.perturb(**moved) if moved else base, **kwargs)

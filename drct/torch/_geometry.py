@@ -217,7 +217,8 @@ def operator(A: Projector, params: dict[str, list[Any]], samples: int | None) ->
     if "vectors" in params:  # the whole per-view geometry, already laid out for every sample
         c, d = params["vectors"], pg.ndim
         rows = [vec(*c[i : i + d]) for i in range(0, len(c), d)]
-        base = ProjectionGeometry(pg.beam, *rows[:3], rows[3] if d == 3 else None, pg.det_shape, pg.curved)
+        det_v = rows[3] if d == 3 else None
+        base = ProjectionGeometry(pg.beam, rows[0], rows[1], rows[2], det_v, pg.det_shape, pg.curved)
     else:
         base = pg if samples is None else _stacked(pg, samples)
     kwargs: dict[str, Any] = {"basis": A.basis, "dtype": A.dtype, "backend": A.backend}

@@ -77,8 +77,8 @@ class PerturbModel:
         >>> from drct.calibration.model import PerturbModel
         >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 8, endpoint=False), (16, 16), 1.0, 100.0, 200.0)
         >>> m = PerturbModel(pg, ["det_shift_u", "det_shift_v:view"])
-        >>> m.size, [s.label for s in m.specs]
-        (9, ['det_shift_u', 'det_shift_v:view'])
+        >>> m.size, [s.label for s in m.specs]  # with the object pose (3 shifts, 3 angles) estimated alongside
+        (15, ['det_shift_u', 'det_shift_v:view', 'pose_shift', 'pose_rotation'])
     """
 
     def __init__(
@@ -293,7 +293,9 @@ class EndpointModel:
         self.size = dim * modules
         self.user_size = self.size
         self.theta0 = np.zeros(self.size)
-        self.pixel = float(np.median(np.linalg.norm(np.diff(self.a, axis=0), axis=1))) or 1.0
+        steps = np.linalg.norm(np.diff(self.a, axis=0), axis=1)
+        steps = steps[steps > 0]
+        self.pixel = float(np.median(steps)) if steps.size else 1.0  # about one element's pitch
         self.magnification = 1.0
         self.scale = np.full(self.size, self.pixel)
         self.num_views = 1

@@ -51,8 +51,17 @@ class Spec:
             params[name] = [next(it) for _ in range(width)]
         return params, leaves
 
-    def run(self, op: Projector, values: Any) -> Any:
-        return op.adjoint_tensor(values) if self.adjoint else op.forward_tensor(values)
+    def run(
+        self, data: torch.Tensor, comps: tuple[torch.Tensor, ...], geometry_grad: bool = False, data_grad: bool = False
+    ) -> tuple[Any, list[Any], Any]:
+        """The operator on ``data`` with geometry components ``comps`` (inside ``dr.isolate_grad()`` when a
+        gradient is enabled): the Dr.Jit output, the geometry leaves and the Dr.Jit input."""
+        params, leaves = self.parameters(comps, grad=geometry_grad)
+        values = self.to_drjit(data)
+        if data_grad:
+            dr.enable_grad(values)
+        op = operator(self.A, params, self.samples)
+        return (op.adjoint_tensor(values) if self.adjoint else op.forward_tensor(values)), leaves, values
 
     def sync_in(self, device: torch.device) -> None:
         """Before Dr.Jit reads torch memory: on CUDA, finish torch's pending work on it."""
@@ -78,8 +87,7 @@ class _Transform(torch.autograd.Function):
     @staticmethod
     def forward(spec: Spec, data: torch.Tensor, *comps: torch.Tensor) -> torch.Tensor:
         spec.sync_in(data.device)
-        params, _ = spec.parameters(comps, grad=False)
-        out = spec.run(operator(spec.A, params, spec.samples), spec.to_drjit(data))
+        out, _, _ = spec.run(data, comps)
         spec.sync_out()
         return out.torch()
 
@@ -107,11 +115,7 @@ class _Transform(torch.autograd.Function):
             )
         spec.sync_in(grad_out.device)
         with dr.isolate_grad():
-            params, leaves = spec.parameters(tuple(comps), grad=True)
-            values = spec.to_drjit(data)
-            if need_data:
-                dr.enable_grad(values)
-            out = spec.run(operator(spec.A, params, spec.samples), values)
+            out, leaves, values = spec.run(data, tuple(comps), geometry_grad=True, data_grad=need_data)
             dr.set_grad(out, spec.to_drjit(grad_out))
             dr.enqueue(dr.ADMode.Backward, out)
             dr.traverse(dr.ADMode.Backward)
@@ -128,18 +132,14 @@ class _Transform(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx: Any, _spec: Any, data_t: torch.Tensor | None, *comps_t: torch.Tensor | None) -> torch.Tensor:
-        """Forward mode (``torch.func.jvp``, ``torch.autograd.forward_ad``): the data part is the operator
-        itself; geometry tangents use drct's forward-mode derivative (``A`` only: ``A.T`` has none)."""
+        """Forward mode (``torch.autograd.forward_ad``): the data part is the operator itself; geometry
+        tangents use drct's forward-mode derivative (``A`` only: ``A.T`` has none)."""
         spec: Spec = ctx.spec
         data, *comps = ctx.saved_tensors
         spec.sync_in(data.device)
         with dr.isolate_grad():
             geometry = any(t is not None for t in comps_t)
-            params, leaves = spec.parameters(tuple(comps), grad=geometry)
-            values = spec.to_drjit(data)
-            if data_t is not None:
-                dr.enable_grad(values)
-            out = spec.run(operator(spec.A, params, spec.samples), values)
+            out, leaves, values = spec.run(data, tuple(comps), geometry_grad=geometry, data_grad=data_t is not None)
             for leaf, tangent in zip(leaves, comps_t, strict=True):
                 if tangent is not None:
                     dr.set_grad(leaf, type(leaf)(spec.to_drjit(tangent).array))

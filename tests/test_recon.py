@@ -347,3 +347,21 @@ def test_torch_autograd_through_solvers_and_fbp():
         dr.backward(dr.sum(ref.array * drjit_module().TensorXf(w.numpy()).array))
         np.testing.assert_allclose(y.grad.numpy(), dr.grad(yd).numpy(), rtol=1e-5, atol=1e-7)
     assert seen[:3] == [torch.Tensor] * 3  # callbacks of the torch run see torch tensors
+
+
+def test_torch_backward_twice_through_the_same_output():
+    """A second backward through one output (retain_graph, as gradcheck does) gives the same gradients again."""
+    torch = pytest.importorskip("torch")
+    A, x = _small("float64")
+    y = torch.from_numpy(A(x)).requires_grad_(True)
+    w = torch.from_numpy(np.random.default_rng(7).standard_normal(A.domain_shape))
+    for run in (
+        lambda yy: ct.fbp(A, yy),
+        lambda yy: ct.recon.sirt(A, yy, niter=3, progress=False),
+        lambda yy: ct.recon.cgls(A, yy, niter=3, progress=False),
+    ):
+        out = run(y)
+        (first,) = torch.autograd.grad((out * w).sum(), y, retain_graph=True)
+        (second,) = torch.autograd.grad((2 * out * w).sum(), y)
+        assert float(first.abs().max()) > 0
+        torch.testing.assert_close(second, 2 * first, rtol=1e-10, atol=1e-12)

@@ -151,10 +151,58 @@ def torch_requires_grad(value: Any) -> bool:
     return type(value).__module__.startswith("torch") and bool(getattr(value, "requires_grad", False))
 
 
+def torch_differentiable(A: Projector, run: Callable[..., Any], *inputs: Any) -> Any:
+    """``run(*inputs)`` for torch tensors, differentiable by torch autograd through Dr.Jit AD.
+
+    ``run`` maps Dr.Jit tensors (``None`` stays ``None``) to a Dr.Jit tensor. The forward pass runs without an AD
+    graph; each backward pass runs ``run`` again with gradients enabled and propagates through it, so memory is
+    only held during a backward, and a second backward through the same output (``retain_graph=True``,
+    ``gradcheck``) is as correct as the first. torch is imported only here, and only for torch inputs.
+    """
+    import torch
+
+    t = A.types
+
+    def to_drjit(tensor: Any, grad: bool) -> Any:
+        if tensor is None:
+            return None
+        value, _ = to_tensor(tensor.detach(), tuple(tensor.shape), t, "input")
+        value = t.Tensor(value)  # a fresh node, so that gradients of one pass never mix with another's
+        if grad and tensor.requires_grad:
+            dr.enable_grad(value)
+        return value
+
+    class Run(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, *args: Any) -> Any:
+            ctx.save_for_backward(*[a for a in args if a is not None])
+            ctx.present = [a is not None for a in args]
+            with dr.suspend_grad():
+                out = run(*[to_drjit(a, grad=False) for a in args])
+            return out.torch().clone()
+
+        @staticmethod
+        def backward(ctx: Any, grad_out: Any) -> Any:
+            saved = iter(ctx.saved_tensors)
+            args = [next(saved) if present else None for present in ctx.present]
+            values = [to_drjit(a, grad=True) for a in args]
+            with dr.resume_grad():
+                out = run(*values)
+                seed, _ = to_tensor(grad_out.contiguous(), tuple(out.shape), t, "gradient")
+                dr.backward_from(out * t.Tensor(seed))
+            return tuple(
+                None if v is None or a is None or not a.requires_grad else dr.grad(v).torch().clone()
+                for a, v in zip(args, values, strict=True)
+            )
+
+    return Run.apply(*inputs)
+
+
 def torch_autograd(solver: Callable[..., Any]) -> Callable[..., Any]:
     """Make a solver ``(A, y, x0=None, ...)`` differentiable for torch autograd: when ``y`` or ``x0`` is a torch
-    tensor that requires gradients, the solver runs on Dr.Jit tensors inside ``dr.wrap`` (zero-copy), so
-    ``loss.backward()`` reaches them through the unrolled iterations. Callbacks still see torch tensors."""
+    tensor that requires gradients, the solver runs on Dr.Jit tensors under :func:`torch_differentiable`, so
+    ``loss.backward()`` reaches them through the unrolled iterations. Callbacks still see torch tensors (during
+    the forward pass only)."""
 
     @functools.wraps(solver)
     def run(A: Any, y: Any, x0: Any = None, *args: Any, **kwargs: Any) -> Any:
@@ -162,11 +210,16 @@ def torch_autograd(solver: Callable[..., Any]) -> Callable[..., Any]:
             return solver(A, y, x0, *args, **kwargs)
         bound = inspect.signature(solver).bind(A, y, x0, *args, **kwargs)
         user_callback = bound.arguments.get("callback")
-        if user_callback is not None:
-            bound.arguments["callback"] = lambda k, x, r: user_callback(k, dr.detach(x).torch(), r)
         rest = {key: value for key, value in bound.arguments.items() if key not in ("A", "y", "x0")}
-        if x0 is None:
-            return dr.wrap(source="torch", target="drjit")(lambda yy: solver(A, yy, None, **rest))(y)
-        return dr.wrap(source="torch", target="drjit")(lambda yy, xx: solver(A, yy, xx, **rest))(y, x0)
+        replay = dict(rest, callback=None, progress=False)  # the backward pass re-runs the iterations quietly
+        if user_callback is not None:
+            rest["callback"] = lambda k, x, r: user_callback(k, dr.detach(x).torch(), r)
+        passes = {"count": 0}
+
+        def solve(yy: Any, xx: Any) -> Any:
+            passes["count"] += 1
+            return solver(A, yy, xx, **(rest if passes["count"] == 1 else replay))
+
+        return torch_differentiable(A, solve, y, x0)
 
     return run

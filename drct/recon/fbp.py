@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..arrays import from_tensor, to_tensor
 from ..backend import upload
 from ..projector import Projector
-from ._common import torch_requires_grad
+from ._common import torch_differentiable, torch_requires_grad
 from .backproject import backproject_tensor, make_backprojector
 from .filters import FILTERS, filter_tensor
 from .weights import FBPWeights, distance_factor, fbp_weights
@@ -127,8 +127,8 @@ def fbp(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0, prog
     """
     if not isinstance(filter, str) or filter.lower() not in FILTERS:
         raise ValueError(f"filter must be one of {FILTERS}, got {filter!r}")
-    if torch_requires_grad(y):  # torch autograd through Dr.Jit AD, zero-copy
-        return dr.wrap(source="torch", target="drjit")(lambda yy: fbp(A, yy, filter, cutoff, progress))(y)
+    if torch_requires_grad(y):  # torch autograd through Dr.Jit AD
+        return torch_differentiable(A, lambda yy: fbp_tensor(A, yy, filter, cutoff, progress), y)
     tensor, kind = to_tensor(y, A.range_shape, A.types, "y (projections)")
     return from_tensor(fbp_tensor(A, tensor, filter, cutoff, progress), kind)
 

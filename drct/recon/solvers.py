@@ -5,7 +5,7 @@ All share the signature ``(A, y, x0=None, niter=..., callback=None, progress=Tru
 tensors that carry gradients the whole unrolled solver is differentiable (Dr.Jit AD): each iteration keeps
 O(volume + sinogram) for the backward pass, since ``A`` and ``A.T`` are custom ops with no graph inside
 (measured: about 4 volume/sinogram-sized arrays per SIRT iteration). Torch tensors that require gradients go
-through ``dr.wrap``, so torch autograd differentiates the unrolled solver too.
+through Dr.Jit AD, so torch autograd differentiates the unrolled solver too.
 """
 
 from __future__ import annotations

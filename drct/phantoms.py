@@ -159,6 +159,24 @@ def shepp_logan_ellipses(ndim: int = 2, radius: float = 1.0, center: Sequence[fl
     return out
 
 
+def random_ellipses(rng: np.random.Generator, radius: float, mu: float = 0.02) -> list[Ellipsoid]:
+    """A random 2D training phantom: a body ellipse of attenuation ``mu`` (1/mm) with 3 to 6 inclusions that add
+    or remove 25-75% of it, inside a disc of ``radius`` mm.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> items = ct.phantoms.random_ellipses(np.random.default_rng(0), 20.0)
+        >>> 4 <= len(items) <= 7
+        True
+    """
+    items = [Ellipsoid((0.0, 0.0), (0.9 * radius, 0.75 * radius), mu, rng.uniform(0, np.pi))]
+    for _ in range(rng.integers(3, 7)):
+        center, axes = rng.uniform(-0.45, 0.45, 2) * radius, rng.uniform(0.08, 0.3, 2) * radius
+        contrast = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.25, 0.75) * mu)
+        items.append(Ellipsoid(tuple(center), tuple(axes), contrast, rng.uniform(0, np.pi)))
+    return items
+
+
 def rasterize(ellipsoids: Sequence[Ellipsoid], vg: VolumeGeometry, supersample: int = 4) -> np.ndarray:
     """Voxel averages of an ellipsoid phantom on ``vg``, as a float32 array of shape ``vg.shape``.
 

@@ -352,23 +352,12 @@ def test_fbp_gradcheck_data_and_filter(beam: str) -> None:
         _gradcheck(fn, (_rand(2, *pg.shape), start), fast=True)
 
 
-def _ellipses(rng: np.random.Generator, radius: float) -> list[ct.phantoms.Ellipsoid]:
-    """A random phantom: a body ellipse with a few brighter and darker inclusions (μ in 1/mm)."""
-    Ellipsoid = ct.phantoms.Ellipsoid
-    items = [Ellipsoid((0.0, 0.0), (0.9 * radius, 0.75 * radius), 0.02, rng.uniform(0, np.pi))]
-    for _ in range(rng.integers(3, 7)):
-        center, axes = rng.uniform(-0.45, 0.45, 2) * radius, rng.uniform(0.08, 0.3, 2) * radius
-        mu = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.005, 0.015))
-        items.append(Ellipsoid(tuple(center), tuple(axes), mu, rng.uniform(0, np.pi)))
-    return items
-
-
 def _pairs(n: int, seed: int, vg: ct.VolumeGeometry, pg: ct.ProjectionGeometry, noise: float) -> tuple[Any, Any]:
     """Phantoms (voxel averages) and their exact analytic sinograms plus Gaussian noise."""
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for _ in range(n):
-        items = _ellipses(rng, 0.5 * vg.shape[0] * vg.voxel_size[0])
+        items = ct.phantoms.random_ellipses(rng, 0.5 * vg.shape[0] * vg.voxel_size[0])
         xs.append(ct.phantoms.rasterize(items, vg, supersample=2))
         y = ct.phantoms.project_ellipsoids(items, pg)
         ys.append(y + rng.normal(scale=noise, size=y.shape))

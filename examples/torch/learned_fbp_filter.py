@@ -30,17 +30,6 @@ import drct.torch as ctt
 from drct.io import refuse_overwrite, write_atomically
 
 
-def random_phantom(rng: np.random.Generator, radius: float) -> list[ct.phantoms.Ellipsoid]:
-    """A body ellipse of μ = 0.02/mm with 3 to 6 inclusions of ±0.005 to 0.015/mm."""
-    Ellipsoid = ct.phantoms.Ellipsoid
-    items = [Ellipsoid((0.0, 0.0), (0.9 * radius, 0.75 * radius), 0.02, rng.uniform(0, np.pi))]
-    for _ in range(rng.integers(3, 7)):
-        center, axes = rng.uniform(-0.45, 0.45, 2) * radius, rng.uniform(0.08, 0.3, 2) * radius
-        mu = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.005, 0.015))
-        items.append(Ellipsoid(tuple(center), tuple(axes), mu, rng.uniform(0, np.pi)))
-    return items
-
-
 def make_pairs(
     n: int, rng: np.random.Generator, vg: ct.VolumeGeometry, pg: ct.ProjectionGeometry, noise: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +37,7 @@ def make_pairs(
     xs, ys = [], []
     radius = 0.5 * vg.shape[0] * vg.voxel_size[0]
     for _ in tqdm(range(n), desc="phantoms", leave=False):
-        items = random_phantom(rng, radius)
+        items = ct.phantoms.random_ellipses(rng, radius)
         xs.append(ct.phantoms.rasterize(items, vg, supersample=2))
         y = ct.phantoms.project_ellipsoids(items, pg)
         ys.append(y + rng.normal(scale=noise, size=y.shape))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import numpy as np
 
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
-from ..io import refuse_overwrite, write_atomically
+from ..io import refuse_overwrite, write_atomically, write_json
 
 ANGLE_NAMES = ("det_roll", "det_pitch", "det_yaw", "axis_tilt", "axis_tilt_beam", "motion_rotation")
 FILES = ("geometry.json", "reconstruction.tif", "calibration.json", "report.png")
@@ -166,24 +165,14 @@ class CalibrationResult:
                 "origins": np.asarray(self.geometry.origins).tolist(),
                 "directions": np.asarray(self.geometry.directions).tolist(),
             }
-            _write_json(paths["geometry"], {"format": "drct-rays", **rows})
+            write_json(paths["geometry"], {"format": "drct-rays", **rows})
         if self.reconstruction is not None:
             import tifffile
 
             rec = np.asarray(self.reconstruction, dtype=np.float32)
             write_atomically(paths["reconstruction"], lambda tmp: tifffile.imwrite(tmp, rec))
-        _write_json(paths["calibration"], self.to_dict())
+        write_json(paths["calibration"], self.to_dict())
         from .report import write_report
 
         write_report(self, paths["report"], before)
         return paths
-
-
-def _write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=1, default=float)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-
-    write_atomically(path, write)

@@ -65,19 +65,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _load_projections(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise FileNotFoundError(f"projections file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path)
-    if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    raise ValueError(f"{path}: projections must be .npy or .tif/.tiff (or give a .toml scene), got {suffix!r}")
-
-
 def _volume(args: argparse.Namespace, vg: Any) -> Any:
     from ..geometry.volume import VolumeGeometry
 
@@ -88,7 +75,7 @@ def _volume(args: argparse.Namespace, vg: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from ..calibration import calibrate
-    from ..io import refuse_overwrite
+    from ..io import read_projections, refuse_overwrite, write_json
 
     outputs = [args.out / name for name in OUTPUTS]
     is_scene = args.input.suffix.lower() in SCENE_SUFFIXES
@@ -119,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--params is required with a projections file, e.g. --params det_shift_u,det_roll")
         from ..geometry.files import load_geometry
 
-        y = _load_projections(args.input)
+        y = read_projections(args.input)
         pg, vg = load_geometry(args.geometry)
         params = args.params.split(",")
     vg = _volume(args, vg)
@@ -146,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             "complete": False,
             "truth": truth,
         }
-        _write_json(args.out / "calibration.json", data)
+        write_json(args.out / "calibration.json", data)
 
     result = calibrate(
         y,
@@ -169,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     data = json.loads(paths["calibration"].read_text())
     data["truth"] = truth
     data["complete"] = not result.interrupted
-    _write_json(paths["calibration"], data)
+    write_json(paths["calibration"], data)
     if scene is not None:
         scene.misalignment = {k: np.asarray(v, dtype=np.float64) for k, v in result.params.items()}
         scene.save(args.out / "scene.toml", overwrite=True)
@@ -187,15 +174,3 @@ def run(args: argparse.Namespace) -> int:
         print("drct calibrate: interrupted; the best result so far is on disk", file=sys.stderr)
         return 130
     return 0
-
-
-def _write_json(path: Path, data: Any) -> None:
-    from ..io import write_atomically
-
-    text = json.dumps(data, indent=1, default=float)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-
-    write_atomically(path, write)

@@ -62,24 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def read_projections(path: Path) -> np.ndarray:
-    """A projection array from ``.npy`` or a TIFF stack, as float32."""
-    if not path.is_file():
-        raise FileNotFoundError(f"projections file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        data = np.load(path, allow_pickle=False)
-    elif suffix in (".tif", ".tiff"):
-        import tifffile
-
-        data = tifffile.imread(path)
-    else:
-        raise ValueError(f"projections must be a .npy file or a .tif/.tiff stack, got {path.name!r}")
-    if not np.issubdtype(data.dtype, np.number):
-        raise ValueError(f"{path}: projections must be numeric, got dtype {data.dtype}")
-    return np.asarray(data, dtype=np.float32)
-
-
 def _volume(args: argparse.Namespace, vg: Any, ndim: int) -> Any:
     from ..geometry.volume import VolumeGeometry
 
@@ -154,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     import tifffile
 
     from ..geometry.files import load_geometry
-    from ..io import refuse_overwrite, write_atomically
+    from ..io import read_projections, refuse_overwrite, write_atomically
     from ..projector import Projector
 
     out = Path(args.output)

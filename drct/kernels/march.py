@@ -318,14 +318,18 @@ def _gather_cell(grid: KnotGrid, t: Types, coeffs: Any, cell: Cell) -> list[Any]
 
 def _scatter_cell(grid: KnotGrid, t: Types, target: Any, values: Any, cell: Cell) -> None:
     """Add ``values * weight`` of each cell coefficient into ``target`` (the transpose of the weighted gather)."""
-    mode = scatter_mode(dr.width(target))
+    mode = scatter_mode(target)
     for off, m, w in zip(grid.offsets, cell.inside, cell_weights(grid, cell), strict=True):
         dr.scatter_add(target, values * w, t.UInt(cell.base + off), m, mode=mode)
 
 
-def scatter_mode(size: int) -> dr.ReduceMode:
-    """``Expand`` (deterministic, fastest on the CPU, one copy of the target per thread) while those copies stay
-    under 32 MB, else ``Local`` (atomics after a local reduction, no extra memory)."""
+def scatter_mode(target: Any) -> dr.ReduceMode:
+    """How to scatter-add into ``target``. On the CPU: ``Expand`` (no atomics, one copy of the target per thread;
+    fastest) while those copies stay under 32 MB, else ``Local`` (atomics after a local reduction, no extra
+    memory). On CUDA: Dr.Jit's default (hardware atomics)."""
+    if dr.backend_v(target) == dr.JitBackend.CUDA:
+        return dr.ReduceMode.Auto
+    size = dr.width(target)
     return dr.ReduceMode.Expand if size * 4 * max(dr.thread_count(), 1) <= 32 * 2**20 else dr.ReduceMode.Local
 
 
@@ -469,7 +473,7 @@ def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: A
         march(grid, t, segs, scatter_weighted, dr.zeros(t.Float, dr.width(segs.length)))
         return
     win = _Window(grid, t, segs)
-    mode = scatter_mode(dr.width(target))
+    mode = scatter_mode(target)
 
     def visit(window: list[Any], cell: Cell) -> list[Any]:
         window = [a + w for a, w in zip(window, cell_weights(grid, cell, win.flip), strict=True)]
@@ -505,7 +509,7 @@ def ray_derivatives(
     if grid.degree == 0:
         return _box_derivatives(grid, t, segs, coeffs, values, target)
     win = _Window(grid, t, segs)
-    mode = scatter_mode(dr.width(target)) if target is not None else dr.ReduceMode.Auto
+    mode = scatter_mode(target) if target is not None else dr.ReduceMode.Auto
 
     def visit(acc: Any, cell: Cell) -> Any:
         grad, moment, f_start, _, first, window, weights = acc

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .backend import Types
 from .geometry.projection import AnyGeometry, ProjectionGeometry
 from .geometry.volume import VolumeGeometry
-from .kernels import march
+from .kernels import derivatives, march
 from .kernels.rays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 
 Vectors = dict[str, Vec]
@@ -136,7 +136,7 @@ class Transform:
         return target
 
     # ---- derivatives w.r.t. the rays ------------------------------------------------------------------------
-    def _ray_partials(self, der: march.RayDerivatives, segs: march.Segments) -> tuple[Vec, Vec, Any]:
+    def _ray_partials(self, der: derivatives.RayDerivatives, segs: march.Segments) -> tuple[Vec, Vec, Any]:
         """``dy/do``, ``dy/dd`` (mm) and ``dy/dt_max`` per ray, float64."""
         f64 = self.t.Float64
         grad = [f64(g) / h for g, h in zip(der.grad, self._spacing, strict=True)]
@@ -168,7 +168,7 @@ class Transform:
             dr.enable_grad(leaves)
             rays = rays_from(self.pg, t, leaves, index)
             segs = self._segments(rays, offset)
-            der = march.ray_derivatives(self.grid, t, segs, coeffs, weights, target)
+            der = derivatives.ray_derivatives(self.grid, t, segs, coeffs, weights, target)
             d_o, d_d, d_tmax = self._ray_partials(der, segs)
             if weights is not None:
                 w = t.Float64(weights)

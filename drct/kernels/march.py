@@ -10,8 +10,8 @@ it — and ``t`` times its gradient — exactly.
 
 One march serves every operator: the forward projection gathers each cell's ``(n + 1)^ndim`` coefficients once
 and weights them; the adjoint scatters the same weights times the ray's value (so it is the exact transpose);
-the ray derivatives integrate the gradient of the volume along the ray (plus, for the box basis, the jumps at
-cell faces) to give ``dy/do`` and ``dy/dd`` for the ray origin ``o`` and direction ``d``.
+the ray derivatives (:mod:`drct.kernels.derivatives`) integrate the gradient of the volume along the ray to
+give ``dy/do`` and ``dy/dd`` for the ray origin ``o`` and direction ``d``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import drjit as dr
 
 from ..backend import Types
 from ..geometry.volume import VolumeGeometry
-from ..volume import bspline_segment_slopes, bspline_segments, gauss_legendre_01, quadrature_order
+from ..volume import bspline_segments, gauss_legendre_01, quadrature_order
 from .rays import Rays, Vec
 
 
@@ -190,51 +190,6 @@ def cell_weights(grid: KnotGrid, cell: Cell, flip: list[Any] | None = None) -> l
     return [w * cell.length for w in total]
 
 
-def _contract(coeffs: list[Any], per_axis: list[list[Any]]) -> Any:
-    """``Σ_j c_j Π_a b_a[j_a]`` for coefficients in ``grid.offsets`` order (first axis slowest)."""
-    values = coeffs
-    for b in reversed(per_axis):  # contract the fastest axis first
-        width = len(b)
-        values = [
-            sum((v * w for v, w in zip(values[i : i + width], b, strict=True)), start=0.0)
-            for i in range(0, len(values), width)
-        ]
-    return values[0]
-
-
-def cell_derivatives(
-    grid: KnotGrid, cell: Cell, coeffs: list[Any], flip: list[Any] | None = None
-) -> tuple[list[Any], list[Any], Any, Any]:
-    """Integrals over the segment of ``∂f/∂w_a`` and ``s ∂f/∂w_a`` (``s`` = distance from the segment start, mm),
-    and the values of ``f`` at the segment's two ends, for the cell coefficients ``coeffs`` (ordered as
-    :func:`cell_weights` orders its weights for the same ``flip``)."""
-    n = grid.degree
-
-    def at(s: list[Any], slope_axis: int | None) -> Any:
-        per_axis = [
-            bspline_segment_slopes(n, x) if a == slope_axis else bspline_segments(n, x) for a, x in enumerate(s)
-        ]
-        if flip is not None:
-            per_axis = [
-                [dr.select(f, b[n - j], b[j]) for j in range(n + 1)] for f, b in zip(flip, per_axis, strict=True)
-            ]
-        return _contract(coeffs, per_axis)
-
-    start = at(cell.local, None)
-    end = at([s + cell.length * d for s, d in zip(cell.local, cell.direction, strict=True)], None)
-    grad = [0.0] * grid.ndim
-    moment = [0.0] * grid.ndim
-    if n > 0:
-        for xi, omega in zip(grid.nodes, grid.weights, strict=True):
-            along = cell.length * xi
-            s = [x + along * d for x, d in zip(cell.local, cell.direction, strict=True)]
-            for a in range(grid.ndim):
-                slope = at(s, a) * (omega * cell.length)
-                grad[a] = grad[a] + slope
-                moment[a] = moment[a] + slope * along
-    return grad, moment, start, end
-
-
 def first_cell(grid: KnotGrid, t: Types, segs: Segments) -> list[Any]:
     """Knot-grid coordinates of the cell each clipped ray starts in."""
     return [dr.clip(t.Int(dr.floor(e)), 0, c - 1) for e, c in zip(segs.entry, grid.cells, strict=True)]
@@ -310,13 +265,13 @@ def march(
     return (acc, cell) if return_cell else acc
 
 
-def _gather_cell(grid: KnotGrid, t: Types, coeffs: Any, cell: Cell) -> list[Any]:
+def gather_cell(grid: KnotGrid, t: Types, coeffs: Any, cell: Cell) -> list[Any]:
     return [
         dr.gather(t.Float, coeffs, t.UInt(cell.base + off), m) for off, m in zip(grid.offsets, cell.inside, strict=True)
     ]
 
 
-def _scatter_cell(grid: KnotGrid, t: Types, target: Any, values: Any, cell: Cell) -> None:
+def scatter_cell(grid: KnotGrid, t: Types, target: Any, values: Any, cell: Cell) -> None:
     """Add ``values * weight`` of each cell coefficient into ``target`` (the transpose of the weighted gather)."""
     mode = scatter_mode(target)
     for off, m, w in zip(grid.offsets, cell.inside, cell_weights(grid, cell), strict=True):
@@ -336,20 +291,20 @@ def scatter_mode(target: Any) -> dr.ReduceMode:
 def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
     """Line integrals of the coefficient array ``coeffs`` (flat, ``t.Float``) along ``segs``.
 
-    For degree ``n >= 1`` the cell's coefficients travel with the ray in a :class:`_Window`: each step gathers
+    For degree ``n >= 1`` the cell's coefficients travel with the ray in a :class:`Window`: each step gathers
     only the ``(n + 1)^(ndim - 1)`` coefficients of the face the ray enters.
     """
     width = dr.width(segs.length)
     if grid.degree == 0:
 
         def gather_weighted(acc: Any, cell: Cell) -> Any:
-            for c, w in zip(_gather_cell(grid, t, coeffs, cell), cell_weights(grid, cell), strict=True):
+            for c, w in zip(gather_cell(grid, t, coeffs, cell), cell_weights(grid, cell), strict=True):
                 acc = dr.fma(c, w, acc)
             return acc
 
         return march(grid, t, segs, gather_weighted, dr.zeros(t.Float, width))
 
-    win = _Window(grid, t, segs)
+    win = Window(grid, t, segs)
     window0 = win.first(coeffs, segs)
 
     def visit(acc: tuple[Any, list[Any]], cell: Cell) -> tuple[Any, list[Any]]:
@@ -362,7 +317,7 @@ def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
     return total
 
 
-class _Window:
+class Window:
     """The ``(n + 1)^ndim`` coefficients of a ray's current cell, oriented along the ray (entry ``j'`` of axis
     ``a`` is the natural index ``j'``, or ``n - j'`` where the ray runs backwards), so that a step always drops
     the near face ``j'_a = 0`` and takes in the far face ``j'_a = n``."""
@@ -467,12 +422,12 @@ def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: A
     if n == 0:  # one coefficient per cell: nothing to slide
 
         def scatter_weighted(acc: Any, cell: Cell) -> Any:
-            _scatter_cell(grid, t, target, values, cell)
+            scatter_cell(grid, t, target, values, cell)
             return acc
 
         march(grid, t, segs, scatter_weighted, dr.zeros(t.Float, dr.width(segs.length)))
         return
-    win = _Window(grid, t, segs)
+    win = Window(grid, t, segs)
     mode = scatter_mode(target)
 
     def visit(window: list[Any], cell: Cell) -> list[Any]:
@@ -482,77 +437,3 @@ def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: A
     width = dr.width(segs.length)
     window, coords = march(grid, t, segs, visit, [dr.zeros(t.Float, width)] * len(win.span), return_cell=True)
     win.flush_all(window, coords, values, target, segs.length > 0, mode)
-
-
-@dataclass
-class RayDerivatives:
-    """Per ray, in knot-grid units: ``grad[a] = ∂y/∂o_w[a]``, ``moment[a] = ∂y/∂d_w[a]`` measured from the
-    clipped start (add ``t_enter * grad`` for the true origin), and ``f`` at the clipped start and end."""
-
-    grad: Vec
-    moment: Vec
-    f_start: Any
-    f_end: Any
-
-
-def ray_derivatives(
-    grid: KnotGrid, t: Types, segs: Segments, coeffs: Any, values: Any | None = None, target: Any | None = None
-) -> RayDerivatives:
-    """Derivatives of every ray's integral w.r.t. its origin and direction, for the coefficients ``coeffs``.
-
-    If ``target`` is given, the same march also adds the adjoint of ``values`` into it (see :func:`backproject`).
-    The box basis (degree 0) is piecewise constant: its derivative is the sum of the jumps at the cell faces the
-    ray crosses (exact wherever the ray does not pass through an edge or corner of the grid).
-    """
-    width = dr.width(segs.length)
-    zero = dr.zeros(t.Float, width)
-    if grid.degree == 0:
-        return _box_derivatives(grid, t, segs, coeffs, values, target)
-    win = _Window(grid, t, segs)
-    mode = scatter_mode(target) if target is not None else dr.ReduceMode.Auto
-
-    def visit(acc: Any, cell: Cell) -> Any:
-        grad, moment, f_start, _, first, window, weights = acc
-        g, m, start, end = cell_derivatives(grid, cell, window, win.flip)
-        if target is not None:
-            weights = [a + w for a, w in zip(weights, cell_weights(grid, cell, win.flip), strict=True)]
-            weights = win.flush(weights, cell, values, target, mode)
-        grad = [x + y for x, y in zip(grad, g, strict=True)]
-        moment = [x + y + gy * cell.start for x, y, gy in zip(moment, m, g, strict=True)]
-        f_start = dr.select(first, start, f_start)
-        return grad, moment, f_start, end, dr.zeros(t.Bool, width), win.advance(coeffs, window, cell), weights
-
-    weights0 = [zero] * len(win.span) if target is not None else []
-    acc = ([zero] * grid.ndim, [zero] * grid.ndim, zero, zero, dr.full(t.Bool, True, width), win.first(coeffs, segs))
-    (grad, moment, f_start, f_end, _, _, weights), coords = march(
-        grid, t, segs, visit, (*acc, weights0), return_cell=True
-    )
-    if target is not None:
-        win.flush_all(weights, coords, values, target, segs.length > 0, mode)
-    return RayDerivatives(grad, moment, f_start, f_end)
-
-
-def _box_derivatives(
-    grid: KnotGrid, t: Types, segs: Segments, coeffs: Any, values: Any | None, target: Any | None
-) -> RayDerivatives:
-    """:func:`ray_derivatives` for the box basis: one coefficient per cell, and jumps at the faces."""
-    width = dr.width(segs.length)
-    zero = dr.zeros(t.Float, width)
-
-    def visit(acc: Any, cell: Cell) -> Any:
-        grad, moment, f_start, _, previous, first = acc
-        coeffs_here = _gather_cell(grid, t, coeffs, cell)
-        if target is not None:
-            _scatter_cell(grid, t, target, values, cell)
-        g, m, start, end = cell_derivatives(grid, cell, coeffs_here)
-        # y jumps by (after - before) at a face t_c = (w_a - o_a) / d_a: dt_c/do_a = -1/d_a
-        for a in range(grid.ndim):
-            g[a] = g[a] + dr.select(cell.entered[a], (coeffs_here[0] - previous) / cell.direction[a], 0.0)
-        grad = [x + y for x, y in zip(grad, g, strict=True)]
-        moment = [x + y + gy * cell.start for x, y, gy in zip(moment, m, g, strict=True)]
-        f_start = dr.select(first, start, f_start)
-        return grad, moment, f_start, end, coeffs_here[0], dr.zeros(t.Bool, width)
-
-    acc = ([zero] * grid.ndim, [zero] * grid.ndim, zero, zero, zero, dr.full(t.Bool, True, width))
-    grad, moment, f_start, f_end, _, _ = march(grid, t, segs, visit, acc, track_faces=True)
-    return RayDerivatives(grad, moment, f_start, f_end)

@@ -213,9 +213,10 @@ def march(
     entry, direction, length = segs.entry, segs.direction, segs.length
     forward = [d > 0 for d in direction]
     still = [d == 0 for d in direction]
-    inv = [dr.select(z, 0.0, dr.rcp(d)) for z, d in zip(still, direction, strict=True)]
-    # the face a ray leaves cell k through, relative to its entry point: k + (1 if d > 0 else 0) - entry
-    face = [dr.select(f, 1.0, 0.0) - e for f, e in zip(forward, entry, strict=True)]
+    # the face a ray leaves cell k through, relative to its entry point: k + (1 if d > 0 else 0) - entry, crossed
+    # at t = (k + face) * inv; an axis the ray runs parallel to is never crossed (face = inf, inv = 1)
+    inv = [dr.select(z, 1.0, dr.rcp(d)) for z, d in zip(still, direction, strict=True)]
+    face = [dr.select(z, dr.inf, dr.select(f, 1.0, 0.0) - e) for z, f, e in zip(still, forward, entry, strict=True)]
     cell0 = first_cell(grid, t, segs)
     step = [dr.select(f, t.Int(1), t.Int(-1)) for f in forward]
     width = dr.width(length)
@@ -228,9 +229,7 @@ def march(
 
     def body(pos: Any, acc: Any, cell: list[Any], entered: list[Any]) -> tuple[Any, ...]:
         cell_f = [t.Float(k) for k in cell]
-        crossing = [
-            dr.select(z, dr.inf, (kf + off) * i) for z, kf, off, i in zip(still, cell_f, face, inv, strict=True)
-        ]
+        crossing = [(kf + off) * i for kf, off, i in zip(cell_f, face, inv, strict=True)]
         end = length
         for c in crossing:
             end = dr.minimum(end, c)

@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recon-iterations", type=int, default=20, help="CGLS iterations per outer iteration")
     p.add_argument("--final-recon-iterations", type=int, default=30, help="CGLS iterations of the result")
     p.add_argument("--regularization", type=float, default=1e-5, help="Tikhonov weight relative to |A^T A|")
+    p.add_argument(
+        "--lowpass",
+        type=float,
+        default=2.0,
+        help="σ (detector pixels) of the Gaussian blur of data and model while calibrating; 0 = off",
+    )
     p.add_argument("--gauge", default="fix", choices=("fix", "report", "off"))
     p.add_argument("--fix", default="", help="comma-separated parameters to hold at nominal")
     p.add_argument("--volume-shape", help="z,y,x (or y,x) when the geometry file stores no volume")
@@ -147,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         recon_iterations=args.recon_iterations,
         final_recon_iterations=args.final_recon_iterations,
         regularization=args.regularization,
+        lowpass=args.lowpass,
         fix=[f for f in args.fix.split(",") if f],
         gauge=args.gauge,
         callback=checkpoint,

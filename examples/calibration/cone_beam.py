@@ -68,6 +68,7 @@ def run(args, basis: str) -> dict:
         optimizer=args.optimizer,
         final_recon_iterations=args.recon_iterations,
         recon_iterations=args.inner_iterations,
+        lowpass=args.lowpass,
     )
     runtime = time.perf_counter() - start
     est = res.params
@@ -104,6 +105,7 @@ def run(args, basis: str) -> dict:
 def main() -> None:
     p = parser(__doc__, 128, 360)
     p.add_argument("--recon-iterations", type=int, default=20, help="CGLS iterations of the compared reconstructions")
+    p.add_argument("--lowpass", type=float, default=2.0, help="σ (pixels) of the data term's detector blur")
     p.add_argument("--inner-iterations", type=int, default=20, help="CGLS iterations per outer iteration")
     args = p.parse_args()
     bases = [args.basis] + (["voxel"] if args.compare and args.basis != "voxel" else [])

@@ -90,6 +90,11 @@ def test_gauge_exact_pair_fixes_last_listed() -> None:
         y, pg, ["det_shift_u", "cor_offset"], vg=vg, levels=[1], iterations=1, gauge="report", progress=False
     )
     assert reported.fixed == [] and reported.gauge[0]["action"].startswith("fixed")
+    # without the pose, the rigid-motion columns come from their own JVPs, weighted like the data term
+    no_pose = ct.calibrate(
+        y, pg, ["det_shift_u", "cor_offset"], vg=vg, levels=[1], iterations=1, pose=False, lowpass=1.0, progress=False
+    )
+    assert no_pose.fixed == ["cor_offset"]
 
 
 def test_detect_gauge_on_synthetic_jacobian() -> None:

@@ -146,6 +146,13 @@ class _Problem:
         dr.backward(dr.sum(ax * weight))
         return float(np.vdot(r, r)) / self.norm, self.model.gradient(leaves)
 
+    def weighted_columns(self, G: np.ndarray) -> np.ndarray:
+        """Dense Jacobian columns ``(rays, k)`` through the low-pass, as the data term sees them."""
+        if self.lowpass.sigma <= 0:
+            return G
+        blurred = self.lowpass(np.moveaxis(G, 1, 0).reshape(G.shape[1], *self.y.shape))
+        return np.moveaxis(blurred.reshape(G.shape[1], -1), 0, 1)
+
     def jacobian(self, theta: np.ndarray, x: np.ndarray) -> Any:
         cols = jacobian(self.model, theta, self.level.vg, self.basis, self.tensor(x), seed_groups(self.model))
         if self.lowpass.sigma > 0:
@@ -415,7 +422,7 @@ def calibrate(
                 if nu < model.size:  # the pose columns are the rigid-motion generators
                     JtJ, JtG, GtG = H0[:nu, :nu], H0[:nu, nu:], H0[nu:, nu:]
                 else:
-                    G = gauge_generator_columns(lmodel, theta, level.vg, basis, prob.tensor(x))
+                    G = prob.weighted_columns(gauge_generator_columns(lmodel, theta, level.vg, basis, prob.tensor(x)))
                     JtJ, JtG, GtG = H0, cross(cols, G), G.T @ G
                 gauge_info = detect_gauge(lmodel, JtJ, JtG, GtG, gauge_tol, fixed_idx)
                 pad = model.size - nu

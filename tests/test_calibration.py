@@ -311,3 +311,20 @@ def test_lowpass_is_checked() -> None:
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="lowpass"):
             ct.calibrate(y, pg, ["det_shift_u"], vg=vg, lowpass=bad)
+
+
+def test_cli_scene(tmp_path) -> None:
+    """``drct calibrate SCENE``: simulate the scene with its noise, calibrate its misalignment, write everything."""
+    from pathlib import Path
+
+    scene = Path(__file__).parent.parent / "scenes" / "micro_ct_misaligned.toml"
+    out = tmp_path / "calib"
+    argv = ["calibrate", str(scene), "--scale", "0.25", "--levels", "1", "--iterations", "2", "-o", str(out)]
+    assert cli_main([*argv, "--no-progress"]) == 0
+    data = json.loads((out / "calibration.json").read_text())
+    assert data["complete"] is True and "det_roll" in data["truth"]
+    roll = data["parameters"]["det_roll"]["value"]
+    assert abs(roll - np.deg2rad(0.8)) < np.deg2rad(0.15), np.rad2deg(roll)
+    for name in ("geometry.json", "reconstruction.tif", "report.png", "scene.toml"):
+        assert (out / name).stat().st_size > 0
+    assert ct.load_scene(out / "scene.toml").misalignment["det_roll"] == pytest.approx(roll)

@@ -10,7 +10,7 @@ import pytest
 
 import drct as ct
 from drct.calibration import EndpointModel, PerturbModel
-from drct.calibration.levels import bin_detector, move_volume
+from drct.calibration.levels import bin_detector
 from drct.calibration.linalg import Columns, cross, dense, detect_gauge, normal_equations
 from drct.cli import main as cli_main
 
@@ -163,7 +163,7 @@ def test_ray_list_module_shifts() -> None:
     assert res.gauge, "the common translation of all modules must be detected"
 
 
-def test_bin_detector_and_move_volume() -> None:
+def test_bin_detector() -> None:
     vg, pg = small_cone(16, 6)
     x = ct.phantoms.shepp_logan(vg)
     y = ct.Projector(vg, pg, basis="linear")(x)
@@ -177,12 +177,6 @@ def test_bin_detector_and_move_volume() -> None:
     odd = ct.cone(np.linspace(0, np.pi, 3), (7, 9), 3.0, 150.0, 300.0)
     geo, data = bin_detector(odd, np.zeros(odd.shape), 2)
     assert geo.det_shape == (3, 4) and data.shape == (3, 3, 4)
-    # moving the volume equals moving the object in the geometry
-    shift, rot = np.array([1.5, -1.0, 0.5]), np.array([0.0, 0.0, 0.05])
-    moved = move_volume(x, vg, shift, rot)
-    a = ct.Projector(vg, pg, basis="linear")(moved)
-    b = ct.Projector(vg, pg.perturb(motion_shift=shift, motion_rotation=rot), basis="linear")(x)
-    assert np.abs(a - b).mean() < 0.1 * np.abs(b).mean()
 
 
 def test_interrupt_keeps_best_and_save(tmp_path) -> None:

@@ -94,31 +94,3 @@ def upsample(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
     out = zoom(x, [m / n for m, n in zip(shape, x.shape, strict=True)], order=1, grid_mode=True, mode="nearest")
     return np.ascontiguousarray(out[tuple(slice(0, m) for m in shape)], dtype=np.float32)
-
-
-def rotation_matrix(rotation: np.ndarray) -> np.ndarray:
-    """``R = Rz Ry Rx`` from ``(rx, ry, rz)`` (3D) or the 2D rotation by one angle, in point order (x, y[, z])."""
-    r = np.atleast_1d(np.asarray(rotation, dtype=np.float64))
-    if r.size == 1:
-        c, s = np.cos(r[0]), np.sin(r[0])
-        return np.array([[c, -s], [s, c]])
-    (cx, cy, cz), (sx, sy, sz) = np.cos(r), np.sin(r)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def move_volume(x: np.ndarray, vg: VolumeGeometry, shift: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """``x`` moved rigidly by ``p -> R p + t`` (linear interpolation): ``out(p) = x(R^T (p - t))``."""
-    from scipy.ndimage import affine_transform
-
-    R = rotation_matrix(rotation)[::-1, ::-1]  # array order (z, y, x)
-    t = np.asarray(shift, dtype=np.float64)[::-1]
-    c = np.asarray(vg.center, dtype=np.float64)[::-1]
-    S = np.asarray(vg.voxel_size, dtype=np.float64)
-    h = (np.asarray(vg.shape) - 1) / 2
-    matrix = (R.T * S[None, :]) / S[:, None]
-    offset = (R.T @ (c - S * h - t) - c) / S + h
-    out = affine_transform(np.asarray(x, np.float64), matrix, cast(Any, offset), order=1, mode="nearest")
-    return np.ascontiguousarray(out, dtype=np.float32)

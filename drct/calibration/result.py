@@ -34,8 +34,8 @@ class CalibrationResult:
         traces: ``(len(loss), parameters)`` flat parameter vector after every outer iteration.
         fixed: parameters held fixed (by request or by gauge handling).
         gauge: one entry per detected gauge direction: involved parameters, eigenvalue, action taken.
-        pose: the rigid object motion estimated alongside (the joint problem's gauge; the reconstruction is moved
-            by it so that the returned geometry needs none), or None.
+        pose: the rigid object motion estimated alongside (the joint problem's gauge; the returned reconstruction
+            is made afresh with the returned geometry, which needs none), or None.
         interrupted: True if stopped early (Ctrl-C or a callback raising KeyboardInterrupt): the fields hold the
             best state reached.
         runtime: seconds.
@@ -137,7 +137,10 @@ class CalibrationResult:
             interrupted=self.interrupted,
             runtime_s=self.runtime,
             volume_shape=None if self.vg is None else list(self.vg.shape),
-            uncertainty_note="1-sigma from sigma^2 (J^T J)^-1 at the final geometry, volume held fixed",
+            uncertainty_note=(
+                "1-sigma from sigma^2 (J^T J)^-1 at the final geometry, volume held fixed: a lower bound "
+                "(ignores the volume's adaptation and the model's mismatch)"
+            ),
         )
         return out
 

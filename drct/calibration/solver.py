@@ -18,7 +18,7 @@ from ..geometry.projection import ProjectionGeometry, RayGeometry
 from ..geometry.volume import VolumeGeometry
 from ..projector import Projector
 from ..volume import BASES
-from .levels import Level, build_levels, default_factors, move_volume, upsample
+from .levels import Level, build_levels, default_factors, upsample
 from .linalg import Gauge, cross, detect_gauge, gauge_generator_columns, jacobian, normal_equations, seed_groups
 from .model import PerturbModel
 from .result import CalibrationResult
@@ -317,7 +317,8 @@ def calibrate(
         iterations: outer iterations per level (one number or one per level).
         recon_iterations: CGLS iterations per outer iteration (warm-started).
         initial_recon_iterations: CGLS iterations at the start of every level.
-        final_recon_iterations: CGLS iterations of the returned reconstruction at the finest level.
+        final_recon_iterations: CGLS iterations (from zero, unweighted data, calibrated geometry) of the returned
+            reconstruction.
         regularization: λ relative to an upper bound of ``|A^T A|``.
         lowpass: σ in pixels of the finest detector of a Gaussian blur applied to both the data and the model's
             projections while calibrating (``|L (A x - y)|^2``; divided by the level's binning factor; 0 turns
@@ -339,7 +340,8 @@ def calibrate(
             loss drops (LM otherwise).
         pose: estimate a rigid motion of the object alongside (the joint problem's gauge), so that steps can
             follow directions the volume could otherwise only follow slowly (e.g. ``det_shift_v`` against a
-            vertical object shift in circular cone beam); the result's volume is moved back by it.
+            vertical object shift in circular cone beam); it is reported (``result.pose``) and the returned
+            reconstruction is made in the scanner's frame.
         model: a custom geometry model instead of ``params`` (e.g. :class:`drct.calibration.EndpointModel`).
         callback: called with a :class:`State` after every outer iteration; raising KeyboardInterrupt there (or
             pressing Ctrl-C) stops early and returns the best result so far with ``interrupted=True``.
@@ -491,12 +493,13 @@ def calibrate(
         x = upsample(x, final.level.vg.shape)
         result.std = _uncertainty(final, theta, x, free, gauge_info, H_last, optimizer)
         motion = model.pose(theta)
-        if motion is not None:  # the pose is a gauge: move the volume instead, keep the scanner's frame
+        if motion is not None:  # the pose is a gauge: report it, reconstruct in the scanner's frame
             result.pose = {"shift": motion[0].tolist(), "rotation": motion[1].tolist()}
-            x = move_volume(x, final.level.vg, motion[0], motion[1])
             theta[model.user_size :] = 0.0
-        plain = _Problem(final.level, final.model, basis, regularization)  # the reconstruction fits all detail
-        x = cgls(plain.operator(theta), plain.y, x, final_recon_iterations, plain.ridge)
+        # From zero, on the unweighted data: moving the calibration's volume by the pose (interpolation) and
+        # re-fitting cost 0.9 dB PSNR against a fresh reconstruction on the cone-beam example (64³ x 90).
+        plain = _Problem(final.level, final.model, basis, regularization)
+        x = cgls(plain.operator(theta), plain.y, np.zeros_like(x), final_recon_iterations, plain.ridge)
         result.x, result.vg_x, result.theta = x, final.level.vg, theta.copy()
         result.final_loss = plain.loss(theta, x)
     except KeyboardInterrupt:

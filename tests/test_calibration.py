@@ -260,7 +260,7 @@ def test_cli_projections(tmp_path, capsys) -> None:
 def test_detector_lowpass_is_symmetric_and_weights_the_operator() -> None:
     """The calibration's data term ``|L (A x - y)|^2``: ``L`` is its own transpose (so ``A^T L`` is the weighted
     operator's adjoint), it blurs across the detector only, and ``sigma = 0`` is the identity."""
-    from drct.calibration.solver import DetectorLowPass, WeightedOperator
+    from drct.calibration.lowpass import DetectorLowPass, WeightedOperator
 
     rng = np.random.default_rng(3)
     L = DetectorLowPass(1.5, 2)

@@ -20,6 +20,7 @@ from ..projector import Projector
 from ..volume import BASES
 from .levels import Level, build_levels, default_factors, upsample
 from .linalg import Gauge, cross, detect_gauge, gauge_generator_columns, jacobian, normal_equations, seed_groups
+from .lowpass import DetectorLowPass, WeightedOperator
 from .model import PerturbModel
 from .result import CalibrationResult
 
@@ -65,40 +66,6 @@ def operator_norm(A: Projector) -> float:
     """An upper bound of ``|A^T A|`` (the largest entry of ``A^T A 1`` for a non-negative ``A``)."""
     ones = np.ones(A.domain_shape, np.float32)
     return float(np.max(A.T(A(ones))))
-
-
-class DetectorLowPass:
-    """A Gaussian blur of projections across the detector (``sigma`` pixels; views are left alone).
-
-    With zero padding at the detector's edges the blur is a symmetric matrix, so it is its own transpose.
-    """
-
-    def __init__(self, sigma: float, ndim: int) -> None:
-        self.sigma = float(sigma)
-        self.ndim = ndim
-
-    def __call__(self, a: np.ndarray) -> np.ndarray:
-        if self.sigma <= 0:
-            return a
-        from scipy.ndimage import gaussian_filter
-
-        sigmas = (0.0,) * (a.ndim - self.ndim) + (self.sigma,) * self.ndim
-        return gaussian_filter(a, sigmas, mode="constant", truncate=3.0).astype(a.dtype, copy=False)
-
-
-class WeightedOperator:
-    """``L A`` for a projector ``A`` and a detector low-pass ``L``; ``.T`` is ``A^T L`` (``L`` is symmetric)."""
-
-    def __init__(self, A: Projector, lowpass: DetectorLowPass) -> None:
-        self.A = A
-        self.lowpass = lowpass
-        self.domain_shape = A.domain_shape
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.lowpass(self.A(x))
-
-    def T(self, r: np.ndarray) -> np.ndarray:
-        return self.A.T(self.lowpass(r))
 
 
 class _Problem:

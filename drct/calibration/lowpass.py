@@ -1,0 +1,42 @@
+"""The calibration's data-term weighting: a Gaussian low-pass across the detector, applied to data and model alike
+(``|L (A x - y)|^2``), and the weighted operator ``L A`` with its adjoint ``A^T L``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..projector import Projector
+
+
+class DetectorLowPass:
+    """A Gaussian blur of projections across the detector (``sigma`` pixels; views are left alone).
+
+    With zero padding at the detector's edges the blur is a symmetric matrix, so it is its own transpose.
+    """
+
+    def __init__(self, sigma: float, ndim: int) -> None:
+        self.sigma = float(sigma)
+        self.ndim = ndim
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        if self.sigma <= 0:
+            return a
+        from scipy.ndimage import gaussian_filter
+
+        sigmas = (0.0,) * (a.ndim - self.ndim) + (self.sigma,) * self.ndim
+        return gaussian_filter(a, sigmas, mode="constant", truncate=3.0).astype(a.dtype, copy=False)
+
+
+class WeightedOperator:
+    """``L A`` for a projector ``A`` and a detector low-pass ``L``; ``.T`` is ``A^T L`` (``L`` is symmetric)."""
+
+    def __init__(self, A: Projector, lowpass: DetectorLowPass) -> None:
+        self.A = A
+        self.lowpass = lowpass
+        self.domain_shape = A.domain_shape
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.lowpass(self.A(x))
+
+    def T(self, r: np.ndarray) -> np.ndarray:
+        return self.A.T(self.lowpass(r))

@@ -4,6 +4,7 @@ coarse to fine."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +87,14 @@ class _Problem:
         self.norm = max(float(np.vdot(self.y, self.y)), 1e-300)
         self.ridge = regularization * operator_norm(Projector(level.vg, level.pg, basis=basis))
         self.t = types("float32")
+
+    def unweighted(self) -> _Problem:
+        """The same level without the low-pass (the ridge, one forward and adjoint to find, is kept)."""
+        out = copy.copy(self)
+        out.lowpass = DetectorLowPass(0.0, self.lowpass.ndim)
+        out.y = self.level.y
+        out.norm = max(float(np.vdot(out.y, out.y)), 1e-300)
+        return out
 
     def operator(self, theta: np.ndarray) -> Any:
         """``L A(theta)``: the weighted operator the volume is fitted with."""
@@ -465,7 +474,7 @@ def calibrate(
             theta[model.user_size :] = 0.0
         # From zero, on the unweighted data: moving the calibration's volume by the pose (interpolation) and
         # re-fitting cost 0.9 dB PSNR against a fresh reconstruction on the cone-beam example (64³ x 90).
-        plain = _Problem(final.level, final.model, basis, regularization)
+        plain = final.unweighted()
         x = cgls(plain.operator(theta), plain.y, np.zeros_like(x), final_recon_iterations, plain.ridge)
         result.x, result.vg_x, result.theta = x, final.level.vg, theta.copy()
         result.final_loss = plain.loss(theta, x)

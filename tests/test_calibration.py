@@ -283,12 +283,12 @@ def test_detector_lowpass_is_symmetric_and_weights_the_operator() -> None:
 def test_lowpass_gradient_matches_finite_differences() -> None:
     """The reverse-mode geometry gradient of the weighted loss (used by Adam) against central differences."""
     from drct.calibration.levels import build_levels
-    from drct.calibration.solver import _Problem
+    from drct.calibration.problem import LevelProblem
 
     vg, pg = small_cone(16, 12)
     y = simulate(vg, pg.perturb(det_shift_u=0.8, det_roll=0.02))
     model = PerturbModel(pg, ["det_shift_u", "det_roll"], pose=False)
-    prob = _Problem(build_levels(vg, pg, y, [1], [1])[0], model, "bspline2", 1e-5, lowpass=1.5)
+    prob = LevelProblem(build_levels(vg, pg, y, [1], [1])[0], model, "bspline2", 1e-5, lowpass=1.5)
     x = ct.phantoms.shepp_logan(vg).astype(np.float32)
     theta = np.array([0.3, 0.005])
     _, grad = prob.gradient(theta, x)
@@ -322,3 +322,18 @@ def test_cli_scene(tmp_path) -> None:
     for name in ("geometry.json", "reconstruction.tif", "report.png", "scene.toml"):
         assert (out / name).stat().st_size > 0
     assert ct.load_scene(out / "scene.toml").misalignment["det_roll"] == pytest.approx(roll)
+
+
+def test_docstring_examples_run() -> None:
+    """The calibration's docstring examples (``ct.calibrate``, ``ridge_cgls``, the package's) run and hold."""
+    import doctest
+
+    import drct.calibration
+    from drct.calibration import problem, solver
+
+    attempted = 0
+    for module in (drct.calibration, problem, solver):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted >= 15

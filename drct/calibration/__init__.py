@@ -12,9 +12,9 @@ Example:
 
 from .model import EndpointModel as EndpointModel
 from .model import PerturbModel as PerturbModel
+from .problem import ridge_cgls as ridge_cgls
 from .result import CalibrationResult as CalibrationResult
 from .solver import State as State
 from .solver import calibrate as calibrate
-from .solver import cgls as cgls
 
-__all__ = ["CalibrationResult", "EndpointModel", "PerturbModel", "State", "calibrate", "cgls"]
+__all__ = ["CalibrationResult", "EndpointModel", "PerturbModel", "State", "calibrate", "ridge_cgls"]

@@ -4,26 +4,23 @@ coarse to fine."""
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import drjit as dr
 import numpy as np
 from tqdm import tqdm
 
-from ..backend import types, upload
 from ..geometry.projection import ProjectionGeometry, RayGeometry
 from ..geometry.volume import VolumeGeometry
-from ..projector import Projector
 from ..volume import BASES
-from .levels import Level, build_levels, default_factors, upsample
-from .linalg import Gauge, cross, detect_gauge, gauge_generator_columns, jacobian, normal_equations, seed_groups
-from .lowpass import DetectorLowPass, WeightedOperator
+from .levels import build_levels, default_factors, upsample
+from .linalg import Gauge, cross, detect_gauge, gauge_generator_columns, normal_equations
 from .model import PerturbModel
+from .problem import LevelProblem, ridge_cgls
 from .result import CalibrationResult
+from .steps import adam_update, lm_step, uncertainty
 
 
 @dataclass
@@ -38,200 +35,6 @@ class State:
     theta: np.ndarray
     params: dict[str, Any]
     geometry: Any
-
-
-def cgls(A: Projector, y: np.ndarray, x0: np.ndarray, iterations: int, ridge: float) -> np.ndarray:
-    """Minimise ``|A x - y|^2 + ridge |x|^2`` by CGLS from ``x0``."""
-    x = np.asarray(x0, dtype=np.float32).copy()
-    r = y - A(x)
-    s = A.T(r) - ridge * x
-    p = s.copy()
-    gamma = float(np.vdot(s, s))
-    for _ in range(iterations):
-        if gamma <= 0:
-            break
-        q = A(p)
-        denom = float(np.vdot(q, q)) + ridge * float(np.vdot(p, p))
-        if denom <= 0:
-            break
-        alpha = gamma / denom
-        x += alpha * p
-        r -= alpha * q
-        s = A.T(r) - ridge * x
-        gamma, previous = float(np.vdot(s, s)), gamma
-        p = s + (gamma / previous) * p
-    return x
-
-
-def operator_norm(A: Projector) -> float:
-    """An upper bound of ``|A^T A|`` (the largest entry of ``A^T A 1`` for a non-negative ``A``)."""
-    ones = np.ones(A.domain_shape, np.float32)
-    return float(np.max(A.T(A(ones))))
-
-
-class _Problem:
-    """One level: data, model, and the operator at a given theta.
-
-    The data term is ``|L (A x - y)|^2`` with ``L`` a Gaussian low-pass across the detector: the smooth volume
-    model cannot reproduce the data's finest detail (edges sharper than its basis), and left unweighted that
-    mismatch pulls the geometry (see ``calibrate``'s ``lowpass``).
-    """
-
-    def __init__(self, level: Level, model: Any, basis: str, regularization: float, lowpass: float = 0.0) -> None:
-        self.level = level
-        self.model = model
-        self.basis = basis
-        dims = level.pg.ndim - 1 if isinstance(level.pg, ProjectionGeometry) else 0
-        self.lowpass = DetectorLowPass(lowpass / level.factor if dims else 0.0, dims)
-        self.y = self.lowpass(level.y)
-        self.norm = max(float(np.vdot(self.y, self.y)), 1e-300)
-        self.ridge = regularization * operator_norm(Projector(level.vg, level.pg, basis=basis))
-        self.t = types("float32")
-
-    def unweighted(self) -> _Problem:
-        """The same level without the low-pass (the ridge, one forward and adjoint to find, is kept)."""
-        out = copy.copy(self)
-        out.lowpass = DetectorLowPass(0.0, self.lowpass.ndim)
-        out.y = self.level.y
-        out.norm = max(float(np.vdot(out.y, out.y)), 1e-300)
-        return out
-
-    def operator(self, theta: np.ndarray) -> Any:
-        """``L A(theta)``: the weighted operator the volume is fitted with."""
-        return WeightedOperator(
-            Projector(self.level.vg, self.model.final_geometry(theta), basis=self.basis), self.lowpass
-        )
-
-    def residual(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return self.operator(theta)(x) - self.y
-
-    def loss(self, theta: np.ndarray, x: np.ndarray) -> float:
-        r = self.residual(theta, x)
-        return float(np.vdot(r, r)) / self.norm
-
-    def tensor(self, x: np.ndarray) -> Any:
-        return self.t.Tensor(upload(self.t.Float, x.reshape(-1)), x.shape)
-
-    def gradient(self, theta: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss and its reverse-mode gradient w.r.t. theta."""
-        pg, leaves = self.model.geometry_reverse(theta)
-        A = Projector(self.level.vg, pg, basis=self.basis)
-        ax = A.forward_tensor(self.tensor(x)).array
-        r = self.lowpass(np.asarray(ax.numpy()).reshape(self.y.shape)) - self.y
-        weight = upload(self.t.Float, (2.0 / self.norm) * self.lowpass(r).reshape(-1))  # d loss / d (A x)
-        dr.backward(dr.sum(ax * weight))
-        return float(np.vdot(r, r)) / self.norm, self.model.gradient(leaves)
-
-    def weighted_columns(self, G: np.ndarray) -> np.ndarray:
-        """Dense Jacobian columns ``(rays, k)`` through the low-pass, as the data term sees them."""
-        if self.lowpass.sigma <= 0:
-            return G
-        blurred = self.lowpass(np.moveaxis(G, 1, 0).reshape(G.shape[1], *self.y.shape))
-        return np.moveaxis(blurred.reshape(G.shape[1], -1), 0, 1)
-
-    def jacobian(self, theta: np.ndarray, x: np.ndarray) -> Any:
-        cols = jacobian(self.model, theta, self.level.vg, self.basis, self.tensor(x), seed_groups(self.model))
-        if self.lowpass.sigma > 0:
-            cols.data = [self.lowpass(d.reshape(self.y.shape)).reshape(d.shape) for d in cols.data]
-        return cols
-
-
-def _subspace(gauge: Gauge | None, free: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Orthonormal basis (in the coordinates ``d * theta[free]``) of the steps that keep off the gauge."""
-    n = free.size
-    if gauge is None or gauge.constrained.shape[0] == 0:
-        return np.eye(n)
-    c = gauge.constrained[:, free] * (gauge.norms[free] / d)
-    q, _ = np.linalg.qr(c.T)
-    return np.linalg.svd(np.eye(n) - q @ q.T)[0][:, : n - q.shape[1]]
-
-
-def _lm_step(
-    prob: _Problem,
-    theta: np.ndarray,
-    x: np.ndarray,
-    loss: float,
-    free: np.ndarray,
-    gauge: Gauge | None,
-    mu: float,
-    memory: dict[str, Any],
-) -> tuple[np.ndarray, float, float, np.ndarray, np.ndarray | None]:
-    """One Levenberg–Marquardt step with the volume fixed, and a quasi-Newton step for the reduced loss.
-
-    Returns ``(theta, loss, mu, J^T J, theta_qn)``; theta is unchanged if no step helped. The volume adapts to
-    the geometry, so the *reduced* loss (volume re-fitted) is flatter than ``J^T J`` says, most along the
-    directions the volume can imitate. ``memory`` keeps a correction ``C`` of ``J^T J`` updated by BFGS from the
-    gradients ``J^T r`` of successive iterations (which are gradients of the reduced loss once the volume is
-    re-fitted); ``theta_qn`` is the step of ``J^T J + C``, for the caller to try with a re-fitted volume.
-    """
-    r = prob.residual(theta, x)
-    H, g = normal_equations(prob.jacobian(theta, x), r)
-    Hf, gf = H[np.ix_(free, free)], g[free]
-    n = theta.size
-    C = memory.get("C", np.zeros((n, n)))
-    B = Hf + C[np.ix_(free, free)]
-    if "theta" in memory:
-        step = (theta - memory["theta"])[free]
-        change = (g - memory["g"])[free]
-        curvature = float(step @ change)
-        if curvature > 1e-12 * np.linalg.norm(step) * np.linalg.norm(change):
-            Bs = B @ step
-            B = B - np.outer(Bs, Bs) / float(step @ Bs) + np.outer(change, change) / curvature
-    B = 0.5 * (B + B.T)
-    if np.linalg.eigvalsh(B).min() <= 0:  # keep the model convex: start again from J^T J
-        B = Hf.copy()
-    C = np.zeros((n, n))
-    C[np.ix_(free, free)] = B - Hf
-    memory["C"], memory["theta"], memory["g"] = C, theta.copy(), g.copy()
-    d = np.sqrt(np.maximum(np.diag(Hf), 1e-300))
-    Bm = _subspace(gauge, free, d)
-
-    def solve(M: np.ndarray, damping: float) -> np.ndarray:
-        Mb = Bm.T @ (M / np.outer(d, d)) @ Bm
-        z = np.linalg.solve(Mb + damping * np.eye(Mb.shape[0]), -(Bm.T @ (gf / d)))
-        out = theta.copy()
-        out[free] += (Bm @ z) / d
-        return out
-
-    theta_qn = solve(B, 1e-10) if np.any(C) else None
-    for _ in range(6):
-        trial = solve(Hf, mu)
-        trial_loss = prob.loss(trial, x)
-        if trial_loss < loss:
-            return trial, trial_loss, max(mu / 3, 1e-10), H, theta_qn
-        mu *= 4
-    return theta, loss, mu, H, theta_qn
-
-
-def _adam_steps(
-    prob: _Problem,
-    theta: np.ndarray,
-    x: np.ndarray,
-    free: np.ndarray,
-    gauge: Gauge | None,
-    state: dict[str, Any],
-    steps: int,
-    lr: float,
-) -> tuple[np.ndarray, float]:
-    """``steps`` Adam steps in units of the model's scales (lr = step length in 'pixels')."""
-    scale = prob.model.scale
-    float("nan")
-    for _ in range(steps):
-        _loss, grad = prob.gradient(theta, x)
-        g = np.zeros_like(theta)
-        g[free] = grad[free] * scale[free]
-        if gauge is not None and gauge.constrained.shape[0]:
-            c = gauge.constrained * (gauge.norms / np.maximum(gauge.norms, 1e-300))  # unit rows in theta
-            cs = c * scale  # directions in scaled coordinates
-            q, _ = np.linalg.qr(cs.T)
-            g -= q @ (q.T @ g)
-        state["t"] += 1
-        state["m"] = 0.9 * state["m"] + 0.1 * g
-        state["v"] = 0.999 * state["v"] + 0.001 * g * g
-        mhat = state["m"] / (1 - 0.9 ** state["t"])
-        vhat = state["v"] / (1 - 0.999 ** state["t"])
-        theta = theta - lr * scale * mhat / (np.sqrt(vhat) + 1e-12)
-    return theta, prob.loss(theta, x)
 
 
 def _as_list(value: Any, n: int, name: str) -> list[int]:
@@ -390,26 +193,12 @@ def calibrate(
     try:
         for li, level in enumerate(lvls):
             lmodel = model.with_geometry(level.pg) if isinstance(model, PerturbModel) else model
-            prob = _Problem(level, lmodel, basis, regularization, lowpass)
-            x = cgls(prob.operator(theta), prob.y, upsample(x, level.vg.shape), initial_recon_iterations, prob.ridge)
+            prob = LevelProblem(level, lmodel, basis, regularization, lowpass)
+            x = upsample(x, level.vg.shape)
+            x = ridge_cgls(prob.operator(theta), prob.y, x, initial_recon_iterations, prob.ridge)
             loss = prob.loss(theta, x)
             if li == 0 and gauge != "off":
-                cols = prob.jacobian(theta, x)
-                H0, _ = normal_equations(cols, np.zeros(level.y.size))
-                nu = model.user_size
-                if nu < model.size:  # the pose columns are the rigid-motion generators
-                    JtJ, JtG, GtG = H0[:nu, :nu], H0[:nu, nu:], H0[nu:, nu:]
-                else:
-                    G = prob.weighted_columns(gauge_generator_columns(lmodel, theta, level.vg, basis, prob.tensor(x)))
-                    JtJ, JtG, GtG = H0, cross(cols, G), G.T @ G
-                gauge_info = detect_gauge(lmodel, JtJ, JtG, GtG, gauge_tol, fixed_idx)
-                pad = model.size - nu
-                gauge_info.constrained = np.pad(gauge_info.constrained, ((0, 0), (0, pad)))
-                gauge_info.directions = np.pad(gauge_info.directions, ((0, 0), (0, pad)))
-                gauge_info.norms = np.sqrt(np.maximum(np.diag(H0), 0.0))
-                if gauge == "report":
-                    gauge_info.fixed = list(fixed_idx)
-                    gauge_info.constrained = np.zeros((0, model.size))
+                gauge_info = _gauge(prob, model, theta, x, gauge, gauge_tol, fixed_idx)
                 result.gauge = gauge_info.report
             fixed_now = sorted(set(fixed_idx) | set(gauge_info.fixed if gauge_info else []))
             free = np.array([i for i in range(model.size) if i not in fixed_now], dtype=np.int64)
@@ -425,19 +214,19 @@ def calibrate(
                     break
                 previous = loss
                 if optimizer == "lm":
-                    theta, loss, mu, H_last, theta_qn = _lm_step(prob, theta, x, loss, free, gauge_info, mu, memory)
-                    accel = 1.0
+                    theta, loss, mu, H_last, theta_qn = lm_step(prob, theta, x, loss, free, gauge_info, mu, memory)
+                    refit = True
                     if theta_qn is not None and accelerate:  # quasi-Newton step on the reduced loss, if it helps
-                        x_qn = cgls(prob.operator(theta_qn), prob.y, x, recon_iterations, prob.ridge)
+                        x_qn = ridge_cgls(prob.operator(theta_qn), prob.y, x, recon_iterations, prob.ridge)
                         loss_qn = prob.loss(theta_qn, x_qn)
                         if loss_qn < previous:
                             theta, x, loss = theta_qn, x_qn, loss_qn
-                            accel = -1.0  # done: no plain re-fit below
+                            refit = False  # done: x is already re-fitted
                 else:
-                    theta, loss = _adam_steps(prob, theta, x, free, gauge_info, adam_state, adam_steps, adam_lr)
-                    accel = 1.0
-                if accel >= 0:
-                    x = cgls(prob.operator(theta), prob.y, x, recon_iterations, prob.ridge)
+                    theta, loss = adam_update(prob, theta, x, free, gauge_info, adam_state, adam_steps, adam_lr)
+                    refit = True
+                if refit:
+                    x = ridge_cgls(prob.operator(theta), prob.y, x, recon_iterations, prob.ridge)
                     loss = prob.loss(theta, x)
                 result.record(li, level.factor, loss, theta)
                 if loss <= best[0]:
@@ -454,29 +243,17 @@ def calibrate(
                     bar.update(outer[li] - it - 1)
                     break
             theta, x = best[1].copy(), best[2]
-        assert prob is not None
-        final = (
-            _Problem(
-                lvls[-1],
-                model.with_geometry(lvls[-1].pg) if isinstance(model, PerturbModel) else model,
-                basis,
-                regularization,
-                lowpass,
-            )
-            if prob.level is not lvls[-1]
-            else prob
-        )
-        x = upsample(x, final.level.vg.shape)
-        result.std = _uncertainty(final, theta, x, free, gauge_info, H_last, optimizer)
+        assert prob is not None  # the last level's problem
+        result.std = uncertainty(prob, theta, x, free, gauge_info, H_last, optimizer)
         motion = model.pose(theta)
         if motion is not None:  # the pose is a gauge: report it, reconstruct in the scanner's frame
             result.pose = {"shift": motion[0].tolist(), "rotation": motion[1].tolist()}
             theta[model.user_size :] = 0.0
         # From zero, on the unweighted data: moving the calibration's volume by the pose (interpolation) and
         # re-fitting cost 0.9 dB PSNR against a fresh reconstruction on the cone-beam example (64³ x 90).
-        plain = final.unweighted()
-        x = cgls(plain.operator(theta), plain.y, np.zeros_like(x), final_recon_iterations, plain.ridge)
-        result.x, result.vg_x, result.theta = x, final.level.vg, theta.copy()
+        plain = prob.unweighted()
+        x = ridge_cgls(plain.operator(theta), plain.y, np.zeros_like(x), final_recon_iterations, plain.ridge)
+        result.x, result.vg_x, result.theta = x, prob.level.vg, theta.copy()
         result.final_loss = plain.loss(theta, x)
     except KeyboardInterrupt:
         result.interrupted = True
@@ -486,6 +263,31 @@ def calibrate(
     return result.finish(model)
 
 
+def _gauge(
+    prob: LevelProblem, model: Any, theta: np.ndarray, x: np.ndarray, mode: str, tol: float, fixed: list[int]
+) -> Gauge:
+    """The gauge test at the first level: the parameters' Jacobian columns against those of a rigid motion of the
+    object (the pose parameters' own columns when the model has them). In ``"report"`` mode nothing is fixed."""
+    cols = prob.jacobian(theta, x)
+    H0, _ = normal_equations(cols, np.zeros(prob.level.y.size))
+    nu = model.user_size
+    if nu < model.size:  # the pose columns are the rigid-motion generators
+        JtJ, JtG, GtG = H0[:nu, :nu], H0[:nu, nu:], H0[nu:, nu:]
+    else:
+        columns = gauge_generator_columns(prob.model, theta, prob.level.vg, prob.basis, prob.tensor(x))
+        G = prob.weighted_columns(columns)
+        JtJ, JtG, GtG = H0, cross(cols, G), G.T @ G
+    info = detect_gauge(prob.model, JtJ, JtG, GtG, tol, fixed)
+    pad = model.size - nu
+    info.constrained = np.pad(info.constrained, ((0, 0), (0, pad)))
+    info.directions = np.pad(info.directions, ((0, 0), (0, pad)))
+    info.norms = np.sqrt(np.maximum(np.diag(H0), 0.0))
+    if mode == "report":
+        info.fixed = list(fixed)
+        info.constrained = np.zeros((0, model.size))
+    return info
+
+
 def _spec_label(model: Any, i: int) -> str:
     k = 0
     for s in model.specs:
@@ -493,32 +295,6 @@ def _spec_label(model: Any, i: int) -> str:
             return s.name
         k += s.count
     raise IndexError(i)
-
-
-def _uncertainty(
-    prob: _Problem,
-    theta: np.ndarray,
-    x: np.ndarray,
-    free: np.ndarray,
-    gauge: Gauge | None,
-    H: np.ndarray | None,
-    optimizer: str,
-) -> np.ndarray | None:
-    """Standard deviations from the Gauss–Newton covariance ``σ² (J^T J)^-1`` (volume held fixed)."""
-    if free.size == 0:
-        return None
-    r = prob.residual(theta, x)
-    if H is None or optimizer != "lm" or H.shape[0] != theta.size:
-        H, _ = normal_equations(prob.jacobian(theta, x), r)
-    m = r.size
-    sigma2 = float(np.vdot(r, r)) / max(m - free.size, 1)
-    Hf = H[np.ix_(free, free)]
-    d = np.sqrt(np.maximum(np.diag(Hf), 1e-300))
-    B = _subspace(gauge, free, d)
-    cov_n = B @ np.linalg.pinv(B.T @ (Hf / np.outer(d, d)) @ B) @ B.T
-    std = np.zeros(theta.size)
-    std[free] = np.sqrt(np.maximum(np.diag(cov_n), 0.0) * sigma2) / d
-    return std
 
 
 def _default_volume(pg: Any) -> VolumeGeometry:

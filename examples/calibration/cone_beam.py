@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import add_noise, iterations_for, levels_for, parser, psnr
 
 import drct as ct
-from drct.calibration import cgls
-from drct.calibration.solver import operator_norm
+from drct.calibration import ridge_cgls
+from drct.calibration.problem import operator_norm
 
 
 def setup(size: int, views: int) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry, float, float]:
@@ -44,7 +44,7 @@ def setup(size: int, views: int) -> tuple[ct.VolumeGeometry, ct.ProjectionGeomet
 
 def recon(vg, pg, y, basis, iterations):
     A = ct.Projector(vg, pg, basis=basis)
-    return cgls(A, y, np.zeros(vg.shape, np.float32), iterations, 1e-5 * operator_norm(A))
+    return ridge_cgls(A, y, np.zeros(vg.shape, np.float32), iterations, 1e-5 * operator_norm(A))
 
 
 def run(args, basis: str) -> dict:

@@ -1,0 +1,127 @@
+"""One level of the calibration: its data, the low-pass weighted operator at a given geometry, the loss with its
+reverse-mode gradient and forward-mode Jacobian, and the ridge-regularised CGLS that fits the volume."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import drjit as dr
+import numpy as np
+
+from ..backend import types, upload
+from ..geometry.projection import ProjectionGeometry
+from ..projector import Projector
+from .levels import Level
+from .linalg import jacobian, seed_groups
+from .lowpass import DetectorLowPass, WeightedOperator
+
+
+def ridge_cgls(
+    A: Projector | WeightedOperator, y: np.ndarray, x0: np.ndarray, iterations: int, ridge: float
+) -> np.ndarray:
+    """Minimise ``|A x - y|^2 + ridge |x|^2`` by CGLS from ``x0`` (numpy in and out, no progress bar: the
+    calibration's inner solver; :func:`drct.recon.cgls` is the user-facing one, without the ridge).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.calibration import ridge_cgls
+        >>> vg = ct.VolumeGeometry((16, 16))
+        >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 24, endpoint=False), 24), basis="voxel")
+        >>> y = A(np.ones(vg.shape, np.float32))
+        >>> x = ridge_cgls(A, y, np.zeros(vg.shape, np.float32), 30, 0.0)
+        >>> bool(np.abs(x - 1).max() < 0.05)
+        True
+    """
+    x = np.asarray(x0, dtype=np.float32).copy()
+    r = y - A(x)
+    s = A.T(r) - ridge * x
+    p = s.copy()
+    gamma = float(np.vdot(s, s))
+    for _ in range(iterations):
+        if gamma <= 0:
+            break
+        q = A(p)
+        denom = float(np.vdot(q, q)) + ridge * float(np.vdot(p, p))
+        if denom <= 0:
+            break
+        alpha = gamma / denom
+        x += alpha * p
+        r -= alpha * q
+        s = A.T(r) - ridge * x
+        gamma, previous = float(np.vdot(s, s)), gamma
+        p = s + (gamma / previous) * p
+    return x
+
+
+def operator_norm(A: Projector) -> float:
+    """An upper bound of ``|A^T A|`` (the largest entry of ``A^T A 1`` for a non-negative ``A``)."""
+    ones = np.ones(A.domain_shape, np.float32)
+    return float(np.max(A.T(A(ones))))
+
+
+class LevelProblem:
+    """One level: data, model, and the operator at a given theta.
+
+    The data term is ``|L (A x - y)|^2`` with ``L`` a Gaussian low-pass across the detector: the smooth volume
+    model cannot reproduce the data's finest detail (edges sharper than its basis), and left unweighted that
+    mismatch pulls the geometry (see ``calibrate``'s ``lowpass``).
+    """
+
+    def __init__(self, level: Level, model: Any, basis: str, regularization: float, lowpass: float = 0.0) -> None:
+        self.level = level
+        self.model = model
+        self.basis = basis
+        dims = level.pg.ndim - 1 if isinstance(level.pg, ProjectionGeometry) else 0
+        self.lowpass = DetectorLowPass(lowpass / level.factor if dims else 0.0, dims)
+        self.y = self.lowpass(level.y)
+        self.norm = max(float(np.vdot(self.y, self.y)), 1e-300)
+        self.ridge = regularization * operator_norm(Projector(level.vg, level.pg, basis=basis))
+        self.t = types("float32")
+
+    def unweighted(self) -> LevelProblem:
+        """The same level without the low-pass (the ridge, one forward and adjoint to find, is kept)."""
+        out = copy.copy(self)
+        out.lowpass = DetectorLowPass(0.0, self.lowpass.ndim)
+        out.y = self.level.y
+        out.norm = max(float(np.vdot(out.y, out.y)), 1e-300)
+        return out
+
+    def operator(self, theta: np.ndarray) -> Any:
+        """``L A(theta)``: the weighted operator the volume is fitted with."""
+        return WeightedOperator(
+            Projector(self.level.vg, self.model.final_geometry(theta), basis=self.basis), self.lowpass
+        )
+
+    def residual(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return self.operator(theta)(x) - self.y
+
+    def loss(self, theta: np.ndarray, x: np.ndarray) -> float:
+        r = self.residual(theta, x)
+        return float(np.vdot(r, r)) / self.norm
+
+    def tensor(self, x: np.ndarray) -> Any:
+        return self.t.Tensor(upload(self.t.Float, x.reshape(-1)), x.shape)
+
+    def gradient(self, theta: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and its reverse-mode gradient w.r.t. theta."""
+        pg, leaves = self.model.geometry_reverse(theta)
+        A = Projector(self.level.vg, pg, basis=self.basis)
+        ax = A.forward_tensor(self.tensor(x)).array
+        r = self.lowpass(np.asarray(ax.numpy()).reshape(self.y.shape)) - self.y
+        weight = upload(self.t.Float, (2.0 / self.norm) * self.lowpass(r).reshape(-1))  # d loss / d (A x)
+        dr.backward(dr.sum(ax * weight))
+        return float(np.vdot(r, r)) / self.norm, self.model.gradient(leaves)
+
+    def weighted_columns(self, G: np.ndarray) -> np.ndarray:
+        """Dense Jacobian columns ``(rays, k)`` through the low-pass, as the data term sees them."""
+        if self.lowpass.sigma <= 0:
+            return G
+        blurred = self.lowpass(np.moveaxis(G, 1, 0).reshape(G.shape[1], *self.y.shape))
+        return np.moveaxis(blurred.reshape(G.shape[1], -1), 0, 1)
+
+    def jacobian(self, theta: np.ndarray, x: np.ndarray) -> Any:
+        cols = jacobian(self.model, theta, self.level.vg, self.basis, self.tensor(x), seed_groups(self.model))
+        if self.lowpass.sigma > 0:
+            cols.data = [self.lowpass(d.reshape(self.y.shape)).reshape(d.shape) for d in cols.data]
+        return cols

@@ -199,6 +199,8 @@ def test_interrupt_keeps_best_and_save(tmp_path) -> None:
     )
     data = json.loads(paths["calibration"].read_text())
     assert data["interrupted"] is True and data["parameters"]["det_shift_v"]["unit"] == "mm"
+    assert np.allclose(data["parameters"]["det_shift_v"]["trace"], res.trace("det_shift_v"))
+    assert len(data["parameters"]["det_shift_v"]["trace"]) == len(data["loss"]) == 3
     pg2, vg2 = ct.load_geometry(paths["geometry"])
     assert vg2 is not None and np.allclose(pg2.to_vectors(), res.geometry.to_vectors()) and vg2.shape == vg.shape
     with pytest.raises(FileExistsError, match=r"calibration\.json"):

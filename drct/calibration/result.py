@@ -108,7 +108,8 @@ class CalibrationResult:
         return np.asarray(rows, dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything but the arrays, JSON-ready; lengths also in detector pixels and angles in degrees."""
+        """Everything but the volume, JSON-ready: each parameter's value, std, unit and trace (one entry per
+        ``loss`` entry), lengths also in detector pixels and angles in degrees."""
         out: dict[str, Any] = {"parameters": {}}
         for name, value in self.params.items():
             entry: dict[str, Any] = {"value": value, "std": None if self.std is None else self.std[name]}
@@ -121,6 +122,7 @@ class CalibrationResult:
                 entry["unit"] = "mm"
                 entry["value_px"] = (np.asarray(value) / self.pixel).tolist()
             entry["fixed"] = name in self.fixed
+            entry["trace"] = self.trace(name).tolist()  # after every outer iteration, in the unit of "value"
             out["parameters"][name] = entry
         out.update(
             basis=self.basis,

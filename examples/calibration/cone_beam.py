@@ -14,6 +14,8 @@ axis projects, ``det_shift_u + M * cor_offset``, and that is what is scored.
 of its objective (the analytic data's discretisation error; ``--photons 0`` removes the noise).
 
 Run:  python examples/calibration/cone_beam.py [--size 128] [--views 360] [--compare] [-o out/cone] [--force]
+At 128³ x 360 on 2 CPU cores, ``--iterations 6,6,3`` (52 min) ended 0.014 px / 0.038 px / 0.0199° from the
+truth (axis column / det_shift_v / roll); the default 6,4,2 (42 min) 0.014 px / 0.048 px / 0.0206°.
 """
 
 from __future__ import annotations

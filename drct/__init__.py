@@ -24,6 +24,11 @@ from .backend import get_backend as get_backend
 from .backend import set_backend as set_backend
 from .calibration import CalibrationResult as CalibrationResult
 from .calibration import calibrate as calibrate
+from .concurrency import deterministic as deterministic
+from .concurrency import get_deterministic as get_deterministic
+from .concurrency import set_deterministic as set_deterministic
+from .errors import MemoryBudgetError as MemoryBudgetError
+from .errors import NonFiniteError as NonFiniteError
 from .geometry import ProjectionGeometry as ProjectionGeometry
 from .geometry import RayGeometry as RayGeometry
 from .geometry import VolumeGeometry as VolumeGeometry
@@ -52,6 +57,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "BackendError",
     "CalibrationResult",
+    "MemoryBudgetError",
+    "NonFiniteError",
     "ProjectionGeometry",
     "Projector",
     "RayGeometry",
@@ -61,12 +68,14 @@ __all__ = [
     "__version__",
     "calibrate",
     "cone",
+    "deterministic",
     "fan",
     "fbp",
     "fdk",
     "from_astra",
     "from_vectors",
     "get_backend",
+    "get_deterministic",
     "helix",
     "load_geometry",
     "load_scene",
@@ -78,5 +87,6 @@ __all__ = [
     "save_geometry",
     "scene",
     "set_backend",
+    "set_deterministic",
     "to_astra",
 ]

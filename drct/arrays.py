@@ -8,6 +8,7 @@ import drjit as dr
 import numpy as np
 
 from .backend import Types, upload
+from .errors import NonFiniteError, require_finite
 
 KINDS = ("numpy", "torch", "drjit")
 
@@ -39,7 +40,10 @@ def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x", leading
     array it came as (Dr.Jit inputs keep their AD).
 
     numpy arrays of any float dtype are converted to the operator's precision; torch and Dr.Jit tensors must
-    already have it (no silent copies of device data) and live on the operator's backend.
+    already have it (no silent copies of device data) and live on the operator's backend. NaN and ±Inf are
+    refused (:class:`~drct.errors.NonFiniteError`, drct's one rule for non-finite input). A torch tensor that
+    requires gradients is refused while torch records gradients (the conversion would drop them): the torch
+    front end (:mod:`drct.torch`) carries them.
     """
     kind = array_kind(x)
     if kind == "drjit" and not dr.is_tensor_v(x):
@@ -53,6 +57,7 @@ def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x", leading
     if kind == "numpy":
         if not np.issubdtype(x.dtype, np.floating):
             raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {x.dtype}")
+        require_finite(x, name)
         return t.Tensor(upload(t.Float, np.asarray(x, dtype=t.np_dtype).reshape(-1)), got), kind
     if dtype != t.dtype:
         raise TypeError(f"{name} has dtype {dtype}, but this operator computes in {t.dtype}; convert it first")
@@ -63,10 +68,23 @@ def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x", leading
                 f"{name} is on torch device {device!r} but the operator runs on Dr.Jit's {t.backend!r} backend; "
                 f"move the tensor or use ct.set_backend({'cuda' if device == 'cuda' else 'llvm'!r})"
             )
-        return t.Tensor(x.detach().contiguous()), kind
+        if x.requires_grad:
+            import torch
+
+            if torch.is_grad_enabled():
+                raise TypeError(
+                    f"{name} is a torch tensor that requires grad, and this call would silently drop its "
+                    "gradient: use ct.torch.project(x, A) / ct.torch.backproject(y, A) or the ct.torch layers, "
+                    "which carry gradients through torch autograd (or pass x.detach())"
+                )
+        tensor = t.Tensor(x.detach().contiguous())
+        require_finite_tensor(tensor, name)
+        return tensor, kind
     if dr.backend_v(x) != (dr.JitBackend.CUDA if t.backend == "cuda" else dr.JitBackend.LLVM):
         raise ValueError(f"{name} lives on Dr.Jit backend {dr.backend_v(x)}, but the operator uses {t.backend!r}")
-    return (x if type(x) is t.Tensor else t.Tensor(x)), kind
+    tensor = x if type(x) is t.Tensor else t.Tensor(x)
+    require_finite_tensor(tensor, name)
+    return tensor, kind
 
 
 def from_tensor(y: Any, kind: str) -> Any:
@@ -76,3 +94,13 @@ def from_tensor(y: Any, kind: str) -> Any:
     if kind == "torch":
         return y.torch()
     return y
+
+
+def require_finite_tensor(x: Any, name: str) -> None:
+    """Raise :class:`~drct.errors.NonFiniteError` if the Dr.Jit tensor ``x`` holds NaN or ±Inf (one reduction
+    on the device; the host copy is made only to name the first bad entry)."""
+    flat = dr.detach(x.array)
+    if dr.width(flat) == 0 or bool(dr.all(dr.isfinite(flat), axis=None)):
+        return
+    require_finite(np.asarray(x.numpy()), name)
+    raise NonFiniteError(f"{name} has non-finite entries (NaN or ±Inf)")  # pragma: no cover - numpy found them

@@ -6,10 +6,11 @@ from typing import Any
 
 import drjit as dr
 
-from .arrays import from_tensor, to_tensor
+from .arrays import from_tensor, require_finite_tensor, to_tensor
 from .backend import Types, canonical_dtype, get_backend, types
 from .geometry.projection import AnyGeometry, ProjectionGeometry, RayGeometry
 from .geometry.volume import VolumeGeometry
+from .memory import require_memory
 from .transform import AdjointOp, ForwardOp, Transform, apply
 from .volume import BASES, basis_degree
 
@@ -35,6 +36,13 @@ class Projector:
             (views ``b * V .. b * V + V - 1`` are sample ``b``'s), and ``A`` maps ``(batch, *vg.shape)`` to
             ``(batch, V, *det)``. Without it, ``A`` and ``A.T`` accept any leading batch dimensions and apply
             the one geometry to every sample — in one launch either way.
+        deterministic: bit-reproducible ``A.T`` and gradients (their scatter kernels run on one CPU thread in a
+            fixed order); ``None`` follows :func:`drct.set_deterministic` / ``with ct.deterministic():`` at each
+            call. See :mod:`drct.concurrency`.
+
+    Inputs must be finite: NaN or ±Inf in ``x`` or ``y`` raise :class:`drct.NonFiniteError` (drct's one rule
+    for non-finite values, :mod:`drct.errors`). Every call is safe from several threads at once, and estimates
+    its memory first: a problem that cannot fit raises :class:`drct.MemoryBudgetError` instead of crashing.
 
     Example:
         >>> import numpy as np, drct as ct
@@ -57,6 +65,7 @@ class Projector:
         backend: str | None = None,
         chunk_rays: int = 1 << 20,
         batch: int | None = None,
+        deterministic: bool | None = None,
     ) -> None:
         if not isinstance(vg, VolumeGeometry):
             raise TypeError(f"vg must be a drct.VolumeGeometry, got {type(vg).__name__}")
@@ -82,7 +91,12 @@ class Projector:
                 )
         self.batch = batch
         self.types: Types = types(canonical_dtype(dtype), backend or get_backend())
+        if chunk_rays is True or chunk_rays is False or not isinstance(chunk_rays, int) or chunk_rays < 1:
+            raise ValueError(f"chunk_rays must be a positive integer, got {chunk_rays!r}")
+        if deterministic is not None and not isinstance(deterministic, bool):
+            raise TypeError(f"deterministic must be True, False or None, got {deterministic!r}")
         self._engine = Transform(vg, pg, self.degree, self.types, chunk_rays, stacked=batch or 1)
+        self._engine.deterministic = deterministic
         self._check_size(batch or 1)
 
     def _check_size(self, batch: int) -> None:
@@ -92,6 +106,27 @@ class Projector:
                 f"problem too large for one launch: {size} coefficients (limit 2**31) and {rays} rays "
                 "(limit 2**32); split the volume into slabs, the views or the batch into chunks"
             )
+
+    def memory_estimate(self, batch: int = 1, adjoint: bool = False, gradient: bool = False) -> int:
+        """Bytes one call allocates besides its input: the output (twice when it is assembled from several
+        chunks, once more for the numpy copy returned), the per-thread copies of a CPU scatter target, and the
+        per-ray state of one chunk of a derivative pass (about 0.5 kB per ray)."""
+        engine, item = self._engine, (4 if self.dtype == "float32" else 8)
+        volume, rays = engine.grid.size * batch * item, engine.num_rays(batch) * item
+        chunks = len(engine.chunks(batch, linear=True))
+        if adjoint:
+            need = 2 * volume + min(volume * max(dr.thread_count(), 1), 32 * 2**20)
+        else:
+            need = rays * (3 if chunks > 1 else 2)
+        if gradient:
+            need += min(engine.chunk_rays, engine.num_rays(batch)) * 512 + volume + rays
+        return need
+
+    def _check_memory(self, batch: int, adjoint: bool) -> None:
+        if self.backend != "llvm":  # device memory: Dr.Jit raises its own error on CUDA
+            return
+        what = f"{'A.T' if adjoint else 'A'} of {self!r} over {batch} sample(s)"
+        require_memory(self.memory_estimate(batch, adjoint), what)
 
     @property
     def dtype(self) -> str:
@@ -149,6 +184,8 @@ class Projector:
         enabled (see :meth:`drct.ProjectionGeometry.with_drjit_vectors` and :meth:`~drct.ProjectionGeometry.perturb`).
         """
         lead, count = self._batch(x.shape, self.domain_shape, "x (volume)")
+        require_finite_tensor(x, "x (volume)")
+        self._check_memory(count, adjoint=False)
         out = self.types.Tensor(apply(ForwardOp, self._engine, x.array, count), (*lead, *self.range_shape))
         dr.eval(out)
         return out
@@ -160,6 +197,8 @@ class Projector:
         Differentiable w.r.t. ``y`` (both modes) and the geometry vectors (reverse mode).
         """
         lead, count = self._batch(y.shape, self.range_shape, "y (projections)")
+        require_finite_tensor(y, "y (projections)")
+        self._check_memory(count, adjoint=True)
         out = self.types.Tensor(apply(AdjointOp, self._engine, y.array, count), (*lead, *self.domain_shape))
         dr.eval(out)
         return out

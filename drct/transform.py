@@ -16,6 +16,7 @@ import drjit as dr
 from tqdm.auto import tqdm
 
 from .backend import Types
+from .concurrency import get_deterministic, launches
 from .geometry.projection import AnyGeometry, ProjectionGeometry
 from .geometry.volume import VolumeGeometry
 from .kernels import derivatives, march
@@ -51,6 +52,11 @@ class Transform:
         self._first_center = [dr.opaque(t.Float64, c) for c in vg.first_center]
         self._spacing = [dr.opaque(t.Float64, h) for h in vg.spacing_xyz]
         self._fixed_vectors = None if pg.differentiable else geometry_vectors(pg, t)
+        self.deterministic: bool | None = None  # None: follow drct.concurrency's default at each call
+
+    def reproducible(self) -> bool:
+        """Whether this call's scatter kernels must be bit-reproducible (see :mod:`drct.concurrency`)."""
+        return get_deterministic() if self.deterministic is None else self.deterministic
 
     # ---- inputs ---------------------------------------------------------------------------------------------
     def vectors(self) -> Vectors:
@@ -119,20 +125,24 @@ class Transform:
         """``A x`` (flat, one value per ray) for flat coefficients ``coeffs`` of ``batch`` volumes."""
         vectors = _detached(vectors)
         parts = []
-        for start, count in self._progress("A x", batch, linear=True):
-            part = march.project(self.grid, self.t, self._ray_segments(vectors, start, count, batch), coeffs)
-            dr.eval(part)
-            parts.append(part)
-        return self._assemble(parts, batch, linear=True)
+        with launches(self.t.backend):
+            for start, count in self._progress("A x", batch, linear=True):
+                part = march.project(self.grid, self.t, self._ray_segments(vectors, start, count, batch), coeffs)
+                dr.eval(part)
+                parts.append(part)
+            out = self._assemble(parts, batch, linear=True)
+            dr.eval(out)
+        return out
 
     def backproject(self, values: Any, vectors: Vectors, batch: int = 1) -> Any:
         """``A.T y`` (flat, unpadded, ``batch`` volumes) for one value per ray."""
         vectors = _detached(vectors)
         target = dr.zeros(self.t.Float, self.grid.size * batch)
-        for start, count in self._progress("A.T y", batch, linear=True):
-            segs = self._ray_segments(vectors, start, count, batch)
-            march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target)
-            dr.eval(target)
+        with launches(self.t.backend, self.reproducible()):
+            for start, count in self._progress("A.T y", batch, linear=True):
+                segs = self._ray_segments(vectors, start, count, batch)
+                march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target)
+                dr.eval(target)
         return target
 
     # ---- derivatives w.r.t. the rays ------------------------------------------------------------------------
@@ -189,13 +199,14 @@ class Transform:
         vectors = _detached(vectors)
         target = dr.zeros(t.Float, self.grid.size * batch) if want_volume else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
-        for start, count in self._progress("gradient", batch):
-            w = self._slice(weights, start, count)
-            views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, w, target)
-            for name, comps in grads.items():
-                for acc, g in zip(out[name], comps, strict=True):
-                    dr.scatter_add(acc, g, views)
-            dr.eval(out, target)
+        with launches(t.backend, self.reproducible()):
+            for start, count in self._progress("gradient", batch):
+                w = self._slice(weights, start, count)
+                views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, w, target)
+                for name, comps in grads.items():
+                    for acc, g in zip(out[name], comps, strict=True):
+                        dr.scatter_add(acc, g, views, mode=march.scatter_mode(acc))
+                dr.eval(out, target)
         return target, out
 
     def geometry_jvp(self, coeffs: Any, vectors: Vectors, tangents: Vectors, batch: int = 1) -> Any:
@@ -205,16 +216,19 @@ class Transform:
         tangents = {name: [t.Float64(c) for c in tangents[name]] for name in vectors}
         dr.eval(tangents)
         parts = []
-        for start, count in self._progress("JVP", batch):
-            views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch)
-            change = 0.0
-            for name, comps in grads.items():
-                for g, dv in zip(comps, tangents[name], strict=True):
-                    change = change + g * dr.gather(t.Float64, dv, views)
-            part = t.Float(change)
-            dr.eval(part)
-            parts.append(part)
-        return self._assemble(parts, batch, linear=False)
+        with launches(t.backend):
+            for start, count in self._progress("JVP", batch):
+                views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch)
+                change = 0.0
+                for name, comps in grads.items():
+                    for g, dv in zip(comps, tangents[name], strict=True):
+                        change = change + g * dr.gather(t.Float64, dv, views)
+                part = t.Float(change)
+                dr.eval(part)
+                parts.append(part)
+            out = self._assemble(parts, batch, linear=False)
+            dr.eval(out)
+        return out
 
 
 def _has_grad(tree: Any) -> bool:

@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
+import drjit as dr
 import numpy as np
+
+MAX_COORDINATE = 1e9
+"""Largest coordinate (mm) of a geometry vector: float64 resolves positions there to ~1e-7 mm."""
+
+
+def _refuse_gradients(value: Any, name: str) -> None:
+    """Converting a differentiable array to numpy would drop its gradient without a word: refuse instead."""
+    if hasattr(value, "detach") and bool(getattr(value, "requires_grad", False)):
+        raise TypeError(
+            f"{name} is a torch tensor that requires grad; drct would store it as numpy and drop the gradient: "
+            "use the geometry tensors of ct.torch (ct.torch.project(x, A, det_shift_u=..., vectors=...)) to "
+            "differentiate w.r.t. the geometry, or pass .detach()"
+        )
+    if dr.is_array_v(value) and dr.grad_enabled(value):
+        raise TypeError(
+            f"{name} is a Dr.Jit array with gradients enabled; drct would store it as numpy and the geometry "
+            "gradient would silently be zero: use pg.with_drjit_vectors() (then dr.enable_grad(pg.det), ...) or "
+            "pg.perturb(name=Float64 with gradients) to differentiate w.r.t. the geometry, or pass dr.detach(...)"
+        )
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:
+    _refuse_gradients(value, name)
     if hasattr(value, "detach"):  # torch tensors
         value = value.detach().cpu().numpy()
     elif hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # Dr.Jit arrays
@@ -16,7 +37,9 @@ def _as_float_array(value: Any, name: str) -> np.ndarray:
         arr = np.asarray(value)
     except Exception as err:
         raise TypeError(f"{name} must be numeric, got {type(value).__name__}") from err
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    if arr.dtype == bool:
+        raise TypeError(f"{name} must be numbers, got booleans: {value!r}")
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise TypeError(f"{name} must be numeric, got {value!r} (dtype {arr.dtype})")
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real, got complex values")
@@ -69,6 +92,13 @@ def finite_rows(value: Any, cols: int, name: str, rows: int | None = None) -> np
     bad = ~np.all(np.isfinite(arr), axis=1)
     if np.any(bad):
         raise ValueError(f"{name} must be finite, but row {int(np.argmax(bad))} is {arr[bad][0].tolist()}")
+    far = np.any(np.abs(arr) > MAX_COORDINATE, axis=1)
+    if np.any(far):
+        raise ValueError(
+            f"{name} must lie within ±{MAX_COORDINATE:.0e} mm, but row {int(np.argmax(far))} is "
+            f"{arr[far][0].tolist()}: beyond that, float64 places a ray no better than 1e-7 mm and its chord "
+            "through the volume comes out wrong; move the point along its ray towards the volume"
+        )
     return arr
 
 
@@ -77,7 +107,11 @@ def angles_array(angles: Any) -> np.ndarray:
     arr = _as_float_array(angles, "angles")
     if arr.ndim == 0:
         raise TypeError(f"angles must be a 1D sequence of radians (e.g. np.linspace(0, np.pi, 180)), got {angles!r}")
-    arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"angles must be a 1D sequence of radians, got an array of shape {arr.shape} "
+            "(flatten it yourself if its order is the view order)"
+        )
     if arr.size == 0:
         raise ValueError("angles is empty: at least one projection angle is needed")
     if not np.all(np.isfinite(arr)):

@@ -42,8 +42,10 @@ class VolumeGeometry:
         center: Sequence[float] | None = None,
     ) -> None:
         try:
+            if isinstance(shape, (str, bytes)) or any(isinstance(n, (bool, np.bool_)) for n in shape):
+                raise TypeError
             dims = tuple(int(n) for n in shape)
-        except TypeError:
+        except (TypeError, ValueError, OverflowError):
             raise TypeError(f"shape must be a sequence of 2 or 3 integers, got {shape!r}") from None
         if len(dims) not in (2, 3) or any(n != s for n, s in zip(dims, shape, strict=True)):
             raise ValueError(f"shape must be (nz, ny, nx) or (ny, nx) integers, got {tuple(shape)!r}")

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..arrays import from_tensor, to_tensor
+from ..errors import require_finite
 from ..projector import Projector
 
 Callback = Callable[[int, Any, float], Any]
@@ -55,7 +56,10 @@ class Problem:
     def volume(self, x: Any, what: str) -> Any:
         """A user volume (numpy/torch/Dr.Jit, or a scalar) as a flat array."""
         if np.isscalar(x):
-            return self.full(float(x))  # type: ignore[arg-type]
+            if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{self.name}: {what} must be a number or a volume array, got {x!r}")
+            require_finite(float(x), what)
+            return self.full(float(x))
         return to_tensor(x, self.A.domain_shape, self.t, what)[0].array
 
     def start(self, x0: Any, default: float = 0.0) -> Any:
@@ -108,7 +112,12 @@ def check_niter(niter: Any, name: str) -> int:
 
 
 def check_positive(value: Any, name: str, what: str) -> float:
-    if not isinstance(value, (int, float, np.floating, np.integer)) or not np.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not np.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{name}: {what} must be a finite number > 0, got {value!r}")
     return float(value)
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..backend import Types, upload
 from ..geometry.projection import ProjectionGeometry, host_rows
 from ..geometry.volume import VolumeGeometry
+from ..kernels.march import scatter_mode
 
 
 def _view_parameters(pg: ProjectionGeometry) -> np.ndarray:
@@ -158,7 +159,7 @@ class _Backprojector:
         out = dr.zeros(self.t.Float, self.pg.num_rays)
         for taps in self._views():
             for index, weight, active in taps:
-                dr.scatter_add(out, weight * g, index, active)
+                dr.scatter_add(out, weight * g, index, active, mode=scatter_mode(out))
             dr.eval(out)
         return out
 

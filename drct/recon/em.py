@@ -23,6 +23,21 @@ def _check_data(p: Problem) -> None:
         raise ValueError(f"{p.name}: y must be non-negative (Poisson data), but its minimum is {dr.min(p.y)[0]}")
 
 
+def _start(p: Problem, x0: Any, m: Any) -> Any:
+    """The start ``x0`` (default ones), masked; refused unless non-negative with a positive entry, since the
+    multiplicative updates keep a zero at zero and flip the sign of nothing."""
+    x = p.start(x0, 1.0)
+    if m is not None:
+        x = x * m
+    low, high = float(dr.min(dr.detach(x))[0]), float(dr.max(dr.detach(x))[0])
+    if low < 0 or not high > 0:
+        raise ValueError(
+            f"{p.name}: x0 must be non-negative with at least one positive entry (inside the mask), got values "
+            f"in [{low}, {high}]; EM updates are multiplicative: zeros stay zero and negative starts are meaningless"
+        )
+    return x
+
+
 @torch_autograd
 def mlem(
     A: Projector,
@@ -57,9 +72,7 @@ def mlem(
     sens = safe_inverse(p.adjoint(dr.full(p.t.Float, 1.0, dr.width(p.y))), p.t.Float)
     if m is not None:
         sens = sens * m
-    x = p.start(x0, 1.0)
-    if m is not None:
-        x = x * m
+    x = _start(p, x0, m)
     ax = p.forward(x)
     for k in steps(niter, progress, "mlem"):
         x = x * sens * p.adjoint(_ratio(p.y, ax, p.t.Float))
@@ -105,9 +118,7 @@ def osem(
     for op, index in p.subsets(subsets):
         sens = safe_inverse(p.adjoint(dr.full(p.t.Float, 1.0, dr.width(index)), op), p.t.Float)
         plan.append((op, p.gather(p.y, index), sens if m is None else sens * m))
-    x = p.start(x0, 1.0)
-    if m is not None:
-        x = x * m
+    x = _start(p, x0, m)
     for k in steps(niter, progress, "osem"):
         for op, y_s, sens in plan:
             x = x * sens * p.adjoint(_ratio(y_s, p.forward(x, op), p.t.Float), op)

@@ -34,7 +34,7 @@ def padded_length(cols: int) -> int:
 def _check(filter: str, cutoff: float) -> None:
     if not isinstance(filter, str) or filter.lower() not in FILTERS:
         raise ValueError(f"filter must be one of {FILTERS}, got {filter!r}")
-    if not (isinstance(cutoff, (int, float)) and np.isfinite(cutoff) and 0 < cutoff <= 1):
+    if isinstance(cutoff, bool) or not (isinstance(cutoff, (int, float)) and np.isfinite(cutoff) and 0 < cutoff <= 1):
         raise ValueError(f"cutoff must be a number in (0, 1] (a fraction of the Nyquist frequency), got {cutoff!r}")
 
 

@@ -324,18 +324,3 @@ def test_cli_scene(tmp_path) -> None:
     for name in ("geometry.json", "reconstruction.tif", "report.png", "scene.toml"):
         assert (out / name).stat().st_size > 0
     assert ct.load_scene(out / "scene.toml").misalignment["det_roll"] == pytest.approx(roll)
-
-
-def test_docstring_examples_run() -> None:
-    """The calibration's docstring examples (``ct.calibrate``, ``ridge_cgls``, the package's) run and hold."""
-    import doctest
-
-    import drct.calibration
-    from drct.calibration import problem, solver
-
-    attempted = 0
-    for module in (drct.calibration, problem, solver):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.failed == 0, module.__name__
-        attempted += result.attempted
-    assert attempted >= 15

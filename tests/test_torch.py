@@ -30,19 +30,6 @@ def _rand(*shape: int, seed: int = 0, grad: bool = True, dtype: Any = F64) -> An
     return torch.rand(*shape, generator=g, dtype=dtype).requires_grad_(grad)
 
 
-def test_docstring_examples_run() -> None:
-    import doctest
-
-    from drct.torch import _bridge, _geometry, _layers
-
-    attempted = 0
-    for module in (drct.torch, _bridge, _geometry, _layers):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.failed == 0, module.__name__
-        attempted += result.attempted
-    assert attempted > 10
-
-
 # ---- values ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["parallel2d", "fan_curved", "cone_flat", "helix", "rays3d"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -28,10 +28,7 @@ SLOW = {"drct.calibration", "drct.calibration.solver"}
 
 # Public modules without a runnable example yet; take a module off when it gains one.
 NO_EXAMPLE_YET = {
-    "drct.arrays",
-    "drct.calibration.levels",
     "drct.calibration.linalg",
-    "drct.calibration.lowpass",
     "drct.calibration.report",
     "drct.calibration.result",
     "drct.calibration.steps",
@@ -40,13 +37,11 @@ NO_EXAMPLE_YET = {
     "drct.cli.info",
     "drct.cli.reconstruct",
     "drct.cli.simulate",
-    "drct.geometry",
     "drct.kernels",
     "drct.kernels.derivatives",
     "drct.kernels.march",
     "drct.kernels.rays",
     "drct.physics.make_tables",
-    "drct.recon",
     "drct.recon.backproject",
     "drct.scene.detectors",
     "drct.scene.mesh_objects",

@@ -12,6 +12,7 @@ import doctest
 import importlib
 import io
 import pkgutil
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -20,6 +21,7 @@ from conftest import cuda_available
 import drct
 import drct as ct
 
+ROOT = Path(__file__).resolve().parents[1]
 CUDA = doctest.register_optionflag("CUDA")
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
@@ -43,12 +45,10 @@ NO_EXAMPLE_YET = {
     "drct.kernels.rays",
     "drct.physics.make_tables",
     "drct.recon.backproject",
-    "drct.scene.detectors",
     "drct.scene.mesh_objects",
     "drct.scene.objects",
     "drct.scene.rays",
     "drct.scene.simulate",
-    "drct.scene.sources",
     "drct.scene.volumes",
     "drct.transform",
 }
@@ -92,7 +92,8 @@ def _params() -> list[object]:
 
 
 @pytest.mark.parametrize("name", _params())
-def test_docstring_examples(name: str) -> None:
+def test_docstring_examples(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # examples name files of the repository (scenes/...) relative to its root
     module = _import(name)
     tests = [t for t in doctest.DocTestFinder().find(module, name) if t.examples]
     needs_gpu = [t for t in tests if any(ex.options.get(CUDA) for ex in t.examples)]

@@ -46,9 +46,7 @@ NO_EXAMPLE_YET = {
     "drct.physics.make_tables",
     "drct.recon.backproject",
     "drct.scene.mesh_objects",
-    "drct.scene.objects",
     "drct.scene.rays",
-    "drct.scene.simulate",
     "drct.scene.volumes",
     "drct.transform",
 }

@@ -12,11 +12,12 @@ import doctest
 import importlib
 import io
 import pkgutil
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, TracebackType
 
 import pytest
-from conftest import cuda_available
+from conftest import cuda_available, slow_cases
 
 import drct
 import drct as ct
@@ -24,6 +25,7 @@ import drct as ct
 ROOT = Path(__file__).resolve().parents[1]
 CUDA = doctest.register_optionflag("CUDA")
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
 
 # Modules whose examples take several seconds on 2 CPU cores (they run whole calibrations).
 SLOW = {"drct.calibration", "drct.calibration.solver"}
@@ -68,7 +70,9 @@ class _Runner(doctest.DocTestRunner):
         super().__init__(optionflags=FLAGS)
         self.missing: set[str] = set()
 
-    def report_unexpected_exception(self, out, test, example, exc_info) -> None:  # type: ignore[no-untyped-def]
+    def report_unexpected_exception(
+        self, out: Callable[[str], object], test: doctest.DocTest, example: doctest.Example, exc_info: ExcInfo
+    ) -> None:
         error = exc_info[1]
         if isinstance(error, ModuleNotFoundError) and error.name and not error.name.startswith("drct"):
             self.missing.add(error.name)
@@ -84,11 +88,7 @@ def _import(name: str) -> ModuleType:
         pytest.skip(f"{name} needs the optional package {error.name!r}, which is not installed")
 
 
-def _params() -> list[object]:
-    return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in module_names()]
-
-
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", slow_cases(module_names(), SLOW))
 def test_docstring_examples(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)  # examples name files of the repository (scenes/...) relative to its root
     module = _import(name)

@@ -45,10 +45,8 @@ NO_EXAMPLE_YET = {
     "drct.kernels.march",
     "drct.kernels.rays",
     "drct.physics.make_tables",
-    "drct.recon.backproject",
     "drct.scene.mesh_objects",
     "drct.scene.rays",
-    "drct.scene.volumes",
     "drct.transform",
 }
 

@@ -34,7 +34,6 @@ SLOW = {"drct.calibration", "drct.calibration.solver"}
 NO_EXAMPLE_YET = {
     "drct.calibration.report",
     "drct.calibration.result",
-    "drct.calibration.steps",
     "drct.cli",
     "drct.cli.calibrate",
     "drct.cli.info",

@@ -45,7 +45,6 @@ NO_EXAMPLE_YET = {
     "drct.kernels.rays",
     "drct.physics.make_tables",
     "drct.scene.mesh_objects",
-    "drct.scene.rays",
     "drct.transform",
 }
 

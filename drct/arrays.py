@@ -1,4 +1,17 @@
-"""Conversion of user arrays (numpy, torch, Dr.Jit) to Dr.Jit tensors and back, with clear errors."""
+"""Conversion of user arrays (numpy, torch, Dr.Jit) to Dr.Jit tensors and back, with clear errors.
+
+Example:
+    >>> import numpy as np
+    >>> from drct.arrays import from_tensor, to_tensor
+    >>> from drct.backend import types
+    >>> x, kind = to_tensor(np.ones((2, 3)), (2, 3), types("float32"))
+    >>> kind, from_tensor(x, kind).dtype
+    ('numpy', dtype('float32'))
+    >>> to_tensor(np.ones(4), (2, 3), types("float32"), name="volume")
+    Traceback (most recent call last):
+        ...
+    ValueError: volume must have shape (2, 3), got (4,)
+"""
 
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ Example:
     >>> require_finite(np.array([1.0, np.nan, np.inf]), "y (projections)")
     Traceback (most recent call last):
         ...
-    drct.errors.NonFiniteError: y (projections) has 2 non-finite entries (NaN or ±Inf; first at index (1,)); drct refuses non-finite input: clean it first (e.g. np.nan_to_num, or mask the bad pixels)
+    drct.errors.NonFiniteError: y (projections) has 2 non-finite entries (NaN or ±Inf; first at index (1,));
+    drct refuses non-finite input: clean it first (e.g. np.nan_to_num, or mask the bad pixels)
 """
 
 from __future__ import annotations

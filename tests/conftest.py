@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -74,3 +77,8 @@ def cuda_available() -> bool:
 
 
 requires_cuda = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU: Dr.Jit's CUDA backend is unavailable")
+
+
+def slow_cases(values: Iterable[Any], slow: Container[Any]) -> list[Any]:
+    """``values`` for ``pytest.mark.parametrize`` with the cases in ``slow`` marked ``slow`` (``-m "not slow"``)."""
+    return [pytest.param(value, marks=pytest.mark.slow) if value in slow else value for value in values]

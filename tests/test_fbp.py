@@ -26,6 +26,7 @@ def _psnr(rec: np.ndarray, truth: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------------------- 2D amplitudes
+@pytest.mark.slow
 def test_parallel_shepp_logan_amplitude_psnr_and_astra():
     astra = pytest.importorskip("astra")
     angles = np.linspace(0, np.pi, 360, endpoint=False)
@@ -118,6 +119,7 @@ def test_amplitude_any_basis_voxel_size_and_spacing(basis, voxel, spacing, beam)
 
 
 # --------------------------------------------------------------------------------------------- 3D FDK
+@pytest.mark.slow
 @pytest.mark.parametrize("scan", ["full", "short"])
 def test_fdk_128_cone_amplitude(scan):
     """128³ Shepp-Logan, flat detector, 180 views (full) or a Parker short scan."""

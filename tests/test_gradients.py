@@ -6,7 +6,7 @@ from __future__ import annotations
 import drjit as dr
 import numpy as np
 import pytest
-from conftest import GEOMETRIES, requires_cuda, volume_for
+from conftest import GEOMETRIES, requires_cuda, slow_cases, volume_for
 
 import drct as ct
 from drct.backend import drjit_module
@@ -79,7 +79,7 @@ def probe_index(value: np.ndarray) -> tuple:
 
 
 @pytest.mark.parametrize("basis", GRAD_BASES)
-@pytest.mark.parametrize("kind", DETECTOR_KINDS)
+@pytest.mark.parametrize("kind", slow_cases(DETECTOR_KINDS, {k for k in DETECTOR_KINDS if GEOMETRIES[k].ndim == 3}))
 def test_named_parameters_reverse_and_forward(kind: str, basis: str) -> None:
     prob = Problem(kind, basis)
     # reverse mode: one backward pass gives every parameter's gradient and the volume's
@@ -232,6 +232,7 @@ def test_bad_parameters_are_refused() -> None:
         perturb(GEOMETRIES["rays2d"], det_shift_u=1.0)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cone_flat", "rays2d"])
 def test_chunking_changes_nothing(kind: str) -> None:
     """Splitting the rays into many launches gives the same values and gradients."""

@@ -90,6 +90,7 @@ def test_rotated_ellipse_chords():
     assert got[-1] == 0.0 and np.count_nonzero(got[:-1]) >= 8
 
 
+@pytest.mark.slow
 def test_rotated_ellipsoid_chords_brute_force():
     e = Ellipsoid((2.0, -1.0, 3.0), (12.0, 5.0, 8.0), mu=1.5, angles=(0.4, 1.1, -0.7))
     rot = e.rotation()
@@ -299,6 +300,7 @@ def test_projector_accuracy_2d_parallel(basis):
     assert errs[512] < 0.01  # measured 0.73 %, 0.74 %
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("basis", ["voxel", "linear"])
 def test_projector_accuracy_3d_cone(basis):
     pg = ct.cone(np.linspace(0, 2 * np.pi, 60, endpoint=False), (160, 160), 2.0, 400.0, 800.0)

@@ -92,6 +92,7 @@ def test_os_sart_reaches_the_same_solution_faster():
     assert np.linalg.norm(os_long - x) < 1e-3 * np.linalg.norm(x)
 
 
+@pytest.mark.slow
 def test_tv_beats_sirt_by_2db_on_60_noisy_views():
     vg = ct.VolumeGeometry((64, 64))
     pg = ct.parallel(np.linspace(0, np.pi, 60, endpoint=False), 96)
@@ -111,6 +112,7 @@ def test_tv_beats_sirt_by_2db_on_60_noisy_views():
     assert tv.min() >= 0
 
 
+@pytest.mark.slow
 def test_osem_matches_mlem_fixed_point():
     vg = ct.VolumeGeometry((16, 16), voxel_size=2.0)
     pg = ct.parallel(np.linspace(0, np.pi, 60, endpoint=False), 24, 1.5)
@@ -137,6 +139,7 @@ def test_osem_matches_mlem_fixed_point():
     assert osem.min() >= 0 and mlem.min() >= 0
 
 
+@pytest.mark.slow
 def test_masks_nonnegativity_callbacks_and_kinds():
     torch = pytest.importorskip("torch")
     A, x = _small("float32")
@@ -160,6 +163,7 @@ def test_masks_nonnegativity_callbacks_and_kinds():
     assert got == [torch.Tensor, torch.Tensor]
 
 
+@pytest.mark.slow
 def test_unrolled_solvers_are_differentiable():
     TensorXf64 = drjit_module().TensorXf64
 
@@ -207,6 +211,7 @@ def test_solver_errors_are_clear():
 
 
 # --------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_reconstruct(tmp_path, capsys):
     tifffile = pytest.importorskip("tifffile")
     vg = ct.VolumeGeometry((8, 24, 24), voxel_size=1.0)
@@ -349,6 +354,7 @@ def test_torch_autograd_through_solvers_and_fbp():
     assert seen[:3] == [torch.Tensor] * 3  # callbacks of the torch run see torch tensors
 
 
+@pytest.mark.slow
 def test_torch_backward_twice_through_the_same_output():
     """A second backward through one output (retain_graph, as gradcheck does) gives the same gradients again."""
     torch = pytest.importorskip("torch")

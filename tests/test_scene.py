@@ -577,6 +577,7 @@ def test_copies_and_scaled_scenes_have_their_own_parameters(tmp_path: Path) -> N
     assert "mu 0.02 /mm" in scene.describe()
 
 
+@pytest.mark.slow
 def test_misaligned_volume_scene_has_exact_geometry_gradients() -> None:
     path = next(p for p in SCENES if p.stem == "micro_ct_misaligned")
     scene = load_scene(path, scale=0.12, overrides={"scene.dtype": "float64"})

@@ -99,6 +99,7 @@ def test_the_unmutated_scene_is_valid() -> None:
     assert scene.simulate(seed=0).projections.shape == (4, 8)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*saturate")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(PATHS), value, st.booleans(), st.booleans())

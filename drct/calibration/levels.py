@@ -24,7 +24,14 @@ class Level:
 
 
 def coarse_volume(vg: VolumeGeometry, factor: int) -> VolumeGeometry:
-    """The grid ``vg`` with ``factor`` times fewer coefficients per axis, covering the same box."""
+    """The grid ``vg`` with ``factor`` times fewer coefficients per axis, covering the same box.
+
+    Example:
+        >>> import drct as ct
+        >>> from drct.calibration.levels import coarse_volume
+        >>> coarse_volume(ct.VolumeGeometry((64, 64, 48), voxel_size=0.5), 2)
+        VolumeGeometry(shape=(32, 32, 24), voxel_size=(1.0, 1.0, 1.0), center=(0.0, 0.0, 0.0))
+    """
     if factor == 1:
         return vg
     shape = tuple(max(2, int(np.ceil(n / factor))) for n in vg.shape)
@@ -37,6 +44,15 @@ def bin_detector(pg: ProjectionGeometry, y: np.ndarray, factor: int) -> tuple[Pr
 
     The binned pixel's centre is the mean of the centres it covers, so the geometry stays exact for flat
     detectors. Curved detectors are binned only along the rows (their columns lie on an arc).
+
+    Example:
+        >>> import numpy as np
+        >>> import drct as ct
+        >>> from drct.calibration.levels import bin_detector
+        >>> pg = ct.cone(np.linspace(0, np.pi, 4), (6, 9), 1.0, 100.0, 200.0)
+        >>> binned, y = bin_detector(pg, np.ones((4, 6, 9)), 2)  # the 9th column is cropped
+        >>> binned, y.shape
+        (ProjectionGeometry(cone 3D, 4 views, det_shape=(3, 4)), (4, 3, 4))
     """
     if factor == 1:
         return pg, y

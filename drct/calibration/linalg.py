@@ -4,6 +4,19 @@ their view structure, and gauge detection from the Jacobian's near-null space.
 Every parameter column is one JVP of ``theta -> A(theta) x``. A per-view parameter only moves its own view, so
 one JVP with the tangent 1 in every view gives all its columns at once (stacked by view); the normal matrix then
 has a dense global block, global-by-view couplings and per-view diagonal blocks.
+
+Example:
+    >>> import numpy as np
+    >>> from drct.calibration.linalg import Columns, cross, dense, normal_equations
+    >>> rng = np.random.default_rng(0)
+    >>> # theta = (one global entry, one entry per view), 3 views of 5 rays each
+    >>> cols = Columns([np.array([0]), np.array([1, 2, 3])], list(rng.normal(size=(2, 3, 5))), size=4)
+    >>> J, r = dense(cols), rng.normal(size=(3, 5))
+    >>> H, g = normal_equations(cols, r)
+    >>> bool(np.allclose(H, J.T @ J) and np.allclose(g, J.T @ r.reshape(-1)))
+    True
+    >>> bool(np.allclose(cross(cols, r.reshape(-1, 1))[:, 0], g))
+    True
 """
 
 from __future__ import annotations

@@ -12,6 +12,18 @@ class DetectorLowPass:
     """A Gaussian blur of projections across the detector (``sigma`` pixels; views are left alone).
 
     With zero padding at the detector's edges the blur is a symmetric matrix, so it is its own transpose.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.calibration.lowpass import DetectorLowPass
+        >>> blur = DetectorLowPass(1.0, ndim=1)
+        >>> y = np.zeros((2, 9))
+        >>> y[:, 4] = 1.0  # one bright pixel in each of 2 views
+        >>> bool(np.allclose(blur(y).sum(axis=1), 1.0))  # spread across the detector, never across views
+        True
+        >>> a, b = np.random.default_rng(0).normal(size=(2, 3, 9))
+        >>> bool(np.isclose(np.vdot(blur(a), b), np.vdot(a, blur(b))))  # symmetric
+        True
     """
 
     def __init__(self, sigma: float, ndim: int) -> None:

@@ -12,7 +12,18 @@ from .problem import LevelProblem
 
 
 def subspace(gauge: Gauge | None, free: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Orthonormal basis (in the coordinates ``d * theta[free]``) of the steps that keep off the gauge."""
+    """Orthonormal basis (in the coordinates ``d * theta[free]``) of the steps that keep off the gauge.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.calibration.linalg import Gauge
+        >>> from drct.calibration.steps import subspace
+        >>> along = np.array([[1.0, 1.0, 0.0]]) / np.sqrt(2)  # moving theta[0] and theta[1] together: invisible
+        >>> gauge = Gauge(directions=along, fixed=[], constrained=along, norms=np.ones(3), report=[])
+        >>> B = subspace(gauge, np.arange(3), np.ones(3))
+        >>> B.shape, bool(np.allclose(along @ B, 0.0)), bool(np.allclose(B.T @ B, np.eye(2)))
+        ((3, 2), True, True)
+    """
     n = free.size
     if gauge is None or gauge.constrained.shape[0] == 0:
         return np.eye(n)

@@ -1,4 +1,13 @@
-"""Volume and projection geometries."""
+"""Volume and projection geometries.
+
+Example:
+    >>> import numpy as np
+    >>> from drct.geometry import VolumeGeometry, parallel
+    >>> VolumeGeometry((64, 64), voxel_size=0.5).shape
+    (64, 64)
+    >>> parallel(np.linspace(0, np.pi, 90, endpoint=False), 96, 0.5)
+    ProjectionGeometry(parallel 2D, 90 views, det_shape=(96,))
+"""
 
 from .factories import cone as cone
 from .factories import fan as fan

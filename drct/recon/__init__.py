@@ -1,4 +1,13 @@
-"""Reconstruction: FBP/FDK in physical units and iterative solvers with one signature."""
+"""Reconstruction: FBP/FDK in physical units and iterative solvers with one signature.
+
+Example:
+    >>> import numpy as np, drct as ct
+    >>> vg = ct.VolumeGeometry((24, 24))
+    >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 36, endpoint=False), 36), basis="voxel")
+    >>> y = A(ct.phantoms.shepp_logan(vg))
+    >>> [solve(A, y, niter=3, progress=False).shape for solve in (ct.recon.sirt, ct.recon.mlem, ct.recon.fista_tv)]
+    [(24, 24), (24, 24), (24, 24)]
+"""
 
 from .. import backend as _backend  # noqa: F401  (first: it picks a libLLVM before Dr.Jit loads)
 from .em import mlem as mlem

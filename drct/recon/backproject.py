@@ -14,6 +14,17 @@ For view ``i`` (source ``s``, detector centre ``d``, orbit radius ``D``) the wei
 
 The operator is linear in the filtered data; its exact transpose (a scatter with the same weights) gives the
 reverse-mode gradient, so the op is differentiable w.r.t. the data (not w.r.t. the geometry).
+
+Example:
+    >>> import numpy as np, drct as ct
+    >>> from drct.backend import types
+    >>> from drct.recon.backproject import backproject_tensor, make_backprojector
+    >>> vg, pg = ct.VolumeGeometry((4, 6, 6)), ct.parallel(np.linspace(0, np.pi, 8, endpoint=False), (6, 12))
+    >>> t = types("float32")
+    >>> ones = t.Tensor(np.ones(pg.shape, np.float32).ravel(), pg.shape)
+    >>> volume = backproject_tensor(make_backprojector(pg, vg, t), ones).numpy()
+    >>> volume.shape, bool(np.allclose(volume, 8.0))  # weight 1 in each of the 8 views
+    ((4, 6, 6), True)
 """
 
 from __future__ import annotations

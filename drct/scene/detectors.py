@@ -8,6 +8,16 @@
   ``flat_frames`` (0: the flat field is exact; N: the mean of N noisy flat frames, as a scanner records it,
   whose noise leaves rings in reconstructions) — with Poisson shot noise; projections are the log transform of
   the readings, corrected with the flat and dark fields.
+
+Example:
+    >>> from drct.scene.detectors import FlatPanel, Ideal
+    >>> Ideal({}).physics(1e4)
+    Detector(i0=10000.0, gain=1.0, sigma=0.0, bits=None, blur=0.0, dark=0.0, response='counting')
+    >>> panel = FlatPanel({"gain": 2.0, "electronic_noise": 3.0, "blur": 0.0, "dark": 0.0}, bits=12, gain_variation=0.1)
+    >>> panel.gain_map((4, 5)).shape  # a fixed per-pixel gain pattern around 2 photons per unit
+    (4, 5)
+    >>> panel.physics(1e4, (4, 5)).bits
+    12
 """
 
 from __future__ import annotations

@@ -5,6 +5,14 @@ Every object has a ``name`` (default ``<type>_<index>``), differentiable ``param
 ``pg`` as a flat Dr.Jit float64 array, differentiable w.r.t. its parameters and the geometry vectors.
 Attenuation is either ``mu`` (1/mm, energy independent) or a ``material`` with a ``density`` (g/cm³), whose
 energy dependence the source/detector physics applies.
+
+Example:
+    >>> import numpy as np
+    >>> from drct.backend import types
+    >>> from drct.scene.objects import plain, scalar
+    >>> mu = scalar(0.02, types("float64"))  # a parameter as a Dr.Jit value, ready for AD
+    >>> plain(mu), plain(np.array([1.0, 2.0]))  # and back to plain numbers, for saving
+    (0.02, [1.0, 2.0])
 """
 
 from __future__ import annotations

@@ -8,6 +8,14 @@
 Every kind takes ``photons`` (mean photons per pixel per view without object; default 1e4). The clean line
 integrals of material objects are taken at the ``reference_energy``: the energy of a monochromatic source,
 the mean energy of a spectrum.
+
+Example:
+    >>> from drct.scene.sources import Monochromatic, Tube
+    >>> Monochromatic(photons=1e4, energy=80.0).reference_energy
+    80.0
+    >>> tube = Tube(1e4, kvp=100.0, filtration={"aluminium": 2.0}, energy_bin=1.0, model="kramers")
+    >>> 30.0 < tube.reference_energy < 100.0  # the spectrum's mean energy (keV), below the peak voltage
+    True
 """
 
 from __future__ import annotations

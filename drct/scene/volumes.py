@@ -25,7 +25,23 @@ SUFFIXES = (".npy", ".tif", ".tiff", ".vol")
 
 def read_grid(path: Path) -> tuple[np.ndarray, tuple[tuple[float, ...], tuple[float, ...]] | None]:
     """A coefficient array from ``.npy``, a (multi-page) TIFF file or a folder of TIFF slices, or ``.vol``;
-    the bounding box for ``.vol`` files. Raises ValueError for unreadable or non-float content."""
+    the bounding box for ``.vol`` files. Raises ValueError for unreadable or non-float content.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from drct.scene.volumes import read_grid
+        >>> path = Path(tempfile.mkdtemp()) / "cube.npy"
+        >>> np.save(path, np.ones((4, 5, 6), dtype=np.int16))
+        >>> data, bbox = read_grid(path)
+        >>> data.dtype, data.shape, bbox
+        (dtype('float32'), (4, 5, 6), None)
+        >>> read_grid(path.with_suffix(".txt"))
+        Traceback (most recent call last):
+            ...
+        ValueError: unknown volume file type '.txt'; expected one of ('.npy', '.tif', '.tiff', '.vol')
+    """
     name = path.name.lower()
     bbox = None
     try:

@@ -40,6 +40,7 @@ mu = "0.2 /cm"
 radius = "10 cm"
 """
 
+
 def test_line_integrals_combines_materials_and_plain_mu() -> None:
     lengths, plain = np.array([1.0, 2.0]), np.array([0.25, 0.5])
     got = line_integrals({"water": lengths, None: plain}, 60.0)

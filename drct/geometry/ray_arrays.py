@@ -3,7 +3,16 @@
 A ray is ``o + t * d`` with ``|d| = 1`` and ``t`` in ``[t_min, t_max]`` (millimetres): the whole line for parallel
 beams and ray lists, the segment from the source to the pixel centre for cone/fan beams. Everything is
 computed in float64 so that far-away sources do not cost precision; nothing is evaluated here, so the ray set-up
-fuses into the kernel that consumes it.
+fuses into the kernel that consumes it. Pixel positions and directions come from :mod:`drct.geometry.detector`.
+
+Example:
+    >>> import drjit as dr, numpy as np, drct as ct
+    >>> from drct.backend import types
+    >>> pg = ct.fan(np.array([0.0]), 3, 1.0, 40.0, 60.0)
+    >>> t = types("float64", "llvm")
+    >>> rays = make_rays(pg, t, geometry_vectors(pg, t), dr.arange(t.UInt, pg.num_rays))
+    >>> [float(c[1]) for c in rays.origin], np.round(np.asarray(rays.t_max), 6).tolist()  # source; |pixel - source|
+    ([0.0, -40.0], [60.008333, 60.0, 60.008333])
 """
 
 from __future__ import annotations

@@ -1,4 +1,13 @@
-"""Writing a scene back as TOML, with any volume data changed in Python beside it (:meth:`Scene.save`)."""
+"""Writing a scene back as TOML, with any volume data changed in Python beside it (:meth:`Scene.save`).
+
+Example:
+    >>> import tempfile, pathlib, drct as ct
+    >>> scene = ct.load_scene("scenes/shepp_logan_2d.toml", scale=0.25)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = save_scene(scene, pathlib.Path(folder) / "copy.toml")
+    ...     ct.load_scene(path).projection_geometry().shape == scene.projection_geometry().shape
+    True
+"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ read with Mitsuba's OBJ/PLY loaders; Mitsuba is imported only when a mesh is loa
 ``<backend>_ad_mono`` of drct's backend (an already active ``<backend>_ad_*`` variant is kept).
 
 Chord lengths are exact up to float32 ray tracing: each ray of the geometry (built by
-:func:`drct.kernels.rays.make_rays`, so cone rays run from the source to the pixel centre) is started just before
+:func:`drct.geometry.ray_arrays.make_rays`, so cone rays run from the source to the pixel centre) is started just before
 the mesh's bounding box and traced with repeated ``scene.ray_intersect_preliminary`` (Embree/OptiX); the sign
 of the face normal against the ray direction tells entries from exits. The state after a hit is "inside" exactly
 when that hit is an entry, which makes double hits on shared edges harmless; a line whose crossings do not
@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from .backend import get_backend, types
 from .geometry.projection import AnyGeometry
-from .kernels.rays import geometry_vectors, make_rays
+from .geometry.ray_arrays import geometry_vectors, make_rays
 from .physics.materials import Material, get_material
 
 COMPOSE_MODES = ("replace", "add")

@@ -28,8 +28,8 @@ from numpy.typing import ArrayLike
 from .backend import types
 from .geometry._checks import as_positive, finite_scalar, finite_vector, positive_scalar
 from .geometry.projection import ProjectionGeometry, RayGeometry
+from .geometry.ray_arrays import geometry_vectors, make_rays
 from .geometry.volume import VolumeGeometry
-from .kernels.rays import geometry_vectors, make_rays
 
 # Modified (Toft) Shepp-Logan in [-1, 1]^3: Kak & Slaney's 3D extension as tabulated by most toolboxes
 # (ODL, phantom3d) with every centre at z = 0, so its z = 0 slice is the 2D phantom. Columns: mu, semi-axes
@@ -246,7 +246,7 @@ def ellipsoid_chords(rays: Any, center: Sequence[Any], axes: Sequence[Any], rota
     Example:
         >>> import drjit as dr, numpy as np
         >>> from drct.backend import types
-        >>> from drct.kernels.rays import Rays
+        >>> from drct.geometry.ray_arrays import Rays
         >>> t = types("float64")
         >>> line = [t.Float64(3.0), t.Float64(-50.0)], [t.Float64(0.0), t.Float64(1.0)]
         >>> ray = Rays(*line, t.Float64(-dr.inf), t.Float64(dr.inf))

@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 from .backend import Types
 from .concurrency import get_deterministic, launches
 from .geometry.projection import AnyGeometry, ProjectionGeometry
+from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
 from .kernels import derivatives, march
-from .kernels.rays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 
 Vectors = dict[str, Vec]
 

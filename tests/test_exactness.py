@@ -15,7 +15,7 @@ import pytest
 
 import drct as ct
 from drct.backend import types
-from drct.kernels.rays import geometry_vectors, make_rays
+from drct.geometry.ray_arrays import geometry_vectors, make_rays
 
 DEGREES = {"voxel": 0, "linear": 1, "bspline2": 2, "bspline3": 3}
 

@@ -14,6 +14,7 @@ from typing import Any
 import drjit as dr
 
 from ..backend import Types
+from ..geometry.ray_arrays import Vec
 from ..volume import bspline_segment_slopes, bspline_segments
 from .march import (
     Cell,
@@ -26,7 +27,6 @@ from .march import (
     scatter_cell,
     scatter_mode,
 )
-from .rays import Vec
 
 
 def _contract(coeffs: list[Any], per_axis: list[list[Any]]) -> Any:

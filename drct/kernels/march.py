@@ -24,9 +24,9 @@ from typing import Any
 import drjit as dr
 
 from ..backend import Types
+from ..geometry.ray_arrays import Rays, Vec
 from ..geometry.volume import VolumeGeometry
 from ..volume import bspline_segments, gauss_legendre_01, quadrature_order
-from .rays import Rays, Vec
 
 
 @dataclass(frozen=True)

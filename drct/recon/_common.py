@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..arrays import from_tensor, to_tensor
+from ..autodiff import torch_apply
 from ..errors import require_finite
 from ..projector import Projector
 
@@ -163,48 +164,12 @@ def torch_requires_grad(value: Any) -> bool:
 def torch_differentiable(A: Projector, run: Callable[..., Any], *inputs: Any) -> Any:
     """``run(*inputs)`` for torch tensors, differentiable by torch autograd through Dr.Jit AD.
 
-    ``run`` maps Dr.Jit tensors (``None`` stays ``None``) to a Dr.Jit tensor. The forward pass runs without an AD
-    graph; each backward pass runs ``run`` again with gradients enabled and propagates through it, so memory is
-    only held during a backward, and a second backward through the same output (``retain_graph=True``,
-    ``gradcheck``) is as correct as the first. torch is imported only here, and only for torch inputs.
+    ``run`` maps Dr.Jit tensors (``None`` stays ``None``) to a Dr.Jit tensor; it runs on ``A``'s backend under
+    :func:`drct.autodiff.torch_apply` (forward without an AD graph, each backward re-runs ``run`` with
+    gradients, so a second backward through the same output is as correct as the first). torch is imported
+    only there, and only for torch inputs.
     """
-    import torch
-
-    t = A.types
-
-    def to_drjit(tensor: Any, grad: bool) -> Any:
-        if tensor is None:
-            return None
-        value, _ = to_tensor(tensor.detach(), tuple(tensor.shape), t, "input")
-        value = t.Tensor(value)  # a fresh node, so that gradients of one pass never mix with another's
-        if grad and tensor.requires_grad:
-            dr.enable_grad(value)
-        return value
-
-    class Run(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx: Any, *args: Any) -> Any:
-            ctx.save_for_backward(*[a for a in args if a is not None])
-            ctx.present = [a is not None for a in args]
-            with dr.suspend_grad():
-                out = run(*[to_drjit(a, grad=False) for a in args])
-            return out.torch().clone()
-
-        @staticmethod
-        def backward(ctx: Any, grad_out: Any) -> Any:
-            saved = iter(ctx.saved_tensors)
-            args = [next(saved) if present else None for present in ctx.present]
-            values = [to_drjit(a, grad=True) for a in args]
-            with dr.resume_grad():
-                out = run(*values)
-                seed, _ = to_tensor(grad_out.contiguous(), tuple(out.shape), t, "gradient")
-                dr.backward_from(out * t.Tensor(seed))
-            return tuple(
-                None if v is None or a is None or not a.requires_grad else dr.grad(v).torch().clone()
-                for a, v in zip(args, values, strict=True)
-            )
-
-    return Run.apply(*inputs)
+    return torch_apply(run, A.backend, *inputs)
 
 
 def torch_autograd(solver: Callable[..., Any]) -> Callable[..., Any]:

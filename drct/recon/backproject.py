@@ -36,43 +36,32 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..backend import Types, upload
+from ..geometry.detector import DetectorFrame, detector_frame, dot, scaled, sub
 from ..geometry.projection import ProjectionGeometry, host_rows
 from ..geometry.volume import VolumeGeometry
 from ..kernels.march import scatter_mode
 
 
 def _view_parameters(pg: ProjectionGeometry) -> np.ndarray:
-    """Per view a row of floats describing the detector mapping (see :func:`_terms`)."""
-    src = np.asarray(host_rows(pg.src), dtype=np.float64)
-    det = np.asarray(host_rows(pg.det), dtype=np.float64)
-    du = np.asarray(host_rows(pg.det_u), dtype=np.float64)
-    dv = np.asarray(host_rows(pg.det_v), dtype=np.float64)
-    n = np.cross(du, dv)
-    nn = np.sum(n * n, axis=1, keepdims=True)
-    u_dual = np.cross(dv, n) / nn
-    v_dual = np.cross(n, du) / nn
-    n_hat = n / np.sqrt(nn)
-    rows = []
-    for i in range(len(src)):
-        a, d = src[i], det[i]
-        if pg.curved:
-            axis = dv[i] / np.linalg.norm(dv[i])
-            to_det = d - a
-            hd = float(to_det @ axis)
-            radial = to_det - hd * axis
-            radius = float(np.linalg.norm(radial))
-            w_hat = radial / radius
-            u_dir = du[i] - (du[i] @ w_hat) * w_hat
-            u_hat = u_dir / np.linalg.norm(u_dir)
-            scale = radius / float(np.linalg.norm(du[i]))  # columns per radian
-            orbit = float(np.linalg.norm(a[:2]))
-            rows.append([*a, *axis, *w_hat, *u_hat, scale, hd, float(np.linalg.norm(dv[i])), radius, orbit, 0.0])
-        else:
-            normal = n_hat[i] if pg.beam == "parallel" or (d - a) @ n_hat[i] > 0 else -n_hat[i]
-            sdd = float((d - a) @ normal)
-            orbit = float(np.linalg.norm(a[:2]))
-            rows.append([*a, *d, *u_dual[i], *v_dual[i], *normal, sdd, orbit, 0.0])
-    return np.asarray(rows)
+    """Per view a row of floats describing the detector mapping (see :func:`_terms`): curved detectors the
+    source and the :class:`~drct.geometry.detector.DetectorFrame` of the cylinder, flat ones the source, the
+    centre, the plane's dual vectors and its normal facing away from the source."""
+    src, det, du, dv = (
+        [c for c in np.asarray(host_rows(v), dtype=np.float64).T] for v in (pg.src, pg.det, pg.det_u, pg.det_v)
+    )
+    frame = detector_frame(src, det, du, dv, bool(pg.curved))
+    orbit = np.hypot(src[0], src[1])
+    zero = np.zeros_like(orbit)
+    if pg.curved:
+        assert frame.axis is not None and frame.w_hat is not None and frame.u_hat is not None
+        columns = [*src, *det, *frame.axis, *frame.w_hat, *frame.u_hat, *du, *dv, frame.radius, frame.height, orbit]
+    else:
+        assert frame.normal is not None
+        u_dual, v_dual = frame.plane_duals()
+        away = np.where((pg.beam == "parallel") | (dot(sub(det, src), frame.normal) > 0), 1.0, -1.0)
+        normal = scaled(frame.normal, away)
+        columns = [*src, *det, *u_dual, *v_dual, *normal, dot(sub(det, src), normal), orbit, zero]
+    return np.stack(np.broadcast_arrays(*columns), axis=1)
 
 
 class _Backprojector:
@@ -95,18 +84,12 @@ class _Backprojector:
         t = self.t
         x, y, z = self.points
         if self.pg.curved:
-            ax, w_hat, u_hat = p[3:6], p[6:9], p[9:12]
-            scale, hd, vlen, radius, orbit = p[12], p[13], p[14], p[15], p[16]
-            rel = [x - p[0], y - p[1], z - p[2]]
-            h = rel[0] * ax[0] + rel[1] * ax[1] + rel[2] * ax[2]
-            perp = [rel[k] - h * ax[k] for k in range(3)]
-            along_w = perp[0] * w_hat[0] + perp[1] * w_hat[1] + perp[2] * w_hat[2]
-            along_u = perp[0] * u_hat[0] + perp[1] * u_hat[1] + perp[2] * u_hat[2]
-            r2 = dr.square(along_w) + dr.square(along_u)
-            col = dr.atan2(along_u, along_w) * scale + (self.cols - 1) / 2
-            row = (h * radius * dr.rsqrt(r2) - hd) / vlen + (self.rows - 1) / 2
-            weight = orbit / r2
-            valid = along_w > 0
+            src, axis, w_hat = p[0:3], p[6:9], p[9:12]
+            frame = DetectorFrame(p[3:6], p[15:18], p[18:21], True, None, None, axis, w_hat, p[12:15], p[21], p[22])
+            u, v, r2 = frame.cylinder_coordinates(src, [x, y, z])
+            col, row = u + (self.cols - 1) / 2, v + (self.rows - 1) / 2
+            weight = p[23] / r2
+            valid = dot(sub([x, y, z], src), w_hat) > 0
         else:
             a, d, ud, vd, nrm = p[0:3], p[3:6], p[6:9], p[9:12], p[12:15]
             sdd, orbit = p[15], p[16]

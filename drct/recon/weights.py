@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry.detector import detector_frame, dot, sub
 from ..geometry.projection import ProjectionGeometry, host_rows
 from ..geometry.volume import VolumeGeometry
 
@@ -133,60 +134,35 @@ def parker_weights(beta: np.ndarray, gamma: np.ndarray, scan_range: float) -> np
     return np.clip(w, 0.0, 1.0)
 
 
-def _pixel_offsets(pg: ProjectionGeometry) -> tuple[np.ndarray, np.ndarray]:
-    cols = pg.det_shape[-1]
-    rows = pg.det_shape[0] if pg.ndim == 3 else 1
-    return np.arange(cols) - (cols - 1) / 2, np.arange(rows) - (rows - 1) / 2
-
-
 def _cone_rays(pg: ProjectionGeometry) -> dict[str, np.ndarray]:
     """Per view and pixel (shape ``(V, rows, cols)``; rows = 1 in 2D): ``rho`` (source-pixel distance),
     ``cos_n`` (cosine to the pixel normal), ``gamma`` (signed fan angle in the xy-plane, CCW), plus per view
     ``radius`` (curved: cylinder radius), ``orbit`` (source distance to the z axis)."""
-    src, det, du = _rows(pg.src), _rows(pg.det), _rows(pg.det_u)
-    dim = pg.ndim
-    dv = _rows(pg.det_v) if pg.det_v is not None else np.zeros_like(du)
-    cu, cv = _pixel_offsets(pg)
-    ulen = np.linalg.norm(du, axis=1)
-    to_det = det - src
-    if pg.curved:
-        if dim == 3:
-            axis = dv / np.linalg.norm(dv, axis=1, keepdims=True)
-            radial = to_det - np.sum(to_det * axis, axis=1, keepdims=True) * axis
-        else:
-            radial = to_det
-        radius = np.linalg.norm(radial, axis=1)
-        w_hat = radial / radius[:, None]
-        u_dir = du - np.sum(du * w_hat, axis=1, keepdims=True) * w_hat
-        u_hat = u_dir / np.linalg.norm(u_dir, axis=1, keepdims=True)
-        phi = cu[None, :] * (ulen / radius)[:, None]  # (V, cols)
-        cos_phi, sin_phi = np.cos(phi)[:, :, None], np.sin(phi)[:, :, None]
-        horiz = radius[:, None, None] * (cos_phi * w_hat[:, None] + sin_phi * u_hat[:, None])
-        base = (to_det - radial)[:, None, None, :] + horiz[:, None, :, :]  # (V, 1, cols, dim)
-        ray = base + cv[None, :, None, None] * dv[:, None, None, :]
-        normal = horiz[:, None, :, :] / radius[:, None, None, None]
-    else:
-        radius = np.zeros(len(src))
-        ray = to_det[:, None, None, :] + cu[None, None, :, None] * du[:, None, None, :]
-        ray = ray + cv[None, :, None, None] * dv[:, None, None, :]
-        if dim == 3:
-            n = np.cross(du, dv)
-        else:
-            n = np.stack([-du[:, 1], du[:, 0]], axis=1)
-        normal = (n / np.linalg.norm(n, axis=1, keepdims=True))[:, None, None, :]
-    rho = np.linalg.norm(ray, axis=-1)
-    cos_n = np.abs(np.sum(ray * normal, axis=-1)) / rho
-    central = -src[:, :2]
-    rxy = ray[..., :2]
-    cross = central[:, None, None, 0] * rxy[..., 1] - central[:, None, None, 1] * rxy[..., 0]
-    dot = central[:, None, None, 0] * rxy[..., 0] + central[:, None, None, 1] * rxy[..., 1]
-    gamma = np.arctan2(cross, dot)
+    cols = pg.det_shape[-1]
+    rows = pg.det_shape[0] if pg.ndim == 3 else 1
+
+    def per_view(value: object) -> list[np.ndarray]:  # components broadcastable to (V, rows, cols)
+        return [c[:, None, None] for c in _rows(value).T]
+
+    src = per_view(pg.src)
+    frame = detector_frame(
+        src, per_view(pg.det), per_view(pg.det_u), per_view(pg.det_v) if pg.ndim == 3 else None, bool(pg.curved)
+    )
+    u = (np.arange(cols) - (cols - 1) / 2)[None, None, :]
+    v = (np.arange(rows) - (rows - 1) / 2)[None, :, None]
+    position, normal = frame.pixel(u, v)
+    ray = sub(position, src)
+    rho = np.sqrt(dot(ray, ray))
+    cos_n = np.abs(dot(ray, normal)) / rho
+    central = [-src[0], -src[1]]
+    gamma = np.arctan2(central[0] * ray[1] - central[1] * ray[0], central[0] * ray[0] + central[1] * ray[1])
+    shape = (pg.num_views, rows, cols)
     return {
-        "rho": rho,
-        "cos_n": cos_n,
-        "gamma": gamma,
-        "radius": radius,
-        "orbit": np.linalg.norm(src[:, :2], axis=1),
+        "rho": np.broadcast_to(rho, shape),
+        "cos_n": np.broadcast_to(cos_n, shape),
+        "gamma": np.broadcast_to(gamma, shape),
+        "radius": frame.radius[:, 0, 0] if pg.curved else np.zeros(pg.num_views),
+        "orbit": np.hypot(src[0], src[1])[:, 0, 0],
     }
 
 

@@ -12,19 +12,20 @@ Example:
     ['object.phantom.center', 'object.phantom.radius', 'object.phantom.mu']
 """
 
+from . import detectors, geometry, mesh_objects, objects, sources, volumes  # noqa: F401  (the kinds register themselves)
 from .errors import SceneError as SceneError
 from .files import load_scene as load_scene
 from .files import parse_scene as parse_scene
-from .files import save_scene as save_scene
+from .parameters import SceneParameters as SceneParameters
 from .registry import kinds as kinds
 from .registry import register as register
 from .scene import Scene as Scene
-from .scene import Simulation as Simulation
+from .simulate import Simulation as Simulation
 from .simulate import expected_readings as expected_readings
-from .traverse import SceneParameters as SceneParameters
 from .traverse import traverse as traverse
 from .volfile import read_vol as read_vol
 from .volfile import write_vol as write_vol
+from .writer import save_scene as save_scene
 
 __all__ = [
     "Scene",

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..physics import Detector
 from .objects import plain
 from .registry import register
 from .schema import Table
@@ -43,8 +44,6 @@ class DetectorModel:
 
     def physics(self, photons: Any, pixels: tuple[int, ...] = ()) -> Any:
         """The :class:`drct.physics.Detector` of this model for ``photons`` per pixel, ``pixels`` its shape."""
-        from ..physics import Detector
-
         return Detector(i0=float(plain(photons)), bits=None)
 
     def to_table(self, folder: Path) -> dict[str, Any]:
@@ -95,8 +94,6 @@ class FlatPanel(DetectorModel):
         return gain * np.clip(pattern, 0.25, None)
 
     def physics(self, photons: Any, pixels: tuple[int, ...] = ()) -> Any:
-        from ..physics import Detector
-
         p = {k: float(plain(v)) for k, v in self.params.items()}
         return Detector(
             i0=float(plain(photons)),

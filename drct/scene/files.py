@@ -10,11 +10,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
-from ..io import refuse_overwrite, write_atomically
+from ..physics import get_material, material_names
 from .errors import SceneError
 from .geometry import read_geometry, read_misalignment
 from .registry import lookup
@@ -163,8 +161,6 @@ def parse_scene(data: Any, file: str | None = None, base: Path | None = None) ->
             t.fail("type", f"a {obj.ndim}D {cls.type_name} cannot be used with a {pg.ndim}D geometry")
         if obj.material is not None:
             with guard(file, f"{t.key}.material"):
-                from ..physics import get_material, material_names
-
                 try:
                     get_material(obj.material)
                 except (KeyError, ValueError):
@@ -185,22 +181,3 @@ def parse_scene(data: Any, file: str | None = None, base: Path | None = None) ->
     with guard(file, "geometry.misalignment"):
         scene.projection_geometry()
     return scene
-
-
-def save_scene(scene: Scene, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Write ``scene`` as TOML (see :meth:`Scene.save`)."""
-    from .tomlwrite import dumps
-
-    target = Path(path)
-    folder = target.parent.resolve() if target.parent.exists() else target.parent
-    data_files = {p: a for obj in scene.objects for p, a in obj.files_to_write(folder).items()}
-    refuse_overwrite([target, *data_files], overwrite)
-    text = "# drct scene file (see scenes/README.md)\n" + dumps(scene.to_dict(folder))
-    for file, array in data_files.items():
-        write_atomically(file, lambda tmp, array=array: np.save(tmp, array))
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return write_atomically(target, write)

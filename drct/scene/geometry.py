@@ -20,11 +20,12 @@ import numpy as np
 
 from ..geometry import factories
 from ..geometry.astra import from_astra
+from ..geometry.files import load_geometry
 from ..geometry.perturb import ONLY_3D, ONLY_CONE, PARAMETERS
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
 from .registry import lookup, register
-from .schema import Table
+from .schema import Table, relative_path
 
 UNITS = {name: "length" for name in PARAMETERS}
 UNITS.update(
@@ -327,8 +328,6 @@ class File(Geometry):
         return cls(path, beam, shape, t.boolean("curved", False))
 
     def build(self) -> tuple[ProjectionGeometry, VolumeGeometry | None]:
-        from ..geometry.files import load_geometry
-
         shape = None if self.det_shape is None else det_arg(self.det_shape)
         pg, vg = load_geometry(self.path, self.beam, shape, self.curved)
         if self.step > 1:
@@ -336,9 +335,7 @@ class File(Geometry):
         return pg, vg
 
     def to_table(self, folder: Path) -> dict[str, Any]:
-        from .volumes import _relative
-
-        table: dict[str, Any] = {"type": self.type_name, "file": _relative(self.path, folder)}
+        table: dict[str, Any] = {"type": self.type_name, "file": relative_path(self.path, folder)}
         if self.beam is not None:
             table["beam"] = self.beam
         if self.det_shape is not None:

@@ -17,9 +17,10 @@ import numpy as np
 
 from ..backend import Types, upload
 from ..geometry.projection import ProjectionGeometry
+from ..meshes import mesh_path_lengths
 from .objects import SceneObject, read_weight, scalar
 from .registry import register
-from .schema import Table
+from .schema import Table, relative_path
 
 SUFFIXES = (".obj", ".ply")
 
@@ -65,9 +66,7 @@ class MeshObject(SceneObject):
         return upload(t.Float64, self._paths[1].reshape(-1)) * scalar(self.weight, t)
 
     def to_table(self, folder: Path) -> dict[str, Any]:
-        from .volumes import _relative
-
-        table: dict[str, Any] = {"type": self.type_name, "name": self.name, "file": _relative(self.file, folder)}
+        table: dict[str, Any] = {"type": self.type_name, "name": self.name, "file": relative_path(self.file, folder)}
         if self.scale != 1.0:
             table["scale"] = self.scale
         if any(self.translate):
@@ -79,8 +78,6 @@ def trace_meshes(objects: Sequence[MeshObject], pg: ProjectionGeometry, compose:
     """Trace all mesh objects of a scene together (their overlaps composed by ``compose``) and cache the paths."""
     if not objects:
         return
-    from ..meshes import mesh_path_lengths
-
     paths = mesh_path_lengths([o.mesh for o in objects], pg, compose=compose)
     for obj, path in zip(objects, paths, strict=True):
         obj._paths = (pg, np.asarray(path, dtype=np.float64))

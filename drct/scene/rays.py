@@ -1,4 +1,4 @@
-"""Differentiable rays of a projection geometry for the analytic objects (one place that touches the kernels)."""
+"""Differentiable rays of a projection geometry for the analytic objects (from :mod:`drct.geometry.ray_arrays`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import drjit as dr
 
 from ..backend import Types
+from ..geometry import ray_arrays as _rays
 from ..geometry.projection import ProjectionGeometry
-from ..kernels import rays as _rays
 
 
 def geometry_rays(pg: ProjectionGeometry, t: Types, start: int, count: int) -> Any:

@@ -1,6 +1,8 @@
 """The ``type`` registry: scene kinds (objects, geometries, sources, detectors) looked up by name.
 
-New kinds plug in with a decorator; a scene file then names them in its ``type`` key.
+New kinds plug in with a decorator; a scene file then names them in its ``type`` key. The registry imports none
+of the kinds: each kind's module registers its classes when imported, and :mod:`drct.scene` imports the built-in
+kind modules once.
 
 Example:
     >>> from drct.scene.registry import kinds
@@ -45,20 +47,14 @@ def register(category: str, name: str) -> Callable[[T], T]:
 
 def kinds(category: str) -> list[str]:
     """The registered type names of ``category``."""
-    _load_builtin()
     return sorted(_REGISTRY[category])
 
 
 def lookup(category: str, table: Table, default: str | None = None) -> Any:
     """The class named by ``table``'s ``type`` key; a SceneError lists the known types otherwise."""
-    _load_builtin()
     name = table.string("type", default)
     if name is None:
         table.fail("type", f"missing: the {category} type (one of {kinds(category)})")
     if name not in _REGISTRY[category]:
         table.fail("type", f"unknown {category} type {name!r}; expected one of {kinds(category)}")
     return _REGISTRY[category][name]
-
-
-def _load_builtin() -> None:
-    from . import detectors, geometry, mesh_objects, objects, sources, volumes  # noqa: F401  (self-registering)

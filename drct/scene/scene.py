@@ -15,16 +15,22 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..backend import types
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
+from ..physics import get_material
+from ..physics.forward import line_integrals as physics_line_integrals
 from .detectors import DetectorModel, Ideal
 from .errors import SceneError
 from .geometry import Geometry, applicable, default_value
 from .mesh_objects import MeshObject, trace_meshes
 from .objects import SceneObject, is_drjit, plain
+from .parameters import SceneParameters
+from .simulate import Simulation, simulate
 from .sources import Monochromatic, Source
+from .writer import save_scene
 
 COMPOSE = ("replace", "add")
 
@@ -99,8 +105,6 @@ class Scene:
     def _paths(self, pg: ProjectionGeometry, backend: str | None, progress: bool) -> dict[str | None, Any]:
         """Per-material path lengths (``∫ density/material density dl``, mm) and, under ``None``, the
         energy-independent line integrals ``∫ mu dl``; flat Dr.Jit float64 arrays."""
-        from tqdm.auto import tqdm
-
         t = types("float64", backend)
         scene_t = types(self.dtype, backend)
         meshes = [o for o in self.objects if isinstance(o, MeshObject)]
@@ -111,8 +115,6 @@ class Scene:
             value = obj.project(pg, scene_t if obj.type_name == "volume" else t)
             key = obj.material
             if key is not None:
-                from ..physics import get_material
-
                 value = value / get_material(key).density
             out[key] = value if key not in out else out[key] + value
         return out
@@ -123,15 +125,9 @@ class Scene:
         ``reference_energy``."""
         pg = self.projection_geometry()
         t = types("float64", backend)
-        total = dr.zeros(t.Float64, pg.num_rays)
         energy = self.source.reference_energy if any(o.material for o in self.objects) else 0.0
-        for key, value in self._paths(pg, backend, progress).items():
-            if key is None:
-                total += value
-            else:
-                from ..physics import get_material
-
-                total += float(get_material(key).mu(energy)[0]) * value
+        paths = self._paths(pg, backend, progress)
+        total = physics_line_integrals(paths, energy) if paths else dr.zeros(t.Float64, pg.num_rays)
         return t.Tensor(total, pg.shape)
 
     def simulate(self, seed: int | None = 0, backend: str | None = None, progress: bool = False) -> Simulation:
@@ -142,8 +138,6 @@ class Scene:
             backend: ``"llvm"`` or ``"cuda"``; default the active backend.
             progress: show tqdm progress bars.
         """
-        from .simulate import simulate
-
         return simulate(self, seed, backend, progress)
 
     # ------------------------------------------------------------------ variants and files
@@ -202,14 +196,10 @@ class Scene:
 
         Volume data changed in Python is written beside it as ``<object name>.npy`` (same overwrite rule).
         """
-        from .files import save_scene
-
         return save_scene(self, path, overwrite)
 
     def describe(self) -> str:
         """A readable summary: geometry, objects, physics and the differentiable parameters."""
-        from .traverse import traverse
-
         pg = self.projection_geometry()
         lines = [f"scene {self.name!r}" + (f": {self.description}" if self.description else "")]
         if self.file:
@@ -225,44 +215,12 @@ class Scene:
         lines.append(f"  source      {self.source.type_name}, {plain(self.source.params['photons']):g} photons/pixel")
         lines.append(f"  detector    {self.detector.type_name}")
         lines.append("  parameters")
-        for key, value in traverse(self).items():
+        for key, value in SceneParameters(self).items():
             lines.append(f"    {key:40s} {_short(value)}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return f"Scene({self.name!r}, geometry={self.geometry.type_name!r}, objects={[o.name for o in self.objects]})"
-
-
-class Simulation:
-    """The result of :meth:`Scene.simulate` (numpy arrays of shape ``pg.shape`` unless noted).
-
-    Attributes:
-        line_integrals: the clean line integrals ``Σ μ L`` (float32).
-        projections: what a scanner delivers after flat/dark correction and the log transform (float32);
-            equal to ``line_integrals`` for an ideal detector and a monochromatic source.
-        readings: the detector readings (digital units), or None for an ideal detector.
-        flat, dark: the flat and dark fields the projections were corrected with (None if ideal).
-        geometry: the exact projection geometry (misalignment applied; numpy vectors).
-        volume: the scene's reconstruction grid, or None.
-        seed: the noise seed used.
-    """
-
-    def __init__(
-        self,
-        line_integrals: np.ndarray,
-        projections: np.ndarray,
-        readings: np.ndarray | None,
-        flat: Any,
-        dark: Any,
-        geometry: ProjectionGeometry,
-        volume: VolumeGeometry | None,
-        seed: int | None,
-    ) -> None:
-        self.line_integrals, self.projections, self.readings = line_integrals, projections, readings
-        self.flat, self.dark, self.geometry, self.volume, self.seed = flat, dark, geometry, volume, seed
-
-    def __repr__(self) -> str:
-        return f"Simulation(projections {self.projections.shape}, seed={self.seed})"
 
 
 def _is_nominal(name: str, value: Any, pg: ProjectionGeometry) -> bool:

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -204,3 +205,11 @@ def _kind(value: Any) -> str:
     text = repr(value)
     text = text if len(text) <= 60 else text[:57] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def relative_path(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` (where a scene file is written), or absolute on another drive."""
+    try:
+        return os.path.relpath(path.resolve(), folder.resolve())
+    except ValueError:  # another drive
+        return str(path.resolve())

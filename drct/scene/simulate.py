@@ -14,12 +14,55 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import drjit as dr
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..backend import types
-from .scene import Scene, Simulation
+from ..geometry.factories import from_vectors
+from ..geometry.projection import ProjectionGeometry
+from ..geometry.volume import VolumeGeometry
+from ..physics import expected_readings as physics_readings
+from ..physics import flat_field, log_transform, simulate_counts, transmitted
+from ..physics.forward import line_integrals
+from .geometry import det_arg
+
+if TYPE_CHECKING:
+    from .scene import Scene
+
+
+class Simulation:
+    """The result of :meth:`Scene.simulate` (numpy arrays of shape ``pg.shape`` unless noted).
+
+    Attributes:
+        line_integrals: the clean line integrals ``Σ μ L`` (float32).
+        projections: what a scanner delivers after flat/dark correction and the log transform (float32);
+            equal to ``line_integrals`` for an ideal detector and a monochromatic source.
+        readings: the detector readings (digital units), or None for an ideal detector.
+        flat, dark: the flat and dark fields the projections were corrected with (None if ideal).
+        geometry: the exact projection geometry (misalignment applied; numpy vectors).
+        volume: the scene's reconstruction grid, or None.
+        seed: the noise seed used.
+    """
+
+    def __init__(
+        self,
+        line_integrals: np.ndarray,
+        projections: np.ndarray,
+        readings: np.ndarray | None,
+        flat: Any,
+        dark: Any,
+        geometry: ProjectionGeometry,
+        volume: VolumeGeometry | None,
+        seed: int | None,
+    ) -> None:
+        self.line_integrals, self.projections, self.readings = line_integrals, projections, readings
+        self.flat, self.dark, self.geometry, self.volume, self.seed = flat, dark, geometry, volume, seed
+
+    def __repr__(self) -> str:
+        return f"Simulation(projections {self.projections.shape}, seed={self.seed})"
 
 
 def _spectrum(scene: Scene, paths: Mapping[Any, Any]) -> Any:
@@ -29,8 +72,6 @@ def _spectrum(scene: Scene, paths: Mapping[Any, Any]) -> Any:
 def expected_readings(scene: Scene, backend: str | None = None) -> Any:
     """Noise-free detector readings of ``scene`` (digital units) as a Dr.Jit float64 tensor of shape ``pg.shape``,
     differentiable w.r.t. the scene's Dr.Jit parameters (object, geometry) through the polychromatic physics."""
-    from ..physics import expected_readings as physics_readings
-
     pg = scene.projection_geometry()
     t = types("float64", backend)
     paths = {k: t.Tensor(v, pg.shape) for k, v in scene._paths(pg, backend, False).items()}
@@ -41,17 +82,11 @@ def expected_readings(scene: Scene, backend: str | None = None) -> Any:
 
 
 def dr_zeros(t: Any, shape: tuple[int, ...]) -> Any:
-    import drjit as dr
-
     return t.Tensor(dr.zeros(t.Float64, int(np.prod(shape))), shape)
 
 
 def simulate(scene: Scene, seed: int | None = 0, backend: str | None = None, progress: bool = False) -> Simulation:
     """See :meth:`Scene.simulate`."""
-    from tqdm.auto import tqdm
-
-    from ..physics import flat_field, log_transform, simulate_counts, transmitted
-
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))  # type: ignore[operator]
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -64,14 +99,7 @@ def simulate(scene: Scene, seed: int | None = 0, backend: str | None = None, pro
             paths = {None: np.zeros(pg.shape)}
         bar.update()
         energy = scene.source.reference_energy if any(k is not None for k in paths) else 0.0
-        clean = np.zeros(pg.shape)
-        for key, value in paths.items():
-            if key is None:
-                clean += value
-            else:
-                from ..physics import get_material
-
-                clean += float(get_material(key).mu(energy)[0]) * value
+        clean = line_integrals(paths, energy)
         bar.update()
         spectrum = _spectrum(scene, paths)
         readings = flat = dark = None
@@ -116,7 +144,4 @@ def _det_ndim(pg: Any) -> int:
 
 
 def _detached(pg: Any) -> Any:
-    from ..geometry.factories import from_vectors
-    from .geometry import det_arg
-
     return from_vectors(pg.to_vectors(), det_arg(pg.det_shape), pg.beam, pg.curved)

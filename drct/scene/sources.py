@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..physics import Spectrum
 from .objects import plain
 from .registry import register
 from .schema import Table
@@ -65,8 +66,6 @@ class Monochromatic(Source):
         return cls(cls.read_photons(t), t.quantity("energy", "energy", 60.0, positive=True))
 
     def spectrum(self) -> Any:
-        from ..physics import Spectrum
-
         return Spectrum.monochromatic(self.energy)
 
     def to_table(self, folder: Path) -> dict[str, Any]:
@@ -103,8 +102,6 @@ class Tube(Source):
         return tube
 
     def spectrum(self) -> Any:
-        from ..physics import Spectrum
-
         if self._spectrum is None:
             self._spectrum = Spectrum.tube(self.kvp, self.filtration, self.energy_bin, self.model)
         return self._spectrum
@@ -122,8 +119,6 @@ class Tube(Source):
 class Tabulated(Source):
     def __init__(self, photons: Any, energies: list[float], weights: list[float]) -> None:
         super().__init__(photons)
-        from ..physics import Spectrum
-
         self._spectrum = Spectrum(energies, weights)  # type: ignore[arg-type]
 
     @classmethod
@@ -131,8 +126,6 @@ class Tabulated(Source):
         photons = cls.read_photons(t)
         try:
             if t.has("file"):
-                from ..physics import Spectrum
-
                 s = Spectrum.from_csv(t.file_path("file"))
                 return cls(photons, s.energies.tolist(), s.weights.tolist())
             energies = t.array("energies", "energy")

@@ -17,7 +17,7 @@ from ..projector import Projector
 from ..volume import BASES
 from .objects import SceneObject, is_drjit, read_weight, scalar
 from .registry import register
-from .schema import Table
+from .schema import Table, relative_path
 from .volfile import read_vol
 
 SUFFIXES = (".npy", ".tif", ".tiff", ".vol")
@@ -164,15 +164,6 @@ class Volume(SceneObject):
     def to_table(self, folder: Path) -> dict[str, Any]:
         table: dict[str, Any] = {"type": self.type_name, "name": self.name}
         assert self.file is not None or self.changed()
-        table["file"] = f"{self.name}.npy" if self.changed() else _relative(self.file, folder)  # type: ignore[arg-type]
+        table["file"] = f"{self.name}.npy" if self.changed() else relative_path(self.file, folder)  # type: ignore[arg-type]
         table.update({"voxel_size": list(self.vg.voxel_size), "center": list(self.vg.center), "basis": self.basis})
         return table | self._weight_table()
-
-
-def _relative(path: Path, folder: Path) -> str:
-    import os
-
-    try:
-        return os.path.relpath(path.resolve(), folder.resolve())
-    except ValueError:  # another drive
-        return str(path.resolve())

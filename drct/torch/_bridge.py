@@ -2,93 +2,62 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import drjit as dr
 import torch
 
+from ..autodiff import from_torch, jvp, sync_in, sync_out, vjp
 from ..backend import drjit_module
 from ..projector import Projector
 from ._geometry import GeometryTensors, check_projector, check_tensor, operator, split_batch
 
 
 # ---- the bridge -----------------------------------------------------------------------------------------------
-def _functorch_wrapped(value: torch.Tensor) -> bool:
-    check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
-    return bool(check(value)) if check is not None else False
-
-
 class Spec:
     """What one call computes: ``A`` or ``A.T``, with which geometry parameters laid out how."""
 
     def __init__(self, A: Projector, adjoint: bool, names: list[tuple[str, int]], samples: int | None) -> None:
         self.A, self.adjoint, self.names, self.samples = A, adjoint, names, samples
-        self.backend = dr.JitBackend.CUDA if A.backend == "cuda" else dr.JitBackend.LLVM
-        self.mod = drjit_module(A.backend)
+        self.backend = A.backend
 
     def transposed(self) -> Spec:
         return Spec(self.A, not self.adjoint, self.names, self.samples)
 
     def to_drjit(self, value: torch.Tensor) -> Any:
-        """A torch tensor as a Dr.Jit tensor sharing its memory (DLPack; contiguous first)."""
-        if _functorch_wrapped(value):
-            raise RuntimeError(
-                "drct.torch operators do not support torch.func transforms (vmap, jvp, grad, jacrev, ...); use "
-                "torch.autograd (backward, torch.autograd.grad, torch.autograd.forward_ad) and batch dimensions"
-            )
-        tensor = self.mod.TensorXf if value.dtype == torch.float32 else self.mod.TensorXf64
-        return tensor(value.detach().contiguous())
+        """A torch tensor as a Dr.Jit tensor sharing its memory (:func:`drct.autodiff.from_torch`)."""
+        return from_torch(value, self.backend)
 
-    def parameters(self, comps: tuple[torch.Tensor, ...], grad: bool) -> tuple[dict[str, list[Any]], list[Any]]:
-        """The flat geometry components as Dr.Jit Float64 arrays (gradient-enabled leaves when ``grad``)."""
-        leaves = [self.mod.Float64(self.to_drjit(c).array) for c in comps]
-        if grad:
-            dr.enable_grad(leaves)
-        params: dict[str, list[Any]] = {}
+    def inputs(self, data: torch.Tensor, comps: Sequence[torch.Tensor]) -> list[Any]:
+        """The Dr.Jit inputs of :meth:`apply`: the data tensor, then the flat geometry components as Float64
+        arrays."""
+        mod = drjit_module(self.backend)
+        return [self.to_drjit(data), *[mod.Float64(self.to_drjit(c).array) for c in comps]]
+
+    def apply(self, values: Any, *leaves: Any) -> Any:
+        """The operator on the Dr.Jit tensor ``values`` with the geometry components ``leaves``."""
         it = iter(leaves)
-        for name, width in self.names:
-            params[name] = [next(it) for _ in range(width)]
-        return params, leaves
-
-    def run(
-        self, data: torch.Tensor, comps: tuple[torch.Tensor, ...], geometry_grad: bool = False, data_grad: bool = False
-    ) -> tuple[Any, list[Any], Any]:
-        """The operator on ``data`` with geometry components ``comps`` (inside ``dr.isolate_grad()`` when a
-        gradient is enabled): the Dr.Jit output, the geometry leaves and the Dr.Jit input."""
-        params, leaves = self.parameters(comps, grad=geometry_grad)
-        values = self.to_drjit(data)
-        if data_grad:
-            dr.enable_grad(values)
+        params = {name: [next(it) for _ in range(width)] for name, width in self.names}
         op = operator(self.A, params, self.samples)
-        return (op.adjoint_tensor(values) if self.adjoint else op.forward_tensor(values)), leaves, values
-
-    def sync_in(self, device: torch.device) -> None:
-        """Before Dr.Jit reads torch memory: on CUDA, finish torch's pending work on it."""
-        dr.detail.new_scope(self.backend)
-        if device.type == "cuda":
-            torch.cuda.current_stream(device).synchronize()
-
-    def sync_out(self) -> None:
-        """Before torch reads Dr.Jit memory: finish Dr.Jit's launches (asynchronous on both backends)."""
-        dr.sync_thread()
-        dr.detail.new_scope(self.backend)
+        return op.adjoint_tensor(values) if self.adjoint else op.forward_tensor(values)
 
 
 class _Transform(torch.autograd.Function):
     """``A x`` or ``A.T y`` with gradients to the data and to flat geometry components.
 
-    Not ``drjit.wrap``: its backward consumes the Dr.Jit graph, so a second backward through the same output
-    (``retain_graph=True``, ``torch.autograd.gradcheck``) silently returns stale gradients. Here the gradient
-    of the data is the transposed operator, itself a :class:`_Transform` (so it can be differentiated again),
-    and geometry gradients rebuild a fresh Dr.Jit graph at each backward.
+    The gradient of the data alone is the transposed operator, itself a :class:`_Transform` (so it can be
+    differentiated again); geometry gradients and forward-mode tangents re-run the operator under Dr.Jit's AD
+    (:func:`drct.autodiff.vjp`, :func:`drct.autodiff.jvp`), a fresh graph at each call.
     """
 
     @staticmethod
     def forward(spec: Spec, data: torch.Tensor, *comps: torch.Tensor) -> torch.Tensor:
-        spec.sync_in(data.device)
-        out, _, _ = spec.run(data, comps)
-        spec.sync_out()
+        sync_in(spec.backend, data.device)
+        with dr.suspend_grad():
+            out = spec.apply(*spec.inputs(data, comps))
+            dr.eval(out)
+        sync_out(spec.backend)
         return out.torch()
 
     @staticmethod
@@ -103,31 +72,22 @@ class _Transform(torch.autograd.Function):
         spec: Spec = ctx.spec
         data, *comps = ctx.saved_tensors
         need_data = ctx.needs_input_grad[1]
-        need_geometry = any(ctx.needs_input_grad[2:])
-        none_for_geometry = [None] * len(comps)
-        if not need_geometry:
+        if not any(ctx.needs_input_grad[2:]):
             grad_data = _Transform.apply(spec.transposed(), grad_out, *comps) if need_data else None
-            return None, grad_data, *none_for_geometry
+            return None, grad_data, *[None] * len(comps)
         if torch.is_grad_enabled():
             raise RuntimeError(
                 "drct.torch: second derivatives through geometry parameters are not supported "
                 "(create_graph=True with geometry tensors that require grad)"
             )
-        spec.sync_in(grad_out.device)
-        with dr.isolate_grad():
-            out, leaves, values = spec.run(data, tuple(comps), geometry_grad=True, data_grad=need_data)
-            dr.set_grad(out, spec.to_drjit(grad_out))
-            dr.enqueue(dr.ADMode.Backward, out)
-            dr.traverse(dr.ADMode.Backward)
-            grads = [dr.grad(leaf) for leaf in leaves]
-            grad_values = dr.grad(values) if need_data else None
-            dr.eval(grads, grad_values)
-        spec.sync_out()
+        sync_in(spec.backend, grad_out.device)
+        grads = vjp(spec.apply, spec.inputs(data, comps), ctx.needs_input_grad[1:], spec.to_drjit(grad_out))
+        sync_out(spec.backend)
+        grad_data = None if grads[0] is None else grads[0].torch().reshape(data.shape)
         grad_comps = [
-            torch.as_tensor(g.torch(), dtype=c.dtype).reshape(c.shape) if ctx.needs_input_grad[2 + i] else None
-            for i, (g, c) in enumerate(zip(grads, comps, strict=True))
+            None if g is None else torch.as_tensor(g.torch(), dtype=c.dtype).reshape(c.shape)
+            for g, c in zip(grads[1:], comps, strict=True)
         ]
-        grad_data = None if grad_values is None else grad_values.torch().reshape(data.shape)
         return None, grad_data, *grad_comps
 
     @staticmethod
@@ -136,21 +96,15 @@ class _Transform(torch.autograd.Function):
         tangents use drct's forward-mode derivative (``A`` only: ``A.T`` has none)."""
         spec: Spec = ctx.spec
         data, *comps = ctx.saved_tensors
-        spec.sync_in(data.device)
-        with dr.isolate_grad():
-            geometry = any(t is not None for t in comps_t)
-            out, leaves, values = spec.run(data, tuple(comps), geometry_grad=geometry, data_grad=data_t is not None)
-            for leaf, tangent in zip(leaves, comps_t, strict=True):
-                if tangent is not None:
-                    dr.set_grad(leaf, type(leaf)(spec.to_drjit(tangent).array))
-            if data_t is not None:
-                dr.set_grad(values, spec.to_drjit(data_t))
-            dr.enqueue(dr.ADMode.Forward, [*leaves, values])
-            dr.traverse(dr.ADMode.Forward)
-            tangent_out = dr.grad(out)
-            dr.eval(tangent_out)
-        spec.sync_out()
-        return tangent_out.torch().reshape(out.shape)
+        sync_in(spec.backend, data.device)
+        inputs = spec.inputs(data, comps)
+        tangents = [None if data_t is None else spec.to_drjit(data_t)]
+        tangents += [
+            None if c is None else type(x)(spec.to_drjit(c).array) for x, c in zip(inputs[1:], comps_t, strict=True)
+        ]
+        tangent_out = jvp(spec.apply, inputs, tangents)
+        sync_out(spec.backend)
+        return tangent_out.torch()
 
 
 def _apply(adjoint: bool, data: Any, A: Any, geometry: Mapping[str, Any]) -> torch.Tensor:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import drjit as dr
 import numpy as np
 import torch
 from torch import nn
 
+from ..autodiff import torch_apply
 from ..geometry.projection import ProjectionGeometry
 from ..projector import Projector
 from ..recon.fbp import backproject_filtered, weights_for
 from ..recon.filters import filter_response, padded_length
-from ._bridge import Spec, backproject, project
+from ._bridge import backproject, project
 from ._geometry import NAMES, TORCH_DTYPES, check_projector, check_tensor, device_type, split_batch
 
 
@@ -96,39 +96,6 @@ class BackProjection(_GeometryModule):
 
 
 # ---- FBP ------------------------------------------------------------------------------------------------------
-class _DrJitLinear(torch.autograd.Function):
-    """A linear Dr.Jit function of one tensor (``fn(t) -> t``) in torch; its gradient comes from Dr.Jit's AD,
-    rebuilt at each backward so that repeated backward passes stay correct."""
-
-    @staticmethod
-    def forward(ctx: Any, fn: Any, spec: Spec, values: torch.Tensor) -> torch.Tensor:
-        spec.sync_in(values.device)
-        out = fn(spec.to_drjit(values))
-        dr.eval(out)
-        spec.sync_out()
-        ctx.fn, ctx.spec, ctx.shape = fn, spec, values.shape
-        ctx.save_for_backward(values)
-        return out.torch()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
-        spec: Spec = ctx.spec
-        (values,) = ctx.saved_tensors
-        spec.sync_in(grad_out.device)
-        with dr.isolate_grad():
-            inputs = spec.to_drjit(values)
-            dr.enable_grad(inputs)
-            out = ctx.fn(inputs)
-            dr.set_grad(out, spec.to_drjit(grad_out))
-            dr.enqueue(dr.ADMode.Backward, out)
-            dr.traverse(dr.ADMode.Backward)
-            grad = dr.grad(inputs)
-            dr.eval(grad)
-        spec.sync_out()
-        return None, None, grad.torch().reshape(ctx.shape)
-
-
 class FBP(nn.Module):
     """Filtered backprojection in physical units, ``FBP(A)(y)`` equal to :func:`drct.fbp` ``(A, y)``.
 
@@ -200,7 +167,6 @@ class FBP(nn.Module):
         self._has_pre = bool(np.any(weights.pre != 1))
         self.register_buffer("pre", torch.as_tensor(weights.pre, dtype=dtype, device=device))
         self.register_buffer("post", torch.as_tensor(weights.post, dtype=dtype, device=device))
-        self._spec = Spec(A, True, [], None)
 
     def filter_response(self) -> torch.Tensor:
         """The frequency response in use (``n // 2 + 1`` values for ``torch.fft.rfft`` of ``n`` samples, 1/mm²
@@ -232,7 +198,7 @@ class FBP(nn.Module):
             return backproject_filtered(A, values, self._weights)
 
         flat = q.reshape(-1, *A.range_shape)
-        out = [_DrJitLinear.apply(step, self._spec, flat[i]) for i in range(flat.shape[0])]
+        out = [torch_apply(step, A.backend, flat[i]) for i in range(flat.shape[0])]
         return torch.stack(out).reshape(*batch, *A.domain_shape)
 
     def extra_repr(self) -> str:

@@ -3,7 +3,16 @@
 A ray is ``o + t * d`` with ``|d| = 1`` and ``t`` in ``[t_min, t_max]`` (millimetres): the whole line for parallel
 beams and ray lists, the segment from the source to the pixel centre for cone/fan beams. Everything is
 computed in float64 so that far-away sources do not cost precision; nothing is evaluated here, so the ray set-up
-fuses into the kernel that consumes it.
+fuses into the kernel that consumes it. Pixel positions and directions come from :mod:`drct.geometry.detector`.
+
+Example:
+    >>> import drjit as dr, numpy as np, drct as ct
+    >>> from drct.backend import types
+    >>> pg = ct.fan(np.array([0.0]), 3, 1.0, 40.0, 60.0)
+    >>> t = types("float64", "llvm")
+    >>> rays = make_rays(pg, t, geometry_vectors(pg, t), dr.arange(t.UInt, pg.num_rays))
+    >>> [float(c[1]) for c in rays.origin], np.round(np.asarray(rays.t_max), 6).tolist()  # source; |pixel - source|
+    ([0.0, -40.0], [60.008333, 60.0, 60.008333])
 """
 
 from __future__ import annotations
@@ -15,7 +24,8 @@ import drjit as dr
 import numpy as np
 
 from ..backend import Types, upload
-from ..geometry.projection import AnyGeometry, ProjectionGeometry, is_drjit
+from .detector import detector_frame, normalize, ray_through
+from .projection import AnyGeometry, ProjectionGeometry, is_drjit
 
 Vec = list[Any]  # one Dr.Jit array per point axis (x, y[, z])
 
@@ -28,16 +38,6 @@ class Rays:
     direction: Vec
     t_min: Any
     t_max: Any
-
-
-def _dot(a: Vec, b: Vec) -> Any:
-    return sum((x * y for x, y in zip(a, b, strict=True)), start=0.0)
-
-
-def _normalize(a: Vec) -> tuple[Vec, Any]:
-    length = dr.sqrt(_dot(a, a))
-    inv = dr.rcp(length)
-    return [x * inv for x in a], length
 
 
 def upload_vectors(rows: np.ndarray, t: Types) -> Vec:
@@ -68,7 +68,7 @@ def rays_from(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], index: Any) ->
     count = dr.width(index)
     inf = dr.full(t.Float64, dr.inf, count)
     if not isinstance(pg, ProjectionGeometry):
-        direction, _ = _normalize(vectors["directions"])
+        direction, _ = normalize(vectors["directions"])
         return Rays(vectors["origins"], direction, -inf, inf)
 
     cols = pg.det_shape[-1]
@@ -76,38 +76,12 @@ def rays_from(pg: AnyGeometry, t: Types, vectors: dict[str, Vec], index: Any) ->
     pixel = index % (rows * cols)
     row = pixel // cols
     col = pixel - row * cols
-    src, det, det_u = vectors["src"], vectors["det"], vectors["det_u"]
-    u_off = t.Float64(col) - (cols - 1) / 2
-    v_off = t.Float64(row) - (rows - 1) / 2
-    if pg.ndim == 3:
-        det_v = vectors["det_v"]
-        along_v = [v * v_off for v in det_v]
-    else:
-        det_v = None
-        along_v = [dr.zeros(t.Float64, count)] * 2
-
-    if pg.curved:
-        axis = _normalize(det_v)[0] if det_v is not None else None
-        to_det = [a - b for a, b in zip(det, src, strict=True)]
-        if axis is not None:
-            height = _dot(to_det, axis)
-            foot = [s + height * a for s, a in zip(src, axis, strict=True)]
-            radial = [d - f for d, f in zip(det, foot, strict=True)]
-        else:
-            foot, radial = src, to_det
-        w_hat, radius = _normalize(radial)
-        u_dir = [u - _dot(det_u, w_hat) * w for u, w in zip(det_u, w_hat, strict=True)]
-        u_hat, _ = _normalize(u_dir)
-        gamma = u_off * dr.sqrt(_dot(det_u, det_u)) / radius
-        s, c = dr.sincos(gamma)
-        pixel_pos = [f + radius * (c * w + s * u) + av for f, w, u, av in zip(foot, w_hat, u_hat, along_v, strict=True)]
-    else:
-        pixel_pos = [d + u * u_off + av for d, u, av in zip(det, det_u, along_v, strict=True)]
-
-    if pg.beam == "parallel":
-        direction, _ = _normalize(src)
-        return Rays(pixel_pos, direction, -inf, inf)
-    direction, length = _normalize([p - s for p, s in zip(pixel_pos, src, strict=True)])
+    src = vectors["src"]
+    frame = detector_frame(src, vectors["det"], vectors["det_u"], vectors.get("det_v"), pg.curved)
+    position, _ = frame.pixel(t.Float64(col) - (cols - 1) / 2, t.Float64(row) - (rows - 1) / 2)
+    direction, length = ray_through(src, position, pg.beam)
+    if length is None:
+        return Rays(position, direction, -inf, inf)
     return Rays(src, direction, dr.zeros(t.Float64, count), length)
 
 

@@ -9,6 +9,8 @@ same way, written here once:
   them, and propagates the seed through it (:func:`vjp` reverse, :func:`jvp` forward), so a second backward
   through the same output (``retain_graph=True``, ``torch.autograd.gradcheck``) is as right as the first —
   unlike ``drjit.wrap``, whose backward consumes the Dr.Jit graph;
+* the re-run and its traversal hold drct's launch lock (:func:`drct.concurrency.exclusive`): Dr.Jit 1.5's
+  AD traversal is not safe in several threads at once;
 * tensors cross by DLPack (:func:`from_torch`), with torch's CUDA stream and Dr.Jit's launches synchronised
   around each crossing (:func:`sync_in`, :func:`sync_out`).
 
@@ -34,6 +36,7 @@ from typing import Any
 import drjit as dr
 
 from .backend import drjit_module
+from .concurrency import exclusive
 
 DrJitFunction = Callable[..., Any]  # Dr.Jit values (None passes through) -> one Dr.Jit tensor
 
@@ -89,7 +92,7 @@ def sync_out(backend: str) -> None:
 def vjp(fn: DrJitFunction, inputs: Sequence[Any], wanted: Sequence[bool], seed: Any) -> list[Any]:
     """Reverse mode: ``fn(*inputs)`` re-run in an isolated AD scope with gradients on the ``wanted`` inputs,
     ``seed`` propagated back; the gradients of the wanted inputs (evaluated; None for the others)."""
-    with dr.isolate_grad(), dr.resume_grad():
+    with exclusive(), dr.isolate_grad(), dr.resume_grad():
         enabled = [w and x is not None for x, w in zip(inputs, wanted, strict=True)]
         for x, on in zip(inputs, enabled, strict=True):
             if on:
@@ -106,7 +109,7 @@ def vjp(fn: DrJitFunction, inputs: Sequence[Any], wanted: Sequence[bool], seed: 
 def jvp(fn: DrJitFunction, inputs: Sequence[Any], tangents: Sequence[Any]) -> Any:
     """Forward mode: the derivative of ``fn(*inputs)`` along ``tangents`` (None: no change of that input),
     evaluated."""
-    with dr.isolate_grad(), dr.resume_grad():
+    with exclusive(), dr.isolate_grad(), dr.resume_grad():
         moving = [(x, tangent) for x, tangent in zip(inputs, tangents, strict=True) if tangent is not None]
         for x, _ in moving:
             dr.enable_grad(x)

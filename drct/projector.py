@@ -7,6 +7,7 @@ from typing import Any
 import drjit as dr
 
 from .arrays import from_tensor, require_finite_tensor, to_tensor
+from .autodiff import torch_apply
 from .backend import Types, canonical_dtype, get_backend, types
 from .geometry.projection import AnyGeometry, ProjectionGeometry, RayGeometry
 from .geometry.volume import VolumeGeometry
@@ -204,14 +205,21 @@ class Projector:
         return out
 
     def __call__(self, x: Any) -> Any:
-        """``A x``; ``x`` is a numpy array, torch tensor or Dr.Jit tensor of shape ``(*batch, *vg.shape)``."""
+        """``A x``; ``x`` is a numpy array, torch tensor or Dr.Jit tensor of shape ``(*batch, *vg.shape)``. A torch
+        tensor that requires grad gets a differentiable torch result (for geometry tensors too, see
+        :func:`drct.torch.project`)."""
+        if _torch_needs_grad(x):
+            return torch_apply(self.forward_tensor, self.backend, x)
         tensor, kind = to_tensor(x, self.domain_shape, self.types, "x (volume)", leading=self.batch is None)
         return from_tensor(self.forward_tensor(tensor), kind)
 
     forward = __call__
 
     def adjoint(self, y: Any) -> Any:
-        """``A.T y``; ``y`` is a numpy array, torch tensor or Dr.Jit tensor of shape ``(*batch, *pg.shape)``."""
+        """``A.T y``; ``y`` is a numpy array, torch tensor or Dr.Jit tensor of shape ``(*batch, *pg.shape)`` (a torch
+        tensor that requires grad gets a differentiable torch result)."""
+        if _torch_needs_grad(y):
+            return torch_apply(self.adjoint_tensor, self.backend, y)
         tensor, kind = to_tensor(y, self.range_shape, self.types, "y (projections)", leading=self.batch is None)
         return from_tensor(self.adjoint_tensor(tensor), kind)
 
@@ -220,6 +228,15 @@ class Projector:
             f"Projector(vg shape={self.vg.shape}, {self.pg!r}, basis={self.basis!r}, dtype={self.dtype!r}, "
             f"backend={self.backend!r}{'' if self.batch is None else f', batch={self.batch}'})"
         )
+
+
+def _torch_needs_grad(value: Any) -> bool:
+    """A torch tensor that requires grad while torch records gradients."""
+    if not type(value).__module__.startswith("torch") or not getattr(value, "requires_grad", False):
+        return False
+    import torch
+
+    return torch.is_grad_enabled()
 
 
 class _Adjoint:

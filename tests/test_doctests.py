@@ -42,7 +42,6 @@ NO_EXAMPLE_YET = {
     "drct.kernels",
     "drct.kernels.derivatives",
     "drct.kernels.march",
-    "drct.kernels.rays",
     "drct.physics.make_tables",
     "drct.scene.mesh_objects",
     "drct.transform",

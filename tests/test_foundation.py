@@ -53,12 +53,24 @@ def test_non_finite_volume_and_start_are_refused(op2d: ct.Projector) -> None:
 
 
 # ---- gradients are carried or refused, never dropped -------------------------------------------------------
-def test_torch_tensor_requiring_grad_is_refused_not_detached(op2d: ct.Projector) -> None:
-    x = torch.ones(op2d.domain_shape, requires_grad=True)
-    with pytest.raises(TypeError, match=r"requires grad.*ct\.torch\.project"):
-        op2d(x)
+def test_torch_tensor_requiring_grad_keeps_its_gradient(op2d: ct.Projector) -> None:
+    """``A(x)`` on a torch tensor with requires_grad returned a detached tensor (no gradient) before."""
+    x = torch.rand(op2d.domain_shape, requires_grad=True)
+    y = torch.rand(op2d.range_shape, requires_grad=True)
+    (op2d(x) * y.detach()).sum().backward()
+    (op2d.T(y) * x.detach()).sum().backward()
+    assert x.grad is not None and y.grad is not None
+    np.testing.assert_allclose(x.grad.numpy(), op2d.T(y.detach().numpy()), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y.grad.numpy(), op2d(x.detach().numpy()), rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        assert op2d(x).shape == op2d.range_shape  # nothing to drop
+        assert op2d(x).shape == op2d.range_shape  # nothing to carry
+
+
+def test_conversion_refuses_to_drop_a_torch_gradient(op2d: ct.Projector) -> None:
+    from drct.arrays import to_tensor
+
+    with pytest.raises(TypeError, match=r"requires grad.*ct\.torch\.project"):
+        to_tensor(torch.ones(op2d.domain_shape, requires_grad=True), op2d.domain_shape, op2d.types, "x (volume)")
 
 
 def test_grad_enabled_drjit_vectors_are_refused_by_from_vectors() -> None:

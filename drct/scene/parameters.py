@@ -13,7 +13,17 @@ if TYPE_CHECKING:
 
 
 class SceneParameters(MutableMapping[str, Any]):
-    """A live view of a scene's parameters: reading gives the current value, assigning changes the scene."""
+    """A live view of a scene's parameters: reading gives the current value, assigning changes the scene.
+
+    Example:
+        >>> import drct as ct
+        >>> params = ct.scene.traverse(ct.load_scene("scenes/shepp_logan_2d.toml", scale=0.1))
+        >>> "geometry.det_shift_u" in params, "source.photons" in params
+        (True, True)
+        >>> params["geometry.det_shift_u"] = 0.5
+        >>> float(params["geometry.det_shift_u"])
+        0.5
+    """
 
     def __init__(self, scene: Scene) -> None:
         self.scene = scene

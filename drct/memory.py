@@ -1,0 +1,104 @@
+"""Host memory: how much is available, and a check that refuses an allocation that cannot fit.
+
+Call :func:`require_memory` with an estimate *before* allocating arrays whose size comes from the user (a scene's
+detector and views, a volume shape), so that a too-large request ends in a clear
+:class:`~drct.errors.MemoryBudgetError` naming what was needed and what is available, instead of a segfault inside
+Dr.Jit, minutes of swapping, or an out-of-memory kill.
+
+Example:
+    >>> from drct.memory import available_bytes, format_bytes, require_memory
+    >>> available_bytes() > 0
+    True
+    >>> require_memory(1024, "a small array")
+    >>> format_bytes(3 * 2**30)
+    '3.0 GiB'
+    >>> require_memory(2**80, "2^78 voxels")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    drct.errors.MemoryBudgetError: 2^78 voxels needs about 1.0 YiB of memory, but only ... is available; ...
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import MemoryBudgetError
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units with one decimal, e.g. ``'1.5 GiB'``."""
+    value = float(n)
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _meminfo_available() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` (Linux: free memory plus reclaimable caches), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_available() -> int | None:
+    """What a cgroup v2 memory limit (a container's) still allows, or None when there is no limit."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        return max(int(limit) - used, 0)
+    except (OSError, ValueError):
+        return None
+
+
+def available_bytes() -> int:
+    """Host memory available to this process now, in bytes.
+
+    From ``psutil.virtual_memory().available`` when psutil is installed, else ``/proc/meminfo``'s
+    ``MemAvailable``, else ``os.sysconf`` (available physical pages, or all physical pages); capped by a cgroup
+    (container) limit where one is set.
+    """
+    found: int | None = None
+    try:
+        import psutil  # type: ignore[import-not-found]
+
+        found = int(psutil.virtual_memory().available)
+    except ImportError:
+        found = _meminfo_available()
+    if found is None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        for name in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+            try:
+                found = int(os.sysconf(name)) * int(page)
+                break
+            except (ValueError, OSError):
+                continue
+    if found is None:  # pragma: no cover - no way to ask this system
+        found = 1 << 62
+    cgroup = _cgroup_available()
+    return found if cgroup is None else min(found, cgroup)
+
+
+def require_memory(nbytes: float, what: str) -> None:
+    """Raise :class:`~drct.errors.MemoryBudgetError` if ``nbytes`` exceeds :func:`available_bytes`.
+
+    Args:
+        nbytes: the estimated peak need (a Python int or float: no overflow for any size).
+        what: what needs it, for the message, e.g. ``"simulating 1048576 views x 1048576 pixels"``.
+    """
+    available = available_bytes()
+    if nbytes > available:
+        raise MemoryBudgetError(
+            f"{what} needs about {format_bytes(nbytes)} of memory, but only {format_bytes(available)} is available; "
+            "reduce the size (fewer views, pixels or voxels) or free memory"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
-from ..io import refuse_overwrite, write_atomically
+from ..io import output_folder, refuse_overwrite, write_atomically
 from .errors import SceneError
 from .geometry import read_geometry, read_misalignment
 from .registry import lookup
@@ -27,6 +28,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+MAX_NAME = 200  # characters of a scene or object name (a 10 MB name made the preview's title hang)
+MAX_FILE_BYTES = 64 * 2**20  # a scene file is text: larger ones are refused before they are read
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 ERRORS = (
     ValueError,
@@ -56,7 +59,12 @@ def guard(file: str | None, key: str) -> Iterator[None]:
         raise SceneError(file, key, text) from err
 
 
-def load_scene(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, scale: float = 1.0) -> Scene:
+def load_scene(
+    path: str | os.PathLike[str],
+    overrides: Mapping[str, Any] | None = None,
+    scale: float = 1.0,
+    allow_outside: bool = False,
+) -> Scene:
     """Read a TOML scene file.
 
     Args:
@@ -65,6 +73,9 @@ def load_scene(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None
             ``{"geometry.det_shape": [32, 32], "objects[0].mu": 0.01}``.
         scale: in ``(0, 1]``: the same scan with about ``scale`` times the views, detector pixels and volume
             samples per axis (see :meth:`Scene.scaled`).
+        allow_outside: let the scene read data files outside its folder. By default every file it names
+            (volumes, meshes, spectra, geometry files) must, with symlinks resolved, lie in the scene file's
+            folder or below: a scene file from elsewhere cannot make drct read arbitrary files.
 
     Raises:
         SceneError: for anything wrong with the file, naming the file, the key and the problem.
@@ -78,8 +89,10 @@ def load_scene(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None
     file = str(path)
     source = Path(path)
     with guard(file, ""):
-        if not source.is_file():
+        if not source.is_file():  # regular files only: a FIFO would block
             raise SceneError(file, "", "scene file not found")
+        if source.stat().st_size > MAX_FILE_BYTES:
+            raise SceneError(file, "", f"{source.stat().st_size} bytes: a scene file has at most {MAX_FILE_BYTES}")
         text = source.read_bytes().decode("utf-8")
     with guard(file, ""):
         try:
@@ -88,7 +101,7 @@ def load_scene(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None
             raise SceneError(file, "", f"invalid TOML: {err}") from None
     for key, value in (overrides or {}).items():
         _override(data, str(key), value, file)
-    scene = parse_scene(data, file, source.parent)
+    scene = parse_scene(data, file, source.parent, allow_outside)
     if scale != 1.0:
         with guard(file, ""):
             scene = scene.scaled(scale)
@@ -117,11 +130,14 @@ def _override(data: dict[str, Any], key: str, value: Any, file: str) -> None:
             raise SceneError(file, key, "cannot override: no such table or array entry") from None
 
 
-def parse_scene(data: Any, file: str | None = None, base: Path | None = None) -> Scene:
-    """A :class:`Scene` from the parsed TOML tables ``data`` (as :func:`load_scene` reads them)."""
-    root = Table(data, file, "", base)
-    meta = root.table("scene", None) or Table({}, file, "scene", base)
+def parse_scene(data: Any, file: str | None = None, base: Path | None = None, allow_outside: bool = False) -> Scene:
+    """A :class:`Scene` from the parsed TOML tables ``data`` (as :func:`load_scene` reads them); files named in
+    it must lie in ``base`` (default: the folder of ``file``) unless ``allow_outside``."""
+    root = Table(data, file, "", base, allow_outside)
+    meta = root.table("scene", None) or Table({}, file, "scene", base, allow_outside)
     name = meta.string("name", Path(file).stem if file else "scene")
+    if len(name) > MAX_NAME:
+        meta.fail("name", f"at most {MAX_NAME} characters (it titles plots and files), got {len(name)}")
     description = meta.string("description", "")
     dtype = meta.string("dtype", "float32", ("float32", "float64"))
     compose = meta.string("compose", "replace", COMPOSE)
@@ -151,8 +167,12 @@ def parse_scene(data: Any, file: str | None = None, base: Path | None = None) ->
     for i, t in enumerate(root.tables("objects")):
         cls = lookup("object", t)
         obj_name = t.string("name", f"{cls.type_name}_{i}")
-        if not NAME.match(obj_name):
-            t.fail("name", f"object names are letters, digits, '_' and '-' (used in parameter keys), got {obj_name!r}")
+        if not NAME.match(obj_name) or len(obj_name) > MAX_NAME:
+            t.fail(
+                "name",
+                f"object names are letters, digits, '_' and '-' (used in parameter keys and file names), "
+                f"at most {MAX_NAME} characters, got {obj_name[:40]!r}{'...' if len(obj_name) > 40 else ''}",
+            )
         if obj_name in names:
             t.fail("name", f"duplicate object name {obj_name!r}")
         names.add(obj_name)
@@ -171,10 +191,10 @@ def parse_scene(data: Any, file: str | None = None, base: Path | None = None) ->
                     raise ValueError(f"unknown material {obj.material!r}; expected one of {material_names()}") from None
         objects.append(obj)
 
-    s = root.table("source", None) or Table({}, file, "source", base)
+    s = root.table("source", None) or Table({}, file, "source", base, allow_outside)
     source = lookup("source", s, "monochromatic").from_table(s)
     s.finish()
-    d = root.table("detector", None) or Table({}, file, "detector", base)
+    d = root.table("detector", None) or Table({}, file, "detector", base, allow_outside)
     detector = lookup("detector", d, "ideal").from_table(d)
     d.finish()
     if not isinstance(pg, ProjectionGeometry) and float(detector.params.get("blur", 0.0)) > 0:
@@ -187,17 +207,50 @@ def parse_scene(data: Any, file: str | None = None, base: Path | None = None) ->
     return scene
 
 
+def _outside_files(data: dict[str, Any], folder: Path) -> dict[Path, Path]:
+    """Point every data file that ``data`` (the tables of :meth:`Scene.to_dict`) names outside ``folder`` to a
+    copy inside it: returns ``{copy: original}`` and rewrites the names in ``data``."""
+    root = folder.resolve()
+    tables = [data.get("geometry", {}), *data.get("objects", []), data.get("source", {})]
+    copies: dict[Path, Path] = {}
+    for i, table in enumerate(tables):
+        name = table.get("file") if isinstance(table, dict) else None
+        if not isinstance(name, str):
+            continue
+        original = (folder / name).resolve()
+        if original.is_relative_to(root):
+            continue
+        copy = folder / original.name
+        if copy in copies:  # two originals of the same name
+            copy = folder / f"{i}_{original.name}"
+        copies[copy] = original
+        table["file"] = copy.name
+    return copies
+
+
 def save_scene(scene: Scene, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Write ``scene`` as TOML (see :meth:`Scene.save`)."""
+    """Write ``scene`` as TOML (see :meth:`Scene.save`).
+
+    The file is self-contained in its folder, as :func:`load_scene` requires by default: changed data are
+    written beside it, and data files the scene read from outside that folder are copied beside it.
+    """
     from .tomlwrite import dumps
 
     target = Path(path)
     folder = target.parent.resolve() if target.parent.exists() else target.parent
     data_files = {p: a for obj in scene.objects for p, a in obj.files_to_write(folder).items()}
-    refuse_overwrite([target, *data_files], overwrite)
-    text = "# drct scene file (see scenes/README.md)\n" + dumps(scene.to_dict(folder))
+    tables = scene.to_dict(folder)
+    copies = _outside_files(tables, folder)
+    refuse_overwrite([target, *data_files, *(c for c, o in copies.items() if not o.is_dir())], overwrite)
+    text = "# drct scene file (see scenes/README.md)\n" + dumps(tables)
     for file, array in data_files.items():
         write_atomically(file, lambda tmp, array=array: np.save(tmp, array))
+    for copy, original in copies.items():
+        if original.is_dir():  # a folder of TIFF slices
+            with output_folder(copy, force=overwrite) as staging:
+                shutil.copytree(original, staging, dirs_exist_ok=True)
+        else:
+            write_atomically(copy, lambda tmp, original=original: shutil.copyfile(original, tmp))
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

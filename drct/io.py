@@ -278,6 +278,8 @@ def read_npy(path: str | os.PathLike[str], what: str = "array file") -> np.ndarr
                 shape, _, dtype = fmt.read_array_header_2_0(f)
         except (ValueError, SyntaxError, TypeError) as err:
             raise ValueError(f"{p}: invalid .npy header ({err})") from None
+        if any(n < 0 for n in shape):
+            raise ValueError(f"{p}: invalid .npy header (negative shape {shape})")
         if dtype.hasobject or dtype.kind not in "biuf":
             raise ValueError(f"{p}: {what} must hold numbers, got dtype {dtype}")
         nbytes = _array_bytes(shape, dtype)

@@ -74,9 +74,7 @@ def _umask() -> int:
     return mask
 
 
-def write_together(
-    writers: Mapping[Any, Callable[[str], object] | None], overwrite: bool = False
-) -> list[Path]:
+def write_together(writers: Mapping[Any, Callable[[str], object] | None], overwrite: bool = False) -> list[Path]:
     """Write a set of files so that no reader ever sees members of two different writes side by side.
 
     Every ``write(tmp)`` first writes a temporary file beside its target (``.<name>.<random><suffix>``); only when

@@ -277,3 +277,26 @@ def test_allow_outside_files_lets_a_scene_read_elsewhere(data: Path, tmp_path_fa
     # the copy of the scene in the output is self-contained: the data file was copied beside it
     assert (data / "o" / "v.npy").is_file()
     assert json.dumps(ct.load_scene(data / "o" / "scene.toml").to_dict(data / "o")).count('"v.npy"') == 1
+
+
+def test_calibrate_that_fails_while_writing_leaves_the_old_folder_intact(
+    data: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import drct.calibration.report as report
+
+    out = data / "c"
+    argv = ["calibrate", str(data / "y.npy"), "--geometry", str(data / "geometry.json"), "--params", "det_shift_u"]
+    argv += ["--iterations", "1", "--recon-iterations", "2", "--final-recon-iterations", "2", "--no-progress"]
+    assert main([*argv, "-o", str(out)]) == 0
+    old = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(old) == {"geometry.json", "reconstruction.tif", "calibration.json", "report.png"}
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(report, "write_report", full)  # the last file of the set
+    capsys.readouterr()
+    assert main([*argv, "-o", str(out), "--force"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == old
+    assert not [p for p in data.iterdir() if p.name.startswith(".")]  # no staging folder left behind

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -187,7 +188,7 @@ def test_non_finite_or_non_positive_distances(bad: float) -> None:
         parse_scene(mutate(VALID, ("geometry", "src_orig_dist"), bad, False), "fuzz.toml")
 
 
-@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink", "symlinked-folder"])
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink", "symlinked-folder", "symlinked-slice"])
 def test_scene_files_are_confined_to_the_scene_folder(where: str, tmp_path: Path) -> None:
     """A scene file may name data files only in its own folder (symlinks resolved) unless allow_outside."""
     outside, scenes = tmp_path / "outside", tmp_path / "scenes"
@@ -195,7 +196,17 @@ def test_scene_files_are_confined_to_the_scene_folder(where: str, tmp_path: Path
     scenes.mkdir()
     np.save(outside / "v.npy", np.ones((4, 5, 6), dtype=np.float32))
     name = {"absolute": str(outside / "v.npy"), "dotdot": "../outside/v.npy"}.get(where, "link/v.npy")
-    if where == "symlink":
+    if where == "symlinked-slice":  # a folder of TIFF slices inside, one of them a link to a file outside
+        name = "slices"
+        (scenes / "slices").mkdir()
+        for k in range(4):
+            tifffile.imwrite(outside / f"s{k}.tif", np.ones((5, 6), np.float32))
+            target = scenes / "slices" / f"s{k}.tif"
+            if k == 2:
+                target.symlink_to(outside / f"s{k}.tif")
+            else:
+                target.write_bytes((outside / f"s{k}.tif").read_bytes())
+    elif where == "symlink":
         (scenes / "link").mkdir()
         (scenes / "link" / "v.npy").symlink_to(outside / "v.npy")
     elif where == "symlinked-folder":

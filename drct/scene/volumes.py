@@ -88,6 +88,8 @@ class Volume(SceneObject):
         path = t.get("file")
         if isinstance(path, str) and (t.base / path).is_dir():
             file = t.confine("file", t.base / path)
+            for entry in file.iterdir():  # a symlinked slice must not lead out either
+                t.confine("file", entry)
         else:
             file = t.file_path("file", SUFFIXES)
         try:

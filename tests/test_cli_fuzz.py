@@ -163,6 +163,8 @@ CASES: list[tuple[str, Callable[[Path], object] | None, str, str]] = [
         "comma-separated integers",
     ),
     # scene files
+    ("folder-scene", lambda d: (d / "bad.toml").mkdir(), "simulate {d}/bad.toml", "not a regular file"),
+    ("missing-scene", None, "simulate {d}/none.toml", "scene file not found"),
     ("deep-toml", lambda d: _scene_with(d, "a = " + "[" * 100_000 + "]" * 100_000), "simulate {d}/bad.toml", "bad"),
     ("deep-set", None, "simulate {d}/scene.toml --set scene.name=" + "[" * 20_000 + "]" * 20_000, "nested too deeply"),
     (
@@ -178,7 +180,7 @@ CASES: list[tuple[str, Callable[[Path], object] | None, str, str]] = [
         "at most 200 characters",
     ),
     ("fifo-among-slices", _fifo_slices, "simulate {d}/vol.toml", "is a FIFO"),
-    ("fifo-scene", lambda d: os.mkfifo(d / "bad.toml"), "simulate {d}/bad.toml", "scene file not found"),
+    ("fifo-scene", lambda d: os.mkfifo(d / "bad.toml"), "simulate {d}/bad.toml", "not a regular file"),
     (
         "scene-file-outside",
         lambda d: _scene_with(d, SCENE + '[[objects]]\ntype = "volume"\nfile = "/etc/hostname"\n'),

@@ -90,7 +90,8 @@ def load_scene(
     source = Path(path)
     with guard(file, ""):
         if not source.is_file():  # regular files only: a FIFO would block
-            raise SceneError(file, "", "scene file not found")
+            problem = "not a regular file (a folder, FIFO or device)" if source.exists() else "scene file not found"
+            raise SceneError(file, "", problem)
         if source.stat().st_size > MAX_FILE_BYTES:
             raise SceneError(file, "", f"{source.stat().st_size} bytes: a scene file has at most {MAX_FILE_BYTES}")
         text = source.read_bytes().decode("utf-8")

@@ -1,18 +1,21 @@
-"""How much memory an operation may take, and a refusal naming both numbers before it tries.
+"""Host memory: how much is available, and a check that refuses an allocation that cannot fit.
 
-A failed allocation inside Dr.Jit's worker threads is a segfault, not an exception, so drct estimates what a
-launch needs and compares it with what the process may still allocate: the smallest of the machine's available
-memory (``MemAvailable``), the cgroup's limit less its usage (containers) and the address-space limit
-(``ulimit -v``) less the process's current size.
+Call :func:`require_memory` with an estimate *before* allocating arrays whose size comes from the user (a scene's
+detector and views, a volume shape), so that a too-large request ends in a clear
+:class:`~drct.errors.MemoryBudgetError` naming what was needed and what is available, instead of a segfault inside
+Dr.Jit, minutes of swapping, or an out-of-memory kill.
 
 Example:
-    >>> from drct.memory import available_bytes, require_memory
+    >>> from drct.memory import available_bytes, format_bytes, require_memory
     >>> available_bytes() > 0
     True
-    >>> require_memory(2**70, "a 1-zebibyte array")  # doctest: +ELLIPSIS
+    >>> require_memory(1024, "a small array")
+    >>> format_bytes(3 * 2**30)
+    '3.0 GiB'
+    >>> require_memory(2**80, "2^78 voxels")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    drct.errors.MemoryBudgetError: a 1-zebibyte array needs 1099511627776.0 GiB, but only ... GiB can be ...
+    drct.errors.MemoryBudgetError: 2^78 voxels needs about 1.0 YiB of memory, but only ... is available; ...
 """
 
 from __future__ import annotations
@@ -23,74 +26,94 @@ from pathlib import Path
 
 from .errors import MemoryBudgetError
 
-_GIB = 2**30
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
 
-def _read_int(path: str) -> int | None:
-    try:
-        text = Path(path).read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units with one decimal, e.g. ``'1.5 GiB'``."""
+    value = float(n)
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _meminfo(key: str) -> int | None:
+def _meminfo_available() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` (Linux: free memory plus reclaimable caches), or None."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith(key + ":"):
+            if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return None
 
 
-def _cgroup_headroom() -> int | None:
-    limit, usage = _read_int("/sys/fs/cgroup/memory.max"), _read_int("/sys/fs/cgroup/memory.current")
-    if limit is None:  # cgroup v1
-        limit, usage = (
-            _read_int("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
-            _read_int("/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-        )
-    if limit is None or usage is None or limit >= 2**60:
+def _cgroup_available() -> int | None:
+    """What a cgroup v2 memory limit (a container's) still allows, or None when there is no limit."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        return max(int(limit) - used, 0)
+    except (OSError, ValueError):
         return None
-    return max(limit - usage, 0)
 
 
-def _address_space_headroom() -> int | None:
+def _address_space_available() -> int | None:
+    """What an address-space limit (``ulimit -v``) still allows: the limit less the process's current size."""
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY:
         return None
-    size = _meminfo_self("VmSize")
-    return max(soft - (size or 0), 0)
-
-
-def _meminfo_self(key: str) -> int | None:
     try:
         for line in Path(f"/proc/{os.getpid()}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
+            if line.startswith("VmSize:"):
+                return max(soft - int(line.split()[1]) * 1024, 0)
     except (OSError, ValueError, IndexError):
-        return None
-    return None
+        pass
+    return soft
 
 
 def available_bytes() -> int:
-    """Bytes this process may still allocate (the tightest of the limits above; the physical memory size where
-    none can be read)."""
-    found = [v for v in (_meminfo("MemAvailable"), _cgroup_headroom(), _address_space_headroom()) if v is not None]
-    if not found:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        return int(pages * size)
-    return int(min(found))
+    """Host memory available to this process now, in bytes.
+
+    From ``psutil.virtual_memory().available`` when psutil is installed, else ``/proc/meminfo``'s
+    ``MemAvailable``, else ``os.sysconf`` (available physical pages, or all physical pages); capped by a cgroup
+    (container) limit and by an address-space limit (``ulimit -v``) where one is set.
+    """
+    found: int | None = None
+    try:
+        import psutil  # type: ignore[import-not-found]
+
+        found = int(psutil.virtual_memory().available)
+    except ImportError:
+        found = _meminfo_available()
+    if found is None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        for name in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+            try:
+                found = int(os.sysconf(name)) * int(page)
+                break
+            except (ValueError, OSError):
+                continue
+    if found is None:  # pragma: no cover - no way to ask this system
+        found = 1 << 62
+    limits = [v for v in (_cgroup_available(), _address_space_available()) if v is not None]
+    return min([found, *limits])
 
 
-def require_memory(nbytes: float, what: str, fraction: float = 0.9) -> None:
-    """Raise :class:`~drct.errors.MemoryBudgetError` when ``what`` needs more than ``fraction`` of the memory
-    still available (the rest is left for Python, the compiler and the operating system)."""
-    have = available_bytes()
-    if nbytes > fraction * have:
+def require_memory(nbytes: float, what: str) -> None:
+    """Raise :class:`~drct.errors.MemoryBudgetError` if ``nbytes`` exceeds :func:`available_bytes`.
+
+    Args:
+        nbytes: the estimated peak need (a Python int or float: no overflow for any size).
+        what: what needs it, for the message, e.g. ``"simulating 1048576 views x 1048576 pixels"``.
+    """
+    available = available_bytes()
+    if nbytes > available:
         raise MemoryBudgetError(
-            f"{what} needs {nbytes / _GIB:.1f} GiB, but only {have / _GIB:.1f} GiB can be allocated "
-            f"(free memory, container and ulimit limits); use a smaller problem, process the views or the batch "
-            "in parts, or free memory"
+            f"{what} needs about {format_bytes(nbytes)} of memory, but only {format_bytes(available)} is available; "
+            "reduce the size (fewer views, pixels or voxels) or free memory"
         )

@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drct.scene import SceneError, load_scene, parse_scene
+from drct.scene.volumes import Volume
 
 VALID = {
     "scene": {"name": "fuzz", "dtype": "float32"},
@@ -185,3 +187,44 @@ def test_mutated_3d_scenes_with_files_raise_only_scene_errors(path: tuple[Any, .
 def test_non_finite_or_non_positive_distances(bad: float) -> None:
     with pytest.raises(SceneError, match=r"geometry\.src_orig_dist"):
         parse_scene(mutate(VALID, ("geometry", "src_orig_dist"), bad, False), "fuzz.toml")
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink", "symlinked-folder", "symlinked-slice"])
+def test_scene_files_are_confined_to_the_scene_folder(where: str, tmp_path: Path) -> None:
+    """A scene file may name data files only in its own folder (symlinks resolved) unless allow_outside."""
+    outside, scenes = tmp_path / "outside", tmp_path / "scenes"
+    outside.mkdir()
+    scenes.mkdir()
+    np.save(outside / "v.npy", np.ones((4, 5, 6), dtype=np.float32))
+    name = {"absolute": str(outside / "v.npy"), "dotdot": "../outside/v.npy"}.get(where, "link/v.npy")
+    if where == "symlinked-slice":  # a folder of TIFF slices inside, one of them a link to a file outside
+        name = "slices"
+        (scenes / "slices").mkdir()
+        for k in range(4):
+            tifffile.imwrite(outside / f"s{k}.tif", np.ones((5, 6), np.float32))
+            target = scenes / "slices" / f"s{k}.tif"
+            if k == 2:
+                target.symlink_to(outside / f"s{k}.tif")
+            else:
+                target.write_bytes((outside / f"s{k}.tif").read_bytes())
+    elif where == "symlink":
+        (scenes / "link").mkdir()
+        (scenes / "link" / "v.npy").symlink_to(outside / "v.npy")
+    elif where == "symlinked-folder":
+        (scenes / "link").symlink_to(outside)
+    data = copy.deepcopy(VALID3D)
+    data["objects"] = [{"type": "volume", "name": "v", "file": name}]
+    with pytest.raises(SceneError, match=r"objects\[0\]\.file: .*outside the scene's folder"):
+        parse_scene(data, str(scenes / "s.toml"))
+    volume = parse_scene(data, str(scenes / "s.toml"), allow_outside=True).objects[0]
+    assert isinstance(volume, Volume) and volume.vg.shape == (4, 5, 6)
+
+
+def test_files_inside_the_scene_folder_may_be_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    np.save(tmp_path / "data" / "v.npy", np.ones((4, 5, 6), dtype=np.float32))
+    (tmp_path / "v.npy").symlink_to(tmp_path / "data" / "v.npy")
+    data = copy.deepcopy(VALID3D)
+    data["objects"] = [{"type": "volume", "name": "v", "file": "v.npy"}]
+    volume = parse_scene(data, str(tmp_path / "s.toml")).objects[0]
+    assert isinstance(volume, Volume) and volume.vg.shape == (4, 5, 6)

@@ -37,7 +37,7 @@ def test_simulate_writes_every_output_consistently(tmp_path: Path) -> None:
     y = np.load(out / "projections.npy")
     clean = np.load(out / "line_integrals.npy")
     np.testing.assert_array_equal(tifffile.imread(out / "projections.tif"), y)
-    pg, vg = ct.geometry.files.load_geometry(out / "geometry.json")
+    pg, vg = ct.load_geometry(out / "geometry.json")
     assert y.shape == clean.shape == pg.shape and vg is not None and vg.ndim == 2
     # the copy of the scene reproduces the run: same geometry, same noise
     copy = load_scene(out / "scene.toml")
@@ -85,7 +85,7 @@ def test_simulate_misaligned_3d_scene_writes_the_exact_geometry(tmp_path: Path) 
         )
         == 0
     )
-    pg, _ = ct.geometry.files.load_geometry(out / "geometry.json")
+    pg, _ = ct.load_geometry(out / "geometry.json")
     nominal = load_scene(scene, scale=0.1)
     nominal.misalignment.clear()
     expected = load_scene(scene, overrides={"geometry.misalignment.det_shift_u": 2.0}, scale=0.1)
@@ -147,3 +147,83 @@ def test_simulate_a_ray_list_writes_the_rays(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.load(out / "rays.npy"), [[0, -50, 0, 1], [2, -50, 0, 1]])
     np.testing.assert_allclose(np.load(out / "line_integrals.npy"), [0.5 * 8.0, 0.5 * 2 * np.sqrt(12.0)], rtol=1e-6)
     assert not (out / "geometry.json").exists() and (out / "preview.png").is_file()
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_run_that_fails_midway_leaves_the_old_folder_intact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder is one unit: a run killed after writing projections.npy must not leave it beside the old
+    geometry.json (it did: every file was renamed into place on its own)."""
+    import drct.cli.simulate as simulate
+
+    out = tmp_path / "o"
+    argv = ["simulate", str(DEFAULT), "-o", str(out), "--scale", "0.1", "--quiet"]
+    assert main(argv) == 0
+    old = _snapshot(out)
+
+    def killed(*args: object) -> None:  # after the .npy files, before the TIFF, geometry and preview
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(simulate, "write_tiff", killed)
+    assert main([*argv, "--seed", "3", "--force"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert _snapshot(out) == old
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]  # no staging folder left behind
+
+
+def test_force_replaces_the_whole_folder_so_no_stale_file_survives(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    argv = ["simulate", str(DEFAULT), "-o", str(out), "--scale", "0.1", "--quiet"]
+    assert main(argv) == 0 and (out / "readings.npy").is_file()
+    # an ideal detector writes no raw readings: the old ones must not stay beside the new projections
+    assert main([*argv, "--force", "--set", "detector={}"]) == 0
+    assert not (out / "readings.npy").exists() and (out / "projections.npy").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_output_folder_replaces_atomically_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    from drct import io
+
+    if not exchange:
+        monkeypatch.setattr(io, "_exchange", lambda a, b: False)
+    out = tmp_path / "run"
+    with io.output_folder(out) as staging:
+        (staging / "a.txt").write_text("old")
+        assert not out.exists()  # nothing at the destination until the end
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        io.check_output_folder(out, force=False)
+    with pytest.raises(RuntimeError), io.output_folder(out, force=True, expected=["a.txt"]) as staging:
+        (staging / "a.txt").write_text("new")
+        raise RuntimeError("killed")
+    assert (out / "a.txt").read_text() == "old"
+    with io.output_folder(out, force=True, expected=["a.txt"]) as staging:
+        (staging / "a.txt").write_text("new")
+    assert (out / "a.txt").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["run"]
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="did not write"), io.output_folder(out, True, ["a.txt"]):
+        pass
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_write_together_never_mixes_two_sets(tmp_path: Path) -> None:
+    from drct.io import write_together
+
+    a, b = tmp_path / "r.tif", tmp_path / "r.png"
+    write_together({a: lambda t: Path(t).write_text("A1"), b: lambda t: Path(t).write_text("B1")})
+
+    def fails(tmp: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_together({a: lambda t: Path(t).write_text("A2"), b: fails}, overwrite=True)
+    assert (a.read_text(), b.read_text()) == ("A1", "B1")
+    write_together({a: lambda t: Path(t).write_text("A3"), b: None}, overwrite=True)  # no companion this time
+    assert a.read_text() == "A3" and not b.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tif"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import numpy as np
 
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
-from ..io import refuse_overwrite, write_atomically, write_json
+from ..io import write_json, write_together
 
 ANGLE_NAMES = ("det_roll", "det_pitch", "det_yaw", "axis_tilt", "axis_tilt_beam", "motion_rotation")
 FILES = ("geometry.json", "reconstruction.tif", "calibration.json", "report.png")
@@ -147,7 +148,9 @@ class CalibrationResult:
         return out
 
     def save(self, out: str | Path, overwrite: bool = False, before: np.ndarray | None = None) -> dict[str, Path]:
-        """Write ``geometry.json``, ``reconstruction.tif``, ``calibration.json`` and ``report.png`` into ``out``.
+        """Write ``geometry.json``, ``reconstruction.tif``, ``calibration.json`` and ``report.png`` into ``out``,
+        as one set (:func:`drct.io.write_together`: never files of two runs side by side; an error while writing
+        leaves the old set untouched).
 
         Args:
             out: output folder (created).
@@ -159,25 +162,36 @@ class CalibrationResult:
         """
         folder = Path(out)
         paths = {name.split(".")[0]: folder / name for name in FILES}
-        refuse_overwrite(paths.values(), overwrite)
-        folder.mkdir(parents=True, exist_ok=True)
         if isinstance(self.geometry, ProjectionGeometry):
             from ..geometry.files import save_geometry
 
-            save_geometry(paths["geometry"], self.geometry, self.vg, overwrite=True)
+            geometry, vg = self.geometry, self.vg
+
+            def write_geometry(tmp: str) -> None:
+                save_geometry(tmp, geometry, vg, overwrite=True)
         else:
-            rows = {
+            rays = {
+                "format": "drct-rays",
                 "origins": np.asarray(self.geometry.origins).tolist(),
                 "directions": np.asarray(self.geometry.directions).tolist(),
             }
-            write_json(paths["geometry"], {"format": "drct-rays", **rows})
+
+            def write_geometry(tmp: str) -> None:
+                write_json(tmp, rays)
+
+        from .report import write_report
+
+        summary = self.to_dict()
+        writers: dict[Path, Callable[[str], object] | None] = {
+            paths["calibration"]: lambda tmp: write_json(tmp, summary),  # the primary: its state is the set's
+            paths["geometry"]: write_geometry,
+            paths["report"]: lambda tmp: write_report(self, tmp, before),
+        }
+        writers[paths["reconstruction"]] = None  # none: no stale one of another run stays beside these files
         if self.reconstruction is not None:
             import tifffile
 
             rec = np.asarray(self.reconstruction, dtype=np.float32)
-            write_atomically(paths["reconstruction"], lambda tmp: tifffile.imwrite(tmp, rec))
-        write_json(paths["calibration"], self.to_dict())
-        from .report import write_report
-
-        write_report(self, paths["report"], before)
+            writers[paths["reconstruction"]] = lambda tmp: tifffile.imwrite(tmp, rec)
+        write_together(writers, overwrite=overwrite)
         return paths

@@ -4,8 +4,10 @@ Measured data with a nominal geometry file, or a scene file (simulated with its 
 ``[geometry.misalignment]`` is the truth the estimates are compared with). Writes into ``-o OUT``:
 ``geometry.json`` (calibrated geometry and volume grid), ``reconstruction.tif``, ``calibration.json`` (estimates,
 uncertainties, gauge report, history), ``report.png`` and, for a scene, ``scene.toml`` with the estimated
-misalignment. The JSON and geometry are rewritten after every outer iteration, so Ctrl-C leaves the best result so
-far on disk (and the reconstruction and report of that state).
+misalignment. The folder is written as one unit: it is built in a temporary sibling ``.OUT.partial-*`` and
+renamed into place at the end, so a reader never sees files of two runs side by side and a killed run leaves an
+existing ``OUT`` untouched. The JSON and geometry in the temporary folder are rewritten (each atomically) after every
+outer iteration; Ctrl-C ends the run with the best result so far, renamed into place as usual.
 
 Example:
     $ drct calibrate scan.npy --geometry nominal.json --params det_shift_u,det_shift_v,det_roll -o calib
@@ -66,7 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--voxel-size", type=float, default=None, help="voxel size (mm) with --volume-shape")
     p.add_argument("--scale", type=float, default=1.0, help="scene only: simulate at this fraction of the size")
     p.add_argument("--seed", type=int, default=0, help="scene only: noise seed")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder (of an earlier run)")
+    p.add_argument(
+        "--allow-outside-files",
+        action="store_true",
+        help="scene only: let it read data files outside its own folder",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -81,13 +88,14 @@ def _volume(args: argparse.Namespace, vg: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from ..calibration import calibrate
-    from ..io import read_projections, refuse_overwrite, write_json
+    from ..errors import require_finite
+    from ..io import check_output_folder, output_folder, read_projections, write_json
+    from .reconstruct import require_memory_for
+    from .simulate import check_size
 
-    outputs = [args.out / name for name in OUTPUTS]
     is_scene = args.input.suffix.lower() in SCENE_SUFFIXES
-    if is_scene:
-        outputs.append(args.out / "scene.toml")
-    refuse_overwrite(outputs, args.force)
+    expected = [*OUTPUTS, "scene.toml"]  # what --force may replace: the files of an earlier run
+    check_output_folder(args.out, args.force, expected)
     truth = None
     scene = None
     if is_scene:
@@ -95,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.geometry is not None:
             raise ValueError("--geometry is for projection files; a scene carries its own geometry")
-        scene = load_scene(args.input, scale=args.scale)
+        scene = load_scene(args.input, scale=args.scale, allow_outside=args.allow_outside_files)
+        check_size(scene)
         sim = scene.simulate(seed=args.seed, progress=not args.no_progress)
         y, pg, vg = sim.projections, scene.nominal_geometry(), scene.volume
         truth = {k: np.asarray(v).tolist() for k, v in scene.misalignment.items()}
@@ -115,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
         y = read_projections(args.input)
         pg, vg = load_geometry(args.geometry)
         params = args.params.split(",")
+    require_finite(y, f"{args.input} (projections)")
     vg = _volume(args, vg)
+    if vg is not None:
+        require_memory_for(vg, pg, "float32", "calibrating", copies=8)
     levels = _ints(args.levels, "--levels") if args.levels else None
     iterations = _ints(args.iterations, "--iterations")
     n_levels = len(levels) if levels else None
@@ -125,48 +137,52 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--iterations has {len(iterations)} entries but --levels has {n_levels}")
     else:
         iterations_arg = iterations
-    args.out.mkdir(parents=True, exist_ok=True)
+    # the folder is built beside its destination (the checkpoints too) and renamed into place at the end,
+    # interrupted or not (drct.io.output_folder): never files of two runs side by side
+    with output_folder(args.out, args.force, expected) as out:
+        if not args.no_progress:
+            print(f"drct calibrate: writing into {out} (renamed to {args.out} at the end)", file=sys.stderr)
 
-    def checkpoint(state: Any) -> None:  # best-so-far geometry and parameters after every outer iteration
-        from ..geometry.files import save_geometry
+        def checkpoint(state: Any) -> None:  # best-so-far geometry and parameters after every outer iteration
+            from ..geometry.files import save_geometry
 
-        save_geometry(args.out / "geometry.json", state.geometry, vg, overwrite=True)
-        data = {
-            "parameters": state.params,
-            "level": state.factor,
-            "iteration": state.iteration,
-            "loss": state.loss,
-            "complete": False,
-            "truth": truth,
-        }
-        write_json(args.out / "calibration.json", data)
+            save_geometry(out / "geometry.json", state.geometry, vg, overwrite=True)
+            data = {
+                "parameters": state.params,
+                "level": state.factor,
+                "iteration": state.iteration,
+                "loss": state.loss,
+                "complete": False,
+                "truth": truth,
+            }
+            write_json(out / "calibration.json", data)
 
-    result = calibrate(
-        y,
-        pg,
-        [p.strip() for p in params if p.strip()],
-        basis=args.basis,
-        vg=vg,
-        levels=levels,
-        optimizer=args.optimizer,
-        iterations=iterations_arg,
-        recon_iterations=args.recon_iterations,
-        final_recon_iterations=args.final_recon_iterations,
-        regularization=args.regularization,
-        lowpass=args.lowpass,
-        fix=[f for f in args.fix.split(",") if f],
-        gauge=args.gauge,
-        callback=checkpoint,
-        progress=not args.no_progress,
-    )
-    paths = result.save(args.out, overwrite=True)
-    data = json.loads(paths["calibration"].read_text())
-    data["truth"] = truth
-    data["complete"] = not result.interrupted
-    write_json(paths["calibration"], data)
-    if scene is not None:
-        scene.misalignment = {k: np.asarray(v, dtype=np.float64) for k, v in result.params.items()}
-        scene.save(args.out / "scene.toml", overwrite=True)
+        result = calibrate(
+            y,
+            pg,
+            [p.strip() for p in params if p.strip()],
+            basis=args.basis,
+            vg=vg,
+            levels=levels,
+            optimizer=args.optimizer,
+            iterations=iterations_arg,
+            recon_iterations=args.recon_iterations,
+            final_recon_iterations=args.final_recon_iterations,
+            regularization=args.regularization,
+            lowpass=args.lowpass,
+            fix=[f for f in args.fix.split(",") if f],
+            gauge=args.gauge,
+            callback=checkpoint,
+            progress=not args.no_progress,
+        )
+        paths = result.save(out, overwrite=True)
+        data = json.loads(paths["calibration"].read_text())
+        data["truth"] = truth
+        data["complete"] = not result.interrupted
+        write_json(paths["calibration"], data)
+        if scene is not None:
+            scene.misalignment = {k: np.asarray(v, dtype=np.float64) for k, v in result.params.items()}
+            scene.save(out / "scene.toml", overwrite=True)
     for name, entry in data["parameters"].items():
         value = entry.get("value_deg", entry.get("value_px", entry["value"]))
         unit = "deg" if "value_deg" in entry else "px" if "value_px" in entry else entry["unit"]

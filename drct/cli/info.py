@@ -65,6 +65,9 @@ def info() -> dict[str, str]:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("info", help="print version, backend, LLVM version and device (or a scene file)")
     parser.add_argument("scene", nargs="?", help="a scene file (.toml): print the scene and its parameters")
+    parser.add_argument(
+        "--allow-outside-files", action="store_true", help="let the scene read data files outside its own folder"
+    )
     parser.set_defaults(func=run)
 
 
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "scene", None):
         from ..scene import load_scene
 
-        print(load_scene(args.scene).describe())
+        print(load_scene(args.scene, allow_outside=args.allow_outside_files).describe())
         return 0
     for key, value in info().items():
         print(f"{key:8s} {value}")

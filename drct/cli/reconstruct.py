@@ -101,8 +101,9 @@ def _solve(args: argparse.Namespace, A: Any, y: np.ndarray) -> np.ndarray:
     return getattr(recon, args.method)(A, y, **kwargs)
 
 
-def save_png(path: Path, volume: np.ndarray, title: str) -> None:
-    """The central slices (3D: axial, coronal, sagittal) or the image (2D), with a colour bar, as a PNG."""
+def save_png(path: str | Path, volume: np.ndarray, title: str) -> None:
+    """The central slices (3D: axial, coronal, sagittal) or the image (2D), with a colour bar, as a PNG
+    (written directly: :func:`run` writes it and the TIFF together, see :func:`drct.io.write_together`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,17 +127,30 @@ def save_png(path: Path, volume: np.ndarray, title: str) -> None:
         fig.colorbar(shown, ax=ax, fraction=0.046, label="μ (1/mm)")
     fig.suptitle(title)
     fig.tight_layout()
-    from ..io import write_atomically
+    try:
+        fig.savefig(path, format="png", dpi=100)
+    finally:
+        plt.close(fig)
 
-    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+
+def require_memory_for(vg: Any, pg: Any, dtype: str, what: str, copies: int = 4) -> None:
+    """Refuse (:class:`~drct.errors.MemoryBudgetError`) a problem whose volume and projections, ``copies`` of
+    each (a solver's iterate, residual, gradient and scratch), cannot fit in the available memory."""
+    import math
+
+    from ..memory import require_memory
+
+    itemsize = np.dtype(dtype).itemsize
+    nbytes = copies * itemsize * (math.prod(vg.shape) + math.prod(pg.shape))
+    require_memory(nbytes, f"{what} of a {'x'.join(map(str, vg.shape))} volume from {pg.shape} projections")
 
 
 def run(args: argparse.Namespace) -> int:
     import tifffile
 
+    from ..errors import require_finite
     from ..geometry.files import load_geometry
-    from ..io import read_projections, refuse_overwrite, write_atomically
+    from ..io import read_projections, refuse_overwrite, write_together
     from ..projector import Projector
 
     out = Path(args.output)
@@ -149,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         det_shape = args.det_shape[0] if len(args.det_shape) == 1 else tuple(args.det_shape)
     pg, vg = load_geometry(args.geometry, args.beam, det_shape, args.curved)
     vg = _volume(args, vg, pg.ndim)
+    require_memory_for(vg, pg, args.dtype, f"reconstructing ({args.method})")
     y = read_projections(Path(args.projections))
     if args.layout == "astra":
         if y.ndim != 3:
@@ -159,11 +174,16 @@ def run(args: argparse.Namespace) -> int:
             f"{args.projections}: projections have shape {y.shape}, but the geometry expects {pg.shape} "
             "(views, [rows,] cols); for ASTRA's (rows, views, cols) pass --layout astra"
         )
+    require_finite(y, f"{args.projections} (projections)")
     A = Projector(vg, pg, basis=args.basis, dtype=args.dtype)
     start = time.perf_counter()
     volume = np.asarray(_solve(args, A, y), dtype=np.float32)
     elapsed = time.perf_counter() - start
-    write_atomically(out, lambda tmp: tifffile.imwrite(tmp, volume))
-    save_png(png, volume, f"{args.method} ({args.basis}), {Path(args.projections).name}")
+    title = f"{args.method} ({args.basis}), {Path(args.projections).name}"
+    # the TIFF and its PNG are one set: never a new image beside an old preview (drct.io.write_together)
+    write_together(
+        {out: lambda tmp: tifffile.imwrite(tmp, volume), png: lambda tmp: save_png(tmp, volume, title)},
+        overwrite=args.force,
+    )
     print(f"{args.method}: {volume.shape} volume in {elapsed:.2f} s -> {out}, {png}")
     return 0

@@ -5,8 +5,13 @@ float32, ``(views, rows, cols)`` or ``(views, cols)``), ``line_integrals.npy`` (
 ``readings.npy``, ``flat.npy`` and ``dark.npy`` (raw detector readings and the flat and dark fields per
 pixel, for noisy detectors: ``projections = -log((readings - dark) / (flat - dark))``), ``geometry.json``
 (the exact geometry and volume grid, :func:`drct.load_geometry`), ``scene.toml`` (a copy of the scene) and
-``preview.png`` (a few projections and a sinogram). Existing files are kept unless ``--force``; every file is
-written atomically.
+``preview.png`` (a few projections and a sinogram).
+
+The folder is written as one unit: it is built in a temporary sibling ``.OUT.partial-*`` and renamed into place
+at the end, so a reader never sees files of two runs side by side; a run that fails or is killed leaves an
+existing ``OUT`` untouched. An existing non-empty ``OUT`` is replaced only with ``--force``, and only if it holds
+nothing but the files of an earlier run. Data files named by the scene must lie in the scene's folder unless
+``--allow-outside-files``.
 
 Example:
     $ drct simulate scenes/shepp_logan_2d.toml -o out/shepp_logan_2d
@@ -42,7 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a scene key (TOML value), e.g. --set geometry.det_shape=128 (repeatable)",
     )
-    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder (of an earlier run)")
+    parser.add_argument(
+        "--allow-outside-files",
+        action="store_true",
+        help="let the scene read data files outside its own folder (absolute paths, '..', symlinks leading out)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -64,37 +74,61 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+BYTES_PER_RAY = 64  # estimate of the peak: float32 outputs and noise fields, and the kernels' ray set-up
+MAX_RAYS = 2**32 - 1  # Dr.Jit indexes the rays of one launch with uint32
+
+
+def check_size(scene: Any) -> None:
+    """Refuse a scene with more rays than one simulation can index, or than the memory can hold, before
+    anything is allocated (``--set geometry.det_count=1048576`` must not end in a segfault)."""
+    from ..memory import require_memory
+
+    pg = scene.nominal_geometry()
+    rays = int(pg.num_rays)
+    if rays > MAX_RAYS:
+        raise ValueError(
+            f"scene {scene.name!r}: {rays} rays (projections of shape {pg.shape}) exceed the {MAX_RAYS} rays one "
+            "simulation can index (uint32); use fewer views or detector pixels"
+        )
+    require_memory(rays * BYTES_PER_RAY, f"simulating scene {scene.name!r} ({rays} rays, shape {pg.shape})")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..geometry.files import save_geometry
     from ..geometry.projection import ProjectionGeometry
-    from ..io import refuse_overwrite, write_atomically
+    from ..io import check_output_folder, output_folder, write_atomically
     from ..scene import load_scene
 
-    out = Path(args.output)
-    scene = load_scene(args.scene, overrides=parse_overrides(args.set), scale=args.scale)
-    rays = not isinstance(scene.nominal_geometry(), ProjectionGeometry)
-    names = [n for n in OUTPUTS if not (rays and n == "geometry.json")] + (["rays.npy"] if rays else [])
-    names += list(RAW) if scene.detector.noisy else []
-    refuse_overwrite([out / n for n in names], args.force)
+    scene = load_scene(
+        args.scene, overrides=parse_overrides(args.set), scale=args.scale, allow_outside=args.allow_outside_files
+    )
+    data_files = [p.name for obj in scene.objects for p in obj.files_to_write(Path("."))]
+    expected = [*OUTPUTS, *RAW, "rays.npy", *data_files]  # what --force may replace: the files of an earlier run
+    check_output_folder(args.output, args.force, expected)
+    check_size(scene)
     sim = scene.simulate(seed=args.seed, progress=not args.quiet)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomically(out / "projections.npy", lambda tmp: np.save(tmp, sim.projections))
-    write_atomically(out / "line_integrals.npy", lambda tmp: np.save(tmp, sim.line_integrals))
-    if sim.readings is not None:
-        pixels = sim.readings.shape[1:]
-        fields = {"readings": sim.readings, "flat": _per_pixel(sim.flat, pixels), "dark": _per_pixel(sim.dark, pixels)}
-        for name, array in fields.items():
-            write_atomically(out / f"{name}.npy", lambda tmp, array=array: np.save(tmp, array))
-    write_tiff(out / "projections.tif", sim.projections)
-    if isinstance(sim.geometry, ProjectionGeometry):
-        save_geometry(out / "geometry.json", sim.geometry, sim.volume, overwrite=True)
-    else:  # a ray list: rows (origin, unit direction), the form ct.rays takes
-        rows = sim.geometry.to_vectors()
-        write_atomically(out / "rays.npy", lambda tmp: np.save(tmp, rows))
-    scene.save(out / "scene.toml", overwrite=True)
-    write_preview(out / "preview.png", sim, scene.name)
+    # the folder is built beside its destination and renamed into place at the end (drct.io.output_folder)
+    with output_folder(args.output, args.force, expected) as out:
+        np.save(out / "projections.npy", sim.projections)
+        np.save(out / "line_integrals.npy", sim.line_integrals)
+        if sim.readings is not None:
+            pixels = sim.readings.shape[1:]
+            np.save(out / "readings.npy", sim.readings)
+            np.save(out / "flat.npy", _per_pixel(sim.flat, pixels))
+            np.save(out / "dark.npy", _per_pixel(sim.dark, pixels))
+        write_tiff(out / "projections.tif", sim.projections)
+        if isinstance(sim.geometry, ProjectionGeometry):
+            save_geometry(out / "geometry.json", sim.geometry, sim.volume, overwrite=True)
+        else:  # a ray list: rows (origin, unit direction), the form ct.rays takes
+            rows = sim.geometry.to_vectors()
+            write_atomically(out / "rays.npy", lambda tmp: np.save(tmp, rows))
+        scene.save(out / "scene.toml", overwrite=True)
+        write_preview(out / "preview.png", sim, scene.name)
     if not args.quiet:
-        print(f"{scene.name}: projections {sim.projections.shape} (seed {sim.seed}) written to {out}/", file=sys.stderr)
+        print(
+            f"{scene.name}: projections {sim.projections.shape} (seed {sim.seed}) written to {args.output}/",
+            file=sys.stderr,
+        )
     return 0
 
 

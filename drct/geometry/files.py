@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import refuse_overwrite, write_atomically
+from ..io import read_npy, refuse_overwrite, regular_file, write_atomically
 from .factories import from_vectors
 from .projection import ProjectionGeometry, host_rows
 from .volume import VolumeGeometry
@@ -46,6 +46,7 @@ from .volume import VolumeGeometry
 FORMAT = "drct-geometry"
 VERSION = 1
 _VECTOR_SUFFIXES = (".txt", ".csv", ".npy", ".vec")
+MAX_JSON_BYTES = 1 << 30  # 1 GiB of JSON holds some ten million views: larger files are refused before reading
 
 
 def _rows(value: Any) -> list[list[float]]:
@@ -210,18 +211,21 @@ def load_geometry(
         >>> ct.load_geometry(path, beam="cone", det_shape=16)[0].shape
         (5, 16)
     """
-    source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(f"geometry file {source} does not exist")
+    source = regular_file(path, "geometry file")  # a FIFO or a device would block or never end
     suffix = source.suffix.lower()
     if suffix in _VECTOR_SUFFIXES:
         return _load_vectors(source, beam, det_shape, curved), None
     if beam is not None or det_shape is not None or curved:
         raise ValueError(f"{source}: beam/det_shape/curved apply to plain vector files only, not to JSON geometry")
+    size = source.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{source}: {size} bytes is too large for a geometry JSON file (at most {MAX_JSON_BYTES})")
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{source}: not a drct geometry JSON file ({err})") from None
+    except RecursionError:
+        raise ValueError(f"{source}: not a drct geometry JSON file (nested too deeply)") from None
     return geometry_from_dict(data, str(source))
 
 
@@ -233,7 +237,7 @@ def _load_vectors(source: Path, beam: str | None, det_shape: Any, curved: bool) 
         )
     try:
         if source.suffix.lower() == ".npy":
-            rows = np.load(source, allow_pickle=False)
+            rows = read_npy(source, "vector file")
         else:
             rows = np.loadtxt(source, delimiter="," if source.suffix.lower() == ".csv" else None, ndmin=2)
     except (ValueError, OSError) as err:

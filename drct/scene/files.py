@@ -25,6 +25,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+MAX_NAME = 200  # characters of a scene or object name (a 10 MB name made the preview's title hang)
+MAX_FILE_BYTES = 64 * 2**20  # a scene file is text: larger ones are refused before they are read
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 ERRORS = (
     ValueError,
@@ -54,7 +56,12 @@ def guard(file: str | None, key: str) -> Iterator[None]:
         raise SceneError(file, key, text) from err
 
 
-def load_scene(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, scale: float = 1.0) -> Scene:
+def load_scene(
+    path: str | os.PathLike[str],
+    overrides: Mapping[str, Any] | None = None,
+    scale: float = 1.0,
+    allow_outside: bool = False,
+) -> Scene:
     """Read a TOML scene file.
 
     Args:
@@ -63,6 +70,9 @@ def load_scene(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None
             ``{"geometry.det_shape": [32, 32], "objects[0].mu": 0.01}``.
         scale: in ``(0, 1]``: the same scan with about ``scale`` times the views, detector pixels and volume
             samples per axis (see :meth:`Scene.scaled`).
+        allow_outside: let the scene read data files outside its folder. By default every file it names
+            (volumes, meshes, spectra, geometry files) must, with symlinks resolved, lie in the scene file's
+            folder or below: a scene file from elsewhere cannot make drct read arbitrary files.
 
     Raises:
         SceneError: for anything wrong with the file, naming the file, the key and the problem.
@@ -76,8 +86,11 @@ def load_scene(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None
     file = str(path)
     source = Path(path)
     with guard(file, ""):
-        if not source.is_file():
-            raise SceneError(file, "", "scene file not found")
+        if not source.is_file():  # regular files only: a FIFO would block
+            problem = "not a regular file (a folder, FIFO or device)" if source.exists() else "scene file not found"
+            raise SceneError(file, "", problem)
+        if source.stat().st_size > MAX_FILE_BYTES:
+            raise SceneError(file, "", f"{source.stat().st_size} bytes: a scene file has at most {MAX_FILE_BYTES}")
         text = source.read_bytes().decode("utf-8")
     with guard(file, ""):
         try:
@@ -86,7 +99,7 @@ def load_scene(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None
             raise SceneError(file, "", f"invalid TOML: {err}") from None
     for key, value in (overrides or {}).items():
         _override(data, str(key), value, file)
-    scene = parse_scene(data, file, source.parent)
+    scene = parse_scene(data, file, source.parent, allow_outside)
     if scale != 1.0:
         with guard(file, ""):
             scene = scene.scaled(scale)
@@ -115,11 +128,14 @@ def _override(data: dict[str, Any], key: str, value: Any, file: str) -> None:
             raise SceneError(file, key, "cannot override: no such table or array entry") from None
 
 
-def parse_scene(data: Any, file: str | None = None, base: Path | None = None) -> Scene:
-    """A :class:`Scene` from the parsed TOML tables ``data`` (as :func:`load_scene` reads them)."""
-    root = Table(data, file, "", base)
-    meta = root.table("scene", None) or Table({}, file, "scene", base)
+def parse_scene(data: Any, file: str | None = None, base: Path | None = None, allow_outside: bool = False) -> Scene:
+    """A :class:`Scene` from the parsed TOML tables ``data`` (as :func:`load_scene` reads them); files named in
+    it must lie in ``base`` (default: the folder of ``file``) unless ``allow_outside``."""
+    root = Table(data, file, "", base, allow_outside)
+    meta = root.table("scene", None) or Table({}, file, "scene", base, allow_outside)
     name = meta.string("name", Path(file).stem if file else "scene")
+    if len(name) > MAX_NAME:
+        meta.fail("name", f"at most {MAX_NAME} characters (it titles plots and files), got {len(name)}")
     description = meta.string("description", "")
     dtype = meta.string("dtype", "float32", ("float32", "float64"))
     compose = meta.string("compose", "replace", COMPOSE)
@@ -149,8 +165,12 @@ def parse_scene(data: Any, file: str | None = None, base: Path | None = None) ->
     for i, t in enumerate(root.tables("objects")):
         cls = lookup("object", t)
         obj_name = t.string("name", f"{cls.type_name}_{i}")
-        if not NAME.match(obj_name):
-            t.fail("name", f"object names are letters, digits, '_' and '-' (used in parameter keys), got {obj_name!r}")
+        if not NAME.match(obj_name) or len(obj_name) > MAX_NAME:
+            t.fail(
+                "name",
+                f"object names are letters, digits, '_' and '-' (used in parameter keys and file names), "
+                f"at most {MAX_NAME} characters, got {obj_name[:40]!r}{'...' if len(obj_name) > 40 else ''}",
+            )
         if obj_name in names:
             t.fail("name", f"duplicate object name {obj_name!r}")
         names.add(obj_name)
@@ -167,10 +187,10 @@ def parse_scene(data: Any, file: str | None = None, base: Path | None = None) ->
                     raise ValueError(f"unknown material {obj.material!r}; expected one of {material_names()}") from None
         objects.append(obj)
 
-    s = root.table("source", None) or Table({}, file, "source", base)
+    s = root.table("source", None) or Table({}, file, "source", base, allow_outside)
     source = lookup("source", s, "monochromatic").from_table(s)
     s.finish()
-    d = root.table("detector", None) or Table({}, file, "detector", base)
+    d = root.table("detector", None) or Table({}, file, "detector", base, allow_outside)
     detector = lookup("detector", d, "ideal").from_table(d)
     d.finish()
     if not isinstance(pg, ProjectionGeometry) and float(detector.params.get("blur", 0.0)) > 0:

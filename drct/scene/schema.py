@@ -30,10 +30,13 @@ class Table:
     Every accessor records the key it read; :meth:`finish` rejects any key nobody read (a typo).
     """
 
-    def __init__(self, data: Any, file: str | None, key: str = "", base: Path | None = None) -> None:
+    def __init__(
+        self, data: Any, file: str | None, key: str = "", base: Path | None = None, allow_outside: bool = False
+    ) -> None:
         self.file = file
         self.key = key
         self.base = base if base is not None else (Path(file).parent if file else Path.cwd())
+        self.allow_outside = allow_outside  # may file names lead outside ``base``? (see :meth:`confine`)
         if not isinstance(data, Mapping):
             self.fail("", f"expected a table ({{...}} or [section]), got {_kind(data)}")
         self.data: Mapping[str, Any] = data
@@ -155,21 +158,23 @@ class Table:
         value = self.get(key, default)
         if value is default and default is not _MISSING:
             return value
-        return Table(value, self.file, self.full(key), self.base)
+        return Table(value, self.file, self.full(key), self.base, self.allow_outside)
 
     def tables(self, key: str) -> list[Table]:
         """An array of tables (``[[key]]``); missing means empty."""
         value = self.get(key, [])
         if not isinstance(value, list):
             self.fail(key, f"expected an array of tables ([[{key}]]), got {_kind(value)}")
-        return [Table(v, self.file, f"{self.full(key)}[{i}]", self.base) for i, v in enumerate(value)]
+        return [
+            Table(v, self.file, f"{self.full(key)}[{i}]", self.base, self.allow_outside) for i, v in enumerate(value)
+        ]
 
     def file_path(self, key: str, suffixes: Sequence[str] | None = None) -> Path:
         """An existing file, relative to the scene file's folder."""
         name = self.string(key)
         if not name.strip() or "\x00" in name:
             self.fail(key, f"expected a file name, got {name!r}")
-        path = Path(name) if Path(name).is_absolute() else self.base / name
+        path = self.confine(key, Path(name) if Path(name).is_absolute() else self.base / name)
         if suffixes is not None and not any(str(path).lower().endswith(s) for s in suffixes):
             self.fail(key, f"expected a {' or '.join(suffixes)} file, got {name!r}")
         try:
@@ -178,6 +183,23 @@ class Table:
             exists = False
         if not exists:
             self.fail(key, f"file not found: {path}")
+        return path
+
+    def confine(self, key: str, path: Path) -> Path:
+        """``path`` unless, with symlinks resolved, it leads outside the scene's folder and ``allow_outside`` is
+        off (a scene file must not read arbitrary files: absolute paths, ``..``, symlinks leading out)."""
+        if self.allow_outside:
+            return path
+        try:
+            root, real = self.base.resolve(), path.resolve()
+        except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop
+            self.fail(key, f"cannot resolve {path}: {err}")
+        if not real.is_relative_to(root):
+            self.fail(
+                key,
+                f"{path} lies outside the scene's folder {root} (resolved: {real}); scene files may only read "
+                "files in their own folder unless allowed (allow_outside=True, CLI --allow-outside-files)",
+            )
         return path
 
     def angles(self, key: str, default_stop: float = 2 * math.pi) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from ..backend import Types
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
+from ..io import read_array, read_tiff_slices
 from ..projector import Projector
 from ..volume import BASES
 from .objects import SceneObject, is_drjit, read_weight, scalar
@@ -46,18 +47,9 @@ def read_grid(path: Path) -> tuple[np.ndarray, tuple[tuple[float, ...], tuple[fl
     bbox = None
     try:
         if path.is_dir():
-            import tifffile
-
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
-            if not files:
-                raise ValueError(f"no .tif/.tiff slices in folder {path}")
-            data = np.stack([tifffile.imread(p) for p in files])
-        elif name.endswith(".npy"):
-            data = np.load(path, allow_pickle=False)
-        elif name.endswith((".tif", ".tiff")):
-            import tifffile
-
-            data = tifffile.imread(path)
+            data = read_tiff_slices(path, "volume slice folder")
+        elif name.endswith((".npy", ".tif", ".tiff")):
+            data = read_array(path, "volume file")  # regular files only, header checked before reading
         elif name.endswith(".vol"):
             data, bbox = read_vol(path)
         else:
@@ -111,7 +103,9 @@ class Volume(SceneObject):
     def from_table(cls, t: Table, name: str) -> Volume:
         path = t.get("file")
         if isinstance(path, str) and (t.base / path).is_dir():
-            file = t.base / path
+            file = t.confine("file", t.base / path)
+            for entry in file.iterdir():  # a symlinked slice must not lead out either
+                t.confine("file", entry)
         else:
             file = t.file_path("file", SUFFIXES)
         try:

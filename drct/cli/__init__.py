@@ -22,6 +22,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from ..concurrency import deterministic
+
 MAX_ARGUMENT = 100_000  # characters per command-line argument (Linux itself passes at most 131072 bytes)
 MAX_MESSAGE = 1_000  # characters of an error message (a value quoted in it may be huge)
 USER_ERRORS = (ValueError, TypeError, KeyError, OSError, MemoryError, RecursionError, OverflowError, EOFError)
@@ -32,6 +34,16 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def add_determinism_flag(parser: argparse.ArgumentParser) -> None:
+    """``--nondeterministic``: let A.T add per-thread sums in any order (faster on many cores; results then differ
+    in the last bits between runs). Without it, commands that write results run in deterministic mode."""
+    parser.add_argument(
+        "--nondeterministic",
+        action="store_true",
+        help="faster multi-threaded adjoints whose float sums may differ in the last bits between runs",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage error already printed
         return done.code if isinstance(done.code, int) else 2
     try:
-        return int(args.func(args) or 0)
+        # results files are bit-reproducible unless the user trades that for speed (see drct.concurrency)
+        with deterministic(not getattr(args, "nondeterministic", False)):
+            return int(args.func(args) or 0)
     except USER_ERRORS as err:
         print(f"drct {args.command}: error: {describe(err)}", file=sys.stderr)
         return 2

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from . import add_determinism_flag
+
 OUTPUTS = ("geometry.json", "reconstruction.tif", "calibration.json", "report.png")
 SCENE_SUFFIXES = (".toml",)
 
@@ -69,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="scene only: simulate at this fraction of the size")
     p.add_argument("--seed", type=int, default=0, help="scene only: noise seed")
     p.add_argument("--force", action="store_true", help="replace an existing output folder (of an earlier run)")
+    add_determinism_flag(p)
     p.add_argument(
         "--allow-outside-files",
         action="store_true",

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from . import add_determinism_flag
+
 METHODS = ("fbp", "fdk", "sirt", "cgls", "os_sart", "fista_tv", "mlem", "osem")
 _ITERATIVE_DEFAULTS = {"sirt": 100, "cgls": 20, "os_sart": 10, "fista_tv": 50, "mlem": 50, "osem": 10}
 
@@ -58,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--det-shape", type=int, nargs="+", default=None, help="detector shape of a vector file")
     parser.add_argument("--curved", action="store_true", help="curved detector (plain vector files)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_determinism_flag(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 

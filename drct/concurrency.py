@@ -1,9 +1,12 @@
 """How drct's kernel launches share the process: one at a time, and a deterministic mode.
 
-**Threads.** Dr.Jit's CPU scatter-add (``ReduceMode.Expand``) keeps one copy of the target per worker thread;
-two launches from two Python threads at once mixed their copies and gave sums up to 13% off (measured on
-Dr.Jit 1.5 at 32³). Every operator of drct therefore runs its launches under one process-wide re-entrant
-lock: operators are safe to call from several threads (they take turns; each launch still uses every core).
+**Threads.** Dr.Jit's fastest CPU scatter-add (``ReduceMode.Expand``) keeps one copy of the target per pool
+worker; while it runs, any Dr.Jit work of another Python thread — a second ``A.T``, or an unrelated
+``dr.eval`` — corrupted its sums (up to 13% off at 32³, Dr.Jit 1.5: a thread waiting on the pool runs blocks
+of other launches). drct therefore uses ``Expand`` only while the calling thread is the process's only Python
+thread (:func:`only_thread`) and ``Local`` (atomics) otherwise, and runs every operator's launches under one
+process-wide re-entrant lock: operators are safe to call from several threads (they take turns; each launch
+still uses every core).
 
 **Determinism.** A multi-threaded scatter adds each thread's partial sums in an order that depends on which
 thread took which block of rays, so ``A.T y`` can differ between identical calls in the last bits (≤ 1e-6
@@ -39,6 +42,13 @@ import drjit as dr
 _LOCK = threading.RLock()
 _state = {"deterministic": False}
 _local = threading.local()
+
+
+def only_thread() -> bool:
+    """True when the calling thread is the process's only Python thread (tqdm's monitor thread aside, which runs
+    no Dr.Jit code): then no other thread can launch Dr.Jit work while this one's kernels run."""
+    me = threading.current_thread()
+    return all(t is me or type(t).__name__ == "TMonitor" for t in threading.enumerate())
 
 
 def set_deterministic(flag: bool) -> None:

@@ -22,11 +22,12 @@ import drjit as dr
 import numpy as np
 
 from ..backend import drjit_module, types, upload
-from ..geometry.perturb import ONLY_3D, ONLY_CONE, PARAMETERS
+from ..geometry.parameters import TABLE, Parameter, check
 from ..geometry.projection import ProjectionGeometry, RayGeometry
 
 POSE = ("pose_shift", "pose_rotation")
-ANGLES = ("det_roll", "det_pitch", "det_yaw", "axis_tilt", "axis_tilt_beam", "motion_rotation")
+# the object pose estimated alongside: a rigid motion, tabled like motion_shift / motion_rotation
+POSE_TABLE = {"pose_shift": TABLE["motion_shift"], "pose_rotation": TABLE["motion_rotation"]}
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ def as_drjit(values: np.ndarray, t: Any, grad: bool = False, seed: np.ndarray | 
     return out
 
 
+def _row(name: str) -> Parameter:
+    """The table row of a model entry (the pose entries are tabled like the object motion)."""
+    return POSE_TABLE.get(name) or TABLE[name]
+
+
 class PerturbModel:
     """The misalignment parameters of :func:`drct.geometry.perturb.perturb` on a nominal detector geometry.
 
@@ -95,22 +101,18 @@ class PerturbModel:
         specs: list[ParamSpec] = []
         for raw in params:
             name, _, mode = str(raw).partition(":")
-            if name not in PARAMETERS:
-                raise ValueError(f"unknown calibration parameter {name!r}; expected one of {list(PARAMETERS)}")
+            param = check(name, pg, "calibration parameter")
             if mode not in ("", "view"):
                 raise ValueError(f"parameter {raw!r}: the only suffix is ':view' (one value per view)")
-            if dim == 2 and name in ONLY_3D:
-                raise ValueError(f"{name} only exists for 3D geometries")
-            if pg.beam == "parallel" and name in ONLY_CONE:
-                raise ValueError(f"{name} needs a source: it does not apply to a parallel beam")
+            if mode == "view" and not param.per_view:
+                raise ValueError(f"parameter {name!r} takes one value, not one per view: drop ':view'")
             if any(s.name == name for s in specs):
                 raise ValueError(f"parameter {name!r} is given twice")
-            width = dim if name == "motion_shift" else (3 if dim == 3 else 1) if name == "motion_rotation" else 1
+            width = param.width(dim)
             specs.append(ParamSpec(name, width, mode == "view", width * (views if mode == "view" else 1)))
         self.user_size = sum(s.count for s in specs)
         if pose:  # a rigid motion of the object: the joint problem's gauge, estimated alongside (see POSE)
-            rot = 3 if dim == 3 else 1
-            specs += [ParamSpec("pose_shift", dim, False, dim), ParamSpec("pose_rotation", rot, False, rot)]
+            specs += [ParamSpec(n, POSE_TABLE[n].width(dim), False, POSE_TABLE[n].width(dim)) for n in POSE]
         self.specs = specs
         self.size = sum(s.count for s in specs)
         init = dict(init or {})
@@ -119,7 +121,7 @@ class PerturbModel:
             raise ValueError(f"init names parameter(s) {unknown} that are not being calibrated")
         theta0 = []
         for s in specs:
-            default = 1.0 if s.name == "pixel_scale" else 0.0
+            default = _row(s.name).nominal
             value = np.asarray(init.get(s.name, default), dtype=np.float64)
             n = views if s.per_view else 1
             try:
@@ -131,7 +133,6 @@ class PerturbModel:
             theta0.append(np.ascontiguousarray(rows.T).reshape(-1))
         self.theta0 = np.concatenate(theta0 + [np.zeros(s.count) for s in specs[len(theta0) :]])
         pixel = float(np.mean(np.linalg.norm(np.asarray(pg.det_u), axis=1)))
-        half = 0.5 * pixel * pg.det_shape[-1]
         if pg.beam == "cone":
             src, det = np.asarray(pg.src), np.asarray(pg.det)
             sod = float(np.mean(np.linalg.norm(src, axis=1)))
@@ -140,21 +141,8 @@ class PerturbModel:
             magnification = 1.0
         self.pixel = pixel
         self.magnification = magnification
-        scales = []
-        for s in specs:
-            if s.name in ANGLES:
-                scale = pixel / half
-            elif s.name == "pixel_scale":
-                scale = 1.0 / pg.det_shape[-1]
-            elif s.name == "pose_rotation":
-                scale = pixel / half
-            elif s.name in ("motion_shift", "cor_offset", "pose_shift"):
-                scale = pixel / magnification
-            elif s.name in ("src_orig_delta", "src_det_delta"):
-                scale = 10.0 * pixel
-            else:
-                scale = pixel
-            scales.append(np.full(s.count, scale))
+        cols = pg.det_shape[-1]
+        scales = [np.full(s.count, _row(s.name).typical_scale(pixel, cols, magnification)) for s in specs]
         self.scale = np.concatenate(scales)
 
     @property

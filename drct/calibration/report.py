@@ -16,11 +16,12 @@ def _central(volume: np.ndarray) -> np.ndarray:
 
 
 def _display(name: str, values: np.ndarray, pixel: float) -> tuple[np.ndarray, str]:
-    from .result import ANGLE_NAMES
+    from .result import unit_of
 
-    if name in ANGLE_NAMES:
+    unit = unit_of(name)
+    if unit == "angle":
         return np.rad2deg(values), "°"
-    if name == "pixel_scale":
+    if unit == "scale":
         return values, ""
     return values / pixel, "px"
 

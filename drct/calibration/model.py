@@ -1,6 +1,6 @@
 """Parameterised geometry models for calibration: which numbers are unknown and how they move the rays.
 
-Two models share one interface:
+Two models share one interface, the protocol :class:`GeometryModel`:
 
 * :class:`PerturbModel` — the named misalignment parameters of :meth:`drct.ProjectionGeometry.perturb`, each
   global (one value) or per view (``"name:view"``).
@@ -16,7 +16,7 @@ for multi-resolution.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import drjit as dr
 import numpy as np
@@ -42,6 +42,69 @@ class ParamSpec:
     @property
     def label(self) -> str:
         return f"{self.name}:view" if self.per_view else self.name
+
+
+class GeometryModel(Protocol):
+    """What :func:`drct.calibration.calibrate` needs of a geometry model (:class:`PerturbModel`,
+    :class:`EndpointModel`, or your own).
+
+    ``theta`` is a flat float64 vector of ``size`` entries laid out by ``specs`` (each spec's components
+    component-major, per-view specs with one entry per view); the first ``user_size`` entries are the user's
+    parameters, the rest a rigid object pose estimated alongside (the joint problem's gauge), if any.
+    """
+
+    specs: list[ParamSpec]
+    size: int
+    user_size: int
+    theta0: np.ndarray  # starting values
+    scale: np.ndarray  # per entry: about one detector pixel's worth of effect (conditions the steps)
+    pixel: float  # detector pixel (or element) pitch, mm
+
+    @property
+    def num_views(self) -> int: ...
+
+    @property
+    def views_independent(self) -> bool:
+        """True if per-view entries move only their own view (block-diagonal Jacobian)."""
+        ...
+
+    def split(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """``theta`` as ``{name: (n, width)}`` rows."""
+        ...
+
+    def public(self, theta: np.ndarray) -> dict[str, Any]:
+        """The user's parameters as plain numbers and lists (what the result reports)."""
+        ...
+
+    def geometry(self, theta: np.ndarray, seed: np.ndarray | None = None) -> Any:
+        """The geometry at ``theta``; with ``seed`` (a tangent of theta) carrying forward-mode AD."""
+        ...
+
+    def geometry_reverse(self, theta: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        """The geometry and its grad-enabled Dr.Jit leaves (reverse mode)."""
+        ...
+
+    def gradient(self, leaves: dict[str, Any]) -> np.ndarray:
+        """The flat gradient from the leaves of :meth:`geometry_reverse` after ``dr.backward``."""
+        ...
+
+    def with_geometry(self, pg: Any) -> GeometryModel:
+        """The same unknowns on a level's (coarser) nominal geometry with the same views."""
+        ...
+
+    def gauge_geometry(self, theta: np.ndarray, seed_shift: np.ndarray | None, seed_rot: np.ndarray | None) -> Any:
+        """The geometry at ``theta`` moved by a rigid object motion with the given tangents."""
+        ...
+
+    def pose(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The estimated object pose ``(shift, rotation)``, or None."""
+        ...
+
+    def nominal_geometry(self) -> Any: ...
+
+    def final_geometry(self, theta: np.ndarray, pose: bool = True) -> Any:
+        """The geometry at ``theta`` with plain numpy arrays; ``pose=False`` leaves out the object pose."""
+        ...
 
 
 def _rows(value: np.ndarray, n: int, width: int) -> np.ndarray:
@@ -398,3 +461,8 @@ class EndpointModel:
         a = self.a + rows[self.module_a]
         b = self.b + rows[self.module_b]
         return RayGeometry(a, b - a)
+
+
+def _conforms(perturb: PerturbModel, endpoint: EndpointModel) -> tuple[GeometryModel, GeometryModel]:
+    """Never called: pyright checks here that both models satisfy :class:`GeometryModel`."""
+    return perturb, endpoint

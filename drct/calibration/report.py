@@ -44,7 +44,8 @@ def write_report(result: Any, path: str | Path, before: np.ndarray | None = None
     ax.set_xlabel("outer iteration")
     ax.set_ylabel("|A x - y|² / |y|²")
     ax.set_title("loss" + (" (interrupted)" if result.interrupted else ""))
-    ax.legend(fontsize=8)
+    if result.levels:  # none when interrupted before the first fit completed
+        ax.legend(fontsize=8)
     ax = axes[1]
     for name in result.params:
         trace = result.trace(name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -66,7 +66,7 @@ class Flaky:
 
 def ctrl_c_mid_cgls(A: Any, *args: Any, **kwargs: Any) -> Any:
     """Interrupted after a few CGLS iterations."""
-    return problem.ridge_cgls(Flaky(A, 4), *args, **kwargs)
+    return problem.ridge_cgls(cast(Any, Flaky(A, 4)), *args, **kwargs)
 
 
 def ctrl_c_inside_drjit_loop(original: Callable[..., Any]) -> Callable[[], Any]:
@@ -185,3 +185,22 @@ def test_cli_writes_every_file_when_interrupted(tmp_path, data: np.ndarray, monk
         for name in ("geometry.json", "reconstruction.tif", "report.png"):
             assert (out / name).stat().st_size > 0, (k, name)
         assert tifffile.imread(out / "reconstruction.tif").ndim == 3
+
+
+def test_deferred_interrupts_hold_ctrl_c_until_the_block_ends() -> None:
+    import os
+    import signal
+
+    from drct.calibration.interrupts import deferred_interrupts
+
+    before = signal.getsignal(signal.SIGINT)
+    with deferred_interrupts() as late:
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered to the main thread
+        for _ in range(100):  # let the handler run
+            sum(range(100))
+        assert late.pending
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):  # outside the block Ctrl-C interrupts again
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):
+            sum(range(100))

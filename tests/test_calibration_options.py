@@ -4,7 +4,7 @@ keeps off the gauge in theta when the Jacobian's column norms differ."""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ import drct as ct
 from drct.calibration.gauge import Gauge
 from drct.calibration.options import CalibrationOptions
 from drct.calibration.steps import Adam, adam_update
+from drct.errors import NonFiniteError
 
 VG = ct.VolumeGeometry((8, 8, 8))
 PG = ct.cone(np.linspace(0, 2 * np.pi, 6, endpoint=False), (8, 8), 2.0, 60.0, 120.0)
@@ -53,7 +54,8 @@ def test_bad_option_values_raise_naming_them(option: str, value: Any, message: s
 
 
 def test_good_values_pass_and_keep_their_meaning() -> None:
-    o = CalibrationOptions(levels=np.array([4, 2, 1]), iterations=np.int64(3), regularization=0, gauge_tol=1e-6)
+    levels, iterations = cast(Any, np.array([4, 2, 1])), cast(Any, np.int64(3))  # numpy integers are fine
+    o = CalibrationOptions(levels=levels, iterations=iterations, regularization=0, gauge_tol=1e-6)
     assert o.levels == [4, 2, 1] and o.iterations == [3] and o.per_level([4, 2, 1]) == [3, 3, 3]
     assert isinstance(o.regularization, float) and o.regularization == 0.0
     with pytest.raises(ValueError, match=r"one per level \(3\)"):
@@ -63,7 +65,7 @@ def test_good_values_pass_and_keep_their_meaning() -> None:
 def test_projections_must_be_finite() -> None:
     y = np.ones(PG.shape, np.float32)
     y[1, 2, 3] = np.nan
-    with pytest.raises(ct.errors.NonFiniteError, match=r"projections has 1 non-finite entry"):
+    with pytest.raises(NonFiniteError, match=r"projections has 1 non-finite entry"):
         ct.calibrate(y, PG, ["det_shift_u"], vg=VG, progress=False)
 
 
@@ -102,3 +104,17 @@ def test_adam_keeps_off_the_gauge_when_column_norms_differ() -> None:
     state = {"t": 0, "m": np.zeros(3), "v": np.zeros(3)}
     theta, _ = adam_update(prob, theta0, np.zeros(1), free, gauge, state, 5, 0.1)  # type: ignore[arg-type]
     assert abs(float(((row * norms) @ theta)[0])) < 1e-9
+
+
+def test_docstring_examples_of_the_new_modules_run() -> None:
+    import doctest
+
+    from drct.calibration import gauge, interrupts, options, steps
+    from drct.geometry import parameters
+
+    attempted = 0
+    for module in (gauge, interrupts, options, steps, parameters):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted >= 12

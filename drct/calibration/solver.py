@@ -64,7 +64,7 @@ def calibrate(
     tol: float = 1e-3,
     accelerate: bool = True,
     pose: bool = True,
-    model: Any = None,
+    model: GeometryModel | None = None,
     callback: Callable[[State], Any] | None = None,
     progress: bool = True,
 ) -> CalibrationResult:
@@ -116,13 +116,18 @@ def calibrate(
             follow directions the volume could otherwise only follow slowly (e.g. ``det_shift_v`` against a
             vertical object shift in circular cone beam); it is reported (``result.pose``) and the returned
             reconstruction is made in the scanner's frame.
-        model: a custom geometry model instead of ``params`` (e.g. :class:`drct.calibration.EndpointModel`).
+        model: a custom geometry model instead of ``params`` (e.g. :class:`drct.calibration.EndpointModel`; any
+            object satisfying :class:`drct.calibration.model.GeometryModel`).
         callback: called with a :class:`State` after every outer iteration; raising KeyboardInterrupt there (or
             pressing Ctrl-C) stops early and returns the best result so far with ``interrupted=True``.
         progress: show a tqdm progress bar.
 
     Returns:
         A :class:`CalibrationResult`.
+
+    Raises:
+        ValueError or TypeError naming the option, its value and what is expected, for any bad option (checked by
+        :class:`~drct.calibration.CalibrationOptions` before anything runs); NonFiniteError for NaN/Inf data.
 
     Example:
         >>> import numpy as np, drct as ct
@@ -183,7 +188,7 @@ class _Run:
 
     model: GeometryModel
     options: CalibrationOptions
-    levels: list[Level]
+    levels: Callable[[], list[Level]]  # built inside the run, so that Ctrl-C while binning is caught too
     outer: list[int]
     fixed: list[int]  # theta indices held fixed by request
     strategy: StepStrategy
@@ -200,7 +205,7 @@ class _Run:
         vg: VolumeGeometry | None,
         init: dict[str, Any] | None,
         fix: list[str] | None,
-        model: Any,
+        model: GeometryModel | None,
         options: CalibrationOptions,
         callback: Callable[[State], Any] | None,
     ) -> _Run:
@@ -235,15 +240,20 @@ class _Run:
         strategy = make_strategy(
             options.optimizer, options.accelerate, options.recon_iterations, options.adam_steps, options.adam_lr
         )
-        lvls = build_levels(vg, pg, y.astype(np.float32), factors, list(strides))
-        return cls(model, options, lvls, options.per_level(factors), fixed, strategy, result, callback)
+        y32 = y.astype(np.float32)
+
+        def levels() -> list[Level]:
+            return build_levels(vg, pg, y32, factors, list(strides))
+
+        return cls(model, options, levels, options.per_level(factors), fixed, strategy, result, callback)
 
     def execute(self, bar: Any) -> None:
         """All levels, then the uncertainties and the final reconstruction; ``result`` is kept current."""
         prob: LevelProblem | None = None
-        x = np.zeros(self.levels[0].vg.shape, np.float32)
+        levels = self.levels()
+        x = np.zeros(levels[0].vg.shape, np.float32)
         free = np.arange(self.model.size)
-        for li, level in enumerate(self.levels):
+        for li, level in enumerate(levels):
             prob = LevelProblem(
                 level,
                 self.model.with_geometry(level.pg),

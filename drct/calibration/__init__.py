@@ -12,9 +12,18 @@ Example:
 
 from .model import EndpointModel as EndpointModel
 from .model import PerturbModel as PerturbModel
+from .options import CalibrationOptions as CalibrationOptions
 from .problem import ridge_cgls as ridge_cgls
 from .result import CalibrationResult as CalibrationResult
 from .solver import State as State
 from .solver import calibrate as calibrate
 
-__all__ = ["CalibrationResult", "EndpointModel", "PerturbModel", "State", "calibrate", "ridge_cgls"]
+__all__ = [
+    "CalibrationOptions",
+    "CalibrationResult",
+    "EndpointModel",
+    "PerturbModel",
+    "State",
+    "calibrate",
+    "ridge_cgls",
+]

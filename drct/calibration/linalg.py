@@ -1,5 +1,5 @@
-"""Jacobians of the projections w.r.t. geometry parameters (forward-mode AD), Gauss–Newton normal equations with
-their view structure, and gauge detection from the Jacobian's near-null space.
+"""Jacobians of the projections w.r.t. geometry parameters (forward-mode AD) and Gauss–Newton normal equations with
+their view structure (the gauge detection that uses them lives in :mod:`drct.calibration.gauge`).
 
 Every parameter column is one JVP of ``theta -> A(theta) x``. A per-view parameter only moves its own view, so
 one JVP with the tangent 1 in every view gives all its columns at once (stacked by view); the normal matrix then
@@ -131,121 +131,10 @@ def cross(cols: Columns, G: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass
-class Gauge:
-    """Parameter combinations the data cannot determine (jointly with the volume).
+def __getattr__(name: str) -> Any:
+    """``Gauge`` and ``detect_gauge`` moved to :mod:`drct.calibration.gauge`; still importable from here."""
+    if name in ("Gauge", "detect_gauge", "gauge_generator_columns"):
+        from . import gauge
 
-    Attributes:
-        directions: rows of unit vectors in theta's scaled coordinates spanning the near-null space.
-        fixed: theta indices held at their starting values.
-        constrained: orthonormal rows (in column-normalised coordinates ``norms * theta``) along which steps are
-            removed (combinations of per-view entries).
-        norms: the Jacobian's column norms that define those coordinates.
-        report: human-readable description per direction.
-    """
-
-    directions: np.ndarray
-    fixed: list[int]
-    constrained: np.ndarray
-    norms: np.ndarray
-    report: list[dict[str, Any]]
-
-
-def gauge_generator_columns(model: Any, theta: np.ndarray, vg: Any, basis: str, x: Any) -> np.ndarray:
-    """Jacobian columns of rigid object motions (translations, rotations): the joint problem's exact gauges."""
-    dim = vg.ndim
-    cols = []
-    width = 3 if dim == 3 else 1
-    for k in range(dim):
-        seed = np.zeros(dim)
-        seed[k] = 1.0
-        cols.append(jvp(vg, basis, model.gauge_geometry(theta, seed, None), x).reshape(-1))
-    for k in range(width):
-        seed = np.zeros(width)
-        seed[k] = 1.0
-        cols.append(jvp(vg, basis, model.gauge_geometry(theta, None, seed), x).reshape(-1))
-    return np.stack(cols, axis=1)
-
-
-def _entry_name(model: Any, i: int) -> str:
-    k = 0
-    for s in model.specs:
-        if i < k + s.count:
-            local = i - k
-            if s.per_view:
-                comp, view = divmod(local, model.num_views)
-                return f"{s.name}[view {view}]" + (f"[{comp}]" if s.width > 1 else "")
-            return s.name + (f"[{local}]" if s.width > 1 else "")
-        k += s.count
-    raise IndexError(i)
-
-
-def detect_gauge(
-    model: Any, JtJ: np.ndarray, JtG: np.ndarray, GtG: np.ndarray, tol: float, fixed: list[int] | None = None
-) -> Gauge:
-    """Near-null directions of the Jacobian ``J`` once the rigid-motion columns ``G`` are projected out, from the
-    normal matrices ``J^T J``, ``J^T G`` and ``G^T G`` (so per-view Jacobians never need to be dense).
-
-    Columns are normalised to unit length first, so the test compares shapes, not units. A direction whose
-    eigenvalue is below ``tol`` times the largest is a gauge: if a global parameter carries at least a third of
-    it, the one listed last among those is fixed (and the search repeats); otherwise (combinations of per-view
-    parameters) steps along it are removed.
-    """
-    n = JtJ.shape[0]
-    fixed = list(fixed or [])
-    free = [i for i in range(n) if i not in fixed]
-    norms = np.sqrt(np.maximum(np.diag(JtJ), 0.0))
-    M = JtJ.copy()
-    if GtG.size:
-        w, V = np.linalg.eigh(GtG)
-        keep = w > 1e-12 * max(float(w.max()), 1e-300)  # drop motions that do not change the data (symmetries)
-        inv = (V[:, keep] / w[keep]) @ V[:, keep].T
-        M = M - JtG @ inv @ JtG.T
-    M = 0.5 * (M + M.T)
-    directions, constrained, report = [], [], []
-    for i in list(free):  # a parameter that does not change the data at all
-        if norms[i] <= 1e-12 * max(float(norms.max()), 1e-300):
-            fixed.append(i)
-            free.remove(i)
-            report.append({"parameters": {_entry_name(model, i): 1.0}, "eigenvalue": 0.0, "action": "fixed"})
-    while free:
-        w, V = np.linalg.eigh(M[np.ix_(free, free)] / np.outer(norms[free], norms[free]))
-        small = np.flatnonzero(w < tol * max(float(w.max()), 1e-300))
-        if small.size == 0:
-            break
-        hit = None
-        for j in small:
-            weights = np.abs(V[:, j]) / np.abs(V[:, j]).max()
-            globals_ = [free[i] for i in np.flatnonzero(weights > 1 / 3) if _is_global(model, free[i])]
-            if globals_:
-                hit = (j, max(globals_))
-                break
-        for j in small if hit is None else [hit[0]]:
-            vec = V[:, j]
-            full = np.zeros(n)
-            full[free] = vec
-            weights = np.abs(vec) / np.abs(vec).max()
-            involved = {_entry_name(model, free[i]): round(float(vec[i]), 4) for i in np.flatnonzero(weights > 0.05)}
-            directions.append(full)
-            if hit is not None:
-                action = f"fixed {_entry_name(model, hit[1])}"
-            else:
-                constrained.append(full)
-                action = "steps along it removed"
-            report.append({"parameters": involved, "eigenvalue": float(w[j] / w.max()), "action": action})
-        if hit is None:
-            break
-        fixed.append(hit[1])
-        free.remove(hit[1])
-    con = np.array(constrained) if constrained else np.zeros((0, n))
-    dirs = np.array(directions) if directions else np.zeros((0, n))
-    return Gauge(dirs, sorted(fixed), con, norms, report)
-
-
-def _is_global(model: Any, i: int) -> bool:
-    k = 0
-    for s in model.specs:
-        if i < k + s.count:
-            return not s.per_view
-        k += s.count
-    return False
+        return getattr(gauge, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

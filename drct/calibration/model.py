@@ -1,6 +1,6 @@
 """Parameterised geometry models for calibration: which numbers are unknown and how they move the rays.
 
-Two models share one interface:
+Two models share one interface, the protocol :class:`GeometryModel`:
 
 * :class:`PerturbModel` — the named misalignment parameters of :meth:`drct.ProjectionGeometry.perturb`, each
   global (one value) or per view (``"name:view"``).
@@ -16,17 +16,18 @@ for multi-resolution.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import drjit as dr
 import numpy as np
 
 from ..backend import drjit_module, types, upload
-from ..geometry.perturb import ONLY_3D, ONLY_CONE, PARAMETERS
+from ..geometry.parameters import TABLE, Parameter, check
 from ..geometry.projection import ProjectionGeometry, RayGeometry
 
 POSE = ("pose_shift", "pose_rotation")
-ANGLES = ("det_roll", "det_pitch", "det_yaw", "axis_tilt", "axis_tilt_beam", "motion_rotation")
+# the object pose estimated alongside: a rigid motion, tabled like motion_shift / motion_rotation
+POSE_TABLE = {"pose_shift": TABLE["motion_shift"], "pose_rotation": TABLE["motion_rotation"]}
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,69 @@ class ParamSpec:
     @property
     def label(self) -> str:
         return f"{self.name}:view" if self.per_view else self.name
+
+
+class GeometryModel(Protocol):
+    """What :func:`drct.calibration.calibrate` needs of a geometry model (:class:`PerturbModel`,
+    :class:`EndpointModel`, or your own).
+
+    ``theta`` is a flat float64 vector of ``size`` entries laid out by ``specs`` (each spec's components
+    component-major, per-view specs with one entry per view); the first ``user_size`` entries are the user's
+    parameters, the rest a rigid object pose estimated alongside (the joint problem's gauge), if any.
+    """
+
+    specs: list[ParamSpec]
+    size: int
+    user_size: int
+    theta0: np.ndarray  # starting values
+    scale: np.ndarray  # per entry: about one detector pixel's worth of effect (conditions the steps)
+    pixel: float  # detector pixel (or element) pitch, mm
+
+    @property
+    def num_views(self) -> int: ...
+
+    @property
+    def views_independent(self) -> bool:
+        """True if per-view entries move only their own view (block-diagonal Jacobian)."""
+        ...
+
+    def split(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """``theta`` as ``{name: (n, width)}`` rows."""
+        ...
+
+    def public(self, theta: np.ndarray) -> dict[str, Any]:
+        """The user's parameters as plain numbers and lists (what the result reports)."""
+        ...
+
+    def geometry(self, theta: np.ndarray, seed: np.ndarray | None = None) -> Any:
+        """The geometry at ``theta``; with ``seed`` (a tangent of theta) carrying forward-mode AD."""
+        ...
+
+    def geometry_reverse(self, theta: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        """The geometry and its grad-enabled Dr.Jit leaves (reverse mode)."""
+        ...
+
+    def gradient(self, leaves: dict[str, Any]) -> np.ndarray:
+        """The flat gradient from the leaves of :meth:`geometry_reverse` after ``dr.backward``."""
+        ...
+
+    def with_geometry(self, pg: Any) -> GeometryModel:
+        """The same unknowns on a level's (coarser) nominal geometry with the same views."""
+        ...
+
+    def gauge_geometry(self, theta: np.ndarray, seed_shift: np.ndarray | None, seed_rot: np.ndarray | None) -> Any:
+        """The geometry at ``theta`` moved by a rigid object motion with the given tangents."""
+        ...
+
+    def pose(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The estimated object pose ``(shift, rotation)``, or None."""
+        ...
+
+    def nominal_geometry(self) -> Any: ...
+
+    def final_geometry(self, theta: np.ndarray, pose: bool = True) -> Any:
+        """The geometry at ``theta`` with plain numpy arrays; ``pose=False`` leaves out the object pose."""
+        ...
 
 
 def _rows(value: np.ndarray, n: int, width: int) -> np.ndarray:
@@ -61,6 +125,11 @@ def as_drjit(values: np.ndarray, t: Any, grad: bool = False, seed: np.ndarray | 
         if seed is not None:
             dr.set_grad(out, as_drjit(seed, t))
     return out
+
+
+def _row(name: str) -> Parameter:
+    """The table row of a model entry (the pose entries are tabled like the object motion)."""
+    return POSE_TABLE.get(name) or TABLE[name]
 
 
 class PerturbModel:
@@ -95,22 +164,18 @@ class PerturbModel:
         specs: list[ParamSpec] = []
         for raw in params:
             name, _, mode = str(raw).partition(":")
-            if name not in PARAMETERS:
-                raise ValueError(f"unknown calibration parameter {name!r}; expected one of {list(PARAMETERS)}")
+            param = check(name, pg, "calibration parameter")
             if mode not in ("", "view"):
                 raise ValueError(f"parameter {raw!r}: the only suffix is ':view' (one value per view)")
-            if dim == 2 and name in ONLY_3D:
-                raise ValueError(f"{name} only exists for 3D geometries")
-            if pg.beam == "parallel" and name in ONLY_CONE:
-                raise ValueError(f"{name} needs a source: it does not apply to a parallel beam")
+            if mode == "view" and not param.per_view:
+                raise ValueError(f"parameter {name!r} takes one value, not one per view: drop ':view'")
             if any(s.name == name for s in specs):
                 raise ValueError(f"parameter {name!r} is given twice")
-            width = dim if name == "motion_shift" else (3 if dim == 3 else 1) if name == "motion_rotation" else 1
+            width = param.width(dim)
             specs.append(ParamSpec(name, width, mode == "view", width * (views if mode == "view" else 1)))
         self.user_size = sum(s.count for s in specs)
         if pose:  # a rigid motion of the object: the joint problem's gauge, estimated alongside (see POSE)
-            rot = 3 if dim == 3 else 1
-            specs += [ParamSpec("pose_shift", dim, False, dim), ParamSpec("pose_rotation", rot, False, rot)]
+            specs += [ParamSpec(n, POSE_TABLE[n].width(dim), False, POSE_TABLE[n].width(dim)) for n in POSE]
         self.specs = specs
         self.size = sum(s.count for s in specs)
         init = dict(init or {})
@@ -119,7 +184,7 @@ class PerturbModel:
             raise ValueError(f"init names parameter(s) {unknown} that are not being calibrated")
         theta0 = []
         for s in specs:
-            default = 1.0 if s.name == "pixel_scale" else 0.0
+            default = _row(s.name).nominal
             value = np.asarray(init.get(s.name, default), dtype=np.float64)
             n = views if s.per_view else 1
             try:
@@ -131,7 +196,6 @@ class PerturbModel:
             theta0.append(np.ascontiguousarray(rows.T).reshape(-1))
         self.theta0 = np.concatenate(theta0 + [np.zeros(s.count) for s in specs[len(theta0) :]])
         pixel = float(np.mean(np.linalg.norm(np.asarray(pg.det_u), axis=1)))
-        half = 0.5 * pixel * pg.det_shape[-1]
         if pg.beam == "cone":
             src, det = np.asarray(pg.src), np.asarray(pg.det)
             sod = float(np.mean(np.linalg.norm(src, axis=1)))
@@ -140,21 +204,8 @@ class PerturbModel:
             magnification = 1.0
         self.pixel = pixel
         self.magnification = magnification
-        scales = []
-        for s in specs:
-            if s.name in ANGLES:
-                scale = pixel / half
-            elif s.name == "pixel_scale":
-                scale = 1.0 / pg.det_shape[-1]
-            elif s.name == "pose_rotation":
-                scale = pixel / half
-            elif s.name in ("motion_shift", "cor_offset", "pose_shift"):
-                scale = pixel / magnification
-            elif s.name in ("src_orig_delta", "src_det_delta"):
-                scale = 10.0 * pixel
-            else:
-                scale = pixel
-            scales.append(np.full(s.count, scale))
+        cols = pg.det_shape[-1]
+        scales = [np.full(s.count, _row(s.name).typical_scale(pixel, cols, magnification)) for s in specs]
         self.scale = np.concatenate(scales)
 
     @property
@@ -410,3 +461,8 @@ class EndpointModel:
         a = self.a + rows[self.module_a]
         b = self.b + rows[self.module_b]
         return RayGeometry(a, b - a)
+
+
+def _conforms(perturb: PerturbModel, endpoint: EndpointModel) -> tuple[GeometryModel, GeometryModel]:
+    """Never called: pyright checks here that both models satisfy :class:`GeometryModel`."""
+    return perturb, endpoint

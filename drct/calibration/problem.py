@@ -18,10 +18,18 @@ from .lowpass import DetectorLowPass, WeightedOperator
 
 
 def ridge_cgls(
-    A: Projector | WeightedOperator, y: np.ndarray, x0: np.ndarray, iterations: int, ridge: float
+    A: Projector | WeightedOperator,
+    y: np.ndarray,
+    x0: np.ndarray,
+    iterations: int,
+    ridge: float,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Minimise ``|A x - y|^2 + ridge |x|^2`` by CGLS from ``x0`` (numpy in and out, no progress bar: the
     calibration's inner solver; :func:`drct.recon.cgls` is the user-facing one, without the ridge).
+
+    With ``out`` (a float32 array shaped like ``x0``) the iterates are made in it, so that it holds the latest
+    complete iterate even if the solve is interrupted.
 
     Example:
         >>> import numpy as np, drct as ct
@@ -33,7 +41,11 @@ def ridge_cgls(
         >>> bool(np.abs(x - 1).max() < 0.05)
         True
     """
-    x = np.asarray(x0, dtype=np.float32).copy()
+    if out is None:
+        x = np.asarray(x0, dtype=np.float32).copy()
+    else:
+        x = out
+        x[...] = x0
     r = y - A(x)
     s = A.T(r) - ridge * x
     p = s.copy()

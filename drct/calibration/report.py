@@ -16,11 +16,12 @@ def _central(volume: np.ndarray) -> np.ndarray:
 
 
 def _display(name: str, values: np.ndarray, pixel: float) -> tuple[np.ndarray, str]:
-    from .result import ANGLE_NAMES
+    from .result import unit_of
 
-    if name in ANGLE_NAMES:
+    unit = unit_of(name)
+    if unit == "angle":
         return np.rad2deg(values), "°"
-    if name == "pixel_scale":
+    if unit == "scale":
         return values, ""
     return values / pixel, "px"
 
@@ -43,7 +44,8 @@ def write_report(result: Any, path: str | Path, before: np.ndarray | None = None
     ax.set_xlabel("outer iteration")
     ax.set_ylabel("|A x - y|² / |y|²")
     ax.set_title("loss" + (" (interrupted)" if result.interrupted else ""))
-    ax.legend(fontsize=8)
+    if result.levels:  # none when interrupted before the first fit completed
+        ax.legend(fontsize=8)
     ax = axes[1]
     for name in result.params:
         trace = result.trace(name)

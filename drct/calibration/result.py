@@ -9,11 +9,19 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry.parameters import SYMBOLS, TABLE
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
 from ..io import write_json, write_together
 
-ANGLE_NAMES = ("det_roll", "det_pitch", "det_yaw", "axis_tilt", "axis_tilt_beam", "motion_rotation")
+ANGLE_NAMES = tuple(p.name for p in TABLE.values() if p.unit == "angle")
+
+
+def unit_of(name: str) -> str:
+    """The unit kind of a calibrated entry: the table's, or ``"length"`` for a model's own (e.g. module shifts)."""
+    return TABLE[name].unit if name in TABLE else "length"
+
+
 FILES = ("geometry.json", "reconstruction.tif", "calibration.json", "report.png")
 
 
@@ -114,13 +122,11 @@ class CalibrationResult:
         out: dict[str, Any] = {"parameters": {}}
         for name, value in self.params.items():
             entry: dict[str, Any] = {"value": value, "std": None if self.std is None else self.std[name]}
-            if name in ANGLE_NAMES:
-                entry["unit"] = "rad"
+            unit = unit_of(name)
+            entry["unit"] = SYMBOLS[unit]
+            if unit == "angle":
                 entry["value_deg"] = np.rad2deg(np.asarray(value)).tolist()
-            elif name == "pixel_scale":
-                entry["unit"] = "1"
-            else:
-                entry["unit"] = "mm"
+            elif unit == "length":
                 entry["value_px"] = (np.asarray(value) / self.pixel).tolist()
             entry["fixed"] = name in self.fixed
             entry["trace"] = self.trace(name).tolist()  # after every outer iteration, in the unit of "value"

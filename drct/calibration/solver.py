@@ -1,6 +1,7 @@
 """Joint reconstruction and geometry calibration: alternate a regularised least-squares reconstruction of the
-volume with Levenberg–Marquardt (forward-mode Jacobians) or Adam (reverse-mode gradients) steps on the geometry,
-coarse to fine."""
+volume with geometry steps (:mod:`drct.calibration.steps`), coarse to fine, keeping off the gauge
+(:mod:`drct.calibration.gauge`). A Ctrl-C anywhere in an outer iteration or in the final reconstruction returns the
+best state reached, with ``interrupted=True`` (:mod:`drct.calibration.interrupts`)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import require_finite
 from ..geometry.projection import ProjectionGeometry, RayGeometry
 from ..geometry.volume import VolumeGeometry
-from ..volume import BASES
-from .levels import build_levels, default_factors, upsample
-from .linalg import Gauge, cross, detect_gauge, gauge_generator_columns, normal_equations
-from .model import PerturbModel
+from .gauge import Gauge, first_level_gauge, spec_label
+from .interrupts import deferred_interrupts, is_interrupt
+from .levels import Level, build_levels, default_factors, upsample
+from .model import GeometryModel, PerturbModel
+from .options import CalibrationOptions
 from .problem import LevelProblem, ridge_cgls
 from .result import CalibrationResult
-from .steps import adam_update, lm_step, uncertainty
+from .steps import StepStrategy, make_strategy, uncertainty
 
 
 @dataclass
@@ -35,14 +38,6 @@ class State:
     theta: np.ndarray
     params: dict[str, Any]
     geometry: Any
-
-
-def _as_list(value: Any, n: int, name: str) -> list[int]:
-    values = [int(v) for v in np.atleast_1d(np.asarray(value))]
-    values = values * n if len(values) == 1 else values
-    if len(values) != n or any(v < 0 for v in values):
-        raise ValueError(f"{name} must be one non-negative int or one per level ({n}), got {value!r}")
-    return values
 
 
 def calibrate(
@@ -69,7 +64,7 @@ def calibrate(
     tol: float = 1e-3,
     accelerate: bool = True,
     pose: bool = True,
-    model: Any = None,
+    model: GeometryModel | None = None,
     callback: Callable[[State], Any] | None = None,
     progress: bool = True,
 ) -> CalibrationResult:
@@ -121,13 +116,18 @@ def calibrate(
             follow directions the volume could otherwise only follow slowly (e.g. ``det_shift_v`` against a
             vertical object shift in circular cone beam); it is reported (``result.pose``) and the returned
             reconstruction is made in the scanner's frame.
-        model: a custom geometry model instead of ``params`` (e.g. :class:`drct.calibration.EndpointModel`).
+        model: a custom geometry model instead of ``params`` (e.g. :class:`drct.calibration.EndpointModel`; any
+            object satisfying :class:`drct.calibration.model.GeometryModel`).
         callback: called with a :class:`State` after every outer iteration; raising KeyboardInterrupt there (or
             pressing Ctrl-C) stops early and returns the best result so far with ``interrupted=True``.
         progress: show a tqdm progress bar.
 
     Returns:
         A :class:`CalibrationResult`.
+
+    Raises:
+        ValueError or TypeError naming the option, its value and what is expected, for any bad option (checked by
+        :class:`~drct.calibration.CalibrationOptions` before anything runs); NonFiniteError for NaN/Inf data.
 
     Example:
         >>> import numpy as np, drct as ct
@@ -140,161 +140,196 @@ def calibrate(
         True
     """
     start = time.perf_counter()
-    if basis not in BASES:
-        raise ValueError(f"basis must be one of {tuple(BASES)}, got {basis!r}")
-    if optimizer not in ("lm", "adam"):
-        raise ValueError(f"optimizer must be 'lm' or 'adam', got {optimizer!r}")
-    if not np.isfinite(lowpass) or lowpass < 0:
-        raise ValueError(f"lowpass must be a finite σ >= 0 in detector pixels, got {lowpass!r}")
-    if gauge not in ("fix", "report", "off"):
-        raise ValueError(f"gauge must be 'fix', 'report' or 'off', got {gauge!r}")
-    y = np.asarray(projections.detach().cpu().numpy() if hasattr(projections, "detach") else projections)
-    if tuple(y.shape) != tuple(pg_nominal.shape):
-        raise ValueError(f"projections must have the geometry's shape {pg_nominal.shape}, got {tuple(y.shape)}")
-    if not np.all(np.isfinite(y)):
-        raise ValueError("projections contain NaN or infinite values")
-    y = y.astype(np.float32)
-    if model is None:
-        if not isinstance(pg_nominal, ProjectionGeometry):
-            raise TypeError("a ray-list geometry needs a model (e.g. drct.calibration.EndpointModel)")
-        model = PerturbModel(pg_nominal, list(params or []), init, pose=pose)
-    elif params:
-        raise ValueError("give either params or model, not both")
-    if vg is None:
-        vg = _default_volume(pg_nominal)
-    factors = default_factors(vg) if levels is None else [int(f) for f in levels]
-    if not factors or any(f < 1 for f in factors):
-        raise ValueError(f"levels must be positive coarsening factors, coarse to fine, got {levels!r}")
-    per_view = any(s.per_view for s in model.specs)
-    if view_strides is None:
-        views = pg_nominal.num_views
-        view_strides = [1 if per_view else max(1, min(f, views // 30)) for f in factors]
-    elif per_view and any(s != 1 for s in view_strides):
-        raise ValueError("per-view parameters need every view at every level: view_strides must be all 1")
-    outer = _as_list(iterations, len(factors), "iterations")
-    names = [s.name for s in model.specs]
-    fixed_names = list(fix or [])
-    if bad := sorted(set(fixed_names) - set(names)):
-        raise ValueError(f"fix names parameter(s) {bad} that are not in params {names}")
-
-    lvls = build_levels(vg, pg_nominal, y, factors, list(view_strides))
-    theta = model.theta0.copy()
-    offsets = np.cumsum([0] + [s.count for s in model.specs])
-    fixed_idx = [
-        i for k, s in enumerate(model.specs) if s.name in fixed_names for i in range(offsets[k], offsets[k + 1])
-    ]
-    result = CalibrationResult.start(model, vg, basis, optimizer, factors)
-    gauge_info: Gauge | None = None
-    x = np.zeros(lvls[0].vg.shape, np.float32)
-    total = sum(outer)
-    bar = tqdm(total=total, desc="calibrate", disable=not progress, leave=False)
-    H_last = None
-    prob = None
+    options = CalibrationOptions(
+        basis=basis,
+        levels=levels,
+        optimizer=optimizer,
+        iterations=iterations,
+        recon_iterations=recon_iterations,
+        initial_recon_iterations=initial_recon_iterations,
+        final_recon_iterations=final_recon_iterations,
+        regularization=regularization,
+        lowpass=lowpass,
+        gauge=gauge,
+        gauge_tol=gauge_tol,
+        view_strides=view_strides,
+        adam_steps=adam_steps,
+        adam_lr=adam_lr,
+        tol=tol,
+        accelerate=accelerate,
+        pose=pose,
+        progress=progress,
+    )
+    run = _Run.prepare(projections, pg_nominal, params, vg, init, fix, model, options, callback)
+    bar = tqdm(total=sum(run.outer), desc="calibrate", disable=not options.progress, leave=False)
     try:
-        for li, level in enumerate(lvls):
-            lmodel = model.with_geometry(level.pg) if isinstance(model, PerturbModel) else model
-            prob = LevelProblem(level, lmodel, basis, regularization, lowpass)
-            x = upsample(x, level.vg.shape)
-            x = ridge_cgls(prob.operator(theta), prob.y, x, initial_recon_iterations, prob.ridge)
-            loss = prob.loss(theta, x)
-            if li == 0 and gauge != "off":
-                gauge_info = _gauge(prob, model, theta, x, gauge, gauge_tol, fixed_idx)
-                result.gauge = gauge_info.report
-            fixed_now = sorted(set(fixed_idx) | set(gauge_info.fixed if gauge_info else []))
-            free = np.array([i for i in range(model.size) if i not in fixed_now], dtype=np.int64)
-            result.fixed = sorted({_spec_label(model, i) for i in fixed_now})
-            result.x, result.vg_x, result.theta = x, level.vg, theta.copy()
-            result.record(li, level.factor, loss, theta)
-            best = (loss, theta.copy(), x)
-            memory: dict[str, Any] = {}
-            mu, adam_state = 1e-6, {"t": 0, "m": np.zeros(model.size), "v": np.zeros(model.size)}
-            for it in range(outer[li]):
-                before = theta.copy()
-                if free.size == 0:
-                    break
-                previous = loss
-                if optimizer == "lm":
-                    theta, loss, mu, H_last, theta_qn = lm_step(prob, theta, x, loss, free, gauge_info, mu, memory)
-                    refit = True
-                    if theta_qn is not None and accelerate:  # quasi-Newton step on the reduced loss, if it helps
-                        x_qn = ridge_cgls(prob.operator(theta_qn), prob.y, x, recon_iterations, prob.ridge)
-                        loss_qn = prob.loss(theta_qn, x_qn)
-                        if loss_qn < previous:
-                            theta, x, loss = theta_qn, x_qn, loss_qn
-                            refit = False  # done: x is already re-fitted
-                else:
-                    theta, loss = adam_update(prob, theta, x, free, gauge_info, adam_state, adam_steps, adam_lr)
-                    refit = True
-                if refit:
-                    x = ridge_cgls(prob.operator(theta), prob.y, x, recon_iterations, prob.ridge)
-                    loss = prob.loss(theta, x)
-                result.record(li, level.factor, loss, theta)
-                if loss <= best[0]:
-                    best = (loss, theta.copy(), x)
-                    result.x, result.vg_x, result.theta = x, level.vg, theta.copy()
-                bar.update(1)
-                bar.set_postfix(level=level.factor, loss=f"{loss:.3e}")
-                if callback is not None:
-                    good = best[1]
-                    callback(
-                        State(li, level.factor, it, loss, good.copy(), model.public(good), model.final_geometry(good))
-                    )
-                if np.max(np.abs(theta - before) / model.scale) < tol:
-                    bar.update(outer[li] - it - 1)
-                    break
-            theta, x = best[1].copy(), best[2]
+        run.execute(bar)
+    except BaseException as err:  # Ctrl-C, or an error raised because of one (e.g. inside a Dr.Jit loop)
+        if not is_interrupt(err):
+            raise
+        run.result.interrupted = True
+    finally:
+        with deferred_interrupts():
+            bar.close()
+    with deferred_interrupts() as late:  # assemble the result without being cut short
+        run.result.runtime = time.perf_counter() - start
+        out = run.result.finish(run.model)
+    out.interrupted = out.interrupted or late.pending
+    return out
+
+
+@dataclass
+class _Run:
+    """One calibration: the checked inputs and the state carried across levels and outer iterations.
+
+    ``result`` always holds the best complete state (``theta``, and a volume ``x`` on ``vg_x`` fitted to it), so
+    that an interrupt at any point leaves something consistent to return.
+    """
+
+    model: GeometryModel
+    options: CalibrationOptions
+    levels: Callable[[], list[Level]]  # built inside the run, so that Ctrl-C while binning is caught too
+    outer: list[int]
+    fixed: list[int]  # theta indices held fixed by request
+    strategy: StepStrategy
+    result: CalibrationResult
+    callback: Callable[[State], Any] | None
+    gauge: Gauge | None = None
+
+    @classmethod
+    def prepare(
+        cls,
+        projections: Any,
+        pg: ProjectionGeometry | RayGeometry,
+        params: list[str] | None,
+        vg: VolumeGeometry | None,
+        init: dict[str, Any] | None,
+        fix: list[str] | None,
+        model: GeometryModel | None,
+        options: CalibrationOptions,
+        callback: Callable[[State], Any] | None,
+    ) -> _Run:
+        y = np.asarray(projections.detach().cpu().numpy() if hasattr(projections, "detach") else projections)
+        if tuple(y.shape) != tuple(pg.shape):
+            raise ValueError(f"projections must have the geometry's shape {pg.shape}, got {tuple(y.shape)}")
+        require_finite(y, "projections")
+        if model is None:
+            if not isinstance(pg, ProjectionGeometry):
+                raise TypeError("a ray-list geometry needs a model (e.g. drct.calibration.EndpointModel)")
+            model = PerturbModel(pg, list(params or []), init, pose=options.pose)
+        elif params:
+            raise ValueError("give either params or model, not both")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable (it is given a State), got {type(callback).__name__}")
+        vg = _default_volume(pg) if vg is None else vg
+        factors = default_factors(vg) if options.levels is None else list(options.levels)
+        strides = options.view_strides
+        per_view = any(s.per_view for s in model.specs)
+        if strides is None:
+            strides = [1 if per_view else max(1, min(f, pg.num_views // 30)) for f in factors]
+        elif per_view and any(s != 1 for s in strides):
+            raise ValueError("per-view parameters need every view at every level: view_strides must be all 1")
+        if len(strides) != len(factors):
+            raise ValueError(f"view_strides needs one entry per level ({len(factors)}), got {strides}")
+        names = [s.name for s in model.specs]
+        if bad := sorted(set(fix or []) - set(names)):
+            raise ValueError(f"fix names parameter(s) {bad} that are not in params {names}")
+        fixed = [i for i in range(model.size) if spec_label(model, i) in set(fix or [])]
+        result = CalibrationResult.start(model, vg, options.basis, options.optimizer, factors)
+        result.theta = model.theta0.copy()
+        strategy = make_strategy(
+            options.optimizer, options.accelerate, options.recon_iterations, options.adam_steps, options.adam_lr
+        )
+        y32 = y.astype(np.float32)
+
+        def levels() -> list[Level]:
+            return build_levels(vg, pg, y32, factors, list(strides))
+
+        return cls(model, options, levels, options.per_level(factors), fixed, strategy, result, callback)
+
+    def execute(self, bar: Any) -> None:
+        """All levels, then the uncertainties and the final reconstruction; ``result`` is kept current."""
+        prob: LevelProblem | None = None
+        levels = self.levels()
+        x = np.zeros(levels[0].vg.shape, np.float32)
+        free = np.arange(self.model.size)
+        for li, level in enumerate(levels):
+            prob = LevelProblem(
+                level,
+                self.model.with_geometry(level.pg),
+                self.options.basis,
+                self.options.regularization,
+                self.options.lowpass,
+            )
+            x, free = self._level(li, prob, x, bar)
         assert prob is not None  # the last level's problem
-        result.std = uncertainty(prob, theta, x, free, gauge_info, H_last, optimizer)
-        motion = model.pose(theta)
+        self._final(prob, x, free)
+
+    def _level(self, li: int, prob: LevelProblem, x: np.ndarray, bar: Any) -> tuple[np.ndarray, np.ndarray]:
+        """One level: fit the volume, test the gauge (first level), then the outer iterations; returns the best
+        volume and the free theta indices."""
+        o, r, level = self.options, self.result, prob.level
+        theta = r.theta.copy()
+        x = upsample(x, level.vg.shape)
+        if r.x is None:  # nothing complete yet: let the result hold the first fit's latest iterate
+            buffer = np.zeros(level.vg.shape, np.float32)
+            r.x, r.vg_x = buffer, level.vg
+            x = ridge_cgls(prob.operator(theta), prob.y, x, o.initial_recon_iterations, prob.ridge, out=buffer)
+        else:
+            x = ridge_cgls(prob.operator(theta), prob.y, x, o.initial_recon_iterations, prob.ridge)
+        loss = prob.loss(theta, x)
+        if li == 0 and o.gauge != "off":
+            self.gauge = first_level_gauge(prob, self.model, theta, x, o.gauge, o.gauge_tol, self.fixed)
+            r.gauge = self.gauge.report
+        fixed_now = sorted(set(self.fixed) | set(self.gauge.fixed if self.gauge else []))
+        free = np.array([i for i in range(self.model.size) if i not in fixed_now], dtype=np.int64)
+        r.fixed = sorted({spec_label(self.model, i) for i in fixed_now})
+        r.x, r.vg_x, r.theta = x, level.vg, theta.copy()
+        r.record(li, level.factor, loss, theta)
+        best = loss
+        self.strategy.start_level(self.model.size)
+        for it in range(self.outer[li]):
+            if free.size == 0:
+                break
+            before = theta
+            step = self.strategy.step(prob, theta, x, loss, free, self.gauge)
+            theta, x, loss = step.theta, step.x, step.loss
+            if step.refit:
+                x = ridge_cgls(prob.operator(theta), prob.y, x, o.recon_iterations, prob.ridge)
+                loss = prob.loss(theta, x)
+            r.record(li, level.factor, loss, theta)
+            if loss <= best:
+                best = loss
+                r.x, r.vg_x, r.theta = x, level.vg, theta.copy()
+            bar.update(1)
+            bar.set_postfix(level=level.factor, loss=f"{loss:.3e}")
+            if self.callback is not None:
+                good = r.theta.copy()
+                geometry = self.model.final_geometry(good)
+                self.callback(State(li, level.factor, it, loss, good, self.model.public(good), geometry))
+            if np.max(np.abs(theta - before) / self.model.scale) < o.tol:
+                bar.update(self.outer[li] - it - 1)
+                break
+        return r.x, free
+
+    def _final(self, prob: LevelProblem, x: np.ndarray, free: np.ndarray) -> None:
+        """Uncertainties at the best state, then a fresh reconstruction on the unweighted data in the scanner's
+        frame; ``result`` keeps the best level's volume until that reconstruction is complete."""
+        r = self.result
+        theta = r.theta.copy()
+        r.std = uncertainty(prob, theta, x, free, self.gauge, self.strategy.hessian)
+        motion = self.model.pose(theta)
         if motion is not None:  # the pose is a gauge: report it, reconstruct in the scanner's frame
-            result.pose = {"shift": motion[0].tolist(), "rotation": motion[1].tolist()}
-            theta[model.user_size :] = 0.0
+            r.pose = {"shift": motion[0].tolist(), "rotation": motion[1].tolist()}
+            theta[self.model.user_size :] = 0.0
         # From zero, on the unweighted data: moving the calibration's volume by the pose (interpolation) and
         # re-fitting cost 0.9 dB PSNR against a fresh reconstruction on the cone-beam example (64³ x 90).
         plain = prob.unweighted()
-        x = ridge_cgls(plain.operator(theta), plain.y, np.zeros_like(x), final_recon_iterations, plain.ridge)
-        result.x, result.vg_x, result.theta = x, prob.level.vg, theta.copy()
-        result.final_loss = plain.loss(theta, x)
-    except KeyboardInterrupt:
-        result.interrupted = True
-    finally:
-        bar.close()
-    result.runtime = time.perf_counter() - start
-    return result.finish(model)
-
-
-def _gauge(
-    prob: LevelProblem, model: Any, theta: np.ndarray, x: np.ndarray, mode: str, tol: float, fixed: list[int]
-) -> Gauge:
-    """The gauge test at the first level: the parameters' Jacobian columns against those of a rigid motion of the
-    object (the pose parameters' own columns when the model has them). In ``"report"`` mode nothing is fixed."""
-    cols = prob.jacobian(theta, x)
-    H0, _ = normal_equations(cols, np.zeros(prob.level.y.size))
-    nu = model.user_size
-    if nu < model.size:  # the pose columns are the rigid-motion generators
-        JtJ, JtG, GtG = H0[:nu, :nu], H0[:nu, nu:], H0[nu:, nu:]
-    else:
-        columns = gauge_generator_columns(prob.model, theta, prob.level.vg, prob.basis, prob.tensor(x))
-        G = prob.weighted_columns(columns)
-        JtJ, JtG, GtG = H0, cross(cols, G), G.T @ G
-    info = detect_gauge(prob.model, JtJ, JtG, GtG, tol, fixed)
-    pad = model.size - nu
-    info.constrained = np.pad(info.constrained, ((0, 0), (0, pad)))
-    info.directions = np.pad(info.directions, ((0, 0), (0, pad)))
-    info.norms = np.sqrt(np.maximum(np.diag(H0), 0.0))
-    if mode == "report":
-        info.fixed = list(fixed)
-        info.constrained = np.zeros((0, model.size))
-    return info
-
-
-def _spec_label(model: Any, i: int) -> str:
-    k = 0
-    for s in model.specs:
-        if i < k + s.count:
-            return s.name
-        k += s.count
-    raise IndexError(i)
+        zero = np.zeros_like(x)
+        x = ridge_cgls(plain.operator(theta), plain.y, zero, self.options.final_recon_iterations, plain.ridge)
+        final_loss = plain.loss(theta, x)
+        with deferred_interrupts():  # the volume and its geometry change together
+            r.x, r.vg_x, r.theta, r.final_loss = x, prob.level.vg, theta, final_loss
 
 
 def _default_volume(pg: Any) -> VolumeGeometry:

@@ -1,35 +1,111 @@
-"""The geometry steps of the calibration with the volume held fixed: Levenberg–Marquardt (with a quasi-Newton step
-for the reduced loss), Adam, and the Gauss–Newton standard deviations, all kept off the gauge directions."""
+"""The geometry steps of the calibration, as strategies with one interface (:class:`StepStrategy`):
+Levenberg–Marquardt with the volume held fixed plus a quasi-Newton step for the reduced loss
+(:class:`LevenbergMarquardt`), or Adam on reverse-mode gradients (:class:`Adam`); and the Gauss–Newton standard
+deviations. All keep off the gauge directions (:mod:`drct.calibration.gauge`).
+
+Example:
+    >>> from drct.calibration.steps import make_strategy
+    >>> type(make_strategy("adam", adam_steps=5, adam_lr=0.2)).__name__
+    'Adam'
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
-from .linalg import Gauge, normal_equations
-from .problem import LevelProblem
+from .gauge import Gauge, constraint_rows, subspace
+from .linalg import normal_equations
+from .problem import LevelProblem, ridge_cgls
 
 
-def subspace(gauge: Gauge | None, free: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Orthonormal basis (in the coordinates ``d * theta[free]``) of the steps that keep off the gauge.
+@dataclass
+class Step:
+    """The outcome of one outer iteration's geometry step: the new ``theta``, the volume and the loss; ``refit``
+    says the volume still has to be re-fitted to ``theta`` (False when the strategy already did)."""
 
-    Example:
-        >>> import numpy as np
-        >>> from drct.calibration.linalg import Gauge
-        >>> from drct.calibration.steps import subspace
-        >>> along = np.array([[1.0, 1.0, 0.0]]) / np.sqrt(2)  # moving theta[0] and theta[1] together: invisible
-        >>> gauge = Gauge(directions=along, fixed=[], constrained=along, norms=np.ones(3), report=[])
-        >>> B = subspace(gauge, np.arange(3), np.ones(3))
-        >>> B.shape, bool(np.allclose(along @ B, 0.0)), bool(np.allclose(B.T @ B, np.eye(2)))
-        ((3, 2), True, True)
-    """
-    n = free.size
-    if gauge is None or gauge.constrained.shape[0] == 0:
-        return np.eye(n)
-    c = gauge.constrained[:, free] * (gauge.norms[free] / d)
-    q, _ = np.linalg.qr(c.T)
-    return np.linalg.svd(np.eye(n) - q @ q.T)[0][:, : n - q.shape[1]]
+    theta: np.ndarray
+    x: np.ndarray
+    loss: float
+    refit: bool
+
+
+class StepStrategy(Protocol):
+    """One geometry step per outer iteration, with state kept across the iterations of a level."""
+
+    hessian: np.ndarray | None  # J^T J of the last step, if the strategy forms it (reused for the uncertainties)
+
+    def start_level(self, size: int) -> None:
+        """Reset the per-level state (damping, curvature memory, moments) for ``size`` unknowns."""
+        ...
+
+    def step(
+        self, prob: LevelProblem, theta: np.ndarray, x: np.ndarray, loss: float, free: np.ndarray, gauge: Gauge | None
+    ) -> Step:
+        """One step from ``theta`` with the volume ``x`` (loss ``loss``), moving only ``free`` entries."""
+        ...
+
+
+@dataclass
+class LevenbergMarquardt:
+    """Levenberg–Marquardt on forward-mode Jacobians; with ``accelerate``, a quasi-Newton step on the reduced loss
+    (volume re-fitted with ``recon_iterations`` CGLS iterations) is kept when it lowers the loss."""
+
+    accelerate: bool = True
+    recon_iterations: int = 20
+    hessian: np.ndarray | None = None
+    mu: float = 1e-6
+    memory: dict[str, Any] = field(default_factory=dict)
+
+    def start_level(self, size: int) -> None:
+        self.mu, self.memory = 1e-6, {}
+
+    def step(
+        self, prob: LevelProblem, theta: np.ndarray, x: np.ndarray, loss: float, free: np.ndarray, gauge: Gauge | None
+    ) -> Step:
+        previous = loss
+        theta, loss, self.mu, self.hessian, theta_qn = lm_step(prob, theta, x, loss, free, gauge, self.mu, self.memory)
+        if theta_qn is not None and self.accelerate:  # quasi-Newton step on the reduced loss, if it helps
+            x_qn = ridge_cgls(prob.operator(theta_qn), prob.y, x, self.recon_iterations, prob.ridge)
+            loss_qn = prob.loss(theta_qn, x_qn)
+            if loss_qn < previous:
+                return Step(theta_qn, x_qn, loss_qn, refit=False)  # x is already re-fitted
+        return Step(theta, x, loss, refit=True)
+
+
+@dataclass
+class Adam:
+    """``steps`` Adam steps per outer iteration on reverse-mode gradients, step length ``lr`` in units of one
+    pixel's effect (the model's scales)."""
+
+    steps: int = 5
+    lr: float = 0.2
+    hessian: np.ndarray | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def start_level(self, size: int) -> None:
+        self.state = {"t": 0, "m": np.zeros(size), "v": np.zeros(size)}
+
+    def step(
+        self, prob: LevelProblem, theta: np.ndarray, x: np.ndarray, loss: float, free: np.ndarray, gauge: Gauge | None
+    ) -> Step:
+        if not self.state:
+            self.start_level(theta.size)
+        theta, loss = adam_update(prob, theta, x, free, gauge, self.state, self.steps, self.lr)
+        return Step(theta, x, loss, refit=True)
+
+
+def make_strategy(
+    optimizer: str, accelerate: bool = True, recon_iterations: int = 20, adam_steps: int = 5, adam_lr: float = 0.2
+) -> StepStrategy:
+    """The strategy named by ``optimizer``: ``"lm"`` or ``"adam"``."""
+    if optimizer == "lm":
+        return LevenbergMarquardt(accelerate, recon_iterations)
+    if optimizer == "adam":
+        return Adam(adam_steps, adam_lr)
+    raise ValueError(f"optimizer must be 'lm' or 'adam', got {optimizer!r}")
 
 
 def lm_step(
@@ -99,23 +175,30 @@ def adam_update(
     steps: int,
     lr: float,
 ) -> tuple[np.ndarray, float]:
-    """``steps`` Adam steps in units of the model's scales (lr = step length in 'pixels')."""
+    """``steps`` Adam steps in units of the model's scales (lr = step length in 'pixels'), off the gauge.
+
+    In the scaled coordinates ``s = theta / scale`` the removed combinations are the rows
+    ``constraint_rows(gauge) * scale``: both the gradient (so the moments build up nothing along them) and the
+    step (Adam's per-entry normalisation would turn a projected gradient off them again) are projected off.
+    """
     scale = prob.model.scale
+    rows = constraint_rows(gauge)
+    q = np.linalg.qr((rows * scale).T)[0] if rows.shape[0] else None  # orthonormal, scaled coordinates
     for _ in range(steps):
         _, grad = prob.gradient(theta, x)
         g = np.zeros_like(theta)
         g[free] = grad[free] * scale[free]
-        if gauge is not None and gauge.constrained.shape[0]:
-            c = gauge.constrained * (gauge.norms / np.maximum(gauge.norms, 1e-300))  # unit rows in theta
-            cs = c * scale  # directions in scaled coordinates
-            q, _ = np.linalg.qr(cs.T)
+        if q is not None:
             g -= q @ (q.T @ g)
         state["t"] += 1
         state["m"] = 0.9 * state["m"] + 0.1 * g
         state["v"] = 0.999 * state["v"] + 0.001 * g * g
         mhat = state["m"] / (1 - 0.9 ** state["t"])
         vhat = state["v"] / (1 - 0.999 ** state["t"])
-        theta = theta - lr * scale * mhat / (np.sqrt(vhat) + 1e-12)
+        direction = mhat / (np.sqrt(vhat) + 1e-12)
+        if q is not None:
+            direction -= q @ (q.T @ direction)
+        theta = theta - lr * scale * direction
     return theta, prob.loss(theta, x)
 
 
@@ -126,13 +209,13 @@ def uncertainty(
     free: np.ndarray,
     gauge: Gauge | None,
     H: np.ndarray | None,
-    optimizer: str,
 ) -> np.ndarray | None:
-    """Standard deviations from the Gauss–Newton covariance ``σ² (J^T J)^-1`` (volume held fixed)."""
+    """Standard deviations from the Gauss–Newton covariance ``σ² (J^T J)^-1`` (volume held fixed); ``H`` is a
+    ``J^T J`` to reuse (the last Levenberg–Marquardt step's), or None to form it here."""
     if free.size == 0:
         return None
     r = prob.residual(theta, x)
-    if H is None or optimizer != "lm" or H.shape[0] != theta.size:
+    if H is None or H.shape[0] != theta.size:
         H, _ = normal_equations(prob.jacobian(theta, x), r)
     m = r.size
     sigma2 = float(np.vdot(r, r)) / max(m - free.size, 1)

@@ -178,14 +178,17 @@ def run(args: argparse.Namespace) -> int:
             callback=checkpoint,
             progress=not args.no_progress,
         )
-        paths = result.save(out, overwrite=True)
-        data = json.loads(paths["calibration"].read_text())
-        data["truth"] = truth
-        data["complete"] = not result.interrupted
-        write_json(paths["calibration"], data)
-        if scene is not None:
-            scene.misalignment = {k: np.asarray(v, dtype=np.float64) for k, v in result.params.items()}
-            scene.save(out / "scene.toml", overwrite=True)
+        from ..calibration.interrupts import deferred_interrupts
+
+        with deferred_interrupts() as late:  # Ctrl-C now waits until every promised file is written
+            paths = result.save(out, overwrite=True)
+            data = json.loads(paths["calibration"].read_text())
+            data["truth"] = truth
+            data["complete"] = not result.interrupted
+            write_json(paths["calibration"], data)
+            if scene is not None:
+                scene.misalignment = {k: np.asarray(v, dtype=np.float64) for k, v in result.params.items()}
+                scene.save(out / "scene.toml", overwrite=True)
     for name, entry in data["parameters"].items():
         value = entry.get("value_deg", entry.get("value_px", entry["value"]))
         unit = "deg" if "value_deg" in entry else "px" if "value_px" in entry else entry["unit"]
@@ -196,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     if result.fixed:
         print(f"fixed: {', '.join(result.fixed)}")
     print(f"outputs in {args.out} ({result.runtime:.1f} s)")
-    if result.interrupted:
+    if result.interrupted or late.pending:
         print("drct calibrate: interrupted; the best result so far is on disk", file=sys.stderr)
         return 130
     return 0

@@ -31,29 +31,15 @@ import drjit as dr
 import numpy as np
 
 from ..backend import drjit_module, types, upload
+from .parameters import PARAMETERS as PARAMETERS
+from .parameters import TABLE, check_all
 from .projection import ProjectionGeometry, is_drjit
 
 Vec = list[Any]
 
-PARAMETERS = (
-    "det_shift_u",
-    "det_shift_v",
-    "det_roll",
-    "det_pitch",
-    "det_yaw",
-    "pixel_scale",
-    "src_shift_u",
-    "src_shift_v",
-    "src_orig_delta",
-    "src_det_delta",
-    "cor_offset",
-    "axis_tilt",
-    "axis_tilt_beam",
-    "motion_rotation",
-    "motion_shift",
-)
-ONLY_3D = ("det_shift_v", "det_roll", "det_pitch", "src_shift_v", "axis_tilt", "axis_tilt_beam")
-ONLY_CONE = ("src_shift_u", "src_shift_v", "src_orig_delta")
+# the table of parameters lives in .parameters; these names stay for compatibility
+ONLY_3D = tuple(p.name for p in TABLE.values() if p.only_3d)
+ONLY_CONE = tuple(p.name for p in TABLE.values() if p.needs_source)
 
 
 def _dot(a: Vec, b: Vec) -> Any:
@@ -119,14 +105,9 @@ def perturb(pg: ProjectionGeometry, **params: Any) -> ProjectionGeometry:
     """
     if not isinstance(pg, ProjectionGeometry):
         raise TypeError(f"perturb needs a detector geometry (ct.parallel, ct.cone, ...), got {type(pg).__name__}")
-    unknown = sorted(set(params) - set(PARAMETERS))
-    if unknown:
-        raise ValueError(f"unknown misalignment parameter(s) {unknown}; expected some of {list(PARAMETERS)}")
+    check_all(sorted(k for k in params if k not in TABLE), pg)  # unknown names, even if None
     given = {k: v for k, v in params.items() if v is not None}
-    if pg.ndim == 2 and (bad := sorted(set(given) & set(ONLY_3D))):
-        raise ValueError(f"{bad} only exist for 3D geometries (a 2D detector has no v axis; use det_yaw to tilt it)")
-    if pg.beam == "parallel" and (bad := sorted(set(given) & set(ONLY_CONE))):
-        raise ValueError(f"{bad} need a source: they do not apply to a parallel beam")
+    check_all(sorted(given), pg)  # names that do not apply to this geometry
 
     backend = "cuda" if any(is_drjit(v) and dr.backend_v(v) == dr.JitBackend.CUDA for v in given.values()) else None
     t = types("float64", backend)
@@ -139,9 +120,9 @@ def perturb(pg: ProjectionGeometry, **params: Any) -> ProjectionGeometry:
         return [upload(t.Float64, c) for c in np.asarray(value).T]
 
     src, det, u, v = field(pg.src), field(pg.det), field(pg.det_u), None if pg.det_v is None else field(pg.det_v)
-    widths = {"motion_shift": dim, "motion_rotation": 3 if dim == 3 else 1}
-    values = {k: _value(val, k, views, t, widths.get(k, 1)) for k, val in given.items()}
-    p: dict[str, Any] = {k: c if widths.get(k, 1) > 1 else c[0] for k, c in values.items()}
+    widths = {k: TABLE[k].width(dim) for k in given}
+    values = {k: _value(val, k, views, t, widths[k]) for k, val in given.items()}
+    p: dict[str, Any] = {k: c if widths[k] > 1 else c[0] for k, c in values.items()}
     u_hat = _unit(u)
     v_hat = _unit(v) if v is not None else None
     normal = _unit(_cross(u_hat, v_hat)) if v_hat is not None else [-u_hat[1], u_hat[0]]

@@ -18,21 +18,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..geometry import factories
+from ..geometry import factories, parameters
 from ..geometry.astra import from_astra
 from ..geometry.files import load_geometry
-from ..geometry.perturb import ONLY_3D, ONLY_CONE, PARAMETERS
+from ..geometry.parameters import TABLE
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
 from .registry import lookup, register
 from .schema import Table, relative_path
 
-UNITS = {name: "length" for name in PARAMETERS}
-UNITS.update(
-    {n: "angle" for n in ("det_roll", "det_pitch", "det_yaw", "axis_tilt", "axis_tilt_beam", "motion_rotation")}
-)
-UNITS["pixel_scale"] = "number"
-NOMINAL = {name: 1.0 if name == "pixel_scale" else 0.0 for name in PARAMETERS}
+# the scene schema's quantity kinds (a scale is a plain number) and nominal values, from the one table
+UNITS = {p.name: "number" if p.unit == "scale" else p.unit for p in TABLE.values()}
+NOMINAL = {p.name: p.nominal for p in TABLE.values()}
 
 
 class Geometry:
@@ -424,13 +421,10 @@ def read_misalignment(t: Table | None, pg: ProjectionGeometry) -> dict[str, Any]
         t.fail("", 'a ray list (type = "rays") has no detector or source to misalign')
     out: dict[str, Any] = {}
     for name in sorted(str(k) for k in t.data):
-        if name not in PARAMETERS:
-            t.fail(name, f"unknown misalignment parameter {name!r}; expected one of {list(PARAMETERS)}")
-        if pg.ndim == 2 and name in ONLY_3D:
-            t.fail(name, f"{name} only exists for 3D geometries")
-        if pg.beam == "parallel" and name in ONLY_CONE:
-            t.fail(name, f"{name} needs a source: it does not apply to a parallel beam")
-        width = {"motion_shift": pg.ndim, "motion_rotation": 3 if pg.ndim == 3 else 1}.get(name, 1)
+        try:
+            width = parameters.check(name, pg).width(pg.ndim)
+        except ValueError as err:
+            t.fail(name, str(err))
         value = t.array(name, UNITS[name], width if width > 1 else None)
         per = f"{width} numbers ([x, y{', z' if width == 3 else ''}] or one row per view)" if width > 1 else "value"
         if value.size % width or value.size // width not in (1, pg.num_views):
@@ -443,15 +437,11 @@ def applicable(pg: ProjectionGeometry) -> list[str]:
     """The misalignment parameters that apply to ``pg`` (dimension and beam; none for ray lists)."""
     if not isinstance(pg, ProjectionGeometry):
         return []
-    return [
-        n for n in PARAMETERS if not (pg.ndim == 2 and n in ONLY_3D) and not (pg.beam == "parallel" and n in ONLY_CONE)
-    ]
+    return list(parameters.applicable(pg))
 
 
 def default_value(name: str, pg: ProjectionGeometry) -> Any:
     """The nominal value of a misalignment parameter (0, or 1 for ``pixel_scale``; zero vectors for motion)."""
-    if name == "motion_shift":
-        return np.zeros(pg.ndim)
-    if name == "motion_rotation" and pg.ndim == 3:
-        return np.zeros(3)
-    return NOMINAL[name]
+    param = TABLE[name]
+    width = param.width(pg.ndim)
+    return np.full(width, param.nominal) if param.vector and width > 1 else param.nominal

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..backend import drjit_module
-from ..geometry.perturb import PARAMETERS
+from ..geometry.parameters import PARAMETERS, TABLE, check_all
 from ..geometry.projection import ProjectionGeometry
 from ..projector import Projector
 
@@ -64,11 +64,9 @@ def split_batch(value: torch.Tensor, name: str, core: tuple[int, ...]) -> tuple[
 def _width(name: str, ndim: int) -> int:
     if name == "vectors":  # src, det, det_u[, det_v] per view, as in pg.to_vectors()
         return 3 * ndim if ndim == 2 else 4 * ndim
-    if name == "motion_shift":
-        return ndim
-    if name == "motion_rotation" and ndim == 3:
-        return 3
-    return 1
+    if name == "angle_offset":
+        return 1
+    return TABLE[name].width(ndim)
 
 
 def _angle_offset(given: dict[str, Any], ndim: int, device: str) -> dict[str, Any]:
@@ -113,6 +111,7 @@ class GeometryTensors:
         unknown = sorted(set(given) - set(NAMES))
         if unknown:
             raise ValueError(f"unknown geometry parameter(s) {unknown}; expected some of {list(NAMES)}")
+        check_all(sorted(set(given) & set(PARAMETERS)), pg)  # the misalignment parameters that apply to pg
         if "angle_offset" in given:
             given = _angle_offset(given, pg.ndim, device_type(A))
         if A.batch is not None:

@@ -211,24 +211,56 @@ class Transform:
 
     def geometry_jvp(self, coeffs: Any, vectors: Vectors, tangents: Vectors, batch: int = 1) -> Any:
         """Forward mode: the change of every ray integral (one value per ray) for geometry tangents."""
+        return self.geometry_jvps(coeffs, vectors, [tangents], batch)[0]
+
+    def geometry_jvps(self, coeffs: Any, vectors: Vectors, tangent_sets: list[Vectors], batch: int = 1) -> list[Any]:
+        """Forward mode along several tangents of the geometry vectors at once: one derivative march per chunk
+        gives every ray's gradient w.r.t. its vectors, and each tangent set is one dot product with it (a
+        calibration's Jacobian columns cost one march, not one each)."""
         t = self.t
         vectors = _detached(vectors)
-        tangents = {name: [t.Float64(c) for c in tangents[name]] for name in vectors}
-        dr.eval(tangents)
-        parts = []
+        sets = [{name: [t.Float64(c) for c in tangents[name]] for name in vectors} for tangents in tangent_sets]
+        dr.eval(sets)
+        parts: list[list[Any]] = [[] for _ in sets]
         with launches(t.backend):
             for start, count in self._progress("JVP", batch):
                 views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch)
-                change = 0.0
-                for name, comps in grads.items():
-                    for g, dv in zip(comps, tangents[name], strict=True):
-                        change = change + g * dr.gather(t.Float64, dv, views)
-                part = t.Float(change)
-                dr.eval(part)
-                parts.append(part)
-            out = self._assemble(parts, batch, linear=False)
-            dr.eval(out)
-        return out
+                changes = []
+                for tangents in sets:
+                    change = 0.0
+                    for name, comps in grads.items():
+                        for g, dv in zip(comps, tangents[name], strict=True):
+                            change = change + g * (dv if dr.width(dv) == 1 else dr.gather(t.Float64, dv, views))
+                    changes.append(t.Float(change))
+                dr.eval(changes)
+                for out, part in zip(parts, changes, strict=True):
+                    out.append(part)
+            result = [self._assemble(p, batch, linear=False) for p in parts]
+            dr.eval(result)
+        return result
+
+
+def geometry_tangents(geometry: AnyGeometry, t: Types, primal: AnyGeometry) -> Vectors:
+    """The forward-mode tangents carried by ``geometry``'s Dr.Jit vectors (zero where none), after checking that
+    its values are those of ``primal`` (the operator's geometry)."""
+    if type(geometry) is not type(primal) or geometry.shape != primal.shape:
+        raise ValueError(f"a tangent geometry must have the operator's geometry shape {primal!r}, got {geometry!r}")
+    vectors = geometry_vectors(geometry, t)
+    reference = geometry_vectors(primal, t)
+    for name, comps in vectors.items():
+        for c, r in zip(comps, reference[name], strict=True):
+            gap = dr.max(dr.abs(dr.detach(c) - r), axis=None)[0]
+            scale = dr.max(dr.abs(r), axis=None)[0] + 1.0
+            if not gap <= 1e-9 * scale:
+                raise ValueError(
+                    f"a tangent geometry's {name!r} differs from the operator's by {gap:g} mm: build the tangents at "
+                    "the operator's own geometry (only the derivatives may differ)"
+                )
+    comps = [c for group in vectors.values() for c in group]
+    dr.forward_to(*comps)
+    grads = {name: [dr.grad(c) for c in group] for name, group in vectors.items()}
+    dr.eval(grads)
+    return grads
 
 
 def _has_grad(tree: Any) -> bool:

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .linalg import cross, jvp, normal_equations
+from ..projector import Projector
+from .linalg import cross, normal_equations
 
 if TYPE_CHECKING:
     from .model import GeometryModel, ParamSpec
@@ -51,16 +52,11 @@ class Gauge:
 def gauge_generator_columns(model: GeometryModel, theta: np.ndarray, vg: Any, basis: str, x: Any) -> np.ndarray:
     """Jacobian columns of rigid object motions (translations, rotations): the joint problem's exact gauges."""
     dim = vg.ndim
-    cols = []
     width = 3 if dim == 3 else 1
-    for k in range(dim):
-        seed = np.zeros(dim)
-        seed[k] = 1.0
-        cols.append(jvp(vg, basis, model.gauge_geometry(theta, seed, None), x).reshape(-1))
-    for k in range(width):
-        seed = np.zeros(width)
-        seed[k] = 1.0
-        cols.append(jvp(vg, basis, model.gauge_geometry(theta, None, seed), x).reshape(-1))
+    tangents = [model.gauge_geometry(theta, seed, None) for seed in np.eye(dim)]
+    tangents += [model.gauge_geometry(theta, None, seed) for seed in np.eye(width)]
+    A = Projector(vg, model.gauge_geometry(theta, None, None), basis=basis)  # one march for every column
+    cols = [np.asarray(col.numpy(), dtype=np.float64).reshape(-1) for col in A.geometry_jvps(x, tangents)]
     return np.stack(cols, axis=1)
 
 

@@ -58,24 +58,27 @@ def seed_groups(model: Any) -> list[np.ndarray]:
     return groups
 
 
+def jacobian(model: Any, theta: np.ndarray, vg: Any, basis: str, x: Any, groups: list[np.ndarray]) -> Columns:
+    """All Jacobian columns at ``theta`` for the (Dr.Jit tensor) volume ``x``: one tangent per group, all from
+    one derivative march (:meth:`drct.Projector.geometry_jvps`)."""
+    views = model.num_views
+    A = Projector(vg, model.geometry(theta), basis=basis)
+    tangents = []
+    for idx in groups:
+        seed = np.zeros(model.size)
+        seed[idx] = 1.0
+        tangents.append(model.geometry(theta, seed))
+    data = [np.asarray(col.numpy(), dtype=np.float64).reshape(views, -1) for col in A.geometry_jvps(x, tangents)]
+    return Columns(groups, data, model.size)
+
+
 def jvp(vg: Any, basis: str, geometry: Any, x: Any) -> np.ndarray:
-    """Forward-mode derivative of ``A(geometry) x`` along the tangent seeded into ``geometry``."""
+    """Forward-mode derivative of ``A(geometry) x`` along the tangent seeded into ``geometry`` (one column; the
+    slow reference twin of :func:`jacobian`)."""
     A = Projector(vg, geometry, basis=basis)
     y = A.forward_tensor(x)
     dr.forward_to(y)
     return np.asarray(dr.grad(y).numpy(), dtype=np.float64)
-
-
-def jacobian(model: Any, theta: np.ndarray, vg: Any, basis: str, x: Any, groups: list[np.ndarray]) -> Columns:
-    """All Jacobian columns at ``theta`` for the (Dr.Jit tensor) volume ``x``."""
-    data = []
-    views = model.num_views
-    for idx in groups:
-        seed = np.zeros(model.size)
-        seed[idx] = 1.0
-        col = jvp(vg, basis, model.geometry(theta, seed), x)
-        data.append(col.reshape(views, -1))
-    return Columns(groups, data, model.size)
 
 
 def normal_equations(cols: Columns, residual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

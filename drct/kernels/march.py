@@ -200,6 +200,35 @@ def cell_weights(grid: KnotGrid, cell: Cell, flip: list[Any] | None = None) -> l
     return [w * cell.length for w in total]
 
 
+def contract_cell(grid: KnotGrid, cell: Cell, window: list[Any], flip: list[Any]) -> Any:
+    """``Σ_c window[c] · ∫ β_c`` over the segment: the forward projection's share of one cell, sum-factorised.
+
+    The same exact Gauss–Legendre integral as ``Σ window · cell_weights(...)``, contracted one axis at a time at
+    each node (``(n + 1)^d + ... + (n + 1)`` multiply-adds instead of ``2 (n + 1)^d``); a reversed axis is
+    evaluated at ``1 - x`` (uniform B-splines are symmetric: segment ``n - j`` at ``x`` is segment ``j`` at
+    ``1 - x``) instead of selecting each weight.
+    """
+    n, m = grid.degree, grid.degree + 1
+    starts = [dr.select(f, 1.0 - s, s) for f, s in zip(flip, cell.local, strict=True)]
+    slopes = [dr.select(f, -d, d) for f, d in zip(flip, cell.direction, strict=True)]
+    total: Any = 0.0
+    for xi, omega in zip(grid.nodes, grid.weights, strict=True):
+        along = cell.length * xi
+        values = window
+        for a in reversed(range(grid.ndim)):  # the window's last axis varies fastest
+            b = bspline_segments(n, dr.fma(along, slopes[a], starts[a]))
+            values = [_dot_fma([values[i * m + j] for j in range(m)], b) for i in range(len(values) // m)]
+        total = dr.fma(omega, values[0], total)
+    return total * cell.length
+
+
+def _dot_fma(a: list[Any], b: list[Any]) -> Any:
+    out = a[0] * b[0]
+    for x, y in zip(a[1:], b[1:], strict=True):
+        out = dr.fma(x, y, out)
+    return out
+
+
 def first_cell(grid: KnotGrid, t: Types, segs: Segments) -> list[Any]:
     """Knot-grid coordinates of the cell each clipped ray starts in."""
     return [dr.clip(t.Int(dr.floor(e)), 0, c - 1) for e, c in zip(segs.entry, grid.cells, strict=True)]
@@ -323,8 +352,7 @@ def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
 
     def visit(acc: tuple[Any, list[Any]], cell: Cell) -> tuple[Any, list[Any]]:
         total, window = acc
-        for c, w in zip(window, cell_weights(grid, cell, win.flip), strict=True):
-            total = dr.fma(c, w, total)
+        total = total + contract_cell(grid, cell, window, win.flip)
         return total, win.advance(coeffs, window, cell)
 
     total, _ = march(grid, t, segs, visit, (dr.zeros(t.Float, width), window0))

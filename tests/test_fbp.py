@@ -287,8 +287,9 @@ def test_fan_backprojection_equals_the_view_by_view_reference(monkeypatch, basis
     monkeypatch.setattr(fbp_module, "FAN_CHUNK_BYTES", 7 * 30 * 26 * 4)  # 7 views per launch: 40 = 5 * 7 + 5
     vg = ct.VolumeGeometry((30, 26), voxel_size=0.9)
     pg = ct.fan(np.linspace(0.2, 0.2 + 2 * np.pi, 40, endpoint=False), 45, 1.1, 50.0, 90.0, curved=curved)
-    A = ct.Projector(vg, pg, basis=basis)
+    A = ct.Projector(vg, pg, basis=basis, deterministic=curved)
     assert [c.count for c in fbp_module._fan_chunks(A)] == [7] * 5 + [5]
+    assert all(c.op._engine.reproducible() == curved for c in fbp_module._fan_chunks(A))  # A's own setting
     z = A.types.Tensor(np.random.default_rng(4).standard_normal(pg.shape).astype(np.float32))
     new = fbp_module.backproject_fan(A, z).numpy()
     old = fbp_module.backproject_fan_per_view(A, z).numpy()

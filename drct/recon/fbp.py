@@ -76,7 +76,8 @@ def _fan_chunks(A: Projector) -> list[_FanChunk]:
         for start in range(0, pg.num_views, per_launch):
             views = np.arange(start, min(pg.num_views, start + per_launch))
             sub = pg.select_views(views)
-            op = Projector(A.vg, sub, A.basis, A.dtype, A.backend, batch=views.size)
+            deterministic = A._engine.deterministic  # A's own setting: bit-reproducible if A is
+            op = Projector(A.vg, sub, A.basis, A.dtype, A.backend, batch=views.size, deterministic=deterministic)
             s = src[views]
             columns = [upload(t.Float, c.astype(t.np_dtype)) for c in (s[:, 0], s[:, 1], np.hypot(s[:, 0], s[:, 1]))]
             chunks.append(_FanChunk(op, int(start), int(views.size), *columns))

@@ -1,7 +1,7 @@
-"""FBP/FDK wall time: old vs new in the same run, medians of ``--repeat`` calls after a first call timed apart,
-with the machine's load (``uptime``) before and after.
+"""FBP/FDK wall time: old vs new in the same run, taking turns call by call, medians of ``--repeat`` (at least 5)
+calls after a first call timed apart, with the machine's load (``uptime``) before and after.
 
-Run:  python benchmarks/bench_fbp.py [--repeat 5] [--cases parallel,fan,fan_curved,fdk,filter]
+Run:  python benchmarks/bench_fbp.py [--repeat 7] [--cases parallel,fan,fan_curved,fdk,filter]
 
 Cases: 2D parallel 256² x 360 views x 367 (nothing changed there: the reference line), 2D fan 256² x 360 x 367
 (flat and curved; bases linear and voxel): ``old`` backprojects view by view (one ``A.T`` launch per view and
@@ -32,17 +32,24 @@ from drct.recon.filters import filter_tensor
 fbp_module: Any = importlib.import_module("drct.recon.fbp")  # the module (drct.recon.fbp is also the function)
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """(first call seconds, median of the next ``repeat`` calls); Dr.Jit results are waited for."""
-    times = []
+def once(fn: Callable[[], Any]) -> float:
+    """Seconds of one call; Dr.Jit results are waited for."""
+    start = time.perf_counter()
+    out = fn()
+    if not isinstance(out, np.ndarray):
+        dr.eval(out)
+        dr.sync_thread()
+    return time.perf_counter() - start
+
+
+def timed(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
+    """Per function: (first call seconds, median of the next ``repeat`` calls). The functions take turns in each
+    repeat, so that a change of the machine's load hits all of them alike."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat + 1):
-        start = time.perf_counter()
-        out = fn()
-        if not isinstance(out, np.ndarray):
-            dr.eval(out)
-            dr.sync_thread()
-        times.append(time.perf_counter() - start)
-    return times[0], statistics.median(times[1:])
+        for fn, record in zip(fns, times, strict=True):
+            record.append(once(fn))
+    return [(t[0], statistics.median(t[1:])) for t in times]
 
 
 @contextlib.contextmanager
@@ -62,31 +69,35 @@ def load() -> str:
 def row(case: str, old: tuple[float, float] | None, new: tuple[float, float], note: str = "") -> None:
     first_old, med_old = old if old is not None else (float("nan"), float("nan"))
     speedup = med_old / new[1] if old is not None else float("nan")
-    print(f"{case:34s} {first_old:9.3f} {med_old:9.3f} {new[0]:9.3f} {new[1]:9.3f} {speedup:8.2f}  {note}", flush=True)
+    print(f"{case:42s} {first_old:9.3f} {med_old:9.3f} {new[0]:9.3f} {new[1]:9.3f} {speedup:8.2f}  {note}", flush=True)
 
 
 def fbp_case(name: str, A: ct.Projector, y: np.ndarray, repeat: int, compare: bool) -> None:
-    new = timed(lambda: ct.fbp(A, y, progress=False), repeat)
-    old = None
-    note = ""
-    if compare:
+    def new() -> np.ndarray:
+        return ct.fbp(A, y, progress=False)
+
+    if not compare:
+        row(name, None, timed([new], repeat)[0])
+        return
+
+    def old() -> np.ndarray:
         with view_by_view():
-            old = timed(lambda: ct.fbp(A, y, progress=False), repeat)
-            ref = ct.fbp(A, y, progress=False)
-        diff = float(np.abs(ct.fbp(A, y, progress=False) - ref).max() / np.abs(ref).max())
-        note = f"max |new - old| / max |old| = {diff:.1e}"
-    row(name, old, new, note)
+            return ct.fbp(A, y, progress=False)
+
+    (t_old, t_new), ref = timed([old, new], repeat), old()
+    diff = float(np.abs(new() - ref).max() / np.abs(ref).max())
+    row(name, t_old, t_new, f"max |new - old| / max |old| = {diff:.1e}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--cases", default="parallel,fan,fan_curved,fdk,filter")
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     repeat = max(5, args.repeat)
     print(f"load before: {load()}")
-    print(f"{'case':34s} {'old 1st':>9s} {'old med':>9s} {'new 1st':>9s} {'new med':>9s} {'speedup':>8s}  (seconds)")
+    print(f"{'case':42s} {'old 1st':>9s} {'old med':>9s} {'new 1st':>9s} {'new med':>9s} {'speedup':>8s}  (seconds)")
     rng = np.random.default_rng(0)
     vg = ct.VolumeGeometry((256, 256))
     angles = np.linspace(0, 2 * np.pi, 360, endpoint=False)
@@ -111,8 +122,10 @@ def main() -> None:
         t = ct.Projector(vg, ct.parallel([0.0], 4)).types
         for shape in [(360, 367), (180, 128, 128)]:
             p = t.Tensor(rng.random(shape).astype(np.float32))
-            host = timed(lambda p=p: filter_tensor(p, 1.0, device=False), repeat)
-            device = timed(lambda p=p: filter_tensor(p, 1.0, device=True), repeat)
+            host, device = timed(
+                [lambda p=p: filter_tensor(p, 1.0, device=False), lambda p=p: filter_tensor(p, 1.0, device=True)],
+                repeat,
+            )
             label = " x ".join(map(str, shape))
             row(f"filter {label}: host FFT -> device", host, device, "old = numpy FFT, new = dr.convolve")
     print(f"load after:  {load()}")

@@ -72,11 +72,11 @@ def _fan_chunks(A: Projector) -> list[_FanChunk]:
         assert isinstance(pg, ProjectionGeometry)  # fbp_weights refused ray lists
         per_launch = max(1, FAN_CHUNK_BYTES // (A.vg.size * np.dtype(t.np_dtype).itemsize))
         src = np.asarray(host_rows(pg.src), dtype=np.float64)
+        deterministic = A._engine.deterministic  # A's own setting: bit-reproducible if A is
         chunks = []
         for start in range(0, pg.num_views, per_launch):
             views = np.arange(start, min(pg.num_views, start + per_launch))
             sub = pg.select_views(views)
-            deterministic = A._engine.deterministic  # A's own setting: bit-reproducible if A is
             op = Projector(A.vg, sub, A.basis, A.dtype, A.backend, batch=views.size, deterministic=deterministic)
             s = src[views]
             columns = [upload(t.Float, c.astype(t.np_dtype)) for c in (s[:, 0], s[:, 1], np.hypot(s[:, 0], s[:, 1]))]
@@ -91,7 +91,8 @@ def backproject_fan(A: Projector, z: Any, progress: bool = False) -> Any:
 
     The views' adjoints run in one launch per :data:`FAN_CHUNK_BYTES` of images (a projector with ``batch``
     set, one image per view), then one weighted sum over the views — the same sum as the view-by-view
-    :func:`backproject_fan_per_view`, about as fast as one ``A.T``. Built from differentiable Dr.Jit
+    :func:`backproject_fan_per_view`, in about 1.4 times the time of one ``A.T`` of all views (the weighted
+    sum; 0.57 s vs 0.41 s at 256² × 360 views, ``linear``, 2 loaded cores). Built from differentiable Dr.Jit
     operations: gradients flow to ``z`` (both modes, the exact transpose) and, through ``A.T``, to geometry
     vectors that carry gradients.
 

@@ -18,6 +18,7 @@ Differentiable: with ``y`` a Dr.Jit tensor with gradients, ``fbp`` is a Dr.Jit A
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import drjit as dr
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..arrays import from_tensor, to_tensor
 from ..backend import upload
+from ..geometry.projection import ProjectionGeometry, host_rows
 from ..projector import Projector
 from ._common import torch_differentiable, torch_requires_grad
 from .backproject import backproject_tensor, make_backprojector
@@ -33,6 +35,7 @@ from .filters import FILTERS, filter_tensor
 from .weights import FBPWeights, distance_factor, fbp_weights
 
 _VIEW_CACHE: weakref.WeakKeyDictionary[Projector, list[Projector]] = weakref.WeakKeyDictionary()
+_FAN_CACHE: weakref.WeakKeyDictionary[Projector, list[_FanChunk]] = weakref.WeakKeyDictionary()
 _WEIGHT_CACHE: weakref.WeakKeyDictionary[Projector, FBPWeights] = weakref.WeakKeyDictionary()
 _BP_CACHE: weakref.WeakKeyDictionary[Projector, Any] = weakref.WeakKeyDictionary()
 
@@ -44,6 +47,99 @@ def weights_for(A: Projector) -> FBPWeights:
     if A not in _WEIGHT_CACHE:
         _WEIGHT_CACHE[A] = fbp_weights(A.pg, A.vg)  # type: ignore[arg-type]
     return _WEIGHT_CACHE[A]
+
+
+FAN_CHUNK_BYTES = 64 << 20
+"""The most memory one launch of :func:`backproject_fan` holds in per-view images (views per launch follow)."""
+
+
+@dataclass(frozen=True)
+class _FanChunk:
+    """A run of consecutive views ``start .. start + count`` of a 2D fan beam: one projector that backprojects
+    each view into its own image (``batch=count``), and the views' sources and orbit radii on the device."""
+
+    op: Projector
+    start: int
+    count: int
+    src_x: Any
+    src_y: Any
+    orbit: Any
+
+
+def _fan_chunks(A: Projector) -> list[_FanChunk]:
+    if A not in _FAN_CACHE:
+        pg, t = A.pg, A.types
+        assert isinstance(pg, ProjectionGeometry)  # fbp_weights refused ray lists
+        per_launch = max(1, FAN_CHUNK_BYTES // (A.vg.size * np.dtype(t.np_dtype).itemsize))
+        src = np.asarray(host_rows(pg.src), dtype=np.float64)
+        deterministic = A._engine.deterministic  # A's own setting: bit-reproducible if A is
+        chunks = []
+        for start in range(0, pg.num_views, per_launch):
+            views = np.arange(start, min(pg.num_views, start + per_launch))
+            sub = pg.select_views(views)
+            op = Projector(A.vg, sub, A.basis, A.dtype, A.backend, batch=views.size, deterministic=deterministic)
+            s = src[views]
+            columns = [upload(t.Float, c.astype(t.np_dtype)) for c in (s[:, 0], s[:, 1], np.hypot(s[:, 0], s[:, 1]))]
+            chunks.append(_FanChunk(op, int(start), int(views.size), *columns))
+        _FAN_CACHE[A] = chunks
+    return _FAN_CACHE[A]
+
+
+def backproject_fan(A: Projector, z: Any, progress: bool = False) -> Any:
+    """``Σ_i (D/r_i) ⊙ A_i.T z_i`` of a 2D fan beam: each view's exact adjoint ``A_i.T`` times the distance weight
+    ``D/|x_k - s_i|`` at each coefficient centre ``x_k`` (``s_i`` the view's source, ``D = |s_i|``).
+
+    The views' adjoints run in one launch per :data:`FAN_CHUNK_BYTES` of images (a projector with ``batch``
+    set, one image per view), then one weighted sum over the views — the same sum as the view-by-view
+    :func:`backproject_fan_per_view`, in about 1.4 times the time of one ``A.T`` of all views (the weighted
+    sum; 0.57 s vs 0.41 s at 256² × 360 views, ``linear``, 2 loaded cores). Built from differentiable Dr.Jit
+    operations: gradients flow to ``z`` (both modes, the exact transpose) and, through ``A.T``, to geometry
+    vectors that carry gradients.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.fan(np.linspace(0, 6, 5), 12, 1.0, 40.0, 80.0))
+        >>> z = A.types.Tensor(np.ones(A.range_shape, np.float32))
+        >>> bool(np.allclose(backproject_fan(A, z).numpy(), backproject_fan_per_view(A, z).numpy(), rtol=1e-5))
+        True
+    """
+    t, size = A.types, A.vg.size
+    cols = A.range_shape[-1]
+    xs, ys = (upload(t.Float, np.asarray(c, dtype=t.np_dtype)) for c in A.vg.coordinates())
+    width = A.domain_shape[-1]
+    out = dr.zeros(t.Float, size)
+    chunks = _fan_chunks(A)
+    for chunk in tqdm(chunks, desc="backprojection", disable=not progress or len(chunks) == 1, leave=False):
+        part = z.array
+        if chunk.count != A.pg.num_views:
+            part = dr.gather(t.Float, part, dr.arange(t.UInt, chunk.start * cols, (chunk.start + chunk.count) * cols))
+        images = chunk.op.adjoint_tensor(t.Tensor(part, (chunk.count, 1, cols))).array
+        index = dr.arange(t.UInt, chunk.count * size)
+        view = index // size
+        pixel = index - view * size
+        row = pixel // width
+        dx = dr.gather(t.Float, xs, pixel - row * width) - dr.gather(t.Float, chunk.src_x, view)
+        dy = dr.gather(t.Float, ys, row) - dr.gather(t.Float, chunk.src_y, view)
+        weight = dr.gather(t.Float, chunk.orbit, view) * dr.rsqrt(dr.fma(dx, dx, dy * dy))
+        out = out + dr.sum(t.Tensor(images * weight, (chunk.count, size)), axis=0).array
+        dr.eval(out)
+    return t.Tensor(out, A.domain_shape)
+
+
+def backproject_fan_per_view(A: Projector, z: Any, progress: bool = False) -> Any:
+    """:func:`backproject_fan` view by view (one ``A.T`` launch per view, the weight from
+    :func:`drct.recon.weights.distance_factor`): the slow reference it is tested and benchmarked against."""
+    t = A.types
+    cols = A.range_shape[-1]
+    out = dr.zeros(t.Tensor, A.domain_shape)
+    views = _view_projectors(A)
+    for i, Ai in enumerate(tqdm(views, desc="backprojection", disable=not progress, leave=False)):
+        idx = t.UInt(np.arange(i * cols, (i + 1) * cols, dtype=np.uint32))
+        zi = t.Tensor(dr.gather(t.Float, z.array, idx), (1, cols))
+        factor = _tensor(A, distance_factor(A.pg, A.vg, i), A.domain_shape)  # type: ignore[arg-type]
+        out = out + Ai.adjoint_tensor(zi) * factor
+        dr.eval(out)
+    return out
 
 
 def _view_projectors(A: Projector) -> list[Projector]:
@@ -65,7 +161,7 @@ def _tensor(A: Projector, values: np.ndarray, shape: tuple[int, ...]) -> Any:
 def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None, progress: bool = False) -> Any:
     """The FBP backprojection of filtered data ``q`` (a Dr.Jit tensor of ``pg.shape``), ``post`` included.
 
-    2D: ``A.adjoint_tensor(post * q)`` (parallel beams), or view by view times ``D/r`` (fan beams).
+    2D: ``A.adjoint_tensor(post * q)`` (parallel beams), or :func:`backproject_fan` (fan beams).
     3D: the voxel-driven backprojection of :mod:`drct.recon.backproject`.
     """
     w = weights_for(A) if weights is None else weights
@@ -78,16 +174,7 @@ def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None
         return backproject_tensor(_BP_CACHE[A], z, progress)
     if not w.fan_2d:
         return A.adjoint_tensor(z)
-    cols = shape[-1]
-    out = dr.zeros(t.Tensor, A.domain_shape)
-    views = _view_projectors(A)
-    for i, Ai in enumerate(tqdm(views, desc="backprojection", disable=not progress, leave=False)):
-        idx = t.UInt(np.arange(i * cols, (i + 1) * cols, dtype=np.uint32))
-        zi = t.Tensor(dr.gather(t.Float, z.array, idx), (1, cols))
-        factor = _tensor(A, distance_factor(A.pg, A.vg, i), A.domain_shape)  # type: ignore[arg-type]
-        out = out + Ai.adjoint_tensor(zi) * factor
-        dr.eval(out)
-    return out
+    return backproject_fan(A, z, progress)
 
 
 def fbp_tensor(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0, progress: bool = False) -> Any:
@@ -111,7 +198,7 @@ def fbp(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0, prog
             Dr.Jit tensors keep their AD graph, torch tensors that require gradients get them by autograd).
         filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``, ``"hamming"`` or ``"hann"``.
         cutoff: the filter's cut-off frequency as a fraction of the Nyquist frequency, in (0, 1].
-        progress: a tqdm bar over the views of view-by-view backprojections (3D, 2D fan beams).
+        progress: a tqdm bar over the views of 3D backprojections (over the launches of 2D fan beams).
 
     Returns:
         The reconstruction, shape ``A.domain_shape``.

@@ -84,6 +84,14 @@ def test_grad_enabled_drjit_vectors_are_refused_by_from_vectors() -> None:
     assert ct.from_vectors(dr.detach(vectors), 8, beam="cone").num_views == 3
 
 
+def test_perturb_refuses_a_torch_parameter_whose_gradient_it_would_drop() -> None:
+    pg = ct.fan(np.linspace(0, 1, 3), 8, 1.0, 50.0, 100.0)
+    shift = torch.tensor(0.5, requires_grad=True)
+    with pytest.raises(TypeError, match=r"det_shift_u is a torch tensor that requires grad"):
+        pg.perturb(det_shift_u=shift)
+    assert pg.perturb(det_shift_u=shift.detach()).num_views == 3
+
+
 # ---- shapes and numbers that used to be reinterpreted ------------------------------------------------------
 def test_booleans_and_2d_angle_arrays_are_refused() -> None:
     with pytest.raises(TypeError, match="integers"):

@@ -11,7 +11,7 @@ MAX_COORDINATE = 1e9
 """Largest coordinate (mm) of a geometry vector: float64 resolves positions there to ~1e-7 mm."""
 
 
-def _refuse_gradients(value: Any, name: str) -> None:
+def refuse_gradients(value: Any, name: str) -> None:
     """Converting a differentiable array to numpy would drop its gradient without a word: refuse instead."""
     if hasattr(value, "detach") and bool(getattr(value, "requires_grad", False)):
         raise TypeError(
@@ -28,7 +28,7 @@ def _refuse_gradients(value: Any, name: str) -> None:
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:
-    _refuse_gradients(value, name)
+    refuse_gradients(value, name)
     if hasattr(value, "detach"):  # torch tensors
         value = value.detach().cpu().numpy()
     elif hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # Dr.Jit arrays

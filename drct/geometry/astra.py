@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import require_finite
 from .projection import ProjectionGeometry, RayGeometry
 from .volume import VolumeGeometry
 
@@ -96,10 +97,7 @@ def _array(value: Any, name: str, cols: int | None = None) -> np.ndarray:
             raise ValueError(f"{name} must have shape (views, {cols}), got {np.shape(value)}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: at least one view is needed")
-    bad = ~np.isfinite(arr)
-    if np.any(bad):
-        first = np.argwhere(bad)[0].tolist()
-        raise ValueError(f"{name} must be finite, got a non-finite value at index {first}")
+    require_finite(arr, name)
     return arr
 
 

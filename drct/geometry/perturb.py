@@ -31,6 +31,8 @@ import drjit as dr
 import numpy as np
 
 from ..backend import drjit_module, types, upload
+from ..errors import require_finite
+from ._checks import refuse_gradients
 from .parameters import PARAMETERS as PARAMETERS
 from .parameters import TABLE, check_all
 from .projection import ProjectionGeometry, is_drjit
@@ -78,9 +80,9 @@ def _value(value: Any, name: str, views: int, t: Any, width: int) -> list[Any]:
         if (width > 1 and dr.size_v(value) != width) or (width == 1 and dr.depth_v(value) != 1):
             raise ValueError(f"{name} must have {width} component(s) per view, got {type(value).__name__}")
     else:
+        refuse_gradients(value, name)
         arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+        require_finite(arr, name)
         arr = arr.reshape(-1, width)
         comps = [upload(t.Float64, arr[:, i]) for i in range(width)]  # inputs, not literals: no recompiles
     for c in comps:

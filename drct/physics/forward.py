@@ -29,6 +29,7 @@ import drjit as dr
 import numpy as np
 
 from ..backend import types, upload
+from ..errors import require_finite
 from .detector import Detector
 from .materials import Material, get_material
 from .spectrum import Spectrum
@@ -329,8 +330,9 @@ def sample_counts(expected: Any, detector: Detector, seed: Any, factor: Any = No
     drjit = _is_drjit(expected)
     lam = expected.numpy() if drjit else np.asarray(expected, dtype=np.float64)
     lam = lam.astype(np.float64)
-    if not np.all(np.isfinite(lam)) or np.any(lam < 0):
-        raise ValueError("expected counts must be finite and non-negative")
+    require_finite(lam, "expected counts")
+    if np.any(lam < 0):
+        raise ValueError(f"expected counts must be non-negative, got a minimum of {lam.min()}")
     rng = _rng(seed)
     if factor is None:
         z = rng.poisson(lam).astype(np.float64)

@@ -11,6 +11,7 @@ import drjit as dr
 import numpy as np
 
 from ..backend import Types
+from ..errors import require_finite
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
 from ..io import read_array, read_tiff_slices
@@ -59,8 +60,7 @@ def read_grid(path: Path) -> tuple[np.ndarray, tuple[tuple[float, ...], tuple[fl
     data = np.asarray(data)
     if data.dtype.kind not in "fiu" or data.ndim not in (2, 3) or data.size == 0:
         raise ValueError(f"{path}: expected a 2D or 3D array of numbers, got {data.dtype} of shape {data.shape}")
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"{path}: the volume holds non-finite values")
+    require_finite(data, f"volume file {path}")
     return data.astype(np.float32), bbox
 
 

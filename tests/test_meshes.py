@@ -452,3 +452,15 @@ def test_line_through_an_open_mesh_is_refused_not_silently_wrong():
     np.testing.assert_allclose(mesh_path_lengths([open_box], beside)[0], 0.0)
     with pytest.raises(MeshError, match=r"1 line\(s\) cross .*inconsistently.*o = \[0\.3, 0\.6, -1\.0\]"):
         mesh_path_lengths([closed, open_box], through_bottom)
+
+
+def test_line_through_a_vertex_resolved_by_sideways_retraces():
+    """This line through a vertex of the sleeve stays inconsistent traced backwards and shifted 1e-7 and 1e-6 of
+    the size along one direction (the old tracer stopped there and returned 2e-5 too much, silently); shifts
+    in four directions find the chord within 1e-7 of the mesh size."""
+    sleeve = _flange()[1]
+    o = np.array([[15.917384229249635, 15.58998769151139, 29.074788459696393]])
+    d = np.array([[-0.324887997508007, -0.41158564615408827, -0.8514957691939281]])
+    exact = _prism_chords(8.5, -13.5, 13.5, 96, o, d) - _prism_chords(5.0, -13.5, 13.5, 96, o, d)
+    size = float(np.linalg.norm(sleeve.bounds[1] - sleeve.bounds[0]))
+    np.testing.assert_allclose(mesh_path_lengths([sleeve], ct.rays(o, d))[0], exact, atol=1e-7 * size, rtol=0)

@@ -6,13 +6,21 @@ read with Mitsuba's OBJ/PLY loaders; Mitsuba is imported only when a mesh is loa
 ``<backend>_ad_mono`` of drct's backend (an already active ``<backend>_ad_*`` variant is kept).
 
 Chord lengths are exact up to float32 ray tracing: each ray of the geometry (built by
-:func:`drct.geometry.ray_arrays.make_rays`, so cone rays run from the source to the pixel centre) is started just before
-the mesh's bounding box and traced with repeated ``scene.ray_intersect_preliminary`` (Embree/OptiX); the sign
-of the face normal against the ray direction tells entries from exits. The state after a hit is "inside" exactly
-when that hit is an entry, which makes double hits on shared edges harmless; a line whose crossings do not
-alternate (a hit lost between two triangles in float32) is traced again backwards, then shifted by 1e-7 of the
-mesh size. Segments are then clipped to the ray's own range, so sources inside a mesh work. Chord errors are
+:func:`drct.geometry.ray_arrays.make_rays`, so cone rays run from the source to the pixel centre) is traced as a
+whole line across each mesh's bounding box with ``scene.ray_intersect_preliminary`` (Embree/OptiX), called again
+from just past each crossing; the sign of the face normal against the ray direction tells entries from exits.
+All of it runs in one Dr.Jit symbolic loop per chunk of rays (no host round trip per crossing): every mesh keeps
+its next crossing, the nearest one is taken, the segment before it is credited to the mesh that owns it (see
+Composition), and only that mesh is searched again. The state after a crossing is "inside" exactly when it is
+an entry, which makes double hits on shared edges harmless; a line whose crossings do not alternate (a hit lost
+between two triangles in float32) is traced again in a second pass, backwards, then shifted sideways by 1e-7,
+1e-6, 1e-5 of the mesh size, and a line that stays inconsistent (a self-intersecting or open surface) raises
+:class:`MeshError`. Segments are clipped to the ray's own range, so sources inside a mesh work. Chord errors are
 ~1e-7 of the mesh size (2e-5 relative for lines that graze a vertex of a 96-gon tube, tests/test_meshes.py).
+Embree (as Mitsuba sets it up) is not watertight: a line passing exactly through two edges or vertices can lose
+both crossings, which no alternation check sees. Speed: about 4.4 million rays per CPU-second (the kernel uses
+every core) through the three meshes of ``scenes/industrial_meshes.toml``, 8x the tracer with numpy bookkeeping
+between crossings that this loop replaced (``benchmarks/bench_meshes.py``).
 
 Composition:
 
@@ -46,9 +54,11 @@ import drjit as dr
 import numpy as np
 from tqdm.auto import tqdm
 
-from .backend import get_backend, types
+from .backend import drjit_module, get_backend, types, upload
+from .concurrency import launches
 from .geometry.projection import AnyGeometry
 from .geometry.ray_arrays import geometry_vectors, make_rays
+from .memory import require_memory
 from .physics.materials import Material, get_material
 
 COMPOSE_MODES = ("replace", "add")
@@ -237,143 +247,214 @@ def _scene(mi: Any, mesh: Mesh) -> Any:
     return mi.load_dict({"type": "scene", "mesh": shape})
 
 
-def _box_range(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Line parameters where ``o + t d`` enters and leaves the box (enter > leave: missed)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = 1.0 / d
-        t0 = (lo - o) * inv
-        t1 = (hi - o) * inv
-    near = np.where(np.isnan(t0), -np.inf, np.minimum(t0, t1))
-    far = np.where(np.isnan(t1), np.inf, np.maximum(t0, t1))
-    return near.max(axis=1), far.min(axis=1)
+@dataclass(frozen=True, eq=False)
+class _Surface:
+    """One mesh ready for tracing: its Mitsuba scene, its bounding box enlarged by 1e-3 of its size, the step
+    past a crossing before the next search (1e-6 of its size and position), and its outward face normals.
+    Numbers that differ between meshes are opaque Dr.Jit scalars, so one compiled kernel serves every mesh."""
+
+    scene: Any
+    lo: Any
+    hi: Any
+    eps: Any
+    normals: Any
+    size: float
+    faces: int
 
 
-def _trace(mi: Any, scene: Any, normals: np.ndarray, o: np.ndarray, d: np.ndarray, box: tuple, eps: float) -> tuple:
-    """Crossings of the lines ``o + t d`` with the surface in ``scene``: ``t`` (NaN-padded, increasing) and
-    entering flags, both ``(n, k)``; each line is traced across the (enlarged) bounding box ``box``."""
-    enter, leave = _box_range(o, d, *box)
-    active = np.flatnonzero(enter < leave)
-    t_now, t_end = enter[active], leave[active]
-    ts: list[np.ndarray] = []
-    signs: list[np.ndarray] = []
-    for _ in range(16 * len(normals) + 16):
-        if active.size == 0:
-            break
-        start = o[active] + t_now[:, None] * d[active]
-        direction = d[active].astype(np.float32)
-        ray = mi.Ray3f(mi.Point3f(*start.astype(np.float32).T), mi.Vector3f(*direction.T))
-        ray.maxt = mi.Float((t_end - t_now).astype(np.float32))
-        hit = scene.ray_intersect_preliminary(ray)
-        dr.eval(hit.t, hit.prim_index)  # one kernel for both
-        t_local = np.asarray(hit.t, dtype=np.float64)
-        valid = np.isfinite(t_local)
-        prim = np.asarray(hit.prim_index, dtype=np.int64)[valid]
-        t_hit = t_now[valid] + t_local[valid]
-        hit_rays = active[valid]
-        t_col = np.full(len(o), np.nan)
-        s_col = np.zeros(len(o), dtype=bool)
-        t_col[hit_rays] = t_hit
-        s_col[hit_rays] = np.sum(normals[prim] * d[hit_rays], axis=1) < 0
-        ts.append(t_col)
-        signs.append(s_col)
-        active, t_now, t_end = hit_rays, t_hit + eps, t_end[valid]
-    else:  # pragma: no cover - a closed mesh cannot have more crossings than this
-        raise MeshError("ray tracing did not terminate")
-    if not ts:
-        return np.full((len(o), 0), np.nan), np.zeros((len(o), 0), dtype=bool)
-    return np.stack(ts, axis=1), np.stack(signs, axis=1)
-
-
-def _inconsistent(t: np.ndarray, entering: np.ndarray) -> np.ndarray:
-    """Rays whose crossings do not alternate entry, exit, ..., exit (a hit lost on an edge or vertex)."""
-    found = ~np.isnan(t)
-    count = found.sum(axis=1)
-    expected = (np.arange(t.shape[1]) % 2 == 0)[None, :]  # entries at even positions
-    wrong = found & (entering != expected)
-    return wrong.any(axis=1) | (count % 2 == 1)
-
-
-def _pad(a: np.ndarray, width: int, value: Any) -> np.ndarray:
-    return np.concatenate([a, np.full((len(a), width - a.shape[1]), value, dtype=a.dtype)], axis=1)
-
-
-def _hits(mi: Any, scene: Any, mesh: Mesh, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All surface crossings of the lines ``o + t d``: ``t`` (NaN-padded, sorted) and entering flags, (n, k).
-
-    A line through an edge or a vertex can lose a crossing in float32 ray tracing; such lines (their crossings
-    do not alternate entry/exit) are traced again backwards, and if still inconsistent, shifted sideways by
-    1e-7, then 1e-6 of the mesh size.
-    """
+def _surface(mi: Any, mesh: Mesh) -> _Surface:
+    mod = drjit_module()
     lo, hi = mesh.bounds
     size = float(np.linalg.norm(hi - lo))
     margin = 1e-3 * size + 1e-6
-    box = (lo - margin, hi + margin)
     eps = 1e-6 * (size + float(np.abs(np.concatenate([lo, hi])).max()))
     v, f = mesh.vertices, mesh.faces
     normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # outward (Mesh orients faces)
-    t, entering = _trace(mi, scene, normals, o, d, box, eps)
-    for attempt in range(3):
-        bad = np.flatnonzero(_inconsistent(t, entering))
-        if bad.size == 0:
-            break
-        if attempt == 0:  # the same line traced backwards meets the edges from the other side
-            t2, e2 = _trace(mi, scene, normals, o[bad], -d[bad], box, eps)
-            t2, e2 = -t2, ~e2
-            order = np.argsort(np.where(np.isnan(t2), np.inf, t2), axis=1)
-            t2, e2 = np.take_along_axis(t2, order, axis=1), np.take_along_axis(e2, order, axis=1) & ~np.isnan(t2)
-        else:  # last resorts: the line shifted sideways by 1e-7, then 1e-6 of the mesh size
-            side = np.cross(d[bad], np.array([0.5377, 0.8622, -0.3192]))
-            side /= np.maximum(np.linalg.norm(side, axis=1, keepdims=True), 1e-300)
-            t2, e2 = _trace(mi, scene, normals, o[bad] + 10.0 ** (attempt - 8) * size * side, d[bad], box, eps)
-        width = max(t.shape[1], t2.shape[1])
-        t, entering, t2, e2 = (
-            _pad(t, width, np.nan),
-            _pad(entering, width, False),
-            _pad(t2, width, np.nan),
-            _pad(e2, width, False),
-        )
-        t[bad], entering[bad] = t2, e2
-    return t, entering
+    return _Surface(
+        scene=_scene(mi, mesh),
+        lo=mod.Array3f64(*[dr.opaque(mod.Float64, x) for x in lo - margin]),
+        hi=mod.Array3f64(*[dr.opaque(mod.Float64, x) for x in hi + margin]),
+        eps=dr.opaque(mod.Float64, eps),
+        normals=mod.Array3f64(*[upload(mod.Float64, np.ascontiguousarray(normals[:, k])) for k in range(3)]),
+        size=size,
+        faces=len(f),
+    )
 
 
-def _segments(t: np.ndarray, t_min: np.ndarray, t_max: np.ndarray) -> np.ndarray:
-    """Length inside ``[t_min, t_max]`` of the segment after each crossing (0 after the last one and for
-    NaN padding: a ray is outside every closed mesh after its last crossing)."""
-    t_next = np.concatenate([t[:, 1:], np.full((len(t), 1), np.nan)], axis=1)
-    seg = np.minimum(t_next, t_max[:, None]) - np.maximum(t, t_min[:, None])
-    return np.where(seg > 0, seg, 0.0)
+def _box_range(o: Any, d: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
+    """Line parameters where ``o + t d`` enters and leaves the box (enter >= leave: missed)."""
+    near, far = dr.full(type(o[0]), -dr.inf, 1), dr.full(type(o[0]), dr.inf, 1)
+    for k in range(3):
+        inv = dr.rcp(d[k])
+        t0, t1 = (lo[k] - o[k]) * inv, (hi[k] - o[k]) * inv
+        level = d[k] == 0  # parallel to the slab: all of the line or none of it
+        within = (o[k] >= lo[k]) & (o[k] <= hi[k])
+        near = dr.maximum(near, dr.select(level, dr.select(within, -dr.inf, dr.inf), dr.minimum(t0, t1)))
+        far = dr.minimum(far, dr.select(level, dr.select(within, dr.inf, -dr.inf), dr.maximum(t0, t1)))
+    return near, far
 
 
-MAX_REPLACE = 52  # mesh states are packed into the bits of an integer that float64 represents exactly
+def _crossing(mi: Any, s: _Surface, o: Any, d: Any, t_from: Any, t_to: Any, active: Any) -> tuple[Any, Any]:
+    """The first crossing of ``o + t d`` with the surface for ``t`` in ``[t_from, t_to]``: ``t`` (inf if none)
+    and whether it enters. The ray starts at ``o + t_from d`` (float64, then float32 for Embree/OptiX)."""
+    ray = mi.Ray3f(mi.Point3f(o + t_from * d), mi.Vector3f(d))
+    ray.maxt = mi.Float(t_to - t_from)
+    hit = s.scene.ray_intersect_preliminary(ray, active=active)
+    found = active & dr.isfinite(hit.t)
+    normal = dr.gather(type(d), s.normals, hit.prim_index, found)
+    return dr.select(found, t_from + type(t_from)(hit.t), dr.inf), found & (dr.dot(normal, d) < 0)
 
 
-def _lengths(
-    hits: list[tuple[np.ndarray, np.ndarray]], t_min: np.ndarray, t_max: np.ndarray, compose: str
+def _trace(mi: Any, surfaces: Sequence[_Surface], o: Any, d: Any, t_min: Any, t_max: Any) -> tuple[list[Any], Any]:
+    """Path lengths inside ``[t_min, t_max]`` per surface along the lines ``o + t d``, composed by "replace" (a
+    later surface owns the segments it shares with earlier ones), and which lines crossed a surface
+    inconsistently (entries and exits that do not alternate, or a line that ends inside).
+
+    One symbolic loop visits the crossings of every line in order: each surface keeps its next crossing, the
+    nearest one is taken, the segment before it is credited to the last surface the line is inside, and only
+    that surface is searched again, from just past the crossing to the end of its (enlarged) bounding box.
+    """
+    mod = drjit_module()
+    count, meshes = dr.width(o), len(surfaces)
+    ends, nexts, entering = [], [], []
+    for s in surfaces:
+        near, far = _box_range(o, d, s.lo, s.hi)
+        t, enters = _crossing(mi, s, o, d, near, far, near < far)
+        ends.append(far)
+        nexts.append(t)
+        entering.append(enters)
+    cap = dr.opaque(mod.UInt32, sum(16 * s.faces + 16 for s in surfaces))  # a closed mesh has fewer crossings
+    state = (
+        nexts,
+        entering,
+        [dr.zeros(mod.Bool, count) for _ in surfaces],  # inside each surface
+        [dr.zeros(mod.Float64, count) for _ in surfaces],  # lengths
+        dr.zeros(mod.Float64, count),  # the previous crossing
+        dr.zeros(mod.Bool, count),  # inconsistent
+        dr.zeros(mod.UInt32, count),  # crossings visited
+    )
+
+    def pending(nexts: list[Any], *rest: Any) -> Any:
+        left = nexts[0] < dr.inf
+        for t in nexts[1:]:
+            left |= t < dr.inf
+        return left & (rest[-1] < cap)
+
+    def step(nexts: list[Any], entering: list[Any], inside: list[Any], lengths: list[Any], *rest: Any) -> tuple:
+        previous, bad, steps = rest
+        best, which = nexts[0], dr.zeros(mod.UInt32, count)
+        for k in range(1, meshes):
+            closer = nexts[k] < best
+            best, which = dr.select(closer, nexts[k], best), dr.select(closer, k, which)
+        segment = dr.maximum(dr.minimum(best, t_max) - dr.maximum(previous, t_min), 0.0)
+        owned = dr.zeros(mod.Bool, count)
+        for k in reversed(range(meshes)):
+            lengths[k] = dr.select(inside[k] & ~owned, lengths[k] + segment, lengths[k])
+            owned |= inside[k]
+        for k, s in enumerate(surfaces):
+            here = which == k
+            bad |= here & (entering[k] == inside[k])  # "inside" after a crossing exactly when it is an entry
+            inside[k] = dr.select(here, entering[k], inside[k])
+            t, enters = _crossing(mi, s, o, d, best + s.eps, ends[k], here)
+            nexts[k], entering[k] = dr.select(here, t, nexts[k]), dr.select(here, enters, entering[k])
+        return nexts, entering, inside, lengths, best, bad, steps + 1
+
+    nexts, entering, inside, lengths, _, bad, _ = dr.while_loop(state, pending, step)
+    unfinished = dr.zeros(mod.Bool, count)
+    for k in range(meshes):
+        bad |= inside[k]
+        unfinished |= nexts[k] < dr.inf
+    dr.eval(lengths, bad, unfinished)
+    if dr.any(unfinished):  # pragma: no cover - a closed mesh cannot have more crossings than the cap
+        raise MeshError("ray tracing did not terminate")
+    return lengths, bad
+
+
+def _lines(pg: AnyGeometry, index: np.ndarray) -> tuple[Any, ...]:
+    """Origins, directions (3D, float64) and parameter ranges of the rays of ``pg`` with flat indices ``index``."""
+    mod, t = drjit_module(), types("float64")
+    rays = make_rays(pg, t, geometry_vectors(pg, t), upload(t.UInt, index.astype(np.uint32)))
+    zero = dr.zeros(mod.Float64, len(index))
+    flat = [zero] * (3 - len(rays.origin))  # 2D geometries: the z = 0 plane
+    o = mod.Array3f64(*[dr.detach(c) for c in rays.origin], *flat)
+    d = mod.Array3f64(*[dr.detach(c) for c in rays.direction], *flat)
+    return o, d, dr.detach(rays.t_min) + zero, dr.detach(rays.t_max) + zero
+
+
+def _download(a: Any) -> np.ndarray:
+    return np.stack([a[k].numpy() for k in range(3)], axis=1)
+
+
+def _sideways(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors perpendicular to the unit directions ``d`` and to each other."""
+    a = np.cross(d, np.array([0.5377, 0.8622, -0.3192]))
+    along = np.linalg.norm(a, axis=1) < 1e-3  # d (nearly) along that axis: take another
+    a[along] = np.cross(d[along], np.array([0.8, -0.2, 0.5657]))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    return a, np.cross(d, a)
+
+
+RETRACE_SHIFTS = (1e-7, 1e-6, 1e-5)  # sideways shifts of an inconsistent line, in units of the largest mesh's size
+
+
+def _retrace(
+    mi: Any, surfaces: Sequence[_Surface], o: np.ndarray, d: np.ndarray, t_min: np.ndarray, t_max: np.ndarray
 ) -> np.ndarray:
-    """Per-mesh path lengths (n, meshes) inside ``[t_min, t_max]`` from the crossings of every mesh."""
-    n, count = len(t_min), len(hits)
-    if compose == "add" or count == 1:
-        return np.stack([np.sum(_segments(t, t_min, t_max) * entering, axis=1) for t, entering in hits], axis=1)
-    # replace: the inside/outside state of mesh i is bit i of a code; each crossing changes the code by
-    # (new state - previous state) * 2^i, so a cumulative sum over all crossings in ray order gives every
-    # segment's set of enclosing meshes, and its highest bit the mesh that owns the segment.
-    times, deltas = [], []
-    for i, (t, entering) in enumerate(hits):
-        state = entering.astype(np.int64)
-        previous = np.concatenate([np.zeros((n, 1), dtype=np.int64), state[:, :-1]], axis=1)
-        deltas.append(np.where(np.isnan(t), 0, (state - previous) << i))
-        times.append(t)
-    t = np.concatenate(times, axis=1)
-    order = np.argsort(np.where(np.isnan(t), np.inf, t), axis=1)
-    t = np.take_along_axis(t, order, axis=1)
-    code = np.cumsum(np.take_along_axis(np.concatenate(deltas, axis=1), order, axis=1), axis=1)
-    seg = _segments(t, t_min, t_max)
-    top = np.where(code > 0, np.frexp(code.astype(np.float64))[1] - 1, -1)
-    return np.stack([np.sum(np.where(top == i, seg, 0.0), axis=1) for i in range(count)], axis=1)
+    """Lengths ``(n, meshes)`` along lines whose first trace crossed a surface inconsistently (a crossing lost or
+    doubled between triangles in float32): traced again backwards, and where still inconsistent, shifted sideways
+    by :data:`RETRACE_SHIFTS` of the size of the largest mesh, in four perpendicular directions each.
+
+    Raises:
+        MeshError: a line still crosses inconsistently (a self-intersecting or open surface).
+    """
+    mod = drjit_module()
+    size = max(s.size for s in surfaces)
+    sides = _sideways(d)
+    turns = (*sides, -sides[0], -sides[1])
+    attempts = [(-1.0, 0.0, sides[0])] + [(1.0, shift, side) for shift in RETRACE_SHIFTS for side in turns]
+    out = np.zeros((len(o), len(surfaces)))
+    todo = np.arange(len(o))
+    for sign, shift, side in attempts:
+        i = todo
+        start = o[i] + shift * size * side[i]
+        low, high = (-t_max[i], -t_min[i]) if sign < 0 else (t_min[i], t_max[i])
+        lengths, bad = _trace(
+            mi,
+            surfaces,
+            mod.Array3f64(*[upload(mod.Float64, np.ascontiguousarray(start[:, k])) for k in range(3)]),
+            mod.Array3f64(*[upload(mod.Float64, np.ascontiguousarray(sign * d[i, k])) for k in range(3)]),
+            upload(mod.Float64, low),
+            upload(mod.Float64, high),
+        )
+        out[i] = np.stack([x.numpy() for x in lengths], axis=1)
+        todo = i[bad.numpy()]
+        if todo.size == 0:
+            return out
+    k = int(todo[0])
+    raise MeshError(
+        f"{todo.size} line(s) cross the mesh surfaces inconsistently (entries and exits do not alternate) even "
+        f"traced backwards and shifted, e.g. o + t d with o = {o[k].tolist()}, d = {d[k].tolist()}: is a mesh "
+        "self-intersecting, or open (loaded with check=False)?"
+    )
+
+
+def _chunk(mi: Any, surfaces: Sequence[_Surface], pg: AnyGeometry, index: np.ndarray) -> np.ndarray:
+    """Lengths ``(meshes, n)`` along the rays ``index`` of ``pg``; lines crossed inconsistently are re-traced."""
+    o, d, t_min, t_max = _lines(pg, index)
+    lengths, bad = _trace(mi, surfaces, o, d, t_min, t_max)
+    out = np.stack([x.numpy() for x in lengths])
+    wrong = np.flatnonzero(bad.numpy())
+    if wrong.size:
+        o, d, t_min, t_max = _lines(pg, index[wrong])
+        out[:, wrong] = _retrace(mi, surfaces, _download(o), _download(d), t_min.numpy(), t_max.numpy()).T
+    return out
+
+
+MAX_REPLACE = 52  # one loop traces all meshes together under "replace": its kernel grows with their number
 
 
 def mesh_path_lengths(
-    meshes: Sequence[Mesh], pg: AnyGeometry, compose: str = "replace", chunk: int = 1 << 18
+    meshes: Sequence[Mesh], pg: AnyGeometry, compose: str = "replace", chunk: int = 1 << 20
 ) -> list[np.ndarray]:
     """Per-mesh path lengths (mm) along every ray of ``pg``.
 
@@ -385,6 +466,10 @@ def mesh_path_lengths(
 
     Returns:
         One float64 array of shape ``pg.shape`` per mesh.
+
+    Raises:
+        MeshError: a line crosses a surface inconsistently even after re-tracing (see :func:`_retrace`).
+        MemoryBudgetError: the result does not fit in memory.
     """
     if compose not in COMPOSE_MODES:
         raise ValueError(f"compose must be one of {COMPOSE_MODES}, got {compose!r}")
@@ -398,28 +483,26 @@ def mesh_path_lengths(
         )
     if not (isinstance(chunk, int) and chunk > 0):
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    require_memory(
+        8.0 * pg.num_rays * (len(meshes) + 1), f"path lengths of {len(meshes)} mesh(es) x {pg.num_rays} rays"
+    )
     mi = _mitsuba()
-    scenes = [_scene(mi, m) for m in meshes]
-    t = types("float64")
-    vectors = geometry_vectors(pg, t)
-    out = np.zeros((pg.num_rays, len(meshes)))
+    surfaces = [_surface(mi, m) for m in meshes]
+    # "add": every mesh alone (its own loop, one kernel for all); "replace": all together in one loop
+    groups = [[s] for s in surfaces] if compose == "add" else [surfaces]
+    out = np.zeros((len(meshes), pg.num_rays))
     starts = range(0, pg.num_rays, chunk)
-    for start in tqdm(starts, desc="drct meshes", unit="chunk", leave=False, disable=None if len(starts) > 1 else True):
-        count = min(chunk, pg.num_rays - start)
-        rays = make_rays(pg, t, vectors, dr.arange(t.UInt, start, start + count))
-        o = np.stack([dr.detach(c).numpy() for c in rays.origin], axis=1)
-        d = np.stack([dr.detach(c).numpy() for c in rays.direction], axis=1)
-        if o.shape[1] == 2:
-            o = np.concatenate([o, np.zeros((count, 1))], axis=1)
-            d = np.concatenate([d, np.zeros((count, 1))], axis=1)
-        t_min = np.broadcast_to(dr.detach(rays.t_min).numpy(), (count,)).astype(np.float64)
-        t_max = np.broadcast_to(dr.detach(rays.t_max).numpy(), (count,)).astype(np.float64)
-        hits = [_hits(mi, scene, mesh, o, d) for scene, mesh in zip(scenes, meshes, strict=True)]
-        hit = np.flatnonzero(np.any([np.any(~np.isnan(t), axis=1) for t, _ in hits], axis=0))
-        if hit.size:
-            some = [(t[hit], entering[hit]) for t, entering in hits]
-            out[start + hit] = _lengths(some, t_min[hit], t_max[hit], compose)
-    return [out[:, i].reshape(pg.shape) for i in range(len(meshes))]
+    with launches(get_backend()):
+        for start in tqdm(
+            starts, desc="drct meshes", unit="chunk", leave=False, disable=None if len(starts) > 1 else True
+        ):
+            stop = min(start + chunk, pg.num_rays)
+            index = np.arange(start, stop, dtype=np.int64)
+            first = 0
+            for group in groups:
+                out[first : first + len(group), start:stop] = _chunk(mi, group, pg, index)
+                first += len(group)
+    return [out[i].reshape(pg.shape) for i in range(len(meshes))]
 
 
 def material_paths(meshes: Sequence[Mesh], pg: AnyGeometry, compose: str = "replace") -> dict[Any, np.ndarray]:

@@ -1,0 +1,109 @@
+"""What every reader returns: :class:`Scan`, projections with what is known about how they were taken.
+
+Example:
+    >>> import numpy as np, drct as ct
+    >>> from drct.formats import Scan
+    >>> pg = ct.parallel(np.linspace(0, np.pi, 4, endpoint=False), (2, 3))
+    >>> scan = Scan(np.full((4, 2, 3), 100.0), pg, flat=np.full((2, 3), 1000.0), dark=0.0)
+    >>> round(float(scan.line_integrals()[0, 0, 0]), 4)
+    2.3026
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..geometry.projection import ProjectionGeometry
+from .normalization import normalize
+
+_UNITS_MM = {
+    "mm": 1.0,
+    "millimetre": 1.0,
+    "millimeter": 1.0,
+    "m": 1000.0,
+    "metre": 1000.0,
+    "meter": 1000.0,
+    "cm": 10.0,
+    "um": 1e-3,
+    "µm": 1e-3,
+    "μm": 1e-3,
+    "micron": 1e-3,
+    "micrometre": 1e-3,
+    "micrometer": 1e-3,
+}
+_UNITS_RAD = {
+    "rad": 1.0,
+    "radian": 1.0,
+    "radians": 1.0,
+    "deg": np.pi / 180,
+    "degree": np.pi / 180,
+    "degrees": np.pi / 180,
+}
+
+
+def to_mm(value: Any, unit: str | None, what: str, default: str = "mm") -> float:
+    """``value`` (one number) in millimetres; ``unit`` as a file states it (None: ``default``)."""
+    key = (unit or default).strip().lower()
+    if key not in _UNITS_MM:
+        raise ValueError(f"{what}: unknown length unit {unit!r}; expected one of {sorted(_UNITS_MM)}")
+    number = float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
+    if not np.isfinite(number):
+        raise ValueError(f"{what} must be a finite length, got {number}")
+    return number * _UNITS_MM[key]
+
+
+def to_radians(values: Any, unit: str | None, what: str, default: str = "degree") -> np.ndarray:
+    """``values`` as float64 radians; ``unit`` as a file states it (None: ``default``)."""
+    key = (unit or default).strip().lower()
+    if key not in _UNITS_RAD:
+        raise ValueError(f"{what}: unknown angle unit {unit!r}; expected one of {sorted(_UNITS_RAD)}")
+    return np.asarray(values, dtype=np.float64) * _UNITS_RAD[key]
+
+
+def optional(module: str, purpose: str) -> ModuleType:
+    """Import an optional dependency of the ``formats`` extra, or ModuleNotFoundError naming the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ModuleNotFoundError(  # a ModuleNotFoundError naming the module: callers may skip on it
+            f"{purpose} needs {module}: pip install 'drct[formats]' (or pip install {module})", name=module
+        ) from None
+
+
+@dataclass
+class Scan:
+    """Projections as a file holds them, with their geometry and the fields to normalise them.
+
+    Attributes:
+        projections: ``(views, rows, cols)`` (or ``(views, cols)``): raw detector readings, or line integrals
+            when ``line_integrals_already`` is true.
+        geometry: the scan's drct geometry, or None where the format stores none (a plain TIFF stack): then
+            the caller supplies one (``drct reconstruct --geometry``).
+        flat: flat field (source on, no object): one number, one image, or None if the file has none.
+        dark: dark field (source off), likewise.
+        line_integrals_already: the file states that the projections are already ``-log(I/I0)``.
+        notes: how the file's quantities were converted (a line per fact), for logs and reports.
+    """
+
+    projections: np.ndarray
+    geometry: ProjectionGeometry | None
+    flat: np.ndarray | float | None = None
+    dark: np.ndarray | float | None = None
+    line_integrals_already: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def line_integrals(self) -> np.ndarray:
+        """The projections as float32 line integrals: as stored if they already are, else normalised with the
+        scan's flat and dark fields (:func:`drct.formats.normalize`); ValueError if it has no flat field."""
+        if self.line_integrals_already:
+            return np.asarray(self.projections, dtype=np.float32)
+        if self.flat is None:
+            raise ValueError(
+                "the scan holds raw readings but no flat field: pass flat (and dark) fields to normalise them"
+            )
+        return normalize(self.projections, self.flat, 0.0 if self.dark is None else self.dark)

@@ -78,8 +78,8 @@ def detect(path: str | os.PathLike[str]) -> str:
             if head.startswith(signature):
                 return name
     raise ValueError(
-        f"{p}: cannot tell its format from the name or the content; pass one of {', '.join(READERS)} "
-        "(--format), or .npy/.tif projections with a geometry file"
+        f"{p}: cannot tell its format from the name or the content: projections must be a .npy file or a .tif/.tiff "
+        f"stack (with a geometry file), or a scanner's file in one of the formats {', '.join(READERS)} (--format)"
     )
 
 

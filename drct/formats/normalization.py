@@ -73,7 +73,7 @@ def normalize(readings: Any, flat: Any, dark: Any = 0.0) -> np.ndarray:
 
 def require_line_integrals(projections: np.ndarray, what: str) -> None:
     """ValueError if ``projections`` look like raw detector counts rather than line integrals: an integer dtype,
-    or a median absolute value above :data:`PLAUSIBLE_MEDIAN`.
+    or a median absolute value above :data:`PLAUSIBLE_MEDIAN` (NonFiniteError first for a NaN/Inf).
 
     Example:
         >>> import numpy as np
@@ -88,6 +88,7 @@ def require_line_integrals(projections: np.ndarray, what: str) -> None:
         "pass flat and dark fields (--flat/--dark) to normalise them, or --raw-is-line-integrals if they really "
         "are line integrals"
     )
+    require_finite(projections, what)
     if np.issubdtype(projections.dtype, np.integer) or projections.dtype == np.bool_:
         raise ValueError(
             f"{what}: integer values ({projections.dtype}) are raw detector counts, not line integrals: {hint}"

@@ -5,6 +5,7 @@ refuses raw counts that were never log-transformed."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,29 @@ def test_nxtomo_damaged_files_are_named(tmp_path: Path) -> None:
         f["entry/sample/rotation_angle"] = [0.0, 1.0, 2.0]
     with pytest.raises(ValueError, match="3 frames but 2 image_key"):
         formats.read(tmp_path / "short.nxs")
+
+
+@pytest.mark.parametrize(
+    ("node", "value", "unit", "error", "message"),
+    [
+        ("sample/rotation_angle", [0.0, 1.0], "gradian", ValueError, "unknown angle unit 'gradian'"),
+        ("instrument/detector/x_pixel_size", 0.1, "furlong", ValueError, "unknown length unit 'furlong'"),
+        ("instrument/detector/x_pixel_size", np.nan, "mm", NonFiniteError, "x_pixel_size"),
+        ("sample/rotation_angle", [0.0, np.inf], "rad", NonFiniteError, "rotation_angle"),
+    ],
+)
+def test_nxtomo_bad_units_and_values_are_named(tmp_path: Path, node, value, unit, error, message) -> None:
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "u.nxs", "w") as f:
+        f["entry/instrument/detector/data"] = np.ones((2, 2, 2))
+        f["entry/instrument/detector/image_key"] = [0, 0]
+        f["entry/sample/rotation_angle"] = [0.0, 1.0]
+        if node in f["entry"]:
+            del f["entry"][node]
+        f["entry"][node] = value
+        f["entry"][node].attrs["units"] = unit
+    with pytest.raises(error, match=message):
+        formats.read(tmp_path / "u.nxs")
 
 
 def test_nxtomo_writer_refuses_a_geometry_it_cannot_store(tmp_path: Path) -> None:
@@ -278,6 +302,16 @@ def test_dicom_series_problems_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no DICOM image"):
         (tmp_path / "empty").mkdir()
         formats.read_dicom_series(tmp_path / "empty")
+    (tmp_path / "notes.txt").write_text("not a slice")  # other files beside a series are skipped
+    good = formats.write_dicom_series(tmp_path / "t", np.ones(vg.shape), vg)
+    (good / "notes.txt").write_text("scanned on Tuesday")
+    assert formats.read_dicom_series(good)[0].shape == vg.shape
+    last = sorted(good.glob("*.dcm"))[-1]
+    whole = last.read_bytes()
+    for cut, message in ((200, "damaged DICOM file"), (len(whole) - 10, "cannot decode the pixel data")):
+        last.write_bytes(whole[:cut])  # a damaged slice is named, never silently dropped
+        with pytest.raises(ValueError, match=f"{last.name}: {message}"):
+            formats.read_dicom_series(good)
 
 
 # ------------------------------------------------------------------------------------------------ registry
@@ -344,6 +378,16 @@ def test_raw_counts_without_normalisation_are_refused(
     assert not (tmp_path / "out.tif").exists()
     # the user's override: reconstructed as given
     assert main([*argv, "--raw-is-line-integrals", "-o", str(tmp_path / "out.tif")]) == 0
+
+
+def test_a_missing_extra_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "scan.nxs").write_bytes(b"\x89HDF\r\n\x1a\n")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # as if h5py were not installed
+    assert main(["reconstruct", str(tmp_path / "scan.nxs"), "-o", str(tmp_path / "o.tif")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'drct[formats]'" in err
 
 
 def test_a_tiff_folder_needs_a_geometry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -144,7 +144,10 @@ def _read_scan(args: argparse.Namespace) -> Any:
     if fmt == "npy" or (fmt == "tiff" and not path.is_dir()):
         scan = formats.Scan(read_array(path, "projections file"), None)
     else:
-        scan = formats.read(path, fmt)
+        try:
+            scan = formats.read(path, fmt)
+        except ImportError as err:  # h5py/pydicom missing: a user's error (install the extra), one line
+            raise ValueError(str(err)) from None
     if args.layout == "astra":
         if scan.projections.ndim != 3:
             raise ValueError(
@@ -180,8 +183,6 @@ def _line_integrals(args: argparse.Namespace, scan: Any) -> np.ndarray:
     if args.raw_is_line_integrals:
         if args.flat is not None or args.dark is not None:
             raise ValueError("--raw-is-line-integrals means no normalisation: drop --flat/--dark, or drop it")
-        return np.asarray(raw, dtype=np.float32)
-    if scan.line_integrals_already:
         return np.asarray(raw, dtype=np.float32)
     if flat is not None:
         return normalize(raw, flat, 0.0 if dark is None else dark)

@@ -61,6 +61,13 @@ def _floats(ds: Any, key: str, n: int, where: Path) -> np.ndarray:
     return arr
 
 
+def _sop_class(ds: Any) -> str:
+    """The name of a dataset's SOP class (``"CT Image Storage"``, ...), or ``""``."""
+    meta = getattr(ds, "file_meta", None)
+    uid = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    return str(getattr(uid, "name", "")) if uid is not None else ""
+
+
 def read_dicom_series(folder: str | os.PathLike[str]) -> tuple[np.ndarray, VolumeGeometry]:
     """A DICOM image series as a float32 ``(z, y, x)`` volume (rescaled) and its geometry (module docstring).
 
@@ -80,12 +87,18 @@ def read_dicom_series(folder: str | os.PathLike[str]) -> tuple[np.ndarray, Volum
         regular_file(q, "DICOM file")
         if q.stat().st_size > MAX_SLICE_FILE:
             raise ValueError(f"{q}: {q.stat().st_size} bytes is too large for one DICOM slice")
+        with open(q, "rb") as f:
+            looks_dicom = q.suffix.lower() in (".dcm", ".dicom") or f.read(132)[128:] == b"DICM"
         try:
             ds = pydicom.dcmread(q, force=False)
-        except Exception:  # pydicom raises many kinds for a non-DICOM file: that file is simply not a slice
-            continue
+        except Exception as err:  # pydicom raises many kinds; a damaged slice must not silently go missing
+            if looks_dicom:
+                raise ValueError(f"{q}: damaged DICOM file ({type(err).__name__}: {err})") from None
+            continue  # another kind of file (notes, a checksum list): not part of the series
         if "PixelData" in ds:
             slices.append((q, ds))
+        elif "Image Storage" in _sop_class(ds):  # an image without its pixels: cut short, not a side file
+            raise ValueError(f"{q}: damaged DICOM file (an image without pixel data: truncated?)")
     if not slices:
         raise ValueError(f"{root}: no DICOM image files in this folder")
     series = {str(ds.get("SeriesInstanceUID", "")) for _, ds in slices}
@@ -119,6 +132,9 @@ def read_dicom_series(folder: str | os.PathLike[str]) -> tuple[np.ndarray, Volum
             raise ValueError(f"{root}: uneven slice spacing ({steps.min():g} to {steps.max():g} mm)")
     dz = float(steps.mean()) if len(placed) > 1 else float(first.get("SliceThickness", 1.0) or 1.0)
     dy, dx = _floats(first, "PixelSpacing", 2, first_path)  # row spacing (along y), column spacing (along x)
+    for _, _, q, ds in placed:
+        if not np.allclose(_floats(ds, "PixelSpacing", 2, q), (dy, dx), rtol=1e-6):
+            raise ValueError(f"{q}: PixelSpacing differs from {first_path}'s ({dy:g}, {dx:g})")
     volume = np.empty((len(placed), rows, cols), dtype=np.float32)
     for k, (_, _, q, ds) in enumerate(placed):
         slope = float(ds.get("RescaleSlope", 1.0))

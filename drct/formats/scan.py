@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import require_finite
 from ..geometry.projection import ProjectionGeometry
 from .normalization import normalize
 
@@ -51,10 +52,14 @@ def to_mm(value: Any, unit: str | None, what: str, default: str = "mm") -> float
     key = (unit or default).strip().lower()
     if key not in _UNITS_MM:
         raise ValueError(f"{what}: unknown length unit {unit!r}; expected one of {sorted(_UNITS_MM)}")
-    number = float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
-    if not np.isfinite(number):
-        raise ValueError(f"{what} must be a finite length, got {number}")
-    return number * _UNITS_MM[key]
+    try:
+        numbers = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    if numbers.size != 1:
+        raise ValueError(f"{what} must be one number, got {numbers.size}")
+    require_finite(numbers, what)
+    return float(numbers[0]) * _UNITS_MM[key]
 
 
 def to_radians(values: Any, unit: str | None, what: str, default: str = "degree") -> np.ndarray:
@@ -62,7 +67,12 @@ def to_radians(values: Any, unit: str | None, what: str, default: str = "degree"
     key = (unit or default).strip().lower()
     if key not in _UNITS_RAD:
         raise ValueError(f"{what}: unknown angle unit {unit!r}; expected one of {sorted(_UNITS_RAD)}")
-    return np.asarray(values, dtype=np.float64) * _UNITS_RAD[key]
+    try:
+        angles = np.asarray(values, dtype=np.float64) * _UNITS_RAD[key]
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numbers") from None
+    require_finite(angles, what)
+    return angles
 
 
 def optional(module: str, purpose: str) -> ModuleType:
@@ -80,13 +90,12 @@ class Scan:
     """Projections as a file holds them, with their geometry and the fields to normalise them.
 
     Attributes:
-        projections: ``(views, rows, cols)`` (or ``(views, cols)``): raw detector readings, or line integrals
-            when ``line_integrals_already`` is true.
+        projections: ``(views, rows, cols)`` (or ``(views, cols)``) as stored: raw detector readings, or line
+            integrals where the file holds those (then without flat field).
         geometry: the scan's drct geometry, or None where the format stores none (a plain TIFF stack): then
             the caller supplies one (``drct reconstruct --geometry``).
         flat: flat field (source on, no object): one number, one image, or None if the file has none.
         dark: dark field (source off), likewise.
-        line_integrals_already: the file states that the projections are already ``-log(I/I0)``.
         notes: how the file's quantities were converted (a line per fact), for logs and reports.
     """
 
@@ -94,14 +103,11 @@ class Scan:
     geometry: ProjectionGeometry | None
     flat: np.ndarray | float | None = None
     dark: np.ndarray | float | None = None
-    line_integrals_already: bool = False
     notes: list[str] = field(default_factory=list)
 
     def line_integrals(self) -> np.ndarray:
-        """The projections as float32 line integrals: as stored if they already are, else normalised with the
-        scan's flat and dark fields (:func:`drct.formats.normalize`); ValueError if it has no flat field."""
-        if self.line_integrals_already:
-            return np.asarray(self.projections, dtype=np.float32)
+        """The projections normalised with the scan's flat and dark fields (:func:`drct.formats.normalize`), as
+        float32 line integrals; ValueError if the scan has no flat field."""
         if self.flat is None:
             raise ValueError(
                 "the scan holds raw readings but no flat field: pass flat (and dark) fields to normalise them"

@@ -47,6 +47,7 @@ import numpy as np
 
 from ..geometry.factories import from_vectors
 from ..io import read_tiff, regular_file
+from ..memory import require_memory
 from .scan import Scan
 
 REQUIRED = (
@@ -166,6 +167,7 @@ def read_xtek(path: str | os.PathLike[str], angles: str = "xtekct") -> Scan:
         raise ValueError(f"angles must be 'xtekct' or 'ctdata', got {angles!r}")
     folder = p.parent / values["InputFolderName"] if values.get("InputFolderName") else p.parent
     files = _projection_files(folder, values.get("Name"), count)
+    require_memory(count * rows * cols * 8, f"reading {count} projections of {rows}x{cols} pixels from {folder}")
     data = np.stack([read_tiff(q, "projection") for q in files])
     if data.shape != (count, rows, cols):
         raise ValueError(

@@ -4,6 +4,7 @@ refuses raw counts that were never log-transformed."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -327,6 +328,11 @@ def test_the_registry_picks_by_extension_then_content(tmp_path: Path) -> None:
         formats.read(tmp_path / "notes.dat")
     with pytest.raises(ValueError, match="unknown format 'dicom'"):
         formats.read(tmp_path / "scan.nxs", "dicom")
+    if importlib.util.find_spec("pydicom") is not None:
+        vg = ct.VolumeGeometry((2, 3, 3))
+        series = formats.write_dicom_series(tmp_path / "series", np.zeros(vg.shape), vg)
+        with pytest.raises(ValueError, match="DICOM series: a volume, not projections"):
+            formats.read(series)
 
 
 # ------------------------------------------------------------------------------------------------ the CLI

@@ -1,14 +1,11 @@
 """Real data in: readers (and writers) for the files CT scanners and users have, each giving projections plus
 a drct geometry (:class:`Scan`), and the one normalisation of raw readings (:func:`normalize`).
 
-=============  ==============================  ======================================  =============
-format         files                           reader / writer                         needs
-=============  ==============================  ======================================  =============
-``nxtomo``     ``.nx .nxs .h5 .hdf5``          :func:`read_nxtomo` / :func:`write_nxtomo`  h5py
-``xtek``       ``.xtekct`` + TIFFs             :func:`read_xtek`                       tifffile
-``tiff``       ``.tif .tiff``, TIFF folders    :func:`read_tiff_stack`                 tifffile
-``dicom``      folder of ``.dcm`` (a volume)   :func:`read_dicom_series` / :func:`write_dicom_series`  pydicom
-=============  ==============================  ======================================  =============
+- ``nxtomo``: NeXus NXtomo HDF5 (``.nx .nxs .h5 .hdf5``): :func:`read_nxtomo`, :func:`write_nxtomo` (h5py);
+- ``xtek``: Nikon XTek, ``.xtekct`` + one TIFF per projection: :func:`read_xtek`;
+- ``tiff``: a multi-page TIFF, a folder of TIFFs, or one with ``projections/ flats/ darks/``:
+  :func:`read_tiff_stack` (pixels only: the geometry comes from elsewhere);
+- DICOM series (a volume, not projections): :func:`read_dicom_series`, :func:`write_dicom_series` (pydicom).
 
 h5py and pydicom come with ``pip install 'drct[formats]'``. :func:`read` picks the reader by ``format``, else by
 the extension, else by the content (HDF5 and TIFF signatures, a folder's files).
@@ -68,8 +65,13 @@ def detect(path: str | os.PathLike[str]) -> str:
     if p.suffix.lower() in EXTENSIONS:
         return EXTENSIONS[p.suffix.lower()]
     if p.is_dir():
-        if any(q.suffix.lower() == ".xtekct" for q in p.iterdir()):
+        suffixes = {q.suffix.lower() for q in p.iterdir()}
+        if ".xtekct" in suffixes:
             return "xtek"
+        if ".dcm" in suffixes and not suffixes & {".tif", ".tiff"}:
+            raise ValueError(
+                f"{p} holds a DICOM series: a volume, not projections; read it with ct.formats.read_dicom_series"
+            )
         return "tiff"
     if p.is_file():
         with open(p, "rb") as f:

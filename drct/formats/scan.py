@@ -20,38 +20,36 @@ import numpy as np
 
 from ..errors import require_finite
 from ..geometry.projection import ProjectionGeometry
+from ..scene.units import ANGLE, LENGTH
 from .normalization import normalize
 
-_UNITS_MM = {
-    "mm": 1.0,
-    "millimetre": 1.0,
-    "millimeter": 1.0,
-    "m": 1000.0,
-    "metre": 1000.0,
-    "meter": 1000.0,
-    "cm": 10.0,
-    "um": 1e-3,
-    "µm": 1e-3,
-    "μm": 1e-3,
-    "micron": 1e-3,
-    "micrometre": 1e-3,
-    "micrometer": 1e-3,
+# the unit tables are drct.scene.units' (one place); NeXus files also spell units out ("degree", "micrometre")
+_SPELLED = {
+    "millimetre": "mm",
+    "millimeter": "mm",
+    "metre": "m",
+    "meter": "m",
+    "micron": "um",
+    "micrometre": "um",
+    "micrometer": "um",
+    "degree": "deg",
+    "degrees": "deg",
+    "radian": "rad",
+    "radians": "rad",
 }
-_UNITS_RAD = {
-    "rad": 1.0,
-    "radian": 1.0,
-    "radians": 1.0,
-    "deg": np.pi / 180,
-    "degree": np.pi / 180,
-    "degrees": np.pi / 180,
-}
+
+
+def _factor(unit: str | None, default: str, table: dict[str, float], kind: str, what: str) -> float:
+    key = (unit or default).strip()
+    key = _SPELLED.get(key.lower(), key if key in table else key.lower())
+    if key not in table:
+        raise ValueError(f"{what}: unknown {kind} unit {unit!r}; expected one of {sorted(table)} or {sorted(_SPELLED)}")
+    return table[key]
 
 
 def to_mm(value: Any, unit: str | None, what: str, default: str = "mm") -> float:
     """``value`` (one number) in millimetres; ``unit`` as a file states it (None: ``default``)."""
-    key = (unit or default).strip().lower()
-    if key not in _UNITS_MM:
-        raise ValueError(f"{what}: unknown length unit {unit!r}; expected one of {sorted(_UNITS_MM)}")
+    factor = _factor(unit, default, LENGTH, "length", what)
     try:
         numbers = np.asarray(value, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
@@ -59,16 +57,14 @@ def to_mm(value: Any, unit: str | None, what: str, default: str = "mm") -> float
     if numbers.size != 1:
         raise ValueError(f"{what} must be one number, got {numbers.size}")
     require_finite(numbers, what)
-    return float(numbers[0]) * _UNITS_MM[key]
+    return float(numbers[0]) * factor
 
 
 def to_radians(values: Any, unit: str | None, what: str, default: str = "degree") -> np.ndarray:
     """``values`` as float64 radians; ``unit`` as a file states it (None: ``default``)."""
-    key = (unit or default).strip().lower()
-    if key not in _UNITS_RAD:
-        raise ValueError(f"{what}: unknown angle unit {unit!r}; expected one of {sorted(_UNITS_RAD)}")
+    factor = _factor(unit, default, ANGLE, "angle", what)
     try:
-        angles = np.asarray(values, dtype=np.float64) * _UNITS_RAD[key]
+        angles = np.asarray(values, dtype=np.float64) * factor
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be numbers") from None
     require_finite(angles, what)

@@ -13,8 +13,9 @@ Conversion to a drct geometry:
 - parallel beam, unless ``instrument/source/distance`` is given (NeXus: the source's distance from the sample,
   negative upstream): then a cone beam with ``src_orig_dist = -source/distance`` and
   ``src_det_dist = src_orig_dist + detector/distance``.
-- ``data`` rows go up the detector (drct's ``+v``), columns along drct's ``+u``; flats and darks are averaged
-  over their frames.
+- ``data`` is read as ``(frames, rows, cols)``, row-major images as NXtomo files are written in practice
+  (the definition names the axes ``[nFrames, xSize, ySize]``); rows go up the detector (drct's ``+v``), columns
+  along drct's ``+u``; flats and darks are averaged over their frames.
 
 Example:
     >>> import numpy as np, os, tempfile, drct as ct

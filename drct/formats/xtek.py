@@ -13,10 +13,13 @@ Angles: the stage angle of projection ``k`` is ``φ_k = InitialAngle + k * Angul
 ``angles="ctdata"``, the second column of ``_ctdata.txt`` beside the ``.xtekct`` file (projection number,
 angle in degrees, ...).
 
-Mapping to drct's cone geometry (the conventions of the format as CIL's public NikonDataReader reads them: the
-stage turns clockwise seen from above, the first image pixel is at the detector's top right seen from the
-source; checked here by round trips of drct's own simulations, not against a scanner): with
-``θ = φ - 180°`` (radians), ``R(θ)`` the turn by ``θ`` about ``z`` and ``o = ObjectOffsetX``,
+Mapping to drct's cone geometry, following the format's conventions as CIL's public NikonDataReader reads them
+(the stage turns clockwise seen from above; the first image pixel is at the detector's top right seen from the
+source; ``ObjectOffsetX`` moves the axis sideways). TIGRE's public loader makes other choices (no image flip, the
+axis offset from ``CentreOfRotationTop`` unscaled, and it says itself that it does not know that sign); neither
+reader, nor this one, is checked here against a scanner's own file: the tests check the mapping below against
+drct's own projections. A mirrored or turned reconstruction of real data means the sense is the other one.
+With ``θ = φ - 180°`` (radians), ``R(θ)`` the turn by ``θ`` about ``z`` and ``o = ObjectOffsetX``:
 
 - source ``R(θ)(o, -SrcToObject, 0)``, detector centre ``R(θ)(o, SrcToDetector - SrcToObject, 0)``;
 - column step ``R(θ)(-DetectorPixelSizeX, 0, 0)``, row step ``(0, 0, -DetectorPixelSizeY)`` (first pixel at

@@ -16,6 +16,7 @@ from .backend import BackendError as BackendError  # first of all: it picks a li
 
 # isort: split
 
+from . import emission as emission
 from . import phantoms as phantoms
 from . import physics as physics
 from . import recon as recon
@@ -24,6 +25,7 @@ from .backend import get_backend as get_backend
 from .backend import set_backend as set_backend
 from .calibration import CalibrationResult as CalibrationResult
 from .calibration import calibrate as calibrate
+from .emission import spect as spect
 from .concurrency import deterministic as deterministic
 from .concurrency import get_deterministic as get_deterministic
 from .concurrency import set_deterministic as set_deterministic
@@ -77,9 +79,11 @@ __all__ = [
     "get_backend",
     "get_deterministic",
     "helix",
+    "spect",
     "load_geometry",
     "load_scene",
     "parallel",
+    "emission",
     "phantoms",
     "physics",
     "rays",

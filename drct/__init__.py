@@ -25,10 +25,10 @@ from .backend import get_backend as get_backend
 from .backend import set_backend as set_backend
 from .calibration import CalibrationResult as CalibrationResult
 from .calibration import calibrate as calibrate
-from .emission import spect as spect
 from .concurrency import deterministic as deterministic
 from .concurrency import get_deterministic as get_deterministic
 from .concurrency import set_deterministic as set_deterministic
+from .emission import spect as spect
 from .errors import MemoryBudgetError as MemoryBudgetError
 from .errors import NonFiniteError as NonFiniteError
 from .geometry import ProjectionGeometry as ProjectionGeometry
@@ -71,6 +71,7 @@ __all__ = [
     "calibrate",
     "cone",
     "deterministic",
+    "emission",
     "fan",
     "fbp",
     "fdk",
@@ -79,11 +80,9 @@ __all__ = [
     "get_backend",
     "get_deterministic",
     "helix",
-    "spect",
     "load_geometry",
     "load_scene",
     "parallel",
-    "emission",
     "phantoms",
     "physics",
     "rays",
@@ -92,5 +91,6 @@ __all__ = [
     "scene",
     "set_backend",
     "set_deterministic",
+    "spect",
     "to_astra",
 ]

@@ -3,6 +3,8 @@ cases, derivatives against finite differences, and MLEM/OSEM on it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import drjit as dr
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from drct.emission.collimator import FWHM_PER_SIGMA
 MU_WATER = 0.0154  # 1/mm at 140 keV
 
 
-def small(dtype: str = "float32", mu: bool = True, psf: bool = True, radius: object = 40.0):
+def small(dtype: str = "float32", mu: bool = True, psf: bool = True, radius: Any = 40.0) -> SPECTProjector:
     rng = np.random.default_rng(1)
     vg = ct.VolumeGeometry((6, 10, 9), voxel_size=(4.0, 4.0, 3.5))
     g = ct.spect(np.linspace(0.3, 2 * np.pi + 0.3, 7, endpoint=False), radius, (6, 11), (4.0, 3.0))
@@ -35,7 +37,7 @@ def test_adjoint_inner_product_float32_with_attenuation_and_psf() -> None:
 
 
 @pytest.mark.parametrize("radius", [40.0, np.linspace(22.0, 40.0, 7)])
-def test_dense_transpose_equality_float64(radius: object) -> None:
+def test_dense_transpose_equality_float64(radius: Any) -> None:
     """A.T is the transpose of A, entry by entry, also for a body-contour orbit cutting the grid's corners."""
     A = small("float64", radius=radius)
     n, m = A.vg.size, int(np.prod(A.range_shape))
@@ -61,7 +63,7 @@ def chord(p: np.ndarray, e: np.ndarray, r: float) -> float:
 
 def disk_fraction(vg: ct.VolumeGeometry, radius: float, sub: int = 8) -> np.ndarray:
     """Area fraction of each voxel column inside the disk of ``radius`` (anti-aliased cylinder along z)."""
-    nz, ny, nx = vg.shape
+    _nz, ny, nx = vg.shape
     _, dy, dx = vg.voxel_size
     off = (np.arange(sub) + 0.5) / sub - 0.5
     xs = ((np.arange(nx) - (nx - 1) / 2)[:, None] + off).reshape(-1) * dx
@@ -91,17 +93,20 @@ def test_point_source_in_water_cylinder_matches_exp_minus_mu_l(point: tuple[int,
 
 @pytest.mark.parametrize("radius", [50.0, 120.0, 250.0])
 def test_collimator_response_fwhm_matches_the_model(radius: float) -> None:
+    """A point 16 mm off the axis in x and y: at 0° it is 16 mm nearer the collimator, at 90° 16 mm farther."""
     vg = ct.VolumeGeometry((31, 31, 31), voxel_size=2.0)
     lehr = Collimator.lehr()
     f = np.zeros(vg.shape)
-    f[15, 15, 15] = 1.0
-    for angle in (0.0, np.pi / 2):
-        A = SPECTProjector(vg, ct.spect([angle], radius, (31, 31), 2.0), collimator=lehr, dtype="float64")
-        y = A(f)[0]
-        pos = (np.arange(31) - 15) * 2.0
-        for profile in (y.sum(axis=0), y.sum(axis=1)):  # along the columns, along the rows
-            sigma = np.sqrt((profile * pos**2).sum() / profile.sum())
-            model = float(lehr.fwhm(radius))
+    f[15, 15 + 8, 15 + 8] = 1.0
+    for angle, distance in ((0.0, radius - 16.0), (np.pi / 2, radius + 16.0)):
+        A = SPECTProjector(vg, ct.spect([angle], radius, (31, 45), 2.0), collimator=lehr, dtype="float64")
+        y = A(f)[0]  # 45 columns: the widest response fits on the detector
+        model = float(lehr.fwhm(distance))
+        for axis in (0, 1):  # the profile along the columns, along the rows
+            profile = y.sum(axis=axis)
+            pos = np.arange(profile.size) * 2.0
+            centre = (profile * pos).sum() / profile.sum()
+            sigma = np.sqrt((profile * (pos - centre) ** 2).sum() / profile.sum())
             assert abs(sigma * FWHM_PER_SIGMA - model) <= 0.02 * model
     assert float(lehr.fwhm(250.0)) > 1.5 * float(lehr.fwhm(50.0))
 

@@ -15,7 +15,7 @@ Example:
     >>> from drct.emission import Collimator
     >>> c = Collimator(hole_diameter=1.11, hole_length=24.05, intrinsic_fwhm=3.8)
     >>> round(float(c.fwhm(100.0)), 3)  # mm at 10 cm
-    7.427
+    6.872
 """
 
 from __future__ import annotations

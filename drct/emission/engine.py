@@ -90,7 +90,7 @@ class SpectEngine:
         hx, hy = (nx + 1) / 2 * dx, (ny + 1) / 2 * dy
         cx, cy = self.center
         reach = max(math.hypot(abs(cx) + hx, abs(cy) + hy), 1e-12)
-        self.half = int(math.ceil(reach / step))
+        self.half = math.ceil(reach / step)
         self.depths = 2 * self.half + 1
         self.views = sg.num_views
         self.size = self.views * rows * cols * self.depths
@@ -108,8 +108,8 @@ class SpectEngine:
                     f"(mm) of the same shape; got shape {s.shape}, min {np.nanmin(s) if s.size else 'n/a'}"
                 )
         self.sigma = s
-        self.ku = int(math.ceil(cutoff * s.max() / col_pitch)) if s.max() > 0 else 0
-        self.kz = int(math.ceil(cutoff * s.max() / dz)) if s.max() > 0 else 0
+        self.ku = math.ceil(cutoff * s.max() / col_pitch) if s.max() > 0 else 0
+        self.kz = math.ceil(cutoff * s.max() / dz) if s.max() > 0 else 0
         wu = gaussian_taps(s, col_pitch, self.ku) * (visible * step)[..., None]
         wz = gaussian_taps(s, dz, self.kz)
         f = t.Float
@@ -133,7 +133,7 @@ class SpectEngine:
     def _corners(self) -> list[tuple[Any, Any, Any]]:
         """The bilinear read of every sample: (volume index, weight, inside) for its four neighbours."""
         t = self.t
-        nz, ny, nx = self.shape
+        _nz, ny, nx = self.shape
         _, dy, dx = self.spacing
         _, j, i, k, vj = self._ids()
         v = vj // self.depths

@@ -63,7 +63,10 @@ class SpectGeometry:
     def __repr__(self) -> str:
         r = self.radius
         orbit = f"radius={r[0]:g} mm" if np.all(r == r[0]) else f"radius {r.min():g}..{r.max():g} mm"
-        return f"SpectGeometry({self.num_views} views, {orbit}, det_shape={self.det_shape}, det_spacing={self.det_spacing})"
+        return (
+            f"SpectGeometry({self.num_views} views, {orbit}, det_shape={self.det_shape}, "
+            f"det_spacing={self.det_spacing})"
+        )
 
 
 def spect(angles: Any, radius: Any, det_shape: tuple[int, int], det_spacing: Any) -> SpectGeometry:

@@ -170,7 +170,8 @@ class SPECTProjector:
     def _check_visible(self, f: Any) -> None:
         if self._engine.all_visible:
             return
-        bad = int(dr.count((dr.detach(f) != 0) & (self._hidden_array() > 0))[0])
+        count: Any = dr.count((dr.detach(f) != 0) & (self._hidden_array() > 0))
+        bad = int(count[0])
         if bad > 0:
             raise ValueError(
                 f"the activity has {bad} nonzero voxels that lie behind the "

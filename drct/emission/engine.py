@@ -64,6 +64,7 @@ class SpectEngine:
         t: Types,
         depth_step: float | None = None,
         cutoff: float = 4.0,
+        method: str = "direct",
     ) -> None:
         if vg.ndim != 3:
             raise ValueError(f"SPECT needs a 3D volume (nz, ny, nx), got shape {vg.shape}")
@@ -116,6 +117,11 @@ class SpectEngine:
         self.wu, self.wz = f(wu.reshape(-1)), f(wz.reshape(-1))
         self.visible = f(visible.astype(np.float64).reshape(-1))
         self.cos, self.sin = f(np.cos(sg.angles)), f(np.sin(sg.angles))
+        if method not in ("direct", "incremental"):
+            raise ValueError(f"psf_method must be 'direct' or 'incremental', got {method!r}")
+        self.method = method
+        self._planar: tuple[Any, Any] | None = None
+        self.incremental = None if method == "direct" else IncrementalResponse(self, visible)
 
     # -- indices and the bilinear read ----------------------------------------------------------------------
     def _ids(self) -> tuple[Any, Any, Any, Any, Any]:
@@ -130,16 +136,27 @@ class SpectEngine:
         v = q // self.rows
         return n, j, i, k, v * self.depths + j
 
-    def _corners(self) -> list[tuple[Any, Any, Any]]:
-        """The bilinear read of every sample: (volume index, weight, inside) for its four neighbours."""
+    def plane_ids(self) -> tuple[Any, Any, Any, Any]:
+        """Per pixel of one depth plane of every view (index ``p = (v·rows + k)·cols + i``): ``p, i, k, v``."""
+        p = dr.arange(self.t.UInt, self.views * self.rows * self.cols)
+        q = p // self.cols
+        return p, p % self.cols, q % self.rows, q // self.rows
+
+    def _corners(self, plane: int | None = None) -> list[tuple[Any, Any, Any]]:
+        """The bilinear read of every sample (or of depth plane ``plane`` only, in plane order): (volume index,
+        weight, inside) for its four neighbours."""
         t = self.t
         _nz, ny, nx = self.shape
         _, dy, dx = self.spacing
-        _, j, i, k, vj = self._ids()
-        v = vj // self.depths
+        if plane is None:
+            _, j, i, k, vj = self._ids()
+            v = vj // self.depths
+            tj = (t.Float(j) - self.half) * self.dt
+        else:
+            _, i, k, v = self.plane_ids()
+            tj = dr.opaque(t.Float, (plane - self.half) * self.dt)  # a kernel parameter: one kernel for all planes
         c, s = dr.gather(t.Float, self.cos, v), dr.gather(t.Float, self.sin, v)
         su = (t.Float(i) - (self.cols - 1) / 2) * self.col_pitch
-        tj = (t.Float(j) - self.half) * self.dt
         fx = (su * c - tj * s - self.center[0]) / dx + (nx - 1) / 2
         fy = (su * s + tj * c - self.center[1]) / dy + (ny - 1) / 2
         x0, y0 = dr.floor(fx), dr.floor(fy)
@@ -162,6 +179,19 @@ class SpectEngine:
             out += w * dr.gather(self.t.Float, volume, index, inside)
         dr.eval(out)
         return out
+
+    def rotate_plane(self, volume: Any, plane: int) -> Any:
+        """``R f`` on depth plane ``plane`` only (plane order)."""
+        out = dr.zeros(self.t.Float, self.views * self.rows * self.cols)
+        for index, w, inside in self._corners(plane):
+            out += w * dr.gather(self.t.Float, volume, index, inside)
+        return out
+
+    def rotate_plane_transpose(self, target: Any, values: Any, plane: int) -> None:
+        """Scatter-add ``values`` of depth plane ``plane`` into ``target`` with the bilinear weights."""
+        mode = scatter_mode(target)
+        for index, w, inside in self._corners(plane):
+            dr.scatter_add(target, values * w, index, inside, mode=mode)
 
     def rotate_transpose(self, samples: Any) -> Any:
         """``Rᵀ s``: the scatter-add of the same bilinear weights into a volume."""
@@ -225,24 +255,68 @@ class SpectEngine:
         """Transpose of the depth sum: each projection value at every depth of its ray."""
         return dr.gather(self.t.Float, y, self._ids()[0] // self.depths)
 
-    # -- the operator and its derivatives ------------------------------------------------------------------
-    def project(self, f: Any, att: Any | None) -> Any:
-        h = self.rotate(f)
-        if att is not None:
-            h = h * att
+    def respond(self, h: Any) -> Any:
+        """The projection of attenuated samples ``h``: the response of every depth plane, summed over depth."""
+        if self.incremental is not None:
+            return self.incremental.apply(h)
         y = dr.block_sum(self._blur(h), self.depths)
         dr.eval(y)
         return y
 
+    def respond_transpose(self, y: Any) -> Any:
+        if self.incremental is not None:
+            return self.incremental.transpose(y)
+        return self._blur_transpose(self._spread(y))
+
+    # -- the operator and its derivatives ------------------------------------------------------------------
+    def _att_planes(self, att: Any) -> Any:
+        """``att`` in plane order, ``[j·P + p]`` (cached for the last ``att``: the operator's fixed map)."""
+        if self._planar is None or self._planar[0] is not att:
+            plane = self.views * self.rows * self.cols
+            n = dr.arange(self.t.UInt, self.size)
+            planar = dr.gather(self.t.Float, att, (n % plane) * self.depths + n // plane)
+            dr.eval(planar)
+            self._planar = (att, planar)
+        return self._planar[1]
+
+    def _plane_samples(self, f: Any, att: Any | None, plane: int) -> Any:
+        """Depth plane ``plane`` of ``a ⊙ R f`` (plane order)."""
+        h = self.rotate_plane(f, plane)
+        if att is not None:
+            p = self.plane_ids()[0]
+            h = h * dr.gather(self.t.Float, self._att_planes(att), p + dr.opaque(self.t.UInt, plane * dr.width(p)))
+        return h
+
+    def project(self, f: Any, att: Any | None) -> Any:
+        if self.incremental is not None:
+            return self.incremental.apply_planes(lambda j: self._plane_samples(f, att, j))
+        h = self.rotate(f)
+        if att is not None:
+            h = h * att
+        return self.respond(h)
+
     def backproject(self, y: Any, att: Any | None) -> Any:
-        h = self._blur_transpose(self._spread(y))
+        if self.incremental is not None:
+            target = dr.zeros(self.t.Float, int(np.prod(self.shape)))
+
+            def sink(plane: int, values: Any) -> None:
+                if att is not None:
+                    p = self.plane_ids()[0]
+                    offset = dr.opaque(self.t.UInt, plane * dr.width(p))
+                    values = values * dr.gather(self.t.Float, self._att_planes(att), p + offset)
+                self.rotate_plane_transpose(target, values, plane)
+
+            self.incremental.transpose_planes(y, sink)
+            dr.eval(target)
+            return target
+        h = self.respond_transpose(y)
         if att is not None:
             h = h * att
         return self.rotate_transpose(h)
 
     def mu_vjp(self, f: Any, att: Any, g: Any) -> Any:
         """``(∂y/∂μ)ᵀ g`` at activity ``f`` and attenuation ``att`` (from :meth:`attenuation`)."""
-        q = self._blur_transpose(self._spread(g)) * self.rotate(f) * att
+        q = self.respond_transpose(g) * self.rotate(f) * att
         dr.eval(q)
         before = dr.block_prefix_sum(q, self.depths, exclusive=True, reverse=False)
         return self.rotate_transpose(-self.dt * (before + 0.5 * q) * self._visible())
@@ -252,10 +326,7 @@ class SpectEngine:
         dm = self.rotate(dmu) * self._visible()
         dr.eval(dm)
         after = dr.block_prefix_sum(dm, self.depths, exclusive=True, reverse=True)
-        h = self.rotate(f) * att * (-self.dt) * (after + 0.5 * dm)
-        y = dr.block_sum(self._blur(h), self.depths)
-        dr.eval(y)
-        return y
+        return self.respond(self.rotate(f) * att * (-self.dt) * (after + 0.5 * dm))
 
     def hidden(self) -> Any:
         """Volume mask (float 0/1): coefficients read by some sample behind the collimator face."""
@@ -310,3 +381,134 @@ class SpectAdjointOp(dr.CustomOp):
 
     def name(self) -> str:
         return "drct.spect.A.T"
+
+
+def variance_kernels(variance: np.ndarray) -> tuple[np.ndarray, int]:
+    """Symmetric kernels of exactly the given variances (pixels²): the ``n``-fold convolution of the three-tap
+    kernel ``[v/2, 1 - v, v/2]`` with ``v = variance / n ≤ 1/2`` (non-negative, sum 1; a binomial-like
+    approximation of the Gaussian that converges to it as kernels compose). Returns ``(kernels, radius)``,
+    kernels of shape ``(*variance.shape, 2 radius + 1)``."""
+    var = np.asarray(variance, dtype=np.float64)
+    counts = np.ceil(var / 0.5).astype(np.int64)
+    radius = int(counts.max()) if counts.size else 0
+    out = np.zeros((*var.shape, 2 * radius + 1))
+    flat_var, flat_n, flat_out = var.reshape(-1), counts.reshape(-1), out.reshape(-1, 2 * radius + 1)
+    for e, (v, n) in enumerate(zip(flat_var, flat_n, strict=True)):
+        k = np.array([1.0])
+        if n > 0:
+            step = np.array([v / n / 2, 1.0 - v / n, v / n / 2])
+            for _ in range(n):
+                k = np.convolve(k, step)
+        flat_out[e, radius - n : radius + n + 1] = k
+    return out, radius
+
+
+class IncrementalResponse:
+    """The depth-dependent response by incremental blurring (Horner's scheme over the depth planes).
+
+    With ``σ_j`` the response at plane ``j`` (``j`` increasing towards the collimator, ``σ`` non-increasing),
+    ``y = K_near * (h_J + K_J * (h_{J-1} + ... + K_1 * h_0))``, where ``K_j`` has the variance
+    ``σ_{j-1}² - σ_j²`` and ``K_near`` the variance ``σ_J²`` (per view and axis, :func:`variance_kernels`): the
+    response of plane ``j`` is then a kernel of variance exactly ``σ_j²``, near-Gaussian once a few kernels
+    compose, for small kernels instead of one wide kernel per plane. The transpose runs the scheme backwards
+    with the same (symmetric) kernels.
+    """
+
+    def __init__(self, engine: SpectEngine, visible: np.ndarray) -> None:
+        var = engine.sigma**2  # (V, depths), mm²; sigma(0) behind the face, where nothing is seen
+        steps = var[:, :-1] - var[:, 1:]
+        if np.any(steps < -1e-12 * max(float(var.max()), 1e-30)):
+            raise ValueError(
+                "psf_method='incremental' needs a response that narrows towards the collimator (sigma(d) "
+                "non-decreasing in d); use psf_method='direct'"
+            )
+        steps = np.maximum(steps, 0.0)
+        e, t = engine, engine.t
+        self.e = e
+        self.plane = e.views * e.rows * e.cols
+        inc_u, self.ru = variance_kernels(steps / e.col_pitch**2)
+        inc_z, self.rz = variance_kernels(steps / e.spacing[0] ** 2)
+        near_u, self.nu = variance_kernels(var[:, -1] / e.col_pitch**2)
+        near_z, self.nz = variance_kernels(var[:, -1] / e.spacing[0] ** 2)
+        self.inc_u, self.inc_z = t.Float(inc_u.reshape(-1)), t.Float(inc_z.reshape(-1))
+        self.near_u, self.near_z = t.Float(near_u.reshape(-1)), t.Float(near_z.reshape(-1))
+        self.busy = [bool(np.any(steps[:, j - 1] > 0)) for j in range(1, e.depths)]
+        self.scale = t.Float((visible * e.dt).reshape(-1))  # Δt per (view, plane), zero behind the face
+
+    def _ids(self) -> tuple[Any, Any, Any, Any]:
+        return self.e.plane_ids()
+
+    def _conv(self, acc: Any, table: Any, radius: int, row: Any, stride: int, pos: Any, count: int) -> Any:
+        """``Σ_a w[row, a] acc[p + a·stride]`` over ``|a| ≤ radius``, zero outside ``0 <= pos + a < count``."""
+        if radius == 0:
+            return acc
+        t = self.e.t
+        dr.eval(acc)
+        p, ip = t.Int(self._ids()[0]), t.Int(pos)
+        out = dr.zeros(t.Float, self.plane)
+        width = 2 * radius + 1
+        for a in range(-radius, radius + 1):
+            ok = (ip + a >= 0) & (ip + a < count)
+            w = dr.gather(t.Float, table, row * width + (a + radius))
+            out += w * dr.gather(t.Float, acc, t.UInt(dr.select(ok, p + a * stride, 0)), ok)
+        dr.eval(out)
+        return out
+
+    def _blur(self, acc: Any, j: int | None, transpose: bool = False) -> Any:
+        """``K_j * acc`` (``j`` a plane) or ``K_near * acc`` (``j`` None); separable, rows then columns (the
+        transpose: the same symmetric kernels, columns then rows)."""
+        e = self.e
+        _, i, k, v = self._ids()
+        if j is None:
+            z, u, row = (self.near_z, self.nz), (self.near_u, self.nu), v
+        else:
+            z, u, row = (self.inc_z, self.rz), (self.inc_u, self.ru), v * (e.depths - 1) + dr.opaque(e.t.UInt, j - 1)
+        passes = [(*z, e.cols, k, e.rows), (*u, 1, i, e.cols)]
+        for table, radius, stride, pos, count in reversed(passes) if transpose else passes:
+            acc = self._conv(acc, table, radius, row, stride, pos, count)
+        return acc
+
+    def _plane_index(self, j: int) -> Any:
+        """Sample indices (depth-fastest layout) of plane ``j``."""
+        return self._ids()[0] * self.e.depths + dr.opaque(self.e.t.UInt, j)
+
+    def _scaled(self, values: Any, j: int) -> Any:
+        """``values`` of plane ``j`` times ``Δt`` (zero behind the collimator face)."""
+        v = self._ids()[3]
+        return values * dr.gather(self.e.t.Float, self.scale, v * self.e.depths + dr.opaque(self.e.t.UInt, j))
+
+    def apply_planes(self, plane: Callable[[int], Any]) -> Any:
+        """``y`` from the depth planes ``plane(j)`` (plane order, ``j`` from the far side)."""
+        acc = self._scaled(plane(0), 0)
+        for j in range(1, self.e.depths):
+            if self.busy[j - 1]:
+                acc = self._blur(acc, j)
+            acc = acc + self._scaled(plane(j), j)
+            dr.eval(acc)
+        y = self._blur(acc, None)
+        dr.eval(y)
+        return y
+
+    def transpose_planes(self, y: Any, sink: Callable[[int, Any], None]) -> None:
+        """The transpose of :meth:`apply_planes`: ``sink(j, values)`` receives plane ``j``'s share (near first)."""
+        acc = self._blur(y, None, transpose=True)
+        for j in range(self.e.depths - 1, 0, -1):
+            sink(j, self._scaled(acc, j))
+            if self.busy[j - 1]:
+                acc = self._blur(acc, j, transpose=True)
+            dr.eval(acc)
+        sink(0, self._scaled(acc, 0))
+
+    def apply(self, h: Any) -> Any:
+        """``y`` from samples in the depth-fastest layout."""
+        return self.apply_planes(lambda j: dr.gather(self.e.t.Float, h, self._plane_index(j)))
+
+    def transpose(self, y: Any) -> Any:
+        out = dr.zeros(self.e.t.Float, self.e.size)
+
+        def sink(j: int, values: Any) -> None:
+            dr.scatter(out, values, self._plane_index(j))
+            dr.eval(out)
+
+        self.transpose_planes(y, sink)
+        return out

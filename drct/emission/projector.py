@@ -47,6 +47,10 @@ class SPECTProjector:
         backend: ``"llvm"`` or ``"cuda"``; default the active backend.
         depth_step: sample spacing along the rays (mm), default the in-plane voxel size.
         psf_cutoff: the Gaussian kernels reach ``psf_cutoff`` times the largest ``σ`` (default 4).
+        psf_method: ``"direct"`` (default: each depth plane convolved with the sampled Gaussian of its ``σ``) or
+            ``"incremental"`` (incremental blurring: small kernels between neighbouring planes whose variances
+            add up to ``σ²`` exactly; near-Gaussian, several times fewer operations for wide responses; needs
+            ``σ(d)`` non-decreasing). Either way ``A.T`` is the exact transpose.
         deterministic: bit-reproducible ``A.T`` (one-thread scatter); ``None`` follows :func:`drct.set_deterministic`.
 
     Activity read by samples behind the collimator face (a body-contour orbit closer to the axis than the
@@ -74,6 +78,7 @@ class SPECTProjector:
         backend: str | None = None,
         depth_step: float | None = None,
         psf_cutoff: float = 4.0,
+        psf_method: str = "direct",
         deterministic: bool | None = None,
     ) -> None:
         if not isinstance(vg, VolumeGeometry):
@@ -87,8 +92,13 @@ class SPECTProjector:
         self.vg, self.pg = vg, geometry
         self.collimator = collimator
         self.types: Types = types(canonical_dtype(dtype), backend or get_backend())
-        self._options = {"depth_step": depth_step, "psf_cutoff": psf_cutoff, "deterministic": deterministic}
-        self._engine = SpectEngine(vg, geometry, collimator, self.types, depth_step, psf_cutoff)
+        self._options = {
+            "depth_step": depth_step,
+            "psf_cutoff": psf_cutoff,
+            "psf_method": psf_method,
+            "deterministic": deterministic,
+        }
+        self._engine = SpectEngine(vg, geometry, collimator, self.types, depth_step, psf_cutoff, psf_method)
         self.deterministic = deterministic
         self.mu = None if mu is None else self._mu_tensor(mu)
         self._att: Any = None
@@ -118,7 +128,7 @@ class SPECTProjector:
 
     @property
     def psf_radius(self) -> tuple[int, int]:
-        """Half widths ``(rows, cols)`` of the response kernels, in pixels."""
+        """Half widths ``(rows, cols)`` of the direct method's response kernels (the widest plane's), in pixels."""
         return (self._engine.kz, self._engine.ku)
 
     @property

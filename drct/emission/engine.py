@@ -120,7 +120,6 @@ class SpectEngine:
         if method not in ("direct", "incremental"):
             raise ValueError(f"psf_method must be 'direct' or 'incremental', got {method!r}")
         self.method = method
-        self._planar: tuple[Any, Any] | None = None
         self.incremental = None if method == "direct" else IncrementalResponse(self, visible)
 
     # -- indices and the bilinear read ----------------------------------------------------------------------
@@ -207,13 +206,41 @@ class SpectEngine:
         return dr.gather(self.t.Float, self.visible, self._ids()[4])
 
     def attenuation(self, mu: Any) -> Any:
-        """``a = exp(-Δt (Σ_{j' > j} μ_r + μ_r / 2))`` per sample (samples behind the collimator face excluded)."""
+        """``a = exp(-Δt (Σ_{j' > j} μ_r + μ_r / 2))`` per sample (samples behind the collimator face excluded),
+        in the depth-fastest layout — or, for the incremental response, in plane order ``[j·P + p]`` (computed
+        plane by plane from the collimator side: no depth-fastest array is made)."""
+        if self.incremental is not None:
+            return self._attenuation_planes(mu)
         mr = self.rotate(mu) * self._visible()
         dr.eval(mr)
         after = dr.block_prefix_sum(mr, self.depths, exclusive=True, reverse=True)
         att = dr.exp(-self.dt * (after + 0.5 * mr))
         dr.eval(att)
         return att
+
+    def _attenuation_planes(self, mu: Any) -> Any:
+        t = self.t
+        p, _, _, v = self.plane_ids()
+        plane = dr.width(p)
+        out = dr.zeros(t.Float, self.size)
+        after = dr.zeros(t.Float, plane)
+        for j in range(self.depths - 1, -1, -1):
+            seen = dr.gather(t.Float, self.visible, v * self.depths + dr.opaque(t.UInt, j))
+            mr = self.rotate_plane(mu, j) * seen
+            dr.scatter(out, dr.exp(-self.dt * (after + 0.5 * mr)), p + dr.opaque(t.UInt, j * plane))
+            after = after + mr
+            dr.eval(out, after)
+        return out
+
+    def _depth_fastest(self, att: Any) -> Any:
+        """``att`` in the depth-fastest layout (a copy when it is in plane order)."""
+        if self.incremental is None:
+            return att
+        plane = self.views * self.rows * self.cols
+        n = dr.arange(self.t.UInt, self.size)
+        out = dr.gather(self.t.Float, att, (n % self.depths) * plane + n // self.depths)
+        dr.eval(out)
+        return out
 
     # -- the response and the depth sum ---------------------------------------------------------------------
     def _convolve(self, h: Any, weights: Any, radius: int, stride: int, position: Any, count: int) -> Any:
@@ -269,22 +296,12 @@ class SpectEngine:
         return self._blur_transpose(self._spread(y))
 
     # -- the operator and its derivatives ------------------------------------------------------------------
-    def _att_planes(self, att: Any) -> Any:
-        """``att`` in plane order, ``[j·P + p]`` (cached for the last ``att``: the operator's fixed map)."""
-        if self._planar is None or self._planar[0] is not att:
-            plane = self.views * self.rows * self.cols
-            n = dr.arange(self.t.UInt, self.size)
-            planar = dr.gather(self.t.Float, att, (n % plane) * self.depths + n // plane)
-            dr.eval(planar)
-            self._planar = (att, planar)
-        return self._planar[1]
-
     def _plane_samples(self, f: Any, att: Any | None, plane: int) -> Any:
         """Depth plane ``plane`` of ``a ⊙ R f`` (plane order)."""
         h = self.rotate_plane(f, plane)
         if att is not None:
             p = self.plane_ids()[0]
-            h = h * dr.gather(self.t.Float, self._att_planes(att), p + dr.opaque(self.t.UInt, plane * dr.width(p)))
+            h = h * dr.gather(self.t.Float, att, p + dr.opaque(self.t.UInt, plane * dr.width(p)))
         return h
 
     def project(self, f: Any, att: Any | None) -> Any:
@@ -303,7 +320,7 @@ class SpectEngine:
                 if att is not None:
                     p = self.plane_ids()[0]
                     offset = dr.opaque(self.t.UInt, plane * dr.width(p))
-                    values = values * dr.gather(self.t.Float, self._att_planes(att), p + offset)
+                    values = values * dr.gather(self.t.Float, att, p + offset)
                 self.rotate_plane_transpose(target, values, plane)
 
             self.incremental.transpose_planes(y, sink)
@@ -316,7 +333,7 @@ class SpectEngine:
 
     def mu_vjp(self, f: Any, att: Any, g: Any) -> Any:
         """``(∂y/∂μ)ᵀ g`` at activity ``f`` and attenuation ``att`` (from :meth:`attenuation`)."""
-        q = self.respond_transpose(g) * self.rotate(f) * att
+        q = self.respond_transpose(g) * self.rotate(f) * self._depth_fastest(att)
         dr.eval(q)
         before = dr.block_prefix_sum(q, self.depths, exclusive=True, reverse=False)
         return self.rotate_transpose(-self.dt * (before + 0.5 * q) * self._visible())
@@ -326,7 +343,7 @@ class SpectEngine:
         dm = self.rotate(dmu) * self._visible()
         dr.eval(dm)
         after = dr.block_prefix_sum(dm, self.depths, exclusive=True, reverse=True)
-        return self.respond(self.rotate(f) * att * (-self.dt) * (after + 0.5 * dm))
+        return self.respond(self.rotate(f) * self._depth_fastest(att) * (-self.dt) * (after + 0.5 * dm))
 
     def hidden(self) -> Any:
         """Volume mask (float 0/1): coefficients read by some sample behind the collimator face."""
@@ -336,8 +353,12 @@ class SpectEngine:
         return dr.select(back > 0, self.t.Float(1), self.t.Float(0))
 
     def bytes_per_call(self) -> int:
-        """Peak memory of one call: about five sample arrays alive at once."""
-        return 5 * self.size * (4 if self.t.dtype == "float32" else 8)
+        """Peak memory of ``A`` or ``A.T``: about five depth-sample arrays alive at once (direct response), or a
+        few depth planes (incremental: the samples are made plane by plane); the cached attenuation apart."""
+        item = 4 if self.t.dtype == "float32" else 8
+        if self.incremental is not None:
+            return 8 * self.views * self.rows * self.cols * item + 2 * int(np.prod(self.shape)) * item
+        return 5 * self.size * item
 
 
 class SpectOp(dr.CustomOp):

@@ -16,6 +16,7 @@ from .backend import BackendError as BackendError  # first of all: it picks a li
 
 # isort: split
 
+from . import emission as emission
 from . import formats as formats  # h5py and pydicom are imported only when a reader needs them
 from . import phantoms as phantoms
 from . import physics as physics
@@ -28,6 +29,7 @@ from .calibration import calibrate as calibrate
 from .concurrency import deterministic as deterministic
 from .concurrency import get_deterministic as get_deterministic
 from .concurrency import set_deterministic as set_deterministic
+from .emission import spect as spect
 from .errors import MemoryBudgetError as MemoryBudgetError
 from .errors import NonFiniteError as NonFiniteError
 from .geometry import ProjectionGeometry as ProjectionGeometry
@@ -70,9 +72,11 @@ __all__ = [
     "calibrate",
     "cone",
     "deterministic",
+    "emission",
     "fan",
     "fbp",
     "fdk",
+    "formats",
     "from_astra",
     "from_vectors",
     "get_backend",
@@ -89,5 +93,6 @@ __all__ = [
     "scene",
     "set_backend",
     "set_deterministic",
+    "spect",
     "to_astra",
 ]

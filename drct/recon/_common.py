@@ -27,12 +27,29 @@ _SUBSETS: weakref.WeakKeyDictionary[Projector, dict[int, list[tuple[Projector, n
 )
 
 
+_OPERATOR = (
+    "vg",
+    "pg",
+    "types",
+    "backend",
+    "domain_shape",
+    "range_shape",
+    "forward_tensor",
+    "adjoint_tensor",
+    "select_views",
+)
+"""What the solvers use of an operator that is not a :class:`~drct.Projector` (duck-typed, e.g.
+:class:`drct.emission.SPECTProjector`): recon does not import the packages that define them."""
+
+
 class Problem:
     """``A`` and ``y`` as flat Dr.Jit arrays, with the kind of array to hand back."""
 
     def __init__(self, A: Projector, y: Any, name: str) -> None:
-        if not isinstance(A, Projector):
-            raise TypeError(f"{name}: A must be a drct.Projector, got {type(A).__name__}")
+        if not isinstance(A, Projector) and not all(hasattr(A, a) for a in _OPERATOR):
+            raise TypeError(
+                f"{name}: A must be a drct.Projector or an operator with {', '.join(_OPERATOR)}, got {type(A).__name__}"
+            )
         self.A = A
         self.t = A.types
         self.name = name
@@ -96,8 +113,11 @@ class Problem:
             cache[count] = []
             for s in range(count):
                 views_s = np.arange(s, views, count)
-                pg_s = self.A.pg.select_views(views_s)  # type: ignore[union-attr]
-                op = Projector(self.A.vg, pg_s, self.A.basis, self.A.dtype, self.A.backend)
+                if isinstance(self.A, Projector):
+                    pg_s = self.A.pg.select_views(views_s)  # type: ignore[union-attr]
+                    op = Projector(self.A.vg, pg_s, self.A.basis, self.A.dtype, self.A.backend)
+                else:  # another operator (e.g. drct.emission's) makes its own subsets
+                    op = self.A.select_views(views_s)
                 index = (views_s[:, None] * per_view + np.arange(per_view)[None, :]).reshape(-1)
                 cache[count].append((op, index.astype(np.uint32)))
         return [(op, self.t.UInt(index)) for op, index in cache[count]]

@@ -45,7 +45,17 @@ SigmaModel = Callable[[np.ndarray], Any]
 
 def gaussian_taps(sigma: np.ndarray, pitch: float, radius: int) -> np.ndarray:
     """Sampled Gaussians ``exp(-(a p)² / 2σ²)`` for ``a = -K..K``, each normalised to sum 1 (``σ = 0``: a
-    delta), shape ``(*sigma.shape, 2K + 1)``; symmetric bit for bit."""
+    delta), shape ``(*sigma.shape, 2K + 1)``; symmetric bit for bit.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.emission.engine import gaussian_taps
+        >>> taps = gaussian_taps(np.array([0.0, 1.5]), pitch=1.0, radius=3)
+        >>> taps.shape, taps[0].tolist() == [0, 0, 0, 1, 0, 0, 0], bool(np.allclose(taps.sum(-1), 1.0))
+        ((2, 7), True, True)
+        >>> bool(np.array_equal(taps[1], taps[1][::-1]))
+        True
+    """
     a = np.arange(-radius, radius + 1, dtype=np.float64) * pitch
     s = np.asarray(sigma, dtype=np.float64)[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -156,6 +156,27 @@ class Projector:
         return (self.pg.num_rays, self.vg.size * (self.batch or 1))
 
     @property
+    def sharded(self) -> bool:
+        """True when this process holds only a share of the views (:class:`drct.distributed.Projector`)."""
+        return False
+
+    def reduce_sum(self, value: Any) -> Any:
+        """The sum of a Dr.Jit array over the processes sharing this operator's views: here the value itself
+        (one process holds every view); :class:`drct.distributed.Projector` sums over its ranks. Solvers pass
+        their sinogram inner products through it."""
+        return value
+
+    def reduce_max(self, value: Any) -> Any:
+        """The maximum over the processes sharing this operator's views: here the value itself."""
+        return value
+
+    def replicate(self, value: Any) -> Any:
+        """A value every process holds alike, before it enters this process's share of a sinogram computation
+        (e.g. a step length times projections): here the value itself; a sharded projector sums its gradient
+        over the ranks, which reverse mode through such a use needs."""
+        return value
+
+    @property
     def T(self) -> _Adjoint:
         """The adjoint (transpose) operator: ``A.T(y)``."""
         return _Adjoint(self)

@@ -48,6 +48,17 @@ class Problem:
         op = op or self.A
         return op.adjoint_tensor(self.t.Tensor(y, op.range_shape)).array
 
+    def data_dot(self, a: Any, b: Any) -> Any:
+        """``<a, b>`` of two sinograms, summed over the processes that share ``A``'s views (keeps AD)."""
+        return self.A.reduce_sum(dot(a, b))
+
+    def data_norm(self, r: Any) -> float:
+        return float(np.sqrt(max(item(self.data_dot(r, r)), 0.0)))
+
+    def row_inverse(self, values: Any) -> Any:
+        """:func:`safe_inverse` of a sinogram (its peak taken over every process sharing ``A``'s views)."""
+        return safe_inverse(values, self.t.Float, self.A.reduce_max)
+
     def zeros(self) -> Any:
         return dr.zeros(self.t.Float, self.A.vg.size)
 
@@ -85,6 +96,8 @@ class Problem:
 
     def subsets(self, count: int) -> list[tuple[Projector, Any]]:
         """``count`` interleaved ordered subsets of views: (projector, flat sinogram indices) per subset."""
+        if self.A.sharded:
+            raise NotImplementedError(f"{self.name}: ordered subsets of a view-sharded projector are not supported yet")
         views = self.A.pg.num_views
         if not isinstance(count, (int, np.integer)) or not 1 <= count <= views:
             raise ValueError(
@@ -138,13 +151,12 @@ def item(value: Any) -> float:
     return float(np.asarray(dr.detach(value).numpy()).reshape(-1)[0])
 
 
-def norm(a: Any) -> float:
-    return float(np.sqrt(max(item(dot(a, a)), 0.0)))
-
-
-def safe_inverse(values: Any, cls: Any) -> Any:
-    """``1/values`` where ``values`` is clearly positive, else 0 (rays/voxels that see nothing)."""
+def safe_inverse(values: Any, cls: Any, reduce_max: Callable[[Any], Any] | None = None) -> Any:
+    """``1/values`` where ``values`` is clearly positive, else 0 (rays/voxels that see nothing); ``reduce_max``
+    turns the local peak into the global one (a view-sharded sinogram)."""
     peak = dr.max(dr.detach(values))
+    if reduce_max is not None:
+        peak = reduce_max(peak)
     return dr.select(values > 1e-6 * peak, dr.rcp(dr.maximum(values, 1e-30)), cls(0))
 
 
@@ -152,7 +164,7 @@ def report(callback: Callback | None, problem: Problem, k: int, x: Any, residual
     """Call the user's callback; True when it asks to stop."""
     if callback is None:
         return False
-    value = residual if isinstance(residual, float) else norm(residual)
+    value = residual if isinstance(residual, float) else problem.data_norm(residual)
     return bool(callback(k, problem.output(x), value))
 
 

@@ -156,6 +156,17 @@ class Projector:
         return (self.pg.num_rays, self.vg.size * (self.batch or 1))
 
     @property
+    def full_pg(self) -> AnyGeometry:
+        """The whole scan's geometry: :attr:`pg` here (a sharded projector holds a share of its views)."""
+        return self.pg
+
+    def view_subset(self, views: Any) -> tuple[Projector, Any]:
+        """The operator on the views ``views`` (indices into :attr:`full_pg`, e.g. one ordered subset of
+        OS-SART/OSEM), and their positions in this operator's sinogram."""
+        pg = self.pg.select_views(views)  # type: ignore[union-attr]
+        return Projector(self.vg, pg, self.basis, self.dtype, self.backend), views
+
+    @property
     def sharded(self) -> bool:
         """True when this process holds only a share of the views (:class:`drct.distributed.Projector`)."""
         return False

@@ -154,14 +154,25 @@ def _worker(out_dir: str) -> None:  # pragma: no cover - runs in the torchrun ch
         got, ref = solver_gradient(solve, B, B.shard(y1)), solver_gradient(solve, B1, y1)[mine]
         errors[f"{name}_torch_gradient"] = _relative(got, ref)
 
-    for name, call in [
-        ("os_sart_refused", lambda: ct.recon.os_sart(A, y, niter=1, progress=False)),
-        ("fdk_refused", lambda: ct.fdk(A, y, progress=False)),
+    # ordered subsets: every rank's share (3 and 4 views) meets each of 3 interleaved subsets
+    for name, solve in [
+        ("os_sart", lambda op, yy, cb: ct.recon.os_sart(op, yy, niter=2, subsets=3, callback=cb, progress=False)),
+        ("osem", lambda op, yy, cb: ct.recon.osem(op, yy, niter=2, subsets=3, callback=cb, progress=False)),
+    ]:
+        res1, res = [], []
+        ref = solve(B1, y1, lambda k, x, r, out=res1: out.append(r))
+        got = solve(B, B.shard(y1), lambda k, x, r, out=res: out.append(r))
+        errors[f"{name}_volume"] = _relative(got, ref)
+        errors[f"{name}_residuals"] = _relative(res, res1)
+
+    for name, call, error in [
+        ("too_many_subsets_refused", lambda: ct.recon.os_sart(B, B.shard(y1), subsets=4, progress=False), ValueError),
+        ("fdk_refused", lambda: ct.fdk(A, y, progress=False), NotImplementedError),
     ]:
         try:
             call()
             errors[name] = 1.0
-        except NotImplementedError:
+        except error:
             errors[name] = 0.0
 
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(errors))
@@ -208,10 +219,10 @@ CHECKS = [
     "adjoint_geometry_gradient",
     "geometry_jvp",
     "torch_volume_gradient",
-    *(f"{s}_{what}" for s in ("cgls", "sirt", "mlem", "fista_tv") for what in ("volume", "residuals")),
+    *(f"{s}_{w}" for s in ("cgls", "sirt", "mlem", "fista_tv", "os_sart", "osem") for w in ("volume", "residuals")),
     "cgls_torch_gradient",
     "sirt_torch_gradient",
-    "os_sart_refused",
+    "too_many_subsets_refused",
     "fdk_refused",
 ]
 

@@ -42,6 +42,10 @@ class Group:
         """This rank's views: a contiguous range, sizes differing by at most one across the ranks."""
         return shard_range(num_views, self.rank, self.size)
 
+    def views_of(self, rank: int, num_views: int) -> range:
+        """Rank ``rank``'s views."""
+        return shard_range(num_views, rank, self.size)
+
     def all_reduce(self, values: list[Any], op: str = "sum") -> list[Any]:
         """Element-wise sum (or max) over the ranks of a list of Dr.Jit arrays (each the same type and width on
         every rank); returns new arrays, detached."""

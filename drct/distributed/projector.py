@@ -44,8 +44,9 @@ class Projector(_Projector):
 
     It is a :class:`drct.Projector` (one process per share), so the iterative solvers of :mod:`drct.recon`
     take it unchanged: each rank passes its own views' projections (:meth:`shard`) and gets the full
-    reconstruction; their sinogram inner products go through :meth:`reduce_sum`. Not sharded yet (they raise
-    ``NotImplementedError``): ordered subsets (``os_sart``, ``osem``) and FBP/FDK.
+    reconstruction; their sinogram inner products go through :meth:`reduce_sum`, ordered subsets through
+    :meth:`view_subset` (each rank's share must meet every subset). Not sharded yet (it raises
+    ``NotImplementedError``): FBP/FDK.
 
     Every rank must make the same calls in the same order (they are collective). Build it after
     ``torch.distributed.init_process_group`` (gloo on CPUs, NCCL on GPUs), e.g. under ``torchrun``.
@@ -66,19 +67,60 @@ class Projector(_Projector):
             raise TypeError(f"drct.distributed.Projector splits views: pg must be a ProjectionGeometry, got {pg!r}")
         if options.get("batch") is not None:
             raise ValueError("drct.distributed.Projector does not take per-sample geometries (batch=...)")
-        self.group = Group(group)
-        self.full_pg = pg
-        self.views = self.group.views(pg.num_views)
-        super().__init__(vg, self._local_geometry(pg), basis, **options)
+        self._setup(vg, pg, basis, Group(group), None, options)
 
-    def _local_geometry(self, pg: ProjectionGeometry) -> ProjectionGeometry:
-        """This rank's views of ``pg``; Dr.Jit vectors pass :func:`replicate` first, so the gradients of the
-        full geometry's parameters are summed over the ranks."""
+    def _setup(
+        self, vg: VolumeGeometry, pg: ProjectionGeometry, basis: str, group: Group, views: Any, options: Any
+    ) -> None:
+        """Hold ``views`` of ``pg`` (whole-scan view indices; ``None``: this rank's balanced share)."""
+        self.group = group
+        self._full_pg = pg
+        self.views: range | np.ndarray = group.views(pg.num_views) if views is None else views
+        super().__init__(vg, self._local_geometry(pg, np.asarray(self.views)), basis, **options)
+
+    def _local_geometry(self, pg: ProjectionGeometry, views: np.ndarray) -> ProjectionGeometry:
+        """``views`` of ``pg``; Dr.Jit vectors pass :func:`replicate` first, so the gradients of the full
+        geometry's parameters are summed over the ranks."""
         names = [n for n in ("src", "det", "det_u", "det_v") if is_drjit(getattr(pg, n))]
         if names:
             shared = replicate(self.group, [getattr(pg, n) for n in names])
             pg = replace(pg, **dict(zip(names, shared, strict=True)))
-        return pg.select_views(slice(self.views.start, self.views.stop))
+        return pg.select_views(views)
+
+    def _share(self) -> range:
+        """This rank's contiguous share of the views (an ordered subset's operator has none)."""
+        if not isinstance(self.views, range):
+            raise NotImplementedError("an ordered subset's operator (inside os_sart/osem) holds no contiguous share")
+        return self.views
+
+    @property
+    def full_pg(self) -> ProjectionGeometry:
+        """The whole scan's geometry (:attr:`pg` is this rank's share)."""
+        return self._full_pg
+
+    def view_subset(self, views: np.ndarray) -> tuple[_Projector, np.ndarray]:
+        """The sharded operator on the whole-scan views ``views`` (each rank keeps those it holds), and their
+        positions in this rank's sinogram. Every rank must hold at least one of them."""
+        share, views = self._share(), np.asarray(views)
+        shares = [self.group.views_of(r, self._full_pg.num_views) for r in range(self.world_size)]
+        missed = [s for s in shares if not np.any((views >= s.start) & (views < s.stop))]
+        if missed:  # the same answer on every rank: all raise, none waits for the others
+            raise ValueError(
+                f"views {missed[0].start}:{missed[0].stop} (one rank's share) hold none of the {len(views)} views of "
+                "this subset; use fewer subsets (at most the smallest share's number of views)"
+            )
+        mine = views[(views >= share.start) & (views < share.stop)]
+        op = Projector.__new__(Projector)
+        options = {"dtype": self.dtype, "backend": self.backend, "chunk_rays": self._engine.chunk_rays}
+        op._setup(
+            self.vg,
+            self._full_pg,
+            self.basis,
+            self.group,
+            mine,
+            dict(options, deterministic=self._engine.deterministic),
+        )
+        return op, mine - share.start
 
     @property
     def sharded(self) -> bool:
@@ -122,18 +164,19 @@ class Projector(_Projector):
     def geometry_jvps(self, x: Any, geometries: Sequence[AnyGeometry]) -> list[Any]:
         """:meth:`drct.Projector.geometry_jvps` on this rank's views; ``geometries`` are whole-scan geometries
         (like ``pg``) carrying the tangents."""
-        window = slice(self.views.start, self.views.stop)
+        window = slice(self._share().start, self._share().stop)
         return super().geometry_jvps(x, [g.select_views(window) for g in geometries])  # type: ignore[union-attr]
 
     def shard(self, y: Any) -> Any:
         """This rank's views of a whole-scan sinogram ``y`` (numpy, torch or Dr.Jit, views first)."""
         if tuple(y.shape) != tuple(self.full_pg.shape):
             raise ValueError(f"shard takes the whole scan's projections, shape {self.full_pg.shape}, got {y.shape}")
+        share = self._share()
         if type(y).__module__.startswith("drjit"):  # a gather keeps Dr.Jit's AD
             per_view = int(np.prod(self.pg.shape[1:]))
-            index = dr.arange(self.types.UInt, self.views.start * per_view, self.views.stop * per_view)
+            index = dr.arange(self.types.UInt, share.start * per_view, share.stop * per_view)
             return type(y)(dr.gather(type(y.array), y.array, index), self.range_shape)
-        return y[self.views.start : self.views.stop]
+        return y[share.start : share.stop]
 
     def gather(self, y: Any) -> Any:
         """The whole scan's projections from every rank's share ``y`` (on every rank; numpy, torch or Dr.Jit
@@ -147,7 +190,7 @@ class Projector(_Projector):
 
     def __repr__(self) -> str:
         return (
-            f"distributed.Projector(rank {self.rank}/{self.world_size}, views {self.views.start}:{self.views.stop} "
+            f"distributed.Projector(rank {self.rank}/{self.world_size}, {self.pg.num_views} views "
             f"of {self.full_pg!r}, vg shape={self.vg.shape}, basis={self.basis!r}, dtype={self.dtype!r}, "
             f"backend={self.backend!r})"
         )

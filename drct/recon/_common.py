@@ -96,9 +96,7 @@ class Problem:
 
     def subsets(self, count: int) -> list[tuple[Projector, Any]]:
         """``count`` interleaved ordered subsets of views: (projector, flat sinogram indices) per subset."""
-        if self.A.sharded:
-            raise NotImplementedError(f"{self.name}: ordered subsets of a view-sharded projector are not supported yet")
-        views = self.A.pg.num_views
+        views = self.A.full_pg.num_views
         if not isinstance(count, (int, np.integer)) or not 1 <= count <= views:
             raise ValueError(
                 f"{self.name}: subsets must be an integer in [1, {views}] (the number of views), got {count!r}"
@@ -108,9 +106,7 @@ class Problem:
             per_view = int(np.prod(self.A.range_shape[1:]))
             cache[count] = []
             for s in range(count):
-                views_s = np.arange(s, views, count)
-                pg_s = self.A.pg.select_views(views_s)  # type: ignore[union-attr]
-                op = Projector(self.A.vg, pg_s, self.A.basis, self.A.dtype, self.A.backend)
+                op, views_s = self.A.view_subset(np.arange(s, views, count))
                 index = (views_s[:, None] * per_view + np.arange(per_view)[None, :]).reshape(-1)
                 cache[count].append((op, index.astype(np.uint32)))
         return [(op, self.t.UInt(index)) for op, index in cache[count]]

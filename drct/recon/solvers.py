@@ -199,7 +199,7 @@ def os_sart(
     m = p.mask(mask)
     plan = []
     for op, index in p.subsets(subsets):
-        row = safe_inverse(p.forward(p.full(1.0) if m is None else m, op), p.t.Float)
+        row = p.row_inverse(p.forward(p.full(1.0) if m is None else m, op))
         col = safe_inverse(p.adjoint(dr.full(p.t.Float, 1.0, dr.width(index)), op), p.t.Float) * lam
         plan.append((op, p.gather(p.y, index), row, col if m is None else col * m))
     x = _project(p.start(x0), nonneg, m)

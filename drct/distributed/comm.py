@@ -12,6 +12,8 @@ from typing import Any
 
 import drjit as dr
 
+from ..autodiff import sync_in, sync_out
+
 
 def torch_distributed() -> Any:
     """:mod:`torch.distributed`, or an error naming the extra that provides it."""
@@ -52,10 +54,13 @@ class Group:
         import torch
 
         dist = torch_distributed()
+        backend = _backend(values[0])
         dr.eval(values)
+        sync_out(backend)
         parts = [dr.detach(v).torch().reshape(-1) for v in values]
         flat = torch.cat([p.to(torch.float64) for p in parts])  # a copy: never reduce into Dr.Jit's buffers
         dist.all_reduce(flat, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX, group=self.group)
+        sync_in(backend, flat.device)
         out, start = [], 0
         for value, part in zip(values, parts, strict=True):
             piece = flat[start : start + part.numel()].to(part.dtype).reshape(dr.detach(value).torch().shape)
@@ -63,20 +68,26 @@ class Group:
             out.append(_like(value, piece))
         return out
 
-    def all_gather(self, value: Any) -> list[Any]:
-        """Every rank's torch tensor ``value`` (shapes may differ in the first dimension), in rank order."""
+    def all_gather(self, value: Any) -> Any:
+        """Every rank's Dr.Jit tensor ``value`` (shapes may differ in the first dimension) concatenated in rank
+        order along it, on every rank (detached)."""
         import torch
 
         dist = torch_distributed()
-        rows = torch.tensor([value.shape[0]], dtype=torch.int64)
+        backend = _backend(value)
+        dr.eval(value)
+        sync_out(backend)
+        local = dr.detach(value).torch()
+        rows = torch.tensor([local.shape[0]], dtype=torch.int64, device=local.device)
         sizes = [torch.zeros_like(rows) for _ in range(self.size)]
         dist.all_gather(sizes, rows, group=self.group)
-        longest = int(max(int(s) for s in sizes))
-        padded = torch.zeros((longest, *value.shape[1:]), dtype=value.dtype)
-        padded[: value.shape[0]] = value
+        padded = torch.zeros((int(max(sizes)), *local.shape[1:]), dtype=local.dtype, device=local.device)
+        padded[: local.shape[0]] = local
         pieces = [torch.empty_like(padded) for _ in range(self.size)]
-        dist.all_gather(pieces, padded.contiguous(), group=self.group)
-        return [p[: int(s)] for p, s in zip(pieces, sizes, strict=True)]
+        dist.all_gather(pieces, padded, group=self.group)
+        full = torch.cat([p[: int(n)] for p, n in zip(pieces, sizes, strict=True)])
+        sync_in(backend, full.device)
+        return _like(value, full)
 
 
 def shard_range(num_views: int, rank: int, size: int) -> range:
@@ -89,6 +100,10 @@ def shard_range(num_views: int, rank: int, size: int) -> range:
     if num_views < size:
         raise ValueError(f"{num_views} views cannot be split over {size} ranks (each needs at least one view)")
     return range(rank * num_views // size, (rank + 1) * num_views // size)
+
+
+def _backend(value: Any) -> str:
+    return "cuda" if dr.backend_v(value) == dr.JitBackend.CUDA else "llvm"
 
 
 def _like(value: Any, tensor: Any) -> Any:

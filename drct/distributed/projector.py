@@ -182,11 +182,7 @@ class Projector(_Projector):
         """The whole scan's projections from every rank's share ``y`` (on every rank; numpy, torch or Dr.Jit
         in, the same kind out). Collective."""
         tensor, kind = to_tensor(y, self.range_shape, self.types, "y (this rank's projections)", leading=False)
-        parts = self.group.all_gather(dr.detach(tensor).torch())
-        import torch
-
-        full = self.types.Tensor(torch.cat(parts).contiguous())
-        return from_tensor(full, kind)
+        return from_tensor(self.group.all_gather(tensor), kind)
 
     def __repr__(self) -> str:
         return (

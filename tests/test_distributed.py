@@ -111,6 +111,18 @@ def _worker(out_dir: str) -> None:  # pragma: no cover - runs in the torchrun ch
         dr.set_grad(s, 1.0)
         return pg.perturb(det_shift_u=s)
 
+    # forward mode w.r.t. the values: A's tangent is local, A.T's is summed over the ranks
+    def value_jvp(op: Any, adjoint: bool, values: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        v = TensorXf(values)
+        dr.enable_grad(v)
+        dr.set_grad(v, TensorXf(direction))
+        out = op.adjoint_tensor(v) if adjoint else op.forward_tensor(v)
+        dr.forward_to(out)
+        return dr.grad(out).numpy()
+
+    errors["forward_jvp"] = _relative(value_jvp(A, False, x_np, weight), value_jvp(A1, False, x_np, weight)[mine])
+    errors["adjoint_jvp"] = _relative(value_jvp(A, True, A.shard(meas), A.shard(y1)), value_jvp(A1, True, meas, y1))
+
     (jvp1,) = A1.geometry_jvps(TensorXf(x_np), [tangent()])
     (jvp,) = A.geometry_jvps(TensorXf(x_np), [tangent()])
     errors["geometry_jvp"] = _relative(jvp.numpy(), jvp1.numpy()[mine])
@@ -218,6 +230,8 @@ CHECKS = [
     "adjoint_values_gradient",
     "adjoint_geometry_gradient",
     "geometry_jvp",
+    "forward_jvp",
+    "adjoint_jvp",
     "torch_volume_gradient",
     *(f"{s}_{w}" for s in ("cgls", "sirt", "mlem", "fista_tv", "os_sart", "osem") for w in ("volume", "residuals")),
     "cgls_torch_gradient",

@@ -16,6 +16,7 @@ from .backend import BackendError as BackendError  # first of all: it picks a li
 
 # isort: split
 
+from . import formats as formats  # h5py and pydicom are imported only when a reader needs them
 from . import phantoms as phantoms
 from . import physics as physics
 from . import recon as recon

@@ -1,7 +1,15 @@
-"""``drct reconstruct``: projections (.npy or TIFF stack) + a geometry file → a TIFF stack and a PNG of slices.
+"""``drct reconstruct``: projections + a geometry → a TIFF stack and a PNG of slices.
+
+Inputs: line integrals as ``.npy`` or a TIFF stack with a geometry file, or a scanner's files
+(:mod:`drct.formats`: NXtomo ``.nx/.nxs/.h5``, Nikon ``.xtekct``, TIFF folders with flats/darks) that carry
+raw readings, flat and dark fields and their geometry. Raw readings are normalised with the flat and dark fields
+(from the file, or ``--flat/--dark``); readings that look raw (an integer dtype, or a median far above any line
+integral) and come without flats are refused unless ``--raw-is-line-integrals``.
 
 Example:
     $ drct reconstruct scan.npy --geometry scan.json --method fdk -o out/recon.tif
+    $ drct reconstruct scan.nxs --shape 128 128 128 --voxel-size 0.1 --method fdk -o out/recon.tif
+    $ drct reconstruct counts.npy --flat flat.npy --dark dark.npy --geometry scan.json -o out/recon.tif
     $ drct reconstruct sino.tif --geometry vectors.txt --beam cone --det-shape 512 --shape 256 256 \\
           --voxel-size 0.5 --method sirt --niter 200 --nonneg -o out/sirt.tif --force
 """
@@ -25,11 +33,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "reconstruct",
         help="reconstruct a volume from projections (FBP/FDK or an iterative solver)",
-        description="Reconstruct projections (line integrals, .npy or TIFF stack shaped (views, [rows,] cols)) "
-        "on the geometry of a drct geometry file; writes a TIFF stack and a PNG of the central slices.",
+        description="Reconstruct projections (line integrals, .npy or TIFF stack shaped (views, [rows,] cols), "
+        "with a drct geometry file; or a scanner's files: NXtomo .nx/.nxs/.h5, Nikon .xtekct, a TIFF folder with "
+        "flats/ and darks/) whose raw readings are normalised with flat and dark fields; writes a TIFF stack and a "
+        "PNG of the central slices.",
     )
-    parser.add_argument("projections", help="projections: .npy, or a .tif/.tiff stack")
-    parser.add_argument("--geometry", required=True, help="geometry file: drct .json, or ASTRA vector rows (.txt/.npy)")
+    parser.add_argument(
+        "projections", help="projections: .npy, .tif/.tiff stack, NXtomo .nx/.nxs/.h5, .xtekct, or a TIFF folder"
+    )
+    parser.add_argument(
+        "--geometry",
+        default=None,
+        help="geometry file: drct .json, or ASTRA vector rows (.txt/.npy); needed unless the input stores one",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("npy", "tiff", "nxtomo", "xtek"),
+        default=None,
+        help="input format (default: from the extension or the content)",
+    )
+    parser.add_argument("--flat", default=None, help="flat field (source on, no object): .npy/.tif file or TIFF folder")
+    parser.add_argument("--dark", default=None, help="dark field (source off): .npy/.tif file or TIFF folder")
+    parser.add_argument(
+        "--raw-is-line-integrals",
+        action="store_true",
+        help="use the projections as they are, even where they look like raw counts (no normalisation)",
+    )
     parser.add_argument("--method", choices=METHODS, default="fbp", help="reconstruction method (default fbp)")
     parser.add_argument("-o", "--output", required=True, help="output TIFF path (.tif/.tiff); the PNG goes beside it")
     parser.add_argument("--niter", type=int, default=None, help="iterations (iterative methods)")
@@ -104,6 +133,65 @@ def _solve(args: argparse.Namespace, A: Any, y: np.ndarray) -> np.ndarray:
     return getattr(recon, args.method)(A, y, **kwargs)
 
 
+def _read_scan(args: argparse.Namespace) -> Any:
+    """The input as a :class:`drct.formats.Scan`: a plain ``.npy``/TIFF file keeps its dtype and has no geometry;
+    ``--layout astra`` is undone here, before any normalisation."""
+    from .. import formats
+    from ..io import read_array
+
+    path = Path(args.projections)
+    fmt = args.format or ("npy" if path.suffix.lower() == ".npy" else formats.detect(path))
+    if fmt == "npy" or (fmt == "tiff" and not path.is_dir()):
+        scan = formats.Scan(read_array(path, "projections file"), None)
+    else:
+        try:
+            scan = formats.read(path, fmt)
+        except ImportError as err:  # h5py/pydicom missing: a user's error (install the extra), one line
+            raise ValueError(str(err)) from None
+    if args.layout == "astra":
+        if scan.projections.ndim != 3:
+            raise ValueError(
+                f"--layout astra is for 3D projections (rows, views, cols), got shape {scan.projections.shape}"
+            )
+        scan.projections = np.ascontiguousarray(np.transpose(scan.projections, (1, 0, 2)))
+    return scan
+
+
+def _field(path: str, what: str, image_shape: tuple[int, ...]) -> np.ndarray:
+    """A flat or dark field from a file or TIFF folder: one image, or frames averaged."""
+    from ..formats.tiffstack import read_frames
+    from ..io import read_array
+
+    p = Path(path)
+    field = read_frames(p, what) if p.is_dir() else read_array(p, what)
+    if field.shape != image_shape:
+        if field.shape[1:] != image_shape:
+            raise ValueError(f"{p}: {what} has shape {field.shape}; expected one image {image_shape} or frames of it")
+        field = field.astype(np.float64).mean(axis=0)
+    return np.asarray(field, dtype=np.float64)
+
+
+def _line_integrals(args: argparse.Namespace, scan: Any) -> np.ndarray:
+    """Line integrals from the scan: normalised with flat/dark fields where there are any, else the projections
+    as they are, refused if they look like raw counts (:func:`drct.formats.require_line_integrals`)."""
+    from ..formats import normalize, require_line_integrals
+
+    raw = scan.projections
+    image = raw.shape[1:]
+    flat = _field(args.flat, "flat field", image) if args.flat is not None else scan.flat
+    dark = _field(args.dark, "dark field", image) if args.dark is not None else scan.dark
+    if args.raw_is_line_integrals:
+        if args.flat is not None or args.dark is not None:
+            raise ValueError("--raw-is-line-integrals means no normalisation: drop --flat/--dark, or drop it")
+        return np.asarray(raw, dtype=np.float32)
+    if flat is not None:
+        return normalize(raw, flat, 0.0 if dark is None else dark)
+    if dark is not None:
+        raise ValueError("a dark field without a flat field cannot normalise the readings: pass --flat too")
+    require_line_integrals(raw, str(args.projections))
+    return np.asarray(raw, dtype=np.float32)
+
+
 def save_png(path: str | Path, volume: np.ndarray, title: str) -> None:
     """The central slices (3D: axial, coronal, sagittal) or the image (2D), with a colour bar, as a PNG
     (written directly: :func:`run` writes it and the TIFF together, see :func:`drct.io.write_together`)."""
@@ -153,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import require_finite
     from ..geometry.files import load_geometry
-    from ..io import read_projections, refuse_overwrite, write_together
+    from ..io import refuse_overwrite, write_together
     from ..projector import Projector
 
     out = Path(args.output)
@@ -164,14 +252,16 @@ def run(args: argparse.Namespace) -> int:
     det_shape = None
     if args.det_shape is not None:
         det_shape = args.det_shape[0] if len(args.det_shape) == 1 else tuple(args.det_shape)
-    pg, vg = load_geometry(args.geometry, args.beam, det_shape, args.curved)
+    scan = _read_scan(args)
+    if args.geometry is not None:
+        pg, vg = load_geometry(args.geometry, args.beam, det_shape, args.curved)
+    elif scan.geometry is not None:
+        pg, vg = scan.geometry, None
+    else:
+        raise ValueError(f"{args.projections} stores no geometry: pass --geometry (a drct .json or ASTRA vector file)")
     vg = _volume(args, vg, pg.ndim)
     require_memory_for(vg, pg, args.dtype, f"reconstructing ({args.method})")
-    y = read_projections(Path(args.projections))
-    if args.layout == "astra":
-        if y.ndim != 3:
-            raise ValueError(f"--layout astra is for 3D projections (rows, views, cols), got shape {y.shape}")
-        y = np.ascontiguousarray(np.transpose(y, (1, 0, 2)))
+    y = _line_integrals(args, scan)
     if y.shape != pg.shape:
         raise ValueError(
             f"{args.projections}: projections have shape {y.shape}, but the geometry expects {pg.shape} "

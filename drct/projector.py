@@ -13,11 +13,12 @@ from .backend import Types, canonical_dtype, get_backend, types
 from .geometry.projection import AnyGeometry, ProjectionGeometry, RayGeometry
 from .geometry.volume import VolumeGeometry
 from .memory import require_memory
+from .operator import AllViewsHere
 from .transform import AdjointOp, ForwardOp, Transform, apply, geometry_tangents
 from .volume import BASES, basis_degree
 
 
-class Projector:
+class Projector(AllViewsHere):
     """The exact line-integral transform of a continuous volume model, ``y = A x``, with ``A.T`` its adjoint.
 
     ``x`` holds the coefficients of the volume model ``basis`` on the grid ``vg``; ``A x`` integrates that
@@ -154,6 +155,11 @@ class Projector:
     def shape(self) -> tuple[int, int]:
         """``(number of rays, number of coefficients)``: the shape of ``A`` as a matrix."""
         return (self.pg.num_rays, self.vg.size * (self.batch or 1))
+
+    def select_views(self, views: Any) -> Projector:
+        """The same operator on the views ``views`` of its geometry (e.g. one ordered subset of OS-SART/OSEM)."""
+        pg = self.pg.select_views(views)  # type: ignore[union-attr]
+        return Projector(self.vg, pg, self.basis, self.dtype, self.backend, deterministic=self._engine.deterministic)
 
     @property
     def T(self) -> _Adjoint:

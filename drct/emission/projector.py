@@ -14,6 +14,7 @@ from ..backend import Types, canonical_dtype, get_backend, types
 from ..concurrency import get_deterministic, launches
 from ..geometry.volume import VolumeGeometry
 from ..memory import require_memory
+from ..operator import AllViewsHere
 from .collimator import Collimator
 from .engine import SigmaModel, SpectAdjointOp, SpectEngine, SpectOp
 from .geometry import SpectGeometry
@@ -27,7 +28,7 @@ def _torch_needs_grad(value: Any) -> bool:
     return torch.is_grad_enabled()
 
 
-class SPECTProjector:
+class SPECTProjector(AllViewsHere):
     """SPECT projections ``y = A f`` of an activity ``f`` (voxel values on ``vg``, per mm) for a parallel-hole
     camera, with attenuation by the map ``mu`` and the depth-dependent collimator–detector response; ``A.T`` is
     the exact transpose of the discretised ``A`` (see :mod:`drct.emission.engine` for the discretisation).

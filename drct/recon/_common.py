@@ -37,9 +37,16 @@ _OPERATOR = (
     "forward_tensor",
     "adjoint_tensor",
     "select_views",
+    "full_pg",
+    "view_subset",
+    "sharded",
+    "reduce_sum",
+    "reduce_max",
+    "replicate",
 )
 """What the solvers use of an operator that is not a :class:`~drct.Projector` (duck-typed, e.g.
-:class:`drct.emission.SPECTProjector`): recon does not import the packages that define them."""
+:class:`drct.emission.SPECTProjector`; the view hooks come with :class:`drct.operator.AllViewsHere`): recon does
+not import the packages that define them."""
 
 
 class Problem:
@@ -64,6 +71,17 @@ class Problem:
     def adjoint(self, y: Any, op: Projector | None = None) -> Any:
         op = op or self.A
         return op.adjoint_tensor(self.t.Tensor(y, op.range_shape)).array
+
+    def data_dot(self, a: Any, b: Any) -> Any:
+        """``<a, b>`` of two sinograms, summed over the processes that share ``A``'s views (keeps AD)."""
+        return self.A.reduce_sum(dot(a, b))
+
+    def data_norm(self, r: Any) -> float:
+        return float(np.sqrt(max(item(self.data_dot(r, r)), 0.0)))
+
+    def row_inverse(self, values: Any) -> Any:
+        """:func:`safe_inverse` of a sinogram (its peak taken over every process sharing ``A``'s views)."""
+        return safe_inverse(values, self.t.Float, self.A.reduce_max)
 
     def zeros(self) -> Any:
         return dr.zeros(self.t.Float, self.A.vg.size)
@@ -102,7 +120,7 @@ class Problem:
 
     def subsets(self, count: int) -> list[tuple[Projector, Any]]:
         """``count`` interleaved ordered subsets of views: (projector, flat sinogram indices) per subset."""
-        views = self.A.pg.num_views
+        views = self.A.full_pg.num_views
         if not isinstance(count, (int, np.integer)) or not 1 <= count <= views:
             raise ValueError(
                 f"{self.name}: subsets must be an integer in [1, {views}] (the number of views), got {count!r}"
@@ -112,12 +130,7 @@ class Problem:
             per_view = int(np.prod(self.A.range_shape[1:]))
             cache[count] = []
             for s in range(count):
-                views_s = np.arange(s, views, count)
-                if isinstance(self.A, Projector):
-                    pg_s = self.A.pg.select_views(views_s)  # type: ignore[union-attr]
-                    op = Projector(self.A.vg, pg_s, self.A.basis, self.A.dtype, self.A.backend)
-                else:  # another operator (e.g. drct.emission's) makes its own subsets
-                    op = self.A.select_views(views_s)
+                op, views_s = self.A.view_subset(np.arange(s, views, count))
                 index = (views_s[:, None] * per_view + np.arange(per_view)[None, :]).reshape(-1)
                 cache[count].append((op, index.astype(np.uint32)))
         return [(op, self.t.UInt(index)) for op, index in cache[count]]
@@ -158,13 +171,12 @@ def item(value: Any) -> float:
     return float(np.asarray(dr.detach(value).numpy()).reshape(-1)[0])
 
 
-def norm(a: Any) -> float:
-    return float(np.sqrt(max(item(dot(a, a)), 0.0)))
-
-
-def safe_inverse(values: Any, cls: Any) -> Any:
-    """``1/values`` where ``values`` is clearly positive, else 0 (rays/voxels that see nothing)."""
+def safe_inverse(values: Any, cls: Any, reduce_max: Callable[[Any], Any] | None = None) -> Any:
+    """``1/values`` where ``values`` is clearly positive, else 0 (rays/voxels that see nothing); ``reduce_max``
+    turns the local peak into the global one (a view-sharded sinogram)."""
     peak = dr.max(dr.detach(values))
+    if reduce_max is not None:
+        peak = reduce_max(peak)
     return dr.select(values > 1e-6 * peak, dr.rcp(dr.maximum(values, 1e-30)), cls(0))
 
 
@@ -172,7 +184,7 @@ def report(callback: Callback | None, problem: Problem, k: int, x: Any, residual
     """Call the user's callback; True when it asks to stop."""
     if callback is None:
         return False
-    value = residual if isinstance(residual, float) else norm(residual)
+    value = residual if isinstance(residual, float) else problem.data_norm(residual)
     return bool(callback(k, problem.output(x), value))
 
 

@@ -19,8 +19,9 @@ def _ratio(y: Any, ax: Any, cls: Any) -> Any:
 
 
 def _check_data(p: Problem) -> None:
-    if dr.min(dr.detach(p.y))[0] < 0:
-        raise ValueError(f"{p.name}: y must be non-negative (Poisson data), but its minimum is {dr.min(p.y)[0]}")
+    low = -p.A.reduce_max(-dr.min(dr.detach(p.y)))[0]  # over every process sharing A's views: all raise or none
+    if low < 0:
+        raise ValueError(f"{p.name}: y must be non-negative (Poisson data), but its minimum is {low}")
 
 
 def _start(p: Problem, x0: Any, m: Any) -> Any:

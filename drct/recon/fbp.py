@@ -44,6 +44,8 @@ def weights_for(A: Projector) -> FBPWeights:
     """:func:`drct.recon.weights.fbp_weights` of ``A``'s geometry, cached per projector."""
     if not isinstance(A, Projector):
         raise TypeError(f"A must be a drct.Projector, got {type(A).__name__}")
+    if A.sharded:  # its weights need the whole scan, its 3D backprojector a sum over the ranks
+        raise NotImplementedError("FBP/FDK of a view-sharded projector is not supported yet: use ct.Projector")
     if A not in _WEIGHT_CACHE:
         _WEIGHT_CACHE[A] = fbp_weights(A.pg, A.vg)  # type: ignore[arg-type]
     return _WEIGHT_CACHE[A]

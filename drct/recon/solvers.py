@@ -84,7 +84,7 @@ def sirt(
     if lam >= 2:
         raise ValueError(f"sirt: relaxation must be in (0, 2) for convergence, got {relaxation!r}")
     m = p.mask(mask)
-    row = safe_inverse(p.forward(p.full(1.0) if m is None else m), p.t.Float)
+    row = p.row_inverse(p.forward(p.full(1.0) if m is None else m))
     col = safe_inverse(p.adjoint(dr.full(p.t.Float, 1.0, dr.width(p.y))), p.t.Float) * lam
     if m is not None:
         col = col * m
@@ -144,12 +144,12 @@ def cgls(
         if item(gamma) == 0:
             break
         q = p.forward(d)
-        qq = dot(q, q)
+        qq = p.data_dot(q, q)
         if item(qq) == 0:
             break
         alpha = gamma / qq
         x = x + alpha * d
-        r = r - alpha * q
+        r = r - A.replicate(alpha) * q  # alpha is every rank's, q this rank's share (a sharded A)
         s = restrict(p.adjoint(r))
         gamma_new = dot(s, s)
         d = s + (gamma_new / gamma) * d
@@ -199,7 +199,7 @@ def os_sart(
     m = p.mask(mask)
     plan = []
     for op, index in p.subsets(subsets):
-        row = safe_inverse(p.forward(p.full(1.0) if m is None else m, op), p.t.Float)
+        row = p.row_inverse(p.forward(p.full(1.0) if m is None else m, op))
         col = safe_inverse(p.adjoint(dr.full(p.t.Float, 1.0, dr.width(index)), op), p.t.Float) * lam
         plan.append((op, p.gather(p.y, index), row, col if m is None else col * m))
     x = _project(p.start(x0), nonneg, m)

@@ -117,7 +117,7 @@ def fista_tv(
     lip = _norm_squared(p) if lipschitz is None else check_positive(lipschitz, "fista_tv", "lipschitz")
     if lam is None:
         with dr.suspend_grad():
-            row = safe_inverse(p.forward(p.full(1.0)), p.t.Float)
+            row = p.row_inverse(p.forward(p.full(1.0)))
             col = safe_inverse(p.adjoint(dr.full(p.t.Float, 1.0, dr.width(p.y))), p.t.Float)
             scale = item(dr.max(dr.abs(col * p.adjoint(row * dr.detach(p.y)))))
         lam = 3e-4 * lip * scale

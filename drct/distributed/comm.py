@@ -1,0 +1,111 @@
+"""The process group behind a sharded operator: which views a rank holds, and all-reduce of Dr.Jit values.
+
+Dr.Jit values cross to torch by DLPack (``.torch()``, zero-copy on the CPU), are copied (the DLPack view
+shares Dr.Jit's buffer, which other variables may share too), summed by :func:`torch.distributed.all_reduce`
+in one call per operation (every array of a tree packed into one flat buffer) and come back as the same Dr.Jit
+types. torch is imported here only, and only when a sharded operator is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import drjit as dr
+
+from ..autodiff import sync_in, sync_out
+
+
+def torch_distributed() -> Any:
+    """:mod:`torch.distributed`, or an error naming the extra that provides it."""
+    try:
+        import torch.distributed as dist
+    except ImportError as error:  # pragma: no cover - torch is a dependency of drct
+        raise ImportError("drct.distributed needs torch: pip install 'drct[distributed]'") from error
+    if not dist.is_available():  # pragma: no cover - builds of torch without distributed support
+        raise ImportError("drct.distributed needs a torch build with torch.distributed (this one has none)")
+    return dist
+
+
+class Group:
+    """The ranks that share one operator: ``torch.distributed``'s default group, or ``group``."""
+
+    def __init__(self, group: Any = None) -> None:
+        dist = torch_distributed()
+        if not dist.is_initialized():
+            raise RuntimeError(
+                "drct.distributed needs an initialised process group: call "
+                "torch.distributed.init_process_group('gloo') (CPU) or ('nccl') (GPU) first, e.g. under torchrun"
+            )
+        self.group = group
+        self.rank = int(dist.get_rank(group))
+        self.size = int(dist.get_world_size(group))
+
+    def views(self, num_views: int) -> range:
+        """This rank's views: a contiguous range, sizes differing by at most one across the ranks."""
+        return shard_range(num_views, self.rank, self.size)
+
+    def views_of(self, rank: int, num_views: int) -> range:
+        """Rank ``rank``'s views."""
+        return shard_range(num_views, rank, self.size)
+
+    def all_reduce(self, values: list[Any], op: str = "sum") -> list[Any]:
+        """Element-wise sum (or max) over the ranks of a list of Dr.Jit arrays (each the same type and width on
+        every rank); returns new arrays, detached."""
+        import torch
+
+        dist = torch_distributed()
+        backend = _backend(values[0])
+        dr.eval(values)
+        sync_out(backend)
+        parts = [dr.detach(v).torch().reshape(-1) for v in values]
+        flat = torch.cat([p.to(torch.float64) for p in parts])  # a copy: never reduce into Dr.Jit's buffers
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX, group=self.group)
+        sync_in(backend, flat.device)
+        out, start = [], 0
+        for value, part in zip(values, parts, strict=True):
+            piece = flat[start : start + part.numel()].to(part.dtype).reshape(dr.detach(value).torch().shape)
+            start += part.numel()
+            out.append(_like(value, piece))
+        return out
+
+    def all_gather(self, value: Any) -> Any:
+        """Every rank's Dr.Jit tensor ``value`` (shapes may differ in the first dimension) concatenated in rank
+        order along it, on every rank (detached)."""
+        import torch
+
+        dist = torch_distributed()
+        backend = _backend(value)
+        dr.eval(value)
+        sync_out(backend)
+        local = dr.detach(value).torch()
+        rows = torch.tensor([local.shape[0]], dtype=torch.int64, device=local.device)
+        sizes = [torch.zeros_like(rows) for _ in range(self.size)]
+        dist.all_gather(sizes, rows, group=self.group)
+        padded = torch.zeros((int(max(sizes)), *local.shape[1:]), dtype=local.dtype, device=local.device)
+        padded[: local.shape[0]] = local
+        pieces = [torch.empty_like(padded) for _ in range(self.size)]
+        dist.all_gather(pieces, padded, group=self.group)
+        full = torch.cat([p[: int(n)] for p, n in zip(pieces, sizes, strict=True)])
+        sync_in(backend, full.device)
+        return _like(value, full)
+
+
+def shard_range(num_views: int, rank: int, size: int) -> range:
+    """Views ``[rank * V // R, (rank + 1) * V // R)`` of ``V`` views split over ``R`` ranks.
+
+    Example:
+        >>> [list(shard_range(5, r, 2)) for r in range(2)]
+        [[0, 1], [2, 3, 4]]
+    """
+    if num_views < size:
+        raise ValueError(f"{num_views} views cannot be split over {size} ranks (each needs at least one view)")
+    return range(rank * num_views // size, (rank + 1) * num_views // size)
+
+
+def _backend(value: Any) -> str:
+    return "cuda" if dr.backend_v(value) == dr.JitBackend.CUDA else "llvm"
+
+
+def _like(value: Any, tensor: Any) -> Any:
+    """``tensor`` (torch, CPU or CUDA) as a Dr.Jit value of ``value``'s type and shape."""
+    return type(dr.detach(value))(tensor.contiguous())

@@ -257,7 +257,9 @@ def geometry_tangents(geometry: AnyGeometry, t: Types, primal: AnyGeometry) -> V
                     "the operator's own geometry (only the derivatives may differ)"
                 )
     comps = [c for group in vectors.values() for c in group]
-    dr.forward_to(*comps)
+    # keep the gradients of interior nodes: one vector may feed another (a ray's origin feeds its direction
+    # b - a), and the default flags would clear the origin's tangent once the traversal passed it
+    dr.forward_to(*comps, flags=dr.ADFlag.ClearEdges)
     grads = {name: [dr.grad(c) for c in group] for name, group in vectors.items()}
     dr.eval(grads)
     return grads

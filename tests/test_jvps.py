@@ -74,3 +74,26 @@ def test_calibration_jacobian_equals_one_column_at_a_time() -> None:
         seed[idx] = 1.0
         want = linalg.jvp(vg, "bspline2", model.geometry(theta, seed), x).reshape(data.shape)
         np.testing.assert_allclose(data, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_tangents_survive_when_one_vector_feeds_another() -> None:
+    """Ray lists from endpoints: the origin ``a`` also feeds the direction ``b - a``; Dr.Jit's default traversal
+    cleared the origin's tangent as an interior node (the Jacobian was 2x off before)."""
+    from drct.calibration.model import EndpointModel
+
+    vg = ct.VolumeGeometry((16, 16), voxel_size=2.0)
+    phi = 2 * np.pi * (np.arange(24) + 0.5) / 24
+    ring = 20.0 * np.stack([np.cos(phi), np.sin(phi)], axis=1)
+    module = np.arange(24) // 6
+    i, j = np.triu_indices(24, 1)
+    keep = module[i] != module[j]
+    model = EndpointModel(ring[i[keep]], ring[j[keep]], module[i[keep]], module[j[keep]], 4)
+    theta = model.theta0.copy()
+    x = TensorXf(ct.phantoms.shepp_logan(vg))
+    groups = linalg.seed_groups(model)
+    cols = linalg.jacobian(model, theta, vg, "linear", x, groups)
+    for idx, data in zip(cols.seeds, cols.data, strict=True):
+        seed = np.zeros(model.size)
+        seed[idx] = 1.0
+        want = linalg.jvp(vg, "linear", model.geometry(theta, seed), x).reshape(data.shape)
+        np.testing.assert_allclose(data, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

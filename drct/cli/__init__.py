@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from ..backend import get_backend
 from ..concurrency import deterministic
 
 MAX_ARGUMENT = 100_000  # characters per command-line argument (Linux itself passes at most 131072 bytes)
@@ -87,8 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage error already printed
         return done.code if isinstance(done.code, int) else 2
     try:
-        # results files are bit-reproducible unless the user trades that for speed (see drct.concurrency)
-        with deterministic(not getattr(args, "nondeterministic", False)):
+        # results files are bit-reproducible unless the user trades that for speed (see drct.concurrency); a
+        # CPU mode: CUDA's atomics have no fixed order, so a GPU run keeps them
+        wanted = not getattr(args, "nondeterministic", False) and hasattr(args, "nondeterministic")
+        with deterministic(wanted and get_backend() == "llvm"):
             return int(args.func(args) or 0)
     except USER_ERRORS as err:
         print(f"drct {args.command}: error: {describe(err)}", file=sys.stderr)

@@ -17,7 +17,22 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
+
+
+class LinearOperator(Protocol):
+    """What :class:`Adjoint` needs of an operator."""
+
+    @property
+    def domain_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def range_shape(self) -> tuple[int, ...]: ...
+
+    def adjoint(self, y: Any) -> Any: ...
+
+
+Op = TypeVar("Op", bound=LinearOperator)
 
 
 class AllViewsHere:
@@ -58,3 +73,26 @@ class AllViewsHere:
         (e.g. a step length times projections): the value itself here; a sharded projector sums its gradient
         over the ranks, which reverse mode through such a use needs."""
         return value
+
+
+class Adjoint(Generic[Op]):
+    """``A.T`` of any drct operator: calling it applies ``A.adjoint``; its ``.T`` is ``A`` again, and its shapes
+    are ``A``'s swapped."""
+
+    def __init__(self, op: Op) -> None:
+        self._op = op
+
+    def __call__(self, y: Any) -> Any:
+        return self._op.adjoint(y)
+
+    @property
+    def T(self) -> Op:
+        return self._op
+
+    @property
+    def domain_shape(self) -> tuple[int, ...]:
+        return self._op.range_shape
+
+    @property
+    def range_shape(self) -> tuple[int, ...]:
+        return self._op.domain_shape

@@ -13,7 +13,7 @@ from .backend import Types, canonical_dtype, get_backend, types
 from .geometry.projection import AnyGeometry, ProjectionGeometry, RayGeometry
 from .geometry.volume import VolumeGeometry
 from .memory import require_memory
-from .operator import AllViewsHere
+from .operator import Adjoint, AllViewsHere
 from .transform import AdjointOp, ForwardOp, Transform, apply, geometry_tangents
 from .volume import BASES, basis_degree
 
@@ -162,9 +162,9 @@ class Projector(AllViewsHere):
         return Projector(self.vg, pg, self.basis, self.dtype, self.backend, deterministic=self._engine.deterministic)
 
     @property
-    def T(self) -> _Adjoint:
+    def T(self) -> Adjoint[Projector]:
         """The adjoint (transpose) operator: ``A.T(y)``."""
-        return _Adjoint(self)
+        return Adjoint(self)
 
     def _batch(self, shape: tuple[int, ...], core: tuple[int, ...], name: str) -> tuple[tuple[int, ...], int]:
         """Leading dimensions of ``shape`` before ``core`` and the number of samples they hold."""
@@ -287,25 +287,3 @@ def _torch_needs_grad(value: Any) -> bool:
     import torch
 
     return torch.is_grad_enabled()
-
-
-class _Adjoint:
-    """``A.T``: calling it applies the adjoint; its ``.T`` is ``A`` again."""
-
-    def __init__(self, op: Projector) -> None:
-        self._op = op
-
-    def __call__(self, y: Any) -> Any:
-        return self._op.adjoint(y)
-
-    @property
-    def T(self) -> Projector:
-        return self._op
-
-    @property
-    def domain_shape(self) -> tuple[int, ...]:
-        return self._op.range_shape
-
-    @property
-    def range_shape(self) -> tuple[int, ...]:
-        return self._op.domain_shape

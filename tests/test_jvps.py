@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import drjit as dr
 import numpy as np
 import pytest
@@ -61,19 +63,25 @@ def test_geometry_jvps_refuse_a_different_point() -> None:
         A.geometry_jvps(x, [pg.perturb(det_shift_u=_seeded(0.5))])
 
 
+def _assert_jacobian_equals_one_column_at_a_time(
+    model: Any, theta: np.ndarray, vg: ct.VolumeGeometry, basis: str
+) -> None:
+    """The calibration Jacobian (one march) against one forward-mode pass per column, on Shepp-Logan."""
+    x = TensorXf(ct.phantoms.shepp_logan(vg))
+    cols = linalg.jacobian(model, theta, vg, basis, x, linalg.seed_groups(model))
+    for idx, data in zip(cols.seeds, cols.data, strict=True):
+        seed = np.zeros(model.size)
+        seed[idx] = 1.0
+        want = linalg.jvp(vg, basis, model.geometry(theta, seed), x).reshape(data.shape)
+        np.testing.assert_allclose(data, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 def test_calibration_jacobian_equals_one_column_at_a_time() -> None:
     vg = ct.VolumeGeometry((12, 16, 16))
     pg = ct.cone(np.linspace(0, 2 * np.pi, 10, endpoint=False), (14, 18), 1.3, 50.0, 100.0)
     model = PerturbModel(pg, ["det_shift_u", "det_roll", "det_shift_v:view"])
     theta = model.theta0 + 0.01
-    x = TensorXf(ct.phantoms.shepp_logan(vg))
-    groups = linalg.seed_groups(model)
-    cols = linalg.jacobian(model, theta, vg, "bspline2", x, groups)
-    for idx, data in zip(cols.seeds, cols.data, strict=True):
-        seed = np.zeros(model.size)
-        seed[idx] = 1.0
-        want = linalg.jvp(vg, "bspline2", model.geometry(theta, seed), x).reshape(data.shape)
-        np.testing.assert_allclose(data, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    _assert_jacobian_equals_one_column_at_a_time(model, theta, vg, "bspline2")
 
 
 def test_tangents_survive_when_one_vector_feeds_another() -> None:
@@ -89,11 +97,4 @@ def test_tangents_survive_when_one_vector_feeds_another() -> None:
     keep = module[i] != module[j]
     model = EndpointModel(ring[i[keep]], ring[j[keep]], module[i[keep]], module[j[keep]], 4)
     theta = model.theta0.copy()
-    x = TensorXf(ct.phantoms.shepp_logan(vg))
-    groups = linalg.seed_groups(model)
-    cols = linalg.jacobian(model, theta, vg, "linear", x, groups)
-    for idx, data in zip(cols.seeds, cols.data, strict=True):
-        seed = np.zeros(model.size)
-        seed[idx] = 1.0
-        want = linalg.jvp(vg, "linear", model.geometry(theta, seed), x).reshape(data.shape)
-        np.testing.assert_allclose(data, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    _assert_jacobian_equals_one_column_at_a_time(model, theta, vg, "linear")

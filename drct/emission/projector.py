@@ -14,7 +14,7 @@ from ..backend import Types, canonical_dtype, get_backend, types
 from ..concurrency import get_deterministic, launches
 from ..geometry.volume import VolumeGeometry
 from ..memory import require_memory
-from ..operator import AllViewsHere
+from ..operator import Adjoint, AllViewsHere
 from .collimator import Collimator
 from .engine import SigmaModel, SpectAdjointOp, SpectEngine, SpectOp
 from .geometry import SpectGeometry
@@ -133,8 +133,8 @@ class SPECTProjector(AllViewsHere):
         return (self._engine.kz, self._engine.ku)
 
     @property
-    def T(self) -> _Adjoint:
-        return _Adjoint(self)
+    def T(self) -> Adjoint[SPECTProjector]:
+        return Adjoint(self)
 
     def select_views(self, views: Any) -> SPECTProjector:
         """The operator of a subset of views (same volume, μ-map and response), e.g. for OSEM."""
@@ -256,17 +256,3 @@ class SPECTProjector(AllViewsHere):
             f"SPECTProjector(vg shape={self.vg.shape}, {self.pg!r}, mu={'yes' if self.mu is not None else 'none'}, "
             f"psf radius={self.psf_radius}, dtype={self.dtype!r}, backend={self.backend!r})"
         )
-
-
-class _Adjoint:
-    """``A.T``: calling it applies the adjoint; its ``.T`` is ``A`` again."""
-
-    def __init__(self, op: SPECTProjector) -> None:
-        self._op = op
-
-    def __call__(self, y: Any) -> Any:
-        return self._op.adjoint(y)
-
-    @property
-    def T(self) -> SPECTProjector:
-        return self._op

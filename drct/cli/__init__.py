@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # results files are bit-reproducible unless the user trades that for speed (see drct.concurrency); a
         # CPU mode: CUDA's atomics have no fixed order, so a GPU run keeps them
-        wanted = not getattr(args, "nondeterministic", False) and hasattr(args, "nondeterministic")
+        wanted = hasattr(args, "nondeterministic") and not args.nondeterministic
         with deterministic(wanted and get_backend() == "llvm"):
             return int(args.func(args) or 0)
     except USER_ERRORS as err:

@@ -1,5 +1,8 @@
 """drct: differentiable X-ray transforms for computed tomography on Dr.Jit.
 
+``import drct`` needs neither torch nor Mitsuba: the torch layers (:mod:`drct.torch`, ``pip install
+"drct[torch]"``) and triangle meshes (``drct[meshes]``) import them where they are used (:mod:`drct.extras`).
+
 Example:
     >>> import numpy as np, drct as ct
     >>> vg = ct.VolumeGeometry((128, 128))
@@ -22,6 +25,7 @@ from . import phantoms as phantoms
 from . import physics as physics
 from . import recon as recon
 from . import scene as scene  # Mitsuba is imported only when a scene has a mesh
+from . import scenes as scenes  # the bundled scene files: ct.scenes.names(), ct.scenes.path(name)
 from .backend import get_backend as get_backend
 from .backend import set_backend as set_backend
 from .calibration import CalibrationResult as CalibrationResult
@@ -32,6 +36,7 @@ from .concurrency import set_deterministic as set_deterministic
 from .emission import spect as spect
 from .errors import MemoryBudgetError as MemoryBudgetError
 from .errors import NonFiniteError as NonFiniteError
+from .extras import MissingExtraError as MissingExtraError
 from .geometry import ProjectionGeometry as ProjectionGeometry
 from .geometry import RayGeometry as RayGeometry
 from .geometry import VolumeGeometry as VolumeGeometry
@@ -61,6 +66,7 @@ __all__ = [
     "BackendError",
     "CalibrationResult",
     "MemoryBudgetError",
+    "MissingExtraError",
     "NonFiniteError",
     "ProjectionGeometry",
     "Projector",
@@ -91,6 +97,7 @@ __all__ = [
     "recon",
     "save_geometry",
     "scene",
+    "scenes",
     "set_backend",
     "set_deterministic",
     "spect",

@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 
 from .backend import drjit_module, get_backend, types, upload
 from .concurrency import launches
+from .extras import require
 from .geometry.projection import AnyGeometry
 from .geometry.ray_arrays import geometry_vectors, make_rays
 from .memory import require_memory
@@ -179,8 +180,7 @@ def check_closed(vertices: np.ndarray, faces: np.ndarray, name: str = "mesh") ->
 
 def _mitsuba() -> Any:
     """Mitsuba, with a variant on drct's backend (``<backend>_ad_mono`` unless one of that backend is active)."""
-    import mitsuba as mi
-
+    mi = require("mitsuba", "tracing or reading triangle meshes")
     backend = get_backend()
     current = mi.variant()
     if current is None or not current.startswith(f"{backend}_ad_"):

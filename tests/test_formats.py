@@ -393,7 +393,7 @@ def test_a_missing_extra_is_one_line_naming_it(
     monkeypatch.setitem(sys.modules, "h5py", None)  # as if h5py were not installed
     assert main(["reconstruct", str(tmp_path / "scan.nxs"), "-o", str(tmp_path / "o.tif")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pip install 'drct[formats]'" in err
+    assert err.count("\n") == 1 and 'pip install "drct[formats]"' in err
 
 
 def test_a_tiff_folder_needs_a_geometry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,8 @@ bug in drct and keeps its traceback.
 
 Example:
     $ drct info
+    $ drct --version
+    $ python -m drct simulate shepp_logan_2d -o out/shepp_logan_2d
 """
 
 from __future__ import annotations
@@ -24,10 +26,21 @@ from typing import NoReturn
 
 from ..backend import get_backend
 from ..concurrency import deterministic
+from ..extras import MissingExtraError
 
 MAX_ARGUMENT = 100_000  # characters per command-line argument (Linux itself passes at most 131072 bytes)
 MAX_MESSAGE = 1_000  # characters of an error message (a value quoted in it may be huge)
-USER_ERRORS = (ValueError, TypeError, KeyError, OSError, MemoryError, RecursionError, OverflowError, EOFError)
+USER_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    OSError,
+    MemoryError,
+    RecursionError,
+    OverflowError,
+    EOFError,
+    MissingExtraError,  # an optional dependency to install: the message names the extra
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -50,10 +63,18 @@ def add_determinism_flag(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``drct`` argument parser with every subcommand of this package registered."""
     parser = Parser(prog="drct", description="Differentiable X-ray transforms on Dr.Jit.")
+    parser.add_argument("--version", action="version", version=f"drct {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
         importlib.import_module(f"{__name__}.{module}").register(sub)
     return parser
+
+
+def version() -> str:
+    """drct's version: the installed distribution's, else (a source tree never installed) ``0.0.0+local``."""
+    from .. import __version__
+
+    return __version__
 
 
 def one_line(text: str) -> str:

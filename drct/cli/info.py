@@ -64,7 +64,9 @@ def info() -> dict[str, str]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("info", help="print version, backend, LLVM version and device (or a scene file)")
-    parser.add_argument("scene", nargs="?", help="a scene file (.toml): print the scene and its parameters")
+    parser.add_argument(
+        "scene", nargs="?", help="a scene file (.toml) or a bundled scene's name: print the scene and its parameters"
+    )
     parser.add_argument(
         "--allow-outside-files", action="store_true", help="let the scene read data files outside its own folder"
     )

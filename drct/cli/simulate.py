@@ -1,4 +1,4 @@
-"""``drct simulate SCENE -o OUT``: simulate a scan from a TOML scene file.
+"""``drct simulate SCENE -o OUT``: simulate a scan from a TOML scene file or a bundled scene (by name).
 
 Writes into ``OUT``: ``projections.npy`` and ``projections.tif`` (noisy projections after the log transform,
 float32, ``(views, rows, cols)`` or ``(views, cols)``), ``line_integrals.npy`` (the clean ones),
@@ -15,6 +15,7 @@ nothing but the files of an earlier run. Data files named by the scene must lie 
 
 Example:
     $ drct simulate scenes/shepp_logan_2d.toml -o out/shepp_logan_2d
+    $ drct simulate shepp_logan_2d -o out/shepp_logan_2d  # the bundled scene, from any folder
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="simulate a scan from a TOML scene file",
         description="Simulate projections, the exact geometry and a preview from a TOML scene file (see scenes/).",
     )
-    parser.add_argument("scene", help="the scene file (.toml)")
+    parser.add_argument("scene", help="a scene file (.toml) or a bundled scene's name (e.g. shepp_logan_2d)")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     parser.add_argument("--scale", type=float, default=1.0, help="reduce views/pixels by this factor, in (0, 1]")

@@ -13,14 +13,12 @@ from typing import Any
 import drjit as dr
 
 from ..autodiff import sync_in, sync_out
+from ..extras import require
 
 
 def torch_distributed() -> Any:
     """:mod:`torch.distributed`, or an error naming the extra that provides it."""
-    try:
-        import torch.distributed as dist
-    except ImportError as error:  # pragma: no cover - torch is a dependency of drct
-        raise ImportError("drct.distributed needs torch: pip install 'drct[distributed]'") from error
+    dist = require("torch.distributed", "drct.distributed", extra="distributed")
     if not dist.is_available():  # pragma: no cover - builds of torch without distributed support
         raise ImportError("drct.distributed needs a torch build with torch.distributed (this one has none)")
     return dist

@@ -7,7 +7,7 @@ a drct geometry (:class:`Scan`), and the one normalisation of raw readings (:fun
   :func:`read_tiff_stack` (pixels only: the geometry comes from elsewhere);
 - DICOM series (a volume, not projections): :func:`read_dicom_series`, :func:`write_dicom_series` (pydicom).
 
-h5py and pydicom come with ``pip install 'drct[formats]'``. :func:`read` picks the reader by ``format``, else by
+h5py and pydicom come with ``pip install "drct[formats]"``. :func:`read` picks the reader by ``format``, else by
 the extension, else by the content (HDF5 and TIFF signatures, a folder's files).
 
 Example:

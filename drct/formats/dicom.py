@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import require_finite
+from ..extras import require
 from ..geometry.volume import VolumeGeometry
 from ..io import output_folder, regular_file
 from ..memory import require_memory
-from .scan import optional
 
 AXIAL = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -48,7 +48,7 @@ MAX_SLICE_FILE = 1 << 30
 
 
 def _pydicom() -> Any:
-    return optional("pydicom", "reading and writing DICOM series")
+    return require("pydicom", "reading and writing DICOM series")
 
 
 def _floats(ds: Any, key: str, n: int, where: Path) -> np.ndarray:
@@ -74,7 +74,7 @@ def read_dicom_series(folder: str | os.PathLike[str]) -> tuple[np.ndarray, Volum
     Raises:
         ValueError: no DICOM image in the folder, several series, non-axial or differing orientations,
             uneven or repeated slice positions, slices of different sizes.
-        ImportError: pydicom is not installed (``pip install 'drct[formats]'``).
+        ImportError: pydicom is not installed (``pip install "drct[formats]"``).
     """
     pydicom = _pydicom()
     root = Path(folder)

@@ -37,17 +37,18 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import require
 from ..geometry.projection import ProjectionGeometry
 from ..io import regular_file, write_atomically
 from ..memory import require_memory
 from .orbit import Orbit, circular_geometry, circular_orbit
-from .scan import Scan, optional, to_mm, to_radians
+from .scan import Scan, to_mm, to_radians
 
 PROJECTION, FLAT, DARK, INVALID = 0, 1, 2, 3
 
 
 def _h5py() -> Any:
-    return optional("h5py", "reading and writing NXtomo files")
+    return require("h5py", "reading and writing NXtomo files")
 
 
 def _text(value: Any) -> str:
@@ -96,7 +97,7 @@ def read_nxtomo(path: str | os.PathLike[str], angle_sign: float = 1.0) -> Scan:
     Raises:
         ValueError: not HDF5, no NXtomo entry, frames and keys/angles of different lengths, no projection
             frame, an unknown unit.
-        ImportError: h5py is not installed (``pip install 'drct[formats]'``).
+        ImportError: h5py is not installed (``pip install "drct[formats]"``).
     """
     h5py = _h5py()
     p = regular_file(path, "NXtomo file")

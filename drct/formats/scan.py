@@ -11,9 +11,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -69,16 +67,6 @@ def to_radians(values: Any, unit: str | None, what: str, default: str = "degree"
         raise ValueError(f"{what} must be numbers") from None
     require_finite(angles, what)
     return angles
-
-
-def optional(module: str, purpose: str) -> ModuleType:
-    """Import an optional dependency of the ``formats`` extra, or ModuleNotFoundError naming the extra."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ModuleNotFoundError(  # a ModuleNotFoundError naming the module: callers may skip on it
-            f"{purpose} needs {module}: pip install 'drct[formats]' (or pip install {module})", name=module
-        ) from None
 
 
 @dataclass

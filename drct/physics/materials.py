@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import require
 from . import _tables
 
 
@@ -108,10 +109,7 @@ class Material:
             density: g/cm³.
             energies_kev: Grid to tabulate on (keV); default 1..200 keV.
         """
-        try:
-            import xraydb  # type: ignore[import-not-found]
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError("Material.from_formula needs xraydb: pip install xraydb") from err
+        xraydb = require("xraydb", "Material.from_formula")
         grid = _grid(energies_kev)
         try:
             mu_cm = np.asarray(xraydb.material_mu(formula, grid * 1e3, density=float(density)))

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import require
 from .materials import get_material
 
 _SPEKPY_NAMES = {"aluminium": "Al", "aluminum": "Al", "copper": "Cu", "titanium": "Ti", "iron": "Fe", "lead": "Pb"}
@@ -180,10 +181,7 @@ class Spectrum:
 
 
 def _spekpy(kvp: float, filtration: Mapping[str, float], centres: np.ndarray, dk: float, angle: float) -> np.ndarray:
-    try:
-        import spekpy  # type: ignore[import-not-found]
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("Spectrum.tube(model='spekpy') needs SpekPy: pip install spekpy") from err
+    spekpy = require("spekpy", "Spectrum.tube(model='spekpy')")
     spek = spekpy.Spek(kvp=float(kvp), th=float(angle), dk=float(dk))
     for name, mm in filtration.items():
         spek.filter(_SPEKPY_NAMES.get(name.lower(), name), float(mm))

@@ -13,6 +13,7 @@ from typing import Any
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
 from ..physics import get_material, material_names
+from . import bundled
 from .errors import SceneError
 from .geometry import read_geometry, read_misalignment
 from .registry import lookup
@@ -65,7 +66,8 @@ def load_scene(
     """Read a TOML scene file.
 
     Args:
-        path: the scene file; relative file names inside it are relative to its folder.
+        path: the scene file; relative file names inside it are relative to its folder. A bare name that is no
+            file here, e.g. ``"shepp_logan_2d"``, names a scene bundled with drct (:mod:`drct.scenes`).
         overrides: values replacing (or adding) keys before the scene is built, by dotted key:
             ``{"geometry.det_shape": [32, 32], "objects[0].mu": 0.01}``.
         scale: in ``(0, 1]``: the same scan with about ``scale`` times the views, detector pixels and volume
@@ -83,11 +85,15 @@ def load_scene(
         >>> scene.projection_geometry().ndim
         2
     """
-    file = str(path)
-    source = Path(path)
+    file, source = str(path), Path(path)
     with guard(file, ""):
+        if not source.is_file() and bundled.is_name(file):  # a bundled scene by name
+            source = bundled.path(file)
+            file = str(source)
         if not source.is_file():  # regular files only: a FIFO would block
             problem = "not a regular file (a folder, FIFO or device)" if source.exists() else "scene file not found"
+            if not source.exists() and not source.suffix and len(source.parts) == 1:
+                problem += f" (nor a bundled scene: {', '.join(bundled.names())})"
             raise SceneError(file, "", problem)
         if source.stat().st_size > MAX_FILE_BYTES:
             raise SceneError(file, "", f"{source.stat().st_size} bytes: a scene file has at most {MAX_FILE_BYTES}")

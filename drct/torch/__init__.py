@@ -1,6 +1,6 @@
 """PyTorch layers: the projector ``A``, its adjoint ``A.T`` and FBP as differentiable torch operations.
 
-Import it explicitly (nothing else in drct imports torch)::
+Import it explicitly (nothing else in drct imports torch; ``pip install "drct[torch]"`` installs it)::
 
     import drct as ct
     import drct.torch
@@ -43,10 +43,16 @@ Example:
     (torch.Size([4, 32, 32]), torch.Size([]))
 """
 
-from ._bridge import backproject as backproject
-from ._bridge import project as project
-from ._layers import FBP as FBP
-from ._layers import BackProjection as BackProjection
-from ._layers import Projection as Projection
+from ..extras import require
+
+try:
+    from ._bridge import backproject as backproject
+    from ._bridge import project as project
+    from ._layers import FBP as FBP
+    from ._layers import BackProjection as BackProjection
+    from ._layers import Projection as Projection
+except ModuleNotFoundError:
+    require("torch", "drct.torch (the PyTorch layers)")  # without torch: an error naming the extra
+    raise
 
 __all__ = ["FBP", "BackProjection", "Projection", "backproject", "project"]

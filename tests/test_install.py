@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -217,8 +218,12 @@ def test_the_readme_set_up_line_runs_twice_from_an_empty_folder(
 def test_the_wheel_holds_the_scenes_and_py_typed_and_works_without_the_checkout(tmp_path: Path) -> None:
     """``pip wheel . --no-deps``: py.typed, every bundled scene file, core requirements without torch/Mitsuba;
     installed from the wheel alone (no checkout on the path), a bundled scene with a data file loads."""
+    source = tmp_path / "source"  # a clean copy: no stale build/ of the checkout can slip into the wheel
+    shutil.copytree(ROOT / "drct", source / "drct", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-w", str(tmp_path / "dist")],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-w", str(tmp_path / "dist")],
         capture_output=True,
         text=True,
     )

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import drjit as dr
+import numpy as np
 from tqdm.auto import tqdm
 
 from .backend import Types
 from .concurrency import get_deterministic, launches
-from .geometry.projection import AnyGeometry, ProjectionGeometry
+from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
 from .kernels import derivatives, march
@@ -31,6 +32,29 @@ def _detached(vectors: Vectors) -> Vectors:
 
 def _dot(a: Vec, b: Vec) -> Any:
     return sum((x * y for x, y in zip(a, b, strict=True)), start=0.0)
+
+
+def rays_spread(vg: VolumeGeometry, pg: AnyGeometry) -> bool:
+    """Whether neighbouring rays of a detector row cross the volume at least half a voxel apart (median over
+    the views), so that a SIMD packet of them rarely adds into one coefficient at once and the adjoint's
+    scatters are fastest without a reduction within the packet (:func:`drct.kernels.march.scatter_mode`).
+    Ray lists: unknown order, so no.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> vg = ct.VolumeGeometry((64, 64))
+        >>> angles = np.linspace(0, np.pi, 90, endpoint=False)
+        >>> rays_spread(vg, ct.parallel(angles, 96)), rays_spread(vg, ct.parallel(angles, 512, 0.125))
+        (True, False)
+    """
+    if not isinstance(pg, ProjectionGeometry):
+        return False
+    src, det, det_u = (np.atleast_2d(np.asarray(host_rows(v), dtype=np.float64)) for v in (pg.src, pg.det, pg.det_u))
+    pitch = np.linalg.norm(det_u, axis=1)
+    if pg.beam != "parallel":  # the pitch where the rays cross the middle of the volume
+        middle = np.asarray(vg.center, dtype=np.float64)
+        pitch = pitch * np.linalg.norm(src - middle, axis=1) / np.linalg.norm(det - src, axis=1)
+    return bool(np.median(pitch) >= 0.5 * min(vg.spacing_xyz))
 
 
 class Transform:
@@ -53,6 +77,7 @@ class Transform:
         self._spacing = [dr.opaque(t.Float64, h) for h in vg.spacing_xyz]
         self._fixed_vectors = None if pg.differentiable else geometry_vectors(pg, t)
         self.deterministic: bool | None = None  # None: follow drct.concurrency's default at each call
+        self.spread = rays_spread(vg, pg)  # how the adjoint's scatters combine colliding lanes
 
     def reproducible(self) -> bool:
         """Whether this call's scatter kernels must be bit-reproducible (see :mod:`drct.concurrency`)."""
@@ -141,7 +166,7 @@ class Transform:
         with launches(self.t.backend, self.reproducible()):
             for start, count in self._progress("A.T y", batch, linear=True):
                 segs = self._ray_segments(vectors, start, count, batch)
-                march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target)
+                march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target, self.spread)
                 dr.eval(target)
         return target
 
@@ -178,7 +203,7 @@ class Transform:
             dr.enable_grad(leaves)
             rays = rays_from(self.pg, t, leaves, index)
             segs = self._segments(rays, offset)
-            der = derivatives.ray_derivatives(self.grid, t, segs, coeffs, weights, target)
+            der = derivatives.ray_derivatives(self.grid, t, segs, coeffs, weights, target, self.spread)
             d_o, d_d, d_tmax = self._ray_partials(der, segs)
             if weights is not None:
                 w = t.Float64(weights)

@@ -44,7 +44,6 @@ NO_EXAMPLE_YET = {
     "drct.kernels.march",
     "drct.physics.make_tables",
     "drct.scene.mesh_objects",
-    "drct.transform",
 }
 
 

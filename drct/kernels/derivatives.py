@@ -22,6 +22,7 @@ from .march import (
     Segments,
     Window,
     cell_weights,
+    dot_fma,
     gather_cell,
     march,
     scatter_cell,
@@ -29,16 +30,27 @@ from .march import (
 )
 
 
-def _contract(coeffs: list[Any], per_axis: list[list[Any]]) -> Any:
-    """``Σ_j c_j Π_a b_a[j_a]`` for coefficients in ``grid.offsets`` order (first axis slowest)."""
-    values = coeffs
-    for b in reversed(per_axis):  # contract the fastest axis first
-        width = len(b)
-        values = [
-            sum((v * w for v, w in zip(values[i : i + width], b, strict=True)), start=0.0)
-            for i in range(0, len(values), width)
-        ]
-    return values[0]
+def _contract(
+    coeffs: list[Any], values: list[list[Any]], slopes: list[list[Any]] | None = None
+) -> tuple[Any, list[Any]]:
+    """``Σ_j c_j Π_a b_a[j_a]`` for coefficients in ``grid.offsets`` order (first axis slowest), and with
+    ``slopes`` also the same sum with axis ``a``'s values replaced by its slopes, for every ``a``.
+
+    Sum-factorised, fastest axis first; the derivative sums share the value's partial contractions (3D,
+    degree 2: 93 multiply-adds for the value and all three slopes instead of 4 x 39).
+    """
+    partials: dict[int | None, list[Any]] = {None: coeffs}
+    for a in reversed(range(len(values))):
+        width = len(values[a])
+
+        def contract(vals: list[Any], weights: list[Any], width: int = width) -> list[Any]:
+            return [dot_fma(vals[i : i + width], weights) for i in range(0, len(vals), width)]
+
+        step = {label: contract(vals, values[a]) for label, vals in partials.items()}
+        if slopes is not None:
+            step[a] = contract(partials[None], slopes[a])
+        partials = step
+    return partials[None][0], [partials[a][0] for a in range(len(values))] if slopes is not None else []
 
 
 def cell_derivatives(
@@ -46,29 +58,34 @@ def cell_derivatives(
 ) -> tuple[list[Any], list[Any], Any, Any]:
     """Integrals over the segment of ``∂f/∂w_a`` and ``s ∂f/∂w_a`` (``s`` = distance from the segment start, mm),
     and the values of ``f`` at the segment's two ends, for the cell coefficients ``coeffs`` (ordered as
-    :func:`cell_weights` orders its weights for the same ``flip``)."""
-    n = grid.degree
+    :func:`cell_weights` orders its weights for the same ``flip``).
 
-    def at(s: list[Any], slope_axis: int | None) -> Any:
-        per_axis = [
-            bspline_segment_slopes(n, x) if a == slope_axis else bspline_segments(n, x) for a, x in enumerate(s)
-        ]
-        if flip is not None:
-            per_axis = [
-                [dr.select(f, b[n - j], b[j]) for j in range(n + 1)] for f, b in zip(flip, per_axis, strict=True)
-            ]
-        return _contract(coeffs, per_axis)
+    A reversed axis is evaluated at ``1 - x``, as in :func:`~drct.kernels.march.contract_cell` (segment
+    ``n - j`` at ``x`` is segment ``j`` at ``1 - x``, so its slope is minus segment ``j``'s slope there).
+    """
+    n, ndim = grid.degree, grid.ndim
+    starts, slopes = cell.local, cell.direction
+    sign: list[Any] = [1.0] * ndim
+    if flip is not None:
+        starts = [dr.select(f, 1.0 - s, s) for f, s in zip(flip, starts, strict=True)]
+        slopes = [dr.select(f, -d, d) for f, d in zip(flip, slopes, strict=True)]
+        sign = [dr.select(f, -1.0, 1.0) for f in flip]
 
-    start = at(cell.local, None)
-    end = at([s + cell.length * d for s, d in zip(cell.local, cell.direction, strict=True)], None)
-    grad = [0.0] * grid.ndim
-    moment = [0.0] * grid.ndim
+    def value(along: Any) -> Any:
+        x = [dr.fma(along, d, s) for s, d in zip(starts, slopes, strict=True)]
+        return _contract(coeffs, [bspline_segments(n, v) for v in x])[0]
+
+    start, end = value(0.0), value(cell.length)
+    grad: list[Any] = [0.0] * ndim
+    moment: list[Any] = [0.0] * ndim
     if n > 0:
         for xi, omega in zip(grid.nodes, grid.weights, strict=True):
             along = cell.length * xi
-            s = [x + along * d for x, d in zip(cell.local, cell.direction, strict=True)]
-            for a in range(grid.ndim):
-                slope = at(s, a) * (omega * cell.length)
+            x = [dr.fma(along, d, s) for s, d in zip(starts, slopes, strict=True)]
+            _, g = _contract(coeffs, [bspline_segments(n, v) for v in x], [bspline_segment_slopes(n, v) for v in x])
+            scale = omega * cell.length
+            for a in range(ndim):
+                slope = g[a] * sign[a] * scale
                 grad[a] = grad[a] + slope
                 moment[a] = moment[a] + slope * along
     return grad, moment, start, end
@@ -86,20 +103,27 @@ class RayDerivatives:
 
 
 def ray_derivatives(
-    grid: KnotGrid, t: Types, segs: Segments, coeffs: Any, values: Any | None = None, target: Any | None = None
+    grid: KnotGrid,
+    t: Types,
+    segs: Segments,
+    coeffs: Any,
+    values: Any | None = None,
+    target: Any | None = None,
+    spread: bool = False,
 ) -> RayDerivatives:
     """Derivatives of every ray's integral w.r.t. its origin and direction, for the coefficients ``coeffs``.
 
     If ``target`` is given, the same march also adds the adjoint of ``values`` into it (see :func:`backproject`).
     The box basis (degree 0) is piecewise constant: its derivative is the sum of the jumps at the cell faces the
-    ray crosses (exact wherever the ray does not pass through an edge or corner of the grid).
+    ray crosses (exact wherever the ray does not pass through an edge or corner of the grid). ``spread``: see
+    :func:`~drct.kernels.march.scatter_mode`.
     """
     width = dr.width(segs.length)
     zero = dr.zeros(t.Float, width)
+    mode = scatter_mode(target, spread) if target is not None else dr.ReduceMode.Auto
     if grid.degree == 0:
-        return _box_derivatives(grid, t, segs, coeffs, values, target)
+        return _box_derivatives(grid, t, segs, coeffs, values, target, mode)
     win = Window(grid, t, segs)
-    mode = scatter_mode(target) if target is not None else dr.ReduceMode.Auto
 
     def visit(acc: Any, cell: Cell) -> Any:
         grad, moment, f_start, _, first, window, weights = acc
@@ -123,7 +147,7 @@ def ray_derivatives(
 
 
 def _box_derivatives(
-    grid: KnotGrid, t: Types, segs: Segments, coeffs: Any, values: Any | None, target: Any | None
+    grid: KnotGrid, t: Types, segs: Segments, coeffs: Any, values: Any | None, target: Any | None, mode: dr.ReduceMode
 ) -> RayDerivatives:
     """:func:`ray_derivatives` for the box basis: one coefficient per cell, and jumps at the faces."""
     width = dr.width(segs.length)
@@ -133,7 +157,7 @@ def _box_derivatives(
         grad, moment, f_start, _, previous, first = acc
         coeffs_here = gather_cell(grid, t, coeffs, cell)
         if target is not None:
-            scatter_cell(grid, t, target, values, cell)
+            scatter_cell(grid, t, target, values, cell, mode)
         g, m, start, end = cell_derivatives(grid, cell, coeffs_here)
         # y jumps by (after - before) at a face t_c = (w_a - o_a) / d_a: dt_c/do_a = -1/d_a
         for a in range(grid.ndim):

@@ -180,24 +180,35 @@ class Cell:
 
 def cell_weights(grid: KnotGrid, cell: Cell, flip: list[Any] | None = None) -> list[Any]:
     """Exact integrals over the segment of each cell coefficient's basis function (order of ``grid.offsets``;
-    along axes where ``flip`` is true, the coefficient order of that axis is reversed)."""
+    along axes where ``flip`` is true, the coefficient order of that axis is reversed).
+
+    A reversed axis is evaluated at ``1 - x`` (segment ``n - j`` at ``x`` is segment ``j`` at ``1 - x``), as in
+    :func:`contract_cell`, and the node weight and segment length ride on the first axis's values, so each node
+    costs one product per coefficient and one multiply-add into the totals.
+    """
     n = grid.degree
     if n == 0:
         return [cell.length]
-    total: list[Any] = [0.0] * (n + 1) ** grid.ndim
+    starts, slopes = cell.local, cell.direction
+    if flip is not None:
+        starts = [dr.select(f, 1.0 - s, s) for f, s in zip(flip, starts, strict=True)]
+        slopes = [dr.select(f, -d, d) for f, d in zip(flip, slopes, strict=True)]
+    total: list[Any] | None = None
     for xi, omega in zip(grid.nodes, grid.weights, strict=True):
         along = cell.length * xi
-        per_axis = [bspline_segments(n, s + along * d) for s, d in zip(cell.local, cell.direction, strict=True)]
-        if flip is not None:
-            per_axis = [
-                [dr.select(f, b[n - j], b[j]) for j in range(n + 1)] for f, b in zip(flip, per_axis, strict=True)
-            ]
+        per_axis = [bspline_segments(n, dr.fma(along, d, s)) for s, d in zip(starts, slopes, strict=True)]
+        scale = omega * cell.length
         # offsets enumerate (j_x, j_y[, j_z]) with j_x slowest: build the products in the same order
-        products: list[Any] = [omega]
-        for values in per_axis:
+        products = [scale * v for v in per_axis[0]]
+        for values in per_axis[1:-1]:
             products = [p * v for p in products for v in values]
-        total = [a + p for a, p in zip(total, products, strict=True)]
-    return [w * cell.length for w in total]
+        pairs = [(p, v) for p in products for v in per_axis[-1]]
+        if total is None:
+            total = [p * v for p, v in pairs]
+        else:
+            total = [dr.fma(p, v, a) for (p, v), a in zip(pairs, total, strict=True)]
+    assert total is not None
+    return total
 
 
 def contract_cell(grid: KnotGrid, cell: Cell, window: list[Any], flip: list[Any]) -> Any:
@@ -217,12 +228,13 @@ def contract_cell(grid: KnotGrid, cell: Cell, window: list[Any], flip: list[Any]
         values = window
         for a in reversed(range(grid.ndim)):  # the window's last axis varies fastest
             b = bspline_segments(n, dr.fma(along, slopes[a], starts[a]))
-            values = [_dot_fma([values[i * m + j] for j in range(m)], b) for i in range(len(values) // m)]
+            values = [dot_fma([values[i * m + j] for j in range(m)], b) for i in range(len(values) // m)]
         total = dr.fma(omega, values[0], total)
     return total * cell.length
 
 
-def _dot_fma(a: list[Any], b: list[Any]) -> Any:
+def dot_fma(a: list[Any], b: list[Any]) -> Any:
+    """``Σ a_i b_i`` as a chain of multiply-adds."""
     out = a[0] * b[0]
     for x, y in zip(a[1:], b[1:], strict=True):
         out = dr.fma(x, y, out)
@@ -309,24 +321,33 @@ def gather_cell(grid: KnotGrid, t: Types, coeffs: Any, cell: Cell) -> list[Any]:
     ]
 
 
-def scatter_cell(grid: KnotGrid, t: Types, target: Any, values: Any, cell: Cell) -> None:
+def scatter_cell(
+    grid: KnotGrid, t: Types, target: Any, values: Any, cell: Cell, mode: dr.ReduceMode | None = None
+) -> None:
     """Add ``values * weight`` of each cell coefficient into ``target`` (the transpose of the weighted gather)."""
-    mode = scatter_mode(target)
+    mode = scatter_mode(target) if mode is None else mode
     for off, m, w in zip(grid.offsets, cell.inside, cell_weights(grid, cell), strict=True):
         dr.scatter_add(target, values * w, t.UInt(cell.base + off), m, mode=mode)
 
 
-def scatter_mode(target: Any) -> dr.ReduceMode:
+def scatter_mode(target: Any, spread: bool = False) -> dr.ReduceMode:
     """How to scatter-add into ``target``.
 
-    On the CPU: ``Expand`` (no atomics: one copy of the target per pool worker, 1.7x faster than ``Local`` for
-    the 2D adjoints) while the calling thread is the only Python thread and the copies stay under 32 MB, else
-    ``Local`` (atomics after a reduction within each SIMD packet). ``Expand`` is not safe while another thread
-    runs Dr.Jit work: a thread waiting on the pool runs blocks of other launches under a worker's index and
-    mixes the copies (sums up to 13% off, Dr.Jit 1.5; ``tests/test_concurrency.py``). On CUDA: Dr.Jit's default
+    On the CPU, Dr.Jit 1.5 turns every scatter-add into a loop over the lanes of a SIMD packet; what differs is
+    how lanes that hit one address are combined. ``spread`` says the packet's lanes rarely do (neighbouring
+    rays at least half a voxel apart where they cross the volume): then ``Direct`` (one atomic add per lane, no
+    reduction within the packet) is the fastest — 10–25% less CPU time than ``Expand`` for every basis, 2D and
+    cone (``benchmarks/bench_scatter_modes.py``) — and safe with other threads. Otherwise lanes often collide
+    and a reduction within the packet pays: ``Expand`` (no atomics: one copy of the target per pool worker)
+    while the calling thread is the only Python thread and the copies stay under 32 MB, else ``Local``
+    (atomics after a reduction within each packet). ``Expand`` is not safe while another thread runs Dr.Jit
+    work: a thread waiting on the pool runs blocks of other launches under a worker's index and mixes the
+    copies (sums up to 13% off, Dr.Jit 1.5; ``tests/test_concurrency.py``). On CUDA: Dr.Jit's default
     (hardware atomics)."""
     if dr.backend_v(target) == dr.JitBackend.CUDA:
         return dr.ReduceMode.Auto
+    if spread:
+        return dr.ReduceMode.Direct
     small = dr.width(target) * 4 * max(dr.thread_count(), 1) <= 32 * 2**20
     return dr.ReduceMode.Expand if small and only_thread() else dr.ReduceMode.Local
 
@@ -452,25 +473,25 @@ class Window:
         return out
 
 
-def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: Any) -> None:
+def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: Any, spread: bool = False) -> None:
     """Add the transpose of :func:`project` applied to ``values`` (one per ray) into ``target`` (flat).
 
     The weights of a cell's coefficients are accumulated in a window that slides with the ray (oriented along
     its direction): when the ray leaves a cell through a face, only the coefficients it will never touch again
     (that face's ``(n + 1)^(ndim - 1)``) are scattered, and the rest once at the end. The sums are the same as
-    scattering every cell's weights, with ``n + 1`` times fewer scatters.
+    scattering every cell's weights, with ``n + 1`` times fewer scatters. ``spread``: see :func:`scatter_mode`.
     """
     n = grid.degree
+    mode = scatter_mode(target, spread)
     if n == 0:  # one coefficient per cell: nothing to slide
 
         def scatter_weighted(acc: Any, cell: Cell) -> Any:
-            scatter_cell(grid, t, target, values, cell)
+            scatter_cell(grid, t, target, values, cell, mode)
             return acc
 
         march(grid, t, segs, scatter_weighted, dr.zeros(t.Float, dr.width(segs.length)))
         return
     win = Window(grid, t, segs)
-    mode = scatter_mode(target)
 
     def visit(window: list[Any], cell: Cell) -> list[Any]:
         window = [a + w for a, w in zip(window, cell_weights(grid, cell, win.flip), strict=True)]

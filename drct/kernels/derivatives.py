@@ -21,10 +21,11 @@ from .march import (
     KnotGrid,
     Segments,
     Window,
-    cell_weights,
+    add_node_weights,
     dot_fma,
     gather_cell,
     march,
+    oriented,
     scatter_cell,
     scatter_mode,
 )
@@ -54,22 +55,18 @@ def _contract(
 
 
 def cell_derivatives(
-    grid: KnotGrid, cell: Cell, coeffs: list[Any], flip: list[Any] | None = None
-) -> tuple[list[Any], list[Any], Any, Any]:
+    grid: KnotGrid, cell: Cell, coeffs: list[Any], flip: list[Any] | None = None, weights: list[Any] | None = None
+) -> tuple[list[Any], list[Any], Any, Any, list[Any] | None]:
     """Integrals over the segment of ``∂f/∂w_a`` and ``s ∂f/∂w_a`` (``s`` = distance from the segment start, mm),
-    and the values of ``f`` at the segment's two ends, for the cell coefficients ``coeffs`` (ordered as
-    :func:`cell_weights` orders its weights for the same ``flip``).
+    the values of ``f`` at the segment's two ends, for the cell coefficients ``coeffs`` (ordered as
+    :func:`cell_weights` orders its weights for the same ``flip``), and — given ``weights`` — ``weights`` plus
+    the cell's :func:`cell_weights`, from the same basis values (degree >= 1).
 
-    A reversed axis is evaluated at ``1 - x``, as in :func:`~drct.kernels.march.contract_cell` (segment
-    ``n - j`` at ``x`` is segment ``j`` at ``1 - x``, so its slope is minus segment ``j``'s slope there).
+    Reversed axes are taken at ``1 - x`` (:func:`~drct.kernels.march.oriented`), so their slopes change sign.
     """
     n, ndim = grid.degree, grid.ndim
-    starts, slopes = cell.local, cell.direction
-    sign: list[Any] = [1.0] * ndim
-    if flip is not None:
-        starts = [dr.select(f, 1.0 - s, s) for f, s in zip(flip, starts, strict=True)]
-        slopes = [dr.select(f, -d, d) for f, d in zip(flip, slopes, strict=True)]
-        sign = [dr.select(f, -1.0, 1.0) for f in flip]
+    starts, slopes = oriented(cell, flip)
+    sign: list[Any] = [1.0] * ndim if flip is None else [dr.select(f, -1.0, 1.0) for f in flip]
 
     def value(along: Any) -> Any:
         x = [dr.fma(along, d, s) for s, d in zip(starts, slopes, strict=True)]
@@ -82,13 +79,16 @@ def cell_derivatives(
         for xi, omega in zip(grid.nodes, grid.weights, strict=True):
             along = cell.length * xi
             x = [dr.fma(along, d, s) for s, d in zip(starts, slopes, strict=True)]
-            _, g = _contract(coeffs, [bspline_segments(n, v) for v in x], [bspline_segment_slopes(n, v) for v in x])
+            values = [bspline_segments(n, v) for v in x]
+            _, g = _contract(coeffs, values, [bspline_segment_slopes(n, v) for v in x])
             scale = omega * cell.length
+            if weights is not None:
+                weights = add_node_weights(weights, values, scale)
             for a in range(ndim):
                 slope = g[a] * sign[a] * scale
                 grad[a] = grad[a] + slope
                 moment[a] = moment[a] + slope * along
-    return grad, moment, start, end
+    return grad, moment, start, end, weights
 
 
 @dataclass
@@ -127,10 +127,11 @@ def ray_derivatives(
 
     def visit(acc: Any, cell: Cell) -> Any:
         grad, moment, f_start, _, first, window, weights = acc
-        g, m, start, end = cell_derivatives(grid, cell, window, win.flip)
-        if target is not None:
-            weights = [a + w for a, w in zip(weights, cell_weights(grid, cell, win.flip), strict=True)]
-            weights = win.flush(weights, cell, values, target, mode)
+        g, m, start, end, added = cell_derivatives(
+            grid, cell, window, win.flip, weights if target is not None else None
+        )
+        if added is not None:
+            weights = win.flush(added, cell, values, target, mode)
         grad = [x + y for x, y in zip(grad, g, strict=True)]
         moment = [x + y + gy * cell.start for x, y, gy in zip(moment, m, g, strict=True)]
         f_start = dr.select(first, start, f_start)
@@ -158,7 +159,7 @@ def _box_derivatives(
         coeffs_here = gather_cell(grid, t, coeffs, cell)
         if target is not None:
             scatter_cell(grid, t, target, values, cell, mode)
-        g, m, start, end = cell_derivatives(grid, cell, coeffs_here)
+        g, m, start, end, _ = cell_derivatives(grid, cell, coeffs_here)
         # y jumps by (after - before) at a face t_c = (w_a - o_a) / d_a: dt_c/do_a = -1/d_a
         for a in range(grid.ndim):
             g[a] = g[a] + dr.select(cell.entered[a], (coeffs_here[0] - previous) / cell.direction[a], 0.0)

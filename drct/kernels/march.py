@@ -178,35 +178,41 @@ class Cell:
         return out
 
 
+def oriented(cell: Cell, flip: list[Any] | None) -> tuple[Vec, Vec]:
+    """The segment's start and direction in the cell, with the axes where ``flip`` is true taken at ``1 - x``:
+    uniform B-splines are symmetric (segment ``n - j`` at ``x`` is segment ``j`` at ``1 - x``), so evaluating
+    there reverses that axis's coefficient order without selecting each weight."""
+    if flip is None:
+        return cell.local, cell.direction
+    starts = [dr.select(f, 1.0 - s, s) for f, s in zip(flip, cell.local, strict=True)]
+    slopes = [dr.select(f, -d, d) for f, d in zip(flip, cell.direction, strict=True)]
+    return starts, slopes
+
+
+def add_node_weights(total: list[Any] | None, per_axis: list[list[Any]], scale: Any) -> list[Any]:
+    """``total + scale * Π_a per_axis[a][j_a]`` for every coefficient, in the order of ``grid.offsets`` (the
+    first axis slowest); ``scale`` rides on the first axis's values (one product per coefficient)."""
+    products = [scale * v for v in per_axis[0]]
+    for values in per_axis[1:-1]:
+        products = [p * v for p in products for v in values]
+    pairs = [(p, v) for p in products for v in per_axis[-1]]
+    if total is None:
+        return [p * v for p, v in pairs]
+    return [dr.fma(p, v, a) for (p, v), a in zip(pairs, total, strict=True)]
+
+
 def cell_weights(grid: KnotGrid, cell: Cell, flip: list[Any] | None = None) -> list[Any]:
     """Exact integrals over the segment of each cell coefficient's basis function (order of ``grid.offsets``;
-    along axes where ``flip`` is true, the coefficient order of that axis is reversed).
-
-    A reversed axis is evaluated at ``1 - x`` (segment ``n - j`` at ``x`` is segment ``j`` at ``1 - x``), as in
-    :func:`contract_cell`, and the node weight and segment length ride on the first axis's values, so each node
-    costs one product per coefficient and one multiply-add into the totals.
-    """
+    along axes where ``flip`` is true, the coefficient order of that axis is reversed: see :func:`oriented`)."""
     n = grid.degree
     if n == 0:
         return [cell.length]
-    starts, slopes = cell.local, cell.direction
-    if flip is not None:
-        starts = [dr.select(f, 1.0 - s, s) for f, s in zip(flip, starts, strict=True)]
-        slopes = [dr.select(f, -d, d) for f, d in zip(flip, slopes, strict=True)]
+    starts, slopes = oriented(cell, flip)
     total: list[Any] | None = None
     for xi, omega in zip(grid.nodes, grid.weights, strict=True):
         along = cell.length * xi
         per_axis = [bspline_segments(n, dr.fma(along, d, s)) for s, d in zip(starts, slopes, strict=True)]
-        scale = omega * cell.length
-        # offsets enumerate (j_x, j_y[, j_z]) with j_x slowest: build the products in the same order
-        products = [scale * v for v in per_axis[0]]
-        for values in per_axis[1:-1]:
-            products = [p * v for p in products for v in values]
-        pairs = [(p, v) for p in products for v in per_axis[-1]]
-        if total is None:
-            total = [p * v for p, v in pairs]
-        else:
-            total = [dr.fma(p, v, a) for (p, v), a in zip(pairs, total, strict=True)]
+        total = add_node_weights(total, per_axis, omega * cell.length)
     assert total is not None
     return total
 
@@ -220,8 +226,7 @@ def contract_cell(grid: KnotGrid, cell: Cell, window: list[Any], flip: list[Any]
     ``1 - x``) instead of selecting each weight.
     """
     n, m = grid.degree, grid.degree + 1
-    starts = [dr.select(f, 1.0 - s, s) for f, s in zip(flip, cell.local, strict=True)]
-    slopes = [dr.select(f, -d, d) for f, d in zip(flip, cell.direction, strict=True)]
+    starts, slopes = oriented(cell, flip)
     total: Any = 0.0
     for xi, omega in zip(grid.nodes, grid.weights, strict=True):
         along = cell.length * xi

@@ -1,0 +1,89 @@
+"""The adjoint and the volume+pose gradient as multiples of the forward projection, in CPU seconds.
+
+CPU seconds of this process (user + system: median of ``--repeat`` calls after a first one) stay comparable on a
+shared, loaded machine, where wall-clock GVU/s do not; the ratios are what the speed issue is about (an adjoint
+≤ 1.3x and a gradient ≤ 2x the forward). ``--tree`` imports drct from another checkout, so that an older commit
+is measured by the same script::
+
+    git worktree add /tmp/drct-base <commit>
+    python benchmarks/bench_adjoint_ratio.py --tree /tmp/drct-base
+    python benchmarks/bench_adjoint_ratio.py
+
+Run:  python benchmarks/bench_adjoint_ratio.py [--bases voxel,linear,bspline2,bspline3] [--repeat 5] [--tree DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bases", default="voxel,linear,bspline2,bspline3")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--tree", help="import drct from this checkout instead of the installed one")
+    args = parser.parse_args()
+    if args.tree:
+        sys.path.insert(0, args.tree)
+    import drjit as dr
+    import numpy as np
+
+    import drct as ct
+    from drct.backend import drjit_module
+
+    mod = drjit_module()
+
+    def cpu_seconds(fn: Callable[[], Any], repeat: int) -> float:
+        dr.eval(fn())
+        times = []
+        for _ in range(repeat):
+            start = time.process_time()
+            dr.eval(fn())
+            dr.sync_thread()
+            times.append(time.process_time() - start)
+        return statistics.median(times)
+
+    orbit = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    workloads = {
+        "cone 40³ x 60 x 40²": (ct.VolumeGeometry((40, 40, 40)), ct.cone(orbit, (40, 40), 1.5, 80.0, 160.0)),
+        "parallel2d 256² x 256 x 367": (
+            ct.VolumeGeometry((256, 256)),
+            ct.parallel(np.linspace(0, np.pi, 256, endpoint=False), 367),
+        ),
+    }
+    print(f"drct from {ct.__file__}")
+    print("| workload | basis | forward CPU s | adjoint | gradient |")
+    print("|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for label, (vg, pg) in workloads.items():
+        for basis in args.bases.split(","):
+            x = mod.TensorXf(rng.random(vg.shape, dtype=np.float32))
+            y = mod.TensorXf(rng.random(pg.shape, dtype=np.float32))
+            A = ct.Projector(vg, pg, basis=basis)
+
+            def gradient(vg: Any = vg, pg: Any = pg, basis: str = basis, x: Any = x, y: Any = y) -> Any:
+                views = np.zeros(pg.num_views)
+                rotation = mod.Float64(views) if pg.ndim == 2 else mod.Array3f64(views, views, views)
+                shift = mod.Array2f64(views, views) if pg.ndim == 2 else mod.Array3f64(views, views, views)
+                volume = mod.TensorXf(x)
+                dr.enable_grad(volume, rotation, shift)
+                B = ct.Projector(vg, pg.perturb(motion_rotation=rotation, motion_shift=shift), basis=basis)
+                r = B(volume).array - y.array
+                dr.backward(0.5 * dr.sum(r * r))
+                return dr.grad(volume), dr.grad(shift)
+
+            forward = cpu_seconds(lambda A=A, x=x: A.forward_tensor(x), args.repeat)
+            adjoint = cpu_seconds(lambda A=A, y=y: A.adjoint_tensor(y), args.repeat)
+            grad = cpu_seconds(gradient, max(1, args.repeat // 2 + 1))
+            print(
+                f"| {label} | {basis} | {forward:.4f} | {adjoint / forward:.2f}x | {grad / forward:.2f}x |", flush=True
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ import torch
 import drct as ct
 from drct.cli import main
 from drct.datasets import Recipe, SimulatedDataset, Variations, generate, simulate_sample
+from drct.datasets.generate import sample_bytes
 from drct.datasets.sample import FAULT_ENV, rasterize_scene, sample_seeds
 from drct.datasets.vary import Variation
 
@@ -195,6 +196,15 @@ def test_the_output_folder_is_never_overwritten_without_force(recipe: Recipe, tm
     (out / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match=r"files drct did not write there \(notes.txt\)"):
         generate(recipe, 2, out, force=True)
+
+
+def test_a_run_that_cannot_fit_on_the_disk_is_refused_first(recipe: Recipe, serial: Path, tmp_path: Path) -> None:
+    per_sample = sample_bytes(recipe.load(), phantom=True)
+    size = (serial / "dataset.h5").stat().st_size
+    assert 8 * per_sample <= size <= 8 * per_sample + 2**16  # the estimate is the file's payload
+    with pytest.raises(OSError, match=r"10000000000 samples of 'shepp_logan_2d' need about .* GiB free"):
+        generate(recipe, 10**10, tmp_path / "huge")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_generate_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

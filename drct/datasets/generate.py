@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import math
 import os
 import shutil
 from collections.abc import Callable, Generator
@@ -76,8 +78,9 @@ def generate(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if address is not None and workers == 0:
         raise ValueError("an address needs workers >= 1 (workers=0 generates in this process)")
-    check_output_folder(output, force, OUTPUTS)
+    target = check_output_folder(output, force, OUTPUTS)
     scene = recipe.load()
+    require_disk(target, samples * sample_bytes(scene, recipe.phantom), f"{samples} samples of {scene.name!r}")
     variations = Variations.parse(recipe.vary, scene)
     made = _parallel(recipe, samples, workers, address, retries) if workers else _serial(recipe, samples)
     with (
@@ -97,6 +100,26 @@ def generate(
         if writer.next != samples:
             raise RuntimeError(f"the dataset has {writer.next} of its {samples} samples")
     return Path(os.path.realpath(output))
+
+
+def sample_bytes(scene: Any, phantom: bool) -> int:
+    """Bytes one sample takes in the file: two float32 sinograms, the float64 geometry rows, the phantom."""
+    pg = scene.nominal_geometry()
+    voxels = math.prod(scene.volume.shape) if phantom and scene.volume is not None else 0
+    columns = 6 if getattr(pg, "ndim", 3) == 2 else 12  # vector rows (src|ray, det, u[, v]), float64
+    return 8 * int(pg.num_rays) + 8 * columns * int(pg.shape[0]) + 4 * voxels
+
+
+def require_disk(folder: Path, needed: int, what: str) -> None:
+    """OSError (ENOSPC) before a run whose output could not fit on the disk holding ``folder``."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise OSError(
+            errno.ENOSPC,
+            f"{what} need about {needed / 2**30:.2f} GiB but {existing} has {free / 2**30:.2f} GiB free",
+            str(folder),
+        )
 
 
 def _attrs(recipe: Recipe, scene: Any, variations: Variations, first: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +175,7 @@ def _parallel(
         done: dict[int, dict[str, Any]] = {}
         submitted = written = 0
         while written < samples:
-            while submitted < samples and submitted < written + window and len(pending) < workers + 1:
+            while submitted < samples and submitted < written + window and len(pending) < workers:
                 pending[task.remote(shared, submitted)] = submitted
                 submitted += 1
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -3,6 +3,7 @@ and on Ray (2 workers), no sample lost when a worker is killed, and the dataset 
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,6 +238,66 @@ def test_without_ray_parallel_runs_name_the_extra(
     assert not (tmp_path / "x").exists()
 
 
+class _Ref:
+    """A task's object reference (hashable by identity, like Ray's)."""
+
+    def __init__(self, index: int, value: object) -> None:
+        self.index, self.value = index, value
+
+
+class _FakeRay:
+    """Just enough of Ray's API to drive the scheduler: tasks run when submitted and finish newest first."""
+
+    class exceptions:
+        class RayError(Exception):
+            pass
+
+        class RayTaskError(RayError):
+            cause: BaseException
+
+    def __init__(self) -> None:
+        self.in_flight: list[int] = []
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def put(self, value: object) -> object:
+        return value
+
+    def remote(self, **options: object):
+        class Task:
+            def __init__(self, fn) -> None:
+                self.fn = fn
+
+            def remote(self, recipe: Recipe, index: int) -> _Ref:
+                return _Ref(index, self.fn(recipe, index))
+
+        assert options["num_cpus"] == 1 and options["max_retries"] == 3
+        return Task
+
+    def wait(self, refs: list, num_returns: int) -> tuple[list, list]:
+        self.in_flight.append(len(refs))
+        newest = max(refs, key=lambda r: r.index)
+        return [newest], [r for r in refs if r is not newest]
+
+    def get(self, ref: _Ref) -> object:
+        return ref.value
+
+
+def test_the_scheduler_keeps_k_tasks_in_flight_and_writes_in_index_order(
+    recipe: Recipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results that arrive newest first still land in index order, with at most ``workers`` tasks running."""
+    gen = importlib.import_module("drct.datasets.generate")  # (the package's name `generate` is the function)
+    fake = _FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(gen, "simulate_sample", lambda r, i: {**simulate_sample(r, 0), "seed": np.uint32(i)})
+    out = generate(recipe, 9, tmp_path / "fake", workers=3)
+    with h5py.File(out / "dataset.h5") as f:
+        assert f["seeds"][:].tolist() == list(range(9))
+    assert max(fake.in_flight) == 3 and fake.in_flight.count(3) >= 5
+
+
 # ------------------------------------------------------------------------------------------------ reading back
 def test_the_dataset_reads_back_through_torch(serial: Path) -> None:
     data = SimulatedDataset(serial)
@@ -253,6 +314,12 @@ def test_the_dataset_reads_back_through_torch(serial: Path) -> None:
     batches = list(torch.utils.data.DataLoader(SimulatedDataset(serial, ("phantom", "seed")), batch_size=3))
     assert [tuple(b["phantom"].shape) for b in batches] == [(3, *vg.shape), (3, *vg.shape), (2, *vg.shape)]
     assert set(batches[0]) == {"phantom", "seed"}
+    # DataLoader workers (forked, each opens the file itself) read the same samples
+    data[0]  # this process's handle is open before the fork
+    parallel = torch.utils.data.DataLoader(data, batch_size=4, num_workers=2)
+    np.testing.assert_array_equal(
+        torch.cat([b["projections"] for b in parallel]).numpy(), np.stack([data[i]["projections"] for i in range(8)])
+    )
     with pytest.raises(IndexError, match="sample 8 out of range for a dataset of 8"):
         data[8]
     with pytest.raises(ValueError, match=r"no field\(s\) \['volume'\]"):

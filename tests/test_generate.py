@@ -149,6 +149,13 @@ def test_scenes_without_a_voxelizable_phantom_need_no_phantom() -> None:
     assert "phantom" not in simulate_sample(recipe, 0)
 
 
+def test_overrides_of_tables_and_arrays_reach_every_sample(tmp_path: Path) -> None:
+    overrides = {"volume.shape": [20, 24], "geometry.angles": {"count": 10}, "geometry.det_shape": 32}
+    recipe = Recipe.from_file(SL2D, ["source.photons=uniform(1e4,2e4)"], overrides=overrides)
+    data = SimulatedDataset(generate(recipe, 2, tmp_path / "o"))
+    assert tuple(data[1]["phantom"].shape) == (20, 24) and data[1]["projections"].shape[0] == 10
+
+
 def test_a_sample_that_fails_names_its_index_and_values(tmp_path: Path) -> None:
     recipe = Recipe.from_file(SL2D, ["object.*.radius=uniform(-20,-10)"], scale=0.1)
     with pytest.raises(ValueError, match=r"sample 0 \(object.phantom.radius=-1\d\.\d+\):"):
@@ -346,6 +353,7 @@ def ray_cluster() -> Iterator[object]:
     ray.shutdown()
 
 
+@pytest.mark.slow  # the module's Ray cluster takes 5-20 s to start on 2 busy cores
 def test_ray_with_two_workers_gives_the_serial_bytes(
     ray_cluster: object, recipe: Recipe, serial: Path, tmp_path: Path
 ) -> None:
@@ -353,6 +361,7 @@ def test_ray_with_two_workers_gives_the_serial_bytes(
     assert (out / "dataset.h5").read_bytes() == (serial / "dataset.h5").read_bytes()
 
 
+@pytest.mark.slow  # the module's Ray cluster takes 5-20 s to start on 2 busy cores
 def test_a_killed_worker_loses_no_sample(
     ray_cluster: object, serial: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -364,6 +373,7 @@ def test_a_killed_worker_loses_no_sample(
     assert (out / "dataset.h5").read_bytes() == (serial / "dataset.h5").read_bytes()  # ... and retried
 
 
+@pytest.mark.slow  # the module's Ray cluster takes 5-20 s to start on 2 busy cores
 def test_a_worker_that_keeps_dying_fails_the_run_cleanly(
     ray_cluster: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -376,6 +386,7 @@ def test_a_worker_that_keeps_dying_fails_the_run_cleanly(
     assert not (tmp_path / "ray").exists()
 
 
+@pytest.mark.slow  # the module's Ray cluster takes 5-20 s to start on 2 busy cores
 def test_errors_in_ray_tasks_arrive_as_drct_raised_them(ray_cluster: object, tmp_path: Path) -> None:
     recipe = Recipe.from_file(SL2D, ["object.*.radius=uniform(-20,-10)"], scale=0.1)
     with pytest.raises(ValueError, match=r"^sample \d \(object.phantom.radius=-1\d"):

@@ -54,7 +54,7 @@ class Recipe:
     vary: tuple[str, ...] = ()
     seed: int = 0
     scale: float = 1.0
-    overrides: tuple[tuple[str, Any], ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = field(default=(), hash=False)  # TOML values: lists, tables
     allow_outside: bool = False
     phantom: bool = True
     fault: str = field(default="", compare=False)

@@ -92,6 +92,12 @@ def test_patterns_must_match_a_parameter_and_no_parameter_twice(recipe: Recipe) 
     assert v.flatten(values).shape == (7,)
 
 
+def test_a_volume_is_not_a_parameter_to_draw_voxel_by_voxel() -> None:
+    scene = ct.load_scene(ROOT / "scenes" / "micro_ct_misaligned.toml", scale=0.1)
+    with pytest.raises(ValueError, match=r"object.foam.data holds 64000 numbers \(a volume\?\)"):
+        Variations.parse(["object.foam.*=normal(0,1)"], scene)
+
+
 def test_draws_follow_their_distributions(recipe: Recipe) -> None:
     scene = recipe.load()
     rng = np.random.default_rng(1)

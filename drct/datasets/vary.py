@@ -11,7 +11,8 @@ One variation is ``PATTERN=DISTRIBUTION``:
 
 Values are in the scene's internal units (mm, 1/mm, radians, g/cm³, photons), as ``traverse`` shows them. A
 parameter holding several numbers (a centre, a per-view misalignment) gets one independent draw per number.
-An integer parameter accepts only integer draws. Two variations may not match the same key.
+An integer parameter accepts only integer draws. Two variations may not match the same key, and a parameter of
+more than :data:`MAX_NUMBERS` numbers (a volume's ``data``) cannot be varied.
 
 Draws are reproducible: :meth:`Variations.draw` takes a ``numpy.random.Generator`` and draws the matched keys
 in order (variations in the order given, keys in the order ``traverse`` lists them), each value in full.
@@ -41,6 +42,7 @@ import numpy as np
 from ..scene import Scene, traverse
 from ..scene.objects import plain
 
+MAX_NUMBERS = 1024  # independent draws per parameter (a per-view misalignment has one per view; a volume is refused)
 DISTRIBUTIONS = {"uniform": 2, "normal": 2, "choice": None}  # name -> number of arguments (None: one or more)
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_.*?\[\]-]+)\s*=\s*([a-z]+)\s*\((.*)\)\s*$")
@@ -137,7 +139,8 @@ class Variations:
     def parse(cls, texts: Sequence[str], scene: Scene) -> Variations:
         """Parse ``texts`` and match them against the keys of ``scene``; ValueError for a pattern matching nothing
         or a key matched twice."""
-        keys = list(traverse(scene))
+        params = traverse(scene)
+        keys = list(params)
         items: list[tuple[str, Variation]] = []
         owner: dict[str, str] = {}
         for text in texts:
@@ -149,6 +152,12 @@ class Variations:
                     f"{scene.name!r}; it has {', '.join(keys)}"
                 )
             for key in matched:
+                size = int(np.size(plain(params[key])))
+                if size > MAX_NUMBERS:
+                    raise ValueError(
+                        f"--vary {text!r}: {key} holds {size} numbers (a volume?); a variation draws at most "
+                        f"{MAX_NUMBERS} independent values: narrow the pattern"
+                    )
                 if key in owner:
                     raise ValueError(f"--vary: parameter {key!r} is matched by both {owner[key]!r} and {text!r}")
                 owner[key] = text

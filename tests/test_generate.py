@@ -19,6 +19,7 @@ from drct.datasets import Recipe, SimulatedDataset, Variations, generate, simula
 from drct.datasets.generate import sample_bytes
 from drct.datasets.sample import FAULT_ENV, rasterize_scene, sample_seeds
 from drct.datasets.vary import Variation
+from drct.errors import NonFiniteError
 
 ROOT = Path(__file__).resolve().parent.parent
 SL2D = str(ROOT / "scenes" / "shepp_logan_2d.toml")
@@ -57,6 +58,7 @@ def test_the_grammar_parses_patterns_and_distributions() -> None:
         ("object.phantom.mu=uniform(0.3,0.1)", "LOW < HIGH"),
         ("object.phantom.mu=uniform(0.1,0.1)", "LOW < HIGH"),
         ("object.phantom.mu=normal(0,-1)", "STD >= 0"),
+        ("object.phantom.mu=uniform(-1e308,1e308)", "a finite HIGH - LOW"),
         ("object.phantom.mu=choice()", "at least one value"),
         ("object.phantom.mu=uniform(0,abc)", "finite decimal numbers, got 'abc'"),
         ("object.phantom.mu=uniform(0,inf)", "finite decimal numbers, got 'inf'"),
@@ -96,6 +98,13 @@ def test_a_volume_is_not_a_parameter_to_draw_voxel_by_voxel() -> None:
     scene = ct.load_scene(ROOT / "scenes" / "micro_ct_misaligned.toml", scale=0.1)
     with pytest.raises(ValueError, match=r"object.foam.data holds 64000 numbers \(a volume\?\)"):
         Variations.parse(["object.foam.*=normal(0,1)"], scene)
+
+
+def test_draws_that_overflow_are_refused(recipe: Recipe) -> None:
+    scene = recipe.load()
+    v = Variations.parse(["object.phantom.center=normal(0,1e308)"], scene)
+    with pytest.raises(NonFiniteError, match=r"the values drawn for object.phantom.center has \d non-finite"):
+        [v.draw(scene, np.random.default_rng(i)) for i in range(20)]
 
 
 def test_draws_follow_their_distributions(recipe: Recipe) -> None:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import require_finite
 from ..scene import Scene, traverse
 from ..scene.objects import plain
 
@@ -110,8 +111,11 @@ class Variation:
             raise ValueError(f"--vary {text!r}: choice needs at least one value")
         if wanted is not None and len(args) != wanted:
             raise ValueError(f"--vary {text!r}: {name} takes {wanted} numbers, got {len(args)}")
-        if name == "uniform" and not args[0] < args[1]:
-            raise ValueError(f"--vary {text!r}: uniform(LOW, HIGH) needs LOW < HIGH, got {args[0]:g} and {args[1]:g}")
+        if name == "uniform" and not (args[0] < args[1] and math.isfinite(args[1] - args[0])):
+            raise ValueError(
+                f"--vary {text!r}: uniform(LOW, HIGH) needs LOW < HIGH (and a finite HIGH - LOW), "
+                f"got {args[0]:g} and {args[1]:g}"
+            )
         if name == "normal" and args[1] < 0:
             raise ValueError(f"--vary {text!r}: normal(MEAN, STD) needs STD >= 0, got {args[1]:g}")
         return cls(pattern, Distribution(name, tuple(args)))
@@ -176,6 +180,7 @@ class Variations:
         for key, variation in self.items:
             current = np.asarray(plain(params[key]))
             value = variation.distribution.sample(rng, current.shape)
+            require_finite(value, f"--vary {variation}: the values drawn for {key}")  # normal(0, 1e308) overflows
             if np.issubdtype(current.dtype, np.integer):
                 if not np.all(value == np.round(value)):
                     raise ValueError(f"--vary {variation}: {key} is an integer parameter, drew {value.tolist()}")

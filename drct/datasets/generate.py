@@ -1,7 +1,8 @@
 """Generate a simulated dataset, serially or on a Ray cluster, into one output folder.
 
 :func:`generate` makes samples ``0..N-1`` of a :class:`~drct.datasets.sample.Recipe` and writes them, in index
-order, into ``OUT/dataset.h5`` (:mod:`drct.datasets.store`) beside a copy of the scene (``OUT/scene.toml``).
+order, into ``OUT/dataset.h5`` (:mod:`drct.datasets.store`) beside the scene before its variations, with
+overrides and scale applied (``OUT/scene.toml``: ``ct.load_scene`` of it and the dataset's seeds redo any sample).
 With ``workers=0`` it runs in this process; otherwise each sample is a Ray task (``ray.init()`` starts a local
 cluster of ``workers`` CPUs, or joins the one at ``address``). A task whose worker dies (killed, out of memory)
 or that raises an ``OSError`` or ``MemoryError`` is retried up to ``retries`` times; any other error stops the
@@ -78,17 +79,19 @@ def generate(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if address is not None and workers == 0:
         raise ValueError("an address needs workers >= 1 (workers=0 generates in this process)")
-    target = check_output_folder(output, force, OUTPUTS)
     scene = recipe.load()
+    # what --force may replace: an earlier run's files (the scene's changed volume data is saved beside it)
+    expected = [*OUTPUTS, *(p.name for obj in scene.objects for p in obj.files_to_write(Path(".")))]
+    target = check_output_folder(output, force, expected)
     require_disk(target, samples * sample_bytes(scene, recipe.phantom), f"{samples} samples of {scene.name!r}")
     variations = Variations.parse(recipe.vary, scene)
     made = _parallel(recipe, samples, workers, address, retries) if workers else _serial(recipe, samples)
     with (
         contextlib.closing(made),
-        output_folder(output, force, OUTPUTS) as staging,
+        output_folder(output, force, expected) as staging,
         tqdm(total=samples, desc="generating", unit="sample", disable=not progress) as bar,
     ):
-        shutil.copyfile(recipe.scene, staging / "scene.toml")
+        scene.save(staging / "scene.toml", overwrite=True)  # as simulated: --set and --scale applied
         writer: Writer | None = None
         for index, sample in made:
             if writer is None:

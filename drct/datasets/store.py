@@ -10,7 +10,8 @@ Datasets (first axis: the sample index ``0..N-1``):
 * ``parameters`` ``(N, P)`` float64 — the drawn values, column names in the attribute ``columns``.
 
 File attributes: ``format`` (:data:`FORMAT`), ``scene`` (the scene's name), ``seed`` (the master seed),
-``vary`` (the variations, as given), ``scale``, ``beam``, ``curved``, ``det_shape``, and the volume grid
+``vary`` (the variations, as given), ``scale`` (as loaded; ``scene.toml`` beside the file is already at that
+scale), ``beam``, ``curved``, ``det_shape``, and the volume grid
 (``volume_shape``, ``voxel_size``, ``volume_center``) when there is a phantom.
 
 The writer adds samples strictly in index order, with HDF5's object timestamps off, so the same samples give

@@ -53,7 +53,7 @@ class TofEngine:
         self.listmode = bins is not None
         if bins is not None:
             low = (bins.astype(np.float64) - tof.bins / 2) * tof.bin_width
-            self.lm_edges = [upload(t.Float64, low), upload(t.Float64, low + tof.bin_width)]
+            self.lm_edges = [upload(t.Float, low), upload(t.Float, low + tof.bin_width)]
 
     @property
     def outputs(self) -> int:
@@ -63,7 +63,7 @@ class TofEngine:
     def _edges(self) -> list[Any]:
         if self.listmode:
             return self.lm_edges
-        return [dr.opaque(self.t.Float64, float(e)) for e in self.tof.edges()]
+        return [dr.opaque(self.t.Float, float(e)) for e in self.tof.edges()]
 
     def _segments(self) -> march.Segments:
         inf = dr.full(self.t.Float64, dr.inf, self.count)
@@ -71,16 +71,16 @@ class TofEngine:
         return march.clip_rays(rays, self.grid, self.first_center, self.spacing, self.t)
 
     def _run(self, visit: Any, extra: Any) -> Any:
-        """March every LOR, calling ``extra = visit(extra, cell, weights)`` per chord (weights float64, per bin)."""
+        """March every LOR, calling ``extra = visit(extra, cell, weights)`` per chord (one weight per bin)."""
         t, sigma = self.t, self.tof.sigma
         segs = self._segments()
         edges = self._edges()
         inv = 1.0 / sigma
-        start = dr.detach(segs.t_enter)
+        start = t.Float(dr.detach(segs.t_enter))
 
         def body(acc: tuple[Any, Any, list[Any]], cell: march.Cell) -> tuple[Any, Any, list[Any]]:
             extra, t0, tails0 = acc
-            length = t.Float64(cell.length)
+            length = cell.length
             t1 = t0 + length
             tails1 = edge_tails(edges, t1, inv)
             weights = chord_weights(edges, t0, length, tails0, tails1, sigma)
@@ -96,7 +96,7 @@ class TofEngine:
 
         def visit(totals: list[Any], cell: march.Cell, weights: list[Any]) -> list[Any]:
             value = dr.gather(t.Float, coeffs, t.UInt(cell.base), cell.inside[0])
-            return [dr.fma(value, t.Float(w), s) for s, w in zip(totals, weights, strict=True)]
+            return [dr.fma(value, w, s) for s, w in zip(totals, weights, strict=True)]
 
         totals = self._run(visit, [dr.zeros(t.Float, self.count) for _ in range(self.outputs)])
         dr.eval(totals)
@@ -108,9 +108,9 @@ class TofEngine:
         mode = march.scatter_mode(target)
 
         def visit(extra: Any, cell: march.Cell, weights: list[Any]) -> Any:
-            total = values[0] * t.Float(weights[0])
+            total = values[0] * weights[0]
             for v, w in zip(values[1:], weights[1:], strict=True):
-                total = dr.fma(v, t.Float(w), total)
+                total = dr.fma(v, w, total)
             dr.scatter_add(target, total, t.UInt(cell.base), cell.inside[0], mode=mode)
             return extra
 

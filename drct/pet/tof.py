@@ -10,7 +10,9 @@ Positions along a LOR ``a → b`` are measured in mm from its midpoint, positive
 range (the shortfall is ``Φ((t - E_bins)/σ) + Φ((E_0 - t)/σ)``). On a voxel's chord ``[t0, t1]`` the exact
 integral is ``∫ K_k = σ (F_{k+1} - F_k)`` with ``F_e = Ψ((E_e - t0)/σ) - Ψ((E_e - t1)/σ)`` and
 ``Ψ(u) = u Φ(u) + φ(u)`` (``Ψ' = Φ``): erf and exp differences, evaluated without cancellation as
-``Ψ(u) = max(u, 0) + Ψ(-|u|)`` in float64 (:func:`chord_weights`).
+``Ψ(u) = max(u, 0) + Ψ(-|u|)`` in the operator's precision (:func:`chord_weights`): to 1e-15 of the chord
+in float64; in float32 (Dr.Jit's ``erf``: 1.5e-7 absolute) about 1e-6 of the largest bin value, and the bins
+still add up to the chord to rounding (the tails cancel in the sum).
 
 Example:
     >>> import drct as ct
@@ -73,21 +75,21 @@ class TOF:
 
 
 def tail(x: Any) -> Any:
-    """``Ψ(-x) = φ(x) - x Φ(-x)`` for ``x >= 0`` (a Dr.Jit float64 array): the part of ``Ψ`` that is not
+    """``Ψ(-x) = φ(x) - x Φ(-x)`` for ``x >= 0`` (a Dr.Jit float array): the part of ``Ψ`` that is not
     ``max(u, 0)``; positive, at most ``φ(0)``, decaying like ``φ(x)/x²``."""
     phi = dr.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
     return phi - x * (0.5 - 0.5 * dr.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def edge_tails(edges: list[Any], t: Any, inv_sigma: float) -> list[Any]:
-    """``Ψ(-|E_e - t| / σ)`` for every edge (float64)."""
+    """``Ψ(-|E_e - t| / σ)`` for every edge."""
     return [tail(dr.abs(e - t) * inv_sigma) for e in edges]
 
 
 def chord_weights(
     edges: list[Any], t0: Any, length: Any, tails0: list[Any], tails1: list[Any], sigma: float
 ) -> list[Any]:
-    """``∫_{t0}^{t0 + length} K_k(t) dt`` for every bin ``k`` between consecutive ``edges`` (float64), from the
+    """``∫_{t0}^{t0 + length} K_k(t) dt`` for every bin ``k`` between consecutive ``edges``, from the
     tails of both chord ends (:func:`edge_tails`). The ``max(u, 0)`` part is the length of the chord before the
     edge, so the weights of all bins add up to the chord's length inside ``[E_0, E_last]`` plus the two outer
     tails, to rounding."""

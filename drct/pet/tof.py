@@ -11,7 +11,7 @@ range (the shortfall is ``Φ((t - E_bins)/σ) + Φ((E_0 - t)/σ)``). On a voxel'
 integral is ``∫ K_k = σ (F_{k+1} - F_k)`` with ``F_e = Ψ((E_e - t0)/σ) - Ψ((E_e - t1)/σ)`` and
 ``Ψ(u) = u Φ(u) + φ(u)`` (``Ψ' = Φ``): erf and exp differences, evaluated without cancellation as
 ``Ψ(u) = max(u, 0) + Ψ(-|u|)`` in the operator's precision (:func:`chord_weights`): to 1e-15 of the chord
-in float64; in float32 (Dr.Jit's ``erf``: 1.5e-7 absolute) about 1e-6 of the largest bin value, and the bins
+in float64; in float32 (a rational erfc, 1.5e-7 absolute) about 2e-6 of the largest bin value, and the bins
 still add up to the chord to rounding (the tails cancel in the sum).
 
 Example:
@@ -74,11 +74,33 @@ class TOF:
         return self.bins * self.bin_width / 2
 
 
+# erfc(z) ≈ p(s) exp(-z²), s = 1 / (1 + a z), |error| <= 1.5e-7 (Abramowitz & Stegun 7.1.26): float32's accuracy
+_AS_A = 0.3275911
+_AS_P = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
 def tail(x: Any) -> Any:
     """``Ψ(-x) = φ(x) - x Φ(-x)`` for ``x >= 0`` (a Dr.Jit float array): the part of ``Ψ`` that is not
-    ``max(u, 0)``; positive, at most ``φ(0)``, decaying like ``φ(x)/x²``."""
+    ``max(u, 0)``; positive, at most ``φ(0)``, decaying like ``φ(x)/x²``. Float64: Dr.Jit's ``erf`` (1e-16);
+    float32: ``Φ(-x) = p(s) φ(x) √(π/2)`` from a rational ``erfc`` sharing ``φ``'s exp (as accurate as float32's
+    ``erf``, 1.5e-7 absolute, and 1.5x faster per edge).
+
+    Example:
+        >>> import drjit as dr
+        >>> from drjit.llvm import Float, Float64
+        >>> from drct.pet.tof import tail
+        >>> a, b = tail(Float64([0.0, 1.0, 4.0])), tail(Float([0.0, 1.0, 4.0]))
+        >>> [round(float(v), 7) for v in a], float(dr.max(dr.abs(Float64(b) - a))[0]) < 1e-7
+        ([0.3989423, 0.0833155, 7.1e-06], True)
+    """
     phi = dr.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
-    return phi - x * (0.5 - 0.5 * dr.erf(x * (1.0 / math.sqrt(2.0))))
+    if dr.type_v(x) == dr.VarType.Float64:
+        return phi - x * (0.5 - 0.5 * dr.erf(x * (1.0 / math.sqrt(2.0))))
+    s = dr.rcp(1.0 + (_AS_A / math.sqrt(2.0)) * x)
+    poly = _AS_P[-1]
+    for c in reversed(_AS_P[:-1]):
+        poly = dr.fma(poly, s, c)
+    return phi * (1.0 - x * (s * poly) * math.sqrt(math.pi / 2.0))
 
 
 def edge_tails(edges: list[Any], t: Any, inv_sigma: float) -> list[Any]:

@@ -106,6 +106,12 @@ def test_listmode_and_sinogram_refuse_bad_input() -> None:
         PETProjector(tiny_volume(), ct.pet.listmode(sc, [0], [9]), tof=TOF(5, 10.0, 20.0))
     with pytest.raises(ValueError, match="outside"):
         PETProjector(tiny_volume(), ct.pet.listmode(sc, [0], [9], tof_bin=[5]), tof=TOF(5, 10.0, 20.0))
+    with pytest.raises(ValueError, match="sensitivity="):
+        PETProjector(tiny_volume(), ct.pet.listmode(sc, [0], [9]), normalisation=[0.5])
+    with pytest.raises(ValueError, match="for listmode"):
+        PETProjector(tiny_volume(), ct.pet.sinogram(sc), sensitivity=np.ones(tiny_volume().shape))
+    with pytest.raises(ValueError, match="no bin"):
+        ct.pet.sinogram(sc, max_ring_difference=0).histogram(ct.pet.listmode(sc, [0], [16 + 8]))
     with pytest.raises(ct.NonFiniteError):
         PETProjector(tiny_volume(), ct.pet.sinogram(sc))(np.full(tiny_volume().shape, np.nan))
 
@@ -335,12 +341,6 @@ def test_attenuation_of_a_point_source_in_a_water_cylinder() -> None:
 
 
 # -- listmode -------------------------------------------------------------------------------------------------------
-def histogram(g: ct.pet.SinogramGeometry, lm: ct.pet.ListmodeGeometry) -> np.ndarray:
-    index, _ = g.bin_of(lm.crystal_a, lm.crystal_b)
-    assert np.all(index >= 0)
-    return np.bincount(index, minlength=int(np.prod(g.shape))).reshape(g.shape).astype(np.float64)
-
-
 def test_listmode_em_step_equals_the_sinogram_em_step() -> None:
     """LM-MLEM over events (sensitivity over every LOR) is MLEM on their histogram, iterate for iterate."""
     sc, vg = tiny_scanner(), tiny_volume()
@@ -356,7 +356,9 @@ def test_listmode_em_step_equals_the_sinogram_em_step() -> None:
     A_lm = PETProjector(vg, lm, mu=mu, dtype="float64")
     assert isinstance(A_lm, ct.pet.ListmodePETProjector)
     np.testing.assert_allclose(A_lm.sensitivity_tensor().numpy(), A_sino.T(np.ones(A_sino.range_shape)), rtol=1e-12)
-    rec_sino = ct.recon.mlem(A_sino, histogram(g, lm), niter=3, progress=False)
+    counts = g.histogram(lm)
+    assert counts.sum() == 300
+    rec_sino = ct.recon.mlem(A_sino, counts, niter=3, progress=False)
     rec_lm = ct.recon.mlem(A_lm, np.ones(lm.shape), niter=3, progress=False)
     np.testing.assert_allclose(rec_lm, rec_sino, rtol=1e-9, atol=1e-12 * rec_sino.max())
     subsets = ct.recon.osem(A_lm, np.ones(lm.shape), niter=1, subsets=3, progress=False)
@@ -377,6 +379,9 @@ def test_listmode_tof_equals_the_tof_sinogram_entries() -> None:
     lm = ct.pet.listmode(sc, np.where(flip, b, a), np.where(flip, a, b), np.where(flip, tof.bins - 1 - k, k))
     got = PETProjector(vg, lm, tof=tof, dtype="float64")(x)
     np.testing.assert_allclose(got, y.reshape(-1, tof.bins)[pick, k], rtol=1e-12, atol=1e-14)
+    counts = g.histogram(lm, tof.bins)  # each event back in its own (bin, TOF bin)
+    assert counts.sum() == pick.size
+    np.testing.assert_array_equal(counts.reshape(-1, tof.bins)[pick, k], 1.0)
 
 
 # -- likelihood and reconstruction ----------------------------------------------------------------------------------
@@ -469,6 +474,14 @@ def test_osem_with_randoms_and_scatter_as_the_additive_term() -> None:
     assert error < 0.25
     assert np.linalg.norm(ignored - truth) / np.linalg.norm(truth) > 2 * error
     assert ct.pet.log_likelihood(A, rec, y, background) > ct.pet.log_likelihood(A, ignored, y, background)
+
+
+def test_deterministic_mode_gives_bit_identical_tof_adjoints() -> None:
+    A = operators("float32")["sinogram-tof"]
+    y = np.random.default_rng(11).random(A.range_shape).astype(np.float32)
+    with ct.deterministic():
+        first, second = A.T(y), A.T(y)
+    assert first.tobytes() == second.tobytes()
 
 
 def test_forward_is_differentiable_for_drjit_ad() -> None:

@@ -262,6 +262,12 @@ class PETProjector(ArrayCalls, AllViewsHere):
             return y * self._weight
         return dr.gather(t.Float, y, dr.arange(t.UInt, dr.width(self._weight)) // self.group) * self._weight
 
+    def _tof_bytes(self) -> int:
+        """What a TOF call allocates: about three values per LOR and TOF output, and a volume."""
+        engine, item = self._tof, (4 if self.dtype == "float32" else 8)
+        assert engine is not None
+        return (3 * engine.count * engine.outputs + 2 * self.vg.size) * item
+
     def forward_tensor(self, x: Any) -> Any:
         """``A x`` for a Dr.Jit tensor of shape ``vg.shape`` (differentiable w.r.t. ``x``, both modes)."""
         if tuple(x.shape) != self.domain_shape:
@@ -273,7 +279,7 @@ class PETProjector(ArrayCalls, AllViewsHere):
             return t.Tensor(out, self.range_shape)
         engine = self._tof
         assert engine is not None
-        require_memory(engine.count * engine.outputs * (4 if self.dtype == "float32" else 8) * 3, f"A of {self!r}")
+        require_memory(self._tof_bytes(), f"A of {self!r}")
         with self._launch():
             if dr.grad_enabled(x.array):
                 per_bin = dr.custom(TofOp, engine, x.array)
@@ -301,6 +307,7 @@ class PETProjector(ArrayCalls, AllViewsHere):
             return self._rays.adjoint_tensor(t.Tensor(self._expand(y.array), self._rays.range_shape))
         engine = self._tof
         assert engine is not None
+        require_memory(self._tof_bytes(), f"A.T of {self!r}")
         with self._launch():
             if engine.outputs == 1:
                 per_bin = [self._expand(y.array)]

@@ -197,6 +197,36 @@ class SinogramGeometry:
         position[ok] = flat[ok]
         return position, ~direct
 
+    def histogram(self, events: ListmodeGeometry, tof_bins: int | None = None) -> np.ndarray:
+        """Counts per bin of listmode ``events`` (of the same scanner): shape :attr:`shape`, or ``(*shape,
+        tof_bins)`` with TOF (an event stored the other way round has its TOF bin mirrored). Events in no bin of
+        this layout are refused.
+
+        Example:
+            >>> import drct as ct
+            >>> sc = ct.pet.scanner(rings=1, crystals_per_ring=8, radius=40.0)
+            >>> g = ct.pet.sinogram(sc)
+            >>> int(g.histogram(ct.pet.listmode(sc, [0, 4, 1], [4, 0, 2])).sum())
+            3
+        """
+        if events.scanner != self.scanner:
+            raise ValueError(f"the events are of {events.scanner!r}, this sinogram of {self.scanner!r}")
+        index, flipped = self.bin_of(events.crystal_a, events.crystal_b)
+        if np.any(index < 0):
+            raise ValueError(
+                f"{int(np.sum(index < 0))} events lie in no bin of {self!r} (first: {int(np.argmax(index < 0))})"
+            )
+        size = int(np.prod(self.shape))
+        if tof_bins is None:
+            return np.bincount(index, minlength=size).reshape(self.shape).astype(np.float64)
+        if events.tof_bin is None:
+            raise ValueError("tof_bins given, but the events carry no TOF bin")
+        k = np.where(flipped, tof_bins - 1 - events.tof_bin, events.tof_bin)
+        if np.any((k < 0) | (k >= tof_bins)):
+            raise ValueError(f"event TOF bins must lie in [0, {tof_bins})")
+        counts = np.bincount(index * tof_bins + k, minlength=size * tof_bins)
+        return counts.reshape(*self.shape, tof_bins).astype(np.float64)
+
     def __repr__(self) -> str:
         return (
             f"SinogramGeometry({self.scanner!r}, span={self.span}, max_ring_difference={self.max_ring_difference}, "

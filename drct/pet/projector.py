@@ -164,15 +164,13 @@ class PETProjector(ArrayCalls, AllViewsHere):
             weight = weight * np.repeat(n.reshape(-1), self.group)
         else:
             self._normalisation = None
-        self._weight = upload(t.Float, weight)
+        self._base_weight = self._weight = upload(t.Float, weight)
+        self._lines = (p1, p2)
+        self._mu_rays: Projector | None = None
         if mu is not None:
-            check_inside_ring(self.mu_vg, radius, "μ-map")
             tensor, _ = to_tensor(mu, self.mu_vg.shape, t, "mu (attenuation map)")
-            low = float(dr.min(tensor.array, axis=None)[0])
-            if low < 0:
-                raise ValueError(f"mu (attenuation map) must be >= 0 (1/mm), got a minimum of {low:g}")
             self._mu = dr.detach(tensor)
-            self._weight = self._weight * dr.exp(-line_integrals(self.mu_vg, self._mu.array, p1, p2, mu_basis, t))
+            self._weight = self._attenuated(self._mu)
             dr.eval(self._weight)
         if tof is None:
             self._rays: Projector | None = Projector(
@@ -250,9 +248,25 @@ class PETProjector(ArrayCalls, AllViewsHere):
         flag = get_deterministic() if self.deterministic is None else self.deterministic
         return launches(self.backend, flag)
 
-    def _compress(self, values: Any) -> Any:
+    def _attenuated(self, mu: Any) -> Any:
+        """The member weights with the attenuation factors ``exp(-∫ μ)`` of the μ-map tensor ``mu`` (Dr.Jit AD
+        reaches ``mu`` through the CT projector on the LORs)."""
+        if tuple(mu.shape) != self.mu_vg.shape:
+            raise ValueError(f"mu (attenuation map) must have shape {self.mu_vg.shape}, got {tuple(mu.shape)}")
+        require_finite_tensor(mu, "mu (attenuation map)")
+        low = float(dr.min(dr.detach(mu.array), axis=None)[0])
+        if low < 0:
+            raise ValueError(f"mu (attenuation map) must be >= 0 (1/mm), got a minimum of {low:g}")
+        if self._mu_rays is None:
+            check_inside_ring(self.mu_vg, self.pg.scanner.radius, "μ-map")
+            p1, p2 = self._lines
+            t = self.types
+            self._mu_rays = Projector(self.mu_vg, rays(p1, p2 - p1), self.mu_basis, t.dtype, t.backend)
+        return self._base_weight * dr.exp(-self._mu_rays.forward_tensor(mu).array)
+
+    def _compress(self, values: Any, weight: Any = None) -> Any:
         """Per bin: ``Σ_m w_m v_m`` over its members."""
-        values = values * self._weight
+        values = values * (self._weight if weight is None else weight)
         return values if self.group == 1 else dr.block_sum(values, self.group)
 
     def _expand(self, y: Any) -> Any:
@@ -268,14 +282,17 @@ class PETProjector(ArrayCalls, AllViewsHere):
         assert engine is not None
         return (3 * engine.count * engine.outputs + 2 * self.vg.size) * item
 
-    def forward_tensor(self, x: Any) -> Any:
-        """``A x`` for a Dr.Jit tensor of shape ``vg.shape`` (differentiable w.r.t. ``x``, both modes)."""
+    def forward_tensor(self, x: Any, mu: Any = None) -> Any:
+        """``A x`` for a Dr.Jit tensor of shape ``vg.shape`` (differentiable w.r.t. ``x``, both modes). Pass ``mu``
+        (a Dr.Jit tensor on ``mu_vg``, e.g. with gradients enabled) to use that μ-map instead of the operator's:
+        ``A x`` is then differentiable w.r.t. it too (joint activity/attenuation estimation)."""
         if tuple(x.shape) != self.domain_shape:
             raise ValueError(f"x (activity) must have shape {self.domain_shape}, got {tuple(x.shape)}")
         require_finite_tensor(x, "x (activity)")
         t = self.types
+        weight = None if mu is None else self._attenuated(mu)
         if self._rays is not None:
-            out = self._compress(self._rays.forward_tensor(x).array)
+            out = self._compress(self._rays.forward_tensor(x).array, weight)
             return t.Tensor(out, self.range_shape)
         engine = self._tof
         assert engine is not None
@@ -286,13 +303,13 @@ class PETProjector(ArrayCalls, AllViewsHere):
             else:
                 per_bin = engine.project(x.array)
             if engine.outputs == 1:
-                out = self._compress(per_bin[0])
+                out = self._compress(per_bin[0], weight)
             else:
                 bins = dr.width(self._weight) // self.group
                 out = dr.zeros(t.Float, bins * engine.outputs)
                 base = dr.arange(t.UInt, bins) * engine.outputs
                 for b, v in enumerate(per_bin):
-                    dr.scatter(out, self._compress(v), base + b)
+                    dr.scatter(out, self._compress(v, weight), base + b)
             y = t.Tensor(out, self.range_shape)
             dr.eval(y)
         return y

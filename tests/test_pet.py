@@ -102,6 +102,10 @@ def test_listmode_and_sinogram_refuse_bad_input() -> None:
         ct.pet.sinogram(sc, mash=3)
     with pytest.raises(ValueError, match="inside the ring"):
         PETProjector(ct.VolumeGeometry((3, 30, 30), voxel_size=4.0), ct.pet.sinogram(sc))
+    near = ct.VolumeGeometry((3, 24, 24), voxel_size=2.9)  # voxels reach 49.2 mm, cubic B-splines 55.4 mm
+    PETProjector(near, ct.pet.sinogram(sc))
+    with pytest.raises(ValueError, match="inside the ring"):
+        PETProjector(near, ct.pet.sinogram(sc), basis="bspline3")
     with pytest.raises(ValueError, match="tof_bin"):
         PETProjector(tiny_volume(), ct.pet.listmode(sc, [0], [9]), tof=TOF(5, 10.0, 20.0))
     with pytest.raises(ValueError, match="outside"):
@@ -144,9 +148,12 @@ def operators(dtype: str, small: bool = False) -> dict[str, PETProjector]:
     }
 
 
-@pytest.mark.parametrize("kind", ["sinogram", "sinogram-tof", "listmode", "listmode-tof"])
+@pytest.mark.parametrize("kind", ["sinogram", "sinogram-tof", "listmode", "listmode-tof", "sinogram-bspline2"])
 def test_adjoint_inner_product_float32(kind: str) -> None:
-    A = operators("float32")[kind]
+    if kind == "sinogram-bspline2":
+        A = PETProjector(tiny_volume(), ct.pet.sinogram(tiny_scanner(), span=3, mash=2), basis="bspline2")
+    else:
+        A = operators("float32")[kind]
     rng = np.random.default_rng(0)
     for _ in range(3):
         x = rng.random(A.domain_shape).astype(np.float32)

@@ -25,6 +25,7 @@ from ..geometry.volume import VolumeGeometry
 from ..memory import require_memory
 from ..operator import Adjoint, AllViewsHere, ArrayCalls
 from ..projector import Projector
+from ..volume import basis_degree
 from ._checks import nonnegative
 from .kernel import TofEngine, TofOp
 from .sinogram import ListmodeGeometry, Lors, SinogramGeometry, sinogram
@@ -33,13 +34,15 @@ from .tof import TOF
 PETGeometry = SinogramGeometry | ListmodeGeometry
 
 
-def check_inside_ring(vg: VolumeGeometry, radius: float, what: str) -> None:
-    """Refuse a grid that reaches the crystals: a LOR is the chord between two crystals, and drct integrates the
-    whole line, which is the same only while the grid lies inside the ring."""
+def check_inside_ring(vg: VolumeGeometry, radius: float, what: str, basis: str = "voxel") -> None:
+    """Refuse a grid whose model reaches the crystals: a LOR is the chord between two crystals, and drct
+    integrates the whole line, which is the same only while the model's support (the voxels, plus ``n/2`` voxels
+    for a B-spline of degree ``n``) lies inside the ring."""
     if vg.ndim != 3:
         raise ValueError(f"PET needs a 3D {what} grid (nz, ny, nx), got shape {vg.shape}")
+    reach_out = (basis_degree(basis) + 1) / 2
     corners = [
-        (c - h / 2, c + (n - 0.5) * h)
+        (c - reach_out * h, c + (n - 1 + reach_out) * h)
         for c, h, n in zip(vg.first_center[:2], vg.spacing_xyz[:2], vg.shape_xyz[:2], strict=True)
     ]
     reach = max(float(np.hypot(x, y)) for x in corners[0] for y in corners[1])
@@ -142,7 +145,7 @@ class PETProjector(ArrayCalls, AllViewsHere):
             if bad.any():
                 raise ValueError(f"tof_bin of event {int(np.argmax(bad))} is outside [0, {tof.bins})")
         radius = geometry.scanner.radius
-        check_inside_ring(vg, radius, "activity")
+        check_inside_ring(vg, radius, "activity", basis)
         self.vg, self.pg, self.tof, self.basis, self.mu_basis = vg, geometry, tof, basis, mu_basis
         self.mu_vg = vg if mu_vg is None else mu_vg
         self.types: Types = types(canonical_dtype(dtype), backend or get_backend())
@@ -258,7 +261,7 @@ class PETProjector(ArrayCalls, AllViewsHere):
         if low < 0:
             raise ValueError(f"mu (attenuation map) must be >= 0 (1/mm), got a minimum of {low:g}")
         if self._mu_rays is None:
-            check_inside_ring(self.mu_vg, self.pg.scanner.radius, "μ-map")
+            check_inside_ring(self.mu_vg, self.pg.scanner.radius, "μ-map", self.mu_basis)
             p1, p2 = self._lines
             t = self.types
             self._mu_rays = Projector(self.mu_vg, rays(p1, p2 - p1), self.mu_basis, t.dtype, t.backend)
@@ -403,7 +406,7 @@ def attenuation_factors(vg: VolumeGeometry, mu: Any, geometry: PETGeometry, basi
         >>> af.shape, bool(af.min() > 0 and af.max() <= 1)
         ((8, 1, 15), True)
     """
-    check_inside_ring(vg, geometry.scanner.radius, "μ-map")
+    check_inside_ring(vg, geometry.scanner.radius, "μ-map", basis)
     t = types("float64", get_backend())
     lors = geometry.lors()
     p1, p2 = lor_endpoints(geometry, lors)

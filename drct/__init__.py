@@ -21,6 +21,7 @@ from .backend import BackendError as BackendError  # first of all: it picks a li
 
 from . import emission as emission
 from . import formats as formats  # h5py and pydicom are imported only when a reader needs them
+from . import pet as pet
 from . import phantoms as phantoms
 from . import physics as physics
 from . import recon as recon
@@ -91,6 +92,7 @@ __all__ = [
     "load_geometry",
     "load_scene",
     "parallel",
+    "pet",
     "phantoms",
     "physics",
     "rays",

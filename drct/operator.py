@@ -96,3 +96,59 @@ class Adjoint(Generic[Op]):
     @property
     def range_shape(self) -> tuple[int, ...]:
         return self._op.domain_shape
+
+
+def torch_needs_grad(value: Any) -> bool:
+    """A torch tensor that requires grad while torch records gradients (torch is imported only for torch input)."""
+    if not type(value).__module__.startswith("torch") or not getattr(value, "requires_grad", False):
+        return False
+    import torch
+
+    return torch.is_grad_enabled()
+
+
+class ArrayCalls:
+    """``A(x)`` and ``A.adjoint(y)`` for numpy arrays, torch tensors and Dr.Jit tensors (the same kind comes back;
+    a torch tensor that requires grad gets a differentiable torch result), around the operator's
+    ``forward_tensor`` / ``adjoint_tensor`` on Dr.Jit tensors; ``x_name`` / ``y_name`` name them in errors."""
+
+    types: Any
+    domain_shape: tuple[int, ...]
+    range_shape: tuple[int, ...]
+    x_name = "x (volume)"
+    y_name = "y (projections)"
+
+    def forward_tensor(self, x: Any) -> Any:  # pragma: no cover - every operator defines its own
+        raise NotImplementedError
+
+    def adjoint_tensor(self, y: Any) -> Any:  # pragma: no cover - every operator defines its own
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> str:
+        return self.types.dtype
+
+    @property
+    def backend(self) -> str:
+        return self.types.backend
+
+    def _apply(self, run: Any, value: Any, shape: tuple[int, ...], name: str) -> Any:
+        from .arrays import from_tensor, to_tensor
+        from .autodiff import torch_apply
+
+        if torch_needs_grad(value):
+            return torch_apply(run, self.backend, value)
+        tensor, kind = to_tensor(value, shape, self.types, name)
+        return from_tensor(run(tensor), kind)
+
+    def __call__(self, x: Any) -> Any:
+        """``A x``."""
+        return self._apply(self.forward_tensor, x, self.domain_shape, self.x_name)
+
+    def forward(self, x: Any) -> Any:
+        """``A x`` (the same as calling ``A``)."""
+        return self(x)
+
+    def adjoint(self, y: Any) -> Any:
+        """``A.T y``."""
+        return self._apply(self.adjoint_tensor, y, self.range_shape, self.y_name)

@@ -24,6 +24,15 @@ def _check_data(p: Problem) -> None:
         raise ValueError(f"{p.name}: y must be non-negative (Poisson data), but its minimum is {low}")
 
 
+def _sensitivity(p: Problem, count: int, op: Any = None) -> Any:
+    """``Aᵀ 1`` (``count`` ones), or the operator's own ``sensitivity_tensor()`` (listmode PET: the sum over every
+    LOR of the scanner, not over the recorded events)."""
+    own = getattr(op or p.A, "sensitivity_tensor", None)
+    if own is not None:
+        return own().array
+    return p.adjoint(dr.full(p.t.Float, 1.0, count), op)
+
+
 def _start(p: Problem, x0: Any, m: Any) -> Any:
     """The start ``x0`` (default ones), masked; refused unless non-negative with a positive entry, since the
     multiplicative updates keep a zero at zero and flip the sign of nothing."""
@@ -70,7 +79,7 @@ def mlem(
     _check_data(p)
     niter = check_niter(niter, "mlem")
     m = p.mask(mask)
-    sens = safe_inverse(p.adjoint(dr.full(p.t.Float, 1.0, dr.width(p.y))), p.t.Float)
+    sens = safe_inverse(_sensitivity(p, dr.width(p.y)), p.t.Float)
     if m is not None:
         sens = sens * m
     x = _start(p, x0, m)
@@ -117,7 +126,7 @@ def osem(
     m = p.mask(mask)
     plan = []
     for op, index in p.subsets(subsets):
-        sens = safe_inverse(p.adjoint(dr.full(p.t.Float, 1.0, dr.width(index)), op), p.t.Float)
+        sens = safe_inverse(_sensitivity(p, dr.width(index), op), p.t.Float)
         plan.append((op, p.gather(p.y, index), sens if m is None else sens * m))
     x = _start(p, x0, m)
     for k in steps(niter, progress, "osem"):

@@ -11,6 +11,7 @@ module                    extra          used by
 ``mitsuba``               ``meshes``     triangle meshes (:mod:`drct.meshes`, mesh objects in scenes)
 ``h5py``, ``pydicom``     ``formats``    NXtomo and DICOM files (:mod:`drct.formats`)
 ``xraydb``, ``spekpy``    ``physics``    ``Material.from_formula``, ``Spectrum.tube(model="spekpy")``
+``ray``                   ``ray``        ``drct generate --workers K`` (:mod:`drct.datasets`; with h5py)
 ========================  =============  =================================================================
 
 ``drct[all]`` installs every extra. A missing one raises :class:`MissingExtraError`, a
@@ -36,6 +37,7 @@ EXTRAS = {
     "pydicom": "formats",
     "xraydb": "physics",
     "spekpy": "physics",
+    "ray": "ray",
 }  # top-level module -> the extra of pyproject.toml that installs it
 
 

@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -41,19 +40,16 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import require
+
 FORMAT = "drct-simulated-dataset-1"
 FILE = "dataset.h5"
 ARRAYS = ("projections", "line_integrals", "phantom", "geometry", "parameters")  # per-sample arrays, in file order
 
 
 def optional(module: str, purpose: str) -> ModuleType:
-    """Import an optional dependency of the ``ray`` extra, or ModuleNotFoundError naming the extra."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ModuleNotFoundError(
-            f"{purpose} needs {module}: pip install 'drct[ray]' (or pip install {module})", name=module
-        ) from None
+    """Import an optional dependency of the ``ray`` extra, or :class:`~drct.extras.MissingExtraError` naming it."""
+    return require(module, purpose, extra="ray")
 
 
 def open_file(path: str | os.PathLike[str]) -> Any:

@@ -31,7 +31,7 @@ import drct as ct
 from drct.emission import Collimator, SPECTProjector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from spect_reference import (  # noqa: E402  (the adapter lives with the tests that check it)
+from spect_reference import (  # the adapter lives with the tests that check it
     PyTomographySPECT,
     disk_fraction,
     line_source_fwhm,

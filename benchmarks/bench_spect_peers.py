@@ -59,6 +59,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="Dr.Jit and torch threads (0: their defaults)")
+    parser.add_argument(
+        "--cases", default="none,mu,PSF,mu + PSF", help="comma-separated subset of: none, mu, PSF, mu + PSF"
+    )
     args = parser.parse_args()
     if args.repeat < 5:
         parser.error("--repeat must be at least 5")
@@ -86,7 +89,12 @@ def main() -> None:
         f"{'case':<10} {'|A-P|/|A|':>10} {'|AT-PT|/|AT|':>13} {'drct A':>9} {'PyT A':>9} {'ratio':>6} "
         f"{'drct AT':>9} {'PyT AT':>9} {'ratio':>6}"
     )
-    for name, m, c in (("none", None, None), ("mu", mu, None), ("PSF", None, lehr), ("mu + PSF", mu, lehr)):
+    cases = {"none": (None, None), "mu": (mu, None), "PSF": (None, lehr), "mu + PSF": (mu, lehr)}
+    chosen = [c.strip() for c in args.cases.split(",")]
+    if unknown := [c for c in chosen if c not in cases]:
+        parser.error(f"unknown --cases {unknown}; choose from {list(cases)}")
+    for name in chosen:
+        m, c = cases[name]
         A, P = SPECTProjector(vg, g, mu=m, collimator=c), PyTomographySPECT(vg, g, m, c)
         a, p = A(x), P.forward(x)
         b, q = A.T(y), P.back(y)

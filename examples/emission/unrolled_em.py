@@ -71,7 +71,7 @@ class Setting:
 
 
 QUICK = Setting((4, 16, 16), 8.0, 8, 2, 3, 2, 1, 3e4)
-FULL = Setting((8, 32, 32), 6.0, 24, 3, 24, 8, 10, 1e5)
+FULL = Setting((4, 20, 20), 8.0, 12, 2, 10, 5, 5, 5e4)  # sized for 2 shared CPU cores
 START = (4, 4)  # the unrolled iterations start from OSEM with 4 iterations of 4 subsets (as input data)
 
 

@@ -29,7 +29,17 @@ backward pass per unrolled iteration against the activity + projections of one i
 
 Run:  python examples/emission/unrolled_em.py [--quick] [-o out/emission/unrolled_em]
 
-Measured (full setting; see the README's Emission section for the numbers and the machine's load).
+Measured, full setting (2 CPU cores shared with other jobs, load average 16-24; held-out mean over 5 phantoms):
+
+    method                         NRMSE  PSNR dB  s/epoch
+    OSEM (16 it x 1 subsets)      0.1879    28.62      nan
+    sequential                    0.1500    30.57     27.4
+    truncation                    0.1575    30.14     16.9
+    end-to-end                    0.1515    30.48     14.5
+    end-to-end memory saved for backward per unrolled iteration: EM step through A, A.T 0.031 MB = 3.00 x
+    (activity + projections, 0.010 MB; y, 1/s shared); whole iteration with the CNN 0.305 MB
+
+End-to-end beats truncation and OSEM; sequential training is 0.0015 NRMSE ahead at 5 epochs.
 """
 
 from __future__ import annotations
@@ -358,7 +368,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     for ax, key in zip(axes[1:], shown, strict=False):
         row = rows[names[key]]
         ax.imshow(images[key][0][z], cmap="magma", vmin=0, vmax=vmax, origin="lower")
-        ax.set_title(f"{key}\nNRMSE {row['nrmse']:.3f}, {row['psnr']:.1f} dB", fontsize=9)
+        ax.set_title(f"{key}\nmean over test: NRMSE {row['nrmse']:.3f}, {row['psnr']:.1f} dB", fontsize=8)
     for ax in axes[:-1]:
         ax.axis("off")
     for method, curve in curves.items():

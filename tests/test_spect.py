@@ -8,6 +8,7 @@ from typing import Any
 import drjit as dr
 import numpy as np
 import pytest
+from spect_reference import chord, disk_fraction  # analytic helpers shared with test_spect_peers.py
 
 import drct as ct
 from drct.emission import Collimator, SPECTProjector
@@ -70,24 +71,6 @@ def test_dense_transpose_equality_float64(radius: Any, method: str, tiny: bool) 
     assert np.abs(dense).max() > 0
     np.testing.assert_allclose(rows, dense, rtol=0, atol=1e-13 * np.abs(dense).max())
     assert hidden.any() == (np.min(radius) < (12 if tiny else 30))
-
-
-def chord(p: np.ndarray, e: np.ndarray, r: float) -> float:
-    """Distance from ``p`` (inside a circle of radius ``r`` about the origin) to the circle along ``e``."""
-    b = float(p @ e)
-    return -b + float(np.sqrt(b * b - (p @ p - r * r)))
-
-
-def disk_fraction(vg: ct.VolumeGeometry, radius: float, sub: int = 8) -> np.ndarray:
-    """Area fraction of each voxel column inside the disk of ``radius`` (anti-aliased cylinder along z)."""
-    _nz, ny, nx = vg.shape
-    _, dy, dx = vg.voxel_size
-    off = (np.arange(sub) + 0.5) / sub - 0.5
-    xs = ((np.arange(nx) - (nx - 1) / 2)[:, None] + off).reshape(-1) * dx
-    ys = ((np.arange(ny) - (ny - 1) / 2)[:, None] + off).reshape(-1) * dy
-    inside = (xs[None, :] ** 2 + ys[:, None] ** 2 <= radius**2).astype(np.float64)
-    frac = inside.reshape(ny, sub, nx, sub).mean(axis=(1, 3))
-    return np.broadcast_to(frac, vg.shape).copy()
 
 
 @pytest.mark.parametrize("method", ["direct", "incremental"])

@@ -95,11 +95,15 @@ def check_size(scene: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..emission.scene import is_emission_scene
     from ..geometry.files import save_geometry
     from ..geometry.projection import ProjectionGeometry
     from ..io import check_output_folder, output_folder, write_atomically
     from ..scene import load_scene
+    from ._emission import simulate as simulate_emission
 
+    if is_emission_scene(args.scene):  # a [scanner] table: SPECT counts and the attenuation map
+        return simulate_emission(args, parse_overrides(args.set))
     scene = load_scene(
         args.scene, overrides=parse_overrides(args.set), scale=args.scale, allow_outside=args.allow_outside_files
     )

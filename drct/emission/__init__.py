@@ -1,4 +1,5 @@
-"""Emission tomography: the SPECT operator (parallel-hole collimator, attenuation, depth-dependent response).
+"""Emission tomography: the SPECT operator (parallel-hole collimator, attenuation, depth-dependent response)
+and the triple-energy-window scatter estimate.
 
 Example:
     >>> import numpy as np, drct as ct
@@ -13,5 +14,6 @@ from .collimator import Collimator as Collimator
 from .geometry import SpectGeometry as SpectGeometry
 from .geometry import spect as spect
 from .projector import SPECTProjector as SPECTProjector
+from .scatter import tew_scatter as tew_scatter
 
-__all__ = ["Collimator", "SPECTProjector", "SpectGeometry", "spect"]
+__all__ = ["Collimator", "SPECTProjector", "SpectGeometry", "spect", "tew_scatter"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import drjit as dr
 
+from ..arrays import to_tensor
 from ..projector import Projector
 from ._common import Callback, Problem, check_niter, report, safe_inverse, steps, torch_autograd
 
@@ -31,6 +32,18 @@ def _sensitivity(p: Problem, count: int, op: Any = None) -> Any:
     if own is not None:
         return own().array
     return p.adjoint(dr.full(p.t.Float, 1.0, count), op)
+
+
+def _additive(p: Problem, additive: Any) -> Any:
+    """The additive term ``s`` of ``y ~ Poisson(A x + s)`` (scatter, randoms) as a flat array, or 0."""
+    if additive is None:
+        return 0.0
+    s = dr.detach(to_tensor(additive, p.A.range_shape, p.t, "additive (background counts)")[0].array)
+    if dr.min(s)[0] < 0:
+        raise ValueError(
+            f"{p.name}: additive must be non-negative (expected counts), but its minimum is {dr.min(s)[0]}"
+        )
+    return s
 
 
 def _start(p: Problem, x0: Any, m: Any) -> Any:
@@ -58,13 +71,17 @@ def mlem(
     progress: bool = True,
     *,
     mask: Any = None,
+    additive: Any = None,
 ) -> Any:
-    """MLEM: ``x ← x / (Aᵀ 1) · Aᵀ (y / A x)``, the maximum-likelihood iteration for ``y ~ Poisson(A x)``.
+    """MLEM: ``x ← x / (Aᵀ 1) · Aᵀ (y / (A x + s))``, the maximum-likelihood iteration for
+    ``y ~ Poisson(A x + s)``.
 
     Args:
         A, y, niter, callback, progress: as in :func:`drct.recon.sirt`.
         x0: a positive start (default ones; zeros stay zero).
         mask: volume-shaped 0/1 array; coefficients outside stay 0.
+        additive: ``s``, known non-negative expected counts added to ``A x`` (scatter, e.g.
+            :func:`drct.emission.tew_scatter`, or randoms), shaped like ``y``; default none.
 
     Example:
         >>> import numpy as np, drct as ct
@@ -79,14 +96,15 @@ def mlem(
     _check_data(p)
     niter = check_niter(niter, "mlem")
     m = p.mask(mask)
+    s = _additive(p, additive)
     sens = safe_inverse(_sensitivity(p, dr.width(p.y)), p.t.Float)
     if m is not None:
         sens = sens * m
     x = _start(p, x0, m)
-    ax = p.forward(x)
+    ax = p.forward(x) + s
     for k in steps(niter, progress, "mlem"):
         x = x * sens * p.adjoint(_ratio(p.y, ax, p.t.Float))
-        ax = p.forward(x)
+        ax = p.forward(x) + s
         dr.eval(x, ax)
         if report(callback, p, k, x, p.y - ax):
             break
@@ -104,11 +122,12 @@ def osem(
     *,
     subsets: int = 8,
     mask: Any = None,
+    additive: Any = None,
 ) -> Any:
     """OSEM: MLEM updates over ordered subsets of views (interleaved); ``subsets=1`` is MLEM.
 
     Args:
-        A, y, x0, niter, callback, progress, mask: as in :func:`mlem`.
+        A, y, x0, niter, callback, progress, mask, additive: as in :func:`mlem`.
         subsets: number of ordered subsets.
 
     Example:
@@ -124,15 +143,17 @@ def osem(
     _check_data(p)
     niter = check_niter(niter, "osem")
     m = p.mask(mask)
+    s = _additive(p, additive)
     plan = []
     for op, index in p.subsets(subsets):
         sens = safe_inverse(_sensitivity(p, dr.width(index), op), p.t.Float)
-        plan.append((op, p.gather(p.y, index), sens if m is None else sens * m))
+        s_s = s if additive is None else p.gather(s, index)
+        plan.append((op, p.gather(p.y, index), s_s, sens if m is None else sens * m))
     x = _start(p, x0, m)
     for k in steps(niter, progress, "osem"):
-        for op, y_s, sens in plan:
-            x = x * sens * p.adjoint(_ratio(y_s, p.forward(x, op), p.t.Float), op)
+        for op, y_s, s_s, sens in plan:
+            x = x * sens * p.adjoint(_ratio(y_s, p.forward(x, op) + s_s, p.t.Float), op)
             dr.eval(x)
-        if callback is not None and report(callback, p, k, x, p.y - p.forward(x)):
+        if callback is not None and report(callback, p, k, x, p.y - p.forward(x) - s):
             break
     return p.output(x)

@@ -138,6 +138,8 @@ def parse_scene(data: Any, file: str | None = None, base: Path | None = None, al
     """A :class:`Scene` from the parsed TOML tables ``data`` (as :func:`load_scene` reads them); files named in
     it must lie in ``base`` (default: the folder of ``file``) unless ``allow_outside``."""
     root = Table(data, file, "", base, allow_outside)
+    if root.has("scanner") and not root.has("geometry"):
+        root.fail("scanner", "an emission (SPECT) scene: read it with ct.emission.load_emission_scene or drct simulate")
     meta = root.table("scene", None) or Table({}, file, "scene", base, allow_outside)
     name = meta.string("name", Path(file).stem if file else "scene")
     if len(name) > MAX_NAME:

@@ -117,6 +117,7 @@ class ArrayCalls:
     range_shape: tuple[int, ...]
     x_name = "x (volume)"
     y_name = "y (projections)"
+    leading_batch = False  # whether leading batch dimensions are accepted before domain_shape / range_shape
 
     def forward_tensor(self, x: Any) -> Any:  # pragma: no cover - every operator defines its own
         raise NotImplementedError
@@ -138,11 +139,13 @@ class ArrayCalls:
 
         if torch_needs_grad(value):
             return torch_apply(run, self.backend, value)
-        tensor, kind = to_tensor(value, shape, self.types, name)
+        tensor, kind = to_tensor(value, shape, self.types, name, leading=self.leading_batch)
         return from_tensor(run(tensor), kind)
 
     def __call__(self, x: Any) -> Any:
-        """``A x``."""
+        """``A x`` for a numpy array, torch tensor or Dr.Jit tensor of shape :attr:`domain_shape` (after any
+        leading batch dimensions where the operator takes them); a torch tensor that requires grad gets a
+        differentiable torch result."""
         return self._apply(self.forward_tensor, x, self.domain_shape, self.x_name)
 
     def forward(self, x: Any) -> Any:
@@ -150,5 +153,5 @@ class ArrayCalls:
         return self(x)
 
     def adjoint(self, y: Any) -> Any:
-        """``A.T y``."""
+        """``A.T y`` for projections of shape :attr:`range_shape` (numpy, torch or Dr.Jit; as in ``A(x)``)."""
         return self._apply(self.adjoint_tensor, y, self.range_shape, self.y_name)

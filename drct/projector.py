@@ -7,18 +7,17 @@ from typing import Any
 
 import drjit as dr
 
-from .arrays import from_tensor, require_finite_tensor, to_tensor
-from .autodiff import torch_apply
+from .arrays import require_finite_tensor
 from .backend import Types, canonical_dtype, get_backend, types
 from .geometry.projection import AnyGeometry, ProjectionGeometry, RayGeometry
 from .geometry.volume import VolumeGeometry
 from .memory import require_memory
-from .operator import Adjoint, AllViewsHere
+from .operator import Adjoint, AllViewsHere, ArrayCalls
 from .transform import AdjointOp, ForwardOp, Transform, apply, geometry_tangents
 from .volume import BASES, basis_degree
 
 
-class Projector(AllViewsHere):
+class Projector(ArrayCalls, AllViewsHere):
     """The exact line-integral transform of a continuous volume model, ``y = A x``, with ``A.T`` its adjoint.
 
     ``x`` holds the coefficients of the volume model ``basis`` on the grid ``vg``; ``A x`` integrates that
@@ -132,12 +131,9 @@ class Projector(AllViewsHere):
         require_memory(self.memory_estimate(batch, adjoint), what)
 
     @property
-    def dtype(self) -> str:
-        return self.types.dtype
-
-    @property
-    def backend(self) -> str:
-        return self.types.backend
+    def leading_batch(self) -> bool:
+        """``A`` and ``A.T`` take any leading batch dimensions, except with per-sample geometries (``batch=``)."""
+        return self.batch is None
 
     @property
     def domain_shape(self) -> tuple[int, ...]:
@@ -254,36 +250,8 @@ class Projector(AllViewsHere):
         flat = self._engine.geometry_jvps(dr.detach(x.array), self._engine.vectors(), tangent_sets)
         return [self.types.Tensor(f, self.range_shape) for f in flat]
 
-    def __call__(self, x: Any) -> Any:
-        """``A x``; ``x`` is a numpy array, torch tensor or Dr.Jit tensor of shape ``(*batch, *vg.shape)``. A torch
-        tensor that requires grad gets a differentiable torch result (for geometry tensors too, see
-        :func:`drct.torch.project`)."""
-        if _torch_needs_grad(x):
-            return torch_apply(self.forward_tensor, self.backend, x)
-        tensor, kind = to_tensor(x, self.domain_shape, self.types, "x (volume)", leading=self.batch is None)
-        return from_tensor(self.forward_tensor(tensor), kind)
-
-    forward = __call__
-
-    def adjoint(self, y: Any) -> Any:
-        """``A.T y``; ``y`` is a numpy array, torch tensor or Dr.Jit tensor of shape ``(*batch, *pg.shape)`` (a torch
-        tensor that requires grad gets a differentiable torch result)."""
-        if _torch_needs_grad(y):
-            return torch_apply(self.adjoint_tensor, self.backend, y)
-        tensor, kind = to_tensor(y, self.range_shape, self.types, "y (projections)", leading=self.batch is None)
-        return from_tensor(self.adjoint_tensor(tensor), kind)
-
     def __repr__(self) -> str:
         return (
             f"Projector(vg shape={self.vg.shape}, {self.pg!r}, basis={self.basis!r}, dtype={self.dtype!r}, "
             f"backend={self.backend!r}{'' if self.batch is None else f', batch={self.batch}'})"
         )
-
-
-def _torch_needs_grad(value: Any) -> bool:
-    """A torch tensor that requires grad while torch records gradients."""
-    if not type(value).__module__.startswith("torch") or not getattr(value, "requires_grad", False):
-        return False
-    import torch
-
-    return torch.is_grad_enabled()

@@ -8,27 +8,18 @@ from typing import Any
 import drjit as dr
 import numpy as np
 
-from ..arrays import from_tensor, require_finite_tensor, to_tensor
-from ..autodiff import torch_apply
+from ..arrays import require_finite_tensor, to_tensor
 from ..backend import Types, canonical_dtype, get_backend, types
 from ..concurrency import get_deterministic, launches
 from ..geometry.volume import VolumeGeometry
 from ..memory import require_memory
-from ..operator import Adjoint, AllViewsHere
+from ..operator import Adjoint, AllViewsHere, ArrayCalls
 from .collimator import Collimator
 from .engine import SigmaModel, SpectAdjointOp, SpectEngine, SpectOp
 from .geometry import SpectGeometry
 
 
-def _torch_needs_grad(value: Any) -> bool:
-    if not type(value).__module__.startswith("torch") or not getattr(value, "requires_grad", False):
-        return False
-    import torch
-
-    return torch.is_grad_enabled()
-
-
-class SPECTProjector(AllViewsHere):
+class SPECTProjector(ArrayCalls, AllViewsHere):
     """SPECT projections ``y = A f`` of an activity ``f`` (voxel values on ``vg``, per mm) for a parallel-hole
     camera, with attenuation by the map ``mu`` and the depth-dependent collimator–detector response; ``A.T`` is
     the exact transpose of the discretised ``A`` (see :mod:`drct.emission.engine` for the discretisation).
@@ -106,14 +97,6 @@ class SPECTProjector(AllViewsHere):
         self._hidden: Any = None
 
     # -- shapes, as for drct.Projector -----------------------------------------------------------------------
-    @property
-    def dtype(self) -> str:
-        return self.types.dtype
-
-    @property
-    def backend(self) -> str:
-        return self.types.backend
-
     @property
     def domain_shape(self) -> tuple[int, ...]:
         return self.vg.shape
@@ -233,23 +216,6 @@ class SPECTProjector(AllViewsHere):
             x = self.types.Tensor(out, self.domain_shape)
             dr.eval(x)
         return x
-
-    def __call__(self, x: Any) -> Any:
-        """``A x`` for a numpy array, torch tensor or Dr.Jit tensor of shape ``vg.shape`` (a torch tensor that
-        requires grad gets a differentiable torch result)."""
-        if _torch_needs_grad(x):
-            return torch_apply(self.forward_tensor, self.backend, x)
-        tensor, kind = to_tensor(x, self.domain_shape, self.types, "x (volume)")
-        return from_tensor(self.forward_tensor(tensor), kind)
-
-    forward = __call__
-
-    def adjoint(self, y: Any) -> Any:
-        """``A.T y`` for projections of shape ``range_shape`` (numpy, torch or Dr.Jit)."""
-        if _torch_needs_grad(y):
-            return torch_apply(self.adjoint_tensor, self.backend, y)
-        tensor, kind = to_tensor(y, self.range_shape, self.types, "y (projections)")
-        return from_tensor(self.adjoint_tensor(tensor), kind)
 
     def __repr__(self) -> str:
         return (

@@ -202,8 +202,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="CI size: 24², 24 views, 10 steps")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 suits loaded machines)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.quick:
         args.size, args.views, args.train, args.test, args.steps, args.batch = 24, 24, 6, 2, 10, 2
     beams = ("fan", "cone") if args.beam == "both" else (args.beam,)

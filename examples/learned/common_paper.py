@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 import drct as ct
+from drct import physics
 from drct.io import refuse_overwrite, write_atomically, write_json
 
 RADIUS = 100.0
@@ -47,6 +48,53 @@ def body_pairs(
         xs.append(ct.phantoms.rasterize(items, vg, supersample=2))
         ys.append(ct.phantoms.project_ellipsoids(items, pg))
     return torch.tensor(np.array(xs)), torch.tensor(np.array(ys), dtype=torch.float32)
+
+
+def noisy_line_integrals(
+    y: torch.Tensor, rng: np.random.Generator, i0_min: float, i0_max: float, sigma: float, bits: int
+) -> torch.Tensor:
+    """The end-to-end paper's readings of each sinogram of line integrals ``y``, log-transformed:
+    ``r = clamp(round((Poisson(i0 e^{-y}) + Normal(0, σ²)) / k), 0, 2^b − 1)`` by :mod:`drct.physics`, with ``i0``
+    log-uniform in ``[i0_min, i0_max]`` per sample and ``k`` such that an unattenuated ray reads 90% of full
+    scale; returns ``−log(r / flat)`` (:func:`drct.physics.log_transform`)."""
+    out = []
+    full_scale = (1 << bits) - 1
+    for yi in y.numpy():
+        i0 = float(np.exp(rng.uniform(np.log(i0_min), np.log(i0_max))))
+        det = physics.Detector(i0=i0, gain=i0 / (0.9 * full_scale), sigma=sigma, bits=bits)
+        readings = physics.simulate_counts(yi, None, det, seed=rng)
+        out.append(physics.log_transform(readings, flat=physics.flat_field(det)))
+    return torch.tensor(np.array(out), dtype=torch.float32)
+
+
+def fit(
+    opt: torch.optim.Optimizer,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    steps: int,
+    batch: int,
+    desc: str,
+    schedule: Any = None,
+) -> tuple[list[float], float]:
+    """``steps`` optimiser steps on shuffled mini-batches of ``n`` samples (``loss_of(indices)`` gives the
+    batch loss); returns the losses and the wall time in seconds."""
+    losses: list[float] = []
+    begin = time.perf_counter()
+    with tqdm(total=steps, desc=desc) as bar:
+        while len(losses) < steps:
+            for pick in torch.randperm(n).split(batch):
+                opt.zero_grad()
+                loss = loss_of(pick)
+                loss.backward()
+                opt.step()
+                if schedule is not None:
+                    schedule.step()
+                losses.append(float(loss.detach()))
+                bar.update()
+                bar.set_postfix(mse=f"{losses[-1]:.3g}")
+                if len(losses) == steps:
+                    break
+    return losses, time.perf_counter() - begin
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor, peak: float) -> float:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,27 +49,24 @@ import itertools
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from common_paper import RADIUS, body_pairs, load, median_time, outputs, psnr, save, ssim, table
+from common_paper import (
+    RADIUS,
+    body_pairs,
+    fit,
+    load,
+    median_time,
+    noisy_line_integrals,
+    outputs,
+    psnr,
+    save,
+    ssim,
+    table,
+)
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 import drct as ct
 import drct.torch as ctt
-from drct import physics
-
-
-# ---- the paper's noise model ----------------------------------------------------------------------------------
-def noisy_line_integrals(y: torch.Tensor, rng: np.random.Generator, args: argparse.Namespace) -> torch.Tensor:
-    """Readings of each sinogram of ``y`` (line integrals) under the paper's noise model, log-transformed."""
-    out = []
-    full_scale = (1 << args.bits) - 1
-    for yi in y.numpy():
-        i0 = float(np.exp(rng.uniform(np.log(args.i0_min), np.log(args.i0_max))))
-        det = physics.Detector(i0=i0, gain=i0 / (0.9 * full_scale), sigma=args.sigma, bits=args.bits)
-        readings = physics.simulate_counts(yi, None, det, seed=rng)
-        out.append(physics.log_transform(readings, flat=physics.flat_field(det)))
-    return torch.tensor(np.array(out), dtype=torch.float32)
 
 
 # ---- U-Nets ---------------------------------------------------------------------------------------------------
@@ -193,23 +189,12 @@ def train(
         return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, args.steps - warm)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    losses: list[float] = []
-    begin = time.perf_counter()
-    with tqdm(total=args.steps, desc=f"train {name}") as bar:
-        while len(losses) < args.steps:
-            for pick in torch.randperm(x.shape[0]).split(args.batch):
-                noisy = noisy_line_integrals(y[pick], rng, args)
-                opt.zero_grad()
-                loss = (model(noisy) - x[pick]).square().mean()
-                loss.backward()
-                opt.step()
-                schedule.step()
-                losses.append(float(loss.detach()))
-                bar.update()
-                bar.set_postfix(mse=f"{losses[-1]:.3g}")
-                if len(losses) == args.steps:
-                    break
-    return losses, time.perf_counter() - begin
+    noise = (args.i0_min, args.i0_max, args.sigma, args.bits)
+
+    def loss_of(pick: torch.Tensor) -> torch.Tensor:
+        return (model(noisy_line_integrals(y[pick], rng, *noise)) - x[pick]).square().mean()
+
+    return fit(opt, loss_of, x.shape[0], args.steps, args.batch, f"train {name}", schedule)
 
 
 def main() -> None:
@@ -245,7 +230,8 @@ def main() -> None:
     A = ct.Projector(vg, pg, basis="voxel")
     x_train, y_train = body_pairs(args.train, rng, vg, pg, "training phantoms")
     x_test, y_test = body_pairs(args.test, rng, vg, pg, "held-out phantoms")
-    noisy_test = noisy_line_integrals(y_test, np.random.default_rng(args.seed + 2), args)
+    noise = (args.i0_min, args.i0_max, args.sigma, args.bits)
+    noisy_test = noisy_line_integrals(y_test, np.random.default_rng(args.seed + 2), *noise)
 
     e2e = EndToEnd(A, args.channels, args.width)
     post = PostProcessing(A, matched_width(A, count(e2e)))

@@ -24,7 +24,6 @@ Run:  python examples/learned/fdk_weights.py [--beam fan|cone|both] [--size 48] 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from common_paper import RADIUS, body_pairs, load, outputs, psnr, relative_error, save, table
-from tqdm import tqdm
+from common_paper import RADIUS, body_pairs, fit, load, outputs, psnr, relative_error, save, table
 
 import drct as ct
 import drct.torch as ctt
@@ -44,16 +42,18 @@ from drct.recon.weights import fbp_weights
 SOD, SDD = 400.0, 800.0  # source-origin and source-detector distances, mm (magnification 2)
 
 
-def geometry(beam: str, n: int, views: int) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry, float, float]:
+def geometry(
+    beam: str, n: int, views: int, full: bool = False
+) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry, float, float]:
     """The grid (``n²`` in 2D, ``(n/2)³`` in 3D, spanning the phantoms' disc) and a short scan over π plus the
-    fan angle (the detector is 300 mm wide at the rotation axis); returns the column spacing and angular step
-    too."""
+    fan angle (``full``: a full 2π scan; the detector is 300 mm wide at the rotation axis); returns the column
+    spacing and angular step too."""
     m = n if beam == "fan" else n // 2
     h = 2 * RADIUS / m
     cols = int(1.5 * m)
     du = 2 * h  # 1.5 m pixels of 2 h at magnification 2: 1.5 m h = 300 mm at the axis
     delta = np.arctan(0.5 * cols * du / SDD)  # half fan angle
-    angles = np.linspace(0, np.pi + 2 * delta, views, endpoint=False)
+    angles = np.linspace(0, 2 * np.pi if full else np.pi + 2 * delta, views, endpoint=False)
     step = float(angles[1] - angles[0])
     if beam == "fan":
         return ct.VolumeGeometry((m, m), voxel_size=h), ct.fan(angles, cols, du, SOD, SDD), du, step
@@ -104,21 +104,12 @@ def run(beam: str, args: argparse.Namespace) -> dict[str, Any]:
     parker = parker_full if beam == "fan" else parker_full[:, 0, :]  # a flat detector: the same in every row
     start = layer.redundancy.detach().reshape(parker.shape).numpy().copy()
     opt = torch.optim.Adam(layer.parameters(), lr=args.lr)
-    losses: list[float] = []
-    begin = time.perf_counter()
-    with tqdm(total=args.steps, desc=f"learn the {beam}-beam redundancy weights") as bar:
-        while len(losses) < args.steps:
-            for pick in torch.randperm(args.train).split(args.batch):
-                opt.zero_grad()
-                loss = (layer(y_train[pick]) - x_train[pick]).square().mean()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                bar.update()
-                bar.set_postfix(mse=f"{losses[-1]:.3g}")
-                if len(losses) == args.steps:
-                    break
-    seconds = time.perf_counter() - begin
+
+    def loss_of(pick: torch.Tensor) -> torch.Tensor:
+        return (layer(y_train[pick]) - x_train[pick]).square().mean()
+
+    desc = f"learn the {beam}-beam redundancy weights"
+    losses, seconds = fit(opt, loss_of, args.train, args.steps, args.batch, desc)
     learned = layer.redundancy.detach().reshape(parker.shape).numpy().copy()
 
     gamma = fan_angles(parker.shape[-1], du)

@@ -17,8 +17,11 @@ Three reconstructions, 2D parallel beam, the projector ``A = ct.Projector(vg, pg
 * **FBP**: ``ct.torch.FBP(A)`` of ``ŷ`` (ramp; the Hann window too).
 * **FBP + U-Net** (post-processing): ``g(FBP(ŷ))``, one U-Net.
 * **end-to-end**: ``g2(FBP_c(g1(ŷ)))``: ``g1`` a U-Net on the sinogram with ``C`` output channels, each
-  filtered and backprojected by drct (``ct.torch.FBP``: ramp filter then ``A.T``, all channels of the batch in
+  filtered and backprojected by drct (``ct.torch.FBP``: filter then ``A.T``, all channels of the batch in
   one launch), ``g2`` a U-Net on the ``C`` images. Trained jointly through drct's backprojection.
+
+Both learned models use the same FBP inside (``--filter``, Hann by default: with the ramp, 300 steps left both
+below the Hann FBP alone) and are residual: they start from that FBP and learn a correction.
 
 The U-Nets follow the paper's design at a small size: down-sampling by a strided convolution and a residual block,
 up-sampling by bilinear interpolation, concatenation with the skip, channel attention (squeeze-and-excitation),
@@ -142,10 +145,10 @@ class EndToEnd(nn.Module):
     as ``ŷ``), drct filters and backprojects each, ``g2`` maps the images to the reconstruction (residually:
     the mean of the channel images plus a correction)."""
 
-    def __init__(self, A: ct.Projector, channels: int, width: int) -> None:
+    def __init__(self, A: ct.Projector, channels: int, width: int, filter: str = "hann") -> None:
         super().__init__()
         self.g1 = UNet(1, channels, width)
-        self.fbp = ctt.FBP(A)
+        self.fbp = ctt.FBP(A, filter=filter)
         self.g2 = UNet(channels, 1, width, positional=True)
         self.scale = 50.0  # images in 1/mm (about 0.02) to order one
 
@@ -158,9 +161,9 @@ class EndToEnd(nn.Module):
 class PostProcessing(nn.Module):
     """``g(FBP(ŷ))`` with a residual U-Net ``g``."""
 
-    def __init__(self, A: ct.Projector, width: int) -> None:
+    def __init__(self, A: ct.Projector, width: int, filter: str = "hann") -> None:
         super().__init__()
-        self.fbp = ctt.FBP(A)
+        self.fbp = ctt.FBP(A, filter=filter)
         self.g = UNet(1, 1, width, positional=True)
         self.scale = 50.0
 
@@ -169,9 +172,9 @@ class PostProcessing(nn.Module):
         return (image + self.g(image))[:, 0] / self.scale
 
 
-def matched_width(A: ct.Projector, target: int) -> int:
+def matched_width(A: ct.Projector, target: int, filter: str) -> int:
     """The post-processing U-Net width whose parameter count is closest to ``target``."""
-    return min(range(2, 65), key=lambda w: abs(count(PostProcessing(A, w)) - target))
+    return min(range(2, 65), key=lambda w: abs(count(PostProcessing(A, w, filter)) - target))
 
 
 # ---- training -------------------------------------------------------------------------------------------------
@@ -209,6 +212,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=8, help="U-Net width of g1 and g2")
     parser.add_argument("--channels", type=int, default=4, help="sinogram channels g1 hands to g2")
+    parser.add_argument("--filter", default="hann", help="the FBP filter inside both learned models")
     parser.add_argument("--i0-min", type=float, default=1e3, help="fewest photons per unattenuated ray")
     parser.add_argument("--i0-max", type=float, default=1e4, help="most photons per unattenuated ray")
     parser.add_argument("--sigma", type=float, default=5.0, help="electronic noise σ (photons)")
@@ -233,8 +237,8 @@ def main() -> None:
     noise = (args.i0_min, args.i0_max, args.sigma, args.bits)
     noisy_test = noisy_line_integrals(y_test, np.random.default_rng(args.seed + 2), *noise)
 
-    e2e = EndToEnd(A, args.channels, args.width)
-    post = PostProcessing(A, matched_width(A, count(e2e)))
+    e2e = EndToEnd(A, args.channels, args.width, args.filter)
+    post = PostProcessing(A, matched_width(A, count(e2e), args.filter), args.filter)
     loss_e2e, time_e2e = train(e2e, x_train, y_train, args, "end-to-end g2(FBP(g1(y)))")
     loss_post, time_post = train(post, x_train, y_train, args, "FBP + U-Net")
 

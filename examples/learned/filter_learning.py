@@ -9,7 +9,12 @@ under the end-to-end paper's noise model (Poisson + electronic noise, b-bit quan
 script compares the ramp, the Hann window and the learned filter (PSNR, SSIM) and writes
 ``filter_learning_<beam>.png`` (responses, reconstructions, training curve), ``.npz`` and ``.json``.
 
-Measured (2 shared CPU cores): see the README section "Learned reconstruction: the seed papers".
+Measured at the defaults (fan 48², cone 24³, 96 views, 60 Adam steps; 2 CPU cores shared, load 27-28), held-out
+PSNR (dB) / SSIM:
+
+    beam  ramp           Hann           learned        training
+    fan   27.96 / 0.709  30.10 / 0.849  30.85 / 0.824  39 s
+    cone  31.44 / 0.970  27.77 / 0.949  31.73 / 0.972  161 s
 
 Run:  python examples/learned/filter_learning.py [--beam fan|cone|both] [--size 48] [--steps 60] [--quick]
 """

@@ -40,6 +40,7 @@ Run:  python examples/learned/end_to_end.py [--size 64] [--steps 300] [--quick]
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,6 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import itertools
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -70,6 +69,9 @@ from torch.nn import functional as F
 
 import drct as ct
 import drct.torch as ctt
+
+SCALE = 50.0
+"""Images in 1/mm (soft tissue 0.02) times ``SCALE`` are of order one: the networks and the loss work in them."""
 
 
 # ---- U-Nets ---------------------------------------------------------------------------------------------------
@@ -150,7 +152,7 @@ class EndToEnd(nn.Module):
         self.g1 = UNet(1, channels, width)
         self.fbp = ctt.FBP(A, filter=filter)
         self.g2 = UNet(channels, 1, width, positional=True)
-        self.scale = 50.0  # images in 1/mm (about 0.02) to order one
+        self.scale = SCALE
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         s = y[:, None]
@@ -165,7 +167,7 @@ class PostProcessing(nn.Module):
         super().__init__()
         self.fbp = ctt.FBP(A, filter=filter)
         self.g = UNet(1, 1, width, positional=True)
-        self.scale = 50.0
+        self.scale = SCALE
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         image = self.fbp(y)[:, None] * self.scale
@@ -194,8 +196,8 @@ def train(
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     noise = (args.i0_min, args.i0_max, args.sigma, args.bits)
 
-    def loss_of(pick: torch.Tensor) -> torch.Tensor:
-        return (model(noisy_line_integrals(y[pick], rng, *noise)) - x[pick]).square().mean()
+    def loss_of(pick: torch.Tensor) -> torch.Tensor:  # images in units of 0.02/mm: gradients far above Adam's eps
+        return (SCALE * (model(noisy_line_integrals(y[pick], rng, *noise)) - x[pick])).square().mean()
 
     return fit(opt, loss_of, x.shape[0], args.steps, args.batch, f"train {name}", schedule)
 
@@ -285,7 +287,7 @@ def main() -> None:
             ax.set(title=title, xticks=[], yticks=[])
     axes[0, 5].semilogy(loss_e2e, label="end-to-end")
     axes[0, 5].semilogy(loss_post, label="FBP + U-Net")
-    axes[0, 5].set(title="training MSE per batch", xlabel="step")
+    axes[0, 5].set(title=f"training MSE per batch (images × {SCALE:g} mm)", xlabel="step")
     axes[0, 5].legend()
     axes[1, 5].imshow(noisy_test[0].numpy(), cmap="gray", aspect="auto")
     axes[1, 5].set(title="input: log-transformed readings", xlabel="detector column", ylabel="view")

@@ -32,7 +32,14 @@ held-out phantoms (fixed noise): PSNR (peak = the phantoms' maximum) and SSIM (s
 inference time per image (median of 5 repeats after a first call). Writes ``end_to_end.png`` (examples and
 training curves), ``.npz`` and ``.json`` to ``--out``.
 
-Measured (2 shared CPU cores): see the README section "Learned reconstruction: the seed papers".
+Measured at the defaults (64², 64 views, 300 RAdam steps of 8, 256 training / 32 held-out phantoms; 2 CPU cores
+shared, load 17; training 171 s end-to-end, 95 s post-processing)::
+
+    method              parameters  PSNR (dB)  SSIM    inference (ms/image)
+    FBP (ramp)                   0      27.33  0.606                    4.9
+    FBP (Hann)                   0      31.81  0.843                    4.0
+    FBP (Hann) + U-Net       70909      31.86  0.842                   16.5
+    end-to-end               75497      32.85  0.847                   29.2
 
 Run:  python examples/learned/end_to_end.py [--size 64] [--steps 300] [--quick]
 """

@@ -110,10 +110,11 @@ class FBP(nn.Module):
       are well scaled for Adam: the ramp spans 3 decades from DC to Nyquist, and a raw response trains slowly.
     * ``learnable="response"``: ``self.response`` itself is the ``nn.Parameter``, initialised from ``filter``.
     * ``learnable="redundancy"`` (fan/cone short scans): ``self.redundancy``, an ``nn.Parameter`` of ones of
-      shape ``(views, cols)`` (2D) or ``(views, 1, cols)`` (3D, shared by the rows), replaces Parker's
-      weights (:attr:`drct.recon.weights.FBPWeights.redundancy`) in the pre-weights; the cosine and angular
-      weights stay fixed. Starting at ones (no redundancy handling), training learns the short-scan weights
-      from data — the FDK experiment of PYRO-NN (``examples/learned/fdk_weights.py``).
+      shape ``(views, cols)`` (2D) or ``(views, 1, cols)`` (3D, shared by the rows: Parker's weights depend on
+      the fan angle alone), replaces Parker's weights (:attr:`drct.recon.weights.FBPWeights.redundancy`) in
+      the pre-weights; the cosine and angular weights stay fixed. Starting at ones (no redundancy handling),
+      training learns the short-scan weights from data — the FDK experiment of PYRO-NN
+      (``examples/learned/fdk_weights.py``).
 
     :meth:`filter_response` gives the response in use.
 
@@ -177,7 +178,9 @@ class FBP(nn.Module):
                     'learnable="redundancy" needs a fan- or cone-beam short scan (an orbit of less than 2π), '
                     f"this geometry has no redundancy weights to learn: {A.pg!r}"
                 )
-            pre = weights.pre / weights.redundancy  # the redundancy factor is > 0 everywhere
+            if not np.all(weights.redundancy > 0):  # Parker's weights vanish only outside the scan
+                raise ValueError("the short-scan weights of this geometry reach 0: cannot separate them from pre")
+            pre = weights.pre / weights.redundancy
             shape = (pre.shape[0], 1, pre.shape[-1]) if pre.ndim == 3 else pre.shape
             self.redundancy = nn.Parameter(torch.ones(shape, dtype=dtype, device=device))
         self._has_pre = bool(np.any(pre != 1)) or self.redundancy is not None

@@ -41,6 +41,8 @@ class FBPWeights:
         curved: filter in the fan angle (equiangular detector).
         fan_2d: a 2D fan beam: the backprojection needs the per-view factor :func:`distance_factor`.
         short_scan: Parker weights were used.
+        redundancy: the short-scan (Parker) factor that ``pre`` includes, shape of ``pre``, all > 0 (None for
+            full scans and parallel beams): ``pre / redundancy`` is the data weighting without it.
     """
 
     pre: np.ndarray
@@ -49,6 +51,7 @@ class FBPWeights:
     curved: bool
     fan_2d: bool
     short_scan: bool
+    redundancy: np.ndarray | None = None
 
 
 def _rows(value: object) -> np.ndarray:
@@ -227,7 +230,7 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry) -> FBPWeights:
     full = _covers_full_circle(angles)
     if full:
         angular = (_voronoi(angles, 2 * np.pi) / 2)[:, None, None] * np.ones_like(gamma)
-        short = False
+        short, redundancy = False, None
     else:
         # position on the arc, counter-clockwise from the end of the largest gap (views in any order; the
         # weights are mirror-symmetric, so the direction of rotation does not matter)
@@ -246,7 +249,8 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry) -> FBPWeights:
         cell = np.empty_like(rel)
         cell[np.argsort(rel, kind="stable")] = cell_sorted
         scan_range = float(rel_sorted[-1] - rel_sorted[0]) + typical
-        angular = cell[:, None, None] * parker_weights((rel + typical / 2)[:, None, None], gamma, scan_range)
+        redundancy = parker_weights((rel + typical / 2)[:, None, None], gamma, scan_range)
+        angular = cell[:, None, None] * redundancy
         short = True
     pre = pre * angular  # redundancy weights act on the data before filtering
     if dim == 3:
@@ -254,9 +258,10 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry) -> FBPWeights:
     else:
         post = np.full((pg.num_views, 1), spacing / voxel_volume)
         pre = pre[:, 0, :]
+        redundancy = None if redundancy is None else redundancy[:, 0, :]
     if dim == 3 and not pg.curved and np.any(np.abs(_rows(pg.det_v)[:, :2]).max(axis=1) > 1e-6 * ulen):
         warnings.warn("FDK assumes detector rows parallel to the z axis; this geometry tilts them", stacklevel=3)
-    return FBPWeights(pre, post, spacing, bool(pg.curved), dim == 2, short)
+    return FBPWeights(pre, post, spacing, bool(pg.curved), dim == 2, short, redundancy)
 
 
 def distance_factor(pg: ProjectionGeometry, vg: VolumeGeometry, view: int) -> np.ndarray:

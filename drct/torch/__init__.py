@@ -22,7 +22,8 @@ sinogram and the geometry:
   ``(V, 6|12)`` or per sample ``(B, V, 6|12)`` (arbitrary learnable poses; the other parameters apply on top).
 * :class:`FBP` filters the projections in torch (``torch.fft``) with the weights and filters of
   :mod:`drct.recon.fbp` and backprojects like :func:`drct.fbp`; ``learnable=True`` trains a per-frequency
-  gain on the filter, ``learnable="response"`` the frequency response itself.
+  gain on the filter, ``learnable="response"`` the frequency response itself, ``learnable="redundancy"`` the
+  short-scan (Parker) weights of fan and cone beams.
 * Reverse mode: backward may run twice through one output (``retain_graph``) and the gradients w.r.t. the
   data are differentiable again (double backward); geometry gradients are first order. Forward mode:
   ``torch.autograd.forward_ad`` (``A`` w.r.t. volume and geometry, ``A.T`` w.r.t. the projections).

@@ -109,6 +109,12 @@ class FBP(nn.Module):
       response of ``filter`` (the filter starts as exactly that response). Relative changes per frequency
       are well scaled for Adam: the ramp spans 3 decades from DC to Nyquist, and a raw response trains slowly.
     * ``learnable="response"``: ``self.response`` itself is the ``nn.Parameter``, initialised from ``filter``.
+    * ``learnable="redundancy"`` (fan/cone short scans): ``self.redundancy``, an ``nn.Parameter`` of ones of
+      shape ``(views, cols)`` (2D) or ``(views, 1, cols)`` (3D, shared by the rows: Parker's weights depend on
+      the fan angle alone), replaces Parker's weights (:attr:`drct.recon.weights.FBPWeights.redundancy`) in
+      the pre-weights; the cosine and angular weights stay fixed. Starting at ones (no redundancy handling),
+      training learns the short-scan weights from data — the FDK experiment of PYRO-NN
+      (``examples/learned/fdk_weights.py``).
 
     :meth:`filter_response` gives the response in use.
 
@@ -120,8 +126,8 @@ class FBP(nn.Module):
         A: the projector (its grid, geometry and basis define the reconstruction).
         filter: ``"ramp"`` (= ``"ram-lak"``), ``"shepp-logan"``, ``"cosine"``, ``"hamming"`` or ``"hann"``.
         cutoff: the window's cut-off as a fraction of the Nyquist frequency, in (0, 1].
-        learnable: ``False``, ``True``/``"gain"`` (train a per-frequency gain) or ``"response"`` (train the
-            response itself).
+        learnable: ``False``, ``True``/``"gain"`` (train a per-frequency gain), ``"response"`` (train the
+            response itself) or ``"redundancy"`` (train the short-scan redundancy weights).
 
     Example:
         >>> import numpy as np, torch, drct as ct
@@ -138,6 +144,7 @@ class FBP(nn.Module):
 
     response: torch.Tensor
     gain: torch.Tensor | None
+    redundancy: torch.Tensor | None
     pre: torch.Tensor
     post: torch.Tensor
 
@@ -157,15 +164,27 @@ class FBP(nn.Module):
         response = torch.as_tensor(
             filter_response(self.padded, weights.spacing, name, cutoff, weights.curved), dtype=dtype, device=device
         )
-        if learnable not in (False, True, "gain", "response"):
-            raise ValueError(f'learnable must be False, True, "gain" or "response", got {learnable!r}')
+        if learnable not in (False, True, "gain", "response", "redundancy"):
+            raise ValueError(f'learnable must be False, True, "gain", "response" or "redundancy", got {learnable!r}')
         if learnable == "response":
             self.response = nn.Parameter(response)
         else:
             self.register_buffer("response", response)
         self.gain = nn.Parameter(torch.ones_like(response)) if learnable in (True, "gain") else None
-        self._has_pre = bool(np.any(weights.pre != 1))
-        self.register_buffer("pre", torch.as_tensor(weights.pre, dtype=dtype, device=device))
+        pre, self.redundancy = weights.pre, None
+        if learnable == "redundancy":
+            if weights.redundancy is None:
+                raise ValueError(
+                    'learnable="redundancy" needs a fan- or cone-beam short scan (an orbit of less than 2π), '
+                    f"this geometry has no redundancy weights to learn: {A.pg!r}"
+                )
+            if not np.all(weights.redundancy > 0):  # Parker's weights vanish only outside the scan
+                raise ValueError("the short-scan weights of this geometry reach 0: cannot separate them from pre")
+            pre = weights.pre / weights.redundancy
+            shape = (pre.shape[0], 1, pre.shape[-1]) if pre.ndim == 3 else pre.shape
+            self.redundancy = nn.Parameter(torch.ones(shape, dtype=dtype, device=device))
+        self._has_pre = bool(np.any(pre != 1)) or self.redundancy is not None
+        self.register_buffer("pre", torch.as_tensor(pre, dtype=dtype, device=device))
         self.register_buffer("post", torch.as_tensor(weights.post, dtype=dtype, device=device))
 
     def filter_response(self) -> torch.Tensor:
@@ -176,7 +195,7 @@ class FBP(nn.Module):
     def filtered(self, y: torch.Tensor) -> torch.Tensor:
         """The pre-weighted, filtered projections (before the post-weights and the backprojection)."""
         if self._has_pre:
-            y = y * self.pre
+            y = y * (self.pre if self.redundancy is None else self.pre * self.redundancy)
         spectrum = torch.fft.rfft(y, n=self.padded, dim=-1) * self.filter_response()
         return torch.fft.irfft(spectrum, n=self.padded, dim=-1)[..., : self.cols] * self.spacing
 
@@ -203,4 +222,5 @@ class FBP(nn.Module):
 
     def extra_repr(self) -> str:
         learn = "response" if isinstance(self.response, nn.Parameter) else self.gain is not None
+        learn = "redundancy" if self.redundancy is not None else learn
         return f"A={self.A!r}, filter={self.filter!r}, cutoff={self.cutoff}, learnable={learn!r}"

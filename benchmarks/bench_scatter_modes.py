@@ -9,7 +9,8 @@ shows the choice against the alternatives, so that it can be re-checked on other
 
 Times are **CPU seconds of this process** (user + system, median of ``--repeat`` calls after a first one), not
 wall time: on a shared machine they stay comparable between modes. The first two columns of primitives
-measure the operations themselves: 2^24 float gathers or scatter-adds into 2^21 entries.
+measure the operations themselves: 2^24 float gathers or scatter-adds into 2^21 entries, and the cost of the
+per-view parameters a voxel-driven adjoint would gather inside its loop over views.
 
 Run:  python benchmarks/bench_scatter_modes.py [--bases voxel,linear,bspline2] [--repeat 5]
 """
@@ -99,6 +100,33 @@ def primitives(repeat: int) -> list[str]:
     return rows
 
 
+def per_view_gathers(repeat: int) -> float:
+    """CPU ns per gathered float per lane and loop step, for the per-view parameters a voxel-driven (gather)
+    adjoint needs: 2^16 lanes (voxels) loop over 256 views, gathering 8 floats of the view's row each step (one
+    address for all lanes), against the same loop with the 8 values as constants."""
+    mod = drjit_module()
+    lanes, views, floats = 1 << 16, 256, 8
+    table = [mod.Float(np.random.default_rng(k).random(views, dtype=np.float32) + 1) for k in range(floats)]
+    dr.eval(table)
+
+    @dr.syntax
+    def loop(gathered: bool) -> Any:
+        x = mod.Float(dr.arange(mod.UInt, lanes)) * 1e-3
+        acc = dr.zeros(mod.Float, lanes)
+        view = dr.zeros(mod.UInt, lanes)
+        while view < views:
+            s = mod.Float(1.0)
+            for k in range(floats):
+                g = dr.gather(mod.Float, table[k], view) if gathered else mod.Float(1.0 + k)
+                s = dr.fma(s, g, x)
+            acc += s
+            view += 1
+        return acc
+
+    extra = cpu_seconds(lambda: loop(True), repeat) - cpu_seconds(lambda: loop(False), repeat)
+    return extra / (lanes * views * floats) * 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bases", default="voxel,linear,bspline2")
@@ -112,6 +140,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for row in primitives(args.repeat):
         print(row)
+    print(f"\nPer-view parameters gathered inside a voxel loop: {per_view_gathers(args.repeat):.2f} CPU ns per float")
     print("\nAdjoint A.T y, CPU s (ratio to the forward A x of the same run); drct's pick in bold:\n")
     print("| workload | basis | forward | " + " | ".join(MODES) + " | drct picks |")
     print("|---|---|---|---|---|---|---|")

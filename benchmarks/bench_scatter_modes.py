@@ -100,6 +100,25 @@ def primitives(repeat: int) -> list[str]:
     return rows
 
 
+def _row_value(table: list[Any], view: Any, k: int, gathered: bool, float_type: Any) -> Any:
+    return dr.gather(float_type, table[k], view) if gathered else float_type(1.0 + k)
+
+
+@dr.syntax
+def _view_loop(float_type: Any, uint_type: Any, table: list[Any], lanes: int, views: int, gathered: bool) -> Any:
+    # module level with every input an argument: dr.syntax recompiles with the module's globals only
+    x = float_type(dr.arange(uint_type, lanes)) * 1e-3
+    acc = dr.zeros(float_type, lanes)
+    view = dr.zeros(uint_type, lanes)
+    while view < views:
+        s = float_type(1.0)
+        for k in range(len(table)):
+            s = dr.fma(s, _row_value(table, view, k, gathered, float_type), x)
+        acc += s
+        view += 1
+    return acc
+
+
 def per_view_gathers(repeat: int) -> float:
     """CPU ns per gathered float per lane and loop step, for the per-view parameters a voxel-driven (gather)
     adjoint needs: 2^16 lanes (voxels) loop over 256 views, gathering 8 floats of the view's row each step (one
@@ -108,23 +127,11 @@ def per_view_gathers(repeat: int) -> float:
     lanes, views, floats = 1 << 16, 256, 8
     table = [mod.Float(np.random.default_rng(k).random(views, dtype=np.float32) + 1) for k in range(floats)]
     dr.eval(table)
-
-    @dr.syntax
-    def loop(gathered: bool) -> Any:
-        x = mod.Float(dr.arange(mod.UInt, lanes)) * 1e-3
-        acc = dr.zeros(mod.Float, lanes)
-        view = dr.zeros(mod.UInt, lanes)
-        while view < views:
-            s = mod.Float(1.0)
-            for k in range(floats):
-                g = dr.gather(mod.Float, table[k], view) if gathered else mod.Float(1.0 + k)
-                s = dr.fma(s, g, x)
-            acc += s
-            view += 1
-        return acc
-
-    extra = cpu_seconds(lambda: loop(True), repeat) - cpu_seconds(lambda: loop(False), repeat)
-    return extra / (lanes * views * floats) * 1e9
+    seconds = [
+        cpu_seconds(lambda gathered=gathered: _view_loop(mod.Float, mod.UInt, table, lanes, views, gathered), repeat)
+        for gathered in (True, False)
+    ]
+    return (seconds[0] - seconds[1]) / (lanes * views * floats) * 1e9
 
 
 def main() -> None:

@@ -12,6 +12,11 @@ Example:
     $ drct reconstruct counts.npy --flat flat.npy --dark dark.npy --geometry scan.json -o out/recon.tif
     $ drct reconstruct sino.tif --geometry vectors.txt --beam cone --det-shape 512 --shape 256 256 \\
           --voxel-size 0.5 --method sirt --niter 200 --nonneg -o out/sirt.tif --force
+    $ drct reconstruct scan.zarr --geometry scan.json --method fdk --memory 4GiB -o out/recon.zarr
+
+Out of core (:mod:`drct.outofcore`): with ``--memory``, a ``.zarr`` input or a ``.npy``/``.zarr`` output, FBP/FDK of
+a 3D scan streams the projections from disk in chunks of views and writes the volume in z-slabs within the memory
+budget; an interrupted run resumes when it is started again with the same arguments (``--restart``: start over).
 """
 
 from __future__ import annotations
@@ -89,6 +94,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--det-shape", type=int, nargs="+", default=None, help="detector shape of a vector file")
     parser.add_argument("--curved", action="store_true", help="curved detector (plain vector files)")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument(
+        "--memory",
+        default=None,
+        help="stream FBP/FDK of a 3D scan through disk within this memory budget (e.g. 4GiB): projections read in "
+        "chunks of views (.npy, .zarr, TIFF), the volume written in z-slabs (.npy, .zarr, .tif); resumable",
+    )
+    parser.add_argument("--restart", action="store_true", help="streaming: start over, not resume an interrupted run")
     add_determinism_flag(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -236,6 +248,43 @@ def require_memory_for(vg: Any, pg: Any, dtype: str, what: str, copies: int = 4)
     require_memory(nbytes, f"{what} of a {'x'.join(map(str, vg.shape))} volume from {pg.shape} projections")
 
 
+def _streaming(args: argparse.Namespace) -> bool:
+    """Out of core: asked for with --memory, or implied by a zarr input or a .npy/.zarr output."""
+    suffixes = Path(args.projections).suffix.lower(), Path(args.output).suffix.lower()
+    return args.memory is not None or suffixes[0] == ".zarr" or suffixes[1] in (".npy", ".zarr")
+
+
+def run_streaming(args: argparse.Namespace) -> int:
+    """FBP/FDK out of core (:func:`drct.outofcore.fbp`): line integrals only, the layout (views, rows, cols)."""
+    from ..geometry.files import load_geometry
+    from ..outofcore import fbp, open_array
+
+    if args.method not in ("fbp", "fdk"):
+        raise ValueError(f"--memory streams fbp/fdk only, not {args.method}; iterative methods need the data in memory")
+    if args.flat is not None or args.dark is not None or args.layout != "drct" or args.dtype != "float32":
+        raise ValueError(
+            "streaming reads float32 line integrals (views, rows, cols): no --flat/--dark/--layout/--dtype"
+        )
+    if args.geometry is None:
+        raise ValueError(f"streaming {args.projections} needs --geometry (a drct .json or ASTRA vector file)")
+    det_shape = None if args.det_shape is None else tuple(args.det_shape)
+    pg, vg = load_geometry(args.geometry, args.beam, det_shape, args.curved)
+    vg = _volume(args, vg, pg.ndim)
+    if args.method == "fdk" and pg.beam != "cone":
+        raise ValueError(f"fdk needs a cone-beam geometry, got {pg.beam}; use --method fbp")
+    source = open_array(args.projections)
+    if source.dtype.kind in "iu" and not args.raw_is_line_integrals:
+        raise ValueError(
+            f"{args.projections} holds integers ({source.dtype}): raw readings? streaming needs line integrals "
+            "(normalise first, or pass --raw-is-line-integrals)"
+        )
+    start = time.perf_counter()
+    out = fbp(vg, pg, args.projections, args.output, memory=args.memory, filter=args.filter, cutoff=args.cutoff,
+              force=args.force, resume=not args.restart, progress=not args.no_progress)  # fmt: skip
+    print(f"{args.method} (streamed): {vg.shape} volume in {time.perf_counter() - start:.2f} s -> {out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import tifffile
 
@@ -244,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import refuse_overwrite, write_together
     from ..projector import Projector
 
+    if _streaming(args):
+        return run_streaming(args)
     out = Path(args.output)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise ValueError(f"--output must end in .tif or .tiff (a TIFF stack), got {out.name!r}")

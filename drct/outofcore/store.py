@@ -177,6 +177,12 @@ class TiffArray(ChunkedArray):
 
         self.path = Path(path)
         if self.path.is_dir():
+            fields = [n for kind in ("flat", "dark") for n in SUBFOLDERS[kind] if (self.path / n).is_dir()]
+            if fields:
+                raise ValueError(
+                    f"{self.path} holds flat/dark fields ({', '.join(fields)}): blocks are read as they are stored; "
+                    "normalise the readings to line integrals first (drct.formats)"
+                )
             root = next((self.path / n for n in SUBFOLDERS["projections"] if (self.path / n).is_dir()), self.path)
             self.files = sorted(q for q in root.iterdir() if q.suffix.lower() in SUFFIXES)
             if not self.files:
@@ -191,8 +197,11 @@ class TiffArray(ChunkedArray):
                 page = tif.pages.first
                 self.shape = (len(tif.pages), *(int(n) for n in page.shape))
                 self.dtype = np.dtype(page.dtype)
+                samples = int(page.samplesperpixel)
         except (ValueError, OSError, EOFError, IndexError, KeyError, TypeError) as err:
             raise ValueError(f"{self.path}: not a readable TIFF file ({err})") from None
+        if samples != 1:
+            raise ValueError(f"{self.path}: pages of {samples} samples (colour?); expected grey images, one a page")
 
     def flush(self) -> None:
         """Nothing to do: read-only."""

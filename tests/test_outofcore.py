@@ -16,7 +16,7 @@ import tifffile
 import drct as ct
 from drct.errors import MemoryBudgetError, NonFiniteError
 from drct.outofcore import Plan, create_array, fbp, fdk, open_array, parse_memory, plan
-from drct.outofcore.fdk import MANIFEST
+from drct.outofcore.work import MANIFEST
 
 VG = ct.VolumeGeometry((10, 32, 32))
 BUDGET = 200_000  # bytes: 1 view per chunk and 4 z-planes per slab here (3 slabs), see test_plan_of_the_budget

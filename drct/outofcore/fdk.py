@@ -34,8 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import re
@@ -53,12 +51,13 @@ from ..backend import types, upload
 from ..errors import MemoryBudgetError, require_finite
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
-from ..io import _swap_in, check_output_folder, refuse_overwrite, write_atomically, write_json
+from ..io import _swap_in, check_output_folder, refuse_overwrite, write_atomically
 from ..memory import available_bytes, format_bytes, require_memory
 from ..recon.backproject import make_backprojector
 from ..recon.filters import FILTERS, filter_rows
 from ..recon.weights import fbp_weights
-from .store import ChunkedArray, create_array, open_array, write_tiff_stack
+from .store import ChunkedArray, open_array, write_tiff_stack
+from .work import WorkFolder, fingerprint, geometry_key
 
 FILTER_BYTES_PER_PIXEL = 160
 """Host memory one detector pixel of a chunk needs while it is weighted and filtered (float64 ray geometry and
@@ -71,7 +70,6 @@ float32 copies, the running sum and its next value, the host copy written out)."
 BACKPROJECT_BYTES_PER_PIXEL = 12
 """Memory one detector pixel of a chunk needs while it is backprojected (read from disk, uploaded)."""
 
-MANIFEST = "manifest.json"
 ZARR_NAMES = ("zarr.json", "c")  # what a zarr array drct writes holds: refused to replace anything else
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
@@ -157,62 +155,18 @@ def _slab(vg: VolumeGeometry, start: int, depth: int) -> VolumeGeometry:
     return VolumeGeometry((depth, vg.shape[1], vg.shape[2]), vg.voxel_size, (cx, cy, cz + offset))
 
 
-def _fingerprint(path: Path) -> dict[str, Any]:
-    """What identifies the input data: its real path, size and modification time (a folder: its files')."""
-    files = sorted(path.rglob("*")) if path.is_dir() else [path]
-    stats = [f.stat() for f in files if f.is_file()]
-    return {
-        "path": os.path.realpath(path),
-        "bytes": sum(s.st_size for s in stats),
-        "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
-    }
-
-
-def _geometry_key(vg: VolumeGeometry, pg: ProjectionGeometry) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(pg.to_vectors(), dtype=np.float64).tobytes())
-    digest.update(repr((pg.beam, bool(pg.curved), pg.det_shape, vg.shape, vg.voxel_size, vg.center)).encode())
-    return digest.hexdigest()
-
-
-class _Run:
-    """The work folder of one streaming FDK: its stores, its manifest and the progress it records."""
-
-    def __init__(self, work: Path, key: dict[str, Any], plan_: Plan, resume: bool) -> None:
-        self.work, self.key, self.plan = work, key, plan_
-        self.done = {"filtered": 0, "planes": 0}
-        manifest = work / MANIFEST
-        if work.exists() and resume and manifest.is_file():
-            saved = json.loads(manifest.read_text(encoding="utf-8"))
-            differ = sorted(k for k in key if saved.get("key", {}).get(k) != key[k])
-            if differ:
-                raise ValueError(
-                    f"{work} holds an interrupted run with other {', '.join(differ)}: rerun with the same inputs "
-                    "to resume it, or pass resume=False (--restart) to start over"
-                )
-            self.plan = Plan(**saved["plan"])
-            self.done = {k: int(saved["done"][k]) for k in self.done}
-        elif work.exists():
-            shutil.rmtree(work)
-
-    def save(self) -> None:
-        write_json(self.work / MANIFEST, {"key": self.key, "plan": asdict(self.plan), "done": self.done})
-
-    def open(self, name: str, shape: tuple[int, ...], block: int) -> ChunkedArray:
-        path = self.work / name
-        if path.exists() and (self.work / MANIFEST).is_file():
-            store = open_array(path, writable=True)
-            if store.shape == shape:
-                return store
-        self.work.mkdir(parents=True, exist_ok=True)
-        return create_array(path, shape, np.float32, block)
-
-
 def _filter_views(
-    run: _Run, source: ChunkedArray, scratch: ChunkedArray, vg: VolumeGeometry, pg: ProjectionGeometry, args: Any
+    run: WorkFolder,
+    cuts: Plan,
+    source: ChunkedArray,
+    scratch: ChunkedArray,
+    vg: VolumeGeometry,
+    pg: ProjectionGeometry,
+    args: Any,
 ) -> Any:
     """Pass 1, one chunk at a time: ``post ⊙ filter(pre ⊙ y)`` of the chunk's views into the scratch array."""
     filter_, cutoff, bar, callback = args
-    step = run.plan.views
+    step = cuts.views
     for start in range(run.done["filtered"], pg.num_views, step):
         stop = min(pg.num_views, start + step)
         y = np.asarray(source.read(start, stop), dtype=np.float32)
@@ -231,12 +185,18 @@ def _filter_views(
 
 
 def _backproject_slabs(
-    run: _Run, scratch: ChunkedArray, volume: ChunkedArray, vg: VolumeGeometry, pg: ProjectionGeometry, args: Any
+    run: WorkFolder,
+    cuts: Plan,
+    scratch: ChunkedArray,
+    volume: ChunkedArray,
+    vg: VolumeGeometry,
+    pg: ProjectionGeometry,
+    args: Any,
 ) -> None:
     """Pass 2, one z-slab at a time: every chunk of filtered views backprojected into it, then written."""
     _, _, bar, callback = args
     t = types("float32")
-    step, depth = run.plan.views, run.plan.slab
+    step, depth = cuts.views, cuts.slab
     chunks = [(s, min(pg.num_views, s + step)) for s in range(0, pg.num_views, step)]
     views = [pg.select_views(np.arange(a, b)) for a, b in chunks]
     for z0 in range(run.done["planes"], vg.shape[0], depth):
@@ -343,25 +303,26 @@ def fbp(
     fbp_weights(pg, vg, np.arange(1))  # refuses helical orbits and other geometries FBP cannot reconstruct
     cuts = plan(vg, pg, memory)
     key = {
-        "projections": {**_fingerprint(source.path), "shape": list(source.shape), "dtype": str(source.dtype)},
-        "geometry": _geometry_key(vg, pg),
+        "projections": {**fingerprint(source.path), "shape": list(source.shape), "dtype": str(source.dtype)},
+        "geometry": geometry_key(vg, pg),
         "filter": [filter.lower(), float(cutoff)],
         "output": target.suffix.lower(),
     }
     work = target.parent / f".{target.name}.ooc-partial"
-    run = _Run(work, key, cuts, resume)
-    require_memory(run.plan.peak_bytes(vg, pg), f"streaming FDK with {run.plan}")
-    scratch = run.open("filtered.npy", pg.shape, run.plan.views)
+    run = WorkFolder(work, key, asdict(cuts), resume, ("filtered", "planes"))
+    cuts = Plan(**run.plan)
+    require_memory(cuts.peak_bytes(vg, pg), f"streaming FDK with {cuts}")
+    scratch = run.array("filtered.npy", pg.shape, cuts.views)
     volume_name = "volume.zarr" if target.suffix.lower() == ".zarr" else "volume.npy"
-    volume = run.open(volume_name, vg.shape, run.plan.slab)
+    volume = run.array(volume_name, vg.shape, cuts.slab)
     run.save()
-    chunks = math.ceil(pg.num_views / run.plan.views)
-    slabs = math.ceil(vg.shape[0] / run.plan.slab)
-    done = math.ceil(run.done["filtered"] / run.plan.views) + chunks * math.ceil(run.done["planes"] / run.plan.slab)
+    chunks = math.ceil(pg.num_views / cuts.views)
+    slabs = math.ceil(vg.shape[0] / cuts.slab)
+    done = math.ceil(run.done["filtered"] / cuts.views) + chunks * math.ceil(run.done["planes"] / cuts.slab)
     with tqdm(total=chunks * (1 + slabs), initial=done, desc="streaming FDK", disable=not progress) as bar:
         args = (filter.lower(), float(cutoff), bar, callback)
-        _filter_views(run, source, scratch, vg, pg, args)
-        _backproject_slabs(run, scratch, volume, vg, pg, args)
+        _filter_views(run, cuts, source, scratch, vg, pg, args)
+        _backproject_slabs(run, cuts, scratch, volume, vg, pg, args)
     _finish(work, volume, target, force)
     return target
 

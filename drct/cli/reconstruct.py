@@ -14,9 +14,10 @@ Example:
           --voxel-size 0.5 --method sirt --niter 200 --nonneg -o out/sirt.tif --force
     $ drct reconstruct scan.zarr --geometry scan.json --method fdk --memory 4GiB -o out/recon.zarr
 
-Out of core (:mod:`drct.outofcore`): with ``--memory``, a ``.zarr`` input or a ``.npy``/``.zarr`` output, FBP/FDK of
-a 3D scan streams the projections from disk in chunks of views and writes the volume in z-slabs within the memory
-budget; an interrupted run resumes when it is started again with the same arguments (``--restart``: start over).
+Out of core (:mod:`drct.outofcore`): with ``--memory``, a ``.zarr`` input or a ``.npy``/``.zarr`` output, FBP/FDK
+(of a 3D scan) and SIRT stream the projections from disk in chunks of views within the memory budget (FBP/FDK
+writes the volume in z-slabs; SIRT holds it in memory); an interrupted run resumes when it is started again
+with the same arguments (``--restart``: start over).
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--memory",
         default=None,
-        help="stream FBP/FDK of a 3D scan through disk within this memory budget (e.g. 4GiB): projections read in "
-        "chunks of views (.npy, .zarr, TIFF), the volume written in z-slabs (.npy, .zarr, .tif); resumable",
+        help="stream the projections from disk within this memory budget (e.g. 4GiB), in chunks of views (.npy, "
+        ".zarr, TIFF): FBP/FDK of a 3D scan writes the volume in z-slabs, SIRT keeps it in memory; outputs .npy, "
+        ".zarr, .tif; an interrupted run resumes",
     )
     parser.add_argument("--restart", action="store_true", help="streaming: start over, not resume an interrupted run")
     add_determinism_flag(parser)
@@ -255,12 +257,15 @@ def _streaming(args: argparse.Namespace) -> bool:
 
 
 def run_streaming(args: argparse.Namespace) -> int:
-    """FBP/FDK out of core (:func:`drct.outofcore.fbp`): line integrals only, the layout (views, rows, cols)."""
+    """FBP/FDK (:func:`drct.outofcore.fbp`) or SIRT (:func:`drct.outofcore.sirt`) out of core: line integrals only,
+    the layout (views, rows, cols); resumable from the work folder beside the output."""
     from ..geometry.files import load_geometry
-    from ..outofcore import fbp, open_array
+    from ..io import write_atomically
+    from ..outofcore import fbp, open_array, sirt
+    from ..outofcore.fdk import finish_output
 
-    if args.method not in ("fbp", "fdk"):
-        raise ValueError(f"--memory streams fbp/fdk only, not {args.method}; iterative methods need the data in memory")
+    if args.method not in ("fbp", "fdk", "sirt"):
+        raise ValueError(f"--memory streams fbp/fdk/sirt, not {args.method}: other methods need the data in memory")
     if args.flat is not None or args.dark is not None or args.layout != "drct" or args.dtype != "float32":
         raise ValueError(
             "streaming reads float32 line integrals (views, rows, cols): no --flat/--dark/--layout/--dtype"
@@ -278,9 +283,19 @@ def run_streaming(args: argparse.Namespace) -> int:
             f"{args.projections} holds integers ({source.dtype}): raw readings? streaming needs line integrals "
             "(normalise first, or pass --raw-is-line-integrals)"
         )
-    start = time.perf_counter()
-    out = fbp(vg, pg, args.projections, args.output, memory=args.memory, filter=args.filter, cutoff=args.cutoff,
-              force=args.force, resume=not args.restart, progress=not args.no_progress)  # fmt: skip
+    out, start = Path(args.output), time.perf_counter()
+    if out.suffix.lower() not in (".npy", ".zarr", ".tif", ".tiff"):
+        raise ValueError(f"--output must be .npy, .zarr or .tif/.tiff when streaming, got {out.name!r}")
+    if args.method == "sirt":
+        work = out.parent / f".{out.name}.ooc-partial"
+        x = sirt(vg, pg, args.projections, niter=_ITERATIVE_DEFAULTS["sirt"] if args.niter is None else args.niter,
+                 basis=args.basis, memory=args.memory, nonneg=args.nonneg, checkpoint=work,
+                 resume=not args.restart, progress=not args.no_progress)  # fmt: skip
+        write_atomically(work / "x.npy", lambda tmp: np.save(tmp, x))
+        finish_output(work, open_array(work / "x.npy"), out, args.force)
+    else:
+        fbp(vg, pg, args.projections, out, memory=args.memory, filter=args.filter, cutoff=args.cutoff,
+            force=args.force, resume=not args.restart, progress=not args.no_progress)  # fmt: skip
     print(f"{args.method} (streamed): {vg.shape} volume in {time.perf_counter() - start:.2f} s -> {out}")
     return 0
 

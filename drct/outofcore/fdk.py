@@ -56,7 +56,7 @@ from ..memory import available_bytes, format_bytes, require_memory
 from ..recon.backproject import make_backprojector
 from ..recon.filters import FILTERS, filter_rows
 from ..recon.weights import fbp_weights
-from .store import ChunkedArray, open_array, write_tiff_stack
+from .store import ChunkedArray, create_array, open_array, write_tiff_stack
 from .work import WorkFolder, fingerprint, geometry_key
 
 FILTER_BYTES_PER_PIXEL = 160
@@ -218,10 +218,16 @@ def _backproject_slabs(
             callback("planes", z1)
 
 
-def _finish(work: Path, volume: ChunkedArray, target: Path, force: bool) -> None:
-    """Move (``.npy``, ``.zarr``) or copy (``.tif``) the finished volume to ``target``; remove the work folder."""
+def finish_output(work: Path, volume: ChunkedArray, target: Path, force: bool, block: int = 16) -> None:
+    """Move (``.npy``, ``.zarr``) or copy (``.tif``; ``.zarr`` from ``.npy``, ``block`` planes at a time) the
+    finished volume in the work folder to ``target``, then remove the work folder."""
     suffix = target.suffix.lower()
     if suffix == ".zarr":
+        if volume.kind != "zarr":
+            copy = create_array(work / "volume.zarr", volume.shape, volume.dtype, block)
+            for start in range(0, volume.shape[0], block):
+                copy.write(start, volume.read(start, min(volume.shape[0], start + block)))
+            volume = copy
         check_output_folder(target, force, expected=ZARR_NAMES)
         _swap_in(volume.path, target)
     else:
@@ -323,7 +329,7 @@ def fbp(
         args = (filter.lower(), float(cutoff), bar, callback)
         _filter_views(run, cuts, source, scratch, vg, pg, args)
         _backproject_slabs(run, cuts, scratch, volume, vg, pg, args)
-    _finish(work, volume, target, force)
+    finish_output(work, volume, target, force)
     return target
 
 

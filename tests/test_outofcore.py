@@ -186,6 +186,7 @@ def test_interrupted_run_resumes_and_gives_the_same_bytes(tmp_path, stage, count
     assert np.load(out).tobytes() == whole.tobytes()
 
 
+@pytest.mark.slow  # a second interpreter imports drct: 3-4 s on 2 loaded cores
 def test_killed_process_resumes_and_gives_the_same_bytes(tmp_path):
     pg = _flat()
     path = _save(tmp_path, _data(pg))

@@ -15,9 +15,9 @@ Example:
     $ drct reconstruct scan.zarr --geometry scan.json --method fdk --memory 4GiB -o out/recon.zarr
 
 Out of core (:mod:`drct.outofcore`): with ``--memory``, a ``.zarr`` input or a ``.npy``/``.zarr`` output, FBP/FDK
-(of a 3D scan) and SIRT stream the projections from disk in chunks of views within the memory budget (FBP/FDK
-writes the volume in z-slabs; SIRT holds it in memory); an interrupted run resumes when it is started again
-with the same arguments (``--restart``: start over).
+(of a 3D scan), SIRT and CGLS stream the projections from disk in chunks of views within the memory budget
+(FBP/FDK writes the volume in z-slabs; SIRT and CGLS hold it in memory); an interrupted run resumes when it is
+started again with the same arguments (``--restart``: start over).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--memory",
         default=None,
         help="stream the projections from disk within this memory budget (e.g. 4GiB), in chunks of views (.npy, "
-        ".zarr, TIFF): FBP/FDK of a 3D scan writes the volume in z-slabs, SIRT keeps it in memory; outputs .npy, "
+        ".zarr, TIFF): FBP/FDK of a 3D scan writes the volume in z-slabs, SIRT/CGLS keep it in memory; outputs .npy, "
         ".zarr, .tif; an interrupted run resumes",
     )
     parser.add_argument("--restart", action="store_true", help="streaming: start over, not resume an interrupted run")
@@ -257,15 +257,17 @@ def _streaming(args: argparse.Namespace) -> bool:
 
 
 def run_streaming(args: argparse.Namespace) -> int:
-    """FBP/FDK (:func:`drct.outofcore.fbp`) or SIRT (:func:`drct.outofcore.sirt`) out of core: line integrals only,
-    the layout (views, rows, cols); resumable from the work folder beside the output."""
+    """FBP/FDK (:func:`drct.outofcore.fbp`), SIRT or CGLS (:mod:`drct.outofcore.solvers`) out of core: line
+    integrals only, the layout (views, rows, cols); resumable from the work folder beside the output."""
     from ..geometry.files import load_geometry
     from ..io import write_atomically
-    from ..outofcore import fbp, open_array, sirt
+    from ..outofcore import cgls, fbp, open_array, sirt
     from ..outofcore.fdk import finish_output
 
-    if args.method not in ("fbp", "fdk", "sirt"):
-        raise ValueError(f"--memory streams fbp/fdk/sirt, not {args.method}: other methods need the data in memory")
+    if args.method not in ("fbp", "fdk", "sirt", "cgls"):
+        raise ValueError(f"--memory streams fbp/fdk/sirt/cgls, not {args.method}: the others need the data in memory")
+    if args.nonneg and args.method != "sirt":
+        raise ValueError(f"--nonneg applies to sirt when streaming, not {args.method}")
     if args.flat is not None or args.dark is not None or args.layout != "drct" or args.dtype != "float32":
         raise ValueError(
             "streaming reads float32 line integrals (views, rows, cols): no --flat/--dark/--layout/--dtype"
@@ -286,11 +288,15 @@ def run_streaming(args: argparse.Namespace) -> int:
     out, start = Path(args.output), time.perf_counter()
     if out.suffix.lower() not in (".npy", ".zarr", ".tif", ".tiff"):
         raise ValueError(f"--output must be .npy, .zarr or .tif/.tiff when streaming, got {out.name!r}")
-    if args.method == "sirt":
+    if args.method in ("sirt", "cgls"):
         work = out.parent / f".{out.name}.ooc-partial"
-        x = sirt(vg, pg, args.projections, niter=_ITERATIVE_DEFAULTS["sirt"] if args.niter is None else args.niter,
-                 basis=args.basis, memory=args.memory, nonneg=args.nonneg, checkpoint=work,
-                 resume=not args.restart, progress=not args.no_progress)  # fmt: skip
+        niter = _ITERATIVE_DEFAULTS[args.method] if args.niter is None else args.niter
+        if args.method == "sirt":
+            x = sirt(vg, pg, args.projections, niter=niter, basis=args.basis, memory=args.memory, nonneg=args.nonneg,
+                     checkpoint=work, resume=not args.restart, progress=not args.no_progress)  # fmt: skip
+        else:
+            x = cgls(vg, pg, args.projections, niter=niter, basis=args.basis, memory=args.memory, checkpoint=work,
+                     resume=not args.restart, progress=not args.no_progress)  # fmt: skip
         write_atomically(work / "x.npy", lambda tmp: np.save(tmp, x))
         finish_output(work, open_array(work / "x.npy"), out, args.force)
     else:

@@ -1,7 +1,7 @@
-"""Out-of-core data: arrays on disk read and written in blocks, FDK/FBP streamed through them in bounded memory
-(projections a chunk of views at a time, the volume a z-slab at a time) and SIRT streaming the projections, both
-resumable after an interruption (:mod:`drct.outofcore.store`, :mod:`drct.outofcore.fdk`,
-:mod:`drct.outofcore.sirt`, :mod:`drct.outofcore.work`).
+"""Out-of-core data: arrays on disk read and written in blocks; FDK/FBP streamed through them in bounded memory
+(projections a chunk of views at a time, the volume a z-slab at a time); SIRT and CGLS streaming the projections
+(the volume in memory); all resumable after an interruption (:mod:`drct.outofcore.store`,
+:mod:`drct.outofcore.fdk`, :mod:`drct.outofcore.solvers`, :mod:`drct.outofcore.work`).
 
 Example:
     >>> import numpy as np, drct as ct
@@ -12,12 +12,13 @@ Example:
 """
 
 from .fdk import Plan, fbp, fdk, parse_memory, plan
-from .sirt import plan_views, sirt
+from .solvers import cgls, plan_views, sirt
 from .store import ChunkedArray, create_array, kind_of, open_array, write_tiff_stack
 
 __all__ = [
     "ChunkedArray",
     "Plan",
+    "cgls",
     "create_array",
     "fbp",
     "fdk",

@@ -146,14 +146,18 @@ def main() -> None:
         elif stale.exists():
             stale.unlink()
     print(f"# load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
-    print(f"# {n}³ volume from {args.views} x {n}² projections, budget {args.memory}: {plan(vg, pg, args.memory)}")
+    print(f"# {n}³ volume from {args.views} x {n}² projections, budget {args.memory}: {plan(vg, pg, args.memory)}",
+          flush=True)  # fmt: skip
     written = write_projections(projections, vg, pg)
     size = math.prod(pg.shape) * 4
     rows = [("write projections", f"{written:.1f} s" if written else "reused", gib(size), "")]
     runs = []
+    print(f"# projections: {written:.1f} s" if written else "# projections: reused", flush=True)
     if args.kill_after:
         runs.append(("FDK, killed", run_child(args, projections, output, kill_at=args.kill_after)))
+        print(f"# killed run: {json.dumps(runs[-1][1])}", flush=True)
     runs.append(("FDK" + (", resumed" if runs else ""), run_child(args, projections, output, stop_at=args.stop_after)))
+    print(f"# {runs[-1][0]}: {json.dumps(runs[-1][1])}", flush=True)
     for name, r in runs:
         rows.append((name, f"{r['wall']:.1f} s", f"peak RSS {gib(r['rss'])}", f"exit {r['returncode']}"))
     first = runs[0][1]

@@ -328,6 +328,8 @@ def test_streaming_solver_resumes_after_the_last_saved_iteration(tmp_path, solve
                        callback=lambda k, x: seen.append(k))  # fmt: skip
     assert seen == list(range(stop_at + 1, niter + 1))  # CGLS: from the residual array the last iteration wrote
     assert again.tobytes() == whole.tobytes()
+    with pytest.raises(MemoryBudgetError, match="was planned for"):  # its chunks need more than a smaller budget
+        solver(VG, pg, path, niter=niter + 1, memory=_sirt_budget(pg, 3), checkpoint=tmp_path / "ck", progress=False)
     if solver is sirt:
         with pytest.raises(ValueError, match="interrupted run with other options"):
             sirt(VG, pg, path, niter=5, memory=budget, checkpoint=tmp_path / "ck", nonneg=True, progress=False)

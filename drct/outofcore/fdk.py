@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -57,7 +56,7 @@ from ..recon.backproject import make_backprojector
 from ..recon.filters import FILTERS, filter_rows
 from ..recon.weights import fbp_weights
 from .store import ChunkedArray, create_array, open_array, write_tiff_stack
-from .work import WorkFolder, fingerprint, geometry_key
+from .work import WorkFolder, fingerprint, geometry_key, parse_memory, require_budget
 
 FILTER_BYTES_PER_PIXEL = 160
 """Host memory one detector pixel of a chunk needs while it is weighted and filtered (float64 ray geometry and
@@ -71,32 +70,6 @@ BACKPROJECT_BYTES_PER_PIXEL = 12
 """Memory one detector pixel of a chunk needs while it is backprojected (read from disk, uploaded)."""
 
 ZARR_NAMES = ("zarr.json", "c")  # what a zarr array drct writes holds: refused to replace anything else
-_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-
-
-def parse_memory(value: Any) -> int:
-    """A memory size in bytes from an int or a string such as ``"4GiB"``, ``"512M"``, ``"2.5 GB"``.
-
-    ``K``, ``M``, ``G``, ``T`` with or without ``iB`` are binary (``2**30`` for ``G``); ``KB``, ``MB``, ``GB``,
-    ``TB`` decimal (``10**9`` for ``GB``).
-
-    Example:
-        >>> parse_memory("4GiB"), parse_memory("1.5G"), parse_memory("2GB"), parse_memory(1024)
-        (4294967296, 1610612736, 2000000000, 1024)
-    """
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        size = int(value)
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b?)\s*", str(value), re.IGNORECASE)
-        if match is None or isinstance(value, bool):
-            raise ValueError(f"memory must be a size such as 4GiB, 512MiB or a number of bytes, got {value!r}")
-        number, prefix, suffix = match.groups()
-        decimal = suffix.lower() == "b" and prefix != ""
-        unit = 1000 ** "bkmgt".index(prefix.lower()) if decimal else _UNITS[prefix.lower()]
-        size = int(float(number) * unit)
-    if size <= 0:
-        raise ValueError(f"memory must be positive, got {value!r}")
-    return size
 
 
 @dataclass(frozen=True)
@@ -317,6 +290,7 @@ def fbp(
     work = target.parent / f".{target.name}.ooc-partial"
     run = WorkFolder(work, key, asdict(cuts), resume, ("filtered", "planes"))
     cuts = Plan(**run.plan)
+    require_budget(cuts.peak_bytes(vg, pg), memory, f"the interrupted streaming FDK ({cuts})")
     require_memory(cuts.peak_bytes(vg, pg), f"streaming FDK with {cuts}")
     scratch = run.array("filtered.npy", pg.shape, cuts.views)
     volume_name = "volume.zarr" if target.suffix.lower() == ".zarr" else "volume.npy"

@@ -58,9 +58,8 @@ from ..memory import available_bytes, format_bytes, require_memory
 from ..projector import Projector
 from ..recon._common import check_niter, check_positive, safe_inverse
 from ..recon.solvers import _project
-from .fdk import parse_memory
 from .store import ChunkedArray, open_array
-from .work import WorkFolder, fingerprint, geometry_key
+from .work import WorkFolder, fingerprint, geometry_key, parse_memory, require_budget
 
 SOLVER_BYTES_PER_RAY = 48
 """Memory one ray of a chunk needs in an iteration (its data, row sum and weight, the chunk's projection and
@@ -108,6 +107,7 @@ class _Streamed:
         pg: ProjectionGeometry,
         projections: str | os.PathLike[str],
         options: dict[str, Any],
+        memory: Any,
         checkpoint: str | os.PathLike[str] | None,
         resume: bool,
         stages: tuple[str, ...],
@@ -125,11 +125,12 @@ class _Streamed:
             "geometry": geometry_key(vg, pg),
             "options": options,
         }
-        views = plan_views(vg, pg, options.get("memory"))
+        views = plan_views(vg, pg, memory)
         self.run = WorkFolder(self.work, key, {"views": views}, resume and not self.temporary, stages)
         views = int(self.run.plan["views"])
-        rays = SOLVER_BYTES_PER_RAY * views * math.prod(pg.det_shape)
-        require_memory(_volume_bytes(vg) + rays, f"streaming {name}")
+        need = _volume_bytes(vg) + SOLVER_BYTES_PER_RAY * views * math.prod(pg.det_shape)
+        require_budget(need, memory, f"the interrupted streaming {name} ({views} views per chunk)")
+        require_memory(need, f"streaming {name}")
         self.vg, self.pg = vg, pg
         self.chunks = [(a, min(pg.num_views, a + views)) for a in range(0, pg.num_views, views)]
         self.ops = [Projector(vg, pg.select_views(np.arange(a, b)), options["basis"]) for a, b in self.chunks]
@@ -221,8 +222,8 @@ def sirt(
     lam = check_positive(relaxation, "sirt", "relaxation")
     if lam >= 2:
         raise ValueError(f"sirt: relaxation must be in (0, 2) for convergence, got {relaxation!r}")
-    options = {"basis": basis, "relaxation": lam, "nonneg": bool(nonneg), "memory": memory}
-    p = _Streamed("sirt", vg, pg, projections, options, checkpoint, resume, ("prepared", "iterations"))
+    options = {"basis": basis, "relaxation": lam, "nonneg": bool(nonneg)}
+    p = _Streamed("sirt", vg, pg, projections, options, memory, checkpoint, resume, ("prepared", "iterations"))
     t, run = p.t, p.run
     try:
         rows = run.array("row_sums.npy", pg.shape)
@@ -289,8 +290,7 @@ def cgls(
         The reconstruction, float32 of ``vg.shape``.
     """
     niter = check_niter(niter, "cgls")
-    options = {"basis": basis, "memory": memory}
-    p = _Streamed("cgls", vg, pg, projections, options, checkpoint, resume, ("prepared", "iterations"))
+    p = _Streamed("cgls", vg, pg, projections, {"basis": basis}, memory, checkpoint, resume, ("prepared", "iterations"))
     t, run = p.t, p.run
     try:
         residuals = [run.array(f"residual{j}.npy", pg.shape) for j in (0, 1)]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,12 +33,50 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MemoryBudgetError
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
 from ..io import write_json
+from ..memory import format_bytes
 from .store import ChunkedArray, create_array, open_array
 
 MANIFEST = "manifest.json"
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_memory(value: Any) -> int:
+    """A memory size in bytes from an int or a string such as ``"4GiB"``, ``"512M"``, ``"2.5 GB"``.
+
+    ``K``, ``M``, ``G``, ``T`` with or without ``iB`` are binary (``2**30`` for ``G``); ``KB``, ``MB``, ``GB``,
+    ``TB`` decimal (``10**9`` for ``GB``).
+
+    Example:
+        >>> parse_memory("4GiB"), parse_memory("1.5G"), parse_memory("2GB"), parse_memory(1024)
+        (4294967296, 1610612736, 2000000000, 1024)
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        size = int(value)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b?)\s*", str(value), re.IGNORECASE)
+        if match is None or isinstance(value, bool):
+            raise ValueError(f"memory must be a size such as 4GiB, 512MiB or a number of bytes, got {value!r}")
+        number, prefix, suffix = match.groups()
+        decimal = suffix.lower() == "b" and prefix != ""
+        unit = 1000 ** "bkmgt".index(prefix.lower()) if decimal else _UNITS[prefix.lower()]
+        size = int(float(number) * unit)
+    if size <= 0:
+        raise ValueError(f"memory must be positive, got {value!r}")
+    return size
+
+
+def require_budget(need: int, memory: Any, what: str) -> None:
+    """Refuse (:class:`~drct.errors.MemoryBudgetError`) a resumed run whose saved plan needs more than an explicit
+    ``memory`` budget (None: no budget was given, nothing to check)."""
+    if memory is not None and need > parse_memory(memory):
+        raise MemoryBudgetError(
+            f"{what} was planned for about {format_bytes(need)}, more than memory={memory!r}: resume it with that "
+            "budget (it keeps its chunk sizes, to write the same bytes), or pass resume=False (--restart)"
+        )
 
 
 def fingerprint(path: Path) -> dict[str, Any]:

@@ -241,8 +241,9 @@ def fbp(
             or a folder of TIFF images (:func:`drct.outofcore.open_array`). NaN/±Inf are refused.
         output: ``.npy``, ``.zarr`` or ``.tif``/``.tiff`` (float32, ``vg.shape``).
         memory: the memory budget (bytes or a string such as ``"4GiB"``; default half the available memory):
-            chunk and slab sizes follow from it (:func:`plan`); the interpreter and libraries come on top
-            (about 0.4 GiB).
+            chunk and slab sizes follow from it (:func:`plan`), with estimates that are upper bounds: the
+            whole process peaked at 0.35 GiB with 256MiB (the interpreter and libraries included) and at
+            2.9 GiB with 3GiB (``benchmarks/bench_outofcore.py``).
         filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``, ``"hamming"`` or ``"hann"``.
         cutoff: the filter's cut-off, a fraction of the Nyquist frequency in (0, 1].
         force: replace an existing output.

@@ -16,6 +16,13 @@ Example:
 
 SPECT counts with a ``spect.json`` (written by ``drct simulate`` on an emission scene) are reconstructed by
 MLEM/OSEM with its attenuation map and collimator response (:mod:`drct.cli._emission`).
+
+    $ drct reconstruct scan.zarr --geometry scan.json --method fdk --memory 4GiB -o out/recon.zarr
+
+Out of core (:mod:`drct.outofcore`): with ``--memory``, a ``.zarr`` input or a ``.npy``/``.zarr`` output, FBP/FDK
+(of a 3D scan), SIRT and CGLS stream the projections from disk in chunks of views within the memory budget
+(FBP/FDK writes the volume in z-slabs; SIRT and CGLS hold it in memory); an interrupted run resumes when it is
+started again with the same arguments (``--restart``: start over).
 """
 
 from __future__ import annotations
@@ -96,6 +103,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scatter", default=None, help="SPECT: known scatter counts (.npy, like the counts) as OSEM's additive term"
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument(
+        "--memory",
+        default=None,
+        help="stream the projections from disk within this memory budget (e.g. 4GiB), in chunks of views (.npy, "
+        ".zarr, TIFF): FBP/FDK of a 3D scan writes the volume in z-slabs, SIRT/CGLS keep it in memory; outputs .npy, "
+        ".zarr, .tif; an interrupted run resumes",
+    )
+    parser.add_argument("--restart", action="store_true", help="streaming: start over, not resume an interrupted run")
     add_determinism_flag(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -243,6 +258,62 @@ def require_memory_for(vg: Any, pg: Any, dtype: str, what: str, copies: int = 4)
     require_memory(nbytes, f"{what} of a {'x'.join(map(str, vg.shape))} volume from {pg.shape} projections")
 
 
+def _streaming(args: argparse.Namespace) -> bool:
+    """Out of core: asked for with --memory, or implied by a zarr input or a .npy/.zarr output."""
+    suffixes = Path(args.projections).suffix.lower(), Path(args.output).suffix.lower()
+    return args.memory is not None or suffixes[0] == ".zarr" or suffixes[1] in (".npy", ".zarr")
+
+
+def run_streaming(args: argparse.Namespace) -> int:
+    """FBP/FDK (:func:`drct.outofcore.fbp`), SIRT or CGLS (:mod:`drct.outofcore.solvers`) out of core: line
+    integrals only, the layout (views, rows, cols); resumable from the work folder beside the output."""
+    from ..geometry.files import load_geometry
+    from ..io import write_atomically
+    from ..outofcore import cgls, fbp, open_array, sirt
+    from ..outofcore.fdk import finish_output
+
+    if args.method not in ("fbp", "fdk", "sirt", "cgls"):
+        raise ValueError(f"--memory streams fbp/fdk/sirt/cgls, not {args.method}: the others need the data in memory")
+    if args.nonneg and args.method != "sirt":
+        raise ValueError(f"--nonneg applies to sirt when streaming, not {args.method}")
+    if args.flat is not None or args.dark is not None or args.layout != "drct" or args.dtype != "float32":
+        raise ValueError(
+            "streaming reads float32 line integrals (views, rows, cols): no --flat/--dark/--layout/--dtype"
+        )
+    if args.geometry is None:
+        raise ValueError(f"streaming {args.projections} needs --geometry (a drct .json or ASTRA vector file)")
+    det_shape = None if args.det_shape is None else tuple(args.det_shape)
+    pg, vg = load_geometry(args.geometry, args.beam, det_shape, args.curved)
+    vg = _volume(args, vg, pg.ndim)
+    if args.method == "fdk" and pg.beam != "cone":
+        raise ValueError(f"fdk needs a cone-beam geometry, got {pg.beam}; use --method fbp")
+    source = open_array(args.projections)
+    if source.dtype.kind in "iu" and not args.raw_is_line_integrals:
+        raise ValueError(
+            f"{args.projections} holds integers ({source.dtype}): raw readings? streaming needs line integrals "
+            "(normalise first, or pass --raw-is-line-integrals)"
+        )
+    out, start = Path(args.output), time.perf_counter()
+    if out.suffix.lower() not in (".npy", ".zarr", ".tif", ".tiff"):
+        raise ValueError(f"--output must be .npy, .zarr or .tif/.tiff when streaming, got {out.name!r}")
+    if args.method in ("sirt", "cgls"):
+        work = out.parent / f".{out.name}.ooc-partial"
+        niter = _ITERATIVE_DEFAULTS[args.method] if args.niter is None else args.niter
+        if args.method == "sirt":
+            x = sirt(vg, pg, args.projections, niter=niter, basis=args.basis, memory=args.memory, nonneg=args.nonneg,
+                     checkpoint=work, resume=not args.restart, progress=not args.no_progress)  # fmt: skip
+        else:
+            x = cgls(vg, pg, args.projections, niter=niter, basis=args.basis, memory=args.memory, checkpoint=work,
+                     resume=not args.restart, progress=not args.no_progress)  # fmt: skip
+        write_atomically(work / "x.npy", lambda tmp: np.save(tmp, x))
+        finish_output(work, open_array(work / "x.npy"), out, args.force)
+    else:
+        fbp(vg, pg, args.projections, out, memory=args.memory, filter=args.filter, cutoff=args.cutoff,
+            force=args.force, resume=not args.restart, progress=not args.no_progress)  # fmt: skip
+    print(f"{args.method} (streamed): {vg.shape} volume in {time.perf_counter() - start:.2f} s -> {out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import tifffile
 
@@ -253,6 +324,8 @@ def run(args: argparse.Namespace) -> int:
     from ..projector import Projector
     from ._emission import reconstruct as reconstruct_emission
 
+    if _streaming(args):
+        return run_streaming(args)
     out = Path(args.output)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise ValueError(f"--output must end in .tif or .tiff (a TIFF stack), got {out.name!r}")

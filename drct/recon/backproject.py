@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import drjit as dr
@@ -139,9 +140,16 @@ class _Backprojector:
             p = [dr.opaque(self.t.Float, float(v)) for v in self.params[view]]
             yield self._terms(p, dr.opaque(self.t.UInt, view))
 
-    def apply(self, q: Any, progress: bool = False) -> Any:
-        """``Σ_views weight · interp(q)`` for a flat array ``q`` of the sinogram's size."""
-        out = dr.zeros(self.t.Float, self.count)
+    def with_views(self, pg: ProjectionGeometry) -> _Backprojector:
+        """The same coefficient centres with the views of ``pg`` (streaming FDK: one chunk of a scan's views)."""
+        other = copy.copy(self)
+        other.pg, other.params = pg, _view_parameters(pg)
+        return other
+
+    def apply(self, q: Any, progress: bool = False, out: Any = None) -> Any:
+        """``Σ_views weight · interp(q)`` for a flat array ``q`` of the sinogram's size, added to ``out`` (a flat
+        array of the volume's size; default zeros) view after view."""
+        out = dr.zeros(self.t.Float, self.count) if out is None else out
         for taps in self._views(progress):
             for index, weight, active in taps:
                 out += weight * dr.gather(self.t.Float, q, index, active)

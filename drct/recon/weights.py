@@ -178,8 +178,11 @@ def _constant(values: np.ndarray, what: str) -> float:
     return float(values[0])
 
 
-def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry) -> FBPWeights:
+def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | None = None) -> FBPWeights:
     """The pre-filter weights, filter spacing and post-filter weights of FBP/FDK on ``pg`` (module docstring).
+
+    ``views`` (indices): the weights of these views only, as rows of the whole scan's weights (the angular and
+    Parker weights still come from the whole orbit) — what streaming FDK (:mod:`drct.outofcore`) needs per chunk.
 
     Raises:
         ValueError: for helical orbits, ray lists, too short scans or views with different pixel spacing.
@@ -197,6 +200,7 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry) -> FBPWeights:
     angles = view_angles(pg)
     du = _rows(pg.det_u)
     dim = pg.ndim
+    chosen = np.arange(pg.num_views) if views is None else np.asarray(views, dtype=np.int64).reshape(-1)
     if dim == 3:
         src = _rows(pg.src)
         height = src[:, 2] if pg.beam == "cone" else _rows(pg.det)[:, 2]
@@ -212,24 +216,25 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry) -> FBPWeights:
         u_perp = np.linalg.norm(du - np.sum(du * direction, axis=1, keepdims=True) * direction, axis=1)
         spacing = _constant(u_perp, "detector column spacing")
         angular = _voronoi(angles, np.pi)
-        post = angular if dim == 3 else angular * u_perp / voxel_volume
-        shape = (pg.num_views,) + (1,) * (dim - 1)
+        post = (angular if dim == 3 else angular * u_perp / voxel_volume)[chosen]
+        shape = (chosen.size,) + (1,) * (dim - 1)
         return FBPWeights(np.ones(shape), post.reshape(shape), spacing, False, False, False)
 
-    rays = _cone_rays(pg)
+    rays = _cone_rays(pg if views is None else pg.select_views(chosen))
     rho, cos_n, gamma = rays["rho"], rays["cos_n"], rays["gamma"]
     ulen = np.linalg.norm(du, axis=1)
     if pg.curved:
         radius = rays["radius"]
-        spacing = _constant(ulen / radius, "fan angle per column")
+        spacing = _constant(ulen[chosen] / radius, "fan angle per column")
         pre = np.cos(gamma) * radius[:, None, None] / rho
     else:
         spacing = _constant(ulen, "detector column spacing")
         pre = cos_n
+    ulen = ulen[chosen]
     # angular weights: full orbits share each ray between two views; short scans use Parker's weights
     full = _covers_full_circle(angles)
     if full:
-        angular = (_voronoi(angles, 2 * np.pi) / 2)[:, None, None] * np.ones_like(gamma)
+        angular = (_voronoi(angles, 2 * np.pi) / 2)[chosen, None, None] * np.ones_like(gamma)
         short, redundancy = False, None
     else:
         # position on the arc, counter-clockwise from the end of the largest gap (views in any order; the
@@ -249,17 +254,18 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry) -> FBPWeights:
         cell = np.empty_like(rel)
         cell[np.argsort(rel, kind="stable")] = cell_sorted
         scan_range = float(rel_sorted[-1] - rel_sorted[0]) + typical
-        redundancy = parker_weights((rel + typical / 2)[:, None, None], gamma, scan_range)
-        angular = cell[:, None, None] * redundancy
+        beta = (rel + typical / 2)[chosen, None, None]
+        redundancy = parker_weights(beta, gamma, scan_range)
+        angular = cell[chosen, None, None] * redundancy
         short = True
     pre = pre * angular  # redundancy weights act on the data before filtering
     if dim == 3:
-        post = np.ones((pg.num_views, 1, 1))  # 3D: voxel-driven backprojection with the weights of backproject.py
+        post = np.ones((chosen.size, 1, 1))  # 3D: voxel-driven backprojection with the weights of backproject.py
     else:
-        post = np.full((pg.num_views, 1), spacing / voxel_volume)
+        post = np.full((chosen.size, 1), spacing / voxel_volume)
         pre = pre[:, 0, :]
         redundancy = None if redundancy is None else redundancy[:, 0, :]
-    if dim == 3 and not pg.curved and np.any(np.abs(_rows(pg.det_v)[:, :2]).max(axis=1) > 1e-6 * ulen):
+    if dim == 3 and not pg.curved and np.any(np.abs(_rows(pg.det_v)[chosen, :2]).max(axis=1) > 1e-6 * ulen):
         warnings.warn("FDK assumes detector rows parallel to the z axis; this geometry tilts them", stacklevel=3)
     return FBPWeights(pre, post, spacing, bool(pg.curved), dim == 2, short, redundancy)
 

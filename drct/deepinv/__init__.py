@@ -13,6 +13,8 @@ Import it explicitly (nothing else in drct imports deepinv); it needs the ``lear
 * :class:`DetectorNoise` is drct's detector model (:class:`drct.physics.Detector`: Poisson photons, electronic
   noise, b-bit digitisation, blur, gain, dark offset, then the log transform) as a ``deepinv.physics.NoiseModel``
   acting on line integrals.
+* :func:`deepinv_geometry` gives the drct geometry that scans like deepinv's own 2D ``Tomography`` (drct in its
+  place, same data).
 
 Example:
     >>> import numpy as np, torch, drct as ct
@@ -41,7 +43,8 @@ except (ImportError, RuntimeError) as error:  # RuntimeError: a torchvision buil
         name="deepinv",
     ) from None
 
+from ._geometry import deepinv_geometry as deepinv_geometry
 from ._noise import DetectorNoise as DetectorNoise
 from ._physics import Tomography as Tomography
 
-__all__ = ["DetectorNoise", "Tomography"]
+__all__ = ["DetectorNoise", "Tomography", "deepinv_geometry"]

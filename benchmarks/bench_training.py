@@ -8,7 +8,8 @@ network that uses the operator twice,
 i.e. the forward pass runs ``A`` and ``A.T`` and the backward pass runs them again (``Aᵀ`` and ``A``), then an
 MSE loss and an SGD step. Samples/s = batch / median step time over ``--repeat`` steps (default 5), the first
 step timed apart (it compiles drct's kernels / builds deepinv's grids). drct and deepinv steps alternate, so
-load from other processes hits both alike.
+load from other processes hits both alike; the CPU time of the process per step (``time.process_time``, all
+threads) is printed beside the wall time: on a shared, oversubscribed machine it is the steadier measure.
 
 Equal geometry: deepinv's ``Tomography(angles=V, img_width=256, circle=False)`` samples ``ceil(√2·256) = 363``
 detector bins of one pixel over ``V`` angles in [0°, 180°) (``--views``, default 90) with ``grid_sample``
@@ -76,19 +77,20 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def step_fn(net: Net, x: torch.Tensor, target: torch.Tensor, device: str) -> Callable[[], float]:
-    """One training step (forward, backward, SGD update) of ``net``; returns its wall time in seconds."""
+def step_fn(net: Net, x: torch.Tensor, target: torch.Tensor, device: str) -> Callable[[], tuple[float, float]]:
+    """One training step (forward, backward, SGD update) of ``net``; returns its wall time and the CPU time of
+    the process (all threads) in seconds."""
     opt = torch.optim.SGD(net.parameters(), lr=1e-6)
 
-    def step() -> float:
+    def step() -> tuple[float, float]:
         _sync(device)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         opt.zero_grad()
         loss = (net(x) - target).square().mean()
         loss.backward()
         opt.step()
         _sync(device)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
     return step
 
@@ -143,11 +145,14 @@ def main() -> None:
     steps = {
         name: step_fn(Net(p, 1.0 / (args.views * n)).to(device), x, target, device) for name, p in candidates.items()
     }
-    first = {name: step() for name, step in tqdm(steps.items(), desc="first steps")}
+    first = {name: step()[0] for name, step in tqdm(steps.items(), desc="first steps")}
     times: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
     for _ in tqdm(range(args.repeat), desc="timed rounds"):
         for name, step in steps.items():
-            times[name].append(step())
+            wall, used = step()
+            times[name].append(wall)
+            cpu[name].append(used)
 
     load = os.getloadavg()
     print(
@@ -159,11 +164,18 @@ def main() -> None:
     for name, err in agreement.items():
         print(f"  sinogram of {name} vs deepinv's: relative difference {err:.2%}")
     base = statistics.median(times["deepinv (adjoint by autograd)"])
-    print("\n| operator | first step (s) | step (s), median | samples/s | vs deepinv default |")
-    print("|---|---|---|---|---|")
+    base_cpu = statistics.median(cpu["deepinv (adjoint by autograd)"])
+    print(
+        "\n| operator | first step (s) | step (s), median | samples/s | vs deepinv default | CPU s per step | "
+        "samples per CPU-s | vs deepinv default (CPU) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"| {name} | {first[name]:.2f} | {med:.3f} | {args.batch / med:.1f} | {base / med:.2f}x |")
+        med, med_cpu = statistics.median(ts), statistics.median(cpu[name])
+        print(
+            f"| {name} | {first[name]:.2f} | {med:.3f} | {args.batch / med:.2f} | {base / med:.2f}x | "
+            f"{med_cpu:.2f} | {args.batch / med_cpu:.2f} | {base_cpu / med_cpu:.2f}x |"
+        )
     print(f"\npeak RSS of the process: {peak_rss_mb():.0f} MB")
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Generic, Protocol, TypeVar
 
+from .algebra import Algebra, Transposed
+
 
 class LinearOperator(Protocol):
     """What :class:`Adjoint` needs of an operator."""
@@ -75,27 +77,17 @@ class AllViewsHere:
         return value
 
 
-class Adjoint(Generic[Op]):
+class Adjoint(Transposed, Generic[Op]):
     """``A.T`` of any drct operator: calling it applies ``A.adjoint``; its ``.T`` is ``A`` again, and its shapes
-    are ``A``'s swapped."""
+    are ``A``'s swapped (an operator of :mod:`drct.algebra` like any other)."""
 
     def __init__(self, op: Op) -> None:
-        self._op = op
-
-    def __call__(self, y: Any) -> Any:
-        return self._op.adjoint(y)
+        super().__init__(op)
+        self._op: Op = op
 
     @property
     def T(self) -> Op:
         return self._op
-
-    @property
-    def domain_shape(self) -> tuple[int, ...]:
-        return self._op.range_shape
-
-    @property
-    def range_shape(self) -> tuple[int, ...]:
-        return self._op.domain_shape
 
 
 def torch_needs_grad(value: Any) -> bool:
@@ -107,7 +99,7 @@ def torch_needs_grad(value: Any) -> bool:
     return torch.is_grad_enabled()
 
 
-class ArrayCalls:
+class ArrayCalls(Algebra):
     """``A(x)`` and ``A.adjoint(y)`` for numpy arrays, torch tensors and Dr.Jit tensors (the same kind comes back;
     a torch tensor that requires grad gets a differentiable torch result), around the operator's
     ``forward_tensor`` / ``adjoint_tensor`` on Dr.Jit tensors; ``x_name`` / ``y_name`` name them in errors."""

@@ -22,6 +22,7 @@ from ..volume import BASES
 
 OPTIMIZERS = ("lm", "adam")
 GAUGES = ("fix", "report", "off")
+DIAGNOSTICS = ("warn", "raise", "off")
 
 
 def _integer(name: str, value: Any, minimum: int) -> int:
@@ -88,6 +89,10 @@ class CalibrationOptions:
     accelerate: bool = True
     pose: bool = True
     progress: bool = True
+    diagnostics: str = "warn"
+    diagnostic_iterations: int = 30
+    identifiability_tol: float = 1e-2
+    diagnostic_size: int = 48**3
 
     def __post_init__(self) -> None:
         self.basis = _choice("basis", self.basis, tuple(BASES))
@@ -106,6 +111,10 @@ class CalibrationOptions:
         self.tol = _real("tol", self.tol, 0.0)
         if self.view_strides is not None:
             self.view_strides = _integers("view_strides", self.view_strides, 1)
+        self.diagnostics = _choice("diagnostics", self.diagnostics, DIAGNOSTICS)
+        self.diagnostic_iterations = _integer("diagnostic_iterations", self.diagnostic_iterations, 1)
+        self.identifiability_tol = _real("identifiability_tol", self.identifiability_tol, 0.0, maximum=1.0)
+        self.diagnostic_size = _integer("diagnostic_size", self.diagnostic_size, 1)
         for name in ("accelerate", "pose", "progress"):
             setattr(self, name, _flag(name, getattr(self, name)))
 

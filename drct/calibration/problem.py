@@ -28,6 +28,10 @@ def ridge_cgls(
     """Minimise ``|A x - y|^2 + ridge |x|^2`` by CGLS from ``x0`` (numpy in and out, no progress bar: the
     calibration's inner solver; :func:`drct.recon.cgls` is the user-facing one, without the ridge).
 
+    Leading dimensions of ``y`` and ``x0`` beyond the operator's shapes are independent problems solved together
+    (one launch per operator application, each with its own step lengths): e.g. the volume's response to several
+    Jacobian columns at once (:mod:`drct.calibration.diagnostics`).
+
     With ``out`` (a float32 array shaped like ``x0``) the iterates are made in it, so that it holds the latest
     complete iterate even if the solve is interrupted.
 
@@ -40,29 +44,39 @@ def ridge_cgls(
         >>> x = ridge_cgls(A, y, np.zeros(vg.shape, np.float32), 30, 0.0)
         >>> bool(np.abs(x - 1).max() < 0.05)
         True
+        >>> xs = ridge_cgls(A, np.stack([y, 2 * y]), np.zeros((2, *vg.shape), np.float32), 30, 0.0)  # two at once
+        >>> bool(np.abs(xs[1] - 2).max() < 0.1)
+        True
     """
     if out is None:
         x = np.asarray(x0, dtype=np.float32).copy()
     else:
         x = out
         x[...] = x0
+    lead = x.ndim - len(A.domain_shape)
+
+    def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # one inner product per problem, shaped to broadcast
+        axes = tuple(range(lead, a.ndim))
+        return np.sum(a.astype(np.float64) * b, axis=axes).reshape(a.shape[:lead] + (1,) * (a.ndim - lead))
+
     r = y - A(x)
     s = A.T(r) - ridge * x
     p = s.copy()
-    gamma = float(np.vdot(s, s))
+    gamma = dot(s, s)
     for _ in range(iterations):
-        if gamma <= 0:
+        if not np.any(gamma > 0):
             break
         q = A(p)
-        denom = float(np.vdot(q, q)) + ridge * float(np.vdot(p, p))
-        if denom <= 0:
+        denom = dot(q, q) + ridge * dot(p, p)
+        live = (gamma > 0) & (denom > 0)
+        if not np.any(live):
             break
-        alpha = gamma / denom
-        x += alpha * p
-        r -= alpha * q
+        alpha = np.where(live, gamma / np.where(live, denom, 1.0), 0.0)
+        x += (alpha * p).astype(np.float32)
+        r -= (alpha.reshape(alpha.shape[:lead] + (1,) * (r.ndim - lead)) * q).astype(np.float32)
         s = A.T(r) - ridge * x
-        gamma, previous = float(np.vdot(s, s)), gamma
-        p = s + (gamma / previous) * p
+        gamma, previous = dot(s, s), gamma
+        p = s + (np.where(previous > 0, gamma / np.where(previous > 0, previous, 1.0), 0.0) * p).astype(np.float32)
     return x
 
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ..errors import require_finite
 from ..geometry.projection import ProjectionGeometry, RayGeometry
 from ..geometry.volume import VolumeGeometry
+from .diagnostics import act, analyse
 from .gauge import Gauge, first_level_gauge, spec_label
 from .interrupts import deferred_interrupts, is_interrupt
 from .levels import Level, build_levels, default_factors, upsample
@@ -67,6 +68,10 @@ def calibrate(
     model: GeometryModel | None = None,
     callback: Callable[[State], Any] | None = None,
     progress: bool = True,
+    diagnostics: str = "warn",
+    diagnostic_iterations: int = 30,
+    identifiability_tol: float = 1e-2,
+    diagnostic_size: int = 48**3,
 ) -> CalibrationResult:
     """Estimate misalignment parameters and the volume together from projections.
 
@@ -121,6 +126,16 @@ def calibrate(
         callback: called with a :class:`State` after every outer iteration; raising KeyboardInterrupt there (or
             pressing Ctrl-C) stops early and returns the best result so far with ``interrupted=True``.
         progress: show a tqdm progress bar.
+        diagnostics: what to do when the identifiability and model-error diagnostics
+            (:mod:`drct.calibration.diagnostics`) find a parameter the data do not determine or a fit that did not
+            converge: ``"warn"`` (a :class:`~drct.calibration.diagnostics.CalibrationWarning`), ``"raise"``
+            (:class:`~drct.calibration.diagnostics.UndeterminedParameterError` naming it, carrying the result), or
+            ``"off"`` (no analysis; ``std`` is then the fixed-volume Gauss–Newton one, a lower bound).
+        diagnostic_iterations: CGLS iterations of the volume's imitation of each Jacobian column.
+        identifiability_tol: a parameter is undetermined when less than this fraction of its signal is its own
+            (the rest imitated by the volume, the pose and the other parameters).
+        diagnostic_size: the analysis runs at the finest level with at most this many volume coefficients (the
+            coarsest level if none): its σ is then that level's, larger than the finest level's would be.
 
     Returns:
         A :class:`CalibrationResult`.
@@ -159,6 +174,10 @@ def calibrate(
         accelerate=accelerate,
         pose=pose,
         progress=progress,
+        diagnostics=diagnostics,
+        diagnostic_iterations=diagnostic_iterations,
+        identifiability_tol=identifiability_tol,
+        diagnostic_size=diagnostic_size,
     )
     run = _Run.prepare(projections, pg_nominal, params, vg, init, fix, model, options, callback)
     bar = tqdm(total=sum(run.outer), desc="calibrate", disable=not options.progress, leave=False)
@@ -175,6 +194,8 @@ def calibrate(
         run.result.runtime = time.perf_counter() - start
         out = run.result.finish(run.model)
     out.interrupted = out.interrupted or late.pending
+    if not out.interrupted:
+        act(out.diagnostics, options.diagnostics, out)
     return out
 
 
@@ -195,6 +216,7 @@ class _Run:
     result: CalibrationResult
     callback: Callable[[State], Any] | None
     gauge: Gauge | None = None
+    built: list[Level] | None = None  # the levels, once built
 
     @classmethod
     def prepare(
@@ -250,7 +272,7 @@ class _Run:
     def execute(self, bar: Any) -> None:
         """All levels, then the uncertainties and the final reconstruction; ``result`` is kept current."""
         prob: LevelProblem | None = None
-        levels = self.levels()
+        levels = self.built = self.levels()
         x = np.zeros(levels[0].vg.shape, np.float32)
         free = np.arange(self.model.size)
         for li, level in enumerate(levels):
@@ -318,6 +340,8 @@ class _Run:
         r = self.result
         theta = r.theta.copy()
         r.std = uncertainty(prob, theta, x, free, self.gauge, self.strategy.hessian)
+        if self.options.diagnostics != "off":
+            self._diagnose(prob, theta, x, free)
         motion = self.model.pose(theta)
         if motion is not None:  # the pose is a gauge: report it, reconstruct in the scanner's frame
             r.pose = {"shift": motion[0].tolist(), "rotation": motion[1].tolist()}
@@ -330,6 +354,24 @@ class _Run:
         final_loss = plain.loss(theta, x)
         with deferred_interrupts():  # the volume and its geometry change together
             r.x, r.vg_x, r.theta, r.final_loss = x, prob.level.vg, theta, final_loss
+
+    def _diagnose(self, prob: LevelProblem, theta: np.ndarray, x: np.ndarray, free: np.ndarray) -> None:
+        """Identifiability and model-error diagnostics (:mod:`drct.calibration.diagnostics`) at the finest level
+        small enough (``diagnostic_size``); their σ replaces the fixed-volume one of the entries they analyse."""
+        o, r = self.options, self.result
+        levels = self.built or [prob.level]
+        small = [lv for lv in levels if lv.vg.size <= o.diagnostic_size]
+        level = small[-1] if small else levels[0]
+        if level is not prob.level:
+            prob = LevelProblem(level, self.model.with_geometry(level.pg), o.basis, o.regularization, o.lowpass)
+            zero = np.zeros(level.vg.shape, np.float32)
+            x = ridge_cgls(prob.operator(theta), prob.y, zero, o.final_recon_iterations, prob.ridge)
+        found = analyse(prob, theta, x, free, self.gauge, o.diagnostic_iterations, o.identifiability_tol)
+        if found is not None:
+            std = np.zeros(theta.size) if r.std is None else np.asarray(r.std, dtype=np.float64).copy()
+            std[found.index] = found.std
+            r.std = std
+        r.diagnostics = found
 
 
 def _default_volume(pg: Any) -> VolumeGeometry:

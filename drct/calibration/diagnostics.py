@@ -5,8 +5,9 @@ The calibration's loss is minimised over the geometry ``θ`` *and* the volume ``
 ``J^T J`` does) hides the directions the volume can imitate (a magnification against a scaled object, a vertical
 detector shift against a vertical object shift seen through a small cone angle): the data then look decisive
 about a parameter they barely constrain. Here every free global parameter's Jacobian column ``J_i`` is
-*reduced*: the best imitation of it by a change of the volume (ridge CGLS on ``L A``, all columns in one batched
-solve) and by a rigid motion of the object (the pose columns) is subtracted. The reduced columns ``J̃`` give
+*reduced*: its projection on the rigid motions of the object (the pose columns, which the reconstruction absorbs
+exactly) is removed, then the best imitation of what is left by a change of the volume (ridge CGLS on ``L A``, all
+columns in one batched solve) is subtracted. The reduced columns ``J̃`` give
 
 * the **Schur complement** ``S = J̃^T J̃``, the curvature of the loss with the volume re-fitted;
 * per parameter the **retained fraction** ``1 / (D^-1 S D^-1)^-1_ii`` (``D`` the fixed-volume column norms): the
@@ -39,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +81,7 @@ class Diagnostics:
         residual: whiteness of the residual: lag-1 autocorrelations and the lag window used.
         undetermined: ``{name: reason}`` for the parameters the data do not determine (gauge-fixed ones too).
         unconverged: names whose pending step exceeds 1σ.
+        seconds: the analysis's run time.
     """
 
     names: list[str]
@@ -94,6 +97,7 @@ class Diagnostics:
     residual: dict[str, Any] = field(default_factory=dict)
     undetermined: dict[str, str] = field(default_factory=dict)
     unconverged: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     def messages(self) -> list[str]:
         """One human-readable line per problem found (empty: nothing to warn about)."""
@@ -124,6 +128,7 @@ class Diagnostics:
             "residual": self.residual,
             "undetermined": self.undetermined,
             "unconverged": self.unconverged,
+            "seconds": self.seconds,
         }
 
 
@@ -153,17 +158,18 @@ def sandwich_moments(J: np.ndarray, r: np.ndarray, lags: tuple[int, ...]) -> np.
     fft = np.fft
     shape = r.shape
     pad = tuple(2 * n for n in shape)
-    spectrum = np.abs(fft.rfftn(r, pad)) ** 2
-    acov = fft.irfftn(spectrum, pad) / r.size
+    axes = tuple(range(len(shape)))
+    spectrum = np.abs(fft.rfftn(r, pad, axes)) ** 2
+    acov = fft.irfftn(spectrum, pad, axes) / r.size
     window = np.ones(pad)
     for axis, (n, lag) in enumerate(zip(pad, lags, strict=True)):
         k = np.minimum(np.arange(n), n - np.arange(n))  # circular lag index
         w = np.clip(1.0 - k / lag, 0.0, None)
         window *= w.reshape((1,) * axis + (n,) + (1,) * (len(pad) - axis - 1))
-    weights = fft.rfftn(acov * window).real
+    weights = fft.rfftn(acov * window, None, axes).real
     M = np.zeros((J.shape[0], J.shape[0]))
     for b in range(J.shape[0]):
-        CJ = fft.irfftn(fft.rfftn(J[b], pad) * weights, pad)[tuple(slice(0, n) for n in shape)]
+        CJ = fft.irfftn(fft.rfftn(J[b], pad, axes) * weights, pad, axes)[tuple(slice(0, n) for n in shape)]
         M[:, b] = J.reshape(J.shape[0], -1) @ CJ.reshape(-1)
     return 0.5 * (M + M.T)
 
@@ -179,10 +185,11 @@ def analyse(
     x: np.ndarray,
     free: np.ndarray,
     gauge: Gauge | None,
-    iterations: int = 30,
+    iterations: int = 20,
     tol: float = 1e-2,
 ) -> Diagnostics | None:
     """The diagnostics at ``theta`` with the fitted volume ``x`` (None when no free global parameter is left)."""
+    start = time.perf_counter()
     model = prob.model
     user = [int(i) for i in free if i < model.user_size and not locate(model, int(i))[0].per_view]
     pose = list(range(model.user_size, model.size))
@@ -191,19 +198,16 @@ def analyse(
     cols = prob.jacobian(theta, x)
     by_index = {int(s[0]): d for s, d in zip(cols.seeds, cols.data, strict=True) if s.size == 1}
     shape = prob.y.shape
-    J = np.stack([by_index[i].reshape(shape) for i in user + pose])
-    norms = np.sqrt(np.einsum("kr,kr->k", J.reshape(J.shape[0], -1), J.reshape(J.shape[0], -1)))[: len(user)]
-    Jr = reduce_columns(prob, theta, J, iterations)
-    Ju, Jg = Jr[: len(user)], Jr[len(user) :]
-    if Jg.shape[0]:  # what is left of the rigid motions after the volume's imitation: project it out too
-        G = Jg.reshape(Jg.shape[0], -1)
-        Gn = np.einsum("kr,kr->k", J[len(user) :].reshape(Jg.shape[0], -1), J[len(user) :].reshape(Jg.shape[0], -1))
-        w, V = np.linalg.eigh(G @ G.T)
-        keep = w > 1e-3 * max(float(Gn.max()), 1e-300)  # below: the volume imitates that motion already
-        if np.any(keep):
-            Q = (G.T @ V[:, keep]) / np.sqrt(w[keep])
-            flat = Ju.reshape(len(user), -1)
-            Ju = (flat - (flat @ Q) @ Q.T).reshape(Ju.shape)
+    J = np.stack([by_index[i].reshape(shape) for i in user])
+    norms = np.sqrt(np.einsum("kr,kr->k", J.reshape(len(user), -1), J.reshape(len(user), -1)))
+    J1 = J.reshape(len(user), -1)
+    if pose:  # a rigid motion of the object is exact to imitate: project its columns out first, exactly
+        G = np.stack([by_index[i].reshape(-1) for i in pose])
+        Q, R = np.linalg.qr(G.T)
+        Q = Q[:, np.abs(np.diag(R)) > 1e-9 * max(float(np.abs(np.diag(R)).max()), 1e-300)]
+        J1 = J1 - (J1 @ Q) @ Q.T
+    # then the volume's imitation of what is left (CGLS: the part a volume change can reproduce)
+    Ju = reduce_columns(prob, theta, J1.reshape(J.shape), iterations)
     flat = Ju.reshape(len(user), -1)
     S = flat @ flat.T
     d = np.maximum(norms, 1e-300)
@@ -228,7 +232,7 @@ def analyse(
     cov = S_inv @ M @ S_inv
     std = np.sqrt(np.maximum(np.diag(cov), 0.0))
     std_white = np.sqrt(np.maximum(np.diag(S_inv) * white, 0.0))
-    Jf = J[: len(user)].reshape(len(user), -1)
+    Jf = J.reshape(len(user), -1)
     JtJ = Jf @ Jf.T
     std_fixed = np.sqrt(np.maximum(np.diag(np.linalg.pinv(JtJ, hermitian=True)) * white, 0.0))
     pending = np.abs(S_inv @ (flat @ r.reshape(-1))) / np.maximum(std, 1e-300)
@@ -266,6 +270,7 @@ def analyse(
         residual,
         undetermined,
         unconverged,
+        time.perf_counter() - start,
     )
 
 

@@ -86,11 +86,12 @@ class CalibrationOptions:
     adam_steps: int = 5
     adam_lr: float = 0.2
     tol: float = 1e-3
+    fine_tol: float = 5e-3
     accelerate: bool = True
     pose: bool = True
     progress: bool = True
     diagnostics: str = "warn"
-    diagnostic_iterations: int = 30
+    diagnostic_iterations: int = 20
     identifiability_tol: float = 1e-2
     diagnostic_size: int = 48**3
 
@@ -109,6 +110,7 @@ class CalibrationOptions:
         self.gauge_tol = _real("gauge_tol", self.gauge_tol, 0.0, strict=True, maximum=1.0)
         self.adam_lr = _real("adam_lr", self.adam_lr, 0.0, strict=True)
         self.tol = _real("tol", self.tol, 0.0)
+        self.fine_tol = _real("fine_tol", self.fine_tol, 0.0)
         if self.view_strides is not None:
             self.view_strides = _integers("view_strides", self.view_strides, 1)
         self.diagnostics = _choice("diagnostics", self.diagnostics, DIAGNOSTICS)

@@ -24,6 +24,7 @@ def ridge_cgls(
     iterations: int,
     ridge: float,
     out: np.ndarray | None = None,
+    residual: np.ndarray | None = None,
 ) -> np.ndarray:
     """Minimise ``|A x - y|^2 + ridge |x|^2`` by CGLS from ``x0`` (numpy in and out, no progress bar: the
     calibration's inner solver; :func:`drct.recon.cgls` is the user-facing one, without the ridge).
@@ -33,7 +34,8 @@ def ridge_cgls(
     Jacobian columns at once (:mod:`drct.calibration.diagnostics`).
 
     With ``out`` (a float32 array shaped like ``x0``) the iterates are made in it, so that it holds the latest
-    complete iterate even if the solve is interrupted.
+    complete iterate even if the solve is interrupted. ``residual``, if known, is ``y - A x0`` (saves a
+    forward projection).
 
     Example:
         >>> import numpy as np, drct as ct
@@ -59,7 +61,7 @@ def ridge_cgls(
         axes = tuple(range(lead, a.ndim))
         return np.sum(a.astype(np.float64) * b, axis=axes).reshape(a.shape[:lead] + (1,) * (a.ndim - lead))
 
-    r = y - A(x)
+    r = y - A(x) if residual is None else np.array(residual, dtype=np.float32)
     s = A.T(r) - ridge * x
     p = s.copy()
     gamma = dot(s, s)
@@ -104,6 +106,14 @@ class LevelProblem:
         self.norm = max(float(np.vdot(self.y, self.y)), 1e-300)
         self.ridge = regularization * operator_norm(Projector(level.vg, level.pg, basis=basis))
         self.t = types("float32")
+        self._operators: dict[bytes, WeightedOperator] = {}  # the last few thetas' operators
+        self._residual: tuple[bytes, int, float, np.ndarray] | None = None  # the last residual and its key
+
+    def __copy__(self) -> LevelProblem:
+        out = object.__new__(LevelProblem)
+        out.__dict__.update(self.__dict__)
+        out._operators, out._residual = {}, None  # another weighting: nothing cached carries over
+        return out
 
     def unweighted(self) -> LevelProblem:
         """The same level without the low-pass (the ridge, one forward and adjoint to find, is kept)."""
@@ -114,13 +124,28 @@ class LevelProblem:
         return out
 
     def operator(self, theta: np.ndarray) -> Any:
-        """``L A(theta)``: the weighted operator the volume is fitted with."""
-        return WeightedOperator(
-            Projector(self.level.vg, self.model.final_geometry(theta), basis=self.basis), self.lowpass
-        )
+        """``L A(theta)``: the weighted operator the volume is fitted with (built once per theta: the last few
+        are kept, since a step's residual, loss, refit and Jacobian all use the same one)."""
+        key = np.asarray(theta, dtype=np.float64).tobytes()
+        op = self._operators.pop(key, None)
+        if op is None:
+            op = WeightedOperator(
+                Projector(self.level.vg, self.model.final_geometry(theta), basis=self.basis), self.lowpass
+            )
+        self._operators[key] = op  # most recent last
+        while len(self._operators) > 3:
+            del self._operators[next(iter(self._operators))]
+        return op
 
     def residual(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return self.operator(theta)(x) - self.y
+        """``L (A(theta) x - y)``; the last one is kept (the loss of a step and the next step's Jacobian products
+        need the same). Do not change ``x`` in place after passing it here."""
+        key = (np.asarray(theta, dtype=np.float64).tobytes(), id(x), float(np.sum(x, dtype=np.float64)))
+        if self._residual is not None and self._residual[:3] == key:
+            return self._residual[3]
+        r = self.operator(theta)(x) - self.y
+        self._residual = (*key, r)
+        return r
 
     def loss(self, theta: np.ndarray, x: np.ndarray) -> float:
         r = self.residual(theta, x)
@@ -147,7 +172,8 @@ class LevelProblem:
         return np.moveaxis(blurred.reshape(G.shape[1], -1), 0, 1)
 
     def jacobian(self, theta: np.ndarray, x: np.ndarray) -> Any:
-        cols = jacobian(self.model, theta, self.level.vg, self.basis, self.tensor(x), seed_groups(self.model))
+        A = self.operator(theta).A
+        cols = jacobian(self.model, theta, self.level.vg, self.basis, self.tensor(x), seed_groups(self.model), A)
         if self.lowpass.sigma > 0:
             cols.data = [self.lowpass(d.reshape(self.y.shape)).reshape(d.shape) for d in cols.data]
         return cols

@@ -63,13 +63,14 @@ def calibrate(
     adam_steps: int = 5,
     adam_lr: float = 0.2,
     tol: float = 1e-3,
+    fine_tol: float = 5e-3,
     accelerate: bool = True,
     pose: bool = True,
     model: GeometryModel | None = None,
     callback: Callable[[State], Any] | None = None,
     progress: bool = True,
     diagnostics: str = "warn",
-    diagnostic_iterations: int = 30,
+    diagnostic_iterations: int = 20,
     identifiability_tol: float = 1e-2,
     diagnostic_size: int = 48**3,
 ) -> CalibrationResult:
@@ -114,6 +115,8 @@ def calibrate(
             parameter is per view).
         adam_steps, adam_lr: Adam steps per outer iteration and step length in units of one pixel's effect.
         tol: stop a level when no parameter moves more than ``tol`` (in units of one pixel's effect).
+        fine_tol: the same for the levels after the first (they start from the coarser level's estimate, and a
+            step of 0.005 pixel's effect is far below what the data determine).
         accelerate: try a quasi-Newton step on the reduced loss (volume re-fitted), with ``J^T J`` corrected by
             BFGS updates for how much the volume's adaptation flattens the loss; kept only when the re-fitted
             loss drops (LM otherwise).
@@ -171,6 +174,7 @@ def calibrate(
         adam_steps=adam_steps,
         adam_lr=adam_lr,
         tol=tol,
+        fine_tol=fine_tol,
         accelerate=accelerate,
         pose=pose,
         progress=progress,
@@ -317,7 +321,8 @@ class _Run:
             step = self.strategy.step(prob, theta, x, loss, free, self.gauge)
             theta, x, loss = step.theta, step.x, step.loss
             if step.refit:
-                x = ridge_cgls(prob.operator(theta), prob.y, x, o.recon_iterations, prob.ridge)
+                start = -prob.residual(theta, x)  # known from the step's own loss: no forward projection
+                x = ridge_cgls(prob.operator(theta), prob.y, x, o.recon_iterations, prob.ridge, residual=start)
                 loss = prob.loss(theta, x)
             r.record(li, level.factor, loss, theta)
             if loss <= best:
@@ -329,7 +334,8 @@ class _Run:
                 good = r.theta.copy()
                 geometry = self.model.final_geometry(good)
                 self.callback(State(li, level.factor, it, loss, good, self.model.public(good), geometry))
-            if np.max(np.abs(theta - before) / self.model.scale) < o.tol:
+            limit = o.tol if li == 0 else max(o.tol, o.fine_tol)  # the coarse level got close: less to refine
+            if np.max(np.abs(theta - before) / self.model.scale) < limit:
                 bar.update(self.outer[li] - it - 1)
                 break
         return r.x, free

@@ -122,9 +122,15 @@ def test_sandwich_moments_white_and_correlated() -> None:
     assert np.all(np.linalg.eigvalsh(M) > -1e-9 * np.abs(M).max())  # a covariance
 
 
-def test_batched_ridge_cgls_matches_one_at_a_time() -> None:
+@pytest.mark.parametrize("geometry", ["parallel", "rays"])
+def test_batched_ridge_cgls_matches_one_at_a_time(geometry: str) -> None:
     vg = ct.VolumeGeometry((12, 12))
-    A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 16, endpoint=False), 18), basis="linear")
+    pg: Any = ct.parallel(np.linspace(0, np.pi, 16, endpoint=False), 18)
+    if geometry == "rays":  # data and volume of different ranks: the per-problem scalars must broadcast to both
+        rng = np.random.default_rng(6)
+        a = rng.normal(size=(200, 2)) * 3 - np.array([20.0, 0.0])
+        pg = ct.RayGeometry(a, np.array([40.0, 0.0]) + rng.normal(size=(200, 2)))
+    A = ct.Projector(vg, pg, basis="linear")
     ys = np.random.default_rng(5).normal(size=(3, *A.range_shape)).astype(np.float32)
     both = ridge_cgls(A, ys, np.zeros((3, *vg.shape), np.float32), 8, 0.1)
     for k in range(3):

@@ -57,9 +57,14 @@ def ridge_cgls(
         x[...] = x0
     lead = x.ndim - len(A.domain_shape)
 
-    def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # one inner product per problem, shaped to broadcast
-        axes = tuple(range(lead, a.ndim))
-        return np.sum(a.astype(np.float64) * b, axis=axes).reshape(a.shape[:lead] + (1,) * (a.ndim - lead))
+    def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # one inner product per problem: shape x.shape[:lead]
+        return np.sum(a.astype(np.float64) * b, axis=tuple(range(lead, a.ndim)))
+
+    def times(c: np.ndarray, a: np.ndarray) -> np.ndarray:  # per-problem scalars times an array of problems
+        return (c.reshape(c.shape + (1,) * (a.ndim - lead)) * a).astype(np.float32)
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
     r = y - A(x) if residual is None else np.array(residual, dtype=np.float32)
     s = A.T(r) - ridge * x
@@ -70,15 +75,14 @@ def ridge_cgls(
             break
         q = A(p)
         denom = dot(q, q) + ridge * dot(p, p)
-        live = (gamma > 0) & (denom > 0)
-        if not np.any(live):
+        alpha = ratio(gamma, denom) * (gamma > 0)
+        if not np.any(alpha != 0):
             break
-        alpha = np.where(live, gamma / np.where(live, denom, 1.0), 0.0)
-        x += (alpha * p).astype(np.float32)
-        r -= (alpha.reshape(alpha.shape[:lead] + (1,) * (r.ndim - lead)) * q).astype(np.float32)
+        x += times(alpha, p)
+        r -= times(alpha, q)
         s = A.T(r) - ridge * x
         gamma, previous = dot(s, s), gamma
-        p = s + (np.where(previous > 0, gamma / np.where(previous > 0, previous, 1.0), 0.0) * p).astype(np.float32)
+        p = s + times(ratio(gamma, previous), p)
     return x
 
 
@@ -172,7 +176,9 @@ class LevelProblem:
         return np.moveaxis(blurred.reshape(G.shape[1], -1), 0, 1)
 
     def jacobian(self, theta: np.ndarray, x: np.ndarray) -> Any:
-        A = self.operator(theta).A
+        # the operator at theta serves the derivative march when both are built from the same vectors (named
+        # geometries; a ray list's model builds its Dr.Jit rays differently from its numpy ones)
+        A = self.operator(theta).A if isinstance(self.level.pg, ProjectionGeometry) else None
         cols = jacobian(self.model, theta, self.level.vg, self.basis, self.tensor(x), seed_groups(self.model), A)
         if self.lowpass.sigma > 0:
             cols.data = [self.lowpass(d.reshape(self.y.shape)).reshape(d.shape) for d in cols.data]

@@ -9,6 +9,11 @@ renamed into place at the end, so a reader never sees files of two runs side by 
 existing ``OUT`` untouched. The JSON and geometry in the temporary folder are rewritten (each atomically) after every
 outer iteration; Ctrl-C ends the run with the best result so far, renamed into place as usual.
 
+It prints one line per parameter: the estimate ± σ (σ with the volume re-fitted and the residual's structure,
+:mod:`drct.calibration.diagnostics`), for a scene the truth and the error (also in σ) beside it, and the verdict of
+the diagnostics: ``NOT DETERMINED`` (the data cannot place it, or the gauge test held it) or ``NOT CONVERGED``.
+``--diagnostics raise`` refuses such a result: the files are still written, the exit status is 3.
+
 Example:
     $ drct calibrate scan.npy --geometry nominal.json --params det_shift_u,det_shift_v,det_roll -o calib
     $ drct calibrate scenes/micro_ct_misaligned.toml --scale 0.5 -o calib_micro

@@ -55,7 +55,7 @@ def ridge_cgls(
     else:
         x = out
         x[...] = x0
-    lead = x.ndim - len(A.domain_shape)
+    lead = x.ndim - len(getattr(A, "domain_shape", x.shape))  # an operator without shapes: one problem
 
     def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # one inner product per problem: shape x.shape[:lead]
         return np.sum(a.astype(np.float64) * b, axis=tuple(range(lead, a.ndim)))

@@ -153,4 +153,5 @@ def test_cli_summary_shows_truth_error_and_verdict() -> None:
     assert lines[0].startswith("det_shift_u") and "± 0.1000 px" in lines[0]
     assert "truth +2.2000 px, error -0.2000 = 2.0σ" in lines[0] and "NOT" not in lines[0]
     assert "truth +2.0000 deg" in lines[1] and "NOT DETERMINED: 2σ = 3" in lines[1]
+    assert "carries the held cor_offset's share" in lines[0]
     assert any("cannot tell apart" in line for line in lines) and lines[-1] == "fixed: cor_offset"

@@ -100,6 +100,12 @@ def summary_lines(data: dict[str, Any], truth: dict[str, Any] | None) -> list[st
     diagnostics = data.get("diagnostics") or {}
     undetermined = diagnostics.get("undetermined", {})
     unconverged = diagnostics.get("unconverged", [])
+    partners: dict[str, list[str]] = {}  # parameters that carry a gauge-fixed partner's share
+    for g in data.get("gauge") or []:
+        held = g["action"][len("fixed ") :] if g["action"].startswith("fixed ") else None
+        for other in g["parameters"]:
+            if held is not None and other != held:
+                partners.setdefault(other, []).append(held)
     lines = []
     for name, entry in data["parameters"].items():
         unit = "deg" if "value_deg" in entry else "px" if "value_px" in entry else entry["unit"]
@@ -119,6 +125,8 @@ def summary_lines(data: dict[str, Any], truth: dict[str, Any] | None) -> list[st
                 text += f"   truth {true:+.4f} {unit}, error {err:+.4f}{sig}"
         else:
             text = f"{name:16s} {np.size(value)} values, RMS {float(np.sqrt(np.mean(np.square(value)))):.4f} {unit}"
+        if name in partners:
+            text += f"   (carries the held {', '.join(partners[name])}'s share too: compare their combination)"
         if name in undetermined:
             text += f"   NOT DETERMINED: {undetermined[name]}"
         elif name in unconverged:

@@ -58,10 +58,12 @@ def ridge_cgls(
     lead = x.ndim - len(getattr(A, "domain_shape", x.shape))  # an operator without shapes: one problem
 
     def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # one inner product per problem: shape x.shape[:lead]
+        if lead == 0:  # one problem: BLAS, float32 as it always was (bit-for-bit the earlier iterates)
+            return np.asarray(float(np.vdot(a, b)))
         return np.sum(a.astype(np.float64) * b, axis=tuple(range(lead, a.ndim)))
 
     def times(c: np.ndarray, a: np.ndarray) -> np.ndarray:  # per-problem scalars times an array of problems
-        return (c.reshape(c.shape + (1,) * (a.ndim - lead)) * a).astype(np.float32)
+        return c.astype(np.float32).reshape(c.shape + (1,) * (a.ndim - lead)) * a
 
     def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)

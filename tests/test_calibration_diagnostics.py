@@ -135,7 +135,8 @@ def test_batched_ridge_cgls_matches_one_at_a_time(geometry: str) -> None:
     both = ridge_cgls(A, ys, np.zeros((3, *vg.shape), np.float32), 8, 0.1)
     for k in range(3):
         one = ridge_cgls(A, ys[k], np.zeros(vg.shape, np.float32), 8, 0.1)
-        assert np.allclose(both[k], one, rtol=1e-3, atol=1e-4)
+        # float64 sums for a batch, float32 BLAS for one problem: equal to float32 accuracy over 8 iterations
+        assert np.abs(both[k] - one).max() <= 1e-3 * np.abs(one).max()
 
 
 def test_cli_summary_shows_truth_error_and_verdict() -> None:

@@ -58,11 +58,14 @@ def seed_groups(model: Any) -> list[np.ndarray]:
     return groups
 
 
-def jacobian(model: Any, theta: np.ndarray, vg: Any, basis: str, x: Any, groups: list[np.ndarray]) -> Columns:
+def jacobian(
+    model: Any, theta: np.ndarray, vg: Any, basis: str, x: Any, groups: list[np.ndarray], A: Projector | None = None
+) -> Columns:
     """All Jacobian columns at ``theta`` for the (Dr.Jit tensor) volume ``x``: one tangent per group, all from
-    one derivative march (:meth:`drct.Projector.geometry_jvps`)."""
+    one derivative march (:meth:`drct.Projector.geometry_jvps`); ``A``, if given, is the projector at ``theta``."""
     views = model.num_views
-    A = Projector(vg, model.geometry(theta), basis=basis)
+    if A is None:
+        A = Projector(vg, model.geometry(theta), basis=basis)
     tangents = []
     for idx in groups:
         seed = np.zeros(model.size)

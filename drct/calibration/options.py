@@ -22,6 +22,7 @@ from ..volume import BASES
 
 OPTIMIZERS = ("lm", "adam")
 GAUGES = ("fix", "report", "off")
+DIAGNOSTICS = ("warn", "raise", "off")
 
 
 def _integer(name: str, value: Any, minimum: int) -> int:
@@ -85,9 +86,14 @@ class CalibrationOptions:
     adam_steps: int = 5
     adam_lr: float = 0.2
     tol: float = 1e-3
+    fine_tol: float = 5e-3
     accelerate: bool = True
     pose: bool = True
     progress: bool = True
+    diagnostics: str = "warn"
+    diagnostic_iterations: int = 20
+    identifiability_tol: float = 1e-2
+    diagnostic_size: int = 48**3
 
     def __post_init__(self) -> None:
         self.basis = _choice("basis", self.basis, tuple(BASES))
@@ -104,8 +110,13 @@ class CalibrationOptions:
         self.gauge_tol = _real("gauge_tol", self.gauge_tol, 0.0, strict=True, maximum=1.0)
         self.adam_lr = _real("adam_lr", self.adam_lr, 0.0, strict=True)
         self.tol = _real("tol", self.tol, 0.0)
+        self.fine_tol = _real("fine_tol", self.fine_tol, 0.0)
         if self.view_strides is not None:
             self.view_strides = _integers("view_strides", self.view_strides, 1)
+        self.diagnostics = _choice("diagnostics", self.diagnostics, DIAGNOSTICS)
+        self.diagnostic_iterations = _integer("diagnostic_iterations", self.diagnostic_iterations, 1)
+        self.identifiability_tol = _real("identifiability_tol", self.identifiability_tol, 0.0, maximum=1.0)
+        self.diagnostic_size = _integer("diagnostic_size", self.diagnostic_size, 1)
         for name in ("accelerate", "pose", "progress"):
             setattr(self, name, _flag(name, getattr(self, name)))
 

@@ -24,12 +24,18 @@ def ridge_cgls(
     iterations: int,
     ridge: float,
     out: np.ndarray | None = None,
+    residual: np.ndarray | None = None,
 ) -> np.ndarray:
     """Minimise ``|A x - y|^2 + ridge |x|^2`` by CGLS from ``x0`` (numpy in and out, no progress bar: the
     calibration's inner solver; :func:`drct.recon.cgls` is the user-facing one, without the ridge).
 
+    Leading dimensions of ``y`` and ``x0`` beyond the operator's shapes are independent problems solved together
+    (one launch per operator application, each with its own step lengths): e.g. the volume's response to several
+    Jacobian columns at once (:mod:`drct.calibration.diagnostics`).
+
     With ``out`` (a float32 array shaped like ``x0``) the iterates are made in it, so that it holds the latest
-    complete iterate even if the solve is interrupted.
+    complete iterate even if the solve is interrupted. ``residual``, if known, is ``y - A x0`` (saves a
+    forward projection).
 
     Example:
         >>> import numpy as np, drct as ct
@@ -40,29 +46,45 @@ def ridge_cgls(
         >>> x = ridge_cgls(A, y, np.zeros(vg.shape, np.float32), 30, 0.0)
         >>> bool(np.abs(x - 1).max() < 0.05)
         True
+        >>> xs = ridge_cgls(A, np.stack([y, 2 * y]), np.zeros((2, *vg.shape), np.float32), 30, 0.0)  # two at once
+        >>> bool(np.abs(xs[1] - 2).max() < 0.1)
+        True
     """
     if out is None:
         x = np.asarray(x0, dtype=np.float32).copy()
     else:
         x = out
         x[...] = x0
-    r = y - A(x)
+    lead = x.ndim - len(getattr(A, "domain_shape", x.shape))  # an operator without shapes: one problem
+
+    def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # one inner product per problem: shape x.shape[:lead]
+        if lead == 0:  # one problem: BLAS, float32 as it always was (bit-for-bit the earlier iterates)
+            return np.asarray(float(np.vdot(a, b)))
+        return np.sum(a.astype(np.float64) * b, axis=tuple(range(lead, a.ndim)))
+
+    def times(c: np.ndarray, a: np.ndarray) -> np.ndarray:  # per-problem scalars times an array of problems
+        return c.astype(np.float32).reshape(c.shape + (1,) * (a.ndim - lead)) * a
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+    r = y - A(x) if residual is None else np.array(residual, dtype=np.float32)
     s = A.T(r) - ridge * x
     p = s.copy()
-    gamma = float(np.vdot(s, s))
+    gamma = dot(s, s)
     for _ in range(iterations):
-        if gamma <= 0:
+        if not np.any(gamma > 0):
             break
         q = A(p)
-        denom = float(np.vdot(q, q)) + ridge * float(np.vdot(p, p))
-        if denom <= 0:
+        denom = dot(q, q) + ridge * dot(p, p)
+        alpha = ratio(gamma, denom) * (gamma > 0)
+        if not np.any(alpha != 0):
             break
-        alpha = gamma / denom
-        x += alpha * p
-        r -= alpha * q
+        x += times(alpha, p)
+        r -= times(alpha, q)
         s = A.T(r) - ridge * x
-        gamma, previous = float(np.vdot(s, s)), gamma
-        p = s + (gamma / previous) * p
+        gamma, previous = dot(s, s), gamma
+        p = s + times(ratio(gamma, previous), p)
     return x
 
 
@@ -90,6 +112,14 @@ class LevelProblem:
         self.norm = max(float(np.vdot(self.y, self.y)), 1e-300)
         self.ridge = regularization * operator_norm(Projector(level.vg, level.pg, basis=basis))
         self.t = types("float32")
+        self._operators: dict[bytes, WeightedOperator] = {}  # the last few thetas' operators
+        self._residual: tuple[bytes, int, float, np.ndarray] | None = None  # the last residual and its key
+
+    def __copy__(self) -> LevelProblem:
+        out = object.__new__(LevelProblem)
+        out.__dict__.update(self.__dict__)
+        out._operators, out._residual = {}, None  # another weighting: nothing cached carries over
+        return out
 
     def unweighted(self) -> LevelProblem:
         """The same level without the low-pass (the ridge, one forward and adjoint to find, is kept)."""
@@ -100,13 +130,28 @@ class LevelProblem:
         return out
 
     def operator(self, theta: np.ndarray) -> Any:
-        """``L A(theta)``: the weighted operator the volume is fitted with."""
-        return WeightedOperator(
-            Projector(self.level.vg, self.model.final_geometry(theta), basis=self.basis), self.lowpass
-        )
+        """``L A(theta)``: the weighted operator the volume is fitted with (built once per theta: the last few
+        are kept, since a step's residual, loss, refit and Jacobian all use the same one)."""
+        key = np.asarray(theta, dtype=np.float64).tobytes()
+        op = self._operators.pop(key, None)
+        if op is None:
+            op = WeightedOperator(
+                Projector(self.level.vg, self.model.final_geometry(theta), basis=self.basis), self.lowpass
+            )
+        self._operators[key] = op  # most recent last
+        while len(self._operators) > 3:
+            del self._operators[next(iter(self._operators))]
+        return op
 
     def residual(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return self.operator(theta)(x) - self.y
+        """``L (A(theta) x - y)``; the last one is kept (the loss of a step and the next step's Jacobian products
+        need the same). Do not change ``x`` in place after passing it here."""
+        key = (np.asarray(theta, dtype=np.float64).tobytes(), id(x), float(np.sum(x, dtype=np.float64)))
+        if self._residual is not None and self._residual[:3] == key:
+            return self._residual[3]
+        r = self.operator(theta)(x) - self.y
+        self._residual = (*key, r)
+        return r
 
     def loss(self, theta: np.ndarray, x: np.ndarray) -> float:
         r = self.residual(theta, x)
@@ -133,7 +178,10 @@ class LevelProblem:
         return np.moveaxis(blurred.reshape(G.shape[1], -1), 0, 1)
 
     def jacobian(self, theta: np.ndarray, x: np.ndarray) -> Any:
-        cols = jacobian(self.model, theta, self.level.vg, self.basis, self.tensor(x), seed_groups(self.model))
+        # the operator at theta serves the derivative march when both are built from the same vectors (named
+        # geometries; a ray list's model builds its Dr.Jit rays differently from its numpy ones)
+        A = self.operator(theta).A if isinstance(self.level.pg, ProjectionGeometry) else None
+        cols = jacobian(self.model, theta, self.level.vg, self.basis, self.tensor(x), seed_groups(self.model), A)
         if self.lowpass.sigma > 0:
             cols.data = [self.lowpass(d.reshape(self.y.shape)).reshape(d.shape) for d in cols.data]
         return cols

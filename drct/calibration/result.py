@@ -34,8 +34,10 @@ class CalibrationResult:
         nominal: the nominal geometry.
         params: estimated parameter values (mm, radians, scale factor), as :meth:`~drct.ProjectionGeometry.perturb`
             takes them.
-        std: one-sigma uncertainties in the same layout (Gauss–Newton covariance with the volume held fixed), or
-            None where not computed.
+        std: one-sigma uncertainties in the same layout, or None where not computed: for the global parameters
+            the diagnostics analyse, with the volume (and object pose) re-fitted and the residual's structure
+            (:mod:`drct.calibration.diagnostics`); otherwise (per-view entries, ``diagnostics="off"``) the
+            Gauss–Newton covariance with the volume held fixed, a lower bound. 0 for fixed parameters.
         reconstruction: the volume coefficients on ``vg``.
         vg: the grid of ``reconstruction`` (the finest level unless interrupted earlier).
         loss: relative data misfit ``|A x - y|^2 / |y|^2`` after every outer iteration.
@@ -43,6 +45,8 @@ class CalibrationResult:
         traces: ``(len(loss), parameters)`` flat parameter vector after every outer iteration.
         fixed: parameters held fixed (by request or by gauge handling).
         gauge: one entry per detected gauge direction: involved parameters, eigenvalue, action taken.
+        diagnostics: a :class:`~drct.calibration.diagnostics.Diagnostics` (identifiability, undetermined
+            parameters, residual structure), or None (``diagnostics="off"``, interrupted, nothing free).
         pose: the rigid object motion estimated alongside (the joint problem's gauge; the returned reconstruction
             is made afresh with the returned geometry, which needs none), or None.
         interrupted: True if stopped early (Ctrl-C or a callback raising KeyboardInterrupt): the fields hold the
@@ -70,6 +74,7 @@ class CalibrationResult:
     runtime: float = 0.0
     final_loss: float | None = None
     pose: dict[str, Any] | None = None
+    diagnostics: Any = None
     theta: Any = None
     x: Any = None
     vg_x: Any = None
@@ -146,8 +151,12 @@ class CalibrationResult:
             interrupted=self.interrupted,
             runtime_s=self.runtime,
             volume_shape=None if self.vg is None else list(self.vg.shape),
+            diagnostics=None if self.diagnostics is None else self.diagnostics.to_dict(),
             uncertainty_note=(
-                "1-sigma from sigma^2 (J^T J)^-1 at the final geometry, volume held fixed: a lower bound "
+                "1-sigma with the volume and the object pose re-fitted and the residual's autocovariance as the "
+                "noise model (see diagnostics)"
+                if self.diagnostics is not None
+                else "1-sigma from sigma^2 (J^T J)^-1 at the final geometry, volume held fixed: a lower bound "
                 "(ignores the volume's adaptation and the model's mismatch)"
             ),
         )

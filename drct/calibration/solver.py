@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ..errors import require_finite
 from ..geometry.projection import ProjectionGeometry, RayGeometry
 from ..geometry.volume import VolumeGeometry
+from .diagnostics import act, analyse
 from .gauge import Gauge, first_level_gauge, spec_label
 from .interrupts import deferred_interrupts, is_interrupt
 from .levels import Level, build_levels, default_factors, upsample
@@ -62,11 +63,16 @@ def calibrate(
     adam_steps: int = 5,
     adam_lr: float = 0.2,
     tol: float = 1e-3,
+    fine_tol: float = 5e-3,
     accelerate: bool = True,
     pose: bool = True,
     model: GeometryModel | None = None,
     callback: Callable[[State], Any] | None = None,
     progress: bool = True,
+    diagnostics: str = "warn",
+    diagnostic_iterations: int = 20,
+    identifiability_tol: float = 1e-2,
+    diagnostic_size: int = 48**3,
 ) -> CalibrationResult:
     """Estimate misalignment parameters and the volume together from projections.
 
@@ -109,6 +115,8 @@ def calibrate(
             parameter is per view).
         adam_steps, adam_lr: Adam steps per outer iteration and step length in units of one pixel's effect.
         tol: stop a level when no parameter moves more than ``tol`` (in units of one pixel's effect).
+        fine_tol: the same for the levels after the first (they start from the coarser level's estimate, and a
+            step of 0.005 pixel's effect is far below what the data determine).
         accelerate: try a quasi-Newton step on the reduced loss (volume re-fitted), with ``J^T J`` corrected by
             BFGS updates for how much the volume's adaptation flattens the loss; kept only when the re-fitted
             loss drops (LM otherwise).
@@ -121,6 +129,16 @@ def calibrate(
         callback: called with a :class:`State` after every outer iteration; raising KeyboardInterrupt there (or
             pressing Ctrl-C) stops early and returns the best result so far with ``interrupted=True``.
         progress: show a tqdm progress bar.
+        diagnostics: what to do when the identifiability and model-error diagnostics
+            (:mod:`drct.calibration.diagnostics`) find a parameter the data do not determine or a fit that did not
+            converge: ``"warn"`` (a :class:`~drct.calibration.diagnostics.CalibrationWarning`), ``"raise"``
+            (:class:`~drct.calibration.diagnostics.UndeterminedParameterError` naming it, carrying the result), or
+            ``"off"`` (no analysis; ``std`` is then the fixed-volume Gauss–Newton one, a lower bound).
+        diagnostic_iterations: CGLS iterations of the volume's imitation of each Jacobian column.
+        identifiability_tol: a parameter is undetermined when less than this fraction of its signal is its own
+            (the rest imitated by the volume, the pose and the other parameters).
+        diagnostic_size: the analysis runs at the finest level with at most this many volume coefficients (the
+            coarsest level if none): its σ is then that level's, larger than the finest level's would be.
 
     Returns:
         A :class:`CalibrationResult`.
@@ -156,9 +174,14 @@ def calibrate(
         adam_steps=adam_steps,
         adam_lr=adam_lr,
         tol=tol,
+        fine_tol=fine_tol,
         accelerate=accelerate,
         pose=pose,
         progress=progress,
+        diagnostics=diagnostics,
+        diagnostic_iterations=diagnostic_iterations,
+        identifiability_tol=identifiability_tol,
+        diagnostic_size=diagnostic_size,
     )
     run = _Run.prepare(projections, pg_nominal, params, vg, init, fix, model, options, callback)
     bar = tqdm(total=sum(run.outer), desc="calibrate", disable=not options.progress, leave=False)
@@ -175,6 +198,8 @@ def calibrate(
         run.result.runtime = time.perf_counter() - start
         out = run.result.finish(run.model)
     out.interrupted = out.interrupted or late.pending
+    if not out.interrupted:
+        act(out.diagnostics, options.diagnostics, out)
     return out
 
 
@@ -195,6 +220,7 @@ class _Run:
     result: CalibrationResult
     callback: Callable[[State], Any] | None
     gauge: Gauge | None = None
+    built: list[Level] | None = None  # the levels, once built
 
     @classmethod
     def prepare(
@@ -250,7 +276,7 @@ class _Run:
     def execute(self, bar: Any) -> None:
         """All levels, then the uncertainties and the final reconstruction; ``result`` is kept current."""
         prob: LevelProblem | None = None
-        levels = self.levels()
+        levels = self.built = self.levels()
         x = np.zeros(levels[0].vg.shape, np.float32)
         free = np.arange(self.model.size)
         for li, level in enumerate(levels):
@@ -295,7 +321,8 @@ class _Run:
             step = self.strategy.step(prob, theta, x, loss, free, self.gauge)
             theta, x, loss = step.theta, step.x, step.loss
             if step.refit:
-                x = ridge_cgls(prob.operator(theta), prob.y, x, o.recon_iterations, prob.ridge)
+                start = -prob.residual(theta, x)  # known from the step's own loss: no forward projection
+                x = ridge_cgls(prob.operator(theta), prob.y, x, o.recon_iterations, prob.ridge, residual=start)
                 loss = prob.loss(theta, x)
             r.record(li, level.factor, loss, theta)
             if loss <= best:
@@ -307,7 +334,8 @@ class _Run:
                 good = r.theta.copy()
                 geometry = self.model.final_geometry(good)
                 self.callback(State(li, level.factor, it, loss, good, self.model.public(good), geometry))
-            if np.max(np.abs(theta - before) / self.model.scale) < o.tol:
+            limit = o.tol if li == 0 else max(o.tol, o.fine_tol)  # the coarse level got close: less to refine
+            if np.max(np.abs(theta - before) / self.model.scale) < limit:
                 bar.update(self.outer[li] - it - 1)
                 break
         return r.x, free
@@ -318,6 +346,8 @@ class _Run:
         r = self.result
         theta = r.theta.copy()
         r.std = uncertainty(prob, theta, x, free, self.gauge, self.strategy.hessian)
+        if self.options.diagnostics != "off":
+            self._diagnose(prob, theta, x, free)
         motion = self.model.pose(theta)
         if motion is not None:  # the pose is a gauge: report it, reconstruct in the scanner's frame
             r.pose = {"shift": motion[0].tolist(), "rotation": motion[1].tolist()}
@@ -330,6 +360,24 @@ class _Run:
         final_loss = plain.loss(theta, x)
         with deferred_interrupts():  # the volume and its geometry change together
             r.x, r.vg_x, r.theta, r.final_loss = x, prob.level.vg, theta, final_loss
+
+    def _diagnose(self, prob: LevelProblem, theta: np.ndarray, x: np.ndarray, free: np.ndarray) -> None:
+        """Identifiability and model-error diagnostics (:mod:`drct.calibration.diagnostics`) at the finest level
+        small enough (``diagnostic_size``); their σ replaces the fixed-volume one of the entries they analyse."""
+        o, r = self.options, self.result
+        levels = self.built or [prob.level]
+        small = [lv for lv in levels if lv.vg.size <= o.diagnostic_size]
+        level = small[-1] if small else levels[0]
+        if level is not prob.level:
+            prob = LevelProblem(level, self.model.with_geometry(level.pg), o.basis, o.regularization, o.lowpass)
+            zero = np.zeros(level.vg.shape, np.float32)
+            x = ridge_cgls(prob.operator(theta), prob.y, zero, o.final_recon_iterations, prob.ridge)
+        found = analyse(prob, theta, x, free, self.gauge, o.diagnostic_iterations, o.identifiability_tol)
+        if found is not None:
+            std = np.zeros(theta.size) if r.std is None else np.asarray(r.std, dtype=np.float64).copy()
+            std[found.index] = found.std
+            r.std = std
+        r.diagnostics = found
 
 
 def _default_volume(pg: Any) -> VolumeGeometry:

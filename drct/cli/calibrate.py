@@ -9,6 +9,11 @@ renamed into place at the end, so a reader never sees files of two runs side by 
 existing ``OUT`` untouched. The JSON and geometry in the temporary folder are rewritten (each atomically) after every
 outer iteration; Ctrl-C ends the run with the best result so far, renamed into place as usual.
 
+It prints one line per parameter: the estimate ± σ (σ with the volume re-fitted and the residual's structure,
+:mod:`drct.calibration.diagnostics`), for a scene the truth and the error (also in σ) beside it, and the verdict of
+the diagnostics: ``NOT DETERMINED`` (the data cannot place it, or the gauge test held it) or ``NOT CONVERGED``.
+``--diagnostics raise`` refuses such a result: the files are still written, the exit status is 3.
+
 Example:
     $ drct calibrate scan.npy --geometry nominal.json --params det_shift_u,det_shift_v,det_roll -o calib
     $ drct calibrate scenes/micro_ct_misaligned.toml --scale 0.5 -o calib_micro
@@ -65,6 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="σ (detector pixels) of the Gaussian blur of data and model while calibrating; 0 = off",
     )
     p.add_argument("--gauge", default="fix", choices=("fix", "report", "off"))
+    p.add_argument(
+        "--diagnostics",
+        default="warn",
+        choices=("warn", "raise", "off"),
+        help="when a parameter is not determined by the data: warn, or refuse (exit status 3, outputs still "
+        "written), or skip the analysis",
+    )
     p.add_argument("--fix", default="", help="comma-separated parameters to hold at nominal")
     p.add_argument("--volume-shape", help="z,y,x (or y,x) when the geometry file stores no volume")
     p.add_argument("--voxel-size", type=float, default=None, help="voxel size (mm) with --volume-shape")
@@ -79,6 +91,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def summary_lines(data: dict[str, Any], truth: dict[str, Any] | None) -> list[str]:
+    """One line per parameter: estimate ± σ (px for lengths, degrees for angles), the truth and the error beside it
+    when calibrating a scene, and what the diagnostics say about it (not determined, held by the gauge test)."""
+    pixel = float(data.get("detector_pixel_mm") or 1.0)
+    diagnostics = data.get("diagnostics") or {}
+    undetermined = diagnostics.get("undetermined", {})
+    unconverged = diagnostics.get("unconverged", [])
+    partners: dict[str, list[str]] = {}  # parameters that carry a gauge-fixed partner's share
+    for g in data.get("gauge") or []:
+        held = g["action"][len("fixed ") :] if g["action"].startswith("fixed ") else None
+        for other in g["parameters"]:
+            if held is not None and other != held:
+                partners.setdefault(other, []).append(held)
+    lines = []
+    for name, entry in data["parameters"].items():
+        unit = "deg" if "value_deg" in entry else "px" if "value_px" in entry else entry["unit"]
+
+        def shown(v: Any, unit: str = unit) -> np.ndarray:
+            a = np.asarray(v, dtype=np.float64)
+            return np.rad2deg(a) if unit == "deg" else a / pixel if unit == "px" else a
+
+        value = shown(entry["value"])
+        std = None if entry.get("std") is None else shown(entry["std"])
+        if value.ndim == 0:
+            text = f"{name:16s} {float(value):+.4f}" + ("" if std is None else f" ± {float(std):.4f}") + f" {unit}"
+            if truth is not None and name in truth and np.size(truth[name]) == 1:
+                true = float(shown(np.asarray(truth[name]).reshape(-1)[0]))
+                err = float(value) - true
+                sig = "" if not std or float(std) <= 0 else f" = {abs(err) / float(std):.1f}σ"
+                text += f"   truth {true:+.4f} {unit}, error {err:+.4f}{sig}"
+        else:
+            text = f"{name:16s} {np.size(value)} values, RMS {float(np.sqrt(np.mean(np.square(value)))):.4f} {unit}"
+        if name in partners:
+            text += f"   (carries the held {', '.join(partners[name])}'s share too: compare their combination)"
+        if name in undetermined:
+            text += f"   NOT DETERMINED: {undetermined[name]}"
+        elif name in unconverged:
+            text += "   NOT CONVERGED"
+        lines.append(text)
+    for entry in data.get("gauge") or []:
+        combo = ", ".join(f"{k} {v:+.3f}" for k, v in entry["parameters"].items())
+        lines.append(f"gauge: the data cannot tell apart ({combo}): {entry['action']}")
+    if data.get("fixed"):
+        lines.append(f"fixed: {', '.join(data['fixed'])}")
+    return lines
 
 
 def _volume(args: argparse.Namespace, vg: Any) -> Any:
@@ -160,24 +219,31 @@ def run(args: argparse.Namespace) -> int:
             }
             write_json(out / "calibration.json", data)
 
-        result = calibrate(
-            y,
-            pg,
-            [p.strip() for p in params if p.strip()],
-            basis=args.basis,
-            vg=vg,
-            levels=levels,
-            optimizer=args.optimizer,
-            iterations=iterations_arg,
-            recon_iterations=args.recon_iterations,
-            final_recon_iterations=args.final_recon_iterations,
-            regularization=args.regularization,
-            lowpass=args.lowpass,
-            fix=[f for f in args.fix.split(",") if f],
-            gauge=args.gauge,
-            callback=checkpoint,
-            progress=not args.no_progress,
-        )
+        from ..calibration.diagnostics import UndeterminedParameterError
+
+        refused = None
+        try:
+            result = calibrate(
+                y,
+                pg,
+                [p.strip() for p in params if p.strip()],
+                basis=args.basis,
+                vg=vg,
+                levels=levels,
+                optimizer=args.optimizer,
+                iterations=iterations_arg,
+                recon_iterations=args.recon_iterations,
+                final_recon_iterations=args.final_recon_iterations,
+                regularization=args.regularization,
+                lowpass=args.lowpass,
+                fix=[f for f in args.fix.split(",") if f],
+                gauge=args.gauge,
+                callback=checkpoint,
+                progress=not args.no_progress,
+                diagnostics=args.diagnostics,
+            )
+        except UndeterminedParameterError as err:  # refused: the files are still written, the status says so
+            result, refused = err.result, str(err)
         from ..calibration.interrupts import deferred_interrupts
 
         with deferred_interrupts() as late:  # Ctrl-C now waits until every promised file is written
@@ -189,17 +255,13 @@ def run(args: argparse.Namespace) -> int:
             if scene is not None:
                 scene.misalignment = {k: np.asarray(v, dtype=np.float64) for k, v in result.params.items()}
                 scene.save(out / "scene.toml", overwrite=True)
-    for name, entry in data["parameters"].items():
-        value = entry.get("value_deg", entry.get("value_px", entry["value"]))
-        unit = "deg" if "value_deg" in entry else "px" if "value_px" in entry else entry["unit"]
-        if np.ndim(value) == 0:
-            print(f"{name:16s} {value:+.4f} {unit}")
-        else:
-            print(f"{name:16s} {np.size(value)} values, RMS {float(np.sqrt(np.mean(np.square(value)))):.4f} {unit}")
-    if result.fixed:
-        print(f"fixed: {', '.join(result.fixed)}")
+    for line in summary_lines(data, truth):
+        print(line)
     print(f"outputs in {args.out} ({result.runtime:.1f} s)")
     if result.interrupted or late.pending:
         print("drct calibrate: interrupted; the best result so far is on disk", file=sys.stderr)
         return 130
+    if refused is not None:
+        print(f"drct calibrate: refused (--diagnostics raise): {refused}", file=sys.stderr)
+        return 3
     return 0

@@ -78,6 +78,7 @@ def run(args, basis: str) -> dict:
         recon_iterations=args.inner_iterations,
         lowpass=args.lowpass,
         init=init,
+        diagnostics=args.diagnostics,
     )
     runtime = time.perf_counter() - start
     est = res.params
@@ -94,6 +95,14 @@ def run(args, basis: str) -> dict:
         std = "" if res.std is None else f" ± {f(res.std[name]):.4f}"
         print(f"  {name:12s} true {f(truth[name]):+8.4f} {unit}  estimated {f(est[name]):+8.4f}{std} {unit}")
     print(f"  fixed by gauge handling: {res.fixed}; gauge report: {res.gauge}")
+    if res.diagnostics is not None:
+        d = res.diagnostics
+        print(
+            f"  diagnostics ({d.seconds:.1f} s, level 1/{d.level}): retained fraction of each signal "
+            + ", ".join(f"{n} {v:.2g}" for n, v in zip(d.names, d.retained, strict=True))
+        )
+        for line in d.messages():
+            print(f"  WARNING {line}")
     for k, v in errors.items():
         print(f"  error {k}: {v:.4f}")
     phantom = ct.phantoms.shepp_logan(vg)
@@ -120,6 +129,7 @@ def main() -> None:
         action="store_true",
         help="start from the true geometry: where the calibration settles then is the bias of its objective",
     )
+    p.add_argument("--diagnostics", default="warn", choices=("warn", "raise", "off"), help="see ct.calibrate")
     p.add_argument("--inner-iterations", type=int, default=20, help="CGLS iterations per outer iteration")
     args = p.parse_args()
     bases = [args.basis] + (["voxel"] if args.compare and args.basis != "voxel" else [])

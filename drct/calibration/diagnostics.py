@@ -1,0 +1,292 @@
+"""Can the data tell? Identifiability and model-error diagnostics of a calibration, and uncertainties that include
+the volume's adaptation and the residual's structure.
+
+The calibration's loss is minimised over the geometry ``θ`` *and* the volume ``x``. Holding ``x`` fixed (as
+``J^T J`` does) hides the directions the volume can imitate (a magnification against a scaled object, a vertical
+detector shift against a vertical object shift seen through a small cone angle): the data then look decisive
+about a parameter they barely constrain. Here every free global parameter's Jacobian column ``J_i`` is
+*reduced*: its projection on the rigid motions of the object (the pose columns, which the reconstruction absorbs
+exactly) is removed, then the best imitation of what is left by a change of the volume (ridge CGLS on ``L A``, all
+columns in one batched solve) is subtracted. The reduced columns ``J̃`` give
+
+* the **Schur complement** ``S = J̃^T J̃``, the curvature of the loss with the volume re-fitted;
+* per parameter the **retained fraction** ``1 / (D^-1 S D^-1)^-1_ii`` (``D`` the fixed-volume column norms): the
+  share of its signal that neither the volume nor the other parameters can imitate (1: fully its own; 1e-4: the
+  data determine it 100× less well than ``J^T J`` suggests);
+* the **weak combinations**: eigenvectors of ``D^-1 S D^-1`` with small eigenvalues;
+* the **covariance** as a sandwich ``S^-1 J̃^T C J̃ S^-1`` whose noise covariance ``C`` is the residual's own
+  stationary autocovariance (Bartlett-windowed, across the detector and the views): correlated misfit (model
+  error, discretisation, the low-pass) widens the uncertainty by how much it looks like the parameters' signal;
+  white noise gives back ``σ² S^-1``. The residual's variance is corrected for the degrees of freedom the volume
+  used;
+* the **pending step** ``S^-1 J̃^T r`` in units of σ (a Gauss–Newton step still left to take: not converged);
+* the residual's **whiteness**: its normalised lag-1 autocorrelation across the detector and between views.
+
+A parameter is *undetermined* when its retained fraction is below ``tol`` or when ``2σ`` exceeds one pixel's worth
+of its effect (the data cannot place it to within a detector pixel); the calibration warns
+(:class:`CalibrationWarning`) or refuses (:class:`UndeterminedParameterError`, naming it).
+
+Example:
+    >>> import numpy as np
+    >>> from drct.calibration.diagnostics import sandwich_moments
+    >>> rng = np.random.default_rng(0)
+    >>> J = rng.normal(size=(2, 50, 40))  # two columns, 50 views x 40 pixels
+    >>> r = 0.1 * rng.normal(size=(50, 40))  # white residual
+    >>> M = sandwich_moments(J, r, (1, 1))  # lag 0 only: |r|^2 / m J^T J
+    >>> bool(np.allclose(M, np.mean(r**2) * np.einsum("avr,bvr->ab", J, J)))
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .gauge import Gauge, locate
+from .problem import LevelProblem, ridge_cgls
+
+
+class CalibrationWarning(UserWarning):
+    """A calibrated parameter is not trustworthy (not determined by the data, or the fit did not converge)."""
+
+
+class UndeterminedParameterError(ValueError):
+    """The data do not determine a parameter (``diagnostics="raise"``); ``result`` holds the full result anyway."""
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class Diagnostics:
+    """What the diagnostics found (see the module docstring); one entry per analysed parameter in ``names``.
+
+    Attributes:
+        names: the analysed entries (free global parameters of the user).
+        index: their theta indices.
+        level: the level factor the analysis was made at.
+        retained: fraction of each parameter's signal the volume, the pose and the other parameters cannot imitate.
+        std: one-sigma uncertainty (theta units) with the volume re-fitted and the residual's structure.
+        std_fixed_volume: ``σ² (J^T J)^-1`` (white noise, volume held fixed) for comparison.
+        inflation: ``std`` over the same with white noise (how much the residual's structure widens it).
+        pending: the Gauss–Newton step still left, in units of ``std``.
+        scale: one pixel's worth of effect per parameter (theta units).
+        weak: the weak combinations: ``{"eigenvalue", "parameters": {name: weight}}``.
+        residual: whiteness of the residual: lag-1 autocorrelations and the lag window used.
+        undetermined: ``{name: reason}`` for the parameters the data do not determine (gauge-fixed ones too).
+        unconverged: names whose pending step exceeds 1σ.
+        seconds: the analysis's run time.
+    """
+
+    names: list[str]
+    index: np.ndarray
+    level: int
+    retained: np.ndarray
+    std: np.ndarray
+    std_fixed_volume: np.ndarray
+    inflation: np.ndarray
+    pending: np.ndarray
+    scale: np.ndarray
+    weak: list[dict[str, Any]] = field(default_factory=list)
+    residual: dict[str, Any] = field(default_factory=dict)
+    undetermined: dict[str, str] = field(default_factory=dict)
+    unconverged: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def messages(self) -> list[str]:
+        """One human-readable line per problem found (empty: nothing to warn about)."""
+        out = [f"{name}: not determined by the data ({why})" for name, why in self.undetermined.items()]
+        out += [
+            f"{name}: not converged (a Gauss–Newton step of {self.pending[self.names.index(name)]:.1f}σ is left)"
+            for name in self.unconverged
+        ]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        per = {
+            n: {
+                "retained_fraction": float(self.retained[k]),
+                "std": float(self.std[k]),
+                "std_fixed_volume": float(self.std_fixed_volume[k]),
+                "inflation": float(self.inflation[k]),
+                "pending_step_sigma": float(self.pending[k]),
+                "pixel_effect": float(self.scale[k]),
+            }
+            for k, n in enumerate(self.names)
+        }
+        return {
+            "level": self.level,
+            "parameters": per,
+            "weak_combinations": self.weak,
+            "residual": self.residual,
+            "undetermined": self.undetermined,
+            "unconverged": self.unconverged,
+            "seconds": self.seconds,
+        }
+
+
+def reduce_columns(prob: LevelProblem, theta: np.ndarray, columns: np.ndarray, iterations: int) -> np.ndarray:
+    """``columns`` (k, *data shape), weighted) minus their best imitation by a change of the volume: ``J - L A z``
+    with ``z = argmin |L A z - J|^2 + ridge |z|^2`` (``iterations`` CGLS steps, all columns in one batch)."""
+    A = prob.operator(theta)
+    J32 = columns.astype(np.float32)
+    z = ridge_cgls(A, J32, np.zeros((columns.shape[0], *A.domain_shape), np.float32), iterations, prob.ridge)
+    return columns - A(z).astype(np.float64)
+
+
+def lag_window(shape: tuple[int, ...], lowpass: float) -> tuple[int, ...]:
+    """Bartlett lag-window half-widths per axis (views, then detector axes): wide enough for the low-pass's
+    correlation (4σ) and growing slowly with the axis length (``2 n^(1/3)``), at most half the axis."""
+    views, det = shape[0], shape[1:]
+    out = [max(1, min(views // 2, math.ceil(2 * views ** (1 / 3))))]
+    for n in det:
+        out.append(max(1, min(n // 2, math.ceil(4 * lowpass) + math.ceil(2 * n ** (1 / 3)))))
+    return tuple(out)
+
+
+def sandwich_moments(J: np.ndarray, r: np.ndarray, lags: tuple[int, ...]) -> np.ndarray:
+    """``J^T C J`` for ``J`` (k, *shape) and ``C`` the stationary covariance of the residual ``r`` (shape): its
+    sample autocovariance, tapered by a Bartlett window of half-widths ``lags`` (which keeps ``C`` positive
+    semi-definite). Lags of 1 everywhere give ``mean(r²) J^T J``."""
+    fft = np.fft
+    shape = r.shape
+    pad = tuple(2 * n for n in shape)
+    axes = tuple(range(len(shape)))
+    spectrum = np.abs(fft.rfftn(r, pad, axes)) ** 2
+    acov = fft.irfftn(spectrum, pad, axes) / r.size
+    window = np.ones(pad)
+    for axis, (n, lag) in enumerate(zip(pad, lags, strict=True)):
+        k = np.minimum(np.arange(n), n - np.arange(n))  # circular lag index
+        w = np.clip(1.0 - k / lag, 0.0, None)
+        window *= w.reshape((1,) * axis + (n,) + (1,) * (len(pad) - axis - 1))
+    weights = fft.rfftn(acov * window, None, axes).real
+    M = np.zeros((J.shape[0], J.shape[0]))
+    for b in range(J.shape[0]):
+        CJ = fft.irfftn(fft.rfftn(J[b], pad, axes) * weights, pad, axes)[tuple(slice(0, n) for n in shape)]
+        M[:, b] = J.reshape(J.shape[0], -1) @ CJ.reshape(-1)
+    return 0.5 * (M + M.T)
+
+
+def _lag1(r: np.ndarray, axis: int) -> float:
+    a, b = np.take(r, np.arange(r.shape[axis] - 1), axis), np.take(r, np.arange(1, r.shape[axis]), axis)
+    return float(np.sum(a * b) / max(float(np.sum(r * r)), 1e-300))
+
+
+def analyse(
+    prob: LevelProblem,
+    theta: np.ndarray,
+    x: np.ndarray,
+    free: np.ndarray,
+    gauge: Gauge | None,
+    iterations: int = 20,
+    tol: float = 1e-2,
+) -> Diagnostics | None:
+    """The diagnostics at ``theta`` with the fitted volume ``x`` (None when no free global parameter is left)."""
+    start = time.perf_counter()
+    model = prob.model
+    user = [int(i) for i in free if i < model.user_size and not locate(model, int(i))[0].per_view]
+    pose = list(range(model.user_size, model.size))
+    if not user:
+        return None
+    cols = prob.jacobian(theta, x)
+    by_index = {int(s[0]): d for s, d in zip(cols.seeds, cols.data, strict=True) if s.size == 1}
+    shape = prob.y.shape
+    J = np.stack([by_index[i].reshape(shape) for i in user])
+    norms = np.sqrt(np.einsum("kr,kr->k", J.reshape(len(user), -1), J.reshape(len(user), -1)))
+    J1 = J.reshape(len(user), -1)
+    if pose:  # a rigid motion of the object is exact to imitate: project its columns out first, exactly
+        G = np.stack([by_index[i].reshape(-1) for i in pose])
+        Q, R = np.linalg.qr(G.T)
+        Q = Q[:, np.abs(np.diag(R)) > 1e-9 * max(float(np.abs(np.diag(R)).max()), 1e-300)]
+        J1 = J1 - (J1 @ Q) @ Q.T
+    # then the volume's imitation of what is left (CGLS: the part a volume change can reproduce)
+    Ju = reduce_columns(prob, theta, J1.reshape(J.shape), iterations)
+    flat = Ju.reshape(len(user), -1)
+    S = flat @ flat.T
+    d = np.maximum(norms, 1e-300)
+    Sn = S / np.outer(d, d)
+    Sn_inv = np.linalg.pinv(Sn, rcond=1e-12, hermitian=True)
+    retained = 1.0 / np.maximum(np.diag(Sn_inv), 1e-300)
+    retained = np.clip(np.where(np.diag(Sn_inv) > 0, retained, 0.0), 0.0, 1.0)
+    ev, V = np.linalg.eigh(Sn)
+    names = [_name(model, i) for i in user]
+    weak = []
+    for j in np.flatnonzero(ev < max(tol, 1e-12)):
+        vec = V[:, j]
+        big = np.flatnonzero(np.abs(vec) > 0.05 * np.abs(vec).max())
+        weak.append({"eigenvalue": float(ev[j]), "parameters": {names[k]: round(float(vec[k]), 4) for k in big}})
+    r = prob.residual(theta, x).astype(np.float64).reshape(shape)
+    m, dof = r.size, min(prob.level.vg.size, r.size // 2)
+    lags = lag_window(shape, prob.lowpass.sigma)
+    correction = m / max(m - dof, 1)
+    M = sandwich_moments(Ju, r, lags) * correction
+    white = float(np.mean(r * r)) * correction
+    S_inv = Sn_inv / np.outer(d, d)
+    cov = S_inv @ M @ S_inv
+    std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    std_white = np.sqrt(np.maximum(np.diag(S_inv) * white, 0.0))
+    Jf = J.reshape(len(user), -1)
+    JtJ = Jf @ Jf.T
+    std_fixed = np.sqrt(np.maximum(np.diag(np.linalg.pinv(JtJ, hermitian=True)) * white, 0.0))
+    pending = np.abs(S_inv @ (flat @ r.reshape(-1))) / np.maximum(std, 1e-300)
+    scale = np.asarray(model.scale)[user]
+    undetermined: dict[str, str] = {}
+    for k, name in enumerate(names):
+        if retained[k] < tol:
+            undetermined[name] = (
+                f"only {retained[k]:.1e} of its signal cannot be imitated by the volume, the object's pose and the "
+                "other parameters"
+            )
+        elif 2 * std[k] > scale[k]:
+            undetermined[name] = f"2σ = {2 * std[k] / scale[k]:.2f} × one detector pixel's worth of its effect"
+    for i in sorted(set(gauge.fixed) if gauge is not None else set()):
+        if i < model.user_size:
+            undetermined.setdefault(_name(model, i), "held at its start value by the gauge test (see .gauge)")
+    unconverged = [n for k, n in enumerate(names) if pending[k] > 1.0 and n not in undetermined]
+    residual = {
+        "lag1_views": _lag1(r, 0),
+        **{f"lag1_axis{a}": _lag1(r, a) for a in range(1, r.ndim)},
+        "lag_window": list(lags),
+        "rms": float(np.sqrt(np.mean(r * r))),
+    }
+    return Diagnostics(
+        names,
+        np.array(user),
+        int(prob.level.factor),
+        retained,
+        std,
+        std_fixed,
+        std / np.maximum(std_white, 1e-300),
+        pending,
+        scale,
+        weak,
+        residual,
+        undetermined,
+        unconverged,
+        time.perf_counter() - start,
+    )
+
+
+def _name(model: Any, i: int) -> str:
+    s, local = locate(model, i)
+    return s.name + (f"[{local}]" if s.width > 1 else "")
+
+
+def act(diagnostics: Diagnostics | None, mode: str, result: Any) -> None:
+    """Warn (``mode="warn"``) or raise :class:`UndeterminedParameterError` (``"raise"``) for what was found."""
+    if diagnostics is None or mode == "off":
+        return
+    lines = diagnostics.messages()
+    if not lines:
+        return
+    text = "calibration estimate not trustworthy:\n  " + "\n  ".join(lines)
+    if mode == "raise" and diagnostics.undetermined:
+        raise UndeterminedParameterError(text, result)
+    warnings.warn(text, CalibrationWarning, stacklevel=3)

@@ -45,8 +45,9 @@ class Projector(_Projector):
     It is a :class:`drct.Projector` (one process per share), so the iterative solvers of :mod:`drct.recon`
     take it unchanged: each rank passes its own views' projections (:meth:`shard`) and gets the full
     reconstruction; their sinogram inner products go through :meth:`reduce_sum`, ordered subsets through
-    :meth:`view_subset` (each rank's share must meet every subset). Not sharded yet (it raises
-    ``NotImplementedError``): FBP/FDK.
+    :meth:`view_subset` (each rank's share must meet every subset). ``ct.fbp`` and
+    ``ct.fdk`` take it too: each rank filters and backprojects its own views with their rows of the whole
+    scan's weights (angular, Parker), and the volumes are summed over the ranks.
 
     Every rank must make the same calls in the same order (they are collective). Build it after
     ``torch.distributed.init_process_group`` (gloo on CPUs, NCCL on GPUs), e.g. under ``torchrun``.

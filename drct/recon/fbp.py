@@ -44,10 +44,9 @@ def weights_for(A: Projector) -> FBPWeights:
     """:func:`drct.recon.weights.fbp_weights` of ``A``'s geometry, cached per projector."""
     if not isinstance(A, Projector):
         raise TypeError(f"A must be a drct.Projector, got {type(A).__name__}")
-    if A.sharded:  # its weights need the whole scan, its 3D backprojector a sum over the ranks
-        raise NotImplementedError("FBP/FDK of a view-sharded projector is not supported yet: use ct.Projector")
-    if A not in _WEIGHT_CACHE:
-        _WEIGHT_CACHE[A] = fbp_weights(A.pg, A.vg)  # type: ignore[arg-type]
+    if A not in _WEIGHT_CACHE:  # a view-sharded A: its views' rows of the whole scan's (angular, Parker) weights
+        views = np.asarray(getattr(A, "views", None)) if A.sharded else None
+        _WEIGHT_CACHE[A] = fbp_weights(A.full_pg, A.vg, views)
     return _WEIGHT_CACHE[A]
 
 
@@ -165,6 +164,8 @@ def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None
 
     2D: ``A.adjoint_tensor(post * q)`` (parallel beams), or :func:`backproject_fan` (fan beams).
     3D: the voxel-driven backprojection of :mod:`drct.recon.backproject`.
+    A view-sharded ``A`` (``q`` its views' share) backprojects its own views and sums over the ranks
+    (:meth:`reduce_sum`): every rank gets the whole scan's result.
     """
     w = weights_for(A) if weights is None else weights
     t = A.types
@@ -173,10 +174,10 @@ def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None
     if A.pg.ndim == 3:
         if A not in _BP_CACHE:
             _BP_CACHE[A] = make_backprojector(A.pg, A.vg, t)  # type: ignore[arg-type]
-        return backproject_tensor(_BP_CACHE[A], z, progress)
+        return A.reduce_sum(backproject_tensor(_BP_CACHE[A], z, progress))  # sharded A: summed over the ranks
     if not w.fan_2d:
-        return A.adjoint_tensor(z)
-    return backproject_fan(A, z, progress)
+        return A.adjoint_tensor(z)  # a sharded A.T sums over the ranks itself
+    return A.reduce_sum(backproject_fan(A, z, progress))
 
 
 def fbp_tensor(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0, progress: bool = False) -> Any:

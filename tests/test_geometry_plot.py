@@ -211,3 +211,7 @@ def test_info_plot_writes_a_picture_and_refuses_to_overwrite(tmp_path: Path, cap
     assert out.read_bytes() != first  # fewer views drawn
     assert main(["info", "--plot", str(tmp_path / "x.png")]) == 2
     assert "name a scene" in capsys.readouterr().err
+    assert main(["info", "shepp_logan_2d", "--plot", str(tmp_path / "g.xyz")]) == 2
+    captured = capsys.readouterr()
+    assert "cannot write .xyz pictures" in captured.err and not captured.out  # refused before any output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["geometry.png"]

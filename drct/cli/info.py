@@ -93,6 +93,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def picture_format(path: str, force: bool) -> str:
+    """The picture format of ``path`` (its suffix; ``png`` without one), checked before any work: ValueError for
+    a format matplotlib cannot write, FileExistsError for an existing file unless ``force``."""
+    from matplotlib.figure import Figure
+
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    supported = Figure().canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(f"--plot {path}: cannot write .{fmt} pictures; use one of .{', .'.join(sorted(supported))}")
+    refuse_overwrite([path], force)
+    return fmt
+
+
 def plot_scene(scene: Any, path: str, views: int, force: bool) -> Path:
     """Draw ``scene``'s exact geometry (misalignment included) and its volume box into ``path``, atomically;
     FileExistsError for an existing file unless ``force``."""
@@ -100,7 +113,7 @@ def plot_scene(scene: Any, path: str, views: int, force: bool) -> Path:
 
     from ..geometry.projection import ProjectionGeometry
 
-    refuse_overwrite([path], force)
+    fmt = picture_format(path, force)
     pg = scene.projection_geometry()
     fig = Figure(figsize=(7, 6), layout="constrained")
     ax = fig.add_subplot(projection="3d") if pg.ndim == 3 else fig.add_subplot()
@@ -109,8 +122,7 @@ def plot_scene(scene: Any, path: str, views: int, force: bool) -> Path:
     else:
         pg.plot(scene.volume, None, ax)
     ax.set_title(f"{scene.name or Path(scene.file or 'scene').stem}: {pg!r}", fontsize="small")
-    suffix = Path(path).suffix.lstrip(".").lower() or "png"
-    return write_together({path: lambda tmp: fig.savefig(tmp, format=suffix, dpi=120)}, overwrite=force)[0]
+    return write_together({path: lambda tmp: fig.savefig(tmp, format=fmt, dpi=120)}, overwrite=force)[0]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
         scene = load_scene(args.scene, allow_outside=args.allow_outside_files)
         if args.plot:
-            refuse_overwrite([args.plot], args.force)  # before any work
+            picture_format(args.plot, args.force)  # before any work
         print(scene.describe())
         if args.plot:
             print(f"geometry drawn in {plot_scene(scene, args.plot, args.views, args.force)}", file=sys.stderr)

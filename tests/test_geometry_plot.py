@@ -142,12 +142,22 @@ def test_volume_box_is_the_volume_extent(ndim: int) -> None:
         assert np.count_nonzero(np.abs(edge[1] - edge[0]) > 1e-12) == 1
 
 
+def drawn_views(ax: Any) -> list[int]:
+    return sorted(int(g.split()[1]) for g in drawn(ax) if g.startswith("detector"))
+
+
 def test_default_views_are_a_few_spread_over_the_scan() -> None:
-    pg = ct.fan(ANGLES, 16, 1.0, 60.0, 100.0)
-    art = drawn(pg.plot())
-    assert sorted(int(g.split()[1]) for g in art if g.startswith("detector")) == [0, 8, 15, 23]
-    art = drawn(pg.plot(views=2))
-    assert sorted(int(g.split()[1]) for g in art if g.startswith("detector")) == [0, 23]
+    pg = ct.fan(ANGLES, 16, 1.0, 60.0, 100.0)  # 24 views on a full circle
+    assert drawn_views(pg.plot()) == [0, 6, 12, 18]  # 4 directions, not the first and last (the same one)
+    assert drawn_views(pg.plot(views=2)) == [0, 12]
+    assert drawn_views(pg.plot(views=100)) == list(range(24))
+
+
+def test_default_views_of_a_helix_show_distinct_directions() -> None:
+    pg = ct.helix(np.linspace(-3 * np.pi, 3 * np.pi, 360, endpoint=False), 20.0, (8, 12), 1.0, 60.0, 100.0)
+    sources = np.concatenate([a for g, arts in drawn(pg.plot()).items() if g.startswith("source ") for a in arts])
+    azimuths = np.degrees(np.arctan2(sources[:, 1], sources[:, 0])).round(6) % 360
+    assert len(np.unique(azimuths)) == 4  # evenly spread indices of a 3-turn helix all sat at one angle before
 
 
 def test_drjit_vectors_are_drawn_like_numpy_ones() -> None:

@@ -44,7 +44,7 @@ from .volume import VolumeGeometry
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-DEFAULT_VIEWS = 4  # views drawn when none are named: evenly spread over the scan
+DEFAULT_VIEWS = 4  # views drawn when none are named: views 0, N/4, N/2, 3N/4 (4 directions of a full circle)
 DEFAULT_LINES = 24  # lines of a ray list drawn when none are named
 ARC_POINTS = 33  # points of a curved detector's edge
 
@@ -81,7 +81,8 @@ def _view_indices(views: int | Sequence[int] | np.ndarray | None, count: int, de
         n = default if views is None else int(views)
         if n < 1:
             raise ValueError(f"the number of views/rays to draw must be >= 1, got {n}")
-        return np.unique(np.linspace(0, count - 1, min(n, count)).round().astype(np.int64))
+        n = min(n, count)  # strides of count / n: a full circle (or helix) shows n distinct angles
+        return np.arange(n, dtype=np.int64) * count // n
     idx = np.asarray(views).reshape(-1)
     if idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
         raise ValueError(f"views must be a count or a non-empty sequence of integer indices, got {views!r}")

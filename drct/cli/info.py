@@ -1,8 +1,16 @@
-"""``drct info [SCENE]``: versions, backend, LLVM and device; with a scene file, the scene and its parameters.
+"""``drct info [SCENE] [--plot PICTURE]``: versions, backend, LLVM and device; with a scene file, the scene and its
+parameters, and with ``--plot`` a picture of its geometry (:func:`drct.geometry.plot.plot_geometry`: sources,
+detector outlines, a few views' rays, the volume box), written atomically and never over an existing file
+unless ``--force``.
 
 Example:
-    $ drct info
-    $ drct info scenes/shepp_logan_2d.toml
+    >>> import contextlib, io, os, tempfile
+    >>> from drct.cli import main
+    >>> out = os.path.join(tempfile.mkdtemp(), "geometry.png")
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # the scene's description
+    ...     codes = [main(["info", "shepp_logan_2d", "--plot", out]) for _ in range(2)]
+    >>> codes, os.path.getsize(out) > 0  # the second run refuses to overwrite the picture
+    ([0, 2], True)
 """
 
 from __future__ import annotations
@@ -11,6 +19,11 @@ import argparse
 import os
 import platform
 import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..io import refuse_overwrite, write_together
 
 
 def _cpu_name() -> str:
@@ -70,15 +83,61 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--allow-outside-files", action="store_true", help="let the scene read data files outside its own folder"
     )
+    parser.add_argument(
+        "--plot",
+        metavar="PICTURE",
+        help="draw the scene's geometry (sources, detector, a few views' rays, volume) into this picture (.png, .pdf)",
+    )
+    parser.add_argument("--views", type=int, default=4, help="with --plot: how many views to draw (default 4)")
+    parser.add_argument("--force", action="store_true", help="with --plot: replace an existing picture")
     parser.set_defaults(func=run)
+
+
+def picture_format(path: str, force: bool) -> str:
+    """The picture format of ``path`` (its suffix; ``png`` without one), checked before any work: ValueError for
+    a format matplotlib cannot write, FileExistsError for an existing file unless ``force``."""
+    from matplotlib.figure import Figure
+
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    supported = Figure().canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(f"--plot {path}: cannot write .{fmt} pictures; use one of .{', .'.join(sorted(supported))}")
+    refuse_overwrite([path], force)
+    return fmt
+
+
+def plot_scene(scene: Any, path: str, views: int, force: bool) -> Path:
+    """Draw ``scene``'s exact geometry (misalignment included) and its volume box into ``path``, atomically;
+    FileExistsError for an existing file unless ``force``."""
+    from matplotlib.figure import Figure
+
+    from ..geometry.projection import ProjectionGeometry
+
+    fmt = picture_format(path, force)
+    pg = scene.projection_geometry()
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    ax = fig.add_subplot(projection="3d") if pg.ndim == 3 else fig.add_subplot()
+    if isinstance(pg, ProjectionGeometry):
+        pg.plot(scene.volume, views, ax)
+    else:
+        pg.plot(scene.volume, None, ax)
+    ax.set_title(f"{scene.name or Path(scene.file or 'scene').stem}: {pg!r}", fontsize="small")
+    return write_together({path: lambda tmp: fig.savefig(tmp, format=fmt, dpi=120)}, overwrite=force)[0]
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "scene", None):
         from ..scene import load_scene
 
-        print(load_scene(args.scene, allow_outside=args.allow_outside_files).describe())
+        scene = load_scene(args.scene, allow_outside=args.allow_outside_files)
+        if args.plot:
+            picture_format(args.plot, args.force)  # before any work
+        print(scene.describe())
+        if args.plot:
+            print(f"geometry drawn in {plot_scene(scene, args.plot, args.views, args.force)}", file=sys.stderr)
         return 0
+    if getattr(args, "plot", None):
+        raise ValueError("--plot draws a scene's geometry: name a scene file or bundled scene")
     for key, value in info().items():
         print(f"{key:8s} {value}")
     return 0

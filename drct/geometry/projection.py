@@ -258,6 +258,21 @@ class ProjectionGeometry:
         parts = [self.src, self.det, self.det_u] + ([] if self.det_v is None else [self.det_v])
         return np.concatenate([np.asarray(host_rows(p), dtype=np.float64) for p in parts], axis=1)
 
+    def plot(self, vg: Any = None, views: Any = None, ax: Any = None) -> Any:
+        """Draw this geometry with matplotlib: source path, a few views' sources, detector outlines and central and
+        corner rays, and ``vg``'s box (see :func:`drct.geometry.plot.plot_geometry`); returns the axes.
+
+        Example:
+            >>> import matplotlib
+            >>> matplotlib.use("Agg")
+            >>> import numpy as np, drct as ct
+            >>> ct.parallel(np.linspace(0, np.pi, 90), 64).plot(ct.VolumeGeometry((64, 64)), views=3).name
+            'rectilinear'
+        """
+        from .plot import plot_geometry
+
+        return plot_geometry(self, vg, views, ax)
+
     def __repr__(self) -> str:
         kind = ("fan" if self.ndim == 2 else "cone") if self.beam == "cone" else "parallel"
         curved = ", curved" if self.curved else ""
@@ -335,6 +350,21 @@ class RayGeometry:
         directions = np.asarray(host_rows(self.directions), dtype=np.float64)
         directions = directions / np.linalg.norm(directions, axis=1, keepdims=True)
         return np.concatenate([np.asarray(host_rows(self.origins), dtype=np.float64), directions], axis=1)
+
+    def plot(self, vg: Any = None, rays: Any = None, ax: Any = None) -> Any:
+        """Draw a few of these lines and ``vg``'s box with matplotlib (see :func:`drct.geometry.plot.plot_rays`);
+        returns the axes.
+
+        Example:
+            >>> import matplotlib
+            >>> matplotlib.use("Agg")
+            >>> import drct as ct
+            >>> len(ct.rays([[0.0, -50.0], [-50.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]]).plot().get_lines())
+            2
+        """
+        from .plot import plot_rays
+
+        return plot_rays(self, vg, rays, ax)
 
     def __repr__(self) -> str:
         return f"RayGeometry({self.ndim}D, {self.num_rays} rays)"

@@ -161,3 +161,20 @@ def test_refusals() -> None:
     R = ct.recon.RelativeDifferencePrior(A.vg)
     with pytest.raises(ValueError, match="non-negative"):
         R.value(-np.ones((8, 8), np.float32))
+
+
+def test_torch_gradient_through_the_iterations_matches_finite_differences() -> None:
+    torch = pytest.importorskip("torch")
+    A, _, y = parallel_problem((8, 8), 8)
+    y = y + 1.0
+    kwargs = {"niter": 2, "subsets": 2, "beta": 0.1, "progress": False}
+    y_t = torch.tensor(y, requires_grad=True)
+    w = np.random.default_rng(5).standard_normal(A.vg.shape).astype(np.float32)
+    (ct.recon.bsrem(A, y_t, **kwargs) * torch.from_numpy(w)).sum().backward()
+    assert y_t.grad is not None
+    h = 1e-2
+    for i in (19, 30):
+        e = np.zeros_like(y)
+        e.flat[i] = h
+        fd = np.sum((ct.recon.bsrem(A, y + e, **kwargs) - ct.recon.bsrem(A, y - e, **kwargs)) * w) / (2 * h)
+        assert y_t.grad.numpy().flat[i] == pytest.approx(fd, rel=2e-3, abs=1e-4)

@@ -144,6 +144,9 @@ def bsrem(
 ) -> Any:
     """BSREM with the relative-difference prior: maximises ``Σ y log(A x + s) − (A x + s) − β R(x)``, ``x ≥ 0``.
 
+    Voxels driven below 0 by a step are set to 0 (and, the update being multiplicative in ``x``, stay there). Torch
+    ``y`` / ``x0`` that require gradients are differentiable through the iterations, as with :func:`osem`.
+
     Args:
         A, y, x0, niter, callback, progress, mask, additive: as in :func:`drct.recon.mlem` (``y`` non-negative
             counts; ``callback`` gets ``||A x + s − y||₂``).

@@ -21,6 +21,7 @@ it is exactly OSEM (:func:`drct.recon.osem`); a relaxation that decays to 0 make
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import drjit as dr
@@ -37,22 +38,23 @@ NEIGHBOURHOODS = ("full", "face")
 """``"full"``: every voxel touching ``j`` (8 in 2D, 26 in 3D); ``"face"``: those sharing a side (4 / 6)."""
 
 
-def _pairs(shape: tuple[int, ...], voxel_size: tuple[float, ...], neighbourhood: str) -> list[tuple[Any, Any, float]]:
-    """Half of the neighbourhood's offsets (one per ± pair) as ``(flat j, flat k, w_jk)`` numpy index arrays."""
+def _offsets(
+    shape: tuple[int, ...], voxel_size: tuple[float, ...], neighbourhood: str
+) -> list[tuple[tuple[int, ...], int, float]]:
+    """Half of the neighbourhood's offsets, one of each ± pair (the one whose first non-zero step is +1, so that
+    its flat offset is positive), as ``(offset, flat offset, w)``."""
     if neighbourhood not in NEIGHBOURHOODS:
         raise ValueError(f"neighbourhood must be one of {NEIGHBOURHOODS}, got {neighbourhood!r}")
     spacing = np.asarray(voxel_size, dtype=np.float64)
-    index = np.arange(int(np.prod(shape))).reshape(shape)
+    strides = np.cumprod((*shape[1:], 1)[::-1])[::-1]
     out = []
     for offset in itertools.product((-1, 0, 1), repeat=len(shape)):
         if not any(offset) or offset <= tuple(-o for o in offset):  # keep the lexicographically larger half
             continue
         if neighbourhood == "face" and sum(map(abs, offset)) != 1:
             continue
-        here = tuple(slice(max(0, -o), n - max(0, o)) for o, n in zip(offset, shape, strict=True))
-        there = tuple(slice(max(0, o), n - max(0, -o)) for o, n in zip(offset, shape, strict=True))
         weight = float(spacing.min() / np.linalg.norm(np.asarray(offset) * spacing))
-        out.append((index[here].reshape(-1).astype(np.uint32), index[there].reshape(-1).astype(np.uint32), weight))
+        out.append((offset, int(np.dot(offset, strides)), weight))
     return out
 
 
@@ -74,9 +76,22 @@ class RelativeDifferencePrior:
         self.vg = vg
         self.gamma = float(gamma)
         self.t = backend_types("float32") if types is None else types
-        self._pairs = [
-            (self.t.UInt(j), self.t.UInt(k), w) for j, k, w in _pairs(vg.shape, vg.voxel_size, neighbourhood)
-        ]
+        self._offsets = _offsets(tuple(vg.shape), tuple(vg.voxel_size), neighbourhood)
+
+    def _pairs(self) -> Iterator[tuple[Any, Any, float]]:
+        """Per offset: ``(k, valid, w)``, the flat neighbour index of every voxel ``j`` and whether it is inside
+        the volume (computed in the kernel: no index arrays are stored)."""
+        shape = tuple(self.vg.shape)
+        for offset, flat, w in self._offsets:
+            j = dr.arange(self.t.UInt, int(np.prod(shape)))
+            valid = dr.full(dr.mask_t(self.t.UInt), True, dr.width(j))
+            rest = j
+            for n, o in zip(reversed(shape), reversed(offset), strict=True):
+                c = rest % n
+                rest = rest // n
+                if o:
+                    valid &= c < n - 1 if o > 0 else c > 0
+            yield j + flat, valid, w
 
     def _flat(self, x: Any) -> Any:
         if isinstance(x, self.t.Float):
@@ -86,25 +101,26 @@ class RelativeDifferencePrior:
     def value_flat(self, x: Any) -> Any:
         """``R(x)`` as a width-1 array (``x`` flat, non-negative)."""
         total = self.t.Float(0.0)
-        for j, k, w in self._pairs:
-            a, b = dr.gather(self.t.Float, x, j), dr.gather(self.t.Float, x, k)
+        for k, valid, w in self._pairs():
+            a, b = x, dr.gather(self.t.Float, x, k, valid)
             d = a - b
             s = a + b + self.gamma * dr.abs(d)
-            total += 2.0 * w * dr.sum(dr.select(s > 0, d * d / dr.maximum(s, 1e-30), 0.0))
+            total += 2.0 * w * dr.sum(dr.select(valid & (s > 0), d * d / dr.maximum(s, 1e-30), 0.0))
         return total
 
     def gradient_flat(self, x: Any) -> Any:
         """``∇R(x)`` flat: ``∂/∂x_j = 2 Σ_k w_jk (x_j − x_k)(x_j + 3 x_k + γ|x_j − x_k|) / (x_j + x_k + γ|x_j − x_k|)²``
         (the pair term appears twice in ``R``, once from each end)."""
         grad = dr.zeros(self.t.Float, dr.width(x))
-        for j, k, w in self._pairs:
-            a, b = dr.gather(self.t.Float, x, j), dr.gather(self.t.Float, x, k)
+        for k, valid, w in self._pairs():
+            a, b = x, dr.gather(self.t.Float, x, k, valid)
             d = a - b
             g = self.gamma * dr.abs(d)
             s = a + b + g
-            inv = dr.select(s > 0, dr.rcp(dr.maximum(s * s, 1e-30)), 0.0)
-            dr.scatter_add(grad, 2.0 * w * d * (a + 3.0 * b + g) * inv, j)
-            dr.scatter_add(grad, 2.0 * w * -d * (b + 3.0 * a + g) * inv, k)
+            inv = dr.select(valid & (s > 0), dr.rcp(dr.maximum(s * s, 1e-30)), 0.0)
+            grad += 2.0 * w * d * (a + 3.0 * b + g) * inv
+            dr.scatter_add(grad, 2.0 * w * -d * (b + 3.0 * a + g) * inv, k, valid)
+            dr.eval(grad)
         return grad
 
     def value(self, x: Any) -> float:

@@ -178,3 +178,14 @@ def test_torch_gradient_through_the_iterations_matches_finite_differences() -> N
         e.flat[i] = h
         fd = np.sum((ct.recon.bsrem(A, y + e, **kwargs) - ct.recon.bsrem(A, y - e, **kwargs)) * w) / (2 * h)
         assert y_t.grad.numpy().flat[i] == pytest.approx(fd, rel=2e-3, abs=1e-4)
+
+
+def test_mask_keeps_outside_at_zero_and_x0_is_used() -> None:
+    A, _, y = parallel_problem((16, 16), 16)
+    mask = np.zeros((16, 16), bool)
+    mask[2:14, 2:14] = True
+    rec = ct.recon.bsrem(A, y, niter=2, subsets=2, beta=0.1, mask=mask, progress=False)
+    assert np.all(rec[~mask] == 0) and rec[mask].max() > 0
+    start = np.full((16, 16), 3.0, np.float32)
+    zero = ct.recon.bsrem(A, y, start, niter=0, progress=False)
+    np.testing.assert_array_equal(zero, start)

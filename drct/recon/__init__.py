@@ -20,6 +20,8 @@ from .filters import filter_response as filter_response
 from .filters import filter_rows as filter_rows
 from .filters import filter_tensor as filter_tensor
 from .filters import padded_length as padded_length
+from .penalised import RelativeDifferencePrior as RelativeDifferencePrior
+from .penalised import bsrem as bsrem
 from .solvers import cgls as cgls
 from .solvers import os_sart as os_sart
 from .solvers import sirt as sirt
@@ -31,6 +33,8 @@ from .weights import parker_weights as parker_weights
 __all__ = [
     "FILTERS",
     "FBPWeights",
+    "RelativeDifferencePrior",
+    "bsrem",
     "cgls",
     "fbp",
     "fbp_tensor",

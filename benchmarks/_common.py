@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM) in MB, or NaN where /proc is missing."""
@@ -13,3 +19,38 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def load() -> str:
+    """The machine's ``uptime`` line (its load average belongs beside every timing)."""
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def timed(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
+    """Per function: (first call seconds, median of the next ``repeat``); the functions take turns."""
+    import drjit as dr
+
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat + 1):
+        for fn, record in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            dr.sync_thread()
+            record.append(time.perf_counter() - start)
+    return [(t[0], statistics.median(t[1:])) for t in times]
+
+
+def cpu_seconds(fn: Callable[[], Any], repeat: int) -> float:
+    """CPU seconds of this process (user + system) for ``fn``, median of ``repeat`` calls after a first one:
+    comparable between runs on a loaded machine, where wall time is not."""
+    import drjit as dr
+
+    dr.eval(fn())
+    dr.sync_thread()
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        dr.eval(fn())
+        dr.sync_thread()
+        times.append(time.process_time() - start)
+    return statistics.median(times)

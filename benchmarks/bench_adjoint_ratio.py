@@ -15,10 +15,8 @@ Run:  python benchmarks/bench_adjoint_ratio.py [--bases voxel,linear,bspline2,bs
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 
@@ -36,17 +34,10 @@ def main() -> None:
     import drct as ct
     from drct.backend import drjit_module
 
-    mod = drjit_module()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import cpu_seconds
 
-    def cpu_seconds(fn: Callable[[], Any], repeat: int) -> float:
-        dr.eval(fn())
-        times = []
-        for _ in range(repeat):
-            start = time.process_time()
-            dr.eval(fn())
-            dr.sync_thread()
-            times.append(time.process_time() - start)
-        return statistics.median(times)
+    mod = drjit_module()
 
     orbit = np.linspace(0, 2 * np.pi, 60, endpoint=False)
     workloads = {

@@ -18,13 +18,12 @@ Run:  python benchmarks/bench_scatter_modes.py [--bases voxel,linear,bspline2] [
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import drjit as dr
 import numpy as np
+from _common import cpu_seconds
 
 import drct as ct
 from drct.backend import drjit_module
@@ -33,18 +32,6 @@ from drct.kernels import derivatives, march
 from drct.transform import rays_spread
 
 MODES = {"Direct": dr.ReduceMode.Direct, "Local": dr.ReduceMode.Local, "Expand": dr.ReduceMode.Expand}
-
-
-def cpu_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    dr.eval(fn())
-    dr.sync_thread()
-    times = []
-    for _ in range(repeat):
-        start = time.process_time()
-        dr.eval(fn())
-        dr.sync_thread()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
 
 
 def workloads() -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGeometry]]:

@@ -12,33 +12,13 @@ can be read off; the incremental method (psf_method="incremental") uses small ke
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
-import time
-from collections.abc import Callable
-from typing import Any
 
 import drjit as dr
 import numpy as np
+from _common import load, timed
 
 import drct as ct
 from drct.emission import Collimator, SPECTProjector
-
-
-def load() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
-def timed(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
-    """Per function: (first call seconds, median of the next ``repeat``); the functions take turns."""
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat + 1):
-        for fn, record in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            dr.sync_thread()
-            record.append(time.perf_counter() - start)
-    return [(t[0], statistics.median(t[1:])) for t in times]
 
 
 def main() -> None:

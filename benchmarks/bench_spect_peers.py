@@ -16,16 +16,12 @@ Needs PyTomography (``pip install pytomography``; the ``bench`` extra).
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import drjit as dr
 import numpy as np
+from _common import load, timed
 
 import drct as ct
 from drct.emission import Collimator, SPECTProjector
@@ -37,22 +33,6 @@ from spect_reference import (  # the adapter lives with the tests that check it
     line_source_fwhm,
     point_source_attenuation,
 )
-
-
-def load() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
-def timed(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
-    """Per function: (first call seconds, median of the next ``repeat``); the functions take turns."""
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeat + 1):
-        for fn, record in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            dr.sync_thread()
-            record.append(time.perf_counter() - start)
-    return [(t[0], statistics.median(t[1:])) for t in times]
 
 
 def main() -> None:

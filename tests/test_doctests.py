@@ -36,7 +36,6 @@ NO_EXAMPLE_YET = {
     "drct.calibration.result",
     "drct.cli",
     "drct.cli.calibrate",
-    "drct.cli.info",
     "drct.cli.reconstruct",
     "drct.cli.simulate",
     "drct.kernels",

@@ -341,8 +341,9 @@ def scatter_mode(target: Any, spread: bool = False) -> dr.ReduceMode:
     On the CPU, Dr.Jit 1.5 turns every scatter-add into a loop over the lanes of a SIMD packet; what differs is
     how lanes that hit one address are combined. ``spread`` says the packet's lanes rarely do (neighbouring
     rays at least half a voxel apart where they cross the volume): then ``Direct`` (one atomic add per lane, no
-    reduction within the packet) is the fastest — 10–25% less CPU time than ``Expand`` for every basis, 2D and
-    cone (``benchmarks/bench_scatter_modes.py``) — and safe with other threads. Otherwise lanes often collide
+    reduction within the packet) is the fastest where the volume stays in cache — 10–25% less CPU time than
+    ``Expand`` for every basis, 2D and cone up to 64³; the same at 128³, where the scatters are memory-bound
+    (``benchmarks/bench_scatter_modes.py``) — and safe with other threads. Otherwise lanes often collide
     and a reduction within the packet pays: ``Expand`` (no atomics: one copy of the target per pool worker)
     while the calling thread is the only Python thread and the copies stay under 32 MB, else ``Local``
     (atomics after a reduction within each packet). ``Expand`` is not safe while another thread runs Dr.Jit

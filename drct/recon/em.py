@@ -46,6 +46,18 @@ def _additive(p: Problem, additive: Any) -> Any:
     return s
 
 
+def _subset_plan(p: Problem, subsets: int, additive: Any, s: Any, m: Any) -> list[tuple[Any, Any, Any, Any, Any]]:
+    """Per ordered subset of views: its operator, data ``y_m``, additive share ``s_m``, sensitivity ``A_mᵀ 1``
+    and ``1 / A_mᵀ 1`` (masked), for the subset updates of :func:`osem` and :func:`drct.recon.bsrem`."""
+    plan = []
+    for op, index in p.subsets(subsets):
+        sens = _sensitivity(p, dr.width(index), op)
+        s_m = s if additive is None else p.gather(s, index)
+        scale = safe_inverse(sens, p.t.Float)
+        plan.append((op, p.gather(p.y, index), s_m, sens, scale if m is None else scale * m))
+    return plan
+
+
 def _start(p: Problem, x0: Any, m: Any) -> Any:
     """The start ``x0`` (default ones), masked; refused unless non-negative with a positive entry, since the
     multiplicative updates keep a zero at zero and flip the sign of nothing."""
@@ -144,15 +156,11 @@ def osem(
     niter = check_niter(niter, "osem")
     m = p.mask(mask)
     s = _additive(p, additive)
-    plan = []
-    for op, index in p.subsets(subsets):
-        sens = safe_inverse(_sensitivity(p, dr.width(index), op), p.t.Float)
-        s_s = s if additive is None else p.gather(s, index)
-        plan.append((op, p.gather(p.y, index), s_s, sens if m is None else sens * m))
+    plan = _subset_plan(p, subsets, additive, s, m)
     x = _start(p, x0, m)
     for k in steps(niter, progress, "osem"):
-        for op, y_s, s_s, sens in plan:
-            x = x * sens * p.adjoint(_ratio(y_s, p.forward(x, op) + s_s, p.t.Float), op)
+        for op, y_s, s_s, _, scale in plan:
+            x = x * scale * p.adjoint(_ratio(y_s, p.forward(x, op) + s_s, p.t.Float), op)
             dr.eval(x)
         if callback is not None and report(callback, p, k, x, p.y - p.forward(x) - s):
             break

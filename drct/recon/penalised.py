@@ -31,8 +31,8 @@ from ..arrays import from_tensor, to_tensor
 from ..backend import types as backend_types
 from ..errors import require_finite
 from ..projector import Projector
-from ._common import Callback, Problem, check_niter, report, safe_inverse, steps, torch_autograd
-from .em import _additive, _check_data, _ratio, _sensitivity, _start
+from ._common import Callback, Problem, check_niter, report, steps, torch_autograd
+from .em import _additive, _check_data, _ratio, _start, _subset_plan
 
 NEIGHBOURHOODS = ("full", "face")
 """``"full"``: every voxel touching ``j`` (8 in 2D, 26 in 3D); ``"face"``: those sharing a side (4 / 6)."""
@@ -192,12 +192,7 @@ def bsrem(
     prior = RelativeDifferencePrior(A.vg, gamma, neighbourhood, p.t)
     m = p.mask(mask)
     s = _additive(p, additive)
-    plan = []
-    for op, index in p.subsets(subsets):
-        sens = _sensitivity(p, dr.width(index), op)
-        s_s = s if additive is None else p.gather(s, index)
-        scale = safe_inverse(sens, p.t.Float)
-        plan.append((op, p.gather(p.y, index), s_s, sens, scale if m is None else scale * m))
+    plan = _subset_plan(p, subsets, additive, s, m)
     x = _start(p, x0, m)
     share = float(beta) / len(plan)
     for n in steps(niter, progress, "bsrem"):

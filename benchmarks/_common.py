@@ -54,3 +54,23 @@ def cpu_seconds(fn: Callable[[], Any], repeat: int) -> float:
         dr.sync_thread()
         times.append(time.process_time() - start)
     return statistics.median(times)
+
+
+def pose_gradient(vg: Any, pg: Any, basis: str, x: Any, y: Any) -> Any:
+    """One reverse-mode gradient of ``0.5 |A(pose) x - y|²`` w.r.t. the volume ``x`` and a rigid pose per view
+    (zero rotation and shift), the benchmarks' "gradient": returns the two gradients (Dr.Jit tensors ``x``, ``y``)."""
+    import drjit as dr
+
+    import drct as ct
+    from drct.backend import drjit_module
+
+    mod = drjit_module()
+    views = [0.0] * pg.num_views
+    rotation = mod.Float64(views) if pg.ndim == 2 else mod.Array3f64(views, views, views)
+    shift = mod.Array2f64(views, views) if pg.ndim == 2 else mod.Array3f64(views, views, views)
+    volume = mod.TensorXf(x)
+    dr.enable_grad(volume, rotation, shift)
+    B = ct.Projector(vg, pg.perturb(motion_rotation=rotation, motion_shift=shift), basis=basis)
+    r = B(volume).array - y.array
+    dr.backward(0.5 * dr.sum(r * r))
+    return dr.grad(volume), dr.grad(shift)

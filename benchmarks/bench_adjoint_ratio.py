@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 
 def main() -> None:
@@ -28,14 +27,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.tree:
         sys.path.insert(0, args.tree)
-    import drjit as dr
     import numpy as np
 
     import drct as ct
     from drct.backend import drjit_module
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _common import cpu_seconds
+    from _common import cpu_seconds, pose_gradient
 
     mod = drjit_module()
 
@@ -57,20 +55,11 @@ def main() -> None:
             y = mod.TensorXf(rng.random(pg.shape, dtype=np.float32))
             A = ct.Projector(vg, pg, basis=basis)
 
-            def gradient(vg: Any = vg, pg: Any = pg, basis: str = basis, x: Any = x, y: Any = y) -> Any:
-                views = np.zeros(pg.num_views)
-                rotation = mod.Float64(views) if pg.ndim == 2 else mod.Array3f64(views, views, views)
-                shift = mod.Array2f64(views, views) if pg.ndim == 2 else mod.Array3f64(views, views, views)
-                volume = mod.TensorXf(x)
-                dr.enable_grad(volume, rotation, shift)
-                B = ct.Projector(vg, pg.perturb(motion_rotation=rotation, motion_shift=shift), basis=basis)
-                r = B(volume).array - y.array
-                dr.backward(0.5 * dr.sum(r * r))
-                return dr.grad(volume), dr.grad(shift)
-
             forward = cpu_seconds(lambda A=A, x=x: A.forward_tensor(x), args.repeat)
             adjoint = cpu_seconds(lambda A=A, y=y: A.adjoint_tensor(y), args.repeat)
-            grad = cpu_seconds(gradient, max(1, args.repeat // 2 + 1))
+            grad = cpu_seconds(
+                lambda vg=vg, pg=pg, A=A, x=x, y=y: pose_gradient(vg, pg, A.basis, x, y), max(1, args.repeat // 2 + 1)
+            )
             print(
                 f"| {label} | {basis} | {forward:.4f} | {adjoint / forward:.2f}x | {grad / forward:.2f}x |", flush=True
             )

@@ -25,7 +25,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
-from _common import peak_rss_mb
+from _common import peak_rss_mb, pose_gradient
 
 import drct as ct
 from drct.backend import drjit_module
@@ -68,21 +68,7 @@ def measure_drct(name: str, basis: str, repeat: int, gradient: bool) -> dict[str
     A = ct.Projector(vg, pg, basis=basis)
     out = {"forward": timed(lambda: A.forward_tensor(x), repeat), "adjoint": timed(lambda: A.adjoint_tensor(y), repeat)}
     if gradient:
-        width = 3 if pg.ndim == 3 else 1
-
-        def one_gradient() -> Any:
-            rotation = (
-                mod.Float64(np.zeros(pg.num_views)) if width == 1 else mod.Array3f64(*[np.zeros(pg.num_views)] * 3)
-            )
-            shift = (mod.Array3f64 if pg.ndim == 3 else mod.Array2f64)(*[np.zeros(pg.num_views)] * pg.ndim)
-            xg = mod.TensorXf(x)
-            dr.enable_grad(xg, rotation, shift)
-            B = ct.Projector(vg, pg.perturb(motion_rotation=rotation, motion_shift=shift), basis=basis)
-            r = B(xg).array - y.array
-            dr.backward(0.5 * dr.sum(r * r))
-            return dr.grad(xg), dr.grad(shift)
-
-        out["gradient"] = timed(one_gradient, max(1, repeat // 2))
+        out["gradient"] = timed(lambda: pose_gradient(vg, pg, basis, x, y), max(1, repeat // 2))
     out["peak_mb"] = peak_rss_mb()
     return out
 

@@ -82,3 +82,21 @@ requires_cuda = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU: Dr
 def slow_cases(values: Iterable[Any], slow: Container[Any]) -> list[Any]:
     """``values`` for ``pytest.mark.parametrize`` with the cases in ``slow`` marked ``slow`` (``-m "not slow"``)."""
     return [pytest.param(value, marks=pytest.mark.slow) if value in slow else value for value in values]
+
+
+def assert_adjoint_float32(A: Any, trials: int = 3, seed: int = 0, rtol: float = 1e-5) -> None:
+    """``<A x, y> = <x, A.T y>`` to ``rtol`` for ``trials`` pairs of random float32 ``x``, ``y`` (sums in
+    float64): the adjoint test for operators that take numpy arrays."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trials):
+        x = rng.random(A.domain_shape).astype(np.float32)
+        y = rng.random(A.range_shape).astype(np.float32)
+        lhs = float(np.vdot(A(x).astype(np.float64), y))
+        rhs = float(np.vdot(x.astype(np.float64), A.T(y)))
+        assert abs(lhs - rhs) <= rtol * abs(lhs), (lhs, rhs)
+
+
+def transpose_rows(A: Any) -> np.ndarray:
+    """The matrix of ``A.T`` applied to every unit sinogram, one row per sinogram entry (dense, tiny problems)."""
+    m = int(np.prod(A.range_shape))
+    return np.stack([A.T(np.eye(1, m, r).reshape(A.range_shape)).reshape(-1) for r in range(m)])

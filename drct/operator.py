@@ -81,9 +81,7 @@ class Adjoint(Transposed, Generic[Op]):
     """``A.T`` of any drct operator: calling it applies ``A.adjoint``; its ``.T`` is ``A`` again, and its shapes
     are ``A``'s swapped (an operator of :mod:`drct.algebra` like any other)."""
 
-    def __init__(self, op: Op) -> None:
-        super().__init__(op)
-        self._op: Op = op
+    _op: Op
 
     @property
     def T(self) -> Op:

@@ -10,6 +10,7 @@ without an AD graph through the march: memory stays O(volume + sinogram + one ch
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Any
 
 import drjit as dr
@@ -77,7 +78,12 @@ class Transform:
         self._spacing = [dr.opaque(t.Float64, h) for h in vg.spacing_xyz]
         self._fixed_vectors = None if pg.differentiable else geometry_vectors(pg, t)
         self.deterministic: bool | None = None  # None: follow drct.concurrency's default at each call
-        self.spread = rays_spread(vg, pg)  # how the adjoint's scatters combine colliding lanes
+
+    @cached_property
+    def spread(self) -> bool:
+        """How the adjoint's scatters combine colliding lanes (:func:`rays_spread`); worked out on the first
+        scatter, so that operators used only forward never read their geometry back to the host."""
+        return rays_spread(self.vg, self.pg)
 
     def reproducible(self) -> bool:
         """Whether this call's scatter kernels must be bit-reproducible (see :mod:`drct.concurrency`)."""

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .krylov import power_iteration
+
 
 def is_operator(value: Any) -> bool:
     """Whether ``value`` is a linear operator in drct's sense (callable, ``adjoint``, both shapes)."""
@@ -81,20 +83,18 @@ class Algebra:
         return Sum(self, other, -1.0) if is_operator(other) else NotImplemented
 
     def norm(self, iterations: int = 30, seed: int = 0) -> float:
-        """``‖A‖₂``, the largest singular value, by power iteration on ``Aᵀ A`` from a random start (an estimate
-        from below that converges as the ratio of the two largest singular values; detached from any gradient).
+        """``‖A‖₂``, the largest singular value, by the power iteration on ``Aᵀ A``
+        (:func:`drct.krylov.power_iteration`) from a random start: an estimate from below that converges as the
+        ratio of the two largest singular values; detached from any gradient.
         """
         if int(iterations) < 1:
             raise ValueError(f"norm: iterations must be >= 1, got {iterations}")
-        v = np.random.default_rng(seed).random(self.domain_shape)
-        value = 0.0
-        for _ in range(int(iterations)):
-            w = np.asarray(self.adjoint(np.asarray(self(v))), dtype=np.float64)
-            value = float(np.linalg.norm(w))
-            if value == 0.0:
-                return 0.0
-            v = w / value
-        return float(np.sqrt(value))
+
+        def normal(v: np.ndarray) -> np.ndarray:
+            return np.asarray(self.adjoint(np.asarray(self(v))), dtype=np.float64)
+
+        start = np.random.default_rng(seed).random(self.domain_shape)
+        return float(np.sqrt(power_iteration(normal, start, lambda w: float(np.linalg.norm(w)), iterations)))
 
     def aslinearoperator(self) -> Any:
         """A :class:`scipy.sparse.linalg.LinearOperator` on flattened arrays (``matvec`` is ``A``, ``rmatvec``

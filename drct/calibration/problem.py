@@ -11,6 +11,7 @@ import numpy as np
 
 from ..backend import types, upload
 from ..geometry.projection import ProjectionGeometry
+from ..krylov import CGLSOperations, cgls_iterate, cgls_start
 from ..projector import Projector
 from .levels import Level
 from .linalg import jacobian, seed_groups
@@ -56,36 +57,39 @@ def ridge_cgls(
         x = out
         x[...] = x0
     lead = x.ndim - len(getattr(A, "domain_shape", x.shape))  # an operator without shapes: one problem
+    ops = _RidgeOperations(A, ridge, lead)
+    r = y - A(x) if residual is None else np.array(residual, dtype=np.float32)
+    return cgls_iterate(ops, cgls_start(ops, x, r), range(iterations)).x
 
-    def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # one inner product per problem: shape x.shape[:lead]
-        if lead == 0:  # one problem: BLAS, float32 as it always was (bit-for-bit the earlier iterates)
+
+class _RidgeOperations(CGLSOperations[np.ndarray, np.ndarray]):
+    """CGLS on numpy arrays of ``lead`` leading problem axes (0: one problem), ``x`` updated in place."""
+
+    def __init__(self, A: Any, ridge: float, lead: int) -> None:
+        super().__init__(A, A.T, self._dot, ridge=ridge)
+        self.lead = lead
+
+    def _dot(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # one inner product per problem
+        if self.lead == 0:  # one problem: BLAS, float32 as it always was (bit-for-bit the earlier iterates)
             return np.asarray(float(np.vdot(a, b)))
-        return np.sum(a.astype(np.float64) * b, axis=tuple(range(lead, a.ndim)))
+        return np.sum(a.astype(np.float64) * b, axis=tuple(range(self.lead, a.ndim)))
 
-    def times(c: np.ndarray, a: np.ndarray) -> np.ndarray:  # per-problem scalars times an array of problems
-        return c.astype(np.float32).reshape(c.shape + (1,) * (a.ndim - lead)) * a
+    def scale(self, c: np.ndarray, a: np.ndarray) -> np.ndarray:  # per-problem scalars times an array of problems
+        return c.astype(np.float32).reshape(c.shape + (1,) * (a.ndim - self.lead)) * a
 
-    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    def divide(self, num: np.ndarray, den: np.ndarray) -> np.ndarray:  # 0 for a problem with nothing left
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
-    r = y - A(x) if residual is None else np.array(residual, dtype=np.float32)
-    s = A.T(r) - ridge * x
-    p = s.copy()
-    gamma = dot(s, s)
-    for _ in range(iterations):
-        if not np.any(gamma > 0):
-            break
-        q = A(p)
-        denom = dot(q, q) + ridge * dot(p, p)
-        alpha = ratio(gamma, denom) * (gamma > 0)
-        if not np.any(alpha != 0):
-            break
-        x += times(alpha, p)
-        r -= times(alpha, q)
-        s = A.T(r) - ridge * x
-        gamma, previous = dot(s, s), gamma
-        p = s + times(ratio(gamma, previous), p)
-    return x
+    def nonzero(self, c: np.ndarray) -> bool:
+        return bool(np.any(c > 0))
+
+    def step_length(self, gamma: np.ndarray, denominator: np.ndarray) -> np.ndarray | None:
+        alpha = self.divide(gamma, denominator) * (gamma > 0)
+        return alpha if np.any(alpha != 0) else None
+
+    def advance(self, x: np.ndarray, alpha: np.ndarray, p: np.ndarray) -> np.ndarray:
+        x += self.scale(alpha, p)  # in place: ``out`` holds the latest complete iterate
+        return x
 
 
 def operator_norm(A: Projector) -> float:

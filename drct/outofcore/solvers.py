@@ -9,9 +9,9 @@ shape) and keeps ``Aᵀ 1``. After every iteration the volume is saved to the wo
 (:mod:`drct.outofcore.work`): a run started again with the same inputs continues after the last finished
 iteration.
 
-CGLS (:func:`cgls`, the iteration of :func:`drct.recon.cgls`) keeps its residual ``r = y - A x`` on disk in two
-arrays of the projections' shape, written in turn (the one being updated is never the one a resumed run starts
-from), and the projection ``q = A d`` of the search direction in a third.
+CGLS (:func:`cgls`: :mod:`drct.krylov`'s iteration, as :func:`drct.recon.cgls` runs it in memory) keeps its
+residual ``r = y - A x`` on disk in two arrays of the projections' shape, written in turn (the one being updated is
+never the one a resumed run starts from), and the projection ``q = A d`` of the search direction in a third.
 
 Memory: a few copies of the volume (the iterate, ``C``, the sum of the chunks' backprojections, and Dr.Jit's
 per-thread copies while it scatter-adds) plus one chunk of views; :func:`plan_views` sizes the chunk.
@@ -54,6 +54,7 @@ from ..errors import MemoryBudgetError, require_finite
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
 from ..io import read_npy, write_atomically
+from ..krylov import CGLSOperations, CGLSState, cgls_iterate
 from ..memory import available_bytes, format_bytes, require_memory
 from ..projector import Projector
 from ..recon._common import check_niter, check_positive, safe_inverse
@@ -308,33 +309,57 @@ def cgls(
             run.plan["gamma"] = float(dr.sum(s * s)[0])
             run.done["prepared"] = pg.num_views
             run.save()
-        x, d, gamma = p.load("x"), p.load("d"), float(run.plan["gamma"])
-        for k in tqdm(range(run.done["iterations"] + 1, niter + 1), desc="cgls", disable=not progress):
-            if gamma == 0:
-                break
-            qq = 0.0
-            for i in range(len(p.chunks)):  # q = A d, kept on disk for the residual's update
-                q = p.forward(i, d)
-                p.write(q_store, i, q)
-                qq += float(dr.sum(q * q)[0])
-            if qq == 0:
-                break
-            alpha = gamma / qq
-            x = x + alpha * d
-            old, new = residuals[(k - 1) % 2], residuals[k % 2]
-            s = dr.zeros(t.Float, vg.size)
-            for i in range(len(p.chunks)):
-                r = p.read(old, i) - alpha * p.read(q_store, i)
-                p.write(new, i, r)
-                s = s + p.adjoint(i, r)
-                dr.eval(s)
-            new.flush()
-            gamma_new = float(dr.sum(s * s)[0])
-            d = s + (gamma_new / gamma) * d
-            gamma = gamma_new
-            dr.eval(x, d)
-            run.plan["gamma"] = gamma
-            p.iteration_done(k, callback, x=x, d=d)
+        ops = _StreamedCGLS(p, residuals, q_store)
+        done = int(run.done["iterations"])
+        state = CGLSState(p.load("x"), done % 2, p.load("d"), float(run.plan["gamma"]))
+
+        def after(k: int, state: CGLSState[Any, int]) -> None:
+            dr.eval(state.x, state.p)
+            run.plan["gamma"] = state.gamma
+            p.iteration_done(k, callback, x=state.x, d=state.p)
+
+        iterations = tqdm(range(done + 1, niter + 1), desc="cgls", disable=not progress)
+        x = cgls_iterate(ops, state, iterations, after).x
         return p.volume(x)
     finally:
         p.close()
+
+
+class _StreamedCGLS(CGLSOperations[Any, int]):
+    """CGLS (:mod:`drct.krylov`) with the data on disk: a residual is the index (0 or 1) of the work array
+    holding it, ``A p`` is written to ``q_store`` while its norm is summed, and the residual's update and its
+    backprojection are one pass over the chunks (into the other residual array)."""
+
+    def __init__(self, p: _Streamed, residuals: list[ChunkedArray], q_store: ChunkedArray) -> None:
+        super().__init__(self._forward, self._adjoint, self._dot)
+        self.streamed, self.residuals, self.q_store = p, residuals, q_store
+
+    @staticmethod
+    def _dot(a: Any, b: Any) -> float:
+        return float(dr.sum(a * b)[0])
+
+    def _forward(self, d: Any) -> int:  # pragma: no cover - CGLS calls project()
+        raise NotImplementedError
+
+    def _adjoint(self, r: int) -> Any:  # pragma: no cover - CGLS calls descend()
+        raise NotImplementedError
+
+    def project(self, d: Any) -> tuple[None, float]:
+        p, qq = self.streamed, 0.0
+        for i in range(len(p.chunks)):  # q = A d, kept on disk for the residual's update
+            q = p.forward(i, d)
+            p.write(self.q_store, i, q)
+            qq += float(dr.sum(q * q)[0])
+        return None, qq
+
+    def descend(self, r: int, alpha: Any, q: Any) -> tuple[int, Any]:
+        p = self.streamed
+        old, new = self.residuals[r], self.residuals[1 - r]
+        s = dr.zeros(p.t.Float, p.vg.size)
+        for i in range(len(p.chunks)):
+            values = p.read(old, i) - alpha * p.read(self.q_store, i)
+            p.write(new, i, values)
+            s = s + p.adjoint(i, values)
+            dr.eval(s)
+        new.flush()
+        return 1 - r, s

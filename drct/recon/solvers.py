@@ -14,6 +14,7 @@ from typing import Any
 
 import drjit as dr
 
+from ..krylov import CGLSOperations, CGLSState, cgls_iterate, cgls_start
 from ..projector import Projector
 from ._common import (
     Callback,
@@ -112,6 +113,7 @@ def cgls(
 ) -> Any:
     """CGLS: conjugate gradients on the normal equations ``Aᵀ A x = Aᵀ y``; ``||A x - y||`` decreases
     monotonically. No non-negativity (it would break the Krylov recursion); a ``mask`` restricts the unknowns.
+    The iteration is :mod:`drct.krylov`'s (the one CGLS of drct) on flat Dr.Jit arrays.
 
     Args:
         A, y, x0, niter, callback, progress: as in :func:`sirt`.
@@ -135,29 +137,31 @@ def cgls(
         return v if m is None else v * m
 
     x = restrict(p.start(x0))
-    r = p.y - p.forward(x)
-    s = restrict(p.adjoint(r))
-    d = s
-    gamma = dot(s, s)
-    dr.eval(x, r, s, gamma)
-    for k in steps(niter, progress, "cgls"):
-        if item(gamma) == 0:
-            break
-        q = p.forward(d)
-        qq = p.data_dot(q, q)
-        if item(qq) == 0:
-            break
-        alpha = gamma / qq
-        x = x + alpha * d
-        r = r - A.replicate(alpha) * q  # alpha is every rank's, q this rank's share (a sharded A)
-        s = restrict(p.adjoint(r))
-        gamma_new = dot(s, s)
-        d = s + (gamma_new / gamma) * d
-        gamma = gamma_new
-        dr.eval(x, r, s, d, gamma)
-        if report(callback, p, k, x, r):
-            break
-    return p.output(x)
+    ops = _CGLSOperations(p, restrict)
+    state = cgls_start(ops, x, p.y - p.forward(x))
+    dr.eval(state.x, state.r, state.s, state.gamma)
+
+    def after(k: int, s: CGLSState[Any, Any]) -> bool:
+        dr.eval(s.x, s.r, s.s, s.p, s.gamma)
+        return report(callback, p, k, s.x, s.r)
+
+    return p.output(cgls_iterate(ops, state, steps(niter, progress, "cgls"), after).x)
+
+
+class _CGLSOperations(CGLSOperations[Any, Any]):
+    """CGLS on flat Dr.Jit arrays: the unknowns restricted to the mask, the data's inner products and step
+    lengths summed over the processes sharing ``A``'s views (a sharded ``A``), scalars kept in the AD graph."""
+
+    def __init__(self, p: Problem, restrict: Any) -> None:
+        super().__init__(p.forward, lambda r: restrict(p.adjoint(r)), dot, p.data_dot)
+        self.A = p.A
+
+    def nonzero(self, c: Any) -> bool:
+        return item(c) != 0
+
+    def descend(self, r: Any, alpha: Any, q: Any) -> tuple[Any, Any]:
+        r = r - self.A.replicate(alpha) * q  # alpha is every rank's, q this rank's share (a sharded A)
+        return r, self.adjoint(r)
 
 
 @torch_autograd

@@ -29,11 +29,12 @@ EMISSION_METHODS = ("mlem", "osem")
 
 
 def simulate(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from tomli_w import dumps
+
     from ..emission.files import save_spect
     from ..emission.scene import load_emission_scene
     from ..io import check_output_folder, output_folder, write_atomically
     from ..memory import require_memory
-    from ..scene.tomlwrite import dumps
 
     scene = load_emission_scene(
         args.scene, overrides=overrides, scale=args.scale, allow_outside=args.allow_outside_files

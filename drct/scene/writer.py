@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tomli_w import dumps
 
 from ..io import output_folder, refuse_overwrite, write_atomically
-from .tomlwrite import dumps
 
 if TYPE_CHECKING:
     from .scene import Scene

@@ -211,6 +211,47 @@ def test_blur_kernel_moments():
         physics.blur(np.zeros(5), 1.0, det_ndim=2)
 
 
+def _clamped_blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """The blur of one axis as a dense matrix, built tap by tap with clamped (replicated-edge) indices."""
+    radius = max(1, int(np.ceil(4 * sigma)))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    B = np.zeros((n, n))
+    for i in range(n):
+        for k, w in zip(range(-radius, radius + 1), taps, strict=True):
+            B[i, min(max(i + k, 0), n - 1)] += w
+    return B
+
+
+@pytest.mark.parametrize(
+    ("shape", "sigma", "det_ndim"),
+    [((2, 9, 11), 1.7, None), ((3, 4), 0.6, None), ((2, 5, 3), 6.0, None), ((2, 5, 6), 1.2, 1)],
+)
+def test_blur_is_the_clamped_gaussian_on_numpy_and_drjit_with_its_transpose_as_gradient(
+    shape: tuple[int, ...], sigma: float, det_ndim: int | None
+) -> None:
+    """numpy (scipy.ndimage) and Dr.Jit (drjit.convolve) give the same blur, the one of a dense reference (kernels
+    wider than the detector included); Dr.Jit's reverse mode applies its transpose."""
+    y = np.random.default_rng(3).random(shape)
+    cols = _clamped_blur_matrix(shape[-1], sigma)
+    rows = _clamped_blur_matrix(shape[-2], sigma) if (det_ndim or (2 if len(shape) >= 3 else 1)) == 2 else None
+    want = np.einsum("...j,ij->...i", y, cols)
+    if rows is not None:
+        want = np.einsum("...jc,ij->...ic", want, rows)
+    np.testing.assert_allclose(physics.blur(y, sigma, det_ndim), want, rtol=1e-12, atol=1e-15)
+    T = drjit_module("llvm").TensorXf
+    yt = T(y.astype(np.float32))
+    dr.enable_grad(yt)
+    out = physics.blur(yt, sigma, det_ndim)
+    np.testing.assert_allclose(out.numpy(), want, rtol=2e-6, atol=1e-6)
+    w = np.random.default_rng(4).random(shape)
+    dr.backward(dr.sum(dr.ravel(out) * dr.ravel(T(w.astype(np.float32)))))
+    back = np.einsum("...i,ij->...j", w, cols) if rows is None else None
+    if rows is not None:
+        back = np.einsum("...ic,ij->...jc", np.einsum("...i,ij->...j", w, cols), rows)
+    np.testing.assert_allclose(yt.grad.numpy(), back, rtol=2e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -213,9 +213,9 @@ def blur(y: Any, sigma: float, det_ndim: int | None = None) -> Any:
     Example:
         >>> import numpy as np
         >>> from drct.physics import blur
-        >>> y = np.zeros((1, 7)); y[0, 3] = 1.0
+        >>> y = np.zeros((1, 11)); y[0, 5] = 1.0  # one bright pixel, 4σ from both edges
         >>> out = blur(y, 1.0)
-        >>> round(float(out.sum()), 6), bool(out[0, 2] == out[0, 4] < out[0, 3])
+        >>> round(float(out.sum()), 6), bool(out[0, 4] == out[0, 6] < out[0, 5])
         (1.0, True)
     """
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)):

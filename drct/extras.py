@@ -12,6 +12,7 @@ module                    extra          used by
 ``h5py``, ``pydicom``     ``formats``    NXtomo and DICOM files (:mod:`drct.formats`)
 ``xraydb``, ``spekpy``    ``physics``    ``Material.from_formula``, ``Spectrum.tube(model="spekpy")``
 ``ray``                   ``ray``        ``drct generate --workers K`` (:mod:`drct.datasets`; with h5py)
+``pint``                  ``units``      quantities with units in the geometry constructors (:mod:`drct.units`)
 ========================  =============  =================================================================
 
 ``drct[all]`` installs every extra. A missing one raises :class:`MissingExtraError`, a
@@ -38,6 +39,7 @@ EXTRAS = {
     "xraydb": "physics",
     "spekpy": "physics",
     "ray": "ray",
+    "pint": "units",
 }  # top-level module -> the extra of pyproject.toml that installs it
 
 

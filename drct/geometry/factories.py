@@ -1,5 +1,7 @@
 """Factories for the common scan geometries; all return vector-form geometries.
 
+Lengths are millimetres and angles radians; each also takes a pint quantity (:mod:`drct.units`).
+
 Angle convention (ASTRA's 3D one, used in 2D as well so that a 2D geometry is the ``z = 0`` slice of the
 corresponding 3D one): at angle ``θ`` the source sits at ``(sin θ, -cos θ) * src_orig_dist``, the detector
 centre at ``(-sin θ, cos θ) * (src_det_dist - src_orig_dist)``, the detector columns step along
@@ -12,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from ..units import angle, length
 from ._checks import angles_array, as_positive, det_shape_tuple, finite_rows, finite_scalar, positive_scalar
 from .projection import ProjectionGeometry, RayGeometry
 
 
 def _spacing(det_spacing: Any, det_shape: tuple[int, ...]) -> tuple[float, float]:
     """(row spacing, column spacing)."""
+    det_spacing = length(det_spacing, "det_spacing")
     if len(det_shape) == 1:
         return 1.0, positive_scalar(det_spacing, "det_spacing")
     rows, cols = as_positive(det_spacing, 2, "det_spacing")
@@ -60,8 +64,8 @@ def _circular(
 
 
 def _distances(src_orig_dist: Any, src_det_dist: Any) -> tuple[float, float]:
-    so = positive_scalar(src_orig_dist, "src_orig_dist")
-    sd = positive_scalar(src_det_dist, "src_det_dist")
+    so = positive_scalar(length(src_orig_dist, "src_orig_dist"), "src_orig_dist")
+    sd = positive_scalar(length(src_det_dist, "src_det_dist"), "src_det_dist")
     return so, sd
 
 
@@ -78,7 +82,7 @@ def parallel(angles: Any, det_shape: int | tuple[int, int], det_spacing: Any = 1
         >>> ct.parallel(np.linspace(0, np.pi, 180, endpoint=False), 256).shape
         (180, 256)
     """
-    return _circular(angles_array(angles), det_shape_tuple(det_shape), det_spacing, None, None)
+    return _circular(angles_array(angle(angles, "angles")), det_shape_tuple(det_shape), det_spacing, None, None)
 
 
 def fan(
@@ -108,7 +112,7 @@ def fan(
     if len(shape) != 1:
         raise ValueError(f"det_count must be one int for a 2D fan beam, got {det_count!r}; use ct.cone for 3D")
     so, sd = _distances(src_orig_dist, src_det_dist)
-    return _circular(angles_array(angles), shape, det_spacing, so, sd, curved=curved)
+    return _circular(angles_array(angle(angles, "angles")), shape, det_spacing, so, sd, curved=curved)
 
 
 def cone(
@@ -138,7 +142,7 @@ def cone(
     if len(shape) != 2:
         raise ValueError(f"det_shape must be (rows, cols) for a cone beam, got {det_shape!r}; use ct.fan for 2D")
     so, sd = _distances(src_orig_dist, src_det_dist)
-    return _circular(angles_array(angles), shape, det_spacing, so, sd, curved=curved)
+    return _circular(angles_array(angle(angles, "angles")), shape, det_spacing, so, sd, curved=curved)
 
 
 def helix(
@@ -164,8 +168,8 @@ def helix(
     shape = det_shape_tuple(det_shape)
     if len(shape) != 2:
         raise ValueError(f"det_shape must be (rows, cols) for a helix, got {det_shape!r}")
-    rise = finite_scalar(pitch, "pitch")
-    theta = angles_array(angles)
+    rise = finite_scalar(length(pitch, "pitch"), "pitch")
+    theta = angles_array(angle(angles, "angles"))
     so, sd = _distances(src_orig_dist, src_det_dist)
     return _circular(theta, shape, det_spacing, so, sd, z=theta * rise / (2 * np.pi), curved=curved)
 

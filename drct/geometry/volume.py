@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..units import length
 from ._checks import as_positive, finite_vector
 
 
@@ -21,8 +22,10 @@ class VolumeGeometry:
 
     Args:
         shape: ``(nz, ny, nx)`` or ``(ny, nx)``.
-        voxel_size: one size for all axes, or one per array axis, in array order ``(z, y, x)``/``(y, x)``.
-        center: the point at the middle of the grid, ``(x, y, z)`` or ``(x, y)``; default the origin.
+        voxel_size: one size for all axes, or one per array axis, in array order ``(z, y, x)``/``(y, x)`` (mm,
+            or a pint length: :mod:`drct.units`).
+        center: the point at the middle of the grid, ``(x, y, z)`` or ``(x, y)`` (mm or a pint length); default
+            the origin.
 
     Example:
         >>> import drct as ct
@@ -51,10 +54,10 @@ class VolumeGeometry:
             raise ValueError(f"shape must be (nz, ny, nx) or (ny, nx) integers, got {tuple(shape)!r}")
         if any(n < 1 for n in dims):
             raise ValueError(f"shape entries must be >= 1, got {dims}")
-        sizes = as_positive(voxel_size, len(dims), "voxel_size")
+        sizes = as_positive(length(voxel_size, "voxel_size"), len(dims), "voxel_size")
         if center is None:
             center = (0.0,) * len(dims)
-        mid = finite_vector(center, len(dims), "center")
+        mid = finite_vector(length(center, "center"), len(dims), "center")
         object.__setattr__(self, "shape", dims)
         object.__setattr__(self, "voxel_size", tuple(float(s) for s in sizes))
         object.__setattr__(self, "center", tuple(float(c) for c in mid))

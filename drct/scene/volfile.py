@@ -5,6 +5,12 @@ little-endian int32 ``encoding`` (1 = float32), int32 ``xres, yres, zres, channe
 bounding box ``xmin, ymin, zmin, xmax, ymax, zmax``, then ``xres*yres*zres*channels`` float32 values,
 channels innermost, then x, y and z: value ``((z * yres + y) * xres + x) * channels + c``.
 
+Why not Mitsuba's own ``mi.VolumeGrid``: its Python API (Mitsuba 3.9) neither returns the bounding box it reads
+nor takes one to write (a grid made from an array is written with the unit cube; Mitsuba 3 places grids with
+``to_world`` instead), while drct's volume objects take their voxel size and centre from that box; and Mitsuba is
+the optional ``meshes`` extra, while the bundled ``micro_ct_misaligned`` scene reads a ``.vol`` on a plain
+install. ``tests/test_scene.py`` checks that both read each other's files value for value.
+
 Example:
     >>> import numpy as np, os, tempfile
     >>> from drct.scene.volfile import read_vol, write_vol

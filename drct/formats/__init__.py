@@ -2,7 +2,7 @@
 a drct geometry (:class:`Scan`), and the one normalisation of raw readings (:func:`normalize`).
 
 - ``nxtomo``: NeXus NXtomo HDF5 (``.nx .nxs .h5 .hdf5``): :func:`read_nxtomo`, :func:`write_nxtomo` (h5py);
-- ``xtek``: Nikon XTek, ``.xtekct`` + one TIFF per projection: :func:`read_xtek`;
+- ``xtek``: Nikon XTek, ``.xtekct`` + one TIFF per projection: :func:`read_xtek`, :func:`write_xtek`;
 - ``tiff``: a multi-page TIFF, a folder of TIFFs, or one with ``projections/ flats/ darks/``:
   :func:`read_tiff_stack` (pixels only: the geometry comes from elsewhere);
 - DICOM series (a volume, not projections): :func:`read_dicom_series`, :func:`write_dicom_series` (pydicom).
@@ -37,6 +37,7 @@ from .nxtomo import write_nxtomo as write_nxtomo
 from .scan import Scan as Scan
 from .tiffstack import read_tiff_stack as read_tiff_stack
 from .xtek import read_xtek as read_xtek
+from .xtek import write_xtek as write_xtek
 
 READERS: dict[str, Callable[..., Scan]] = {"nxtomo": read_nxtomo, "xtek": read_xtek, "tiff": read_tiff_stack}
 EXTENSIONS = {
@@ -117,4 +118,5 @@ __all__ = [
     "require_line_integrals",
     "write_dicom_series",
     "write_nxtomo",
+    "write_xtek",
 ]

@@ -426,3 +426,151 @@ def test_a_tiff_folder_needs_a_geometry(tmp_path: Path, capsys: pytest.CaptureFi
         tifffile.imwrite(tmp_path / "scan" / f"{k}.tif", np.ones((2, 3), np.float32))
     assert main(["reconstruct", str(tmp_path / "scan"), "-o", str(tmp_path / "o.tif"), "--no-progress"]) == 2
     assert "stores no geometry: pass --geometry" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- DICOM NM
+def spect_views() -> ct.SpectGeometry:
+    """A body-contour orbit, turning the other way round from drct's angle 0 (DICOM CC)."""
+    angles = np.radians(20.0 - 30.0 * np.arange(12))
+    return ct.spect(angles, 150.0 + 10.0 * np.cos(angles), (5, 7), (4.0, 3.0))
+
+
+@pytest.mark.parametrize("sense", [1, -1])
+def test_dicom_spect_round_trip(tmp_path: Path, sense: int) -> None:
+    pytest.importorskip("pydicom")
+    g0 = spect_views()
+    g = ct.spect(sense * g0.angles, g0.radius, g0.det_shape, g0.det_spacing)
+    counts = np.random.default_rng(5).poisson(40.0, g.shape).astype(np.float32)
+    path = formats.write_dicom_spect(tmp_path / "spect.dcm", counts, g)
+    scan = formats.read_dicom_spect(path)
+    np.testing.assert_array_equal(scan.counts, counts)  # integers up to 65535: stored exactly
+    assert scan.geometry.det_shape == g.det_shape and scan.geometry.det_spacing == g.det_spacing
+    np.testing.assert_allclose(np.exp(1j * scan.geometry.angles), np.exp(1j * g.angles), atol=1e-9)
+    np.testing.assert_allclose(scan.geometry.radius, g.radius, atol=1e-6)
+    fractional = counts * 0.37 + 0.01
+    formats.write_dicom_spect(path, fractional, g, overwrite=True)
+    step = fractional.max() / 65535
+    assert np.abs(formats.read_dicom_spect(path).counts - fractional).max() <= 0.51 * step + 1e-6
+    with pytest.raises(FileExistsError):
+        formats.write_dicom_spect(path, counts, g)
+    uneven = ct.spect(np.radians([0.0, 10.0, 30.0]), 100.0, (5, 7), 4.0)
+    with pytest.raises(ValueError, match="not evenly spaced"):
+        formats.write_dicom_spect(tmp_path / "u.dcm", np.ones(uneven.shape), uneven)
+
+
+def nm_tomo_by_hand(path: Path, point: tuple[float, float, float], pitch: float = 4.0) -> Path:
+    """An NM TOMO file built from DICOM's definitions alone (not by drct's writer): two heads 180° apart, each
+    two CC views 90° apart, an image of a point source at ``point`` (patient x, y, z in mm) in each frame,
+    head 1 as seen from the camera (no ImageOrientationPatient), head 2 with ImageOrientationPatient saying its
+    rows run the other way; and a second, empty, energy window."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset
+
+    from drct.formats.dicom import SeriesIds, new_dataset
+
+    rows, cols = 7, 9
+    x = np.asarray(point)
+    frames, heads, views = [], [], []
+    for head, start in ((1, 0.0), (2, 180.0)):
+        for view in (1, 2):
+            phi = np.radians(start + 90.0 * (view - 1))
+            right = np.array([-np.cos(phi), np.sin(phi), 0.0])  # the camera's right, looking at the axis
+            u, z = float(x @ right), float(x[2])
+            if head == 2:  # its ImageOrientationPatient: first row along -right, first column along +z
+                u, z = -u, -z
+            image = np.zeros((rows, cols), np.uint16)
+            image[round((rows - 1) / 2 - z / pitch), round((cols - 1) / 2 + u / pitch)] = 1000
+            frames.append(image)
+            heads.append(head)
+            views.append(view)
+    ds = new_dataset(path, "1.2.840.10008.5.1.4.1.1.20", "NM", SeriesIds.new(), "by hand")
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "TOMO", "EMISSION"]
+    ds.NumberOfFrames = 8
+    ds.EnergyWindowVector, ds.NumberOfEnergyWindows = [1] * 4 + [2] * 4, 2
+    ds.DetectorVector, ds.NumberOfDetectors = heads * 2, 2
+    ds.RotationVector, ds.NumberOfRotations = [1] * 8, 1
+    ds.AngularViewVector = views * 2
+    ds.PixelSpacing = [str(pitch), str(pitch)]
+    turn = Dataset()
+    turn.StartAngle, turn.AngularStep, turn.RotationDirection, turn.NumberOfFramesInRotation = "0", "90", "CC", 2
+    turn.RadialPosition = "120"
+    ds.RotationInformationSequence = [turn]
+    first, second = Dataset(), Dataset()
+    first.StartAngle = "0"
+    second.StartAngle = "180"
+    second.ImageOrientationPatient = ["-1", "0", "0", "0", "0", "1"]  # at 180°: the camera's left, then up
+    ds.DetectorInformationSequence = [first, second]
+    windows = [Dataset(), Dataset()]
+    windows[0].EnergyWindowName, windows[1].EnergyWindowName = "photopeak", "scatter"
+    ds.EnergyWindowInformationSequence = windows
+    pixels = np.concatenate([np.stack(frames), np.zeros((4, rows, cols), np.uint16)])
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = rows, cols, 16, 16, 15, 0
+    ds.PixelData = pixels.tobytes()
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def test_dicom_spect_follows_the_standards_angles_and_image_axes(tmp_path: Path) -> None:
+    """DICOM: 0° behind the patient (+y), CC towards the patient's left (+x); images as each head states. drct's
+    projector, given the geometry read, must put the point source where the hand-made frames have it."""
+    point = (8.0, 4.0, 4.0)
+    path = nm_tomo_by_hand(tmp_path / "nm.dcm", point)
+    with pytest.raises(ValueError, match="2 energy windows \\(photopeak, scatter\\): pass energy_window"):
+        formats.read_dicom_spect(path)
+    scan = formats.read_dicom_spect(path, energy_window=1)
+    g = scan.geometry
+    camera = np.stack([-np.sin(g.angles), np.cos(g.angles)], 1)  # drct: the camera sits at (-sin θ, cos θ)
+    np.testing.assert_allclose(camera, [[0, 1], [1, 0], [0, -1], [-1, 0]], atol=1e-12)  # back, left, front, right
+    np.testing.assert_allclose(g.radius, 120.0)
+    vg = scan.volume_geometry()
+    f = np.zeros(vg.shape, np.float32)
+    index = np.rint((np.asarray(point)[::-1] - np.asarray(vg.first_center)[::-1]) / 4.0).astype(int)
+    f[tuple(index)] = 1.0
+    y = np.asarray(ct.emission.SPECTProjector(vg, g)(f))
+    for v in range(4):
+        peak = np.unravel_index(np.argmax(y[v]), y[v].shape)
+        assert peak == np.unravel_index(np.argmax(scan.counts[v]), scan.counts[v].shape), v
+    assert np.all(formats.read_dicom_spect(path, energy_window=2).counts == 0)
+    with pytest.raises(ValueError, match=r"is a DICOM file: SPECT projections .*read_dicom_spect"):
+        formats.read(path)
+
+
+def test_dicom_spect_what_is_not_modelled_is_refused(tmp_path: Path) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    path = nm_tomo_by_hand(tmp_path / "nm.dcm", (0.0, 0.0, 0.0))
+    ds = pydicom.dcmread(path)
+    del ds.RotationInformationSequence[0].RadialPosition
+    ds.save_as(path)
+    with pytest.raises(ValueError, match="no RadialPosition for 4 views: pass radius="):
+        formats.read_dicom_spect(path, energy_window=1)
+    np.testing.assert_allclose(formats.read_dicom_spect(path, 1, radius=99.0).geometry.radius, 99.0)
+    for change, message in (
+        (lambda d: setattr(d.DetectorInformationSequence[0], "FocalDistance", "400"), "converging collimator"),
+        (lambda d: setattr(d.DetectorInformationSequence[1], "ImageOrientationPatient", [0, 1, 0, 0, 0, -1]),
+         "no view of the rotation axis"),
+        (lambda d: delattr(d.DetectorInformationSequence[1], "StartAngle"), "no StartAngle for this detector"),
+        (lambda d: setattr(d, "ImageType", ["DERIVED", "PRIMARY", "RECON TOMO", "EMISSION"]), "read_dicom_series"),
+        (lambda d: setattr(d, "Modality", "CT"), "not a nuclear medicine image"),
+        (lambda d: setattr(d, "DetectorVector", [1, 2, 1]), "DetectorVector has 3 values for 8 frames"),
+    ):  # fmt: skip
+        ds = pydicom.dcmread(path)
+        change(ds)
+        ds.save_as(tmp_path / "bad.dcm")
+        with pytest.raises(ValueError, match=message):
+            formats.read_dicom_spect(tmp_path / "bad.dcm", 1, radius=99.0)
+
+
+def test_dicom_nm_reconstruction_round_trips_through_the_series_reader(tmp_path: Path) -> None:
+    pytest.importorskip("pydicom")
+    vg = ct.VolumeGeometry((4, 6, 5), voxel_size=(3.0, 2.0, 2.5), center=(5.0, -2.0, 40.0))
+    activity = np.random.default_rng(6).uniform(0, 7.5, vg.shape)
+    folder = formats.write_dicom_nm(tmp_path / "osem", activity, vg, preview=lambda p: Path(p).write_bytes(b"png"))
+    assert sorted(q.name for q in folder.iterdir()) == ["nm_recon.dcm", "preview.png"]
+    got, vg2 = formats.read_dicom_series(folder)
+    assert vg2.shape == vg.shape and np.allclose(vg2.voxel_size, vg.voxel_size) and np.allclose(vg2.center, vg.center)
+    assert np.abs(got - activity).max() <= 0.51 * activity.max() / 65535 + 1e-9
+    with pytest.raises(ValueError, match="must be >= 0"):
+        formats.write_dicom_nm(tmp_path / "neg", -activity, vg)
+    (folder / "mine.txt").write_text("a note of the user's")
+    with pytest.raises(FileExistsError, match="drct did not write"):
+        formats.write_dicom_nm(folder, activity, vg, overwrite=True)

@@ -8,7 +8,8 @@ a drct geometry (:class:`Scan`), and the one normalisation of raw readings (:fun
 - DICOM series (a volume, not projections): :func:`read_dicom_series`, :func:`write_dicom_series` (CT, one
   file per slice), :func:`write_dicom_nm` (NM ``RECON TOMO``, one multi-frame file) (pydicom);
 - DICOM NM SPECT acquisitions (projections and a :func:`drct.spect` geometry): :func:`read_dicom_spect`,
-  :func:`write_dicom_spect`.
+  :func:`write_dicom_spect`;
+- reconstructions out as DICOM (``drct reconstruct -o out/``): :func:`write_reconstruction`.
 
 h5py and pydicom come with ``pip install "drct[formats]"``. :func:`read` picks the reader by ``format``, else by
 the extension, else by the content (HDF5 and TIFF signatures, a folder's files).
@@ -41,6 +42,9 @@ from .normalization import normalize as normalize
 from .normalization import require_line_integrals as require_line_integrals
 from .nxtomo import read_nxtomo as read_nxtomo
 from .nxtomo import write_nxtomo as write_nxtomo
+from .output import check_dicom_folder as check_dicom_folder
+from .output import is_dicom_folder as is_dicom_folder
+from .output import write_reconstruction as write_reconstruction
 from .scan import Scan as Scan
 from .tiffstack import read_tiff_stack as read_tiff_stack
 from .xtek import read_xtek as read_xtek
@@ -121,7 +125,9 @@ __all__ = [
     "READERS",
     "Scan",
     "SpectScan",
+    "check_dicom_folder",
     "detect",
+    "is_dicom_folder",
     "normalize",
     "read",
     "read_dicom_series",
@@ -134,5 +140,6 @@ __all__ = [
     "write_dicom_series",
     "write_dicom_spect",
     "write_nxtomo",
+    "write_reconstruction",
     "write_xtek",
 ]

@@ -410,6 +410,24 @@ def test_raw_counts_without_normalisation_are_refused(
     assert main([*argv, "--raw-is-line-integrals", "-o", str(tmp_path / "out.tif")]) == 0
 
 
+def test_raw_nxtomo_without_flat_fields_is_refused_by_drct_reconstruct(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The file path of the acceptance: raw counts in an NXtomo file with no flat frames are not line integrals."""
+    pytest.importorskip("h5py")
+    _, pg, p = simulated_scan(tmp_path)
+    counts = np.rint(50000 * np.exp(-p)).astype(np.uint16)
+    formats.write_nxtomo(tmp_path / "raw.nxs", counts, pg)  # no flat, no dark
+    argv = ["reconstruct", str(tmp_path / "raw.nxs"), "--shape", "12", "16", "16", "--no-progress"]
+    assert main([*argv, "-o", str(tmp_path / "out.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "raw detector counts, not line integrals" in err and "--flat/--dark" in err
+    assert not (tmp_path / "out.tif").exists()
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.full((16, 24), 50000.0))
+    assert main([*argv, "--flat", str(flat), "-o", str(tmp_path / "out.tif")]) == 0  # the user's flat field
+
+
 def test_a_missing_extra_is_one_line_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -438,6 +438,21 @@ def test_a_missing_extra_is_one_line_naming_it(
     assert err.count("\n") == 1 and 'pip install "drct[formats]"' in err
 
 
+def test_dicom_output_without_pydicom_is_one_line_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    np.save(tmp_path / "y.npy", np.zeros((4, 6), np.float32))
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # as if pydicom were not installed
+    import drct.recon
+
+    monkeypatch.setattr(drct.recon, "fbp", None)  # reaching the reconstruction would fail differently
+    argv = ["reconstruct", str(tmp_path / "y.npy"), "--geometry", "x.json", "-o", f"{tmp_path / 'out'}/"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install "drct[formats]"' in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_tiff_folder_needs_a_geometry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "scan").mkdir()
     for k in range(3):

@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from ..extras import MissingExtraError
 from ..geometry.volume import VolumeGeometry
 from ..io import check_output_folder
-from .dicom import _earlier_output, write_dicom_series
+from .dicom import _earlier_output, _pydicom, write_dicom_series
 from .dicom_nm import write_dicom_nm
 
 
@@ -42,7 +43,12 @@ def is_dicom_folder(path: str | os.PathLike[str]) -> bool:
 
 def check_dicom_folder(path: str | os.PathLike[str], force: bool) -> Path:
     """Before a long reconstruction: FileExistsError if ``path`` holds files and not ``force``, or (with it)
-    files a drct DICOM writer did not write."""
+    files a drct DICOM writer did not write; ValueError (a user's error, one line for the CLI) naming
+    ``drct[formats]`` if pydicom is not installed."""
+    try:
+        _pydicom()
+    except MissingExtraError as err:
+        raise ValueError(str(err)) from None
     return check_output_folder(path, force, _earlier_output(path))
 
 

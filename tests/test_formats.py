@@ -584,6 +584,7 @@ def test_dicom_spect_what_is_not_modelled_is_refused(tmp_path: Path) -> None:
         (lambda d: delattr(d.DetectorInformationSequence[1], "StartAngle"), "no StartAngle for this detector"),
         (lambda d: setattr(d, "ImageType", ["DERIVED", "PRIMARY", "RECON TOMO", "EMISSION"]), "read_dicom_series"),
         (lambda d: setattr(d, "Modality", "CT"), "not a nuclear medicine image"),
+        (lambda d: setattr(d.RotationInformationSequence[0], "RotationDirection", "UP"), "must be CW or CC"),
         (lambda d: setattr(d, "DetectorVector", [1, 2, 1]), "DetectorVector has 3 values for 8 frames"),
     ):  # fmt: skip
         ds = pydicom.dcmread(path)

@@ -98,6 +98,13 @@ class SpectScan:
         axial_center: the patient ``z`` (mm) of the middle of the detector rows, or None if the file has no
             ``ImagePositionPatient``.
         notes: how the file's quantities were converted (a line per fact).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.formats import SpectScan
+        >>> g = ct.spect(np.linspace(0, 2 * np.pi, 6, endpoint=False), 150.0, (10, 32), (3.0, 4.0))
+        >>> SpectScan(np.zeros(g.shape, np.float32), g, axial_center=-40.0).volume_geometry()
+        VolumeGeometry(shape=(10, 32, 32), voxel_size=(3.0, 4.0, 4.0), center=(0.0, 0.0, -40.0))
     """
 
     counts: np.ndarray
@@ -194,6 +201,17 @@ def read_dicom_spect(path: str | os.PathLike[str], energy_window: int | None = N
         ValueError: not an NM TOMO image, inconsistent frame vectors or counts, something not modelled (module
             docstring), a missing start angle, angular step or radius.
         ImportError: pydicom is not installed (``pip install "drct[formats]"``).
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.formats import read_dicom_spect, write_dicom_spect
+        >>> g = ct.spect(np.radians([0.0, -90.0, -180.0]), 120.0, (2, 3), 4.0)   # DICOM: 0°, 90°, 180° CC
+        >>> path = write_dicom_spect(os.path.join(tempfile.mkdtemp(), "nm.dcm"), np.ones(g.shape), g)
+        >>> scan = read_dicom_spect(path)
+        >>> np.round(np.degrees(scan.geometry.angles), 6).tolist()
+        [-0.0, -90.0, -180.0]
+        >>> scan.notes[1]
+        'detector 1: start 0°, CC steps of 90° (θ = -φ), ImageOrientationPatient [-1.0, 0.0, 0.0, 0.0, 0.0, -1.0]'
     """
     pydicom = _pydicom()
     p = regular_file(path, "DICOM NM file")
@@ -271,6 +289,7 @@ def read_dicom_spect(path: str | os.PathLike[str], energy_window: int | None = N
             if step is None:
                 raise ValueError(f"{tag}: no AngularStep")
             direction = str(turn.get("RotationDirection", "")).upper()
+            direction = "CC" if direction == "CCW" else direction  # CCW: a common spelling of the standard's CC
             if direction not in ("CW", "CC"):
                 raise ValueError(f"{tag}: RotationDirection {direction!r} must be CW or CC")
             per_turn = int(turn.get("NumberOfFramesInRotation", 0) or 0) or int(view[sel].max())

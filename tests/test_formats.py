@@ -595,7 +595,7 @@ def test_dicom_spect_what_is_not_modelled_is_refused(tmp_path: Path) -> None:
 
 
 def test_dicom_nm_reconstruction_round_trips_through_the_series_reader(tmp_path: Path) -> None:
-    pytest.importorskip("pydicom")
+    pydicom = pytest.importorskip("pydicom")
     vg = ct.VolumeGeometry((4, 6, 5), voxel_size=(3.0, 2.0, 2.5), center=(5.0, -2.0, 40.0))
     activity = np.random.default_rng(6).uniform(0, 7.5, vg.shape)
     folder = formats.write_dicom_nm(tmp_path / "osem", activity, vg, preview=lambda p: Path(p).write_bytes(b"png"))
@@ -603,6 +603,11 @@ def test_dicom_nm_reconstruction_round_trips_through_the_series_reader(tmp_path:
     got, vg2 = formats.read_dicom_series(folder)
     assert vg2.shape == vg.shape and np.allclose(vg2.voxel_size, vg.voxel_size) and np.allclose(vg2.center, vg.center)
     assert np.abs(got - activity).max() <= 0.51 * activity.max() / 65535 + 1e-9
+    ds = pydicom.dcmread(folder / "nm_recon.dcm")  # NM files may keep the plane in DetectorInformationSequence only
+    del ds.ImagePositionPatient, ds.ImageOrientationPatient
+    ds.save_as(folder / "nm_recon.dcm")
+    again, vg3 = formats.read_dicom_series(folder)
+    assert np.array_equal(again, got) and np.allclose(vg3.center, vg.center)
     with pytest.raises(ValueError, match="must be >= 0"):
         formats.write_dicom_nm(tmp_path / "neg", -activity, vg)
     (folder / "mine.txt").write_text("a note of the user's")

@@ -72,19 +72,19 @@ def _sop_class(ds: Any) -> str:
     return str(getattr(uid, "name", "")) if uid is not None else ""
 
 
-def _geometry_source(ds: Any) -> Any:
-    """Where a dataset keeps ImagePositionPatient/ImageOrientationPatient: itself, or (NM images) the first item
-    of its DetectorInformationSequence."""
-    if "ImageOrientationPatient" in ds or "DetectorInformationSequence" not in ds:
-        return ds
-    return ds.DetectorInformationSequence[0]
+def _plane(ds: Any, key: str, where: Path) -> np.ndarray:
+    """ImagePositionPatient (3) or ImageOrientationPatient (6) of a dataset: its own, or (NM images keep them
+    there) the first item's of its DetectorInformationSequence."""
+    n = 3 if key == "ImagePositionPatient" else 6
+    if key not in ds and "DetectorInformationSequence" in ds and len(ds.DetectorInformationSequence):
+        return _floats(ds.DetectorInformationSequence[0], key, n, where)
+    return _floats(ds, key, n, where)
 
 
 def _frames(q: Path, ds: Any) -> list[tuple[np.ndarray, int | None]]:
     """The slices one file holds, as (ImagePositionPatient, frame index): one, or for an NM ``RECON TOMO``
     multi-frame image one per frame, ``SpacingBetweenSlices`` apart along the slice normal."""
-    where = _geometry_source(ds)
-    position = _floats(where, "ImagePositionPatient", 3, q)
+    position = _plane(ds, "ImagePositionPatient", q)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames == 1:
         return [(position, None)]
@@ -96,7 +96,7 @@ def _frames(q: Path, ds: Any) -> list[tuple[np.ndarray, int | None]]:
         )
     if kind[2] == "RECON GATED TOMO":
         raise ValueError(f"{q}: a gated reconstruction (RECON GATED TOMO) is not one volume")
-    orientation = _floats(where, "ImageOrientationPatient", 6, q)
+    orientation = _plane(ds, "ImageOrientationPatient", q)
     normal = np.cross(orientation[:3], orientation[3:])
     key = "SpacingBetweenSlices" if "SpacingBetweenSlices" in ds else "SliceThickness"
     spacing = float(_floats(ds, key, 1, q)[0])
@@ -144,7 +144,7 @@ def read_dicom_series(folder: str | os.PathLike[str]) -> tuple[np.ndarray, Volum
     if len(series) > 1:
         raise ValueError(f"{root}: {len(series)} DICOM series are mixed in this folder; give each its own folder")
     first_path, first = files[0]
-    orientation = _floats(_geometry_source(first), "ImageOrientationPatient", 6, first_path)
+    orientation = _plane(first, "ImageOrientationPatient", first_path)
     if not np.allclose(orientation, AXIAL, atol=1e-4):
         raise ValueError(
             f"{first_path}: ImageOrientationPatient {orientation.tolist()} is not axial ({AXIAL.tolist()}): "
@@ -154,7 +154,7 @@ def read_dicom_series(folder: str | os.PathLike[str]) -> tuple[np.ndarray, Volum
     rows, cols = int(first.Rows), int(first.Columns)
     placed = []
     for q, ds in files:
-        if not np.allclose(_floats(_geometry_source(ds), "ImageOrientationPatient", 6, q), orientation, atol=1e-4):
+        if not np.allclose(_plane(ds, "ImageOrientationPatient", q), orientation, atol=1e-4):
             raise ValueError(f"{q}: ImageOrientationPatient differs from {first_path}'s")
         if (int(ds.Rows), int(ds.Columns)) != (rows, cols):
             raise ValueError(f"{q}: {ds.Rows}x{ds.Columns} pixels, {first_path} has {rows}x{cols}")

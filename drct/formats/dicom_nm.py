@@ -38,6 +38,12 @@ where they are no integers up to 65535). :func:`write_dicom_nm` writes a reconst
 ``RECON TOMO`` image (one multi-frame file, one frame per slice), which :func:`drct.formats.read_dicom_series`
 reads back.
 
+``drct reconstruct`` reconstructs SPECT counts with a ``spect.json`` (:mod:`drct.emission.files`); from an NM
+file: ``scan = read_dicom_spect(path)``, ``np.save("counts.npy", scan.counts)``,
+``save_spect("spect.json", scan.geometry, scan.volume_geometry(), collimator, mu, sensitivity)`` with the
+collimator and the μ-map (on that grid) the file does not hold, then
+``drct reconstruct counts.npy --geometry spect.json --method osem -o out/`` (an NM image out).
+
 No scanner's own file is checked here: the tests check the conversion above against drct's projector on
 files written by hand. A reconstruction of real data that comes out mirrored means a file that does not say
 which way its images run.

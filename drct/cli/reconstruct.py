@@ -10,6 +10,7 @@ Example:
     $ drct reconstruct scan.npy --geometry scan.json --method fdk -o out/recon.tif
     $ drct reconstruct scan.nxs --shape 128 128 128 --voxel-size 0.1 --method fdk -o out/recon.tif
     $ drct reconstruct counts.npy --flat flat.npy --dark dark.npy --geometry scan.json -o out/recon.tif
+    $ drct reconstruct scan.nxs --shape 128 128 128 --voxel-size 0.1 --method fdk -o out/dicom/
     $ drct reconstruct sino.tif --geometry vectors.txt --beam cone --det-shape 512 --shape 256 256 \\
           --voxel-size 0.5 --method sirt --niter 200 --nonneg -o out/sirt.tif --force
     $ drct reconstruct out/spect/counts.npy --geometry out/spect/spect.json --method osem -o out/spect/osem.tif
@@ -71,7 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="use the projections as they are, even where they look like raw counts (no normalisation)",
     )
     parser.add_argument("--method", choices=METHODS, default="fbp", help="reconstruction method (default fbp)")
-    parser.add_argument("-o", "--output", required=True, help="output TIFF path (.tif/.tiff); the PNG goes beside it")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output TIFF path (.tif/.tiff; the PNG goes beside it), or a folder ending in / for a DICOM series "
+        "(CT slices; SPECT: an NM image) with preview.png in it",
+    )
     parser.add_argument("--niter", type=int, default=None, help="iterations (iterative methods)")
     parser.add_argument("--basis", default="linear", choices=("voxel", "linear", "bspline2", "bspline3"))
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
@@ -317,7 +324,8 @@ def run_streaming(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     import tifffile
 
-    from ..emission.files import is_spect_file
+    from .. import formats
+    from ..emission.files import is_spect_file, load_spect
     from ..errors import require_finite
     from ..geometry.files import load_geometry
     from ..io import refuse_overwrite, write_together
@@ -327,19 +335,30 @@ def run(args: argparse.Namespace) -> int:
     if _streaming(args):
         return run_streaming(args)
     out = Path(args.output)
-    if out.suffix.lower() not in (".tif", ".tiff"):
-        raise ValueError(f"--output must end in .tif or .tiff (a TIFF stack), got {out.name!r}")
-    png = out.with_suffix(".png")
-    refuse_overwrite([out, png], args.force)
+    dicom = formats.is_dicom_folder(args.output)  # out/: a DICOM series (drct.formats.output)
+    if not dicom and out.suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError(f"--output must end in .tif/.tiff (a TIFF stack) or / (a DICOM folder), got {out.name!r}")
+    png = out / "preview.png" if dicom else out.with_suffix(".png")
+    if dicom:
+        formats.check_dicom_folder(out, args.force)
+    else:
+        refuse_overwrite([out, png], args.force)
     if args.geometry is not None and is_spect_file(args.geometry):  # emission data: counts + spect.json
         start = time.perf_counter()
         volume = reconstruct_emission(args)
         elapsed = time.perf_counter() - start
         title = f"{args.method} (SPECT), {Path(args.projections).name}"
-        write_together(
-            {out: lambda tmp: tifffile.imwrite(tmp, volume), png: lambda tmp: save_png(tmp, volume, title, "activity")},
-            overwrite=args.force,
-        )
+        if dicom:
+            formats.write_reconstruction(out, volume, load_spect(args.geometry).volume, True, title,
+                                         lambda tmp: save_png(tmp, volume, title, "activity"), args.force)  # fmt: skip
+        else:
+            write_together(
+                {
+                    out: lambda tmp: tifffile.imwrite(tmp, volume),
+                    png: lambda tmp: save_png(tmp, volume, title, "activity"),
+                },
+                overwrite=args.force,
+            )
         print(f"{args.method}: {volume.shape} activity in {elapsed:.2f} s -> {out}, {png}")
         return 0
     if args.scatter is not None:
@@ -369,9 +388,14 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     title = f"{args.method} ({args.basis}), {Path(args.projections).name}"
     # the TIFF and its PNG are one set: never a new image beside an old preview (drct.io.write_together)
-    write_together(
-        {out: lambda tmp: tifffile.imwrite(tmp, volume), png: lambda tmp: save_png(tmp, volume, title)},
-        overwrite=args.force,
-    )
+    if dicom:
+        formats.write_reconstruction(
+            out, volume, vg, False, title, lambda tmp: save_png(tmp, volume, title), args.force
+        )
+    else:
+        write_together(
+            {out: lambda tmp: tifffile.imwrite(tmp, volume), png: lambda tmp: save_png(tmp, volume, title)},
+            overwrite=args.force,
+        )
     print(f"{args.method}: {volume.shape} volume in {elapsed:.2f} s -> {out}, {png}")
     return 0

@@ -2,10 +2,14 @@
 a drct geometry (:class:`Scan`), and the one normalisation of raw readings (:func:`normalize`).
 
 - ``nxtomo``: NeXus NXtomo HDF5 (``.nx .nxs .h5 .hdf5``): :func:`read_nxtomo`, :func:`write_nxtomo` (h5py);
-- ``xtek``: Nikon XTek, ``.xtekct`` + one TIFF per projection: :func:`read_xtek`;
+- ``xtek``: Nikon XTek, ``.xtekct`` + one TIFF per projection: :func:`read_xtek`, :func:`write_xtek`;
 - ``tiff``: a multi-page TIFF, a folder of TIFFs, or one with ``projections/ flats/ darks/``:
   :func:`read_tiff_stack` (pixels only: the geometry comes from elsewhere);
-- DICOM series (a volume, not projections): :func:`read_dicom_series`, :func:`write_dicom_series` (pydicom).
+- DICOM series (a volume, not projections): :func:`read_dicom_series`, :func:`write_dicom_series` (CT, one
+  file per slice), :func:`write_dicom_nm` (NM ``RECON TOMO``, one multi-frame file) (pydicom);
+- DICOM NM SPECT acquisitions (projections and a :func:`drct.spect` geometry): :func:`read_dicom_spect`,
+  :func:`write_dicom_spect`;
+- reconstructions out as DICOM (``drct reconstruct -o out/``): :func:`write_reconstruction`.
 
 h5py and pydicom come with ``pip install "drct[formats]"``. :func:`read` picks the reader by ``format``, else by
 the extension, else by the content (HDF5 and TIFF signatures, a folder's files).
@@ -30,13 +34,21 @@ from typing import Any
 
 from .dicom import read_dicom_series as read_dicom_series
 from .dicom import write_dicom_series as write_dicom_series
+from .dicom_nm import SpectScan as SpectScan
+from .dicom_nm import read_dicom_spect as read_dicom_spect
+from .dicom_nm import write_dicom_nm as write_dicom_nm
+from .dicom_nm import write_dicom_spect as write_dicom_spect
 from .normalization import normalize as normalize
 from .normalization import require_line_integrals as require_line_integrals
 from .nxtomo import read_nxtomo as read_nxtomo
 from .nxtomo import write_nxtomo as write_nxtomo
+from .output import check_dicom_folder as check_dicom_folder
+from .output import is_dicom_folder as is_dicom_folder
+from .output import write_reconstruction as write_reconstruction
 from .scan import Scan as Scan
 from .tiffstack import read_tiff_stack as read_tiff_stack
 from .xtek import read_xtek as read_xtek
+from .xtek import write_xtek as write_xtek
 
 READERS: dict[str, Callable[..., Scan]] = {"nxtomo": read_nxtomo, "xtek": read_xtek, "tiff": read_tiff_stack}
 EXTENSIONS = {
@@ -75,10 +87,15 @@ def detect(path: str | os.PathLike[str]) -> str:
         return "tiff"
     if p.is_file():
         with open(p, "rb") as f:
-            head = f.read(8)
+            head = f.read(132)
         for signature, name in _SIGNATURES:
             if head.startswith(signature):
                 return name
+        if head[128:] == b"DICM":
+            raise ValueError(
+                f"{p} is a DICOM file: SPECT projections (NM TOMO) are read with ct.formats.read_dicom_spect, "
+                "an image series (a folder) with ct.formats.read_dicom_series"
+            )
     raise ValueError(
         f"{p}: cannot tell its format from the name or the content: projections must be a .npy file or a .tif/.tiff "
         f"stack (with a geometry file), or a scanner's file in one of the formats {', '.join(READERS)} (--format)"
@@ -107,14 +124,22 @@ __all__ = [
     "EXTENSIONS",
     "READERS",
     "Scan",
+    "SpectScan",
+    "check_dicom_folder",
     "detect",
+    "is_dicom_folder",
     "normalize",
     "read",
     "read_dicom_series",
+    "read_dicom_spect",
     "read_nxtomo",
     "read_tiff_stack",
     "read_xtek",
     "require_line_integrals",
+    "write_dicom_nm",
     "write_dicom_series",
+    "write_dicom_spect",
     "write_nxtomo",
+    "write_reconstruction",
+    "write_xtek",
 ]

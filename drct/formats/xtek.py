@@ -25,6 +25,11 @@ With ``θ = φ - 180°`` (radians), ``R(θ)`` the turn by ``θ`` about ``z`` and
 - column step ``R(θ)(-DetectorPixelSizeX, 0, 0)``, row step ``(0, 0, -DetectorPixelSizeY)`` (first pixel at
   the top right), so the images are used as stored.
 
+Writing (:func:`write_xtek`) is the inverse: a drct cone-beam circular orbit (:func:`drct.cone`, evenly
+spaced angles) becomes ``InitialAngle = θ_0 + 180°``, ``AngularStep``, the distances and pitches, and the
+images are stored flipped in both axes, so that :func:`read_xtek` gives back the same rays: the same sources and
+detector centres, the detector axes reversed (``det_u``, ``det_v`` negated) and the images with them.
+
 Example:
     >>> import numpy as np, os, tempfile, tifffile
     >>> from drct.formats import read_xtek
@@ -45,12 +50,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..errors import require_finite
 from ..geometry.factories import from_vectors
-from ..io import read_tiff, regular_file
+from ..geometry.projection import ProjectionGeometry
+from ..io import output_folder, read_tiff, regular_file
 from ..memory import require_memory
+from .orbit import circular_orbit
 from .scan import Scan
 
 REQUIRED = (
@@ -192,3 +201,74 @@ def read_xtek(path: str | os.PathLike[str], angles: str = "xtekct") -> Scan:
     if white <= 0:
         notes.append("no WhiteLevel: pass a flat field")
     return Scan(data, geometry, white if white > 0 else None, 0.0, notes=notes)
+
+
+def write_xtek(
+    folder: str | os.PathLike[str],
+    readings: Any,
+    geometry: ProjectionGeometry,
+    white_level: float | None = None,
+    name: str = "scan",
+    overwrite: bool = False,
+) -> Path:
+    """Write a scan as Nikon XTek files: ``<name>.xtekct`` and ``<name>_0001.tif``... in a new ``folder`` (built
+    beside it and renamed into place: :func:`drct.io.output_folder`), so that :func:`read_xtek` reads it back.
+
+    Args:
+        folder: the output folder (FileExistsError if it holds files, unless ``overwrite``).
+        readings: ``(views, rows, cols)`` detector readings in drct's layout (any numeric dtype, kept: Nikon
+            scanners write uint16).
+        geometry: a centred circular cone-beam orbit (:func:`drct.cone`) with evenly spaced angles.
+        white_level: the open-beam reading (``WhiteLevel``, the reader's flat field), or None for none.
+        name: the scan's ``Name`` (file names).
+
+    Returns:
+        The ``.xtekct`` file.
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.formats import read_xtek, write_xtek
+        >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 4, endpoint=False), (3, 4), 0.2, 100.0, 400.0)
+        >>> folder = os.path.join(tempfile.mkdtemp(), "part")
+        >>> path = write_xtek(folder, np.full(pg.shape, 30000, np.uint16), pg, white_level=60000)
+        >>> scan = read_xtek(path)
+        >>> g = scan.geometry
+        >>> bool(np.allclose(g.src, pg.src) and np.allclose(g.det, pg.det) and np.allclose(g.det_u, -pg.det_u))
+        True
+        >>> scan.flat
+        60000.0
+    """
+    if geometry.beam != "cone":
+        raise ValueError(f"a Nikon XTek scan is a cone beam; got a {geometry.beam}-beam geometry")
+    orbit = circular_orbit(geometry)
+    y = np.asarray(readings)
+    if y.shape != geometry.shape:
+        raise ValueError(f"readings have shape {y.shape}, the geometry expects {geometry.shape}")
+    if not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y):
+        raise ValueError(f"readings must be real numbers, got dtype {y.dtype}")
+    require_finite(y, "readings")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ValueError(f"name {name!r} must be letters, digits, '.', '_' or '-' (it names the files)")
+    phi = np.degrees(orbit.angles) + 180.0
+    step = float(phi[1] - phi[0]) if phi.size > 1 else 0.0
+    if phi.size > 2 and not np.allclose(np.diff(phi), step, rtol=0, atol=1e-9 * max(1.0, abs(step))):
+        raise ValueError("the angles are not evenly spaced: a .xtekct file stores InitialAngle and AngularStep only")
+    if white_level is not None and not (np.isfinite(white_level) and white_level > 0):
+        raise ValueError(f"white_level must be a positive number, got {white_level!r}")
+    rows, cols = orbit.det_shape
+    assert orbit.src_orig_dist is not None and orbit.src_det_dist is not None  # a cone beam: circular_orbit
+    keys = {
+        "Name": name, "InputFolderName": "", "SrcToObject": float(orbit.src_orig_dist),
+        "SrcToDetector": float(orbit.src_det_dist), "DetectorPixelsX": cols, "DetectorPixelsY": rows,
+        "DetectorPixelSizeX": float(orbit.det_spacing[1]), "DetectorPixelSizeY": float(orbit.det_spacing[0]),
+        "Projections": len(y), "InitialAngle": float(phi[0]), "AngularStep": step, "ObjectOffsetX": 0.0,
+        "ObjectRoll": 0.0, "ObjectTilt": 0.0, "WhiteLevel": "" if white_level is None else float(white_level),
+    }  # fmt: skip
+    text = "[XTekCT]\n" + "".join(f"{k}={v!r}\n" if isinstance(v, float) else f"{k}={v}\n" for k, v in keys.items())
+    import tifffile
+
+    with output_folder(folder, force=overwrite) as staging:
+        (staging / f"{name}.xtekct").write_text(text, encoding="utf-8")
+        for k, frame in enumerate(y):  # first pixel at the top right seen from the source: both axes reversed
+            tifffile.imwrite(staging / f"{name}_{k + 1:04d}.tif", np.ascontiguousarray(frame[::-1, ::-1]))
+    return Path(folder) / f"{name}.xtekct"

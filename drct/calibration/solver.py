@@ -144,8 +144,9 @@ def calibrate(
         A :class:`CalibrationResult`.
 
     Raises:
-        ValueError or TypeError naming the option, its value and what is expected, for any bad option (checked by
-        :class:`~drct.calibration.CalibrationOptions` before anything runs); NonFiniteError for NaN/Inf data.
+        ValueError: (or TypeError) naming the option, its value and what is expected, for any bad option (checked
+            by :class:`~drct.calibration.CalibrationOptions` before anything runs).
+        NonFiniteError: for NaN/Inf data.
 
     Example:
         >>> import numpy as np, drct as ct

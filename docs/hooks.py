@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))  # mkdocs loads this file by path; its helper lies beside it
+from docstring_text import markdown, plain_roles
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -71,8 +75,8 @@ def examples() -> list[Example]:
 
 
 def _prose(doc: str) -> str:
-    """The docstring without its ``Run:`` line (the page shows the command in a code block)."""
-    return RUN.sub("", doc).strip()
+    """The docstring as Markdown, without its ``Run:`` line (the page shows the command in a code block)."""
+    return plain_roles(markdown(RUN.sub("", doc).strip()))
 
 
 def page(example: Example) -> str:

@@ -139,13 +139,25 @@ def test_doc_pages_run(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.failed == 0, f"docs/{page}: {result.failed} of {result.attempted} examples failed"
 
 
-def test_every_example_has_a_page() -> None:
-    """docs/hooks.py makes one page per runnable example script, showing its docstring and its command."""
+def docs_module(name: str) -> ModuleType:
+    """A helper module of ``docs/`` (``hooks``, ``docstring_text``), imported from its folder."""
     sys.path.insert(0, str(DOCS))
     try:
-        hooks = importlib.import_module("hooks")
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(DOCS))
+
+
+@pytest.mark.parametrize("name", ["hooks", "docstring_text"])
+def test_docs_helpers_examples(name: str) -> None:
+    """The site's helpers (example pages; the docstring rewrites) hold their own examples."""
+    result = doctest.testmod(docs_module(name))
+    assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_every_example_has_a_page() -> None:
+    """docs/hooks.py makes one page per runnable example script, showing its docstring and its command."""
+    hooks = docs_module("hooks")
     found = hooks.examples()
     scripts = {e.script.as_posix() for e in found}
     runnable = {
@@ -154,9 +166,10 @@ def test_every_example_has_a_page() -> None:
     assert scripts == runnable
     for example in found:
         text = hooks.page(example)
-        assert example.doc.splitlines()[0] in text
         assert f"python {example.script.as_posix()}" in text
-    assert doctest.testmod(hooks).failed == 0
+        assert "::\n" not in text and ":func:`" not in text  # reStructuredText made Markdown
+        pictures = "![" in text or f"gen_pictures.py {example.key}" in text
+        assert pictures, f"{example.key}: the page neither shows pictures nor says how to make them"
 
 
 def inventory(path: Path) -> set[str]:

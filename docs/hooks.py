@@ -22,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))  # mkdocs loads this file by path; its helper lies beside it
 from docstring_text import markdown, plain_roles
+from gen_pictures import SETTINGS, shown_command
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -85,12 +86,20 @@ def page(example: Example) -> str:
     lines = [f"# {example.title}", "", f"`{example.script.as_posix()}`", "", _prose(example.doc), "", "## Run it", ""]
     lines += ["```bash", *example.commands, "```", "", "## Pictures", ""]
     if example.pictures:
+        lines += [f"Made by `python docs/gen_pictures.py {example.key}`, which runs", ""]
+        lines += ["```bash", shown_command(example.key), "```", ""]
         lines += [f"![{p.name}]({up}{p.as_posix()})" for p in example.pictures]
-    else:
+    elif example.key in SETTINGS:
         lines += [
-            "No pictures are stored for this example (they are larger than the site keeps, or it draws none).",
-            f"Run it as above, or make its pictures with `python docs/gen_pictures.py {example.key}`.",
+            "No pictures are stored for this example (they would make the repository too large).",
+            f"Make them with `python docs/gen_pictures.py {example.key}` (into `docs/pictures/`), which runs",
+            "",
+            "```bash",
+            shown_command(example.key),
+            "```",
         ]
+    else:
+        lines += ["No pictures are stored for this example: it prints its results (its docstring says what it writes)."]
     return "\n".join(lines) + "\n"
 
 

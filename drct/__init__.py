@@ -11,6 +11,8 @@ Example:
     >>> y = A(ct.phantoms.shepp_logan(vg))
     >>> y.shape
     (180, 192)
+    >>> ct.__version__  # doctest: +ELLIPSIS
+    '0...'
 """
 
 from importlib.metadata import PackageNotFoundError, version

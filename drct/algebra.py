@@ -30,7 +30,15 @@ from .krylov import power_iteration
 
 
 def is_operator(value: Any) -> bool:
-    """Whether ``value`` is a linear operator in drct's sense (callable, ``adjoint``, both shapes)."""
+    """Whether ``value`` is a linear operator in drct's sense (callable, ``adjoint``, both shapes).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.parallel(np.linspace(0, np.pi, 6, endpoint=False), 12))
+        >>> from drct.algebra import is_operator
+        >>> is_operator(A), is_operator(A.T @ A), is_operator(np.eye(3))
+        (True, True, False)
+    """
     return callable(value) and all(hasattr(value, name) for name in ("adjoint", "domain_shape", "range_shape"))
 
 
@@ -41,7 +49,15 @@ def _require_shapes(what: str, expected: tuple[int, ...], got: tuple[int, ...]) 
 
 class Algebra:
     """The operator algebra mixed into every drct operator (see the module docstring). An operator defines
-    ``__call__``, ``adjoint``, ``domain_shape`` and ``range_shape``."""
+    ``__call__``, ``adjoint``, ``domain_shape`` and ``range_shape``.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.parallel(np.linspace(0, np.pi, 6, endpoint=False), 12))
+        >>> from drct.algebra import Algebra
+        >>> isinstance(A, Algebra), (2 * A.T @ A - A.T @ A).domain_shape  # combinations are operators again
+        (True, (8, 8))
+    """
 
     domain_shape: tuple[int, ...]
     range_shape: tuple[int, ...]
@@ -113,7 +129,15 @@ class Algebra:
 
 
 class Transposed(Algebra):
-    """``A.T`` of any operator: calling it applies ``A.adjoint``; its ``.T`` is ``A`` again."""
+    """``A.T`` of any operator: calling it applies ``A.adjoint``; its ``.T`` is ``A`` again.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.parallel(np.linspace(0, np.pi, 6, endpoint=False), 12))
+        >>> y = np.ones(A.range_shape, np.float32)
+        >>> type(A.T.T) is type(A), bool(np.allclose(A.H(y), A.adjoint(y)))
+        (True, True)
+    """
 
     def __init__(self, op: Any) -> None:
         self._op = op
@@ -138,7 +162,16 @@ class Transposed(Algebra):
 
 
 class Composition(Algebra):
-    """``A @ B``: ``x -> A(B(x))``, adjoint ``y -> B.T(A.T(y))``."""
+    """``A @ B``: ``x -> A(B(x))``, adjoint ``y -> B.T(A.T(y))``.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.parallel(np.linspace(0, np.pi, 6, endpoint=False), 12))
+        >>> x = ct.phantoms.shepp_logan(A.vg)
+        >>> normal = A.T @ A  # a Composition
+        >>> type(normal).__name__, bool(np.allclose(normal(x), A.T(A(x))))
+        ('Composition', True)
+    """
 
     def __init__(self, outer: Any, inner: Any) -> None:
         _require_shapes("A @ B needs A's domain to be B's range", outer.domain_shape, inner.range_shape)
@@ -160,7 +193,16 @@ class Composition(Algebra):
 
 
 class Scaled(Algebra):
-    """``c * A``."""
+    """``c * A``.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.parallel(np.linspace(0, np.pi, 6, endpoint=False), 12))
+        >>> x = ct.phantoms.shepp_logan(A.vg)
+        >>> half = 0.5 * A
+        >>> type(half).__name__, bool(np.allclose(half(x), 0.5 * A(x)))
+        ('Scaled', True)
+    """
 
     def __init__(self, op: Any, scale: float) -> None:
         self.op, self.scale = op, scale
@@ -181,7 +223,17 @@ class Scaled(Algebra):
 
 
 class Sum(Algebra):
-    """``A + s B`` (``s`` = 1 or -1)."""
+    """``A + s B`` (``s`` = 1 or -1).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.parallel(np.linspace(0, np.pi, 6, endpoint=False), 12))
+        >>> x = ct.phantoms.shepp_logan(A.vg)
+        >>> N = A.T @ A
+        >>> twice = N + N
+        >>> type(twice).__name__, bool(np.allclose(twice(x), 2 * N(x), rtol=1e-5))
+        ('Sum', True)
+    """
 
     def __init__(self, first: Any, second: Any, sign: float) -> None:
         _require_shapes("A + B needs equal domains", first.domain_shape, second.domain_shape)

@@ -29,7 +29,18 @@ MIN_LLVM = (19, 0, 0)
 
 
 class BackendError(RuntimeError):
-    """The requested Dr.Jit backend cannot run on this machine."""
+    """The requested Dr.Jit backend cannot run on this machine.
+
+    Example:
+        >>> import drct as ct
+        >>> try:
+        ...     ct.set_backend("tpu")  # unknown: ValueError; known but unusable here: BackendError
+        ... except (ValueError, ct.BackendError) as error:
+        ...     print(type(error).__name__)
+        ValueError
+        >>> issubclass(ct.BackendError, RuntimeError)
+        True
+    """
 
 
 def _llvm_major(path: str) -> int:
@@ -119,12 +130,26 @@ def set_backend(name: str) -> None:
     Raises:
         ValueError: for any other name.
         BackendError: when the backend cannot run here (no GPU, or a libLLVM older than 19).
+
+    Example:
+        >>> import drct as ct
+        >>> previous = ct.get_backend()
+        >>> ct.set_backend("llvm")  # the CPU backend, always there (with a libLLVM >= 19)
+        >>> ct.get_backend()
+        'llvm'
+        >>> ct.set_backend(previous)
     """
     _state["backend"] = check_backend(name)
 
 
 def get_backend() -> str:
-    """The active backend; on first use, CUDA when a GPU is usable, else LLVM."""
+    """The active backend; on first use, CUDA when a GPU is usable, else LLVM.
+
+    Example:
+        >>> import drct as ct
+        >>> ct.get_backend() in ("llvm", "cuda")
+        True
+    """
     if _state["backend"] is None:
         set_backend("cuda" if cuda_available() else "llvm")
     backend = _state["backend"]

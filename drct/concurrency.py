@@ -53,7 +53,15 @@ def only_thread() -> bool:
 
 
 def set_deterministic(flag: bool) -> None:
-    """Make bit-reproducible scatter kernels the process default (see :mod:`drct.concurrency`)."""
+    """Make bit-reproducible scatter kernels the process default (see :mod:`drct.concurrency`).
+
+    Example:
+        >>> import drct as ct
+        >>> ct.set_deterministic(True)
+        >>> ct.get_deterministic()
+        True
+        >>> ct.set_deterministic(False)  # back to the default: all cores for the scatter kernels
+    """
     if not isinstance(flag, bool):
         raise TypeError(f"set_deterministic takes True or False, got {flag!r}")
     _state["deterministic"] = flag
@@ -61,14 +69,33 @@ def set_deterministic(flag: bool) -> None:
 
 def get_deterministic() -> bool:
     """Whether scatter kernels run in deterministic mode by default in this thread (a ``with
-    ct.deterministic()`` block in this thread, else the process default)."""
+    ct.deterministic()`` block in this thread, else the process default).
+
+    Example:
+        >>> import drct as ct
+        >>> ct.get_deterministic()
+        False
+        >>> with ct.deterministic():
+        ...     ct.get_deterministic()
+        True
+    """
     override = getattr(_local, "deterministic", None)
     return _state["deterministic"] if override is None else bool(override)
 
 
 @contextmanager
 def deterministic(flag: bool = True) -> Iterator[None]:
-    """Within the block (this thread only), scatter kernels are bit-reproducible (``flag=True``) or not."""
+    """Within the block (this thread only), scatter kernels are bit-reproducible (``flag=True``) or not.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> A = ct.Projector(ct.VolumeGeometry((16, 16)), ct.parallel(np.linspace(0, np.pi, 12), 24))
+        >>> y = np.ones(A.range_shape, np.float32)
+        >>> with ct.deterministic():  # bit-identical adjoints within the block
+        ...     a, b = A.T(y), A.T(y)
+        >>> bool(np.array_equal(a, b))
+        True
+    """
     if not isinstance(flag, bool):
         raise TypeError(f"deterministic takes True or False, got {flag!r}")
     previous = getattr(_local, "deterministic", None)

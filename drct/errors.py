@@ -24,11 +24,33 @@ import numpy as np
 
 
 class NonFiniteError(ValueError):
-    """An input holds NaN or ±Inf (drct refuses non-finite input everywhere; see :mod:`drct.errors`)."""
+    """An input holds NaN or ±Inf (drct refuses non-finite input everywhere; see :mod:`drct.errors`).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.parallel(np.linspace(0, np.pi, 6), 12))
+        >>> x = np.zeros((8, 8), np.float32)
+        >>> x[2, 3] = np.nan
+        >>> try:
+        ...     A(x)
+        ... except ct.NonFiniteError as error:
+        ...     print("refused:", "NaN or ±Inf" in str(error))
+        refused: True
+    """
 
 
 class MemoryBudgetError(MemoryError):
-    """An operation would need more memory than is available; the message says how much of each."""
+    """An operation would need more memory than is available; the message says how much of each.
+
+    Example:
+        >>> import drct as ct
+        >>> from drct.memory import require_memory
+        >>> try:
+        ...     require_memory(2**80, "a huge volume")
+        ... except ct.MemoryBudgetError as error:
+        ...     print(str(error).split(" of memory")[0])
+        a huge volume needs about 1.0 YiB
+    """
 
 
 def _message(name: str, bad: int, first: tuple[int, ...]) -> str:

@@ -24,6 +24,9 @@ Example:
     tracing triangle meshes needs mitsuba, which is not installed: pip install "drct[meshes]"
     >>> require("json", "reading JSON").__name__  # an installed module is simply imported
     'json'
+    >>> from drct.extras import EXTRAS  # the table above: top-level module -> extra
+    >>> EXTRAS["h5py"], EXTRAS["mitsuba"]
+    ('formats', 'meshes')
 """
 
 from __future__ import annotations
@@ -44,12 +47,27 @@ EXTRAS = {
 
 
 class MissingExtraError(ModuleNotFoundError):
-    """An optional dependency is not installed; the message names the ``pip install "drct[extra]"`` for it."""
+    """An optional dependency is not installed; the message names the ``pip install "drct[extra]"`` for it.
+
+    Example:
+        >>> from drct.extras import MissingExtraError, require
+        >>> try:
+        ...     require("no_such_module_xyz", "an example", extra="all")
+        ... except MissingExtraError as error:
+        ...     print(error)
+        an example needs no_such_module_xyz, which is not installed: pip install "drct[all]"
+    """
 
 
 def message(module: str, purpose: str, extra: str | None = None) -> str:
     """The sentence a missing ``module`` raises: what needed it and the install command (``extra``: default
-    from :data:`EXTRAS`)."""
+    from :data:`EXTRAS`).
+
+    Example:
+        >>> from drct.extras import message
+        >>> message("h5py", "reading NXtomo files")
+        'reading NXtomo files needs h5py, which is not installed: pip install "drct[formats]"'
+    """
     root = module.partition(".")[0]
     chosen = extra or EXTRAS.get(root)
     hint = f'pip install "drct[{chosen}]"' if chosen else f"pip install {root}"
@@ -66,6 +84,11 @@ def require(module: str, purpose: str, extra: str | None = None) -> ModuleType:
         module: the module to import, e.g. ``"mitsuba"`` or ``"torch.distributed"``.
         purpose: what needs it, for the message (``"tracing triangle meshes"``).
         extra: the extra to name (default: the one :data:`EXTRAS` lists for the top-level module).
+
+    Example:
+        >>> from drct.extras import require
+        >>> require("numpy", "arrays").__name__
+        'numpy'
     """
     try:
         return importlib.import_module(module)

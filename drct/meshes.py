@@ -67,7 +67,20 @@ MESH_SUFFIXES = (".obj", ".ply")
 
 
 class MeshError(ValueError):
-    """A mesh that cannot be used (unreadable, not closed, inconsistently oriented, degenerate)."""
+    """A mesh that cannot be used (unreadable, not closed, inconsistently oriented, degenerate).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.meshes import Mesh
+        >>> corners = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]], float) - 2.5  # a tetrahedron, mm
+        >>> faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+        >>> from drct.meshes import MeshError
+        >>> try:
+        ...     Mesh(corners, np.vstack([faces[:3], faces[:1]]), mu=0.02)  # a face repeated, one missing: not closed
+        ... except MeshError as error:
+        ...     print("refused")
+        refused
+    """
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +96,15 @@ class Mesh:
         name: Label used in errors (default ``"mesh"``; :func:`load_mesh` uses the file name).
         path: File it was read from, if any.
         check: Verify closedness and orientation on construction (:func:`check_closed`).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.meshes import Mesh
+        >>> corners = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]], float) - 2.5  # a tetrahedron, mm
+        >>> faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+        >>> tet = Mesh(corners, faces, mu=0.02, name="tet")
+        >>> round(tet.volume, 3), tet.bounds[1].tolist()
+        (166.667, [7.5, 7.5, 7.5])
     """
 
     vertices: np.ndarray = field(repr=False)
@@ -147,6 +169,18 @@ def check_closed(vertices: np.ndarray, faces: np.ndarray, name: str = "mesh") ->
         vertices: ``(n, 3)`` positions (duplicates already merged).
         faces: ``(m, 3)`` vertex indices.
         name: How to name the mesh in the error (e.g. its file).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.meshes import Mesh
+        >>> corners = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]], float) - 2.5  # a tetrahedron, mm
+        >>> faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+        >>> from drct.meshes import MeshError, check_closed
+        >>> check_closed(corners, faces)  # closed and consistently oriented: no error
+        >>> check_closed(corners, faces[:3])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        drct.meshes.MeshError: mesh: is not closed: 3 edge(s) belong to one face only, ...
     """
     f = np.asarray(faces, dtype=np.int64)
     v = np.asarray(vertices, dtype=np.float64)
@@ -211,6 +245,16 @@ def load_mesh(
     Raises:
         FileNotFoundError: the file does not exist.
         MeshError: unknown suffix, unreadable file, or a surface that is not closed.
+
+    Example:
+        >>> import os, tempfile
+        >>> from drct.meshes import load_mesh
+        >>> path = os.path.join(tempfile.mkdtemp(), "tet.obj")
+        >>> corners = ["v 0 0 0", "v 10 0 0", "v 0 10 0", "v 0 0 10"]
+        >>> _ = open(path, "w").write("\\n".join([*corners, "f 1 3 2", "f 1 2 4", "f 1 4 3", "f 2 3 4"]))
+        >>> tet = load_mesh(path, mu=0.02)
+        >>> tet.name, round(tet.volume, 3)
+        ('tet.obj', 166.667)
     """
     p = Path(path)
     label = name or p.name
@@ -470,6 +514,14 @@ def mesh_path_lengths(
     Raises:
         MeshError: a line crosses a surface inconsistently even after re-tracing (see :func:`_retrace`).
         MemoryBudgetError: the result does not fit in memory.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.meshes import Mesh, mesh_path_lengths
+        >>> rays = ct.parallel([0.0, np.pi / 2], det_shape=(1, 1), det_spacing=0.1)  # two rays through (0, 0, 0)
+        >>> tet = Mesh(np.vstack([np.zeros(3), 10 * np.eye(3)]) - 2.5, [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+        >>> np.round(mesh_path_lengths([tet], rays)[0].ravel(), 6).tolist()  # mm inside the tetrahedron
+        [5.0, 5.0]
     """
     if compose not in COMPOSE_MODES:
         raise ValueError(f"compose must be one of {COMPOSE_MODES}, got {compose!r}")
@@ -511,6 +563,15 @@ def material_paths(meshes: Sequence[Mesh], pg: AnyGeometry, compose: str = "repl
     Meshes with a ``material`` contribute their path lengths (mm) under that :class:`~drct.physics.Material`
     (meshes of one material and density are summed; ``key.name`` is its name); meshes with only ``mu``
     contribute ``mu * L`` under the key ``None``.
+
+    Example:
+        >>> import drct as ct
+        >>> from drct.meshes import Mesh, material_paths
+        >>> corners = [[-2.5, -2.5, -2.5], [7.5, -2.5, -2.5], [-2.5, 7.5, -2.5], [-2.5, -2.5, 7.5]]
+        >>> water = Mesh(corners, [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], material="water")
+        >>> paths = material_paths([water], ct.parallel([0.0], det_shape=(1, 1), det_spacing=0.1))
+        >>> [(key.name, round(float(value[0, 0, 0]), 6)) for key, value in paths.items()]  # for simulate_counts
+        [('water', 5.0)]
     """
     out: dict[Any, np.ndarray] = {}
     for mesh, length in zip(meshes, mesh_path_lengths(meshes, pg, compose), strict=True):
@@ -534,6 +595,15 @@ def project_meshes(
         pg: Any drct geometry.
         compose: ``"replace"`` or ``"add"``.
         energy_kev: If given, meshes with a material use its μ at this energy (overriding ``mu``).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.meshes import Mesh, project_meshes
+        >>> faces = [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]  # a tetrahedron, 5 mm along the ray
+        >>> bone = Mesh(np.vstack([np.zeros(3), 10 * np.eye(3)]) - 2.5, faces, mu=0.02, material="bone")
+        >>> y = project_meshes([bone], ct.parallel([0.0], det_shape=(1, 1), det_spacing=0.1))
+        >>> round(float(y[0, 0, 0]), 6)  # 0.02/mm x 5 mm (with energy_kev=..., bone's μ at that energy)
+        0.1
     """
     mus = []
     for mesh in meshes:

@@ -33,7 +33,6 @@ SLOW = {"drct.calibration", "drct.calibration.solver"}
 # Public modules without a runnable example yet; take a module off when it gains one.
 NO_EXAMPLE_YET = {
     "drct.calibration.report",
-    "drct.calibration.result",
     "drct.cli",
     "drct.cli.calibrate",
     "drct.cli.reconstruct",

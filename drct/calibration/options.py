@@ -69,7 +69,17 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 class CalibrationOptions:
     """Every numeric and named option of :func:`~drct.calibration.calibrate` (see there for their meaning),
     validated on construction. ``levels`` and ``view_strides`` of None are chosen from the volume and geometry;
-    ``iterations`` becomes a list (one entry per level once the levels are known)."""
+    ``iterations`` becomes a list (one entry per level once the levels are known).
+
+    Example:
+        >>> from drct.calibration import CalibrationOptions
+        >>> CalibrationOptions(iterations=4, lowpass=0.0).iterations  # one entry per level once the levels are known
+        [4]
+        >>> CalibrationOptions(basis="cubic")
+        Traceback (most recent call last):
+            ...
+        ValueError: basis must be one of ('voxel', 'linear', 'bspline2', 'bspline3'), got 'cubic'
+    """
 
     basis: str = "bspline2"
     levels: list[int] | None = None

@@ -52,6 +52,18 @@ class CalibrationResult:
         interrupted: True if stopped early (Ctrl-C or a callback raising KeyboardInterrupt): the fields hold the
             best state reached.
         runtime: seconds.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> vg = ct.VolumeGeometry((16, 16))
+        >>> pg = ct.parallel(np.linspace(0, np.pi, 24, endpoint=False), 24)
+        >>> y = ct.Projector(vg, pg.perturb(det_shift_u=0.5), basis="bspline2")(ct.phantoms.shepp_logan(vg))
+        >>> res = ct.calibrate(y, pg, ["det_shift_u"], vg=vg, levels=[1], iterations=3, progress=False,
+        ...                    diagnostics="off")
+        >>> round(res.params["det_shift_u"], 1), res.iterations, res.reconstruction.shape
+        (0.5, 3, (16, 16))
+        >>> float(res.trace("det_shift_u")[0])  # the history starts at the nominal value
+        0.0
     """
 
     nominal: Any

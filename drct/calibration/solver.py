@@ -30,7 +30,19 @@ from .steps import StepStrategy, make_strategy, uncertainty
 @dataclass
 class State:
     """What a callback sees after every outer iteration: the current loss, and the best state of this level
-    (``theta``, ``params`` as :meth:`~drct.ProjectionGeometry.perturb` takes them, and the geometry they give)."""
+    (``theta``, ``params`` as :meth:`~drct.ProjectionGeometry.perturb` takes them, and the geometry they give).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> vg = ct.VolumeGeometry((16, 16))
+        >>> pg = ct.parallel(np.linspace(0, np.pi, 24, endpoint=False), 24)
+        >>> y = ct.Projector(vg, pg.perturb(det_shift_u=0.5), basis="bspline2")(ct.phantoms.shepp_logan(vg))
+        >>> seen = []
+        >>> res = ct.calibrate(y, pg, ["det_shift_u"], vg=vg, levels=[1], iterations=2, progress=False,
+        ...                    diagnostics="off", callback=seen.append)
+        >>> [(s.level, s.iteration) for s in seen], sorted(seen[-1].params)
+        ([(0, 0), (0, 1)], ['det_shift_u'])
+    """
 
     level: int
     factor: int
@@ -144,8 +156,9 @@ def calibrate(
         A :class:`CalibrationResult`.
 
     Raises:
-        ValueError or TypeError naming the option, its value and what is expected, for any bad option (checked by
-        :class:`~drct.calibration.CalibrationOptions` before anything runs); NonFiniteError for NaN/Inf data.
+        ValueError: (or TypeError) naming the option, its value and what is expected, for any bad option (checked
+            by :class:`~drct.calibration.CalibrationOptions` before anything runs).
+        NonFiniteError: for NaN/Inf data.
 
     Example:
         >>> import numpy as np, drct as ct

@@ -47,7 +47,13 @@ RETRIED = (OSError, MemoryError)  # task errors worth another try; a dead worker
 
 
 class GenerationError(RuntimeError):
-    """A sample could not be made on the cluster even after its retries (its worker kept dying)."""
+    """A sample could not be made on the cluster even after its retries (its worker kept dying).
+
+    Example:
+        >>> from drct.datasets import GenerationError
+        >>> issubclass(GenerationError, RuntimeError)  # generate(..., workers=K) raises it naming the sample
+        True
+    """
 
 
 def generate(
@@ -73,6 +79,15 @@ def generate(
         retries: tries after the first for a task whose worker died or that hit an OSError/MemoryError.
         force: replace an existing dataset folder.
         progress: a tqdm bar over the samples.
+
+    Example:
+        >>> import os, tempfile
+        >>> from drct.datasets import Recipe, generate
+        >>> vary = ["object.*.mu=uniform(0.01,0.03)"]
+        >>> recipe = Recipe.from_file("scenes/shepp_logan_2d.toml", vary, seed=1, scale=0.1)
+        >>> out = generate(recipe, 2, os.path.join(tempfile.mkdtemp(), "data"))  # workers=0: in this process
+        >>> sorted(p.name for p in out.iterdir())
+        ['dataset.h5', 'scene.toml']
     """
     for name, value, low in (("samples", samples, 1), ("workers", workers, 0), ("retries", retries, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:

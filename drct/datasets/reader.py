@@ -37,6 +37,16 @@ class SimulatedDataset(Dataset[dict[str, torch.Tensor]]):
         path: the folder :func:`~drct.datasets.generate` wrote, or the HDF5 file in it.
         fields: which arrays each item holds (default all of :data:`drct.datasets.store.ARRAYS` present, and
             ``seed``).
+
+    Example:
+        >>> import os, tempfile
+        >>> from drct.datasets import Recipe, SimulatedDataset, generate
+        >>> vary = ["object.*.mu=uniform(0.01,0.03)"]
+        >>> recipe = Recipe.from_file("scenes/shepp_logan_2d.toml", vary, seed=1, scale=0.1)
+        >>> folder = generate(recipe, 2, os.path.join(tempfile.mkdtemp(), "data"))
+        >>> data = SimulatedDataset(folder, fields=("projections",))
+        >>> len(data), list(data[0]), tuple(data[0]["projections"].shape)
+        (2, ['projections'], (36, 32))
     """
 
     def __init__(self, path: str | os.PathLike[str], fields: tuple[str, ...] | None = None) -> None:

@@ -135,7 +135,19 @@ def _glob(part: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class Variations:
-    """Parsed variations resolved against a scene: ``items`` pairs each matched key with its variation."""
+    """Parsed variations resolved against a scene: ``items`` pairs each matched key with its variation.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.datasets import Variations
+        >>> scene = ct.load_scene("shepp_logan_2d", scale=0.1)
+        >>> variations = Variations.parse(["object.*.mu=uniform(0.01,0.03)"], scene)
+        >>> variations.keys
+        ['object.phantom.mu']
+        >>> mu = variations.draw(scene, np.random.default_rng(0))["object.phantom.mu"]
+        >>> 0.01 <= mu <= 0.03
+        True
+    """
 
     items: tuple[tuple[str, Variation], ...]
 

@@ -25,7 +25,17 @@ def torch_distributed() -> Any:
 
 
 class Group:
-    """The ranks that share one operator: ``torch.distributed``'s default group, or ``group``."""
+    """The ranks that share one operator: ``torch.distributed``'s default group, or ``group``.
+
+    Example:
+        >>> import torch.distributed as dist
+        >>> from drct.distributed import Group
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> group = Group()  # the default group: here one rank
+        >>> group.rank, group.size, group.views(10)
+        (0, 1, range(0, 10))
+        >>> dist.destroy_process_group()
+    """
 
     def __init__(self, group: Any = None) -> None:
         dist = torch_distributed()

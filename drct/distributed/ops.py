@@ -74,7 +74,17 @@ class _Replicate(dr.CustomOp):
 def sum_ranks(group: Group, values: list[Any]) -> list[Any]:
     """The sum over the ranks of each Dr.Jit array in ``values`` (local shares in, replicated sums out), with
     the reverse-mode identity and forward-mode all-reduce described in the module docstring. Every rank must
-    call it, in the same order."""
+    call it, in the same order.
+
+    Example:
+        >>> import torch.distributed as dist
+        >>> from drjit.llvm.ad import Float
+        >>> from drct.distributed import Group, sum_ranks
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> sum_ranks(Group(), [Float(1.0, 2.0)])  # with R ranks: the sum of their shares
+        [[1, 2]]
+        >>> dist.destroy_process_group()
+    """
     if not dr.grad_enabled(values):
         return group.all_reduce(values)
     return dr.custom(_SumRanks, group, values)
@@ -82,7 +92,21 @@ def sum_ranks(group: Group, values: list[Any]) -> list[Any]:
 
 def replicate(group: Group, values: list[Any]) -> list[Any]:
     """Mark replicated Dr.Jit arrays before their local use: the identity, whose reverse mode sums the
-    cotangents over the ranks. Free (no communication, no AD node) for arrays without gradients."""
+    cotangents over the ranks. Free (no communication, no AD node) for arrays without gradients.
+
+    Example:
+        >>> import drjit as dr, torch.distributed as dist
+        >>> from drjit.llvm.ad import Float
+        >>> from drct.distributed import Group, replicate
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> x = Float(1.0, 2.0)
+        >>> dr.enable_grad(x)
+        >>> (shared,) = replicate(Group(), [x])  # the identity; its reverse mode sums the ranks' cotangents
+        >>> dr.backward(dr.sum(2.0 * shared))
+        >>> dr.grad(x)
+        [2, 2]
+        >>> dist.destroy_process_group()
+    """
     if not dr.grad_enabled(values):
         return values
     return dr.custom(_Replicate, group, values)

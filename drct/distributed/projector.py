@@ -59,6 +59,16 @@ class Projector(_Projector):
         basis: as for :class:`drct.Projector`.
         group: a ``torch.distributed`` process group; default the default group.
         options: ``dtype``, ``backend``, ``chunk_rays``, ``deterministic``, as for :class:`drct.Projector`.
+
+    Example:
+        >>> import numpy as np, torch.distributed as dist, drct as ct, drct.distributed
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> vg = ct.VolumeGeometry((16, 16))
+        >>> A = ct.distributed.Projector(vg, ct.parallel(np.linspace(0, np.pi, 12, endpoint=False), 24))
+        >>> y = A(ct.phantoms.shepp_logan(vg))  # this rank's views (all of them with one rank)
+        >>> A.views, y.shape, A.T(y).shape
+        (range(0, 12), (12, 24), (16, 16))
+        >>> dist.destroy_process_group()
     """
 
     def __init__(

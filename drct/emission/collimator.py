@@ -49,6 +49,15 @@ class Collimator:
         gap: ``B``, mm from the collimator's back face to the mean interaction depth (0 by default).
         septal_mu: attenuation coefficient of the septa (1/mm) for the effective length ``L - 2/μ``; ``None``
             uses ``L``.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.emission import Collimator
+        >>> lehr = Collimator.lehr()  # low-energy high-resolution, 3.8 mm intrinsic resolution
+        >>> np.round(lehr.fwhm([0.0, 100.0]), 2)  # FWHM (mm) at the face and 10 cm away
+        array([3.96, 6.87])
+        >>> round(float(Collimator(hole_diameter=1.5, hole_length=35.0).fwhm(100.0)), 2)
+        5.79
     """
 
     hole_diameter: float

@@ -33,6 +33,14 @@ class SpectGeometry:
         radius: distance (mm) from the rotation axis to the collimator face, per view, shape ``(V,)``.
         det_shape: ``(rows, cols)``; rows run along ``z``.
         det_spacing: ``(row_pitch, col_pitch)`` in mm.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> g = ct.spect(np.linspace(0, 2 * np.pi, 60, endpoint=False), 150.0, (64, 64), 4.0)  # a SpectGeometry
+        >>> g.shape, float(g.radius[0])
+        ((60, 64, 64), 150.0)
+        >>> g.select_views([0, 30]).shape
+        (2, 64, 64)
     """
 
     angles: np.ndarray

@@ -77,6 +77,15 @@ def tew_scatter(
 
     Raises:
         ValueError: negative or non-finite counts or widths, or shapes that differ.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.emission import tew_scatter
+        >>> lower, upper = np.full((2, 3, 4), 30.0), np.full((2, 3, 4), 6.0)
+        >>> float(tew_scatter(lower, upper, 6.0, 6.0, 28.0)[0, 0, 0])  # (30/6 + 6/6) * 28 / 2
+        84.0
+        >>> float(tew_scatter(lower, None, 6.0, 0.0, 28.0)[0, 0, 0])  # dual window: no upper counts
+        70.0
     """
     lo = _counts(lower, "lower")
     density = lo / _width(lower_width, "lower_width")

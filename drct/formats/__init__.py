@@ -23,6 +23,8 @@ Example:
     >>> scan = formats.read(path)
     >>> bool(np.allclose(scan.geometry.to_vectors(), pg.to_vectors()))
     True
+    >>> formats.EXTENSIONS[".xtekct"], sorted(formats.READERS)  # extension -> format -> reader
+    ('xtek', ['nxtomo', 'tiff', 'xtek'])
 """
 
 from __future__ import annotations
@@ -72,7 +74,13 @@ _SIGNATURES = (
 
 def detect(path: str | os.PathLike[str]) -> str:
     """The format of ``path`` (a key of :data:`READERS`): by extension, else by its first bytes, else (a folder)
-    by the files in it; ValueError naming the formats if none fits."""
+    by the files in it; ValueError naming the formats if none fits.
+
+    Example:
+        >>> from drct import formats
+        >>> formats.detect("scan.nxs"), formats.detect("part.xtekct"), formats.detect("projections.tif")
+        ('nxtomo', 'xtek', 'tiff')
+    """
     p = Path(path)
     if p.suffix.lower() in EXTENSIONS:
         return EXTENSIONS[p.suffix.lower()]
@@ -107,6 +115,15 @@ def read(path: str | os.PathLike[str], format: str | None = None, **options: Any
 
     A folder holding one ``.xtekct`` file is read as that Nikon scan. ``options`` go to the reader (e.g.
     ``flat=``, ``dark=``, ``geometry=`` for TIFF stacks, ``angle_sign=`` for NXtomo).
+
+    Example:
+        >>> import numpy as np, os, tempfile, tifffile, drct as ct
+        >>> path = os.path.join(tempfile.mkdtemp(), "projections.tif")
+        >>> tifffile.imwrite(path, np.full((4, 2, 3), 500, np.uint16))
+        >>> pg = ct.parallel(np.linspace(0, np.pi, 4, endpoint=False), (2, 3))
+        >>> scan = ct.formats.read(path, flat=1000.0, geometry=pg)  # options go to the TIFF reader
+        >>> scan.projections.shape, round(float(scan.line_integrals()[0, 0, 0]), 4)
+        ((4, 2, 3), 0.6931)
     """
     name = detect(path) if format is None else format
     if name not in READERS:

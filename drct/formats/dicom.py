@@ -114,6 +114,15 @@ def read_dicom_series(folder: str | os.PathLike[str]) -> tuple[np.ndarray, Volum
             uneven or repeated slice positions, slices of different sizes, a multi-frame image that is no
             reconstructed volume.
         ImportError: pydicom is not installed (``pip install "drct[formats]"``).
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.formats import read_dicom_series, write_dicom_series
+        >>> folder = os.path.join(tempfile.mkdtemp(), "series")
+        >>> _ = write_dicom_series(folder, np.ones((2, 3, 3), np.float32), ct.VolumeGeometry((2, 3, 3), voxel_size=0.5))
+        >>> volume, vg = read_dicom_series(folder)
+        >>> volume.shape, vg.voxel_size
+        ((2, 3, 3), (0.5, 0.5, 0.5))
     """
     pydicom = _pydicom()
     root = Path(folder)
@@ -282,6 +291,14 @@ def write_dicom_series(
 
     Returns:
         The folder.
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.formats import write_dicom_series
+        >>> folder = os.path.join(tempfile.mkdtemp(), "recon")
+        >>> written = write_dicom_series(folder, np.zeros((2, 4, 4), np.float32), ct.VolumeGeometry((2, 4, 4)))
+        >>> len(os.listdir(folder))  # one file per slice
+        2
     """
     pydicom = _pydicom()
     v = np.asarray(volume, dtype=np.float64)

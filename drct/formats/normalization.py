@@ -41,6 +41,12 @@ def normalize(readings: Any, flat: Any, dark: Any = 0.0) -> np.ndarray:
         NonFiniteError: a NaN/Inf in any input.
         ValueError: ``F - D <= 0`` or ``I - D <= 0`` anywhere (named: how many, the first index), or shapes
             that do not broadcast.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.formats import normalize
+        >>> np.round(normalize([[35.0, 60.0]], flat=110.0, dark=10.0), 4)  # -log((I - D) / (F - D))
+        array([[1.3863, 0.6931]], dtype=float32)
     """
     r = np.asarray(readings, dtype=np.float64)
     f = np.asarray(flat, dtype=np.float64)

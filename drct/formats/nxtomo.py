@@ -98,6 +98,16 @@ def read_nxtomo(path: str | os.PathLike[str], angle_sign: float = 1.0) -> Scan:
         ValueError: not HDF5, no NXtomo entry, frames and keys/angles of different lengths, no projection
             frame, an unknown unit.
         ImportError: h5py is not installed (``pip install "drct[formats]"``).
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.formats import read_nxtomo, write_nxtomo
+        >>> pg = ct.parallel(np.linspace(0, np.pi, 4, endpoint=False), (2, 3), 0.5)
+        >>> path = os.path.join(tempfile.mkdtemp(), "scan.nxs")
+        >>> _ = write_nxtomo(path, np.full(pg.shape, 0.5, np.float32), pg)  # line integrals: no flat field
+        >>> scan = read_nxtomo(path)
+        >>> scan.flat is None, bool(np.allclose(scan.geometry.to_vectors(), pg.to_vectors()))
+        (True, True)
     """
     h5py = _h5py()
     p = regular_file(path, "NXtomo file")
@@ -175,6 +185,15 @@ def write_nxtomo(
 
     Returns:
         The path written.
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.formats import write_nxtomo
+        >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 4, endpoint=False), (2, 3), 0.5, 50.0, 100.0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "scan.nxs")
+        >>> written = write_nxtomo(path, np.full(pg.shape, 300, np.uint16), pg, flat=np.full((2, 3), 900), dark=100)
+        >>> os.path.basename(written)
+        'scan.nxs'
     """
     h5py = _h5py()
     orbit = circular_orbit(geometry)

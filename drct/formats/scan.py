@@ -81,6 +81,13 @@ class Scan:
         flat: flat field (source on, no object): one number, one image, or None if the file has none.
         dark: dark field (source off), likewise.
         notes: how the file's quantities were converted (a line per fact), for logs and reports.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.formats import Scan
+        >>> scan = Scan(np.full((2, 3), 250.0), None, flat=1000.0)  # raw readings, no geometry stored
+        >>> round(float(scan.line_integrals()[0, 0]), 4)  # -log(250 / 1000)
+        1.3863
     """
 
     projections: np.ndarray

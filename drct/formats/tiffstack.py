@@ -84,6 +84,16 @@ def read_tiff_stack(
             sub-folder if there is one.
         dark: dark field, likewise (``darks/``).
         geometry: the scan's geometry, if known (else the scan's is None: the caller must supply one).
+
+    Example:
+        >>> import numpy as np, os, tempfile, tifffile, drct as ct
+        >>> from drct.formats import read_tiff_stack
+        >>> path = os.path.join(tempfile.mkdtemp(), "projections.tif")  # one multi-page TIFF, one page per view
+        >>> tifffile.imwrite(path, np.full((4, 2, 3), 500, np.uint16))
+        >>> pg = ct.parallel(np.linspace(0, np.pi, 4, endpoint=False), (2, 3))
+        >>> scan = read_tiff_stack(path, flat=1000.0, geometry=pg)
+        >>> scan.geometry.shape, round(float(scan.line_integrals()[0, 0, 0]), 4)
+        ((4, 2, 3), 0.6931)
     """
     p = Path(path)
     projections = p

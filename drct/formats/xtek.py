@@ -149,6 +149,19 @@ def read_xtek(path: str | os.PathLike[str], angles: str = "xtekct") -> Scan:
     Args:
         path: the ``.xtekct`` file.
         angles: ``"xtekct"`` (``InitialAngle + k * AngularStep``) or ``"ctdata"`` (``_ctdata.txt``).
+
+    Example:
+        >>> import numpy as np, os, tempfile, tifffile
+        >>> from drct.formats import read_xtek
+        >>> root = tempfile.mkdtemp()
+        >>> keys = {"SrcToObject": 100, "SrcToDetector": 400, "DetectorPixelsX": 4, "DetectorPixelsY": 3,
+        ...         "DetectorPixelSizeX": 0.2, "DetectorPixelSizeY": 0.2, "Projections": 1, "AngularStep": 1,
+        ...         "WhiteLevel": 60000}
+        >>> _ = open(os.path.join(root, "a.xtekct"), "w").write("\\n".join(f"{k}={v}" for k, v in keys.items()))
+        >>> tifffile.imwrite(os.path.join(root, "a_0001.tif"), np.full((3, 4), 15000, np.uint16))
+        >>> scan = read_xtek(os.path.join(root, "a.xtekct"))
+        >>> scan.geometry.shape, round(float(scan.line_integrals()[0, 0, 0]), 4)  # -log(15000 / 60000)
+        ((1, 3, 4), 1.3863)
     """
     p = Path(path)
     values = parse_xtekct(p)

@@ -44,6 +44,12 @@ class Parameter:
         needs_source: needs a source point (cone or fan beam, not parallel).
         per_view: may be given one value per view (else one value).
         vector: ``"shift"`` (``ndim`` components), ``"rotation"`` (3 in 3D, 1 in 2D) or ``""`` (a scalar).
+
+    Example:
+        >>> from drct.geometry.parameters import TABLE
+        >>> roll = TABLE["det_roll"]  # a Parameter
+        >>> roll.unit, roll.symbol, roll.nominal, TABLE["pixel_scale"].nominal
+        ('angle', 'rad', 0.0, 1.0)
     """
 
     name: str
@@ -85,7 +91,15 @@ def typical_scale(kind: ScaleKind, pixel: float, cols: int, magnification: float
     """One pixel's worth of effect for a detector of ``cols`` columns of ``pixel`` mm at ``magnification``:
     a detector length moves by a pixel, an object length by a pixel at the isocentre, a distance along the beam
     by ten pixels (it acts through the magnification only), an angle turns the detector edge by a pixel, and a
-    scale stretches the detector by a pixel."""
+    scale stretches the detector by a pixel.
+
+    Example:
+        >>> from drct.geometry.parameters import typical_scale
+        >>> typical_scale("length", pixel=0.2, cols=100, magnification=2.0)  # a detector shift of one pixel
+        0.2
+        >>> round(typical_scale("angle", pixel=0.2, cols=100, magnification=2.0), 4)  # the edge moves a pixel
+        0.02
+    """
     if kind == "angle":
         return pixel / (0.5 * pixel * cols)
     if kind == "scale":
@@ -136,7 +150,14 @@ def _shape(pg: Any) -> tuple[int, str]:
 
 
 def applicable(pg: Any) -> tuple[str, ...]:
-    """The names that apply to the detector geometry ``pg`` (by its dimension and beam), in table order."""
+    """The names that apply to the detector geometry ``pg`` (by its dimension and beam), in table order.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.geometry.parameters import applicable
+        >>> applicable(ct.parallel(np.linspace(0, np.pi, 4), 8))[:3]  # 2D parallel beam: no source parameters
+        ('det_shift_u', 'det_yaw', 'pixel_scale')
+    """
     ndim, beam = _shape(pg)
     return tuple(p.name for p in _ROWS if p.applies(ndim, beam))
 
@@ -181,5 +202,17 @@ def check_all(names: Any, pg: Any, what: str = "misalignment parameter") -> list
 
 
 def check(name: str, pg: Any, what: str = "misalignment parameter") -> Parameter:
-    """The table row of ``name`` if it applies to ``pg``; else a ValueError naming it and what is allowed."""
+    """The table row of ``name`` if it applies to ``pg``; else a ValueError naming it and what is allowed.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.geometry.parameters import check
+        >>> pg = ct.parallel(np.linspace(0, np.pi, 4), 8)
+        >>> check("det_shift_u", pg).unit
+        'length'
+        >>> check("src_shift_u", pg)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: ...src_shift_u...
+    """
     return check_all(name, pg, what)[0]

@@ -74,7 +74,17 @@ ZARR_NAMES = ("zarr.json", "c")  # what a zarr array drct writes holds: refused 
 
 @dataclass(frozen=True)
 class Plan:
-    """How a streaming FDK cuts the work: ``views`` per chunk, ``slab`` z-planes per slab of the volume."""
+    """How a streaming FDK cuts the work: ``views`` per chunk, ``slab`` z-planes per slab of the volume.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.outofcore import plan
+        >>> vg = ct.VolumeGeometry((512, 512, 512))
+        >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 720, endpoint=False), (512, 512), 0.4, 500.0, 800.0)
+        >>> p = plan(vg, pg, "1GiB")
+        >>> p, p.peak_bytes(vg, pg) <= 2**30
+        (Plan(views=6, slab=100), True)
+    """
 
     views: int
     slab: int
@@ -260,6 +270,18 @@ def fbp(
         ValueError: the projections' shape differs from ``pg.shape``, a geometry FBP cannot reconstruct, an
             interrupted run with other inputs in the way.
         FileExistsError: the output exists and ``force`` is not set.
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.outofcore import fbp, open_array
+        >>> vg = ct.VolumeGeometry((4, 8, 8))
+        >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 12, endpoint=False), (4, 12)), basis="voxel")
+        >>> x = np.zeros(vg.shape, np.float32); x[1:3, 2:6, 2:6] = 0.02
+        >>> root = tempfile.mkdtemp(); np.save(os.path.join(root, "y.npy"), A(x))
+        >>> y_path, x_path = os.path.join(root, "y.npy"), os.path.join(root, "x.npy")
+        >>> out = fbp(vg, A.pg, y_path, x_path, memory="64MiB", progress=False)
+        >>> bool(np.allclose(open_array(out).read(0, 4), ct.fbp(A, A(x), progress=False), atol=1e-6))
+        True
     """
     if not isinstance(vg, VolumeGeometry) or vg.ndim != 3:
         raise ValueError(f"streaming FBP needs a 3D VolumeGeometry, got {vg!r}; 2D images fit in memory: ct.fbp")
@@ -315,7 +337,19 @@ def fdk(
     output: str | os.PathLike[str],
     **kwargs: Any,
 ) -> Path:
-    """:func:`fbp` restricted to circular cone beams (as :func:`drct.fdk` is to :func:`drct.fbp`)."""
+    """:func:`fbp` restricted to circular cone beams (as :func:`drct.fdk` is to :func:`drct.fbp`).
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.outofcore import fdk, open_array
+        >>> vg = ct.VolumeGeometry((4, 8, 8))
+        >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 12, endpoint=False), (6, 12), 1.5, 60.0, 90.0)
+        >>> y = ct.Projector(vg, pg, basis="voxel")(np.full(vg.shape, 0.02, np.float32))
+        >>> root = tempfile.mkdtemp(); np.save(os.path.join(root, "y.npy"), y)
+        >>> out = fdk(vg, pg, os.path.join(root, "y.npy"), os.path.join(root, "x.npy"), memory="64MiB", progress=False)
+        >>> open_array(out).shape
+        (4, 8, 8)
+    """
     if not isinstance(pg, ProjectionGeometry) or pg.ndim != 3 or pg.beam != "cone":
         raise ValueError(f"fdk needs a 3D cone-beam geometry (ct.cone), got {pg!r}; use fbp for parallel beams")
     return fbp(vg, pg, projections, output, **kwargs)

@@ -81,6 +81,13 @@ def plan_views(vg: VolumeGeometry, pg: ProjectionGeometry, memory: Any = None) -
 
     Raises:
         MemoryBudgetError: the volume's copies and one view do not fit.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.outofcore import plan_views
+        >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 720, endpoint=False), (512, 512), 0.4, 500.0, 800.0)
+        >>> plan_views(ct.VolumeGeometry((512, 512, 512)), pg, "8GiB")  # views per chunk beside the volume's copies
+        341
     """
     budget = available_bytes() // 2 if memory is None else parse_memory(memory)
     rays = math.prod(pg.det_shape)
@@ -218,6 +225,15 @@ def sirt(
 
     Returns:
         The reconstruction, float32 of ``vg.shape``.
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.outofcore import sirt
+        >>> vg = ct.VolumeGeometry((4, 8, 8))
+        >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 12, endpoint=False), (4, 12)))
+        >>> path = os.path.join(tempfile.mkdtemp(), "y.npy"); np.save(path, A(np.full(vg.shape, 0.02, np.float32)))
+        >>> sirt(vg, A.pg, path, niter=3, memory="1MiB", progress=False).shape  # a few views at a time
+        (4, 8, 8)
     """
     niter = check_niter(niter, "sirt")
     lam = check_positive(relaxation, "sirt", "relaxation")
@@ -289,6 +305,16 @@ def cgls(
 
     Returns:
         The reconstruction, float32 of ``vg.shape``.
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.outofcore import cgls, create_array
+        >>> vg, pg = ct.VolumeGeometry((4, 8, 8)), ct.cone(np.linspace(0, 2 * np.pi, 12), (6, 12), 1.5, 60.0, 90.0)
+        >>> y = create_array(os.path.join(tempfile.mkdtemp(), "y.npy"), pg.shape)  # projections on disk
+        >>> y.write(0, ct.Projector(vg, pg)(np.full(vg.shape, 0.02, np.float32)))
+        >>> x = cgls(vg, pg, y.path, niter=3, memory="1MiB", progress=False)
+        >>> x.shape, x.dtype.name
+        ((4, 8, 8), 'float32')
     """
     niter = check_niter(niter, "cgls")
     p = _Streamed("cgls", vg, pg, projections, {"basis": basis}, memory, checkpoint, resume, ("prepared", "iterations"))

@@ -56,6 +56,14 @@ class ChunkedArray(ABC):
         path: where it lives.
         shape: its shape.
         dtype: its element type.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> from drct.outofcore import create_array
+        >>> a = create_array(os.path.join(tempfile.mkdtemp(), "a.npy"), (3, 2, 2))  # a ChunkedArray of zeros
+        >>> a.write(1, np.ones((2, 2, 2)))
+        >>> a.kind, a.shape, a.read(0, 3)[:, 0, 0].tolist()
+        ('npy', (3, 2, 2), [0.0, 1.0, 1.0])
     """
 
     path: Path
@@ -221,7 +229,13 @@ class TiffArray(ChunkedArray):
 
 
 def kind_of(path: str | os.PathLike[str]) -> str:
-    """The store kind a path names: ``"npy"``, ``"zarr"`` or ``"tiff"`` (a ``.tif``/``.tiff`` file or a folder)."""
+    """The store kind a path names: ``"npy"``, ``"zarr"`` or ``"tiff"`` (a ``.tif``/``.tiff`` file or a folder).
+
+    Example:
+        >>> from drct.outofcore import kind_of
+        >>> kind_of("y.npy"), kind_of("volume.zarr"), kind_of("projections.tif")
+        ('npy', 'zarr', 'tiff')
+    """
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix == ".npy":
@@ -234,7 +248,16 @@ def kind_of(path: str | os.PathLike[str]) -> str:
 
 
 def open_array(path: str | os.PathLike[str], writable: bool = False) -> ChunkedArray:
-    """Open an existing array on disk for block reads (and writes with ``writable``; ``.npy`` and zarr only)."""
+    """Open an existing array on disk for block reads (and writes with ``writable``; ``.npy`` and zarr only).
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> from drct.outofcore import open_array
+        >>> path = os.path.join(tempfile.mkdtemp(), "y.npy")
+        >>> np.save(path, np.arange(6, dtype=np.float32).reshape(3, 2))
+        >>> open_array(path).read(1, 3).tolist()
+        [[2.0, 3.0], [4.0, 5.0]]
+    """
     kind = kind_of(path)
     if kind == "npy":
         return NpyArray(path, writable)
@@ -256,6 +279,13 @@ def create_array(
         shape: its shape.
         dtype: its element type.
         block: zarr's chunk length along the first axis (the slab depth written at once).
+
+    Example:
+        >>> import os, tempfile
+        >>> from drct.outofcore import create_array
+        >>> a = create_array(os.path.join(tempfile.mkdtemp(), "x.npy"), (64, 128, 128), "float32")  # sparse on disk
+        >>> a.shape, a.dtype.name, float(a.read(63, 64).max())
+        ((64, 128, 128), 'float32', 0.0)
     """
     p, dtype, shape = Path(path), np.dtype(dtype), tuple(int(n) for n in shape)
     kind = kind_of(p)
@@ -274,7 +304,19 @@ def create_array(
 
 def write_tiff_stack(source: ChunkedArray, path: str | os.PathLike[str], block: int = 16) -> None:
     """Copy ``source`` into a multi-page TIFF at ``path`` (one page per entry of the first axis), ``block`` entries
-    in memory at a time."""
+    in memory at a time.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> from drct.outofcore import create_array, open_array, write_tiff_stack
+        >>> root = tempfile.mkdtemp()
+        >>> a = create_array(os.path.join(root, "a.npy"), (3, 2, 2))
+        >>> a.write(0, np.arange(12).reshape(3, 2, 2))
+        >>> write_tiff_stack(a, os.path.join(root, "a.tif"))
+        >>> tif = open_array(os.path.join(root, "a.tif"))
+        >>> tif.kind, tif.shape, float(tif.read(2, 3)[0, 1, 1])
+        ('tiff', (3, 2, 2), 11.0)
+    """
     import tifffile
 
     with tifffile.TiffWriter(path, bigtiff=source.dtype.itemsize * math.prod(source.shape) > 2**31) as tif:

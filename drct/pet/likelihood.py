@@ -55,7 +55,17 @@ def _sensitivity(A: Any) -> np.ndarray:
 
 
 def log_likelihood(A: Any, x: Any, y: Any, additive: Any = None) -> float:
-    """``L(x) = Σ y log(A x + s) - (A x + s)`` (constant terms dropped; listmode: see the module docstring)."""
+    """``L(x) = Σ y log(A x + s) - (A x + s)`` (constant terms dropped; listmode: see the module docstring).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> sc = ct.pet.scanner(rings=2, crystals_per_ring=16, radius=40.0)
+        >>> A = ct.pet.PETProjector(ct.VolumeGeometry((2, 8, 8), voxel_size=4.0), ct.pet.sinogram(sc), dtype="float64")
+        >>> x = np.ones(A.domain_shape)
+        >>> y = A(x)  # noiseless data: x is the maximum
+        >>> bool(ct.pet.log_likelihood(A, x, y) > max(ct.pet.log_likelihood(A, s * x, y) for s in (0.9, 1.1)))
+        True
+    """
     xa, ya, mean = _arrays(A, x, y, additive)
     seen = ya > 0
     value = float(np.sum(ya[seen] * np.log(mean[seen])))
@@ -65,7 +75,17 @@ def log_likelihood(A: Any, x: Any, y: Any, additive: Any = None) -> float:
 
 
 def log_likelihood_gradient(A: Any, x: Any, y: Any, additive: Any = None) -> np.ndarray:
-    """``∇L(x) = Aᵀ (y / (A x + s)) - Aᵀ 1`` (listmode: the sensitivity image instead of ``Aᵀ 1``)."""
+    """``∇L(x) = Aᵀ (y / (A x + s)) - Aᵀ 1`` (listmode: the sensitivity image instead of ``Aᵀ 1``).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> sc = ct.pet.scanner(rings=2, crystals_per_ring=16, radius=40.0)
+        >>> A = ct.pet.PETProjector(ct.VolumeGeometry((2, 8, 8), voxel_size=4.0), ct.pet.sinogram(sc), dtype="float64")
+        >>> x = np.ones(A.domain_shape)
+        >>> g = ct.pet.log_likelihood_gradient(A, x, A(x))  # zero at the maximum
+        >>> g.shape, bool(np.abs(g).max() < 1e-6 * np.abs(A.T(np.ones(A.range_shape))).max())
+        ((2, 8, 8), True)
+    """
     _, ya, mean = _arrays(A, x, y, additive)
     ratio = np.where(ya > 0, ya / np.where(mean > 0, mean, 1.0), 0.0)
     back = np.asarray(A.T(ratio.astype(A.types.np_dtype)), dtype=np.float64)

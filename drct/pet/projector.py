@@ -354,7 +354,16 @@ class PETProjector(ArrayCalls, AllViewsHere):
 
 class ListmodePETProjector(PETProjector):
     """:class:`PETProjector` of listmode events (``PETProjector(vg, ct.pet.listmode(...))`` makes one): its EM
-    sensitivity is the sum over every LOR of the scanner, not over the events."""
+    sensitivity is the sum over every LOR of the scanner, not over the events.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> sc = ct.pet.scanner(rings=2, crystals_per_ring=16, radius=40.0)
+        >>> vg = ct.VolumeGeometry((2, 8, 8), voxel_size=4.0)
+        >>> A = ct.pet.PETProjector(vg, ct.pet.listmode(sc, [0, 1], [8, 9]))
+        >>> type(A).__name__, A(np.ones(vg.shape, np.float32)).shape  # one value per event
+        ('ListmodePETProjector', (2,))
+    """
 
     def full_sensitivity(self) -> Any:
         """``Σ_i A_iᵀ`` over every LOR of the scanner (an image; computed once from the full span-1 non-TOF

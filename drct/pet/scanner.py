@@ -34,6 +34,11 @@ class Scanner:
         crystal_size: ``(axial, transaxial)`` crystal face size in mm.
         ring_spacing: axial distance between ring centres (mm), at least the axial crystal size.
         phase: angle (radians) of crystal 0.
+
+    Example:
+        >>> import drct as ct
+        >>> ct.pet.scanner(rings=2, crystals_per_ring=16, radius=40.0)  # a Scanner
+        Scanner(2 rings x 16 crystals, radius 40 mm, crystal 4 x 4 mm, ring spacing 4 mm)
     """
 
     rings: int

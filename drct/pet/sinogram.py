@@ -88,7 +88,14 @@ def _planes(rings: int, span: int, max_ring_difference: int) -> tuple[list[np.nd
 @dataclass(frozen=True, eq=False)
 class SinogramGeometry:
     """A sinogram layout of a :class:`~drct.pet.scanner.Scanner` (see the module docstring); build it with
-    :func:`sinogram`. ``views`` are the (mashed) views it holds, in order (all of them, or an ordered subset)."""
+    :func:`sinogram`. ``views`` are the (mashed) views it holds, in order (all of them, or an ordered subset).
+
+    Example:
+        >>> import drct as ct
+        >>> g = ct.pet.sinogram(ct.pet.scanner(rings=2, crystals_per_ring=16, radius=40.0))  # a SinogramGeometry
+        >>> g.shape, g.span, g.radial_bins  # (views, planes, radial bins)
+        ((8, 4, 15), 1, 15)
+    """
 
     scanner: Scanner
     span: int
@@ -282,7 +289,15 @@ def sinogram(
 @dataclass(frozen=True, eq=False)
 class ListmodeGeometry:
     """Listmode events: one LOR ``crystal_a → crystal_b`` each (and one TOF bin each with time of flight, counted
-    along ``a → b``); build it with :func:`listmode`. The operator's range is ``(events,)``."""
+    along ``a → b``); build it with :func:`listmode`. The operator's range is ``(events,)``.
+
+    Example:
+        >>> import drct as ct
+        >>> sc = ct.pet.scanner(rings=2, crystals_per_ring=16, radius=40.0)
+        >>> events = ct.pet.listmode(sc, [0, 1], [8, 9])  # a ListmodeGeometry of two events
+        >>> events.shape, events.num_views
+        ((2,), 2)
+    """
 
     scanner: Scanner
     crystal_a: np.ndarray

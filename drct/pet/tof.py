@@ -37,7 +37,17 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 @dataclass(frozen=True)
 class TOF:
-    """A TOF binning: ``bins`` bins of ``bin_width`` mm along the LOR, Gaussian resolution ``fwhm`` mm."""
+    """A TOF binning: ``bins`` bins of ``bin_width`` mm along the LOR, Gaussian resolution ``fwhm`` mm.
+
+    Example:
+        >>> import drct as ct
+        >>> ct.pet.TOF(bins=9, bin_width=15.0, fwhm=30.0)  # 9 bins of 15 mm, 30 mm FWHM (about 200 ps)
+        TOF(bins=9, bin_width=15.0, fwhm=30.0)
+        >>> ct.pet.TOF(bins=0, bin_width=15.0, fwhm=30.0)
+        Traceback (most recent call last):
+            ...
+        ValueError: TOF: bins must be an integer >= 1, got 0
+    """
 
     bins: int
     bin_width: float

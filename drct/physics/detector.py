@@ -56,6 +56,12 @@ class Detector:
         response: ``"counting"`` (photon counting: every photon counts 1) or ``"integrating"`` (flat panels:
             the signal is the deposited energy, in photon equivalents at the spectrum's mean energy, so
             hard photons weigh more and the shot noise has variance Σ s E² / Σ s E times the mean, relative to Ē).
+
+    Example:
+        >>> from drct import physics
+        >>> det = physics.Detector(i0=1e4, gain=2.0, dark=100.0, bits=16)  # 2 photons per digital unit
+        >>> float(physics.flat_field(det)), float(physics.dark_field(det))  # i0 / gain + dark, dark
+        (5100.0, 100.0)
     """
 
     i0: float = 1e4

@@ -134,6 +134,15 @@ def transmitted(paths: Any, spectrum: Spectrum | None = None, i0: float = 1.0, e
 
     Returns:
         An array of the paths' shape (numpy, or a Dr.Jit tensor when any input is one).
+
+    Example:
+        >>> import numpy as np
+        >>> from drct import physics
+        >>> physics.transmitted(np.array([0.0, np.log(2)]), i0=1000.0)  # line integrals: i0 exp(-p)
+        array([1000.,  500.])
+        >>> mono = physics.Spectrum.monochromatic(60.0)
+        >>> physics.transmitted({"water": np.array([0.0, 10.0])}, mono, i0=1000.0).round(1)  # 10 mm of water
+        array([1000. ,  813.9])
     """
     items = _items(paths)
     arrays, tensor = _as_arrays([v for _, v in items])
@@ -244,13 +253,32 @@ def _power(detector: Detector) -> int:
 
 def expected_counts(paths: Any, spectrum: Spectrum | None, detector: Detector, det_ndim: int | None = None) -> Any:
     """Mean signal per pixel after detector blur, in photons (an energy-integrating detector: photon
-    equivalents at the spectrum's mean energy): the mean of the noise in :func:`sample_counts`."""
+    equivalents at the spectrum's mean energy): the mean of the noise in :func:`sample_counts`.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct import physics
+        >>> det = physics.Detector(i0=1e4)
+        >>> physics.expected_counts({None: np.array([0.0, np.log(4)])}, None, det)  # line integrals 0 and log 4
+        array([10000.,  2500.])
+    """
     return blur(transmitted(paths, spectrum, detector.i0, _power(detector)), float(detector.blur), det_ndim)
 
 
 def noise_factor(paths: Any, spectrum: Spectrum | None, detector: Detector, det_ndim: int | None = None) -> Any:
     """Variance / mean of the signal of an energy-integrating detector (``Σ s E² e^{-μL} / Σ s E e^{-μL}``
-    relative to Ē; 1 for a photon-counting one), for :func:`sample_counts`. numpy in, numpy out."""
+    relative to Ē; 1 for a photon-counting one), for :func:`sample_counts`. numpy in, numpy out.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct import physics
+        >>> tube = physics.Spectrum.tube(80.0, {"aluminium": 2.0})
+        >>> flat_panel = physics.Detector(i0=1e4, response="integrating")
+        >>> physics.noise_factor({"water": np.array([0.0, 50.0])}, tube, flat_panel).round(2)  # hardened: larger
+        array([1.12, 1.26])
+        >>> physics.noise_factor({"water": np.array([0.0])}, tube, physics.Detector()) is None  # photon counting
+        True
+    """
     if detector.response == "counting" or spectrum is None:
         return None
     nd = float(detector.blur)
@@ -280,7 +308,15 @@ def _like(value: np.ndarray, ref: Any, name: str = "map") -> Any:
 
 
 def expected_readings(paths: Any, spectrum: Spectrum | None, detector: Detector, det_ndim: int | None = None) -> Any:
-    """Noise-free readings ``Ī / k + d`` in digital units (no rounding or clamping): differentiable."""
+    """Noise-free readings ``Ī / k + d`` in digital units (no rounding or clamping): differentiable.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct import physics
+        >>> det = physics.Detector(i0=1e4, gain=2.0, dark=100.0)
+        >>> physics.expected_readings({None: np.array([0.0, np.log(4)])}, None, det)  # counts / gain + dark
+        array([5100., 1350.])
+    """
     counts = expected_counts(paths, spectrum, detector, det_ndim)
     gain = _like(detector.gain_array(), counts, "detector gain")
     return counts / gain + _like(detector.dark_array(), counts, "detector dark")
@@ -318,6 +354,14 @@ def sample_counts(expected: Any, detector: Detector, seed: Any, factor: Any = No
     Returns:
         numpy ``uint16``/``uint32`` readings when ``detector.bits`` is set, float64 otherwise; a Dr.Jit tensor
         of the input's type for Dr.Jit input (not differentiable).
+
+    Example:
+        >>> import numpy as np
+        >>> from drct import physics
+        >>> det = physics.Detector(i0=1e4, sigma=3.0, bits=16)
+        >>> r = physics.sample_counts(np.full((2, 3), 1e4), det, seed=0)
+        >>> r.dtype, r.shape, bool(abs(r.mean() - 1e4) < 300)  # Poisson: σ = 100 photons per pixel
+        (dtype('uint16'), (2, 3), True)
     """
     drjit = _is_drjit(expected)
     lam = expected.numpy() if drjit else np.asarray(expected, dtype=np.float64)
@@ -374,14 +418,30 @@ def flat_field(
     detector: Detector, shape: tuple[int, ...] | None = None, seed: Any = None, frames: int = 1
 ) -> np.ndarray:
     """The flat field (no object): ``i0 / k + d``, noise-free without ``seed``, else the mean of ``frames`` noisy
-    frames of ``shape`` (as a scanner records it)."""
+    frames of ``shape`` (as a scanner records it).
+
+    Example:
+        >>> from drct import physics
+        >>> det = physics.Detector(i0=1e4, gain=2.0, dark=100.0)
+        >>> float(physics.flat_field(det))  # noise-free: i0 / gain + dark
+        5100.0
+        >>> physics.flat_field(det, shape=(4, 6), seed=0, frames=8).shape  # the mean of 8 noisy frames
+        (4, 6)
+    """
     return _field(float(detector.i0), detector, shape, seed, frames)
 
 
 def dark_field(
     detector: Detector, shape: tuple[int, ...] | None = None, seed: Any = None, frames: int = 1
 ) -> np.ndarray:
-    """The dark field (source off): ``d``, noise-free without ``seed``, else the mean of ``frames`` noisy frames."""
+    """The dark field (source off): ``d``, noise-free without ``seed``, else the mean of ``frames`` noisy frames.
+
+    Example:
+        >>> from drct import physics
+        >>> det = physics.Detector(i0=1e4, gain=2.0, dark=100.0)
+        >>> float(physics.dark_field(det)), physics.dark_field(det, shape=(4, 6), seed=0).shape
+        (100.0, (4, 6))
+    """
     return _field(0.0, detector, shape, seed, frames)
 
 
@@ -394,6 +454,12 @@ def log_transform(readings: Any, flat: Any, dark: Any = 0.0, floor: float = 0.5)
         dark: Dark-field reading, likewise.
         floor: Smallest signal above dark, in digital units; readings at or below dark (photon starvation) give
             the finite value ``−log(floor / (flat − dark))`` instead of infinity.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct import physics
+        >>> physics.log_transform(np.array([2600.0, 1350.0]), flat=5100.0, dark=100.0).round(4)
+        array([0.6931, 1.3863])
     """
     if not (np.isfinite(floor) and floor > 0):
         raise ValueError(f"floor must be a positive number of digital units, got {floor!r}")

@@ -37,6 +37,12 @@ class Material:
         density: Mass density in g/cm³ (> 0).
         energies: Energy grid in keV, strictly increasing, shape ``(n,)``.
         mass_attenuation: μ/ρ in cm²/g at ``energies``, positive, shape ``(n,)``.
+
+    Example:
+        >>> from drct import physics
+        >>> foam = physics.Material("doc_foam", 0.1, energies=[10.0, 100.0], mass_attenuation=[5.0, 0.2])
+        >>> foam.mu([10.0]).round(4)  # 1/mm: μ/ρ (cm²/g) x ρ (g/cm³) / 10
+        array([0.05])
     """
 
     name: str
@@ -136,12 +142,26 @@ _ALIASES = {"aluminum": "aluminium", "al": "aluminium", "fe": "iron", "cu": "cop
 
 
 def material_names() -> list[str]:
-    """Names accepted by :func:`get_material` (built-ins and registered materials)."""
+    """Names accepted by :func:`get_material` (built-ins and registered materials).
+
+    Example:
+        >>> from drct import physics
+        >>> {"water", "aluminium", "bone"} <= set(physics.material_names())
+        True
+    """
     return sorted(set(_tables.TABLES) | set(_REGISTRY))
 
 
 def register_material(material: Material, overwrite: bool = False) -> None:
-    """Make ``material`` available to :func:`get_material` (and scene files) under ``material.name``."""
+    """Make ``material`` available to :func:`get_material` (and scene files) under ``material.name``.
+
+    Example:
+        >>> from drct import physics
+        >>> foam = physics.Material("doc_foam", 0.1, energies=[10.0, 100.0], mass_attenuation=[5.0, 0.2])
+        >>> physics.register_material(foam, overwrite=True)
+        >>> physics.get_material("doc_foam").density
+        0.1
+    """
     key = material.name.lower()
     if not overwrite and (key in _REGISTRY or key in _tables.TABLES):
         raise ValueError(f"material {material.name!r} is already defined; pass overwrite=True to replace it")
@@ -153,6 +173,12 @@ def get_material(material: str | Material, density: float | None = None) -> Mate
 
     Raises:
         KeyError: for an unknown name (the message lists the known ones).
+
+    Example:
+        >>> from drct import physics
+        >>> water = physics.get_material("water")
+        >>> water.mu(60.0).round(4), physics.get_material("Aluminum").name  # 1/mm at 60 keV
+        (array([0.0206]), 'aluminium')
     """
     if isinstance(material, Material):
         found = material

@@ -43,6 +43,13 @@ class Spectrum:
     Attributes:
         energies: Bin centres in keV, positive and strictly increasing, shape ``(n,)``.
         weights: Fraction of the photons in each bin, non-negative; normalised to sum to 1 on construction.
+
+    Example:
+        >>> from drct import physics
+        >>> physics.Spectrum.tube(80.0, {"aluminium": 2.0})  # an 80 kVp tube behind 2 mm of aluminium
+        Spectrum(76 bins, 5-79.75 keV, mean 39 keV)
+        >>> physics.Spectrum.monochromatic(60.0).mean_energy
+        60.0
     """
 
     energies: np.ndarray = field(repr=False)

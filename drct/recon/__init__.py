@@ -7,6 +7,8 @@ Example:
     >>> y = A(ct.phantoms.shepp_logan(vg))
     >>> [solve(A, y, niter=3, progress=False).shape for solve in (ct.recon.sirt, ct.recon.mlem, ct.recon.fista_tv)]
     [(24, 24), (24, 24), (24, 24)]
+    >>> ct.recon.FILTERS  # the window names fbp, fdk and filter_response take
+    ('ram-lak', 'shepp-logan', 'cosine', 'hamming', 'hann')
 """
 
 from .. import backend as _backend  # noqa: F401  (first: it picks a libLLVM before Dr.Jit loads)

@@ -181,7 +181,18 @@ def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None
 
 
 def fbp_tensor(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0, progress: bool = False) -> Any:
-    """:func:`fbp` on a Dr.Jit tensor of ``A``'s type; returns a tensor (differentiable in ``y``)."""
+    """:func:`fbp` on a Dr.Jit tensor of ``A``'s type; returns a tensor (differentiable in ``y``).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drjit.llvm.ad import TensorXf
+        >>> vg = ct.VolumeGeometry((16, 16))
+        >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 24, endpoint=False), 24))
+        >>> y = A(ct.phantoms.shepp_logan(vg))
+        >>> x = ct.recon.fbp_tensor(A, TensorXf(y))  # a Dr.Jit tensor in, a Dr.Jit tensor out
+        >>> type(x).__name__, bool(np.allclose(x.numpy(), ct.fbp(A, y, progress=False), atol=1e-6))
+        ('TensorXf', True)
+    """
     w = weights_for(A)
     pre = y * _tensor(A, w.pre, A.range_shape) if np.any(w.pre != 1) else y
     q = filter_tensor(pre, w.spacing, filter, cutoff, w.curved)

@@ -43,6 +43,15 @@ class FBPWeights:
         short_scan: Parker weights were used.
         redundancy: the short-scan (Parker) factor that ``pre`` includes, shape of ``pre``, all > 0 (None for
             full scans and parallel beams): ``pre / redundancy`` is the data weighting without it.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.recon import fbp_weights
+        >>> vg = ct.VolumeGeometry((16, 16))
+        >>> short = ct.fan(np.linspace(0, 1.3 * np.pi, 36, endpoint=False), 24, 1.5, 60.0, 120.0)  # less than 2π
+        >>> w = fbp_weights(short, vg)  # an FBPWeights
+        >>> w.pre.shape, w.short_scan, w.fan_2d, w.spacing
+        ((36, 24), True, True, 1.5)
     """
 
     pre: np.ndarray

@@ -20,12 +20,24 @@ SUFFIX = ".toml"
 
 
 def names() -> list[str]:
-    """The names of the bundled scenes (file names without ``.toml``), sorted."""
+    """The names of the bundled scenes (file names without ``.toml``), sorted.
+
+    Example:
+        >>> import drct as ct
+        >>> ct.scenes.names()[:2]
+        ['cone_full_scan', 'cone_short_scan']
+    """
     return sorted(p.stem for p in FOLDER.glob(f"*{SUFFIX}") if p.is_file())
 
 
 def is_name(text: str) -> bool:
-    """Whether ``text`` is the name of a bundled scene (a bare name: no folder, no suffix)."""
+    """Whether ``text`` is the name of a bundled scene (a bare name: no folder, no suffix).
+
+    Example:
+        >>> import drct as ct
+        >>> ct.scenes.is_name("helical"), ct.scenes.is_name("scenes/helical.toml")
+        (True, False)
+    """
     return text in names()
 
 
@@ -34,6 +46,15 @@ def path(name: str) -> Path:
 
     Raises:
         ValueError: no bundled scene has that name (the message lists those that exist).
+
+    Example:
+        >>> import drct as ct
+        >>> ct.scenes.path("helical").name
+        'helical.toml'
+        >>> ct.scenes.path("nonesuch")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: no bundled scene named 'nonesuch'; the bundled scenes are: ...
     """
     if not is_name(name):
         raise ValueError(f"no bundled scene named {name!r}; the bundled scenes are: {', '.join(names())}")

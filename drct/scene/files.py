@@ -136,7 +136,16 @@ def _override(data: dict[str, Any], key: str, value: Any, file: str) -> None:
 
 def parse_scene(data: Any, file: str | None = None, base: Path | None = None, allow_outside: bool = False) -> Scene:
     """A :class:`Scene` from the parsed TOML tables ``data`` (as :func:`load_scene` reads them); files named in
-    it must lie in ``base`` (default: the folder of ``file``) unless ``allow_outside``."""
+    it must lie in ``base`` (default: the folder of ``file``) unless ``allow_outside``.
+
+    Example:
+        >>> import tomllib, drct as ct
+        >>> with open("scenes/shepp_logan_2d.toml", "rb") as f:
+        ...     tables = tomllib.load(f)
+        >>> tables["scene"]["name"] = "edited"
+        >>> ct.scene.parse_scene(tables, "scenes/shepp_logan_2d.toml").name
+        'edited'
+    """
     root = Table(data, file, "", base, allow_outside)
     if root.has("scanner") and not root.has("geometry"):
         root.fail("scanner", "an emission (SPECT) scene: read it with ct.emission.load_emission_scene or drct simulate")

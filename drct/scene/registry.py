@@ -46,7 +46,13 @@ def register(category: str, name: str) -> Callable[[T], T]:
 
 
 def kinds(category: str) -> list[str]:
-    """The registered type names of ``category``."""
+    """The registered type names of ``category``.
+
+    Example:
+        >>> import drct as ct
+        >>> ct.scene.kinds("geometry")
+        ['astra', 'cone', 'fan', 'file', 'helix', 'laminography', 'parallel', 'rays', 'vectors']
+    """
     return sorted(_REGISTRY[category])
 
 

@@ -45,6 +45,12 @@ class Simulation:
         geometry: the exact projection geometry (misalignment applied; numpy vectors).
         volume: the scene's reconstruction grid, or None.
         seed: the noise seed used.
+
+    Example:
+        >>> import drct as ct
+        >>> sim = ct.load_scene("shepp_logan_2d", scale=0.25).simulate(seed=0)  # a Simulation
+        >>> sim.projections.shape, sim.line_integrals.shape, sim.readings is not None, sim.seed
+        ((90, 80), (90, 80), True, 0)
     """
 
     def __init__(
@@ -71,7 +77,15 @@ def _spectrum(scene: Scene, paths: Mapping[Any, Any]) -> Any:
 
 def expected_readings(scene: Scene, backend: str | None = None) -> Any:
     """Noise-free detector readings of ``scene`` (digital units) as a Dr.Jit float64 tensor of shape ``pg.shape``,
-    differentiable w.r.t. the scene's Dr.Jit parameters (object, geometry) through the polychromatic physics."""
+    differentiable w.r.t. the scene's Dr.Jit parameters (object, geometry) through the polychromatic physics.
+
+    Example:
+        >>> import drct as ct
+        >>> scene = ct.load_scene("shepp_logan_2d", scale=0.25)
+        >>> r = ct.scene.expected_readings(scene)  # noise-free, differentiable in the scene's Dr.Jit parameters
+        >>> type(r).__name__, r.shape
+        ('TensorXf64', (90, 80))
+    """
     pg = scene.projection_geometry()
     t = types("float64", backend)
     paths = {k: t.Tensor(v, pg.shape) for k, v in scene._paths(pg, backend, False).items()}

@@ -27,7 +27,14 @@ from .scene import Scene
 
 
 def traverse(scene: Scene) -> SceneParameters:
-    """The parameters of ``scene`` by flat key (see the module docstring)."""
+    """The parameters of ``scene`` by flat key (see the module docstring).
+
+    Example:
+        >>> import drct as ct
+        >>> params = ct.scene.traverse(ct.load_scene("shepp_logan_2d", scale=0.25))
+        >>> round(float(params["object.phantom.mu"]), 4), "geometry.det_shift_u" in params
+        (0.02, True)
+    """
     if not isinstance(scene, Scene):
         raise TypeError(f"traverse needs a drct Scene (ct.load_scene(...)), got {type(scene).__name__}")
     return SceneParameters(scene)

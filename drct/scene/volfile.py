@@ -39,6 +39,14 @@ def read_vol(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[tuple[floa
 
     Raises:
         ValueError: when the file is not a single-channel float32 ``.vol`` file or is truncated.
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> path = os.path.join(tempfile.mkdtemp(), "grid.vol")
+        >>> ct.scene.write_vol(path, np.arange(24, dtype=np.float32).reshape(2, 3, 4), ((0, 0, 0), (4, 3, 2)))
+        >>> data, box = ct.scene.read_vol(path)
+        >>> data.shape, box, float(data[1, 2, 3])
+        ((2, 3, 4), ((0.0, 0.0, 0.0), (4.0, 3.0, 2.0)), 23.0)
     """
     with open(path, "rb") as f:
         head = f.read(HEADER.size)
@@ -70,6 +78,13 @@ def write_vol(
         path: the output file.
         data: 3D array indexed ``(z, y, x)``.
         bbox: ``((xmin, ymin, zmin), (xmax, ymax, zmax))``; default the unit cube.
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> path = os.path.join(tempfile.mkdtemp(), "grid.vol")
+        >>> ct.scene.write_vol(path, np.ones((2, 3, 4)))  # bounding box: the unit cube
+        >>> ct.scene.read_vol(path)[1]
+        ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     """
     arr = np.asarray(data, dtype="<f4")
     if arr.ndim != 3:

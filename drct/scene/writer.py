@@ -51,6 +51,13 @@ def save_scene(scene: Scene, path: str | os.PathLike[str], overwrite: bool = Fal
 
     The file is self-contained in its folder, as :func:`~drct.scene.load_scene` requires by default: changed
     data are written beside it, and data files the scene read from outside that folder are copied beside it.
+
+    Example:
+        >>> import os, tempfile, drct as ct
+        >>> scene = ct.load_scene("shepp_logan_2d", scale=0.25)
+        >>> path = ct.scene.save_scene(scene, os.path.join(tempfile.mkdtemp(), "copy.toml"))
+        >>> ct.load_scene(path).name
+        'shepp_logan_2d'
     """
     target = Path(path)
     folder = target.parent.resolve() if target.parent.exists() else target.parent

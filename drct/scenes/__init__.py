@@ -11,6 +11,8 @@ Example:
     True
     >>> ct.scenes.path("shepp_logan_2d").name
     'shepp_logan_2d.toml'
+    >>> (ct.scenes.FOLDER / "shepp_logan_2d.toml").is_file()  # the folder that holds them
+    True
     >>> ct.load_scene("shepp_logan_2d", scale=0.25).name  # by name, from any folder
     'shepp_logan_2d'
 """

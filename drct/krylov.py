@@ -40,7 +40,16 @@ class CGLSState(Generic[X, Y]):
     """Where CGLS stands: the iterate ``x``, its residual ``r = y - A x``, the search direction ``p``,
     ``gamma = |s|²`` (per problem for batched arrays) and ``s = Aᵀ r - ridge x``, the normal equations' residual
     (the gradient of the loss; None in a state rebuilt without it, e.g. a resumed run: only ``gamma`` is needed
-    to go on)."""
+    to go on).
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.krylov import CGLSOperations, cgls_start
+        >>> M = np.array([[1.0, 0.0], [0.0, 2.0]])
+        >>> state = cgls_start(CGLSOperations(lambda v: M @ v, lambda r: M.T @ r, np.dot), np.zeros(2), np.ones(2))
+        >>> state.p.tolist(), float(state.gamma)  # the first direction is Aᵀ r
+        ([1.0, 2.0], 5.0)
+    """
 
     x: X
     r: Y
@@ -63,6 +72,14 @@ class CGLSOperations(Generic[X, Y]):
     floats, width-1 Dr.Jit arrays (gradients flow through the iteration) or numpy arrays of one scalar per
     problem. Override :meth:`project` and :meth:`descend` to fuse passes over the data, :meth:`scale` for
     scalars that need a shape, :meth:`advance` to update ``x`` in place.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.krylov import CGLSOperations, cgls
+        >>> M = np.array([[2.0, 0.0], [0.0, 1.0]])
+        >>> ops = CGLSOperations(lambda v: M @ v, lambda r: M.T @ r, np.dot, ridge=1.0)
+        >>> cgls(ops, np.zeros(2), np.array([2.0, 1.0]), 2).x.round(6).tolist()  # (MᵀM + I)⁻¹ Mᵀ y
+        [0.8, 0.5]
     """
 
     def __init__(
@@ -116,7 +133,15 @@ class CGLSOperations(Generic[X, Y]):
 
 
 def cgls_start(ops: CGLSOperations[X, Y], x: X, r: Y) -> CGLSState[X, Y]:
-    """The state of CGLS at ``x`` with residual ``r = y - A x``: the first direction is the steepest descent."""
+    """The state of CGLS at ``x`` with residual ``r = y - A x``: the first direction is the steepest descent.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.krylov import CGLSOperations, cgls_start
+        >>> ops = CGLSOperations(lambda v: 3.0 * v, lambda r: 3.0 * r, np.dot)
+        >>> cgls_start(ops, np.zeros(1), np.ones(1)).s.tolist()
+        [3.0]
+    """
     s = ops.normal_residual(ops.adjoint(r), x)
     return CGLSState(x, r, s, ops.dot(s, s), s)
 
@@ -132,6 +157,16 @@ def cgls_iterate(
 
     Stops early when ``gamma`` or the step's denominator is zero (the exact solution, or nothing left to fit);
     ``callback(k, state)`` after iteration ``k``: True stops.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.krylov import CGLSOperations, cgls_iterate, cgls_start
+        >>> M = np.array([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+        >>> ops = CGLSOperations(lambda v: M @ v, lambda r: M.T @ r, np.dot)
+        >>> y = np.array([1.0, 2.0, 3.0])
+        >>> state = cgls_iterate(ops, cgls_start(ops, np.zeros(2), y), range(1, 3))
+        >>> bool(np.allclose(state.x, np.linalg.lstsq(M, y, rcond=None)[0]))
+        True
     """
     for k in iterations:
         if not ops.nonzero(state.gamma):
@@ -159,7 +194,15 @@ def cgls(
     callback: Callable[[int, CGLSState[X, Y]], Any] | None = None,
 ) -> CGLSState[X, Y]:
     """``iterations`` CGLS iterations for ``A x ≈ y`` from ``x0`` (:func:`cgls_start` and :func:`cgls_iterate`
-    with iterations numbered from 1); the returned state's ``x`` is the solution."""
+    with iterations numbered from 1); the returned state's ``x`` is the solution.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.krylov import CGLSOperations, cgls
+        >>> ops = CGLSOperations(lambda v: 2.0 * v, lambda r: 2.0 * r, np.dot)
+        >>> cgls(ops, np.zeros(3), np.array([2.0, 4.0, 6.0]), 1).x.tolist()
+        [1.0, 2.0, 3.0]
+    """
     state = cgls_start(ops, x0, y - ops.forward(x0))  # type: ignore[operator]
     return cgls_iterate(ops, state, range(1, iterations + 1), callback)
 
@@ -180,6 +223,13 @@ def power_iteration(normal: Callable[[V], V], v: V, norm: Callable[[V], float], 
 
     Raises:
         ValueError: ``iterations < 1`` or a zero start.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.krylov import power_iteration
+        >>> M = np.diag([3.0, 1.0])
+        >>> round(float(power_iteration(lambda v: M.T @ (M @ v), np.ones(2), np.linalg.norm, 40)), 6)  # ‖M‖₂² = 9
+        9.0
     """
     if int(iterations) < 1:
         raise ValueError(f"power iteration: iterations must be >= 1, got {iterations}")

@@ -34,7 +34,14 @@ from typing import Any
 
 
 def is_quantity(value: Any) -> bool:
-    """Whether ``value`` is a pint quantity (checked without importing pint)."""
+    """Whether ``value`` is a pint quantity (checked without importing pint).
+
+    Example:
+        >>> import pint
+        >>> from drct.units import is_quantity
+        >>> is_quantity(2.0 * pint.UnitRegistry().mm), is_quantity(2.0)
+        (True, False)
+    """
     return type(value).__module__.partition(".")[0] == "pint" and hasattr(value, "to") and hasattr(value, "magnitude")
 
 
@@ -57,6 +64,13 @@ def length(value: Any, name: str) -> Any:
 
     Raises:
         ValueError: a quantity that is not a length, naming ``name`` and the unit expected.
+
+    Example:
+        >>> import pint
+        >>> from drct.units import length
+        >>> ureg = pint.UnitRegistry()
+        >>> round(length(0.25 * ureg.cm, "voxel_size"), 6), length([1.0, 2.0], "voxel_size")
+        (2.5, [1.0, 2.0])
     """
     return _convert(value, "mm", "a length", name)
 
@@ -66,6 +80,12 @@ def angle(value: Any, name: str) -> Any:
 
     Raises:
         ValueError: a quantity that is not an angle, naming ``name`` and the unit expected.
+
+    Example:
+        >>> import pint
+        >>> from drct.units import angle
+        >>> round(float(angle(180 * pint.UnitRegistry().deg, "angles")), 6)
+        3.141593
     """
     return _convert(value, "rad", "an angle", name)
 

@@ -352,6 +352,14 @@ def write_dicom_spect(
         counts: ``(views, rows, cols)`` counts, >= 0, in drct's layout.
         geometry: from :func:`drct.spect`, with evenly spaced angles (one detector, one rotation).
         description: SeriesDescription.
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.formats import read_dicom_spect, write_dicom_spect
+        >>> g = ct.spect(np.radians(np.arange(0, 360, 90)), 150.0, (2, 4), 3.0)
+        >>> path = write_dicom_spect(os.path.join(tempfile.mkdtemp(), "nm.dcm"), np.full(g.shape, 7.0), g)
+        >>> path.name, float(read_dicom_spect(path).counts.sum())
+        ('nm.dcm', 224.0)
     """
     pydicom = _pydicom()
     y = np.asarray(counts, dtype=np.float64)

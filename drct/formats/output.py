@@ -37,14 +37,28 @@ from .dicom_nm import write_dicom_nm
 
 
 def is_dicom_folder(path: str | os.PathLike[str]) -> bool:
-    """True where ``path`` asks for a DICOM output folder: it ends in a path separator."""
+    """True where ``path`` asks for a DICOM output folder: it ends in a path separator.
+
+    Example:
+        >>> from drct.formats import is_dicom_folder
+        >>> is_dicom_folder("out/"), is_dicom_folder("out/recon.tif")
+        (True, False)
+    """
     return os.fspath(path).endswith((os.sep, "/"))
 
 
 def check_dicom_folder(path: str | os.PathLike[str], force: bool) -> Path:
     """Before a long reconstruction: FileExistsError if ``path`` holds files and not ``force``, or (with it)
     files a drct DICOM writer did not write; ValueError (a user's error, one line for the CLI) naming
-    ``drct[formats]`` if pydicom is not installed."""
+    ``drct[formats]`` if pydicom is not installed.
+
+    Example:
+        >>> import os, tempfile
+        >>> from drct.formats import check_dicom_folder
+        >>> folder = os.path.join(tempfile.mkdtemp(), "recon")
+        >>> check_dicom_folder(folder, force=False).name
+        'recon'
+    """
     try:
         _pydicom()
     except MissingExtraError as err:
@@ -68,7 +82,17 @@ def write_reconstruction(
     overwrite: bool = False,
 ) -> Path:
     """A reconstruction as DICOM in ``folder`` (module docstring): a CT series (values in 1/mm), or with
-    ``emission`` an NM image (activity); ``preview`` writes ``preview.png`` beside it."""
+    ``emission`` an NM image (activity); ``preview`` writes ``preview.png`` beside it.
+
+    Example:
+        >>> import numpy as np, os, tempfile, drct as ct
+        >>> from drct.formats import read_dicom_series, write_reconstruction
+        >>> vg = ct.VolumeGeometry((3, 4, 4), voxel_size=0.5)
+        >>> folder = write_reconstruction(os.path.join(tempfile.mkdtemp(), "recon"), np.full(vg.shape, 0.02), vg)
+        >>> volume, read_vg = read_dicom_series(folder)
+        >>> volume.shape, read_vg.voxel_size, bool(np.allclose(volume, 0.02, atol=1e-6))
+        ((3, 4, 4), (0.5, 0.5, 0.5), True)
+    """
     values = np.asarray(volume)
     if values.shape != vg.shape:
         raise ValueError(f"volume of shape {values.shape} does not match the geometry {vg.shape}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import drjit as dr
 
+from ..arrays import from_tensor, to_tensor
 from ..autodiff import sync_in, sync_out
 from ..extras import require
 
@@ -66,6 +67,12 @@ class Group:
             out.append(_like(value, piece))
         return out
 
+    def gather_array(self, value: Any, shape: tuple[int, ...], types: Any, name: str) -> Any:
+        """:meth:`all_gather` of a numpy, torch or Dr.Jit array of this rank's ``shape`` (of ``types``; ``name``
+        in errors): the same kind of array comes back."""
+        tensor, kind = to_tensor(value, shape, types, name, leading=False)
+        return from_tensor(self.all_gather(tensor), kind)
+
     def all_gather(self, value: Any) -> Any:
         """Every rank's Dr.Jit tensor ``value`` (shapes may differ in the first dimension) concatenated in rank
         order along it, on every rank (detached)."""
@@ -88,15 +95,33 @@ class Group:
         return _like(value, full)
 
 
-def shard_range(num_views: int, rank: int, size: int) -> range:
-    """Views ``[rank * V // R, (rank + 1) * V // R)`` of ``V`` views split over ``R`` ranks.
+class OnRanks:
+    """What an operator shared by the ranks of a :class:`Group` tells about its place in it (mix in; the
+    operator sets ``group``)."""
+
+    group: Group
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in the operator's group."""
+        return self.group.rank
+
+    @property
+    def world_size(self) -> int:
+        """The number of ranks sharing the operator."""
+        return self.group.size
+
+
+def shard_range(num_views: int, rank: int, size: int, what: str = "view") -> range:
+    """Views ``[rank * V // R, (rank + 1) * V // R)`` of ``V`` views split over ``R`` ranks (or of ``V`` other
+    items: ``what`` names them in the error).
 
     Example:
         >>> [list(shard_range(5, r, 2)) for r in range(2)]
         [[0, 1], [2, 3, 4]]
     """
     if num_views < size:
-        raise ValueError(f"{num_views} views cannot be split over {size} ranks (each needs at least one view)")
+        raise ValueError(f"{num_views} {what}s cannot be split over {size} ranks (each needs at least one {what})")
     return range(rank * num_views // size, (rank + 1) * num_views // size)
 
 

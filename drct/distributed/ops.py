@@ -32,10 +32,12 @@ Example (one rank; with ``R`` ranks ``total`` is ``R`` times larger and so is th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import drjit as dr
 
+from ..geometry.projection import is_drjit
 from .comm import Group
 
 
@@ -78,6 +80,17 @@ def sum_ranks(group: Group, values: list[Any]) -> list[Any]:
     if not dr.grad_enabled(values):
         return group.all_reduce(values)
     return dr.custom(_SumRanks, group, values)
+
+
+def replicate_geometry(group: Group, pg: Any) -> Any:
+    """``pg`` with its Dr.Jit vectors passed through :func:`replicate` (the whole scan's geometry parameters are
+    replicated; each rank's operator uses them for its share, so their gradients are summed over the ranks).
+    A geometry of numpy vectors comes back as it is."""
+    names = [n for n in ("src", "det", "det_u", "det_v") if is_drjit(getattr(pg, n))]
+    if not names:
+        return pg
+    shared = replicate(group, [getattr(pg, n) for n in names])
+    return replace(pg, **dict(zip(names, shared, strict=True)))
 
 
 def replicate(group: Group, values: list[Any]) -> list[Any]:

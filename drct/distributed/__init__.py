@@ -4,8 +4,9 @@
 to each rank, the adjoint and the geometry gradients are summed over the ranks, and the solvers of
 :mod:`drct.recon` take it unchanged. :class:`SlabProjector` splits the volume instead, in slabs of z-planes
 (for volumes larger than one process's memory): each rank projects its slab onto every view and the
-projections are summed over the ranks. Start one process per share with ``torchrun`` (gloo on CPUs, NCCL on
-GPUs)::
+projections are summed over the ranks. :class:`WholeScanProjector` splits only the work of the views:
+whole-scan inputs and outputs on every rank, for code written for one process (``ct.calibrate(...,
+projector=...)``). Start one process per share with ``torchrun`` (gloo on CPUs, NCCL on GPUs)::
 
     torchrun --nproc_per_node=2 my_recon.py
 
@@ -25,11 +26,13 @@ from .projector import Projector as Projector
 from .slab import SlabProjector as SlabProjector
 from .slab import slab_geometry as slab_geometry
 from .slab import split_planes as split_planes
+from .whole_scan import WholeScanProjector as WholeScanProjector
 
 __all__ = [
     "Group",
     "Projector",
     "SlabProjector",
+    "WholeScanProjector",
     "replicate",
     "shard_range",
     "slab_geometry",

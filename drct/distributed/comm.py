@@ -73,16 +73,16 @@ class Group:
         tensor, kind = to_tensor(value, shape, types, name, leading=False)
         return from_tensor(self.all_gather(tensor), kind)
 
-    def all_gather(self, value: Any) -> Any:
-        """Every rank's Dr.Jit tensor ``value`` (shapes may differ in the first dimension) concatenated in rank
-        order along it, on every rank (detached)."""
+    def all_gather(self, value: Any, axis: int = 0) -> Any:
+        """Every rank's Dr.Jit tensor ``value`` (shapes may differ along ``axis``, the first by default)
+        concatenated in rank order along ``axis``, on every rank (detached)."""
         import torch
 
         dist = torch_distributed()
         backend = _backend(value)
         dr.eval(value)
         sync_out(backend)
-        local = dr.detach(value).torch()
+        local = dr.detach(value).torch().movedim(axis, 0)
         rows = torch.tensor([local.shape[0]], dtype=torch.int64, device=local.device)
         sizes = [torch.zeros_like(rows) for _ in range(self.size)]
         dist.all_gather(sizes, rows, group=self.group)
@@ -90,7 +90,7 @@ class Group:
         padded[: local.shape[0]] = local
         pieces = [torch.empty_like(padded) for _ in range(self.size)]
         dist.all_gather(pieces, padded, group=self.group)
-        full = torch.cat([p[: int(n)] for p, n in zip(pieces, sizes, strict=True)])
+        full = torch.cat([p[: int(n)] for p, n in zip(pieces, sizes, strict=True)]).movedim(0, axis)
         sync_in(backend, full.device)
         return _like(value, full)
 

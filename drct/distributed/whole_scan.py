@@ -5,11 +5,11 @@ Example (one rank, so it runs anywhere; under ``torchrun --nproc_per_node=R`` ea
 rays and every rank gets the same calibration):
     >>> import numpy as np, torch.distributed as dist, drct as ct, drct.distributed
     >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    >>> vg = ct.VolumeGeometry((24, 24, 24))
-    >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 40, endpoint=False), (24, 24), 2.0, 60.0, 120.0)
+    >>> vg = ct.VolumeGeometry((16, 16, 16), voxel_size=1.5)
+    >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 24, endpoint=False), (16, 16), 3.0, 60.0, 120.0)
     >>> y = ct.Projector(vg, pg.perturb(det_shift_u=0.8), basis="bspline2")(ct.phantoms.shepp_logan(vg))
     >>> res = ct.calibrate(y, pg, ["det_shift_u"], vg=vg, levels=[1], iterations=4, progress=False,
-    ...                    projector=drct.distributed.WholeScanProjector)
+    ...                    diagnostics="off", projector=drct.distributed.WholeScanProjector)
     >>> round(res.params["det_shift_u"], 1)
     0.8
     >>> dist.destroy_process_group()

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import drct as ct
+from drct.errors import NonFiniteError
 
 pytest.importorskip("torch.distributed")
 
@@ -211,8 +212,14 @@ def _worker(out_dir: str) -> None:  # pragma: no cover - runs in the torchrun ch
     _whole_scan_checks(errors, vg, pg, x_np, meas, perturbed)
     _calibration_checks(errors)
 
+    S = drct.distributed.SlabProjector(vg, pg, basis="linear")
+    slab_nan, share_nan = S.split(x_np).copy(), A.shard(meas).copy()
+    if rank == 1:  # one rank's share only: the other must not wait for it
+        slab_nan[0, 0, 0] = share_nan[0, 0, 0] = np.nan
     for name, call, error in [
         ("too_many_subsets_refused", lambda: ct.recon.os_sart(B, B.shard(y1), subsets=4, progress=False), ValueError),
+        ("nan_in_one_ranks_slab_raises_on_every_rank", lambda: S(slab_nan), NonFiniteError),
+        ("nan_in_one_ranks_views_raises_on_every_rank", lambda: A.T(share_nan), NonFiniteError),
     ]:
         try:
             call()
@@ -450,6 +457,8 @@ CHECKS = [
     "cgls_torch_gradient",
     "sirt_torch_gradient",
     "too_many_subsets_refused",
+    "nan_in_one_ranks_slab_raises_on_every_rank",
+    "nan_in_one_ranks_views_raises_on_every_rank",
     "fbp_parallel_2d",
     "fbp_fan_short_scan",
     "fbp_fan_short_scan_torch_gradient",
@@ -603,7 +612,8 @@ def test_calibration_refuses_a_projector_that_holds_a_share(one_rank: None) -> N
     vg = ct.VolumeGeometry((8, 8, 8))
     pg = ct.cone(np.linspace(0, 2 * np.pi, 6, endpoint=False), (8, 10), 1.5, 60.0, 110.0)
     y = np.zeros(pg.shape, np.float32)
-    for factory in (drct.distributed.Projector, drct.distributed.SlabProjector):
+    shares: list[Any] = [drct.distributed.Projector, drct.distributed.SlabProjector]  # (pyright refuses the 2nd)
+    for factory in shares:
         with pytest.raises(TypeError, match="WholeScanProjector"):
             ct.calibrate(y, pg, ["det_shift_u"], vg=vg, levels=[1], progress=False, projector=factory)
     with pytest.raises(TypeError, match="projector must be a callable"):

@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import drjit as dr
+import numpy as np
 
-from ..arrays import from_tensor, to_tensor
+from ..arrays import array_kind, from_tensor, to_tensor
 from ..autodiff import sync_in, sync_out
+from ..errors import NonFiniteError, require_finite
 from ..extras import require
 
 
@@ -67,6 +69,25 @@ class Group:
             out.append(_like(value, piece))
         return out
 
+    def require_finite(self, x: Any, name: str, types: Any) -> None:
+        """Raise :class:`drct.NonFiniteError` on every rank when any rank's ``x`` (numpy, torch or Dr.Jit: its
+        own share of a value) holds NaN or ±Inf: raised on that rank alone, the others would wait for it in
+        their next collective until the group's timeout. Collective (one all-reduce of ``size`` flags, as
+        ``types.Float64`` on the operator's backend)."""
+        bad = not _all_finite(x)
+        flags = np.zeros(self.size)
+        flags[self.rank] = float(bad)
+        (total,) = self.all_reduce([types.Float64(flags)])
+        ranks = [r for r, flag in enumerate(np.asarray(total.numpy())) if flag > 0]
+        if not ranks:
+            return
+        if bad:  # name this rank's first bad entry
+            kind = array_kind(x)
+            require_finite(x if kind == "numpy" else x.detach().cpu().numpy() if kind == "torch" else x.numpy(), name)
+        raise NonFiniteError(
+            f"{name} of rank(s) {ranks} has non-finite entries (NaN or ±Inf); this rank's ({self.rank}) is finite"
+        )
+
     def gather_array(self, value: Any, shape: tuple[int, ...], types: Any, name: str) -> Any:
         """:meth:`all_gather` of a numpy, torch or Dr.Jit array of this rank's ``shape`` (of ``types``; ``name``
         in errors): the same kind of array comes back."""
@@ -96,10 +117,18 @@ class Group:
 
 
 class OnRanks:
-    """What an operator shared by the ranks of a :class:`Group` tells about its place in it (mix in; the
-    operator sets ``group``)."""
+    """What an operator shared by the ranks of a :class:`Group` tells about its place in it, and its array calls'
+    collective check of non-finite input (mix in before :class:`drct.operator.ArrayCalls`; the operator sets
+    ``group``)."""
 
     group: Group
+    types: Any
+
+    def _apply(self, run: Any, value: Any, shape: tuple[int, ...], name: str) -> Any:
+        """``A(x)`` / ``A.T(y)``: every rank refuses non-finite input when any rank's holds some (before the
+        conversion, which would raise on that rank alone), then the operator's own call."""
+        self.group.require_finite(value, name, self.types)
+        return super()._apply(run, value, shape, name)  # type: ignore[misc]
 
     @property
     def rank(self) -> int:
@@ -123,6 +152,17 @@ def shard_range(num_views: int, rank: int, size: int, what: str = "view") -> ran
     if num_views < size:
         raise ValueError(f"{num_views} {what}s cannot be split over {size} ranks (each needs at least one {what})")
     return range(rank * num_views // size, (rank + 1) * num_views // size)
+
+
+def _all_finite(x: Any) -> bool:
+    """Whether a numpy array, torch tensor or Dr.Jit array holds no NaN or ±Inf (non-float arrays: True)."""
+    kind = array_kind(x)
+    if kind == "numpy":
+        return not np.issubdtype(x.dtype, np.inexact) or bool(np.isfinite(x).all())
+    if kind == "torch":
+        return not x.is_floating_point() or bool(x.detach().isfinite().all())
+    flat = dr.detach(x.array if dr.is_tensor_v(x) else x)
+    return dr.width(flat) == 0 or bool(dr.all(dr.isfinite(flat), axis=None))
 
 
 def _backend(value: Any) -> str:

@@ -29,7 +29,7 @@ from .comm import Group, OnRanks
 from .ops import replicate, replicate_geometry, sum_ranks
 
 
-class Projector(_Projector, OnRanks):
+class Projector(OnRanks, _Projector):
     """The X-ray transform of ``vg`` on ``pg``, views split over the ranks of a process group.
 
     Rank ``r`` holds views ``r * V // R .. (r + 1) * V // R - 1`` of the ``V`` views of ``pg`` (``R`` ranks):
@@ -144,6 +144,7 @@ class Projector(_Projector, OnRanks):
     def adjoint_tensor(self, y: Any) -> Any:
         """``A.T y`` summed over the ranks, for this rank's views' projections ``y``: every rank gets the full
         backprojection."""
+        self.group.require_finite(y, "y (this rank's projections)", self.types)  # every rank raises, or none
         local = super().adjoint_tensor(y)
         (total,) = sum_ranks(self.group, [local])
         return total

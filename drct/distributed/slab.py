@@ -55,7 +55,7 @@ def slab_geometry(vg: VolumeGeometry, planes: range) -> VolumeGeometry:
     return VolumeGeometry((len(planes), *vg.shape[1:]), vg.voxel_size, center)
 
 
-class SlabProjector(ArrayCalls, OnRanks):
+class SlabProjector(OnRanks, ArrayCalls):
     """The X-ray transform of ``vg`` on ``pg``, the volume split in slabs of planes over the ranks.
 
     Rank ``r`` of ``R`` holds planes ``r * N // R .. (r + 1) * N // R - 1`` of the ``N`` planes of ``vg``'s first
@@ -131,6 +131,7 @@ class SlabProjector(ArrayCalls, OnRanks):
     def forward_tensor(self, x: Any) -> Any:
         """``A x`` summed over the ranks, for this rank's slab ``x`` (a Dr.Jit tensor, after any leading batch
         dimensions); every rank gets the whole scan's projections."""
+        self.group.require_finite(x, "x (this rank's slab)", self.types)  # every rank raises, or none
         (total,) = sum_ranks(self.group, [self.local.forward_tensor(x)])
         return total
 

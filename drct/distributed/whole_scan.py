@@ -29,7 +29,7 @@ from .ops import gather_ranks, replicate
 from .projector import Projector
 
 
-class WholeScanProjector(_Projector, OnRanks):
+class WholeScanProjector(OnRanks, _Projector):
     """The X-ray transform of ``vg`` on ``pg`` with whole-scan inputs and outputs on every rank, each rank
     marching only its share of the views (those of :class:`drct.distributed.Projector`, :attr:`share`).
 

@@ -43,7 +43,9 @@ class WholeScanProjector(OnRanks, _Projector):
     ranks with its own (small, numpy) algebra unchanged. For memory split too, use
     :class:`drct.distributed.Projector` (views) or :class:`drct.distributed.SlabProjector` (volume).
 
-    Every call is collective. Arguments as for :class:`drct.distributed.Projector`.
+    Every call is collective. :meth:`select_views` (and so the ordered subsets of OS-SART/OSEM) gives a plain
+    single-process :class:`drct.Projector` of those views: the same numbers, its work not split.
+    Arguments as for :class:`drct.distributed.Projector`.
     """
 
     def __init__(

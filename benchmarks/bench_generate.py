@@ -4,10 +4,13 @@ start and import drct on their first task), with the machine's load (``uptime``)
 ``dataset.h5`` is compared with the serial run's: the table says whether all were byte-identical.
 
 Run:  python benchmarks/bench_generate.py [--scene scenes/shepp_logan_2d.toml] [--scale 1] [--samples 64]
-      [--workers 1 2] [--repeat 5]
+      [--workers 1 2] [--repeat 5] [--address HOST:PORT]
 
 Needs ``pip install 'drct[ray]'``. Ray's start-up (a few seconds) is outside the timings: one cluster with
-``max(--workers)`` CPUs serves every row, and ``workers=K`` runs at most K samples at a time.
+``max(--workers)`` CPUs serves every row, and ``workers=K`` runs at most K samples at a time. With
+``--address`` the rows run on that running cluster instead (``ray start --head`` on one machine, ``ray start
+--address ...`` on the others; every node needs drct and the scene at the same path), e.g. ``--workers 1 2 4 8``
+for the scaling across nodes.
 """
 
 from __future__ import annotations
@@ -37,12 +40,20 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--address", default=None, help="a running Ray cluster (default: a local one)")
     args = parser.parse_args()
     if args.repeat < 5:
         parser.error("--repeat must be at least 5")
     recipe = Recipe.from_file(args.scene, VARY, seed=0, scale=args.scale)
     print(f"load before: {load()}")
-    ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address=args.address,
+        num_cpus=None if args.address else max(args.workers),
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    print(f"cluster: {ray.cluster_resources().get('CPU', 0):g} CPUs on {len(ray.nodes())} node(s)")
     root = Path(tempfile.mkdtemp(prefix="bench_generate-"))
     reference: bytes | None = None
     identical = True

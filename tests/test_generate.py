@@ -4,7 +4,15 @@ and on Ray (2 workers), no sample lost when a worker is killed, and the dataset 
 from __future__ import annotations
 
 import importlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -325,6 +333,22 @@ def test_the_scheduler_keeps_k_tasks_in_flight_and_writes_in_index_order(
     assert max(fake.in_flight) == 3 and fake.in_flight.count(3) >= 5
 
 
+def test_an_address_other_than_the_connected_cluster_is_refused(
+    recipe: Recipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Ray already connected in this process (ray.init), another --address used to be ignored silently:
+    the samples were made on the connected cluster instead."""
+    fake = _FakeRay()
+    fake.get_runtime_context = lambda: types.SimpleNamespace(gcs_address="127.0.0.1:6380")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with pytest.raises(ValueError, match=r"already connected to the Ray cluster at 127\.0\.0\.1:6380"):
+        generate(recipe, 2, tmp_path / "elsewhere", workers=2, address="127.0.0.1:6379")
+    assert not (tmp_path / "elsewhere").exists()
+    fake.remote = lambda **options: _FakeRay.remote(fake, **{**options, "max_retries": 3})  # type: ignore[method-assign]
+    for same in ("localhost:6380", "auto"):  # the connected cluster, by another name
+        assert generate(recipe, 2, tmp_path / same.replace(":", "_"), workers=2, address=same).exists()
+
+
 # ------------------------------------------------------------------------------------------------ reading back
 def test_the_dataset_reads_back_through_torch(serial: Path) -> None:
     data = SimulatedDataset(serial)
@@ -412,3 +436,49 @@ def test_errors_in_ray_tasks_arrive_as_drct_raised_them(ray_cluster: object, tmp
     with pytest.raises(ValueError, match=r"^sample \d \(object.phantom.radius=-1\d"):
         generate(recipe, 2, tmp_path / "bad", workers=2)
     assert not (tmp_path / "bad").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow  # a Ray head node takes 5-20 s to start on 2 busy cores
+def test_cli_generate_joins_a_running_cluster_by_address(serial: Path, tmp_path: Path) -> None:
+    """`ray start --head` in a subprocess, then `drct generate --address HOST:PORT` (another process) makes the
+    serial run's bytes on that cluster. The head runs with --block and is stopped by its own pid (SIGTERM ends
+    the processes it started)."""
+    pytest.importorskip("ray")
+    port = _free_port()
+    token = secrets.token_hex(32)  # this cluster's own (not ~/.ray/auth_token, which other clusters may share)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+    env.update(RAY_AUTH_TOKEN=token)
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    scratch = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 characters
+    start = ["-m", "ray.scripts.scripts", "start", "--head", "--block", "--num-cpus=2", f"--port={port}"]
+    head = subprocess.Popen(
+        [sys.executable, *start, "--include-dashboard=false", f"--temp-dir={scratch}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert head.stdout is not None
+        log = []
+        for line in head.stdout:  # until the head is up
+            log.append(line)
+            if "Ray runtime started" in line:
+                break
+        assert head.poll() is None, "".join(log)
+        command = [sys.executable, "-m", "drct", "generate", SL2D, "--samples", "8", "--seed", "3", "--scale", "0.2"]
+        command += [a for v in VARY for a in ("--vary", v)]
+        command += ["--workers", "2", "--address", f"127.0.0.1:{port}", "-o", str(tmp_path / "joined"), "--quiet"]
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+        assert (tmp_path / "joined" / "dataset.h5").read_bytes() == (serial / "dataset.h5").read_bytes()
+    finally:
+        head.send_signal(signal.SIGTERM)
+        head.wait(120)
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..projector import Projector
 from .linalg import cross, normal_equations
+from .projectors import projector
 
 if TYPE_CHECKING:
     from .model import GeometryModel, ParamSpec
@@ -55,7 +55,7 @@ def gauge_generator_columns(model: GeometryModel, theta: np.ndarray, vg: Any, ba
     width = 3 if dim == 3 else 1
     tangents = [model.gauge_geometry(theta, seed, None) for seed in np.eye(dim)]
     tangents += [model.gauge_geometry(theta, None, seed) for seed in np.eye(width)]
-    A = Projector(vg, model.gauge_geometry(theta, None, None), basis=basis)  # one march for every column
+    A = projector(vg, model.gauge_geometry(theta, None, None), basis)  # one march for every column
     cols = [np.asarray(col.numpy(), dtype=np.float64).reshape(-1) for col in A.geometry_jvps(x, tangents)]
     return np.stack(cols, axis=1)
 

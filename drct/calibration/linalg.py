@@ -28,6 +28,7 @@ import drjit as dr
 import numpy as np
 
 from ..projector import Projector
+from .projectors import projector
 
 
 @dataclass
@@ -65,7 +66,7 @@ def jacobian(
     one derivative march (:meth:`drct.Projector.geometry_jvps`); ``A``, if given, is the projector at ``theta``."""
     views = model.num_views
     if A is None:
-        A = Projector(vg, model.geometry(theta), basis=basis)
+        A = projector(vg, model.geometry(theta), basis)
     tangents = []
     for idx in groups:
         seed = np.zeros(model.size)

@@ -16,6 +16,7 @@ from ..projector import Projector
 from .levels import Level
 from .linalg import jacobian, seed_groups
 from .lowpass import DetectorLowPass, WeightedOperator
+from .projectors import projector
 
 
 def ridge_cgls(
@@ -114,7 +115,7 @@ class LevelProblem:
         self.lowpass = DetectorLowPass(lowpass / level.factor if dims else 0.0, dims)
         self.y = self.lowpass(level.y)
         self.norm = max(float(np.vdot(self.y, self.y)), 1e-300)
-        self.ridge = regularization * operator_norm(Projector(level.vg, level.pg, basis=basis))
+        self.ridge = regularization * operator_norm(projector(level.vg, level.pg, basis))
         self.t = types("float32")
         self._operators: dict[bytes, WeightedOperator] = {}  # the last few thetas' operators
         self._residual: tuple[bytes, int, float, np.ndarray] | None = None  # the last residual and its key
@@ -139,9 +140,7 @@ class LevelProblem:
         key = np.asarray(theta, dtype=np.float64).tobytes()
         op = self._operators.pop(key, None)
         if op is None:
-            op = WeightedOperator(
-                Projector(self.level.vg, self.model.final_geometry(theta), basis=self.basis), self.lowpass
-            )
+            op = WeightedOperator(projector(self.level.vg, self.model.final_geometry(theta), self.basis), self.lowpass)
         self._operators[key] = op  # most recent last
         while len(self._operators) > 3:
             del self._operators[next(iter(self._operators))]
@@ -167,7 +166,7 @@ class LevelProblem:
     def gradient(self, theta: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and its reverse-mode gradient w.r.t. theta."""
         pg, leaves = self.model.geometry_reverse(theta)
-        A = Projector(self.level.vg, pg, basis=self.basis)
+        A = projector(self.level.vg, pg, self.basis)
         ax = A.forward_tensor(self.tensor(x)).array
         r = self.lowpass(np.asarray(ax.numpy()).reshape(self.y.shape)) - self.y
         weight = upload(self.t.Float, (2.0 / self.norm) * self.lowpass(r).reshape(-1))  # d loss / d (A x)

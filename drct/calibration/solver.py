@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ..errors import require_finite
 from ..geometry.projection import ProjectionGeometry, RayGeometry
 from ..geometry.volume import VolumeGeometry
+from ..projector import Projector
 from .diagnostics import act, analyse
 from .gauge import Gauge, first_level_gauge, spec_label
 from .interrupts import deferred_interrupts, is_interrupt
@@ -23,6 +24,7 @@ from .levels import Level, build_levels, default_factors, upsample
 from .model import GeometryModel, PerturbModel
 from .options import CalibrationOptions
 from .problem import LevelProblem, ridge_cgls
+from .projectors import with_projector_option
 from .result import CalibrationResult
 from .steps import StepStrategy, make_strategy, uncertainty
 
@@ -53,6 +55,7 @@ class State:
     geometry: Any
 
 
+@with_projector_option
 def calibrate(
     projections: Any,
     pg_nominal: ProjectionGeometry | RayGeometry,
@@ -85,6 +88,8 @@ def calibrate(
     diagnostic_iterations: int = 20,
     identifiability_tol: float = 1e-2,
     diagnostic_size: int = 48**3,
+    *,
+    projector: Callable[..., Projector] | None = None,
 ) -> CalibrationResult:
     """Estimate misalignment parameters and the volume together from projections.
 
@@ -151,6 +156,9 @@ def calibrate(
             (the rest imitated by the volume, the pose and the other parameters).
         diagnostic_size: the analysis runs at the finest level with at most this many volume coefficients (the
             coarsest level if none): its σ is then that level's, larger than the finest level's would be.
+        projector: what builds every projector of the calibration, ``projector(vg, pg, basis=...)`` (default
+            :class:`drct.Projector`); e.g. :class:`drct.distributed.WholeScanProjector` under ``torchrun``: each
+            rank passes the whole projections, marches its share of the rays and gets the same result.
 
     Returns:
         A :class:`CalibrationResult`.

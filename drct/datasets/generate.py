@@ -31,6 +31,7 @@ import errno
 import math
 import os
 import shutil
+import socket
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ def generate(
         output: the dataset folder.
         workers: 0: in this process; K >= 1: on Ray, at most K samples at a time (a local cluster of K CPUs
             unless ``address`` is given).
-        address: a running Ray cluster (``ray start --head`` prints it; ``"auto"`` finds a local one).
+        address: a running Ray cluster (``ray start --head`` prints it; ``"auto"`` finds a local one); refused
+            if this process's Ray is already connected (``ray.init``) to another cluster.
         retries: tries after the first for a task whose worker died or that hit an OSError/MemoryError.
         force: replace an existing dataset folder.
         progress: a tqdm bar over the samples.
@@ -180,6 +182,8 @@ def _parallel(
     """Samples from Ray tasks, yielded in index order; at most ``2 * workers`` computed and not yet yielded."""
     ray = optional("ray", "generating on several workers (--workers >= 1)")
     started = not ray.is_initialized()
+    if not started and address is not None:
+        _require_joined(ray, address)
     if started:
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         if address is None:
@@ -206,6 +210,26 @@ def _parallel(
     finally:
         if started:
             ray.shutdown()
+
+
+def _require_joined(ray: Any, address: str) -> None:
+    """Refuse ``address`` when this process's Ray is already connected to another cluster (``ray.init`` called
+    before): the tasks would run there, not on the cluster asked for."""
+    current = str(ray.get_runtime_context().gcs_address)
+    if address != "auto" and _endpoint(address) != _endpoint(current):
+        raise ValueError(
+            f"this process is already connected to the Ray cluster at {current}, so it cannot generate on "
+            f"{address!r}: call ray.shutdown() first, or pass {current!r} (or 'auto')"
+        )
+
+
+def _endpoint(address: str) -> tuple[str, str]:
+    """``(IP, port)`` of a ``HOST:PORT`` address (the host name resolved where it can be)."""
+    host, _, port = address.rpartition(":")
+    try:
+        return socket.gethostbyname(host), port
+    except OSError:
+        return host, port
 
 
 def _result(ray: Any, ref: Any, index: int, retries: int) -> dict[str, Any]:

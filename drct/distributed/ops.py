@@ -11,6 +11,8 @@ objective:
 * :func:`replicate` (replicated → local use): the forward value is the identity; the reverse all-reduces the
   cotangents, since every rank's local use of the value contributes to its gradient; forward mode is the
   identity.
+* :func:`gather_ranks` (local shares → their replicated concatenation): the reverse takes this rank's share
+  of the cotangent; forward mode gathers the tangents.
 
 So the sharded ``A.T y = sum_ranks(A_r.T y_r)`` and its transpose, ``A_r`` applied to the replicated gradient,
 needs no communication, while ``A x = A_r replicate(x)`` sums ``A_r.T`` of the local cotangents in reverse.
@@ -32,10 +34,12 @@ Example (one rank; with ``R`` ranks ``total`` is ``R`` times larger and so is th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import drjit as dr
 
+from ..geometry.projection import is_drjit
 from .comm import Group
 
 
@@ -88,6 +92,43 @@ def sum_ranks(group: Group, values: list[Any]) -> list[Any]:
     if not dr.grad_enabled(values):
         return group.all_reduce(values)
     return dr.custom(_SumRanks, group, values)
+
+
+class _GatherRanks(dr.CustomOp):
+    def eval(self, group: Group, value: Any, share: range, axis: int) -> Any:
+        self.group, self.share, self.axis = group, share, axis
+        return group.all_gather(value, axis)
+
+    def backward(self) -> None:
+        cotangent: Any = self.grad_out()
+        index = (*(slice(None),) * self.axis, slice(self.share.start, self.share.stop))
+        self.set_grad_in("value", cotangent[index])
+
+    def forward(self) -> None:
+        self.set_grad_out(self.group.all_gather(self.grad_in("value"), self.axis))
+
+    def name(self) -> str:
+        return "drct.distributed.gather_ranks"
+
+
+def gather_ranks(group: Group, value: Any, share: range, axis: int) -> Any:
+    """The ranks' Dr.Jit tensors ``value`` concatenated along ``axis`` (local shares in, a replicated whole
+    out); ``share`` is where this rank's lies along ``axis``. Reverse mode takes this rank's share of the
+    replicated cotangent (no communication); forward mode gathers the tangents. Collective."""
+    if not dr.grad_enabled(value):
+        return group.all_gather(value, axis)
+    return dr.custom(_GatherRanks, group, value, share, axis)
+
+
+def replicate_geometry(group: Group, pg: Any) -> Any:
+    """``pg`` with its Dr.Jit vectors passed through :func:`replicate` (the whole scan's geometry parameters are
+    replicated; each rank's operator uses them for its share, so their gradients are summed over the ranks).
+    A geometry of numpy vectors comes back as it is."""
+    names = [n for n in ("src", "det", "det_u", "det_v") if is_drjit(getattr(pg, n))]
+    if not names:
+        return pg
+    shared = replicate(group, [getattr(pg, n) for n in names])
+    return replace(pg, **dict(zip(names, shared, strict=True)))
 
 
 def replicate(group: Group, values: list[Any]) -> list[Any]:

@@ -17,21 +17,19 @@ views and gets the same reconstruction):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import drjit as dr
 import numpy as np
 
-from ..arrays import from_tensor, to_tensor
-from ..geometry.projection import AnyGeometry, ProjectionGeometry, is_drjit
+from ..geometry.projection import AnyGeometry, ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
 from ..projector import Projector as _Projector
-from .comm import Group
-from .ops import replicate, sum_ranks
+from .comm import Group, OnRanks
+from .ops import replicate, replicate_geometry, sum_ranks
 
 
-class Projector(_Projector):
+class Projector(OnRanks, _Projector):
     """The X-ray transform of ``vg`` on ``pg``, views split over the ranks of a process group.
 
     Rank ``r`` holds views ``r * V // R .. (r + 1) * V // R - 1`` of the ``V`` views of ``pg`` (``R`` ranks):
@@ -92,11 +90,7 @@ class Projector(_Projector):
     def _local_geometry(self, pg: ProjectionGeometry, views: np.ndarray) -> ProjectionGeometry:
         """``views`` of ``pg``; Dr.Jit vectors pass :func:`replicate` first, so the gradients of the full
         geometry's parameters are summed over the ranks."""
-        names = [n for n in ("src", "det", "det_u", "det_v") if is_drjit(getattr(pg, n))]
-        if names:
-            shared = replicate(self.group, [getattr(pg, n) for n in names])
-            pg = replace(pg, **dict(zip(names, shared, strict=True)))
-        return pg.select_views(views)
+        return replicate_geometry(self.group, pg).select_views(views)
 
     def _share(self) -> range:
         """This rank's contiguous share of the views (an ordered subset's operator has none)."""
@@ -137,14 +131,6 @@ class Projector(_Projector):
     def sharded(self) -> bool:
         return True
 
-    @property
-    def rank(self) -> int:
-        return self.group.rank
-
-    @property
-    def world_size(self) -> int:
-        return self.group.size
-
     def reduce_sum(self, value: Any) -> Any:
         """The sum over the ranks of a Dr.Jit array (e.g. this rank's part of a sinogram inner product);
         differentiable (see :func:`drct.distributed.ops.sum_ranks`)."""
@@ -168,6 +154,7 @@ class Projector(_Projector):
     def adjoint_tensor(self, y: Any) -> Any:
         """``A.T y`` summed over the ranks, for this rank's views' projections ``y``: every rank gets the full
         backprojection."""
+        self.group.require_finite(y, "y (this rank's projections)", self.types)  # every rank raises, or none
         local = super().adjoint_tensor(y)
         (total,) = sum_ranks(self.group, [local])
         return total
@@ -192,8 +179,7 @@ class Projector(_Projector):
     def gather(self, y: Any) -> Any:
         """The whole scan's projections from every rank's share ``y`` (on every rank; numpy, torch or Dr.Jit
         in, the same kind out). Collective."""
-        tensor, kind = to_tensor(y, self.range_shape, self.types, "y (this rank's projections)", leading=False)
-        return from_tensor(self.group.all_gather(tensor), kind)
+        return self.group.gather_array(y, self.range_shape, self.types, "y (this rank's projections)")
 
     def __repr__(self) -> str:
         return (

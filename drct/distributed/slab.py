@@ -82,6 +82,17 @@ class SlabProjector(OnRanks, ArrayCalls):
         basis: as for :class:`drct.Projector`.
         group: a ``torch.distributed`` process group; default the default group.
         options: ``dtype``, ``backend``, ``chunk_rays``, ``deterministic``, as for :class:`drct.Projector`.
+
+    Example (one rank; under ``torchrun`` each rank holds its own planes):
+        >>> import numpy as np, torch.distributed as dist, drct as ct, drct.distributed
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> vg = ct.VolumeGeometry((8, 12, 12))
+        >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 6, endpoint=False), (10, 16), 1.5, 60.0, 120.0)
+        >>> A = ct.distributed.SlabProjector(vg, pg, basis="linear")
+        >>> x = A.split(np.ones(vg.shape, np.float32))
+        >>> bool(np.allclose(A(x), ct.Projector(vg, pg, basis="linear")(np.ones(vg.shape, np.float32)), rtol=1e-5))
+        True
+        >>> dist.destroy_process_group()
     """
 
     leading_batch = True

@@ -46,6 +46,17 @@ class WholeScanProjector(OnRanks, _Projector):
     Every call is collective. :meth:`select_views` (and so the ordered subsets of OS-SART/OSEM) gives a plain
     single-process :class:`drct.Projector` of those views: the same numbers, its work not split.
     Arguments as for :class:`drct.distributed.Projector`.
+
+    Example (one rank; the module docstring calibrates with it):
+        >>> import numpy as np, torch.distributed as dist, drct as ct, drct.distributed
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> vg = ct.VolumeGeometry((12, 12))
+        >>> pg = ct.parallel(np.linspace(0, np.pi, 8, endpoint=False), 16)
+        >>> A = drct.distributed.WholeScanProjector(vg, pg)
+        >>> x = np.ones(vg.shape, np.float32)
+        >>> A(x).shape, bool(np.allclose(A(x), ct.Projector(vg, pg)(x)))
+        ((8, 16), True)
+        >>> dist.destroy_process_group()
     """
 
     def __init__(

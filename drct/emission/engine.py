@@ -63,6 +63,26 @@ def gaussian_taps(sigma: np.ndarray, pitch: float, radius: int) -> np.ndarray:
     return g / g.sum(axis=-1, keepdims=True)
 
 
+def gaussian_taps_derivative(sigma: np.ndarray, pitch: float, radius: int) -> np.ndarray:
+    """``∂/∂σ`` of :func:`gaussian_taps` (zero where ``σ = 0``): for ``w_a = e_a / Σ_b e_b`` with
+    ``e_a = exp(-x_a² / 2σ²)``, ``∂w_a/∂σ = w_a (x_a² - Σ_b w_b x_b²) / σ³``.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.emission.engine import gaussian_taps, gaussian_taps_derivative
+        >>> s, h = np.array([1.3]), 1e-6
+        >>> fd = (gaussian_taps(s + h, 1.0, 4) - gaussian_taps(s - h, 1.0, 4)) / (2 * h)
+        >>> bool(np.allclose(gaussian_taps_derivative(s, 1.0, 4), fd, atol=1e-8))
+        True
+    """
+    w = gaussian_taps(sigma, pitch, radius)
+    x2 = (np.arange(-radius, radius + 1, dtype=np.float64) * pitch) ** 2
+    s = np.asarray(sigma, dtype=np.float64)[..., None]
+    mean = (w * x2).sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s > 0, w * (x2 - mean) / np.where(s > 0, s, 1.0) ** 3, 0.0)
+
+
 class SpectEngine:
     """Rotate-attenuate-blur-sum for one volume grid, one SPECT geometry and one response model."""
 
@@ -118,7 +138,7 @@ class SpectEngine:
                     "the collimator response sigma(d) must map an array of distances (mm) to finite sigmas >= 0 "
                     f"(mm) of the same shape; got shape {s.shape}, min {np.nanmin(s) if s.size else 'n/a'}"
                 )
-        self.sigma = s
+        self.sigma, self.distance, self._visible_np = s, distance, visible
         self.ku = math.ceil(cutoff * s.max() / col_pitch) if s.max() > 0 else 0
         self.kz = math.ceil(cutoff * s.max() / dz) if s.max() > 0 else 0
         wu = gaussian_taps(s, col_pitch, self.ku) * (visible * step)[..., None]
@@ -127,10 +147,49 @@ class SpectEngine:
         self.wu, self.wz = f(wu.reshape(-1)), f(wz.reshape(-1))
         self.visible = f(visible.astype(np.float64).reshape(-1))
         self.cos, self.sin = f(np.cos(sg.angles)), f(np.sin(sg.angles))
+        self.offset = f(sg.offset) if np.any(sg.offset) else None
+        self.tracked = False  # geometry arrays carry Dr.Jit AD (see attach_geometry)
         if method not in ("direct", "incremental"):
             raise ValueError(f"psf_method must be 'direct' or 'incremental', got {method!r}")
         self.method = method
         self.incremental = None if method == "direct" else IncrementalResponse(self, visible)
+
+    # -- geometry derivatives --------------------------------------------------------------------------------
+    def attach_geometry(self, angles: Any, radius: Any, offset: Any, dsigma: np.ndarray | None) -> None:
+        """Let Dr.Jit AD reach the geometry: ``angles``, ``radius``, ``offset`` are ``Float64`` arrays of one value
+        per view, equal to this engine's geometry (``None``: that part stays fixed), and ``dsigma`` the response's
+        ``dσ/dd`` at :attr:`distance` (needed for ``radius``). The view angles and offsets enter the bilinear
+        read (differentiable in the sample positions, piecewise linear); the radius enters through the response
+        ``σ(R - t)`` (first order: the taps are their values plus ``∂w/∂σ · σ'(d) · dR``; visibility, a step,
+        has no derivative). Every later call records its operations for Dr.Jit's AD instead of using the
+        custom operators: memory grows with the recorded graph."""
+        t, f = self.t, self.t.Float
+        if angles is not None:
+            self.cos, self.sin = f(dr.cos(angles)), f(dr.sin(angles))
+        if offset is not None:
+            self.offset = f(offset)
+        if radius is not None and self.ku + self.kz > 0:
+            if dsigma is None:
+                raise ValueError("radius derivatives need the response's dsigma/dd")
+            if self.incremental is not None:
+                raise ValueError(
+                    "radius derivatives are implemented for psf_method='direct' only (the incremental kernels' "
+                    "variances have no derivative here)"
+                )
+            change = f(radius - dr.detach(radius))  # value 0, derivative dR
+            ds = dsigma * self._visible_np
+            for name, pitch, k, scale in (
+                ("wu", self.col_pitch, self.ku, self._visible_np * self.dt),
+                ("wz", self.spacing[0], self.kz, None),
+            ):
+                d = gaussian_taps_derivative(self.sigma, pitch, k) * ds[..., None]
+                if scale is not None:
+                    d = d * scale[..., None]
+                taps = 2 * k + 1
+                per_view = dr.arange(t.UInt, self.views * self.depths * taps) // (self.depths * taps)
+                grow = dr.gather(f, change, per_view)
+                setattr(self, name, getattr(self, name) + f(d.reshape(-1)) * grow)
+        self.tracked = True
 
     # -- indices and the bilinear read ----------------------------------------------------------------------
     def _ids(self) -> tuple[Any, Any, Any, Any, Any]:
@@ -166,6 +225,8 @@ class SpectEngine:
             tj = dr.opaque(t.Float, (plane - self.half) * self.dt)  # a kernel parameter: one kernel for all planes
         c, s = dr.gather(t.Float, self.cos, v), dr.gather(t.Float, self.sin, v)
         su = (t.Float(i) - (self.cols - 1) / 2) * self.col_pitch
+        if self.offset is not None:
+            su = su + dr.gather(t.Float, self.offset, v)
         fx = (su * c - tj * s - self.center[0]) / dx + (nx - 1) / 2
         fy = (su * s + tj * c - self.center[1]) / dy + (ny - 1) / 2
         x0, y0 = dr.floor(fx), dr.floor(fy)

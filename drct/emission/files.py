@@ -76,6 +76,7 @@ def save_spect(
         "format": FORMAT,
         "angles": geometry.angles.tolist(),
         "radius": geometry.radius.tolist(),
+        "offset": geometry.offset.tolist(),
         "det_shape": list(geometry.det_shape),
         "det_spacing": list(geometry.det_spacing),
         "volume": {"shape": list(volume.shape), "voxel_size": list(volume.voxel_size), "center": list(volume.center)},
@@ -128,7 +129,9 @@ def load_spect(path: str | Path) -> SpectAcquisition:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{p}: not a drct SPECT file (expected format {FORMAT!r})")
     try:
-        geometry = spect(data["angles"], data["radius"], tuple(data["det_shape"]), data["det_spacing"])
+        geometry = spect(
+            data["angles"], data["radius"], tuple(data["det_shape"]), data["det_spacing"], data.get("offset", 0.0)
+        )
         v = data["volume"]
         volume = VolumeGeometry(tuple(v["shape"]), tuple(v["voxel_size"]), tuple(v["center"]))
         c = data["collimator"]

@@ -90,6 +90,7 @@ def test_a_shift_of_one_voxel_moves_the_activity_by_one_voxel() -> None:
     assert np.abs(A.perturbed(radius=5.0)(x) - A(x)).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_torch_geometry_gradient_equals_drjit() -> None:
     torch = pytest.importorskip("torch")
     A = operator()

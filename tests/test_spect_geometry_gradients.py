@@ -110,6 +110,7 @@ def test_offset_of_one_column_shifts_the_projections_by_one_column() -> None:
     np.testing.assert_array_equal(SPECTProjector(vg, g.perturb(offset=4.0), dtype="float64")(f), moved)
 
 
+@pytest.mark.slow
 def test_torch_geometry_gradient_equals_drjit() -> None:
     torch = pytest.importorskip("torch")
     A = operator()

@@ -108,26 +108,38 @@ def _collimator_table(c: Collimator) -> dict[str, Any]:
     }
 
 
-def is_spect_file(path: str | Path) -> bool:
-    """True for a JSON file written by :func:`save_spect`."""
+def has_format(path: str | Path, fmt: str) -> bool:
+    """True for a ``.json`` file whose ``format`` entry is ``fmt``."""
     p = Path(path)
     if p.suffix.lower() != ".json" or not p.is_file():
         return False
     try:
-        return json.loads(p.read_text(encoding="utf-8")).get("format") == FORMAT
+        return json.loads(p.read_text(encoding="utf-8")).get("format") == fmt
     except (ValueError, OSError, AttributeError):
         return False
 
 
-def load_spect(path: str | Path) -> SpectAcquisition:
-    """Read a file written by :func:`save_spect` (the μ-map from beside it)."""
+def read_format(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
+    """The JSON object of ``path``, refused unless its ``format`` is ``fmt`` (``what`` names the kind of file)."""
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except ValueError as err:
         raise ValueError(f"{p}: not a JSON file ({err})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{p}: not a drct SPECT file (expected format {FORMAT!r})")
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise ValueError(f"{p}: not a drct {what} file (expected format {fmt!r})")
+    return data
+
+
+def is_spect_file(path: str | Path) -> bool:
+    """True for a JSON file written by :func:`save_spect`."""
+    return has_format(path, FORMAT)
+
+
+def load_spect(path: str | Path) -> SpectAcquisition:
+    """Read a file written by :func:`save_spect` (the μ-map from beside it)."""
+    p = Path(path)
+    data = read_format(p, FORMAT, "SPECT")
     try:
         geometry = spect(
             data["angles"], data["radius"], tuple(data["det_shape"]), data["det_spacing"], data.get("offset", 0.0)

@@ -255,3 +255,22 @@ def test_ct_data_refuse_bsrem_and_beta(tmp_path: Path, capsys: pytest.CaptureFix
     assert "emission data" in capsys.readouterr().err
     assert main([*base, "--method", "sirt", "--beta", "1"]) == 2
     assert "emission data" in capsys.readouterr().err
+
+
+def test_cli_bsrem_on_spect_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scene = parse_emission_scene(minimal(counts={"total": 1e5, "noise": "none"}))
+    sim = scene.simulate()
+    save_spect(tmp_path / "spect.json", scene.geometry, scene.volume, scene.collimator, sim.mu, sim.sensitivity)
+    np.save(tmp_path / "counts.npy", sim.counts)
+    args = ["reconstruct", str(tmp_path / "counts.npy"), "--geometry", str(tmp_path / "spect.json"), "--no-progress"]
+    out = {}
+    for beta in ("0", "3"):
+        rec = tmp_path / f"b{beta}.tif"
+        assert main([*args, "--method", "bsrem", "--beta", beta, "--iterations", "4", "-o", str(rec)]) == 0
+        out[beta] = tifffile.imread(rec)
+    assert out["0"].sum() / sim.activity.sum() == pytest.approx(1.0, abs=0.05)
+    assert out["3"].sum() / sim.activity.sum() == pytest.approx(1.0, abs=0.1)
+    assert np.abs(out["3"] - out["0"]).max() > 1e-3 * out["0"].max()  # --beta reaches the prior
+    capsys.readouterr()
+    assert main([*args, "--method", "bsrem", "--beta", "1000", "-o", str(tmp_path / "x.tif")]) == 2
+    assert "--beta 1000" in capsys.readouterr().err

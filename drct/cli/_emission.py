@@ -169,7 +169,13 @@ def reconstruct(args: argparse.Namespace) -> np.ndarray:
     elif beta is not None:
         raise ValueError(f"--beta applies to bsrem, not {args.method}")
     # counts ~ Poisson(sensitivity A f + s): EM on counts / sensitivity gives f in the scene's activity units
-    rec = getattr(recon, args.method)(A, counts / scale, additive=_scaled(additive, scale), **kwargs)
+    try:
+        rec = getattr(recon, args.method)(A, counts / scale, additive=_scaled(additive, scale), **kwargs)
+    except ValueError as err:
+        if "bsrem: every coefficient" not in str(err):
+            raise
+        given = 1.0 if beta is None else beta
+        raise ValueError(f"--beta {given:g}: too large for BSREM's steps on these counts ({err})") from None
     return np.asarray(rec, dtype=np.float32)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import require_finite
 from ..geometry.volume import VolumeGeometry
 from ..io import read_array, write_atomically
+from ..pet.files import has_format, read_format
 from .collimator import Collimator
 from .geometry import SpectGeometry, spect
 
@@ -106,29 +107,6 @@ def _collimator_table(c: Collimator) -> dict[str, Any]:
         "gap": c.gap,
         "septal_mu": c.septal_mu,
     }
-
-
-def has_format(path: str | Path, fmt: str) -> bool:
-    """True for a ``.json`` file whose ``format`` entry is ``fmt``."""
-    p = Path(path)
-    if p.suffix.lower() != ".json" or not p.is_file():
-        return False
-    try:
-        return json.loads(p.read_text(encoding="utf-8")).get("format") == fmt
-    except (ValueError, OSError, AttributeError):
-        return False
-
-
-def read_format(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
-    """The JSON object of ``path``, refused unless its ``format`` is ``fmt`` (``what`` names the kind of file)."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{p}: not a JSON file ({err})") from None
-    if not isinstance(data, dict) or data.get("format") != fmt:
-        raise ValueError(f"{p}: not a drct {what} file (expected format {fmt!r})")
-    return data
 
 
 def is_spect_file(path: str | Path) -> bool:

@@ -124,3 +124,5 @@ def test_refusals() -> None:
         operator().perturbed(shift=(1.0, 2.0))
     with pytest.raises(ValueError, match="> 0"):
         operator().perturbed(radius=-60.0)
+    with pytest.raises(ValueError, match="inside the ring"):
+        operator().perturbed(shift=(20.0, 0.0, 0.0))  # the grid's corner would reach past the crystals

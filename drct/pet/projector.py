@@ -316,6 +316,11 @@ class PETProjector(ArrayCalls, AllViewsHere):
         if sc.radius + d_radius <= 0:
             raise ValueError(f"perturbed: the ring radius {sc.radius:g} + {d_radius:g} mm must stay > 0")
         geometry = replace(self.pg, scanner=replace(sc, radius=sc.radius + d_radius))
+        # drct integrates whole lines: the moved object must stay inside the ring (a rotation about z keeps the
+        # distances from the axis, a shift moves them by at most its transaxial length)
+        room = sc.radius + d_radius - float(np.hypot(move[0], move[1]))
+        for grid, what, basis in ((self.vg, "activity", self.basis), (self.mu_vg, "μ-map", self.mu_basis)):
+            check_inside_ring(grid, room, f"{what} (moved by shift={move.tolist()})", basis)
         pose = (float(turn), (float(move[0]), float(move[1]), float(move[2])))
         op = PETProjector(self.vg, geometry, normalisation=self._normalisation, _pose=pose, **self._options())
         if tracked:

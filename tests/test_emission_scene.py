@@ -48,7 +48,7 @@ def test_scene_maps_counts_and_seed() -> None:
 @pytest.mark.parametrize(
     ("change", "key"),
     [
-        ({"scanner": {"type": "pet"}}, "scanner.type"),
+        ({"scanner": {"type": "xray"}}, "scanner.type"),
         ({"objects": [{"type": "ellipsoid", "axes": [1.0, 1.0]}]}, "objects[0].axes"),
         ({"objects": [{"type": "cube", "axes": [1.0, 1.0, 1.0]}]}, "objects[0].type"),
         ({"objects": [{"type": "ellipsoid", "axes": [9.0, 9.0, 9.0], "activity": 1, "typo": 1}]}, "objects[0].typo"),
@@ -122,9 +122,155 @@ def test_cli_simulate_then_osem(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert tifffile.imread(half)[body].sum() == pytest.approx(0.5 * volume[body].sum(), rel=0.1)
     capsys.readouterr()
     assert main([*args[:-1], "fbp", "-o", str(tmp_path / "x.tif")]) == 2
-    assert "mlem or osem" in capsys.readouterr().err
+    assert "mlem, osem or bsrem" in capsys.readouterr().err
 
 
 def test_the_ct_loader_points_to_the_emission_one() -> None:
     with pytest.raises(ct.SceneError, match="emission_scene"):
         ct.load_scene(SCENE)
+
+
+# -- PET ---------------------------------------------------------------------------------------------------------
+PET_SCENE = SCENE.parent / "pet_iq.toml"
+
+
+def minimal_pet(**extra: object) -> dict:
+    scanner = {"type": "pet", "rings": 2, "crystals_per_ring": 24, "radius": "5 cm", "crystal_size": "4 mm"}
+    data: dict = {
+        "volume": {"shape": [2, 10, 10], "voxel_size": "4 mm"},
+        "scanner": scanner,
+        "objects": [{"type": "ellipsoid", "axes": ["1.4 cm", "1.4 cm", "1 cm"], "activity": 2.0, "mu": "0.096 /cm"}],
+        "counts": {"total": 1e4, "randoms": 0.25},
+    }
+    data.update(extra)
+    return data
+
+
+def test_pet_scene_maps_counts_and_randoms() -> None:
+    scene = parse_emission_scene(minimal_pet())
+    assert scene.kind == "pet" and scene.collimator is None
+    sim = scene.simulate(seed=1)
+    assert sim.randoms is not None
+    assert sim.counts.shape == scene.geometry.shape == sim.randoms.shape == (12, 4, 23)
+    assert sim.randoms.sum() == pytest.approx(0.25 * 1e4, rel=1e-5)
+    np.testing.assert_allclose(sim.randoms, sim.randoms.flat[0])  # evenly spread over the bins
+    A = scene.projector()
+    np.testing.assert_allclose(sim.expected, sim.sensitivity * A(scene.activity()) + sim.randoms, rtol=1e-5)
+    assert (sim.expected - sim.randoms).sum() == pytest.approx(1e4, rel=1e-5)
+    assert A.mu_vg is scene.volume and scene.mu().max() == pytest.approx(0.0096, rel=1e-6)
+    tof = parse_emission_scene(
+        minimal_pet(scanner={**minimal_pet()["scanner"], "tof": {"bins": 5, "bin_width": "2 cm", "fwhm": "5 cm"}})
+    )
+    assert tof.simulate(seed=1).counts.shape == (12, 4, 23, 5)
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (
+            {"scanner": {"type": "pet", "rings": 2, "crystals_per_ring": 24, "radius": "2.5 cm", "crystal_size": 1}},
+            "volume",
+        ),
+        ({"scanner": {"type": "pet", "rings": 2, "crystals_per_ring": 23, "radius": "5 cm"}}, "scanner"),
+        ({"scanner": {"type": "pet", "rings": 2, "crystals_per_ring": 24, "radius": "5 cm", "span": 2}}, "scanner"),
+        ({"counts": {"randoms": -0.1}}, "counts.randoms"),
+        ({"scanner": {"type": "pet", "rings": 2, "crystals_per_ring": 24, "radius": "5 cm", "dets": 1}}, "dets"),
+    ],
+)
+def test_pet_scene_errors_name_the_key(change: dict, key: str) -> None:
+    with pytest.raises(ct.SceneError, match=key):
+        parse_emission_scene(minimal_pet(**change))
+
+
+def test_pet_file_round_trip(tmp_path: Path) -> None:
+    from drct.pet.files import is_pet_file, load_pet, save_pet
+
+    scene = parse_emission_scene(minimal_pet())
+    sim = scene.simulate(seed=0)
+    path = save_pet(tmp_path / "pet.json", scene.geometry, scene.volume, sim.mu, 3.0, sim.randoms)
+    assert is_pet_file(path) and not is_spect_file(path)
+    acq = load_pet(path)
+    assert acq.setup == scene.geometry and acq.sensitivity == 3.0
+    assert acq.randoms is not None and acq.mu is not None
+    np.testing.assert_array_equal(acq.randoms, sim.randoms)
+    np.testing.assert_allclose(acq.projector()(sim.activity), scene.projector()(sim.activity), rtol=1e-6)
+    with pytest.raises(ValueError, match="randoms"):
+        save_pet(tmp_path / "bad.json", scene.geometry, scene.volume, None, 1.0, np.ones(3))
+
+
+def test_pet_iq_scene_file() -> None:
+    scene = load_emission_scene(PET_SCENE, scale=0.25)
+    assert scene.kind == "pet" and scene.randoms == pytest.approx(0.1)
+    assert scene.geometry.tof is not None and scene.geometry.scanner.crystals_per_ring == 32
+    full = load_emission_scene(PET_SCENE)
+    assert full.geometry.shape == (32, 47, 85, 9) and full.volume.shape == (16, 48, 48)
+
+
+@pytest.mark.slow
+def test_cli_simulate_pet_then_osem_and_bsrem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scene = tmp_path / "pet.toml"
+    from drct.scene.tomlwrite import dumps
+
+    scene.write_text(dumps(minimal_pet(counts={"total": 2e5, "randoms": 0.2})), encoding="utf-8")
+    out = tmp_path / "sim"
+    assert main(["simulate", str(scene), "-o", str(out), "--quiet"]) == 0
+    files = {p.name for p in out.iterdir()}
+    assert files == {"counts.npy", "expected.npy", "activity.npy", "mu.npy", "randoms.npy", "pet.json"} | {
+        "scene.toml",
+        "preview.png",
+    }
+    args = ["reconstruct", str(out / "counts.npy"), "--geometry", str(out / "pet.json")]
+    truth = np.load(out / "activity.npy")
+    results = {}
+    for method, extra in (("osem", []), ("bsrem", ["--beta", "50"]), ("mlem", [])):
+        rec = tmp_path / f"{method}.tif"
+        assert main([*args, "--method", method, *extra, "--iterations", "6", "-o", str(rec), "--no-progress"]) == 0
+        results[method] = volume = tifffile.imread(rec)
+        assert volume.shape == truth.shape
+        # counts / sensitivity with the randoms (20 % of the counts) as the additive term: activity units
+        assert volume.sum() / truth.sum() == pytest.approx(1.0, abs=0.06), method
+        assert np.corrcoef(volume.ravel(), truth.ravel())[0, 1] > 0.9, method
+    inside = truth > 1.99
+    assert results["bsrem"][inside].std() < 0.9 * results["osem"][inside].std()  # the prior smooths the noise
+    capsys.readouterr()
+    assert main([*args, "--method", "osem", "--beta", "1", "-o", str(tmp_path / "x.tif")]) == 2
+    assert "--beta applies to bsrem" in capsys.readouterr().err
+    assert main([*args, "--method", "sirt", "-o", str(tmp_path / "x.tif")]) == 2
+    assert "mlem, osem or bsrem" in capsys.readouterr().err
+
+
+def test_ct_data_refuse_bsrem_and_beta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pg = ct.parallel(np.linspace(0, np.pi, 4, endpoint=False), 8, 1.0)
+    np.save(tmp_path / "y.npy", np.ones(pg.shape, np.float32))
+    ct.save_geometry(tmp_path / "g.json", pg, ct.VolumeGeometry((8, 8)))
+    base = [
+        "reconstruct",
+        str(tmp_path / "y.npy"),
+        "--geometry",
+        str(tmp_path / "g.json"),
+        "-o",
+        str(tmp_path / "r.tif"),
+    ]
+    assert main([*base, "--method", "bsrem"]) == 2
+    assert "emission data" in capsys.readouterr().err
+    assert main([*base, "--method", "sirt", "--beta", "1"]) == 2
+    assert "emission data" in capsys.readouterr().err
+
+
+def test_cli_bsrem_on_spect_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scene = parse_emission_scene(minimal(counts={"total": 1e5, "noise": "none"}))
+    sim = scene.simulate()
+    save_spect(tmp_path / "spect.json", scene.geometry, scene.volume, scene.collimator, sim.mu, sim.sensitivity)
+    np.save(tmp_path / "counts.npy", sim.counts)
+    args = ["reconstruct", str(tmp_path / "counts.npy"), "--geometry", str(tmp_path / "spect.json"), "--no-progress"]
+    out = {}
+    for beta in ("0", "3"):
+        rec = tmp_path / f"b{beta}.tif"
+        assert main([*args, "--method", "bsrem", "--beta", beta, "--iterations", "4", "-o", str(rec)]) == 0
+        out[beta] = tifffile.imread(rec)
+    assert out["0"].sum() / sim.activity.sum() == pytest.approx(1.0, abs=0.05)
+    assert out["3"].sum() / sim.activity.sum() == pytest.approx(1.0, abs=0.1)
+    assert np.abs(out["3"] - out["0"]).max() > 1e-3 * out["0"].max()  # --beta reaches the prior
+    capsys.readouterr()
+    assert main([*args, "--method", "bsrem", "--beta", "1000", "-o", str(tmp_path / "x.tif")]) == 2
+    assert "--beta 1000" in capsys.readouterr().err

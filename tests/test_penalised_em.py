@@ -189,3 +189,12 @@ def test_mask_keeps_outside_at_zero_and_x0_is_used() -> None:
     start = np.full((16, 16), 3.0, np.float32)
     zero = ct.recon.bsrem(A, y, start, niter=0, progress=False)
     np.testing.assert_array_equal(zero, start)
+
+
+def test_a_large_beta_that_zeros_the_image_is_refused() -> None:
+    """A large β's first steps overshoot below 0 everywhere and the multiplicative update keeps the zeros: bsrem
+    returned an all-zero image without a word (regression); now it says so."""
+    A, _, y, _ = spect_problem()
+    with pytest.raises(ValueError, match=r"beta=200\.0"):
+        ct.recon.bsrem(A, y, niter=4, subsets=4, beta=200.0, progress=False)
+    assert ct.recon.bsrem(A, y, niter=2, subsets=4, beta=1.0, progress=False).max() > 0

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import add_determinism_flag
 
-METHODS = ("fbp", "fdk", "sirt", "cgls", "os_sart", "fista_tv", "mlem", "osem")
+METHODS = ("fbp", "fdk", "sirt", "cgls", "os_sart", "fista_tv", "mlem", "osem", "bsrem")
 _ITERATIVE_DEFAULTS = {"sirt": 100, "cgls": 20, "os_sart": 10, "fista_tv": 50, "mlem": 50, "osem": 10}
 
 
@@ -79,15 +79,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output TIFF path (.tif/.tiff; the PNG goes beside it), or a folder ending in / for a DICOM series "
         "(CT slices; SPECT: an NM image) with preview.png in it",
     )
-    parser.add_argument("--niter", type=int, default=None, help="iterations (iterative methods)")
+    parser.add_argument("--niter", "--iterations", type=int, default=None, help="iterations (iterative methods)")
     parser.add_argument("--basis", default="linear", choices=("voxel", "linear", "bspline2", "bspline3"))
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument(
         "--filter", default="ram-lak", help="FBP/FDK filter: ram-lak, shepp-logan, cosine, hamming, hann"
     )
     parser.add_argument("--cutoff", type=float, default=1.0, help="FBP/FDK filter cut-off, fraction of Nyquist")
-    parser.add_argument("--subsets", type=int, default=None, help="ordered subsets (os_sart, osem)")
+    parser.add_argument("--subsets", type=int, default=None, help="ordered subsets (os_sart, osem, bsrem)")
     parser.add_argument("--lam", type=float, default=None, help="TV weight (fista_tv)")
+    parser.add_argument("--beta", type=float, default=None, help="relative-difference prior weight (bsrem, emission)")
     parser.add_argument("--nonneg", action="store_true", help="non-negativity (sirt, os_sart; fista_tv always)")
     parser.add_argument(
         "--layout",
@@ -325,11 +326,11 @@ def run(args: argparse.Namespace) -> int:
     import tifffile
 
     from .. import formats
-    from ..emission.files import is_spect_file, load_spect
     from ..errors import require_finite
     from ..geometry.files import load_geometry
     from ..io import refuse_overwrite, write_together
     from ..projector import Projector
+    from ._emission import emission_volume, is_emission_file
     from ._emission import reconstruct as reconstruct_emission
 
     if _streaming(args):
@@ -343,13 +344,13 @@ def run(args: argparse.Namespace) -> int:
         formats.check_dicom_folder(out, args.force)
     else:
         refuse_overwrite([out, png], args.force)
-    if args.geometry is not None and is_spect_file(args.geometry):  # emission data: counts + spect.json
+    if args.geometry is not None and is_emission_file(args.geometry):  # counts + spect.json / pet.json
         start = time.perf_counter()
         volume = reconstruct_emission(args)
         elapsed = time.perf_counter() - start
-        title = f"{args.method} (SPECT), {Path(args.projections).name}"
+        title = f"{args.method} (emission), {Path(args.projections).name}"
         if dicom:
-            formats.write_reconstruction(out, volume, load_spect(args.geometry).volume, True, title,
+            formats.write_reconstruction(out, volume, emission_volume(args.geometry), True, title,
                                          lambda tmp: save_png(tmp, volume, title, "activity"), args.force)  # fmt: skip
         else:
             write_together(
@@ -363,6 +364,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.scatter is not None:
         raise ValueError("--scatter applies to SPECT data (a spect.json geometry)")
+    if args.method == "bsrem" or args.beta is not None:
+        raise ValueError("--method bsrem and --beta are for emission data (a spect.json or pet.json geometry)")
     det_shape = None
     if args.det_shape is not None:
         det_shape = args.det_shape[0] if len(args.det_shape) == 1 else tuple(args.det_shape)

@@ -1,5 +1,5 @@
-"""Emission tomography: the SPECT operator (parallel-hole collimator, attenuation, depth-dependent response)
-and the triple-energy-window scatter estimate.
+"""Emission tomography: the SPECT operator (parallel-hole collimator, attenuation, depth-dependent response),
+the triple-energy-window scatter estimate, and geometry derivatives for torch (:func:`project`).
 
 Example:
     >>> import numpy as np, drct as ct
@@ -10,10 +10,11 @@ Example:
     (12, 8, 16)
 """
 
+from .autograd import project as project
 from .collimator import Collimator as Collimator
 from .geometry import SpectGeometry as SpectGeometry
 from .geometry import spect as spect
 from .projector import SPECTProjector as SPECTProjector
 from .scatter import tew_scatter as tew_scatter
 
-__all__ = ["Collimator", "SPECTProjector", "SpectGeometry", "spect", "tew_scatter"]
+__all__ = ["Collimator", "SPECTProjector", "SpectGeometry", "project", "spect", "tew_scatter"]

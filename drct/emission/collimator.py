@@ -106,4 +106,19 @@ class Collimator:
         """Standard deviation (mm) of the Gaussian response at ``distance`` (mm) from the collimator face."""
         return self.fwhm(distance) / FWHM_PER_SIGMA
 
+    def sigma_derivative(self, distance: Any) -> np.ndarray:
+        """``dσ/dd`` (dimensionless) at ``distance`` (mm): ``(D / L_eff) FWHM_geo(d) / FWHM(d) / 2√(2 ln 2)``.
+
+        Example:
+            >>> from drct.emission import Collimator
+            >>> c, h = Collimator.lehr(), 1e-4
+            >>> fd = (c.sigma(100.0 + h) - c.sigma(100.0 - h)) / (2 * h)
+            >>> bool(abs(c.sigma_derivative(100.0) - fd) < 1e-9)
+            True
+        """
+        fwhm = self.fwhm(distance)
+        leff = self.effective_length
+        geometric = self.hole_diameter * (leff + np.asarray(distance, dtype=np.float64) + self.gap) / leff
+        return geometric * (self.hole_diameter / leff) / fwhm / FWHM_PER_SIGMA
+
     __call__ = sigma

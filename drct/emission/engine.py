@@ -63,6 +63,26 @@ def gaussian_taps(sigma: np.ndarray, pitch: float, radius: int) -> np.ndarray:
     return g / g.sum(axis=-1, keepdims=True)
 
 
+def gaussian_taps_derivative(sigma: np.ndarray, pitch: float, radius: int) -> np.ndarray:
+    """``∂/∂σ`` of :func:`gaussian_taps` (zero where ``σ = 0``): for ``w_a = e_a / Σ_b e_b`` with
+    ``e_a = exp(-x_a² / 2σ²)``, ``∂w_a/∂σ = w_a (x_a² - Σ_b w_b x_b²) / σ³``.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.emission.engine import gaussian_taps, gaussian_taps_derivative
+        >>> s, h = np.array([1.3]), 1e-6
+        >>> fd = (gaussian_taps(s + h, 1.0, 4) - gaussian_taps(s - h, 1.0, 4)) / (2 * h)
+        >>> bool(np.allclose(gaussian_taps_derivative(s, 1.0, 4), fd, atol=1e-8))
+        True
+    """
+    w = gaussian_taps(sigma, pitch, radius)
+    x2 = (np.arange(-radius, radius + 1, dtype=np.float64) * pitch) ** 2
+    s = np.asarray(sigma, dtype=np.float64)[..., None]
+    mean = (w * x2).sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s > 0, w * (x2 - mean) / np.where(s > 0, s, 1.0) ** 3, 0.0)
+
+
 class SpectEngine:
     """Rotate-attenuate-blur-sum for one volume grid, one SPECT geometry and one response model."""
 
@@ -118,19 +138,63 @@ class SpectEngine:
                     "the collimator response sigma(d) must map an array of distances (mm) to finite sigmas >= 0 "
                     f"(mm) of the same shape; got shape {s.shape}, min {np.nanmin(s) if s.size else 'n/a'}"
                 )
-        self.sigma = s
+        self.sigma, self.distance, self._visible_np = s, distance, visible
         self.ku = math.ceil(cutoff * s.max() / col_pitch) if s.max() > 0 else 0
         self.kz = math.ceil(cutoff * s.max() / dz) if s.max() > 0 else 0
         wu = gaussian_taps(s, col_pitch, self.ku) * (visible * step)[..., None]
         wz = gaussian_taps(s, dz, self.kz)
         f = t.Float
         self.wu, self.wz = f(wu.reshape(-1)), f(wz.reshape(-1))
+        # a circular orbit has the same response for every view: one table indexed by depth only (small, in cache)
+        # instead of one per view; ``uniform = False`` selects the per-view tables (the reference path)
+        self.uniform = bool(np.all(sg.radius == sg.radius[0]))
+        self.wu_depth, self.wz_depth = f(wu[0].reshape(-1)), f(wz[0].reshape(-1))
         self.visible = f(visible.astype(np.float64).reshape(-1))
         self.cos, self.sin = f(np.cos(sg.angles)), f(np.sin(sg.angles))
+        self.offset = f(sg.offset) if np.any(sg.offset) else None
+        self.tracked = False  # geometry arrays carry Dr.Jit AD (see attach_geometry)
         if method not in ("direct", "incremental"):
             raise ValueError(f"psf_method must be 'direct' or 'incremental', got {method!r}")
         self.method = method
         self.incremental = None if method == "direct" else IncrementalResponse(self, visible)
+
+    # -- geometry derivatives --------------------------------------------------------------------------------
+    def attach_geometry(self, angles: Any, radius: Any, offset: Any, dsigma: np.ndarray | None) -> None:
+        """Let Dr.Jit AD reach the geometry: ``angles``, ``radius``, ``offset`` are ``Float64`` arrays of one value
+        per view, equal to this engine's geometry (``None``: that part stays fixed), and ``dsigma`` the response's
+        ``dσ/dd`` at :attr:`distance` (needed for ``radius``). The view angles and offsets enter the bilinear
+        read (differentiable in the sample positions, piecewise linear); the radius enters through the response
+        ``σ(R - t)`` (first order: the taps are their values plus ``∂w/∂σ · σ'(d) · dR``; visibility, a step,
+        has no derivative). Every later call records its operations for Dr.Jit's AD instead of using the
+        custom operators: memory grows with the recorded graph."""
+        t, f = self.t, self.t.Float
+        if angles is not None:
+            self.cos, self.sin = f(dr.cos(angles)), f(dr.sin(angles))
+        if offset is not None:
+            self.offset = f(offset)
+        if radius is not None and self.ku + self.kz > 0:
+            if dsigma is None:
+                raise ValueError("radius derivatives need the response's dsigma/dd")
+            if self.incremental is not None:
+                raise ValueError(
+                    "radius derivatives are implemented for psf_method='direct' only (the incremental kernels' "
+                    "variances have no derivative here)"
+                )
+            change = f(radius - dr.detach(radius))  # value 0, derivative dR
+            ds = dsigma * self._visible_np
+            for name, pitch, k, scale in (
+                ("wu", self.col_pitch, self.ku, self._visible_np * self.dt),
+                ("wz", self.spacing[0], self.kz, None),
+            ):
+                d = gaussian_taps_derivative(self.sigma, pitch, k) * ds[..., None]
+                if scale is not None:
+                    d = d * scale[..., None]
+                taps = 2 * k + 1
+                per_view = dr.arange(t.UInt, self.views * self.depths * taps) // (self.depths * taps)
+                grow = dr.gather(f, change, per_view)
+                setattr(self, name, getattr(self, name) + f(d.reshape(-1)) * grow)
+            self.uniform = False  # the derivatives differ per view
+        self.tracked = True
 
     # -- indices and the bilinear read ----------------------------------------------------------------------
     def _ids(self) -> tuple[Any, Any, Any, Any, Any]:
@@ -166,6 +230,8 @@ class SpectEngine:
             tj = dr.opaque(t.Float, (plane - self.half) * self.dt)  # a kernel parameter: one kernel for all planes
         c, s = dr.gather(t.Float, self.cos, v), dr.gather(t.Float, self.sin, v)
         su = (t.Float(i) - (self.cols - 1) / 2) * self.col_pitch
+        if self.offset is not None:
+            su = su + dr.gather(t.Float, self.offset, v)
         fx = (su * c - tj * s - self.center[0]) / dx + (nx - 1) / 2
         fy = (su * s + tj * c - self.center[1]) / dy + (ny - 1) / 2
         x0, y0 = dr.floor(fx), dr.floor(fy)
@@ -253,40 +319,54 @@ class SpectEngine:
         return out
 
     # -- the response and the depth sum ---------------------------------------------------------------------
-    def _convolve(self, h: Any, weights: Any, radius: int, stride: int, position: Any, count: int) -> Any:
+    def _table(self, axis: str) -> tuple[Any, Any]:
+        """The response taps of ``axis`` (``"u"`` or ``"z"``) and the row of each sample in them: per depth for a
+        circular orbit (:attr:`uniform`), else per view and depth."""
+        _, j, _, _, vj = self._ids()
+        if self.uniform:
+            return (self.wu_depth if axis == "u" else self.wz_depth), j
+        return (self.wu if axis == "u" else self.wz), vj
+
+    def _convolve(self, h: Any, axis: str, radius: int, stride: int, position: Any, count: int) -> Any:
         """``Σ_a w[v, j, a] h[n + a·stride]`` over ``|a| ≤ radius`` with ``0 <= position + a < count``:
         symmetric in ``a``, hence its own transpose."""
         if radius == 0:
             return h
         dr.eval(h)
-        n, _, _, _, vj = self._ids()
+        n = self._ids()[0]
+        weights, row = self._table(axis)
         width = 2 * radius + 1
         out = dr.zeros(self.t.Float, self.size)
         ni, pos = self.t.Int(n), self.t.Int(position)
         for a in range(-radius, radius + 1):
             ok = (pos + a >= 0) & (pos + a < count)
-            w = dr.gather(self.t.Float, weights, vj * width + (a + radius))
+            w = dr.gather(self.t.Float, weights, row * width + (a + radius))
             out += w * dr.gather(self.t.Float, h, self.t.UInt(dr.select(ok, ni + a * stride, 0)), ok)
         dr.eval(out)
         return out
 
+    def _depth_weight(self, h: Any) -> Any:
+        """``h`` times the column taps of a response without blur (``Δt`` and visibility)."""
+        weights, row = self._table("u")
+        return h * dr.gather(self.t.Float, weights, row)
+
     def _blur(self, h: Any) -> Any:
         """The response of every depth plane (rows, then columns; the column taps carry ``Δt`` and visibility)."""
-        _, _, i, k, vj = self._ids()
-        h = self._convolve(h, self.wz, self.kz, self.cols * self.depths, k, self.rows)
+        _, _, i, k, _ = self._ids()
+        h = self._convolve(h, "z", self.kz, self.cols * self.depths, k, self.rows)
         if self.ku == 0:
-            out = h * dr.gather(self.t.Float, self.wu, vj)
+            out = self._depth_weight(h)
             dr.eval(out)
             return out
-        return self._convolve(h, self.wu, self.ku, self.depths, i, self.cols)
+        return self._convolve(h, "u", self.ku, self.depths, i, self.cols)
 
     def _blur_transpose(self, h: Any) -> Any:
-        _, _, i, k, vj = self._ids()
+        _, _, i, k, _ = self._ids()
         if self.ku == 0:
-            h = h * dr.gather(self.t.Float, self.wu, vj)
+            h = self._depth_weight(h)
         else:
-            h = self._convolve(h, self.wu, self.ku, self.depths, i, self.cols)
-        return self._convolve(h, self.wz, self.kz, self.cols * self.depths, k, self.rows)
+            h = self._convolve(h, "u", self.ku, self.depths, i, self.cols)
+        return self._convolve(h, "z", self.kz, self.cols * self.depths, k, self.rows)
 
     def _spread(self, y: Any) -> Any:
         """Transpose of the depth sum: each projection value at every depth of its ray."""
@@ -464,58 +544,70 @@ class IncrementalResponse:
         self.inc_u, self.inc_z = t.Float(inc_u.reshape(-1)), t.Float(inc_z.reshape(-1))
         self.near_u, self.near_z = t.Float(near_u.reshape(-1)), t.Float(near_z.reshape(-1))
         self.busy = [bool(np.any(steps[:, j - 1] > 0)) for j in range(1, e.depths)]
-        self.scale = t.Float((visible * e.dt).reshape(-1))  # Δt per (view, plane), zero behind the face
+        scale = visible * e.dt  # Δt per (view, plane), zero behind the face
+        self.scale = t.Float(scale.reshape(-1))
+        # view 0's kernels and scales, for a circular orbit (engine.uniform): kernel parameters, no gathers
+        self.host = {"inc_u": inc_u[0], "inc_z": inc_z[0], "near_u": near_u[0], "near_z": near_z[0], "scale": scale[0]}
 
     def _ids(self) -> tuple[Any, Any, Any, Any]:
         return self.e.plane_ids()
 
-    def _conv(self, acc: Any, table: Any, radius: int, row: Any, stride: int, pos: Any, count: int) -> Any:
-        """``Σ_a w[row, a] acc[p + a·stride]`` over ``|a| ≤ radius``, zero outside ``0 <= pos + a < count``."""
+    def _conv(self, acc: Any, taps: list[Any], stride: int, pos: Any, count: int) -> Any:
+        """``Σ_a w_a acc[p + a·stride]`` over ``|a| ≤ radius`` (``taps``: the ``2 radius + 1`` weights), zero
+        outside ``0 <= pos + a < count``."""
+        radius = len(taps) // 2
         if radius == 0:
             return acc
         t = self.e.t
         dr.eval(acc)
         p, ip = t.Int(self._ids()[0]), t.Int(pos)
         out = dr.zeros(t.Float, self.plane)
-        width = 2 * radius + 1
-        for a in range(-radius, radius + 1):
+        for a, w in zip(range(-radius, radius + 1), taps, strict=True):
             ok = (ip + a >= 0) & (ip + a < count)
-            w = dr.gather(t.Float, table, row * width + (a + radius))
             out += w * dr.gather(t.Float, acc, t.UInt(dr.select(ok, p + a * stride, 0)), ok)
         return out
 
-    def _conv_2d(self, acc: Any, z: tuple[Any, int], u: tuple[Any, int], row: Any) -> Any:
-        """Both passes in one kernel: ``Σ_{a,b} wz[row, b] wu[row, a] acc[p + b·cols + a]`` (for 3-tap kernels:
-        9 reads instead of 6, but one launch and no intermediate plane). Symmetric: its own transpose."""
+    def _conv_2d(self, acc: Any, z: list[Any], u: list[Any]) -> Any:
+        """Both passes in one kernel: ``Σ_{a,b} wz_b wu_a acc[p + b·cols + a]`` (for 3-tap kernels: 9 reads
+        instead of 6, but one launch and no intermediate plane). Symmetric: its own transpose."""
         t, e = self.e.t, self.e
         dr.eval(acc)
         ids = self._ids()
         p, i, k = t.Int(ids[0]), t.Int(ids[1]), t.Int(ids[2])
         out = dr.zeros(t.Float, self.plane)
-        (tz, rz), (tu, ru) = z, u
-        for b in range(-rz, rz + 1):
+        rz, ru = len(z) // 2, len(u) // 2
+        for b, wz in zip(range(-rz, rz + 1), z, strict=True):
             okz = (k + b >= 0) & (k + b < e.rows)
-            wz = dr.gather(t.Float, tz, row * (2 * rz + 1) + (b + rz))
-            for a in range(-ru, ru + 1):
+            for a, wu in zip(range(-ru, ru + 1), u, strict=True):
                 ok = okz & (i + a >= 0) & (i + a < e.cols)
-                wu = dr.gather(t.Float, tu, row * (2 * ru + 1) + (a + ru))
                 out += (wz * wu) * dr.gather(t.Float, acc, t.UInt(dr.select(ok, p + b * e.cols + a, 0)), ok)
         return out
+
+    def _taps(self, name: str, radius: int, j: int | None) -> list[Any]:
+        """The ``2 radius + 1`` weights of kernel table ``name`` for plane ``j`` (None: the near kernel): per
+        pixel, gathered by view, or — for a circular orbit — kernel parameters, the same for every pixel."""
+        t, e = self.e.t, self.e
+        width = 2 * radius + 1
+        if e.uniform:
+            row = self.host[name] if j is None else self.host[name][j - 1]
+            return [dr.opaque(t.Float, float(w)) for w in row]
+        v = self._ids()[3]
+        index = v if j is None else v * (e.depths - 1) + dr.opaque(t.UInt, j - 1)
+        table = getattr(self, name)
+        return [dr.gather(t.Float, table, index * width + a) for a in range(width)]
 
     def _blur(self, acc: Any, j: int | None, transpose: bool = False) -> Any:
         """``K_j * acc`` (``j`` a plane) or ``K_near * acc`` (``j`` None); separable, rows then columns (the
         transpose: the same symmetric kernels, columns then rows)."""
         e = self.e
-        _, i, k, v = self._ids()
-        if j is None:
-            z, u, row = (self.near_z, self.nz), (self.near_u, self.nu), v
-        else:
-            z, u, row = (self.inc_z, self.rz), (self.inc_u, self.ru), v * (e.depths - 1) + dr.opaque(e.t.UInt, j - 1)
-        if 0 < max(z[1], u[1]) <= 1:
-            return self._conv_2d(acc, z, u, row)
-        passes = [(*z, e.cols, k, e.rows), (*u, 1, i, e.cols)]
-        for table, radius, stride, pos, count in reversed(passes) if transpose else passes:
-            acc = self._conv(acc, table, radius, row, stride, pos, count)
+        _, i, k, _ = self._ids()
+        kind, (rz, ru) = ("near", (self.nz, self.nu)) if j is None else ("inc", (self.rz, self.ru))
+        z, u = self._taps(f"{kind}_z", rz, j), self._taps(f"{kind}_u", ru, j)
+        if 0 < max(rz, ru) <= 1:
+            return self._conv_2d(acc, z, u)
+        passes = [(z, e.cols, k, e.rows), (u, 1, i, e.cols)]
+        for taps, stride, pos, count in reversed(passes) if transpose else passes:
+            acc = self._conv(acc, taps, stride, pos, count)
         return acc
 
     def _plane_index(self, j: int) -> Any:
@@ -524,8 +616,11 @@ class IncrementalResponse:
 
     def _scaled(self, values: Any, j: int) -> Any:
         """``values`` of plane ``j`` times ``Δt`` (zero behind the collimator face)."""
+        t = self.e.t
+        if self.e.uniform:
+            return values * dr.opaque(t.Float, float(self.host["scale"][j]))
         v = self._ids()[3]
-        return values * dr.gather(self.e.t.Float, self.scale, v * self.e.depths + dr.opaque(self.e.t.UInt, j))
+        return values * dr.gather(t.Float, self.scale, v * self.e.depths + dr.opaque(t.UInt, j))
 
     def apply_planes(self, plane: Callable[[int], Any]) -> Any:
         """``y`` from the depth planes ``plane(j)`` (plane order, ``j`` from the far side)."""

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import require_finite
 from ..geometry.volume import VolumeGeometry
 from ..io import read_array, write_atomically
+from ..pet.files import has_format, read_format
 from .collimator import Collimator
 from .geometry import SpectGeometry, spect
 
@@ -76,6 +77,7 @@ def save_spect(
         "format": FORMAT,
         "angles": geometry.angles.tolist(),
         "radius": geometry.radius.tolist(),
+        "offset": geometry.offset.tolist(),
         "det_shape": list(geometry.det_shape),
         "det_spacing": list(geometry.det_spacing),
         "volume": {"shape": list(volume.shape), "voxel_size": list(volume.voxel_size), "center": list(volume.center)},
@@ -109,26 +111,17 @@ def _collimator_table(c: Collimator) -> dict[str, Any]:
 
 def is_spect_file(path: str | Path) -> bool:
     """True for a JSON file written by :func:`save_spect`."""
-    p = Path(path)
-    if p.suffix.lower() != ".json" or not p.is_file():
-        return False
-    try:
-        return json.loads(p.read_text(encoding="utf-8")).get("format") == FORMAT
-    except (ValueError, OSError, AttributeError):
-        return False
+    return has_format(path, FORMAT)
 
 
 def load_spect(path: str | Path) -> SpectAcquisition:
     """Read a file written by :func:`save_spect` (the μ-map from beside it)."""
     p = Path(path)
+    data = read_format(p, FORMAT, "SPECT")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{p}: not a JSON file ({err})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{p}: not a drct SPECT file (expected format {FORMAT!r})")
-    try:
-        geometry = spect(data["angles"], data["radius"], tuple(data["det_shape"]), data["det_spacing"])
+        geometry = spect(
+            data["angles"], data["radius"], tuple(data["det_shape"]), data["det_spacing"], data.get("offset", 0.0)
+        )
         v = data["volume"]
         volume = VolumeGeometry(tuple(v["shape"]), tuple(v["voxel_size"]), tuple(v["center"]))
         c = data["collimator"]

@@ -10,12 +10,17 @@ simulate`` reads either. Tables (units as in ``scenes/README.md``):
   ``radius`` (mm from the axis to the collimator face: one, or one per view for a body-contour orbit),
   ``det_cols`` and ``det_spacing`` (column pitch; rows are the volume's slices), ``collimator``
   (``"lehr"``, ``"none"`` or a table ``{hole_diameter, hole_length, intrinsic_fwhm, gap}``).
+  Or ``type = "pet"``: ``rings``, ``crystals_per_ring``, ``radius`` (axis to crystal faces), ``crystal_size``
+  (one, or ``[axial, transaxial]``), ``ring_spacing`` (default the axial crystal size); the sinogram's ``span``,
+  ``max_ring_difference``, ``mash``, ``radial_bins`` (:func:`drct.pet.sinogram`); ``tof = {bins, bin_width,
+  fwhm}`` for time of flight (lengths along the LOR).
 * ``[[objects]]``: ``type = "ellipsoid"`` (``center``, ``axes``, ``angles``) or ``"volume"`` (``file``: an
   ``.npy`` on the grid), each with ``activity`` (per mm³, default 0) and ``mu`` (1/mm, e.g.
   ``"0.154 /cm"``, default 0); overlapping objects add up (a lung inside the body: a negative activity and
   μ relative to the body's), and the sums must be >= 0.
-* ``[counts]``: ``total`` (expected photopeak counts over all views: sets the sensitivity), ``noise``
-  (``"poisson"`` or ``"none"``).
+* ``[counts]``: ``total`` (expected photopeak / true coincidence counts over all views: sets the
+  sensitivity), ``noise`` (``"poisson"`` or ``"none"``), and for PET ``randoms`` (expected random coincidences
+  as a fraction of ``total``, spread evenly over the sinogram bins: the additive term of ``y ~ Poisson(A f + r)``).
 
 Example:
     >>> from drct.emission.scene import load_emission_scene
@@ -29,13 +34,17 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..geometry.volume import VolumeGeometry
+from ..pet.files import PetSetup
+from ..pet.projector import check_inside_ring
+from ..pet.scanner import scanner
+from ..pet.tof import TOF
 from ..phantoms import Ellipsoid, rasterize
 from ..scene.files import guard
 from ..scene.schema import Table
@@ -71,7 +80,8 @@ class EmissionObject:
 @dataclass
 class EmissionSimulation:
     """What :meth:`EmissionScene.simulate` returns: ``counts`` (Poisson draws, or ``expected`` without noise),
-    ``expected`` (``sensitivity · A f``), the true ``activity`` and ``mu`` maps, and the ``seed``."""
+    ``expected`` (``sensitivity · A f + randoms``), the true ``activity`` and ``mu`` maps, the ``seed``, and
+    the expected ``randoms`` per bin (PET; ``None`` without)."""
 
     counts: np.ndarray
     expected: np.ndarray
@@ -79,14 +89,16 @@ class EmissionSimulation:
     mu: np.ndarray
     sensitivity: float
     seed: int | None
+    randoms: np.ndarray | None = None
 
 
 @dataclass
 class EmissionScene:
-    """A SPECT scan to simulate (see the module docstring for the file)."""
+    """A SPECT or PET scan to simulate (see the module docstring for the file): ``geometry`` is the SPECT camera's
+    views or the PET scanner and its sinogram layout (:class:`drct.pet.files.PetSetup`)."""
 
     volume: VolumeGeometry
-    geometry: SpectGeometry
+    geometry: SpectGeometry | PetSetup
     collimator: Collimator | None
     objects: list[EmissionObject]
     total: float = 1e6
@@ -95,6 +107,12 @@ class EmissionScene:
     description: str = ""
     file: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    randoms: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        """``"spect"`` or ``"pet"``."""
+        return "pet" if isinstance(self.geometry, PetSetup) else "spect"
 
     def activity(self) -> np.ndarray:
         """The activity map (float32, on ``volume``)."""
@@ -116,6 +134,8 @@ class EmissionScene:
         from .projector import SPECTProjector
 
         m = self.mu() if mu is None else mu
+        if isinstance(self.geometry, PetSetup):
+            return self.geometry.projector(self.volume, m if m.any() else None, dtype)
         return SPECTProjector(
             self.volume, self.geometry, mu=m if m.any() else None, collimator=self.collimator, dtype=dtype
         )
@@ -135,9 +155,21 @@ class EmissionScene:
         primary = np.asarray(self.projector(mu)(f), dtype=np.float64)
         sensitivity = self.total / primary.sum()
         expected = sensitivity * primary
+        randoms = None
+        if self.randoms > 0:
+            randoms = np.full(primary.shape, self.randoms * self.total / primary.size)
+            expected = expected + randoms
         rng = np.random.default_rng(seed)
         counts = rng.poisson(expected).astype(np.float32) if self.noise == "poisson" else expected.astype(np.float32)
-        return EmissionSimulation(counts, expected.astype(np.float32), f, mu, float(sensitivity), seed)
+        return EmissionSimulation(
+            counts,
+            expected.astype(np.float32),
+            f,
+            mu,
+            float(sensitivity),
+            seed,
+            None if randoms is None else randoms.astype(np.float32),
+        )
 
     def scaled(self, factor: float) -> EmissionScene:
         """The same scan with about ``factor`` times the views and the voxels per axis (same field of view)."""
@@ -148,27 +180,45 @@ class EmissionScene:
         size = tuple(h * n / m for h, n, m in zip(vg.voxel_size, vg.shape, shape, strict=True))
         volume = VolumeGeometry(shape, size, vg.center)
         g = self.geometry
-        views = np.round(np.linspace(0, g.num_views - 1, max(2, round(g.num_views * factor)))).astype(int)
-        cols = max(2, round(g.det_shape[1] * factor))
-        pitch = g.det_spacing[1] * g.det_shape[1] / cols
-        geometry = spect(g.angles[views], g.radius[views], (shape[0], cols), (size[0], pitch))
+        if isinstance(g, PetSetup):
+            geometry: SpectGeometry | PetSetup = _scaled_pet(g, factor)
+        else:
+            geometry = _scaled_spect(g, factor, shape, size)
         objects = []
         for obj in self.objects:
             if obj.values is not None:
                 raise ValueError(f"object {obj.name!r}: a voxel volume cannot be rescaled; use scale = 1")
             objects.append(obj)
-        return EmissionScene(
-            volume,
-            geometry,
-            self.collimator,
-            objects,
-            self.total,
-            self.noise,
-            self.name,
-            self.description,
-            self.file,
-            self.data,
-        )
+        return replace(self, volume=volume, geometry=geometry, objects=objects)
+
+
+def _scaled_spect(g: SpectGeometry, factor: float, shape: tuple[int, ...], size: tuple[float, ...]) -> SpectGeometry:
+    views = np.round(np.linspace(0, g.num_views - 1, max(2, round(g.num_views * factor)))).astype(int)
+    cols = max(2, round(g.det_shape[1] * factor))
+    pitch = g.det_spacing[1] * g.det_shape[1] / cols
+    return spect(g.angles[views], g.radius[views], (shape[0], cols), (size[0], pitch), g.offset[views])
+
+
+def _scaled_pet(g: PetSetup, factor: float) -> PetSetup:
+    """About ``factor`` times the crystals per ring (even) and the rings, larger crystals over the same ring."""
+    sc = g.scanner
+    n = max(4, 2 * round(sc.crystals_per_ring * factor / 2))
+    rings = max(1, round(sc.rings * factor))
+    grow = sc.crystals_per_ring / n
+    spacing = sc.ring_spacing * sc.rings / rings
+    size = (sc.crystal_size[0] * spacing / sc.ring_spacing, min(sc.crystal_size[1] * grow, 2 * np.pi * sc.radius / n))
+    mrd = None if g.max_ring_difference is None else min(rings - 1, round(g.max_ring_difference * factor))
+    span = min(g.span, 2 * ((rings - 1) // 2) + 1)
+    mash = max(d for d in range(1, g.mash + 1) if (n // 2) % d == 0)
+    radial = None if g.radial_bins is None else min(n - 1, max(1, round(g.radial_bins * factor)))
+    return replace(
+        g,
+        scanner=scanner(rings, n, sc.radius, size, spacing, sc.phase),
+        span=span,
+        max_ring_difference=mrd,
+        mash=mash,
+        radial_bins=radial,
+    )
 
 
 def is_emission_scene(path: str | os.PathLike[str]) -> bool:
@@ -236,15 +286,19 @@ def parse_emission_scene(data: Any, file: str | None = None, base: Path | None =
     with guard(file, "volume"):
         vg = VolumeGeometry(shape, size if len(size) > 1 else size[0])
     s = root.table("scanner")
-    s.string("type", choices=("spect",))
-    angles = s.angles("angles") if s.has("angles") else np.linspace(0, 2 * np.pi, 60, endpoint=False)
-    radius = s.array("radius", "length")
-    cols = s.integer("det_cols")
-    pitch = s.quantity("det_spacing", "length", positive=True)
-    collimator = _collimator(s)
-    s.finish()
-    with guard(file, "scanner"):
-        geometry = spect(angles, radius, (shape[0], cols), (vg.voxel_size[0], pitch))
+    modality = s.string("type", choices=("spect", "pet"))
+    collimator = None
+    if modality == "pet":
+        geometry: SpectGeometry | PetSetup = _pet_setup(s, file)
+    else:
+        angles = s.angles("angles") if s.has("angles") else np.linspace(0, 2 * np.pi, 60, endpoint=False)
+        radius = s.array("radius", "length")
+        cols = s.integer("det_cols")
+        pitch = s.quantity("det_spacing", "length", positive=True)
+        collimator = _collimator(s)
+        s.finish()
+        with guard(file, "scanner"):
+            geometry = spect(angles, radius, (shape[0], cols), (vg.voxel_size[0], pitch))
     objects: list[EmissionObject] = []
     for i, t in enumerate(root.tables("objects")):
         kind = t.string("type", choices=OBJECT_TYPES)
@@ -271,6 +325,41 @@ def parse_emission_scene(data: Any, file: str | None = None, base: Path | None =
     c = root.table("counts", None) or Table({}, file, "counts")
     total = c.quantity("total", "number", 1e6, positive=True)
     noise = c.string("noise", "poisson", ("poisson", "none"))
+    randoms = c.quantity("randoms", "number", 0.0) if modality == "pet" else 0.0
+    if randoms < 0:
+        c.fail("randoms", f"expected a fraction of the counts >= 0, got {randoms!r}")
     c.finish()
     root.finish()
-    return EmissionScene(vg, geometry, collimator, objects, total, noise, name, description, file, dict(data))
+    if modality == "pet":
+        assert isinstance(geometry, PetSetup)
+        with guard(file, "volume"):
+            check_inside_ring(vg, geometry.scanner.radius, "volume")
+    return EmissionScene(
+        vg, geometry, collimator, objects, total, noise, name, description, file, dict(data), float(randoms)
+    )
+
+
+def _pet_setup(s: Table, file: str | None) -> PetSetup:
+    """The ``[scanner]`` table of a PET scene (module docstring)."""
+    rings = s.integer("rings")
+    crystals = s.integer("crystals_per_ring", minimum=4)
+    radius = s.quantity("radius", "length", positive=True)
+    size = s.quantities("crystal_size", "length", (1, 2), (4.0,), positive=True)
+    spacing = s.quantity("ring_spacing", "length", None, positive=True)
+    span = s.integer("span", 1)
+    mrd = s.integer("max_ring_difference", None, minimum=0)
+    mash = s.integer("mash", 1)
+    radial = s.integer("radial_bins", None)
+    tof = None
+    if s.has("tof"):
+        t = s.table("tof")
+        values = (t.integer("bins"), t.quantity("bin_width", "length", positive=True))
+        fwhm = t.quantity("fwhm", "length", positive=True)
+        t.finish()
+        tof = TOF(values[0], values[1], fwhm)
+    s.finish()
+    with guard(file, "scanner"):
+        sc = scanner(rings, crystals, radius, size if len(size) > 1 else size[0], spacing)
+        setup = PetSetup(sc, span, mrd, mash, radial, tof)
+        setup.sinogram()  # checks span, ring difference, mashing and radial bins
+    return setup

@@ -12,14 +12,16 @@ pass them to :func:`drct.pet.log_likelihood` and to the EM solvers (``additive=`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import drjit as dr
 import numpy as np
 
 from ..arrays import require_finite_tensor, to_tensor
-from ..backend import Types, canonical_dtype, get_backend, types, upload
+from ..backend import Types, canonical_dtype, drjit_module, get_backend, types, upload
 from ..concurrency import get_deterministic, launches
+from ..errors import require_finite
 from ..geometry.factories import rays
 from ..geometry.volume import VolumeGeometry
 from ..memory import require_memory
@@ -63,6 +65,22 @@ def lor_endpoints(geometry: PETGeometry, lors: Lors) -> tuple[np.ndarray, np.nda
         far = 2.0 * geometry.scanner.radius + 1.0
         p1[pad], p2[pad] = (far, 0.0, -1.0), (far, 0.0, 1.0)
     return p1, p2
+
+
+def object_frame(xyz: tuple[Any, Any, Any], rotation: Any, shift: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+    """Points ``xyz`` (components: numpy or Dr.Jit arrays) in the frame of an object rotated by ``rotation``
+    (radians, about the ``z`` axis) and then moved by ``shift`` (mm): ``Rz(-rotation) (p - shift)``; the
+    scanner sees the moved object along a LOR as the fixed object along the LOR moved back.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.pet.projector import object_frame
+        >>> [round(float(c), 6) for c in object_frame((1.0, 0.0, 2.0), np.pi / 2, (0.0, 0.0, 1.0))]
+        [0.0, -1.0, 1.0]
+    """
+    c, s = (np.cos(rotation), np.sin(rotation)) if not dr.is_array_v(rotation) else (dr.cos(rotation), dr.sin(rotation))
+    qx, qy, qz = (p - d for p, d in zip(xyz, shift, strict=True))
+    return c * qx + s * qy, c * qy - s * qx, qz
 
 
 def line_integrals(vg: VolumeGeometry, values: Any, p1: np.ndarray, p2: np.ndarray, basis: str, t: Types) -> Any:
@@ -124,6 +142,7 @@ class PETProjector(ArrayCalls, AllViewsHere):
         backend: str | None = None,
         deterministic: bool | None = None,
         _fraction: float = 1.0,
+        _pose: tuple[float, tuple[float, float, float]] | None = None,
     ) -> None:
         # listmode operators are ListmodePETProjector instances (see __new__)
         if not isinstance(vg, VolumeGeometry):
@@ -157,6 +176,10 @@ class PETProjector(ArrayCalls, AllViewsHere):
         lors = geometry.lors()
         self.group = lors.group
         p1, p2 = lor_endpoints(geometry, lors)
+        self._pose = _pose
+        if _pose is not None:  # the object moved: its LORs moved back (padding members stay outside)
+            for p in (p1, p2):
+                p[lors.valid] = np.stack(object_frame(tuple(p[lors.valid].T), *_pose), axis=1)
         item = 4 if self.dtype == "float32" else 8
         require_memory(lors.count * (8 * 8 + 2 * item * self.tof_bins), f"the LORs of {geometry!r}")
         self._mu = None
@@ -245,6 +268,97 @@ class PETProjector(ArrayCalls, AllViewsHere):
             _fraction=self._fraction * idx.size / self.pg.num_views,
             **self._options(),
         )
+
+    def perturbed(self, radius: Any = None, shift: Any = None, rotation: Any = None) -> PETProjector:
+        """The operator for the scanner's ring ``radius`` changed by ``radius`` (mm) and the object (activity and
+        μ-map) rotated by ``rotation`` (radians, about the scanner axis ``z``, around the origin) and then moved by
+        ``shift`` (mm, ``(x, y, z)``): numbers / numpy arrays, or Dr.Jit ``Float64`` (``radius``, ``rotation``)
+        and ``Array3f64`` (``shift``) arrays of width 1. With Dr.Jit arrays (non-TOF sinograms), ``A`` of the
+        result is differentiable w.r.t. them (reverse and forward mode) through the CT projector's geometry
+        derivatives on the moved LORs, attenuation factors included; with torch tensors use
+        :func:`drct.emission.project`. Sinogram geometries only (a listmode sensitivity would not move).
+
+        Example:
+            >>> import numpy as np, drjit as dr, drct as ct
+            >>> from drct.backend import drjit_module
+            >>> sc = ct.pet.scanner(rings=2, crystals_per_ring=16, radius=50.0)
+            >>> vg = ct.VolumeGeometry((2, 8, 8), voxel_size=4.0)
+            >>> A = ct.pet.PETProjector(vg, ct.pet.sinogram(sc), dtype="float64")
+            >>> dx = drjit_module().Array3f64(0.0, 0.0, 0.0)
+            >>> dr.enable_grad(dx)
+            >>> x = np.zeros(vg.shape); x[:, 2, 5] = 1.0
+            >>> y = A.perturbed(shift=dx).forward_tensor(A.types.Tensor(x))
+            >>> dr.backward(dr.sum(y.array * dr.arange(A.types.Float, y.array.shape[0])))
+            >>> bool(dr.norm(dr.grad(dx))[0] > 0)
+            True
+        """
+        if self.listmode:
+            raise ValueError(
+                "perturbed: geometry changes are for sinogram geometries (the listmode sensitivity is fixed)"
+            )
+        tracked = [v for v in (radius, shift, rotation) if v is not None and dr.is_array_v(v)]
+        if tracked and self.tof is not None:
+            raise ValueError(
+                "perturbed: geometry derivatives (Dr.Jit arrays) are for non-TOF PET; pass numbers for TOF"
+            )
+
+        def host(value: Any, size: int, name: str) -> np.ndarray:
+            if value is None:
+                return np.zeros(size)
+            arr = np.asarray(dr.detach(value).numpy() if dr.is_array_v(value) else value, dtype=np.float64)
+            if arr.size != size:
+                raise ValueError(f"perturbed: {name} must hold {size} number(s), got shape {arr.shape}")
+            require_finite(arr, f"perturbed {name}")
+            return arr.reshape(size)
+
+        d_radius, move, turn = host(radius, 1, "radius")[0], host(shift, 3, "shift"), host(rotation, 1, "rotation")[0]
+        sc = self.pg.scanner
+        if sc.radius + d_radius <= 0:
+            raise ValueError(f"perturbed: the ring radius {sc.radius:g} + {d_radius:g} mm must stay > 0")
+        geometry = replace(self.pg, scanner=replace(sc, radius=sc.radius + d_radius))
+        # drct integrates whole lines: the moved object must stay inside the ring (a rotation about z keeps the
+        # distances from the axis, a shift moves them by at most its transaxial length)
+        room = sc.radius + d_radius - float(np.hypot(move[0], move[1]))
+        for grid, what, basis in ((self.vg, "activity", self.basis), (self.mu_vg, "μ-map", self.mu_basis)):
+            check_inside_ring(grid, room, f"{what} (moved by shift={move.tolist()})", basis)
+        pose = (float(turn), (float(move[0]), float(move[1]), float(move[2])))
+        op = PETProjector(self.vg, geometry, normalisation=self._normalisation, _pose=pose, **self._options())
+        if tracked:
+            op._track(radius, shift, rotation)
+        return op
+
+    def _track(self, radius: Any, shift: Any, rotation: Any) -> None:
+        """Rebuild the LORs (and attenuation factors) from Dr.Jit AD arrays (see :meth:`perturbed`)."""
+        t = self.types
+        f64, v3 = t.Float64, drjit_module(t.backend).Array3f64
+        sc, lors = self.pg.scanner, self.pg.lors()
+        r_ad = f64(self.pg.scanner.radius) + (0.0 if radius is None else f64(radius) - dr.detach(f64(radius)))
+        turn = f64(self._pose[0] if self._pose else 0.0) if rotation is None else f64(rotation)
+        if shift is None:
+            move = v3(*(self._pose[1] if self._pose else (0.0, 0.0, 0.0)))
+        elif isinstance(shift, v3):
+            move = shift
+        else:  # a flat array of the three components (e.g. from torch)
+            flat = f64(shift)
+            move = v3(*(dr.gather(f64, flat, t.UInt(k)) for k in range(3)))
+        n = sc.crystals_per_ring
+        ends = []
+        z = sc.positions()[:, 2]
+        for crystal in (lors.crystal_a, lors.crystal_b):
+            theta = 2.0 * np.pi * (crystal % n) / n + sc.phase
+            xyz = (r_ad * f64(np.cos(theta)), r_ad * f64(np.sin(theta)), f64(z[crystal]))
+            ends.append(object_frame(xyz, turn, (move.x, move.y, move.z)))
+        valid = t.Bool(lors.valid)
+        p1, p2 = (
+            v3(*(dr.select(valid, c, f64(np.ascontiguousarray(v))) for c, v in zip(q, fixed.T, strict=True)))
+            for q, fixed in zip(ends, self._lines, strict=True)
+        )
+        self._lines = (p1, p2)
+        self._rays = Projector(
+            self.vg, rays(p1, p2 - p1), self.basis, t.dtype, t.backend, deterministic=self.deterministic
+        )
+        self._mu_rays = None
+        self._weight = self._base_weight if self._mu is None else self._attenuated(self._mu)
 
     # -- the operator ---------------------------------------------------------------------------------------------
     def _launch(self) -> Any:

@@ -58,6 +58,13 @@ def _subset_plan(p: Problem, subsets: int, additive: Any, s: Any, m: Any) -> lis
     return plan
 
 
+def _unseen(scale: Any, cls: Any) -> Any:
+    """1 where the (masked) inverse sensitivity ``scale`` is 0, else 0: coefficients that the data of an update do
+    not see (``Aᵀ 1 = 0``, e.g. between the LORs of one PET view) keep their value, since those data say nothing
+    about them (outside the mask they are 0 and stay 0)."""
+    return dr.select(scale > 0, cls(0), cls(1))
+
+
 def _start(p: Problem, x0: Any, m: Any) -> Any:
     """The start ``x0`` (default ones), masked; refused unless non-negative with a positive entry, since the
     multiplicative updates keep a zero at zero and flip the sign of nothing."""
@@ -86,7 +93,7 @@ def mlem(
     additive: Any = None,
 ) -> Any:
     """MLEM: ``x ← x / (Aᵀ 1) · Aᵀ (y / (A x + s))``, the maximum-likelihood iteration for
-    ``y ~ Poisson(A x + s)``.
+    ``y ~ Poisson(A x + s)``; coefficients that no ray sees (``Aᵀ 1 = 0``) keep their start value.
 
     Args:
         A, y, niter, callback, progress: as in :func:`drct.recon.sirt`.
@@ -114,8 +121,9 @@ def mlem(
         sens = sens * m
     x = _start(p, x0, m)
     ax = p.forward(x) + s
+    keep = _unseen(sens, p.t.Float)
     for k in steps(niter, progress, "mlem"):
-        x = x * sens * p.adjoint(_ratio(p.y, ax, p.t.Float))
+        x = x * (sens * p.adjoint(_ratio(p.y, ax, p.t.Float)) + keep)
         ax = p.forward(x) + s
         dr.eval(x, ax)
         if report(callback, p, k, x, p.y - ax):
@@ -136,7 +144,8 @@ def osem(
     mask: Any = None,
     additive: Any = None,
 ) -> Any:
-    """OSEM: MLEM updates over ordered subsets of views (interleaved); ``subsets=1`` is MLEM.
+    """OSEM: MLEM updates over ordered subsets of views (interleaved); ``subsets=1`` is MLEM. A subset's update
+    leaves the coefficients it does not see (zero subset sensitivity) unchanged.
 
     Args:
         A, y, x0, niter, callback, progress, mask, additive: as in :func:`mlem`.
@@ -160,7 +169,8 @@ def osem(
     x = _start(p, x0, m)
     for k in steps(niter, progress, "osem"):
         for op, y_s, s_s, _, scale in plan:
-            x = x * scale * p.adjoint(_ratio(y_s, p.forward(x, op) + s_s, p.t.Float), op)
+            keep = _unseen(scale, p.t.Float)
+            x = x * (scale * p.adjoint(_ratio(y_s, p.forward(x, op) + s_s, p.t.Float), op) + keep)
             dr.eval(x)
         if callback is not None and report(callback, p, k, x, p.y - p.forward(x) - s):
             break

@@ -160,7 +160,8 @@ def bsrem(
 ) -> Any:
     """BSREM with the relative-difference prior: maximises ``Σ y log(A x + s) − (A x + s) − β R(x)``, ``x ≥ 0``.
 
-    Voxels driven below 0 by a step are set to 0 (and, the update being multiplicative in ``x``, stay there). Torch
+    Voxels driven below 0 by a step are set to 0 (and, the update being multiplicative in ``x``, stay there); when
+    a large ``beta`` drives every voxel there, a ``ValueError`` says so instead of returning zeros. Torch
     ``y`` / ``x0`` that require gradients are differentiable through the iterations, as with :func:`osem`.
 
     Args:
@@ -204,6 +205,11 @@ def bsrem(
                 step = step - share * prior.gradient_flat(x)
             x = dr.maximum(x + alpha * x * scale * step, 0.0)
             dr.eval(x)
+            if share and not p.A.reduce_max(dr.max(dr.detach(x)))[0] > 0:
+                raise ValueError(
+                    f"bsrem: every coefficient was driven to 0 (beta={beta!r} with relaxation={relaxation!r}, "
+                    f"iteration {n}): the prior's step overshoots and zeros stay zero; lower beta or raise relaxation"
+                )
         if callback is not None and report(callback, p, n, x, p.y - p.forward(x) - s):
             break
     return p.output(x)

@@ -234,96 +234,9 @@ class _Backprojector:
         other.pg, other.params = pg, _view_parameters(pg)
         return other
 
-    def _columns_apply(self, q: Any, progress: bool, out: Any) -> Any:
-        """:meth:`apply` for geometries whose column and weight do not change along ``z`` (:meth:`_separable`):
-        one lane per ``(x, y)`` column works out each view's column, weight and row slope once, then a loop runs
-        down the column, the row the only coordinate that changes."""
-        t, step = self.t, VIEWS_PER_LAUNCH
-        width, height = self._cells()
-        _, ny, nx = self.vg.shape
-        j = dr.arange(t.UInt, ny * nx)
-        x = dr.gather(t.Float, self.axes[0], j % nx)
-        y = dr.gather(t.Float, self.axes[1], j // nx)
-        result = out
-        for first in self._launches(progress):
-            cells = self._cell_values(q, first, step)
-            dr.eval(cells)
-            views = [
-                self._column_view([dr.opaque(t.Float, float(v)) for v in row], x, y, k * height * width)
-                for k, row in enumerate(self._view_rows(first, step))
-            ]
-            result = self._down_columns(cells, views, result, j)
-        return dr.zeros(t.Float, self.count) if result is None else result
-
-    def _down_columns(self, cells: Any, views: list[tuple[Any, ...]], previous: Any, j: Any) -> Any:
-        """One launch of :meth:`_columns_apply`: ``previous`` (None: zeros) plus the ``views``
-        (:meth:`_column_view`) of the ``cells`` (:meth:`_cell_values`), lane ``j`` running down its column."""
-        t = self.t
-        width, _ = self._cells()
-        packet = getattr(drjit_module(t.backend), f"Array4{'f' if t.dtype == 'float32' else 'f64'}")
-        lanes = dr.width(j)
-        result = dr.zeros(t.Float, self.count)
-
-        def body(iz: Any) -> tuple[Any]:
-            z = dr.gather(t.Float, self.axes[2], iz)
-            target = iz * lanes + j
-            acc = dr.zeros(t.Float, lanes) if previous is None else dr.gather(t.Float, previous, target)
-            for ok, base, fc, weight, slope, offset in views:
-                row = dr.fma(slope, z, offset)
-                inside = ok & (row >= -1) & (row < self.rows)
-                r0f = dr.floor(row)
-                g = dr.gather(packet, cells, t.UInt(base + (t.Int(dr.select(inside, r0f, -1.0)) + 1) * width))
-                fr = row - r0f
-                top = dr.fma(fc, g[1] - g[0], g[0])
-                value = dr.fma(fr, dr.fma(fc, g[3] - g[2], g[2]) - top, top)
-                acc = acc + dr.select(inside, weight * value, 0.0)
-            dr.scatter(result, acc, target)
-            return (iz + 1,)
-
-        dr.while_loop((dr.zeros(t.UInt, lanes),), lambda iz: iz < self.vg.shape[0], body)
-        dr.eval(result)
-        return result
-
-    def _column_view(self, p: list[Any], x: Any, y: Any, cells: int) -> tuple[Any, ...]:
-        """One view's share of :meth:`_columns_apply` for the columns at ``(x, y)``: seen within the detector's
-        columns, the index of the column's first cell (``cells``: the view's first cell), the column fraction, the
-        FDK weight and the row as ``slope · z + offset``."""
-        t = self.t
-        if self.pg.curved:
-            along_w = dr.fma(p[0], x, dr.fma(p[1], y, p[3]))
-            along_u = dr.fma(p[4], x, dr.fma(p[5], y, p[7]))
-            r2 = dr.fma(along_w, along_w, along_u * along_u)
-            col = dr.fma(dr.atan2(along_u, along_w), p[14], p[15])
-            scale = p[12] * dr.rsqrt(r2)
-            slope = p[10] * scale
-            offset = dr.fma(dr.fma(p[8], x, dr.fma(p[9], y, p[11])), scale, p[13])
-            weight, seen = p[16] / r2, along_w > 0
-        else:
-            den = dr.fma(p[8], x, dr.fma(p[9], y, p[11]))
-            inv = 1.0 / den
-            col = dr.fma(p[0], x, dr.fma(p[1], y, p[3])) * inv
-            slope = p[6] * inv
-            offset = dr.fma(p[4], x, dr.fma(p[5], y, p[7])) * inv
-            weight, seen = p[12] * inv * inv, den > 0
-        ok = seen & (col >= -1) & (col < self.cols)
-        c0f = dr.floor(col)
-        return ok, t.Int(dr.select(ok, c0f, -1.0)) + 1 + cells, col - c0f, weight, slope, offset
-
-    def _separable(self) -> bool:
-        """True for 3D geometries whose detector column and FDK weight do not depend on ``z`` (circular orbits
-        about the ``z`` axis with detector rows along it: ``ct.cone``, ``ct.parallel``)."""
-        if self.vg.ndim != 3:
-            return False
-        along_z = [2, 6] if self.pg.curved else [2, 10]  # W_z, A_z (curved) or U_z, N_z (flat)
-        scale = np.abs(self.params[:, :12]).max(axis=1)
-        return bool(np.all(np.abs(self.params[:, along_z]) <= 1e-9 * scale[:, None]))
-
     def apply(self, q: Any, progress: bool = False, out: Any = None) -> Any:
         """``Σ_views weight · interp(q)`` for a flat array ``q`` of the sinogram's size, added to ``out`` (a flat
-        array of the volume's size; default zeros) view after view, :data:`VIEWS_PER_LAUNCH` views per launch
-        (:meth:`_columns_apply` where the geometry allows it, else one lane per coefficient)."""
-        if self._separable():
-            return self._columns_apply(q, progress, out)
+        array of the volume's size; default zeros) view after view, :data:`VIEWS_PER_LAUNCH` views per launch."""
         t, step = self.t, VIEWS_PER_LAUNCH
         width, height = self._cells()
         packet = getattr(drjit_module(t.backend), f"Array{len(self._taps())}{'f' if t.dtype == 'float32' else 'f64'}")

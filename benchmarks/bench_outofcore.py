@@ -14,6 +14,10 @@ Steps (each FDK in a child process, so that its peak RSS is its own):
 With ``--stop-after K`` the FDK stops (and leaves its work folder) after K z-planes: a measurement of the rates and
 the RSS of a run too long to finish (the extrapolation to the whole volume is printed).
 
+With ``--compare`` the same FDK runs once more (not killed) with the first voxel-driven kernel (one launch per view,
+``tests/fbp_reference.py``) in place of :mod:`drct.recon.backproject`'s: both backprojection rates in one run, and
+the largest difference between the two volumes.
+
 Measured (2 CPU cores shared with other jobs): 512³ from 720 x 512² with --memory 3GiB, killed after its first
 301-plane slab and resumed: filter pass 142 s, backprojection 58 M voxel-views/s at load 20 and 105 M at load 10,
 1130 s + 380 s, peak RSS 2.93 GiB, the central 128³ identical to ct.fdk; 256³ from 180 x 256² with 256MiB:
@@ -21,6 +25,7 @@ Measured (2 CPU cores shared with other jobs): 512³ from 720 x 512² with --mem
 
 Usage:
     python benchmarks/bench_outofcore.py --quick                  # 64³ from 90 x 64² in 3 slabs, seconds
+    nice python benchmarks/bench_outofcore.py --size 256 --views 180 --memory 256MiB --kill-after 100 --compare
     nice python benchmarks/bench_outofcore.py --size 512 --views 720 --memory 3GiB --kill-after 256 --crop 128
     nice python benchmarks/bench_outofcore.py --size 1024 --views 720 --memory 3GiB --stop-after 1 --crop 0
 """
@@ -46,6 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import drct as ct
 from drct.outofcore import create_array, fdk, open_array, plan
 from drct.phantoms import shepp_logan_projections
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fbp_reference import ReferenceBackprojector
 
 
 def geometry(size: int, views: int) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
@@ -77,6 +85,8 @@ def write_projections(path: Path, vg: ct.VolumeGeometry, pg: ct.ProjectionGeomet
 def child(args: argparse.Namespace) -> None:
     """One streaming FDK in this process; prints a JSON line with its times and peak RSS."""
     vg, pg = geometry(args.size, args.views)
+    if args.reference:  # the first kernel, one launch per view
+        sys.modules["drct.outofcore.fdk"].make_backprojector = ReferenceBackprojector  # type: ignore[attr-defined]
     marks: dict[str, float] = {}
     start = time.perf_counter()
 
@@ -97,10 +107,17 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({**marks, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}), flush=True)
 
 
-def run_child(args: argparse.Namespace, projections: Path, output: Path, kill_at: int = 0, stop_at: int = 0) -> dict:
+def run_child(
+    args: argparse.Namespace,
+    projections: Path,
+    output: Path,
+    kill_at: int = 0,
+    stop_at: int = 0,
+    reference: bool = False,
+) -> dict:
     argv = [sys.executable, __file__, "--child", "--size", str(args.size), "--views", str(args.views)]
     argv += ["--memory", args.memory, "--projections", str(projections), "--output", str(output)]
-    argv += ["--kill-at", str(kill_at), "--stop-at", str(stop_at)]
+    argv += ["--kill-at", str(kill_at), "--stop-at", str(stop_at)] + (["--reference"] if reference else [])
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -110,6 +127,20 @@ def run_child(args: argparse.Namespace, projections: Path, output: Path, kill_at
     result = json.loads(lines[-1])
     result["wall"], result["returncode"] = wall, done.returncode
     return result
+
+
+def backprojection_rows(name: str, run: dict, planes0: int, n: int, views: int) -> list[tuple[str, str, str, str]]:
+    """The table's rows of one run's backprojection pass: time, rate, extrapolations (none if it did no planes)."""
+    bp_time = run["planes_at"] - run.get("filtered_at", 0.0) if "planes_at" in run else float("nan")
+    planes = run.get("planes", 0) - planes0
+    if planes <= 0:
+        return []
+    rate = planes * n * n * views / bp_time
+    return [
+        (name, f"{bp_time:.1f} s for {planes} planes", f"{rate / 1e6:.1f} Mvoxel-views/s", ""),
+        (f"-> whole {n}³ backprojection", f"{n**3 * views / rate:.0f} s", "extrapolated", ""),
+        ("-> 2048³ from 720 x 2048²", f"{2048**3 * 720 / rate / 3600:.1f} h", "extrapolated", ""),
+    ]
 
 
 def gib(n: float) -> str:
@@ -127,6 +158,8 @@ def main() -> None:
     parser.add_argument("--stop-after", type=int, default=0, help="stop after this many z-planes (rates only)")
     parser.add_argument("--crop", type=int, default=128, help="compare a central crop³ with ct.fdk (0: skip)")
     parser.add_argument("--quick", action="store_true", help="64³ from 90 x 64² (CI size)")
+    parser.add_argument("--compare", action="store_true", help="also run the first (per-view) kernel")
+    parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--projections", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -169,16 +202,20 @@ def main() -> None:
     if "filtered_at" in first:
         rate = first["filtered_views"] * math.prod(pg.det_shape) / first["filtered_at"]
         rows.append(("filter pass", f"{first['filtered_at']:.1f} s", f"{rate / 1e6:.1f} Mpixel/s", ""))
-    last = runs[-1][1]
     planes0 = runs[0][1].get("planes", 0) if len(runs) > 1 else 0
-    bp_time = last["planes_at"] - last.get("filtered_at", 0.0) if "planes_at" in last else float("nan")
-    planes = last.get("planes", 0) - planes0
-    if planes > 0:
-        rate = planes * n * n * args.views / bp_time
-        rows.append(("backprojection", f"{bp_time:.1f} s for {planes} planes", f"{rate / 1e6:.1f} Mvoxel-views/s", ""))
-        whole = n**3 * args.views / rate
-        rows.append((f"-> whole {n}³ backprojection", f"{whole:.0f} s", "extrapolated", ""))
-        rows.append(("-> 2048³ from 720 x 2048²", f"{2048**3 * 720 / rate / 3600:.1f} h", "extrapolated", ""))
+    rows += backprojection_rows("backprojection", runs[-1][1], planes0, n, args.views)
+    if args.compare:
+        old_output = work / f"x_{n}_first_kernel.npy"
+        old_output.unlink(missing_ok=True)
+        shutil.rmtree(work / f".{old_output.name}.ooc-partial", ignore_errors=True)
+        old = run_child(args, projections, old_output, stop_at=args.stop_after, reference=True)
+        print(f"# FDK, first kernel: {json.dumps(old)}", flush=True)
+        rows.append(("FDK, first kernel", f"{old['wall']:.1f} s", f"peak RSS {gib(old['rss'])}", ""))
+        rows += backprojection_rows("backprojection, first kernel", old, 0, n, args.views)[:1]
+        if not args.stop_after:
+            a, b = open_array(output).read(0, n), open_array(old_output).read(0, n)
+            error = float(np.abs(a - b).max() / np.abs(b).max())
+            rows.append(("new vs first kernel", "", f"max rel. difference {error:.1e}", ""))
     if args.crop and not args.stop_after:
         c = args.crop
         lo = (n - c) // 2

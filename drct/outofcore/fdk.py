@@ -66,8 +66,9 @@ BACKPROJECT_BYTES_PER_VOXEL = 40
 """Memory one voxel of a slab needs while it is backprojected (its float64 centres while they are made, their
 float32 copies, the running sum and its next value, the host copy written out)."""
 
-BACKPROJECT_BYTES_PER_PIXEL = 12
-"""Memory one detector pixel of a chunk needs while it is backprojected (read from disk, uploaded)."""
+BACKPROJECT_BYTES_PER_PIXEL = 28
+"""Memory one detector pixel of a chunk needs while it is backprojected (read from disk, uploaded, and its four
+interpolation taps stored together for the kernel's packet gathers, :mod:`drct.recon.backproject`)."""
 
 ZARR_NAMES = ("zarr.json", "c")  # what a zarr array drct writes holds: refused to replace anything else
 
@@ -99,7 +100,7 @@ def plan(vg: VolumeGeometry, pg: ProjectionGeometry, memory: Any = None) -> Plan
         >>> import numpy as np, drct as ct
         >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 720, endpoint=False), (1024, 1024), 0.2, 500.0, 800.0)
         >>> plan(ct.VolumeGeometry((1024, 1024, 1024)), pg, "3GiB")
-        Plan(views=4, slab=75)
+        Plan(views=4, slab=74)
     """
     budget = available_bytes() // 2 if memory is None else parse_memory(memory)
     pixels = math.prod(pg.det_shape)

@@ -108,7 +108,8 @@ def _view_parameters(pg: ProjectionGeometry) -> np.ndarray:
 
 VIEWS_PER_LAUNCH = 16
 """Views one launch of :meth:`_Backprojector.apply` adds to the volume (unrolled in the kernel: the volume is read
-and written once per this many views; a scan's last launch is padded with views that see nothing)."""
+and written once per this many views; a scan's last launch takes the views left, a kernel of its own that Dr.Jit
+compiles once and caches)."""
 
 
 class _Backprojector:
@@ -190,23 +191,10 @@ class _Backprojector:
         """The (row, column) offsets of a cell's taps from its top-left pixel, in the order they are stored."""
         return [(0, 0), (0, 1), (1, 0), (1, 1)] if self.vg.ndim == 3 else [(0, 0), (0, 1)]
 
-    def _view_rows(self, first: int, count: int) -> np.ndarray:
-        """Parameters of views ``first .. first + count - 1``; past the last view, views that see nothing."""
-        block = self.params[first : first + count]
-        if len(block) == count:
-            return block
-        blind = np.zeros((count - len(block), self.params.shape[1]))
-        blind[:, self._blind_column()] = -1.0  # N(x) = -1 (flat) or W(x) = -1 (curved): never seen
-        return np.concatenate([block, blind])
-
-    def _blind_column(self) -> int:
-        n = self.vg.ndim + 1
-        return n - 1 if self.pg.curved else (self.vg.ndim - 1) * n + n - 1
-
     def _cell_values(self, q: Any, first: int, count: int) -> Any:
         """The taps of every cell of views ``first .. first + count - 1`` of the flat sinogram ``q``, stored
-        together (``len(_taps())`` values per cell, zeros off the detector and past the last view), so that one
-        packet gather reads a point's taps."""
+        together (``len(_taps())`` values per cell, zeros off the detector), so that one packet gather reads a
+        point's taps."""
         t = self.t
         width, height = self._cells()
         taps = self._taps()
@@ -220,7 +208,7 @@ class _Backprojector:
         if self.vg.ndim == 3:
             r += t.Int(tap >> 1)
         c += t.Int(tap & 1)
-        active = (c >= 0) & (c < self.cols) & (r >= 0) & (r < self.rows) & (view + first < self.pg.num_views)
+        active = (c >= 0) & (c < self.cols) & (r >= 0) & (r < self.rows)
         source = t.UInt(dr.select(active, (t.Int(view + first) * self.rows + r) * self.cols + c, 0))
         return dr.gather(t.Float, q, source, active)
 
@@ -243,9 +231,10 @@ class _Backprojector:
         acc = dr.zeros(t.Float, self.count) if out is None else out
         x = self._points()
         for first in self._launches(progress):
-            cells = self._cell_values(q, first, step)
+            rows = self.params[first : first + step]
+            cells = self._cell_values(q, first, len(rows))
             dr.eval(cells)
-            for k, row in enumerate(self._view_rows(first, step)):
+            for k, row in enumerate(rows):
                 p = [dr.opaque(t.Float, float(v)) for v in row]
                 index, fc, fr, weight, inside = self._cell(x, p, k * height * width)
                 g = dr.gather(packet, cells, index)

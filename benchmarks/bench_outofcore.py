@@ -7,7 +7,8 @@ Steps (each FDK in a child process, so that its peak RSS is its own):
    of views at a time to ``WORK/y_<N>.npy`` (or ``.zarr``); kept for later runs;
 2. the streaming FDK with ``--memory``, killed (SIGKILL) after ``--kill-after`` of its z-planes, then run again:
    it resumes; the table shows both runs' times and peak RSS and the rates of the filter and backprojection
-   passes (the backprojection rate is voxel-views per second: volume voxels x views / seconds);
+   passes (the backprojection rate is voxel-views per second: volume voxels x views / seconds, wall clock and per
+   second of the process's CPU time, less dependent on the machine's load);
 3. the in-memory ``ct.fdk`` of the central ``--crop``³ voxels (same voxel size, the same projections) against the
    same voxels of the streamed volume: the largest difference relative to the crop's largest value.
 
@@ -91,12 +92,12 @@ def child(args: argparse.Namespace) -> None:
     start = time.perf_counter()
 
     def callback(stage: str, done: int) -> None:
-        now = time.perf_counter() - start
+        now, cpu = time.perf_counter() - start, time.process_time()
         if stage == "filtered":
-            marks["filtered_at"], marks["filtered_views"] = now, done
+            marks["filtered_at"], marks["filtered_cpu"], marks["filtered_views"] = now, cpu, done
         else:
             marks.setdefault("first_planes_at", now)
-            marks["planes_at"], marks["planes"] = now, done
+            marks["planes_at"], marks["planes_cpu"], marks["planes"] = now, cpu, done
         limit = args.kill_at or args.stop_at
         if stage == "planes" and limit and done >= limit:
             print(json.dumps({**marks, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}), flush=True)
@@ -132,12 +133,14 @@ def run_child(
 def backprojection_rows(name: str, run: dict, planes0: int, n: int, views: int) -> list[tuple[str, str, str, str]]:
     """The table's rows of one run's backprojection pass: time, rate, extrapolations (none if it did no planes)."""
     bp_time = run["planes_at"] - run.get("filtered_at", 0.0) if "planes_at" in run else float("nan")
+    bp_cpu = run["planes_cpu"] - run.get("filtered_cpu", 0.0) if "planes_cpu" in run else float("nan")
     planes = run.get("planes", 0) - planes0
     if planes <= 0:
         return []
     rate = planes * n * n * views / bp_time
+    per_cpu = f"{planes * n * n * views / bp_cpu / 1e6:.0f} M per CPU-second"
     return [
-        (name, f"{bp_time:.1f} s for {planes} planes", f"{rate / 1e6:.1f} Mvoxel-views/s", ""),
+        (name, f"{bp_time:.1f} s for {planes} planes", f"{rate / 1e6:.1f} Mvoxel-views/s", per_cpu),
         (f"-> whole {n}³ backprojection", f"{n**3 * views / rate:.0f} s", "extrapolated", ""),
         ("-> 2048³ from 720 x 2048²", f"{2048**3 * 720 / rate / 3600:.1f} h", "extrapolated", ""),
     ]

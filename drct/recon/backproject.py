@@ -1,10 +1,11 @@
-"""Voxel-driven backprojection with FDK distance weights, for 3D FBP/FDK (a Dr.Jit custom op).
+"""Voxel-driven backprojection with FDK distance weights, for 3D FBP/FDK and 2D fan-beam FBP (a Dr.Jit custom op).
 
 Why not ``A.T``: in a 3D circular scan every view samples ``z`` on the same detector rows, so a ray-driven
 backprojection (``A.T``) of a box or hat basis aliases along ``z`` whenever the row pitch (at the rotation
 axis) is not a multiple of the voxel size — a ripple of up to tens of percent that no number of views averages
-out (in 2D the views do average it out, and :func:`drct.fbp` uses ``A.T`` there). The standard cure, used here,
-projects each coefficient centre onto the detector and interpolates the filtered projection bilinearly.
+out. The standard cure, used here, projects each coefficient centre onto the detector and interpolates the
+filtered projection bilinearly (linearly on a 2D fan beam's one row, where it is 5-9 times faster than the
+``A.T`` of every view with its ``D/r`` weight, ``benchmarks/bench_fbp.py``).
 
 For view ``i`` (source ``s``, detector centre ``d``, orbit radius ``D``) the weight of a point ``x`` is
 
@@ -12,8 +13,15 @@ For view ``i`` (source ``s``, detector centre ``d``, orbit radius ``D``) the wei
 * flat cone beams: ``D · SDD / L²`` with ``L = (x - s)·n`` and ``SDD = (d - s)·n`` (``n`` the detector normal);
 * cylindrical detectors: ``D / r⊥²`` with ``r⊥`` the distance of ``x`` from the cylinder's axis through ``s``.
 
-The operator is linear in the filtered data; its exact transpose (a scatter with the same weights) gives the
-reverse-mode gradient, so the op is differentiable w.r.t. the data (not w.r.t. the geometry).
+The kernel: per view a few affine forms worked out on the host in float64 (:func:`_view_parameters`; a flat
+detector's column is ``U(x)/N(x)``), :data:`VIEWS_PER_LAUNCH` views unrolled in one launch with their parameters
+as opaque scalars (one compiled kernel for every launch), the volume read and written once per launch, and the
+four taps of a point read with one packet gather (each cell's taps stored together, a zero border around the
+detector, :meth:`_Backprojector._cell_values`). 2.5-3x the rate per CPU-second of the first kernel (one launch
+per view, four masked gathers; ``tests/fbp_reference.py``), which it equals to float32 rounding.
+
+The operator is linear in the filtered data; its transpose (a scatter with the same weights, view by view) gives
+the reverse-mode gradient, so the op is differentiable w.r.t. the data (not w.r.t. the geometry).
 
 Example:
     >>> import numpy as np, drct as ct
@@ -106,10 +114,12 @@ def _view_parameters(pg: ProjectionGeometry) -> np.ndarray:
     return np.stack(np.broadcast_arrays(*columns), axis=1)
 
 
-VIEWS_PER_LAUNCH = 16
+VIEWS_PER_LAUNCH = 8
 """Views one launch of :meth:`_Backprojector.apply` adds to the volume (unrolled in the kernel: the volume is read
 and written once per this many views; a scan's last launch takes the views left, a kernel of its own that Dr.Jit
-compiles once and caches)."""
+compiles once and caches). Measured per CPU-second on 2 shared cores (load 13), 128³ x 96 views: 4 views 576 M
+voxel-views, 8 660 M, 12 621 M, 16 549 M, 32 468 M; 256³ x 48: 4 604 M, 8 683 M, 16 463 M (the views' cells
+stay in cache)."""
 
 
 class _Backprojector:

@@ -15,9 +15,9 @@ Steps (each FDK in a child process, so that its peak RSS is its own):
 With ``--stop-after K`` the FDK stops (and leaves its work folder) after K z-planes: a measurement of the rates and
 the RSS of a run too long to finish (the extrapolation to the whole volume is printed).
 
-With ``--compare`` the same FDK runs once more (not killed) with the first voxel-driven kernel (one launch per view,
-``tests/fbp_reference.py``) in place of :mod:`drct.recon.backproject`'s: both backprojection rates in one run, and
-the largest difference between the two volumes.
+With ``--compare`` the same FDK runs twice more, uninterrupted: with :mod:`drct.recon.backproject`'s kernel and with
+the first voxel-driven kernel (one launch per view, ``tests/fbp_reference.py``): both backprojection rates in one
+run, and the largest difference between the two volumes.
 
 Measured (2 CPU cores shared with other jobs): 512³ from 720 x 512² with --memory 3GiB, killed after its first
 301-plane slab and resumed: filter pass 142 s, backprojection 58 M voxel-views/s at load 20 and 105 M at load 10,
@@ -146,6 +146,27 @@ def backprojection_rows(name: str, run: dict, planes0: int, n: int, views: int) 
     ]
 
 
+def compare_kernels(args: argparse.Namespace, projections: Path, work: Path) -> list[tuple[str, str, str, str]]:
+    """``--compare``: one uninterrupted FDK with the new kernel, then one with the first, taking turns under the
+    same load; their backprojection rows and the largest difference between their volumes."""
+    n, rows, outputs = args.size, [], []
+    for name, reference in (("new kernel", False), ("first kernel", True)):
+        output = work / f"x_{n}_{'first' if reference else 'new'}_kernel.npy"
+        output.unlink(missing_ok=True)
+        shutil.rmtree(work / f".{output.name}.ooc-partial", ignore_errors=True)
+        run = run_child(args, projections, output, stop_at=args.stop_after, reference=reference)
+        print(f"# FDK, {name}: {json.dumps(run)}", flush=True)
+        rows.append((f"FDK, {name}, uninterrupted", f"{run['wall']:.1f} s", f"peak RSS {gib(run['rss'])}", ""))
+        rows += backprojection_rows(f"backprojection, {name}", run, 0, n, args.views)[:1]
+        outputs.append(output)
+    if not args.stop_after:
+        new, old = (open_array(path).read(0, n) for path in outputs)
+        rows.append(
+            ("new vs first kernel", "", f"max rel. difference {np.abs(new - old).max() / np.abs(old).max():.1e}", "")
+        )
+    return rows
+
+
 def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
@@ -208,17 +229,7 @@ def main() -> None:
     planes0 = runs[0][1].get("planes", 0) if len(runs) > 1 else 0
     rows += backprojection_rows("backprojection", runs[-1][1], planes0, n, args.views)
     if args.compare:
-        old_output = work / f"x_{n}_first_kernel.npy"
-        old_output.unlink(missing_ok=True)
-        shutil.rmtree(work / f".{old_output.name}.ooc-partial", ignore_errors=True)
-        old = run_child(args, projections, old_output, stop_at=args.stop_after, reference=True)
-        print(f"# FDK, first kernel: {json.dumps(old)}", flush=True)
-        rows.append(("FDK, first kernel", f"{old['wall']:.1f} s", f"peak RSS {gib(old['rss'])}", ""))
-        rows += backprojection_rows("backprojection, first kernel", old, 0, n, args.views)[:1]
-        if not args.stop_after:
-            a, b = open_array(output).read(0, n), open_array(old_output).read(0, n)
-            error = float(np.abs(a - b).max() / np.abs(b).max())
-            rows.append(("new vs first kernel", "", f"max rel. difference {error:.1e}", ""))
+        rows += compare_kernels(args, projections, work)
     if args.crop and not args.stop_after:
         c = args.crop
         lo = (n - c) // 2

@@ -19,10 +19,16 @@ With ``--compare`` the same FDK runs twice more, uninterrupted: with :mod:`drct.
 the first voxel-driven kernel (one launch per view, ``tests/fbp_reference.py``): both backprojection rates in one
 run, and the largest difference between the two volumes.
 
-Measured (2 CPU cores shared with other jobs): 512³ from 720 x 512² with --memory 3GiB, killed after its first
-301-plane slab and resumed: filter pass 142 s, backprojection 58 M voxel-views/s at load 20 and 105 M at load 10,
-1130 s + 380 s, peak RSS 2.93 GiB, the central 128³ identical to ct.fdk; 256³ from 180 x 256² with 256MiB:
-38 M voxel-views/s at load 24, peak RSS 0.35 GiB, identical crop.
+Measured (2 CPU cores shared with other jobs), the first kernel (one launch per view): 512³ from 720 x 512² with
+--memory 3GiB, killed after its first 301-plane slab and resumed: filter pass 142 s, backprojection 58 M
+voxel-views/s at load 20 and 105 M at load 10, 1130 s + 380 s, peak RSS 2.93 GiB, the central 128³ identical to
+ct.fdk; 256³ from 180 x 256² with 256MiB: 38 M voxel-views/s at load 24, peak RSS 0.35 GiB, identical crop.
+The kernel of :mod:`drct.recon.backproject` (8 views per launch, packet gathers), load 9-14: 256³ from 180 x 256²
+(--compare) 188 M voxel-views/s, 665 M per CPU-second, against 74 M and 246 M for the first kernel in the same
+run, peak RSS 0.23 GiB, identical crop; 512³ from 90 x 512² with 1GiB (--compare --stop-after 1) 294 M vs 118 M,
+RSS 0.44 vs 1.06 GiB; 1024³ from 720 x 1024² with 3GiB (--stop-after 1): filter pass 155 s (4.9 Mpixel/s),
+backprojection 212 M voxel-views/s (559 M per CPU-second), the whole 1024³ backprojection extrapolated to 61 min,
+peak RSS 3.47 GiB (over the budget: the backprojection pass grows by about a chunk of views per chunk).
 
 Usage:
     python benchmarks/bench_outofcore.py --quick                  # 64³ from 90 x 64² in 3 slabs, seconds
@@ -95,6 +101,7 @@ def child(args: argparse.Namespace) -> None:
         now, cpu = time.perf_counter() - start, time.process_time()
         if stage == "filtered":
             marks["filtered_at"], marks["filtered_cpu"], marks["filtered_views"] = now, cpu, done
+            marks["filtered_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         else:
             marks.setdefault("first_planes_at", now)
             marks["planes_at"], marks["planes_cpu"], marks["planes"] = now, cpu, done

@@ -99,7 +99,7 @@ def backproject_fan(A: Projector, z: Any, progress: bool = False) -> Any:
     (the weighted sum; 0.57 s vs 0.41 s at 256² × 360 views, ``linear``, 2 loaded cores). Built from
     differentiable Dr.Jit operations: gradients flow to ``z`` (both modes, the exact transpose) and, through
     ``A.T``, to geometry vectors that carry gradients. :func:`drct.fbp` uses it for fan beams with Dr.Jit
-    geometry vectors only (the voxel-driven backprojection is 3-4 times faster).
+    geometry vectors only (the voxel-driven backprojection is 4-7 times faster, ``benchmarks/bench_fbp.py``).
 
     Example:
         >>> import numpy as np, drct as ct

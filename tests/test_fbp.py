@@ -9,6 +9,7 @@ import time
 import drjit as dr
 import numpy as np
 import pytest
+from conftest import requires_cuda
 from fbp_reference import ReferenceBackprojector, backproject_fan_per_view  # the slow twins (tests/fbp_reference.py)
 from scipy import ndimage
 
@@ -384,6 +385,24 @@ def test_fan_fbp_gradients_match_finite_differences(monkeypatch, views_per_launc
     rec = ct.fbp(A, y, progress=False)
     dr.set_grad(y, TensorXf64(d))
     np.testing.assert_allclose(dr.forward_to(rec).numpy(), fd, rtol=1e-7, atol=1e-9 * float(np.abs(fd).max()))
+
+
+@pytest.mark.cuda
+@requires_cuda
+@pytest.mark.parametrize("beam", ["fan", "fan_curved", "cone", "cone_curved"])
+def test_cuda_fbp_matches_llvm(beam):
+    """On CUDA the filter (a Dr.Jit convolution) and the voxel-driven backprojection (packet gathers) run on the
+    device and give the LLVM result to float32 rounding."""
+    angles = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    curved = beam.endswith("curved")
+    if beam.startswith("fan"):
+        vg, pg = ct.VolumeGeometry((24, 28)), ct.fan(angles, 48, 1.0, 60.0, 110.0, curved=curved)
+    else:
+        vg, pg = ct.VolumeGeometry((10, 24, 28)), ct.cone(angles, (16, 48), 1.0, 60.0, 110.0, curved=curved)
+    y = np.random.default_rng(6).random(pg.shape).astype(np.float32)
+    cpu = ct.fbp(ct.Projector(vg, pg, backend="llvm"), y, progress=False)
+    gpu = ct.fbp(ct.Projector(vg, pg, backend="cuda"), y, progress=False)
+    assert np.abs(gpu - cpu).max() <= 1e-4 * np.abs(cpu).max()
 
 
 def test_fbp_accepts_torch():

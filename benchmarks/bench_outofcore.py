@@ -7,20 +7,32 @@ Steps (each FDK in a child process, so that its peak RSS is its own):
    of views at a time to ``WORK/y_<N>.npy`` (or ``.zarr``); kept for later runs;
 2. the streaming FDK with ``--memory``, killed (SIGKILL) after ``--kill-after`` of its z-planes, then run again:
    it resumes; the table shows both runs' times and peak RSS and the rates of the filter and backprojection
-   passes (the backprojection rate is voxel-views per second: volume voxels x views / seconds);
+   passes (the backprojection rate is voxel-views per second: volume voxels x views / seconds, wall clock and per
+   second of the process's CPU time, less dependent on the machine's load);
 3. the in-memory ``ct.fdk`` of the central ``--crop``³ voxels (same voxel size, the same projections) against the
    same voxels of the streamed volume: the largest difference relative to the crop's largest value.
 
 With ``--stop-after K`` the FDK stops (and leaves its work folder) after K z-planes: a measurement of the rates and
 the RSS of a run too long to finish (the extrapolation to the whole volume is printed).
 
-Measured (2 CPU cores shared with other jobs): 512³ from 720 x 512² with --memory 3GiB, killed after its first
-301-plane slab and resumed: filter pass 142 s, backprojection 58 M voxel-views/s at load 20 and 105 M at load 10,
-1130 s + 380 s, peak RSS 2.93 GiB, the central 128³ identical to ct.fdk; 256³ from 180 x 256² with 256MiB:
-38 M voxel-views/s at load 24, peak RSS 0.35 GiB, identical crop.
+With ``--compare`` the same FDK runs twice more, uninterrupted: with :mod:`drct.recon.backproject`'s kernel and with
+the first voxel-driven kernel (one launch per view, ``tests/fbp_reference.py``): both backprojection rates in one
+run, and the largest difference between the two volumes.
+
+Measured (2 CPU cores shared with other jobs), the first kernel (one launch per view): 512³ from 720 x 512² with
+--memory 3GiB, killed after its first 301-plane slab and resumed: filter pass 142 s, backprojection 58 M
+voxel-views/s at load 20 and 105 M at load 10, 1130 s + 380 s, peak RSS 2.93 GiB, the central 128³ identical to
+ct.fdk; 256³ from 180 x 256² with 256MiB: 38 M voxel-views/s at load 24, peak RSS 0.35 GiB, identical crop.
+The kernel of :mod:`drct.recon.backproject` (8 views per launch, packet gathers), load 9-14: 256³ from 180 x 256²
+(--compare) 188 M voxel-views/s, 665 M per CPU-second, against 74 M and 246 M for the first kernel in the same
+run, peak RSS 0.23 GiB, identical crop; 512³ from 90 x 512² with 1GiB (--compare --stop-after 1) 294 M vs 118 M,
+RSS 0.44 vs 1.06 GiB; 1024³ from 720 x 1024² with 3GiB (--stop-after 1): filter pass 155 s (4.9 Mpixel/s),
+backprojection 212 M voxel-views/s (559 M per CPU-second), the whole 1024³ backprojection extrapolated to 61 min,
+peak RSS 3.47 GiB (over the budget: the backprojection pass grows by about a chunk of views per chunk).
 
 Usage:
     python benchmarks/bench_outofcore.py --quick                  # 64³ from 90 x 64² in 3 slabs, seconds
+    nice python benchmarks/bench_outofcore.py --size 256 --views 180 --memory 256MiB --kill-after 100 --compare
     nice python benchmarks/bench_outofcore.py --size 512 --views 720 --memory 3GiB --kill-after 256 --crop 128
     nice python benchmarks/bench_outofcore.py --size 1024 --views 720 --memory 3GiB --stop-after 1 --crop 0
 """
@@ -46,6 +58,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import drct as ct
 from drct.outofcore import create_array, fdk, open_array, plan
 from drct.phantoms import shepp_logan_projections
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fbp_reference import ReferenceBackprojector
 
 
 def geometry(size: int, views: int) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
@@ -77,16 +92,19 @@ def write_projections(path: Path, vg: ct.VolumeGeometry, pg: ct.ProjectionGeomet
 def child(args: argparse.Namespace) -> None:
     """One streaming FDK in this process; prints a JSON line with its times and peak RSS."""
     vg, pg = geometry(args.size, args.views)
+    if args.reference:  # the first kernel, one launch per view
+        sys.modules["drct.outofcore.fdk"].make_backprojector = ReferenceBackprojector  # type: ignore[attr-defined]
     marks: dict[str, float] = {}
     start = time.perf_counter()
 
     def callback(stage: str, done: int) -> None:
-        now = time.perf_counter() - start
+        now, cpu = time.perf_counter() - start, time.process_time()
         if stage == "filtered":
-            marks["filtered_at"], marks["filtered_views"] = now, done
+            marks["filtered_at"], marks["filtered_cpu"], marks["filtered_views"] = now, cpu, done
+            marks["filtered_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         else:
             marks.setdefault("first_planes_at", now)
-            marks["planes_at"], marks["planes"] = now, done
+            marks["planes_at"], marks["planes_cpu"], marks["planes"] = now, cpu, done
         limit = args.kill_at or args.stop_at
         if stage == "planes" and limit and done >= limit:
             print(json.dumps({**marks, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}), flush=True)
@@ -97,10 +115,17 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({**marks, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}), flush=True)
 
 
-def run_child(args: argparse.Namespace, projections: Path, output: Path, kill_at: int = 0, stop_at: int = 0) -> dict:
+def run_child(
+    args: argparse.Namespace,
+    projections: Path,
+    output: Path,
+    kill_at: int = 0,
+    stop_at: int = 0,
+    reference: bool = False,
+) -> dict:
     argv = [sys.executable, __file__, "--child", "--size", str(args.size), "--views", str(args.views)]
     argv += ["--memory", args.memory, "--projections", str(projections), "--output", str(output)]
-    argv += ["--kill-at", str(kill_at), "--stop-at", str(stop_at)]
+    argv += ["--kill-at", str(kill_at), "--stop-at", str(stop_at)] + (["--reference"] if reference else [])
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -110,6 +135,43 @@ def run_child(args: argparse.Namespace, projections: Path, output: Path, kill_at
     result = json.loads(lines[-1])
     result["wall"], result["returncode"] = wall, done.returncode
     return result
+
+
+def backprojection_rows(name: str, run: dict, planes0: int, n: int, views: int) -> list[tuple[str, str, str, str]]:
+    """The table's rows of one run's backprojection pass: time, rate, extrapolations (none if it did no planes)."""
+    bp_time = run["planes_at"] - run.get("filtered_at", 0.0) if "planes_at" in run else float("nan")
+    bp_cpu = run["planes_cpu"] - run.get("filtered_cpu", 0.0) if "planes_cpu" in run else float("nan")
+    planes = run.get("planes", 0) - planes0
+    if planes <= 0:
+        return []
+    rate = planes * n * n * views / bp_time
+    per_cpu = f"{planes * n * n * views / bp_cpu / 1e6:.0f} M per CPU-second"
+    return [
+        (name, f"{bp_time:.1f} s for {planes} planes", f"{rate / 1e6:.1f} Mvoxel-views/s", per_cpu),
+        (f"-> whole {n}³ backprojection", f"{n**3 * views / rate:.0f} s", "extrapolated", ""),
+        ("-> 2048³ from 720 x 2048²", f"{2048**3 * 720 / rate / 3600:.1f} h", "extrapolated", ""),
+    ]
+
+
+def compare_kernels(args: argparse.Namespace, projections: Path, work: Path) -> list[tuple[str, str, str, str]]:
+    """``--compare``: one uninterrupted FDK with the new kernel, then one with the first, taking turns under the
+    same load; their backprojection rows and the largest difference between their volumes."""
+    n, rows, outputs = args.size, [], []
+    for name, reference in (("new kernel", False), ("first kernel", True)):
+        output = work / f"x_{n}_{'first' if reference else 'new'}_kernel.npy"
+        output.unlink(missing_ok=True)
+        shutil.rmtree(work / f".{output.name}.ooc-partial", ignore_errors=True)
+        run = run_child(args, projections, output, stop_at=args.stop_after, reference=reference)
+        print(f"# FDK, {name}: {json.dumps(run)}", flush=True)
+        rows.append((f"FDK, {name}, uninterrupted", f"{run['wall']:.1f} s", f"peak RSS {gib(run['rss'])}", ""))
+        rows += backprojection_rows(f"backprojection, {name}", run, 0, n, args.views)[:1]
+        outputs.append(output)
+    if not args.stop_after:
+        new, old = (open_array(path).read(0, n) for path in outputs)
+        rows.append(
+            ("new vs first kernel", "", f"max rel. difference {np.abs(new - old).max() / np.abs(old).max():.1e}", "")
+        )
+    return rows
 
 
 def gib(n: float) -> str:
@@ -127,6 +189,8 @@ def main() -> None:
     parser.add_argument("--stop-after", type=int, default=0, help="stop after this many z-planes (rates only)")
     parser.add_argument("--crop", type=int, default=128, help="compare a central crop³ with ct.fdk (0: skip)")
     parser.add_argument("--quick", action="store_true", help="64³ from 90 x 64² (CI size)")
+    parser.add_argument("--compare", action="store_true", help="also run the first (per-view) kernel")
+    parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--projections", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -169,16 +233,10 @@ def main() -> None:
     if "filtered_at" in first:
         rate = first["filtered_views"] * math.prod(pg.det_shape) / first["filtered_at"]
         rows.append(("filter pass", f"{first['filtered_at']:.1f} s", f"{rate / 1e6:.1f} Mpixel/s", ""))
-    last = runs[-1][1]
     planes0 = runs[0][1].get("planes", 0) if len(runs) > 1 else 0
-    bp_time = last["planes_at"] - last.get("filtered_at", 0.0) if "planes_at" in last else float("nan")
-    planes = last.get("planes", 0) - planes0
-    if planes > 0:
-        rate = planes * n * n * args.views / bp_time
-        rows.append(("backprojection", f"{bp_time:.1f} s for {planes} planes", f"{rate / 1e6:.1f} Mvoxel-views/s", ""))
-        whole = n**3 * args.views / rate
-        rows.append((f"-> whole {n}³ backprojection", f"{whole:.0f} s", "extrapolated", ""))
-        rows.append(("-> 2048³ from 720 x 2048²", f"{2048**3 * 720 / rate / 3600:.1f} h", "extrapolated", ""))
+    rows += backprojection_rows("backprojection", runs[-1][1], planes0, n, args.views)
+    if args.compare:
+        rows += compare_kernels(args, projections, work)
     if args.crop and not args.stop_after:
         c = args.crop
         lo = (n - c) // 2

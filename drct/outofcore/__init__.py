@@ -8,7 +8,7 @@ Example:
     >>> from drct.outofcore import plan
     >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 720, endpoint=False), (512, 512), 0.4, 500.0, 800.0)
     >>> plan(ct.VolumeGeometry((512, 512, 512)), pg, "1GiB")
-    Plan(views=6, slab=100)
+    Plan(views=6, slab=98)
 """
 
 from .fdk import Plan, fbp, fdk, parse_memory, plan

@@ -66,8 +66,9 @@ BACKPROJECT_BYTES_PER_VOXEL = 40
 """Memory one voxel of a slab needs while it is backprojected (its float64 centres while they are made, their
 float32 copies, the running sum and its next value, the host copy written out)."""
 
-BACKPROJECT_BYTES_PER_PIXEL = 12
-"""Memory one detector pixel of a chunk needs while it is backprojected (read from disk, uploaded)."""
+BACKPROJECT_BYTES_PER_PIXEL = 28
+"""Memory one detector pixel of a chunk needs while it is backprojected (read from disk, uploaded, and its four
+interpolation taps stored together for the kernel's packet gathers, :mod:`drct.recon.backproject`)."""
 
 ZARR_NAMES = ("zarr.json", "c")  # what a zarr array drct writes holds: refused to replace anything else
 
@@ -109,7 +110,7 @@ def plan(vg: VolumeGeometry, pg: ProjectionGeometry, memory: Any = None) -> Plan
         >>> import numpy as np, drct as ct
         >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 720, endpoint=False), (1024, 1024), 0.2, 500.0, 800.0)
         >>> plan(ct.VolumeGeometry((1024, 1024, 1024)), pg, "3GiB")
-        Plan(views=4, slab=75)
+        Plan(views=4, slab=74)
     """
     budget = available_bytes() // 2 if memory is None else parse_memory(memory)
     pixels = math.prod(pg.det_shape)
@@ -251,9 +252,12 @@ def fbp(
             or a folder of TIFF images (:func:`drct.outofcore.open_array`). NaN/±Inf are refused.
         output: ``.npy``, ``.zarr`` or ``.tif``/``.tiff`` (float32, ``vg.shape``).
         memory: the memory budget (bytes or a string such as ``"4GiB"``; default half the available memory):
-            chunk and slab sizes follow from it (:func:`plan`), with estimates that are upper bounds: the
-            whole process peaked at 0.35 GiB with 256MiB (the interpreter and libraries included) and at
-            2.9 GiB with 3GiB (``benchmarks/bench_outofcore.py``).
+            chunk and slab sizes follow from it (:func:`plan`), with estimates meant as upper bounds: the
+            whole process (the interpreter and libraries included) peaked at 0.23 GiB with 256MiB (256³ from
+            180 x 256²), 0.44 GiB with 1GiB (512³, 90 x 512²), but 3.47 GiB with 3GiB after the first slab of
+            1024³ from 720 x 1024²: the backprojection pass grows by about one chunk of views per chunk
+            (1.28 GiB after 32 chunks of 4 x 1024², 0.85 GiB after 4), with this kernel and the first one
+            (``benchmarks/bench_outofcore.py``; not yet explained).
         filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``, ``"hamming"`` or ``"hann"``.
         cutoff: the filter's cut-off, a fraction of the Nyquist frequency in (0, 1].
         force: replace an existing output.

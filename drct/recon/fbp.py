@@ -3,16 +3,20 @@
 ``fbp(A, y)`` of line integrals ``y`` (dimensionless: mm × 1/mm) returns attenuation coefficients in 1/mm on
 ``A``'s grid, for every basis, voxel size and detector spacing, parallel, fan and cone beams with flat or
 curved detectors, full or short scans (Parker weights chosen automatically). How: see
-:mod:`drct.recon.weights`; in short ``fbp(A, y) = A.T(post * filter(pre * y))``, except for 2D fan beams,
-which are backprojected view by view with the distance weight ``D/r``.
+:mod:`drct.recon.weights`; in short ``fbp(A, y) = BP(post * filter(pre * y))`` with ``BP = A.T`` for 2D
+parallel beams and the voxel-driven backprojection of :mod:`drct.recon.backproject` (each coefficient centre
+projected onto the detector, the filtered data interpolated there, FDK's distance weights) for 2D fan beams and
+3D scans.
 
-The output holds the FBP image sampled at the coefficient centres, smoothed by the basis function (``A.T``
-integrates against it). For ``voxel`` and ``linear`` those are the coefficients of the reconstruction; for
-``bspline2``/``bspline3`` they are sample values, a slightly smoothed set of coefficients (the mean is kept:
-B-splines sum to one).
+The output holds the FBP image sampled at the coefficient centres: for 2D parallel beams smoothed by the basis
+function (``A.T`` integrates against it), otherwise by the detector interpolation. For ``voxel`` and ``linear``
+those are the coefficients of the reconstruction; for ``bspline2``/``bspline3`` they are sample values, a
+slightly smoothed set of coefficients (the mean is kept: B-splines sum to one).
 
-Differentiable: with ``y`` a Dr.Jit tensor with gradients, ``fbp`` is a Dr.Jit AD function of ``y`` (and, via
-``A.T``, of geometry vectors that carry gradients; the weights themselves are computed from detached values).
+Differentiable: with ``y`` a Dr.Jit tensor with gradients, ``fbp`` is a Dr.Jit AD function of ``y``; 2D fan
+beams whose geometry has Dr.Jit vectors (``pg.with_drjit_vectors()``) are backprojected with ``A.T`` and the
+``D/r`` weight instead (:func:`backproject_fan`), so that gradients reach those vectors too (2D parallel beams
+always use ``A.T``; the weights themselves are computed from detached values).
 """
 
 from __future__ import annotations
@@ -32,9 +36,8 @@ from ..projector import Projector
 from ._common import torch_differentiable, torch_requires_grad
 from .backproject import backproject_tensor, make_backprojector
 from .filters import FILTERS, filter_tensor
-from .weights import FBPWeights, distance_factor, fbp_weights
+from .weights import FBPWeights, fbp_weights
 
-_VIEW_CACHE: weakref.WeakKeyDictionary[Projector, list[Projector]] = weakref.WeakKeyDictionary()
 _FAN_CACHE: weakref.WeakKeyDictionary[Projector, list[_FanChunk]] = weakref.WeakKeyDictionary()
 _WEIGHT_CACHE: weakref.WeakKeyDictionary[Projector, FBPWeights] = weakref.WeakKeyDictionary()
 _BP_CACHE: weakref.WeakKeyDictionary[Projector, Any] = weakref.WeakKeyDictionary()
@@ -92,17 +95,18 @@ def backproject_fan(A: Projector, z: Any, progress: bool = False) -> Any:
 
     The views' adjoints run in one launch per :data:`FAN_CHUNK_BYTES` of images (a projector with ``batch``
     set, one image per view), then one weighted sum over the views — the same sum as the view-by-view
-    :func:`backproject_fan_per_view`, in about 1.4 times the time of one ``A.T`` of all views (the weighted
-    sum; 0.57 s vs 0.41 s at 256² × 360 views, ``linear``, 2 loaded cores). Built from differentiable Dr.Jit
-    operations: gradients flow to ``z`` (both modes, the exact transpose) and, through ``A.T``, to geometry
-    vectors that carry gradients.
+    reference of the tests (``tests/fbp_reference.py``), in about 1.4 times the time of one ``A.T`` of all views
+    (the weighted sum; 0.57 s vs 0.41 s at 256² × 360 views, ``linear``, 2 loaded cores). Built from
+    differentiable Dr.Jit operations: gradients flow to ``z`` (both modes, the exact transpose) and, through
+    ``A.T``, to geometry vectors that carry gradients. :func:`drct.fbp` uses it for fan beams with Dr.Jit
+    geometry vectors only (the voxel-driven backprojection is 4-7 times faster, ``benchmarks/bench_fbp.py``).
 
     Example:
         >>> import numpy as np, drct as ct
         >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.fan(np.linspace(0, 6, 5), 12, 1.0, 40.0, 80.0))
         >>> z = A.types.Tensor(np.ones(A.range_shape, np.float32))
-        >>> bool(np.allclose(backproject_fan(A, z).numpy(), backproject_fan_per_view(A, z).numpy(), rtol=1e-5))
-        True
+        >>> backproject_fan(A, z).shape
+        (8, 8)
     """
     t, size = A.types, A.vg.size
     cols = A.range_shape[-1]
@@ -127,32 +131,6 @@ def backproject_fan(A: Projector, z: Any, progress: bool = False) -> Any:
     return t.Tensor(out, A.domain_shape)
 
 
-def backproject_fan_per_view(A: Projector, z: Any, progress: bool = False) -> Any:
-    """:func:`backproject_fan` view by view (one ``A.T`` launch per view, the weight from
-    :func:`drct.recon.weights.distance_factor`): the slow reference it is tested and benchmarked against."""
-    t = A.types
-    cols = A.range_shape[-1]
-    out = dr.zeros(t.Tensor, A.domain_shape)
-    views = _view_projectors(A)
-    for i, Ai in enumerate(tqdm(views, desc="backprojection", disable=not progress, leave=False)):
-        idx = t.UInt(np.arange(i * cols, (i + 1) * cols, dtype=np.uint32))
-        zi = t.Tensor(dr.gather(t.Float, z.array, idx), (1, cols))
-        factor = _tensor(A, distance_factor(A.pg, A.vg, i), A.domain_shape)  # type: ignore[arg-type]
-        out = out + Ai.adjoint_tensor(zi) * factor
-        dr.eval(out)
-    return out
-
-
-def _view_projectors(A: Projector) -> list[Projector]:
-    if A not in _VIEW_CACHE:
-        pg = A.pg
-        _VIEW_CACHE[A] = [
-            Projector(A.vg, pg.select_views([i]), A.basis, A.dtype, A.backend)  # type: ignore[union-attr]
-            for i in range(pg.num_views)
-        ]
-    return _VIEW_CACHE[A]
-
-
 def _tensor(A: Projector, values: np.ndarray, shape: tuple[int, ...]) -> Any:
     t = A.types
     full = np.broadcast_to(np.asarray(values, dtype=t.np_dtype), shape).reshape(-1)
@@ -162,22 +140,21 @@ def _tensor(A: Projector, values: np.ndarray, shape: tuple[int, ...]) -> Any:
 def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None, progress: bool = False) -> Any:
     """The FBP backprojection of filtered data ``q`` (a Dr.Jit tensor of ``pg.shape``), ``post`` included.
 
-    2D: ``A.adjoint_tensor(post * q)`` (parallel beams), or :func:`backproject_fan` (fan beams).
-    3D: the voxel-driven backprojection of :mod:`drct.recon.backproject`.
-    A view-sharded ``A`` (``q`` its views' share) backprojects its own views and sums over the ranks
-    (:meth:`reduce_sum`): every rank gets the whole scan's result.
+    2D parallel beams: ``A.adjoint_tensor(post * q)``; 2D fan beams and 3D: the voxel-driven backprojection of
+    :mod:`drct.recon.backproject` (2D fan beams with Dr.Jit geometry vectors: :func:`backproject_fan`, scaled by
+    ``Δ / h²`` to the same amplitude). A view-sharded ``A`` (``q`` its views' share) backprojects its own views
+    and sums over the ranks (:meth:`reduce_sum`): every rank gets the whole scan's result.
     """
     w = weights_for(A) if weights is None else weights
     t = A.types
-    shape = A.range_shape
-    z = q * _tensor(A, w.post, shape)
-    if A.pg.ndim == 3:
-        if A not in _BP_CACHE:
-            _BP_CACHE[A] = make_backprojector(A.pg, A.vg, t)  # type: ignore[arg-type]
-        return A.reduce_sum(backproject_tensor(_BP_CACHE[A], z, progress))  # sharded A: summed over the ranks
-    if not w.fan_2d:
+    z = q * _tensor(A, w.post, A.range_shape) if np.any(w.post != 1) else q
+    if not (A.pg.ndim == 3 or w.fan_2d):
         return A.adjoint_tensor(z)  # a sharded A.T sums over the ranks itself
-    return A.reduce_sum(backproject_fan(A, z, progress))
+    if w.fan_2d and A.pg.differentiable:
+        return A.reduce_sum(backproject_fan(A, z * (w.spacing / float(np.prod(A.vg.voxel_size))), progress))
+    if A not in _BP_CACHE:
+        _BP_CACHE[A] = make_backprojector(A.pg, A.vg, t)  # type: ignore[arg-type]
+    return A.reduce_sum(backproject_tensor(_BP_CACHE[A], z, progress))  # sharded A: summed over the ranks
 
 
 def fbp_tensor(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0, progress: bool = False) -> Any:
@@ -212,7 +189,7 @@ def fbp(A: Projector, y: Any, filter: str = "ram-lak", cutoff: float = 1.0, prog
             Dr.Jit tensors keep their AD graph, torch tensors that require gradients get them by autograd).
         filter: ``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``, ``"hamming"`` or ``"hann"``.
         cutoff: the filter's cut-off frequency as a fraction of the Nyquist frequency, in (0, 1].
-        progress: a tqdm bar over the views of 3D backprojections (over the launches of 2D fan beams).
+        progress: a tqdm bar over the launches of the backprojection (fan and cone beams).
 
     Returns:
         The reconstruction, shape ``A.domain_shape``.

@@ -12,9 +12,10 @@ drct's FBP is ``f = BP( post ⊙ filter( pre ⊙ y ) )``:
   coefficient's projection, where ``h^d`` is the voxel area (every drct basis integrates to ``h^d``, whatever
   its degree) and ``a`` the width one ray occupies at ``p_k``: ``|det_u|`` for parallel rays, so
   ``post = w_θ |det_u| / h²``; ``∝ r`` (the distance from the source) in a fan, so the fan-beam weight
-  ``1/r²`` leaves a factor ``D/r`` per view and coefficient, applied by :func:`drct.fbp` view by view
-  (``post = Δ / h²``). In 3D, ``BP`` is the voxel-driven backprojection of :mod:`drct.recon.backproject` with
-  FDK's distance weights (``A.T`` would alias along ``z``) and ``post`` holds only parallel-beam angular weights.
+  ``1/r²`` leaves a factor ``D/r`` per view and coefficient. :func:`drct.fbp` backprojects 2D fan beams and all
+  3D scans voxel-driven (:mod:`drct.recon.backproject`: each coefficient centre projected onto the detector, the
+  filtered data interpolated there, FDK's distance weights, which hold the same ``h²/a · D/r`` in 2D; in 3D
+  ``A.T`` would alias along ``z``), so ``post`` holds only parallel-beam angular weights there.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class FBPWeights:
             included).
         spacing: the filter's sample spacing (mm, or radians when ``curved``).
         curved: filter in the fan angle (equiangular detector).
-        fan_2d: a 2D fan beam: the backprojection needs the per-view factor :func:`distance_factor`.
+        fan_2d: a 2D fan beam: backprojected voxel-driven, as 3D scans are (``post`` is 1).
         short_scan: Parker weights were used.
         redundancy: the short-scan (Parker) factor that ``pre`` includes, shape of ``pre``, all > 0 (None for
             full scans and parallel beams): ``pre / redundancy`` is the data weighting without it.
@@ -271,18 +272,9 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | 
     if dim == 3:
         post = np.ones((chosen.size, 1, 1))  # 3D: voxel-driven backprojection with the weights of backproject.py
     else:
-        post = np.full((chosen.size, 1), spacing / voxel_volume)
+        post = np.ones((chosen.size, 1))
         pre = pre[:, 0, :]
         redundancy = None if redundancy is None else redundancy[:, 0, :]
     if dim == 3 and not pg.curved and np.any(np.abs(_rows(pg.det_v)[chosen, :2]).max(axis=1) > 1e-6 * ulen):
         warnings.warn("FDK assumes detector rows parallel to the z axis; this geometry tilts them", stacklevel=3)
     return FBPWeights(pre, post, spacing, bool(pg.curved), dim == 2, short, redundancy)
-
-
-def distance_factor(pg: ProjectionGeometry, vg: VolumeGeometry, view: int) -> np.ndarray:
-    """``D / |x - s|`` for the coefficient centres ``x`` of ``vg`` and the source ``s`` of one 2D fan view
-    (``D`` the source's distance from the rotation centre), shape ``vg.shape``."""
-    src = _rows(pg.src)[view]
-    xs, ys = vg.coordinates()
-    r = np.hypot(xs[None, :] - src[0], ys[:, None] - src[1])
-    return float(np.linalg.norm(src)) / r

@@ -52,7 +52,7 @@ def simulate(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         text = f"# {scene.name}, as read (scale {args.scale:g})\n" + dumps(scene.data)
         write_atomically(out / "scene.toml", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         write_atomically(out / "preview.png", lambda tmp: _preview(tmp, sim, scene.name))
-    if not args.quiet:
+    if not args.no_progress:
         print(
             f"{scene.name}: counts {sim.counts.shape}, {sim.counts.sum():.4g} in all (seed {sim.seed}) written to "
             f"{args.output}/",
@@ -117,7 +117,7 @@ def reconstruct(args: argparse.Namespace) -> np.ndarray:
             raise ValueError(f"{args.scatter}: scatter has shape {additive.shape}, the counts {counts.shape}")
     A = acq.projector(args.dtype)
     kwargs: dict[str, Any] = {
-        "niter": args.niter if args.niter is not None else (10 if args.method == "osem" else 50),
+        "niter": args.iterations if args.iterations is not None else (10 if args.method == "osem" else 50),
         "progress": not args.no_progress,
         "additive": additive,
     }

@@ -11,7 +11,7 @@ Example:
     $ drct reconstruct scan.nxs --shape 128 128 128 --voxel-size 0.1 --method fdk -o out/recon.tif
     $ drct reconstruct counts.npy --flat flat.npy --dark dark.npy --geometry scan.json -o out/recon.tif
     $ drct reconstruct sino.tif --geometry vectors.txt --beam cone --det-shape 512 --shape 256 256 \\
-          --voxel-size 0.5 --method sirt --niter 200 --nonneg -o out/sirt.tif --force
+          --voxel-size 0.5 --method sirt --iterations 200 --nonneg -o out/sirt.tif --force
     $ drct reconstruct out/spect/counts.npy --geometry out/spect/spect.json --method osem -o out/spect/osem.tif
 
 SPECT counts with a ``spect.json`` (written by ``drct simulate`` on an emission scene) are reconstructed by
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import add_determinism_flag
+from ._flags import add_iterations, add_output, add_progress, add_threads
 
 METHODS = ("fbp", "fdk", "sirt", "cgls", "os_sart", "fista_tv", "mlem", "osem")
 _ITERATIVE_DEFAULTS = {"sirt": 100, "cgls": 20, "os_sart": 10, "fista_tv": 50, "mlem": 50, "osem": 10}
@@ -71,8 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="use the projections as they are, even where they look like raw counts (no normalisation)",
     )
     parser.add_argument("--method", choices=METHODS, default="fbp", help="reconstruction method (default fbp)")
-    parser.add_argument("-o", "--output", required=True, help="output TIFF path (.tif/.tiff); the PNG goes beside it")
-    parser.add_argument("--niter", type=int, default=None, help="iterations (iterative methods)")
+    add_output(parser, "output TIFF path (.tif/.tiff); the PNG goes beside it")
+    add_iterations(parser, "iterations (iterative methods)", old=("--niter",), type=int, default=None)
     parser.add_argument("--basis", default="linear", choices=("voxel", "linear", "bspline2", "bspline3"))
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument(
@@ -112,7 +113,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--restart", action="store_true", help="streaming: start over, not resume an interrupted run")
     add_determinism_flag(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads(parser)
+    add_progress(parser)
     parser.set_defaults(func=run)
 
 
@@ -137,7 +139,7 @@ def _solve(args: argparse.Namespace, A: Any, y: np.ndarray) -> np.ndarray:
     if args.method in ("fbp", "fdk"):
         return getattr(recon, args.method)(A, y, filter=args.filter, cutoff=args.cutoff, progress=not args.no_progress)
     kwargs: dict[str, Any] = {
-        "niter": _ITERATIVE_DEFAULTS[args.method] if args.niter is None else args.niter,
+        "niter": _ITERATIVE_DEFAULTS[args.method] if args.iterations is None else args.iterations,
         "progress": not args.no_progress,
     }
     if args.subsets is not None:
@@ -298,7 +300,7 @@ def run_streaming(args: argparse.Namespace) -> int:
         raise ValueError(f"--output must be .npy, .zarr or .tif/.tiff when streaming, got {out.name!r}")
     if args.method in ("sirt", "cgls"):
         work = out.parent / f".{out.name}.ooc-partial"
-        niter = _ITERATIVE_DEFAULTS[args.method] if args.niter is None else args.niter
+        niter = _ITERATIVE_DEFAULTS[args.method] if args.iterations is None else args.iterations
         if args.method == "sirt":
             x = sirt(vg, pg, args.projections, niter=niter, basis=args.basis, memory=args.memory, nonneg=args.nonneg,
                      checkpoint=work, resume=not args.restart, progress=not args.no_progress)  # fmt: skip

@@ -32,23 +32,59 @@ def device_type(A: Projector) -> str:
 
 def check_tensor(value: Any, name: str, A: Projector, dtype_must_match: bool = True) -> torch.Tensor:
     """``value`` if it is a float32/float64 torch tensor on the device of ``A``'s backend, else a clear error."""
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if value.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} has dtype {value.dtype}; expected torch.float32 or torch.float64")
-    if dtype_must_match and value.dtype != TORCH_DTYPES[A.dtype]:
+    dtype, backend = kind_of(value, name)
+    if dtype_must_match and dtype != A.dtype:
         raise TypeError(
             f"{name} has dtype {value.dtype}, but the projector computes in {A.dtype}; convert the tensor "
-            f"(.to(torch.{A.dtype})) or build the projector with dtype={str(value.dtype).replace('torch.', '')!r}"
+            f"(.to(torch.{A.dtype})) or build the projector with dtype={dtype!r}"
         )
-    device = device_type(A)
-    if value.device.type != device:
+    if backend != A.backend:
+        device = device_type(A)
         raise ValueError(
             f"{name} is on torch device {str(value.device)!r}, but the projector runs on Dr.Jit's {A.backend!r} "
             f"backend, which takes {device!r} tensors; move the tensor (.to({device!r})) or build the projector "
-            f"with backend={'cuda' if value.device.type == 'cuda' else 'llvm'!r}"
+            f"with backend={backend!r}"
         )
     return value
+
+
+def kind_of(value: Any, name: str) -> tuple[str, str]:
+    """The ``(dtype, backend)`` drct computes ``value`` in: float32/float64, LLVM for CPU and CUDA for CUDA tensors
+    (a clear error for anything else)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"{name} has dtype {value.dtype}; drct.torch computes in torch.float32 or torch.float64 (convert it "
+            "with .float() or .double())"
+        )
+    backend = {"cpu": "llvm", "cuda": "cuda"}.get(value.device.type)
+    if backend is None:
+        raise ValueError(
+            f"{name} is on torch device {str(value.device)!r}; drct.torch runs on 'cpu' tensors (Dr.Jit's LLVM "
+            "backend) and 'cuda' tensors (its CUDA backend)"
+        )
+    return str(value.dtype).replace("torch.", ""), backend
+
+
+def projector_options(A: Projector) -> dict[str, Any]:
+    """What rebuilds ``A``: its geometries, basis and options (:class:`drct.Projector`'s arguments)."""
+    engine = A._engine
+    return {
+        "vg": A.vg,
+        "pg": A.pg,
+        "basis": A.basis,
+        "dtype": A.dtype,
+        "backend": A.backend,
+        "chunk_rays": engine.chunk_rays,
+        "batch": A.batch,
+        "deterministic": engine.deterministic,
+    }
+
+
+def rebuild(options: Mapping[str, Any], **changes: Any) -> Projector:
+    """The projector of :func:`projector_options`, with ``changes`` (e.g. another ``dtype`` or ``backend``)."""
+    return Projector(**{**options, **changes})
 
 
 def split_batch(value: torch.Tensor, name: str, core: tuple[int, ...]) -> tuple[int, ...]:

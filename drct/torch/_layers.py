@@ -9,22 +9,76 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..autodiff import torch_apply
+from ..autodiff import functorch_wrapped, torch_apply
+from ..backend import cuda_available
 from ..geometry.projection import ProjectionGeometry
 from ..projector import Projector
 from ..recon.fbp import backproject_filtered, weights_for
 from ..recon.filters import filter_response, padded_length
-from ._bridge import backproject, project
-from ._geometry import NAMES, TORCH_DTYPES, check_projector, check_tensor, device_type, split_batch
+from ._bridge import COMPILE_NOTE, backproject, project
+from ._geometry import (
+    NAMES,
+    TORCH_DTYPES,
+    check_projector,
+    device_type,
+    kind_of,
+    projector_options,
+    rebuild,
+    split_batch,
+)
 
 
 # ---- modules --------------------------------------------------------------------------------------------------
-class _GeometryModule(nn.Module):
+class _OperatorModule(nn.Module):
+    """A module around a projector ``A``, following torch's conventions.
+
+    * It computes in the dtype and on the device of its input (float32/float64; CPU tensors on Dr.Jit's LLVM
+      backend, CUDA tensors on its CUDA backend), like a torch module without weights: ``A`` gives the geometry,
+      basis and options, and its twin of another dtype or backend is built on first use and kept. ``.to()``,
+      ``.double()``, ``.float()`` and ``.cuda()`` move the buffers and parameters; an input on another device than
+      them is refused with an error naming the tensor.
+    * Pickling (``pickle``, ``copy.deepcopy``, ``torch.save`` of the whole module) stores ``A``'s geometries,
+      basis and options, not Dr.Jit's state; unpickling rebuilds the projector. ``state_dict`` holds tensors only
+      and loads with ``torch.load(..., weights_only=True)``; a whole pickled module needs ``weights_only=False``.
+    """
+
+    def __init__(self, A: Projector) -> None:
+        super().__init__()
+        self.A = check_projector(A)
+        self._twins: dict[tuple[str, str], Projector] = {}
+
+    def operator_for(self, value: Any, name: str) -> Projector:
+        """``A`` in ``value``'s dtype and on its device's backend, after checking that the module's tensors are
+        on that device."""
+        dtype, backend = kind_of(value, name)
+        for label, tensor in (*self.named_parameters(), *self.named_buffers()):
+            if tensor.device != value.device:
+                raise ValueError(
+                    f"{name} is on torch device {str(value.device)!r}, but {type(self).__name__}.{label} is on "
+                    f"{str(tensor.device)!r}; move the module (.to({str(value.device)!r})) or the tensor"
+                )
+        if (dtype, backend) == (self.A.dtype, self.A.backend):
+            return self.A
+        if (dtype, backend) not in self._twins:
+            self._twins[dtype, backend] = rebuild(projector_options(self.A), dtype=dtype, backend=backend)
+        return self._twins[dtype, backend]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["A"], state["_twins"] = projector_options(self.A), {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        options = state["A"]
+        backend = options["backend"] if options["backend"] != "cuda" or cuda_available() else "llvm"
+        super().__setstate__({**state, "A": rebuild(options, backend=backend)})
+
+
+class _GeometryModule(_OperatorModule):
     """Holds optional geometry values: buffers, or ``nn.Parameter`` when ``learnable``."""
 
     def __init__(self, A: Projector, geometry: Mapping[str, Any] | None, learnable: bool) -> None:
-        super().__init__()
-        self.A = check_projector(A)
+        super().__init__(A)
         self._geometry_names: list[str] = []
         dtype = TORCH_DTYPES[A.dtype]
         for name, value in (geometry or {}).items():
@@ -73,7 +127,7 @@ class Projection(_GeometryModule):
         super().__init__(A, geometry, learnable)
 
     def forward(self, x: torch.Tensor, **geometry: Any) -> torch.Tensor:
-        return project(x, self.A, **self.geometry(geometry))
+        return project(x, self.operator_for(x, "x (volume)"), **self.geometry(geometry))
 
 
 class BackProjection(_GeometryModule):
@@ -92,11 +146,11 @@ class BackProjection(_GeometryModule):
         super().__init__(A, geometry, learnable)
 
     def forward(self, y: torch.Tensor, **geometry: Any) -> torch.Tensor:
-        return backproject(y, self.A, **self.geometry(geometry))
+        return backproject(y, self.operator_for(y, "y (projections)"), **self.geometry(geometry))
 
 
 # ---- FBP ------------------------------------------------------------------------------------------------------
-class FBP(nn.Module):
+class FBP(_OperatorModule):
     """Filtered backprojection in physical units, ``FBP(A)(y)`` equal to :func:`drct.fbp` ``(A, y)``.
 
     The weights, the filter's frequency response and the backprojection step are those of
@@ -149,8 +203,7 @@ class FBP(nn.Module):
     post: torch.Tensor
 
     def __init__(self, A: Projector, filter: str = "ramp", cutoff: float = 1.0, learnable: bool | str = False) -> None:
-        super().__init__()
-        self.A = check_projector(A)
+        super().__init__(A)
         if A.batch is not None:
             raise ValueError(f"FBP needs a projector of one geometry, this one stacks batch={A.batch} samples")
         name = "ram-lak" if isinstance(filter, str) and filter.lower() == "ramp" else filter
@@ -193,34 +246,43 @@ class FBP(nn.Module):
         return self.response if self.gain is None else self.response * self.gain
 
     def filtered(self, y: torch.Tensor) -> torch.Tensor:
-        """The pre-weighted, filtered projections (before the post-weights and the backprojection)."""
+        """The pre-weighted, filtered projections (before the post-weights and the backprojection), in ``y``'s
+        dtype."""
         if self._has_pre:
-            y = y * (self.pre if self.redundancy is None else self.pre * self.redundancy)
-        spectrum = torch.fft.rfft(y, n=self.padded, dim=-1) * self.filter_response()
+            y = y * (self.pre if self.redundancy is None else self.pre * self.redundancy).to(y.dtype)
+        spectrum = torch.fft.rfft(y, n=self.padded, dim=-1) * self.filter_response().to(y.dtype)
         return torch.fft.irfft(spectrum, n=self.padded, dim=-1)[..., : self.cols] * self.spacing
 
     def forward(self, y: torch.Tensor, **geometry: Any) -> torch.Tensor:
         """Reconstruct ``y`` of shape ``(*batch, *A.range_shape)``; returns ``(*batch, *A.domain_shape)``."""
-        A = self.A
-        y = check_tensor(y, "y (projections)", A)
+        A = self.operator_for(y, "y (projections)")
         batch = split_batch(y, "y (projections)", tuple(A.range_shape))
         q = self.filtered(y)
         if self._fast:
-            return backproject(q * self.post, A, **geometry)
+            return backproject(q * self.post.to(y.dtype), A, **geometry)
         if any(v is not None for v in geometry.values()):
             raise ValueError(
                 f"geometry tensors {sorted(geometry)} are supported by ct.torch.FBP for 2D parallel beams only; "
                 f"this projector has {A.pg!r}"
             )
-
-        def step(values: Any) -> Any:
-            return backproject_filtered(A, values, self._weights)
-
-        flat = q.reshape(-1, *A.range_shape)
-        out = [torch_apply(step, A.backend, flat[i]) for i in range(flat.shape[0])]
-        return torch.stack(out).reshape(*batch, *A.domain_shape)
+        if functorch_wrapped(q):
+            raise RuntimeError(
+                "ct.torch.FBP of fan and cone beams backprojects view by view through drct.recon, which has no "
+                "torch.func rule; torch.func transforms work for 2D parallel beams and for ct.torch.project/backproject"
+            )
+        return _backproject_each(A, self._weights, q.reshape(-1, *A.range_shape)).reshape(*batch, *A.domain_shape)
 
     def extra_repr(self) -> str:
         learn = "response" if isinstance(self.response, nn.Parameter) else self.gain is not None
         learn = "redundancy" if self.redundancy is not None else learn
         return f"A={self.A!r}, filter={self.filter!r}, cutoff={self.cutoff}, learnable={learn!r}"
+
+
+@torch.compiler.disable(reason=COMPILE_NOTE)
+def _backproject_each(A: Projector, weights: Any, flat: torch.Tensor) -> torch.Tensor:
+    """:func:`drct.recon.fbp.backproject_filtered` of each filtered sample (``post`` included), stacked."""
+
+    def step(values: Any) -> Any:
+        return backproject_filtered(A, values, weights)
+
+    return torch.stack([torch_apply(step, A.backend, sample) for sample in flat])

@@ -1,0 +1,268 @@
+"""drct.torch follows torch's conventions: dtypes and devices, pickle/torch.save, torch.func and torch.compile."""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import requires_cuda
+
+import drct as ct
+import drct.torch  # makes ct.torch available
+from drct.torch._bridge import COMPILE_NOTE
+
+F64 = torch.float64
+# torch.func and torch.compile import torch.jit.script internally, which warns in torch 2.13
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+
+def _parallel(dtype: str = "float32") -> ct.Projector:
+    vg = ct.VolumeGeometry((8, 8), voxel_size=1.0)
+    return ct.Projector(
+        vg, ct.parallel(np.linspace(0, np.pi, 6, endpoint=False), 11), basis="linear", dtype=dtype, deterministic=True
+    )
+
+
+def _fan(dtype: str = "float64") -> ct.Projector:
+    vg = ct.VolumeGeometry((8, 8), voxel_size=1.0)
+    pg = ct.fan(np.linspace(0, 2 * np.pi, 5, endpoint=False), 10, 1.2, 30.0, 50.0)
+    return ct.Projector(vg, pg, basis="linear", dtype=dtype, deterministic=True)
+
+
+def _rand(*shape: int, seed: int = 0, dtype: Any = F64) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _dense(A: ct.Projector) -> np.ndarray:
+    """``A`` as a dense matrix (columns: the images of the unit vectors)."""
+    return np.stack([A(e.reshape(A.domain_shape)).ravel() for e in np.eye(int(np.prod(A.domain_shape)))], 1)
+
+
+def _modules(A: ct.Projector) -> dict[str, torch.nn.Module]:
+    return {
+        "Projection": ct.torch.Projection(A, geometry={"det_shift_u": 0.4}, learnable=True),
+        "BackProjection": ct.torch.BackProjection(A, geometry={"det_shift_u": -0.2}),
+        "FBP": ct.torch.FBP(A, filter="hann", learnable="response"),
+    }
+
+
+def _input(name: str, A: ct.Projector, dtype: Any) -> torch.Tensor:
+    return _rand(2, *(A.domain_shape if name == "Projection" else A.range_shape), dtype=dtype)
+
+
+# ---- dtypes and devices ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["Projection", "BackProjection", "FBP"])
+def test_modules_compute_in_the_dtype_of_their_input(name: str) -> None:
+    """.double()/.float()/.to(dtype) move buffers and parameters; the operator follows the input's dtype (before:
+    a float32 module refused float64 input, even after .double())."""
+    A32 = _parallel("float32")
+    A64 = ct.Projector(A32.vg, A32.pg, basis="linear", dtype="float64")
+    module = _modules(A32)[name]
+    reference = _modules(A64)[name]
+    for convert, dtype in (
+        (lambda m: m.double(), F64),
+        (lambda m: m.float(), torch.float32),
+        (lambda m: m.to(F64), F64),
+    ):
+        assert convert(module) is module
+        assert all(t.dtype == dtype for t in (*module.parameters(), *module.buffers()))
+        for tdt in (torch.float32, F64):
+            x = _input(name, A32, tdt)
+            got = module(x).detach()
+            assert got.dtype == tdt
+            reference.load_state_dict({k: v.double() for k, v in module.state_dict().items()})  # same values
+            want = reference(x.double()).to(tdt)
+            tol = 1e-12 if tdt == F64 else 1e-5
+            assert float((got - want).abs().max()) <= tol * float(want.abs().max())  # float32: its rounding only
+    if name == "Projection":  # gradients reach the parameter in its own dtype
+        module.double()
+        module(_input(name, A32, torch.float32)).square().sum().backward()
+        grad = module.det_shift_u.grad
+        assert grad is not None and grad.dtype == F64 and float(grad.abs()) > 0
+
+
+def test_unsupported_dtypes_and_devices_are_refused_clearly() -> None:
+    A = _parallel()
+    for module in _modules(A).values():
+        core = A.domain_shape if isinstance(module, ct.torch.Projection) else A.range_shape
+        for dtype in (torch.float16, torch.bfloat16, torch.int64, torch.complex64):
+            with pytest.raises(TypeError, match=rf"dtype {dtype}; drct\.torch computes in torch\.float32 or torch"):
+                module(torch.zeros(core, dtype=dtype))
+        with pytest.raises(ValueError, match=r"torch device 'meta'; drct\.torch runs on 'cpu' tensors"):
+            module(torch.zeros(core, device="meta"))
+        module.to("meta")  # the module's tensors elsewhere than the input: named, with the fix
+        with pytest.raises(ValueError, match=r"on torch device 'cpu', but \w+\.\w+ is on 'meta'; move the module"):
+            module(torch.zeros(core))
+    layer = ct.torch.Projection(A, geometry={"det_shift_u": 0.0})
+    if not torch.cuda.is_available():  # torch's own error, as for any module with tensors
+        with pytest.raises((AssertionError, RuntimeError), match="CUDA"):
+            layer.to("cuda")
+
+
+@requires_cuda
+@pytest.mark.cuda
+def test_modules_follow_cuda_tensors() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    A = _parallel("float64")
+    x = _rand(2, *A.domain_shape)
+    layer = ct.torch.Projection(A, geometry={"det_shift_u": 0.4})
+    cpu = layer(x)
+    layer.cuda()
+    np.testing.assert_allclose(layer(x.cuda()).cpu().numpy(), cpu.numpy(), rtol=1e-10)
+    with pytest.raises(ValueError, match="move the module"):
+        layer(x)
+    with pytest.raises(ValueError, match="device 'cuda"):
+        ct.torch.project(x.cuda(), A)  # the functional form keeps A's backend: a CUDA tensor into LLVM is refused
+
+
+# ---- pickle and torch.save ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["Projection", "BackProjection", "FBP"])
+def test_pickle_and_torch_save_rebuild_the_operator(name: str) -> None:
+    """pickle, copy.deepcopy and torch.save of the whole module store A's geometry, basis and options (not
+    Dr.Jit's state) and give identical outputs; twins built for other dtypes are not stored."""
+    A = _fan("float32") if name != "FBP" else _parallel("float32")
+    module = _modules(A)[name]
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(1.5)  # trained values, not the initial ones
+    x = _input(name, A, torch.float32)
+    want = module(x)
+    module(x.double())  # builds the float64 twin
+    data = pickle.dumps(module)
+    assert b"drct.transform" not in data and b"drjit" not in data  # no engine state (before: it was pickled)
+    buffer = io.BytesIO()
+    torch.save(module, buffer)
+    buffer.seek(0)
+    loaded = [pickle.loads(data), copy.deepcopy(module), torch.load(buffer, weights_only=False)]
+    for other in loaded:
+        assert other._twins == {} and other.A is not module.A
+        assert (other.A.vg, other.A.basis, other.A.dtype, other.A.backend) == (A.vg, A.basis, A.dtype, A.backend)
+        assert torch.equal(other(x), want)
+        assert [n for n, _ in other.named_parameters()] == [n for n, _ in module.named_parameters()]
+
+
+def test_state_dict_loads_with_weights_only() -> None:
+    """torch.save(state_dict) loads with torch.load's default weights_only=True; a whole pickled module needs
+    weights_only=False (the README says so)."""
+    A = _parallel()
+    trained = ct.torch.FBP(A, learnable=True)
+    with torch.no_grad():
+        trained.gain.copy_(torch.linspace(0.5, 1.5, trained.gain.numel()))
+    buffer = io.BytesIO()
+    torch.save(trained.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = ct.torch.FBP(A, learnable=True)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    y = _rand(3, *A.range_shape, dtype=torch.float32)
+    assert torch.equal(fresh(y), trained(y)) and not torch.equal(ct.torch.FBP(A)(y), trained(y))
+    buffer = io.BytesIO()
+    torch.save(trained, buffer)
+    buffer.seek(0)
+    with pytest.raises(pickle.UnpicklingError, match="weights_only"):
+        torch.load(buffer)
+
+
+# ---- torch.func -----------------------------------------------------------------------------------------------
+def test_torch_func_transforms_of_the_volume_and_projections() -> None:
+    """vmap, grad, jacrev, jacfwd, jvp and hessian give the exact matrix of A (before: all refused)."""
+    A = _fan()
+    M = _dense(A)
+    x = _rand(3, *A.domain_shape)
+
+    def P(v: torch.Tensor) -> torch.Tensor:
+        return ct.torch.project(v, A)
+
+    def PT(w: torch.Tensor) -> torch.Tensor:
+        return ct.torch.backproject(w, A)
+
+    n, m = M.shape[1], M.shape[0]
+    assert torch.equal(torch.func.vmap(P)(x), P(x))
+    assert torch.equal(torch.func.vmap(P, in_dims=1, out_dims=1)(x.transpose(0, 1)), P(x).transpose(0, 1))
+    for jac in (torch.func.jacrev, torch.func.jacfwd):
+        np.testing.assert_allclose(jac(P)(x[0]).reshape(m, n).numpy(), M, atol=1e-12)
+        np.testing.assert_allclose(jac(PT)(P(x[0])).reshape(n, m).numpy(), M.T, atol=1e-12)
+    g = torch.func.grad(lambda v: P(v).square().sum())(x[0])
+    np.testing.assert_allclose(g.numpy().ravel(), 2 * M.T @ M @ x[0].numpy().ravel(), rtol=1e-10)
+    t = _rand(*A.domain_shape, seed=1)
+    _, tangent = torch.func.jvp(P, (x[0],), (t,))
+    np.testing.assert_allclose(tangent.numpy().ravel(), M @ t.numpy().ravel(), rtol=1e-10, atol=1e-12)
+    H = torch.func.hessian(lambda v: P(v).square().sum())(x[0]).reshape(n, n)
+    np.testing.assert_allclose(H.numpy(), 2 * M.T @ M, atol=1e-10)
+
+
+def test_torch_func_transforms_of_geometry_tensors() -> None:
+    """First derivatives w.r.t. geometry under torch.func equal torch.autograd's; second ones refuse clearly."""
+    A = _fan()
+    x = _rand(*A.domain_shape)
+    shift = torch.tensor(0.3, dtype=F64)
+
+    def P(s: torch.Tensor) -> torch.Tensor:
+        return ct.torch.project(x, A, det_shift_u=s)
+
+    ref = shift.clone().requires_grad_()
+    y = P(ref)
+    (want,) = torch.autograd.grad(y, ref, torch.ones_like(y))
+    assert float(torch.func.grad(lambda s: P(s).sum())(shift)) == pytest.approx(float(want), rel=1e-12)
+    jr, jf = torch.func.jacrev(P)(shift), torch.func.jacfwd(P)(shift)
+    np.testing.assert_allclose(jr.numpy(), jf.numpy(), rtol=1e-9, atol=1e-12)
+    assert float(jr.sum()) == pytest.approx(float(want), rel=1e-9)
+    shifts = torch.tensor([0.1, -0.4, 0.7], dtype=F64)
+    assert torch.equal(torch.func.vmap(P)(shifts)[1], P(shifts[1]))
+    with pytest.raises(RuntimeError, match="second derivatives through geometry parameters are not supported"):
+        torch.func.hessian(lambda s: P(s).square().sum())(shift)
+
+
+def test_fbp_under_torch_func() -> None:
+    """2D parallel FBP backprojects with A.T: torch.func works; fan/cone FBP (drct.recon's view-by-view
+    backprojection) refuses with a message naming what works."""
+    A = _parallel("float64")
+    fbp = ct.torch.FBP(A)
+    y = _rand(*A.range_shape)
+    g = torch.func.grad(lambda y: fbp(y).square().sum())(y)
+    ref = y.clone().requires_grad_()
+    fbp(ref).square().sum().backward()
+    assert ref.grad is not None
+    np.testing.assert_allclose(g.numpy(), ref.grad.numpy(), rtol=1e-12)
+    fan = ct.torch.FBP(_fan())
+    with pytest.raises(RuntimeError, match=r"FBP of fan and cone beams .* no torch\.func rule"):
+        torch.func.grad(lambda y: fan(y).square().sum())(_rand(*fan.A.range_shape))
+
+
+# ---- torch.compile --------------------------------------------------------------------------------------------
+def _compiled_loss_matches(backend: str) -> None:
+    A = _parallel("float64")
+    layer = ct.torch.FBP(A, learnable=True)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return (layer(torch.relu(ct.torch.project(x, A)) * 2) - x).square().sum()
+
+    x = _rand(2, *A.domain_shape).requires_grad_()
+    want = loss(x)
+    (want_grad,) = torch.autograd.grad(want, x)
+    torch._dynamo.reset()
+    got = torch.compile(loss, backend=backend)(x)
+    (grad,) = torch.autograd.grad(got, x)
+    assert float(got) == pytest.approx(float(want), rel=1e-12)
+    np.testing.assert_allclose(grad.numpy(), want_grad.numpy(), rtol=1e-12, atol=1e-12)
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match=r"drct's Dr\.Jit kernels run outside torch\.compile's graphs"):
+        torch.compile(loss, backend=backend, fullgraph=True)(x)
+    assert "fullgraph=True" in COMPILE_NOTE
+
+
+def test_torch_compile_runs_drct_between_graphs() -> None:
+    """torch.compile (the eager backend: dynamo's tracing and graph breaks) computes the same values and
+    gradients; fullgraph=True is refused with drct's reason (before: an obscure 'nb_func.__call__' error)."""
+    _compiled_loss_matches("eager")
+
+
+@pytest.mark.slow
+def test_torch_compile_aot_autograd() -> None:
+    """The same through AOTAutograd (aot_eager); inductor works too but compiles for a minute on 2 cores."""
+    _compiled_loss_matches("aot_eager")

@@ -266,3 +266,26 @@ def test_torch_compile_runs_drct_between_graphs() -> None:
 def test_torch_compile_aot_autograd() -> None:
     """The same through AOTAutograd (aot_eager); inductor works too but compiles for a minute on 2 cores."""
     _compiled_loss_matches("aot_eager")
+
+
+def test_mixed_second_derivative_volume_and_geometry() -> None:
+    """d/ds of the volume gradient (create_graph=True) runs through A.T's geometry derivative: it matches central
+    differences (before: refused). The pure second derivative in s stays refused."""
+    A = _fan()
+    x, w = _rand(*A.domain_shape).requires_grad_(), _rand(*A.domain_shape, seed=2)
+
+    def volume_gradient(s: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = ct.torch.project(x, A, det_shift_u=s).square().sum() / 2
+        gx, gs = torch.autograd.grad(loss, (x, s), create_graph=create_graph)
+        return (gx * w).sum(), gs
+
+    s = torch.tensor(0.3, dtype=F64, requires_grad=True)
+    mixed, gs = volume_gradient(s, create_graph=True)
+    (got,) = torch.autograd.grad(mixed, s)
+    h = 1e-5
+    plus, minus = (
+        float(volume_gradient(torch.tensor(0.3 + d, dtype=F64, requires_grad=True), False)[0]) for d in (h, -h)
+    )
+    assert float(got) == pytest.approx((plus - minus) / (2 * h), rel=1e-6)
+    with pytest.raises(RuntimeError, match="second derivatives through geometry"):
+        torch.autograd.grad(gs, s)

@@ -147,6 +147,22 @@ def test_pickle_and_torch_save_rebuild_the_operator(name: str) -> None:
         assert [n for n, _ in other.named_parameters()] == [n for n, _ in module.named_parameters()]
 
 
+def test_a_module_saved_on_cuda_loads_on_a_cpu_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A projector stored with backend 'cuda' is rebuilt on the LLVM backend where CUDA is unavailable (the
+    module follows its input's device anyway)."""
+    import drct.torch._layers as layers
+
+    module = ct.torch.Projection(_parallel(), geometry={"det_shift_u": 0.2})
+    state = module.__getstate__()
+    state["A"] = {**state["A"], "backend": "cuda"}
+    monkeypatch.setattr(layers, "cuda_available", lambda: False)
+    loaded = object.__new__(ct.torch.Projection)
+    loaded.__setstate__(state)
+    assert loaded.A.backend == "llvm"
+    x = _rand(*module.A.domain_shape, dtype=torch.float32)
+    assert torch.equal(loaded(x), module(x))
+
+
 def test_state_dict_loads_with_weights_only() -> None:
     """torch.save(state_dict) loads with torch.load's default weights_only=True; a whole pickled module needs
     weights_only=False (the README says so)."""
@@ -214,6 +230,16 @@ def test_torch_func_transforms_of_geometry_tensors() -> None:
     assert float(jr.sum()) == pytest.approx(float(want), rel=1e-9)
     shifts = torch.tensor([0.1, -0.4, 0.7], dtype=F64)
     assert torch.equal(torch.func.vmap(P)(shifts)[1], P(shifts[1]))
+    xs = _rand(3, *A.domain_shape, seed=3)  # vmap over volume and shift = drct's per-sample geometry
+    mapped = torch.func.vmap(lambda v, s: ct.torch.project(v, A, det_shift_u=s))(xs, shifts)
+    np.testing.assert_allclose(mapped.numpy(), ct.torch.project(xs, A, det_shift_u=shifts).numpy(), rtol=1e-12)
+    move = torch.zeros(A.pg.num_views, 2, dtype=F64)  # a vector parameter: 2 components per view
+    jac = torch.func.jacrev(lambda m: ct.torch.project(x, A, motion_shift=m))(move)
+    assert jac.shape == (*A.range_shape, *move.shape)
+    ref_move = move.clone().requires_grad_()
+    out = ct.torch.project(x, A, motion_shift=ref_move)
+    (want_move,) = torch.autograd.grad(out, ref_move, torch.ones_like(out))
+    np.testing.assert_allclose(jac.sum(dim=(0, 1)).numpy(), want_move.numpy(), rtol=1e-9, atol=1e-12)
     with pytest.raises(RuntimeError, match="second derivatives through geometry parameters are not supported"):
         torch.func.hessian(lambda s: P(s).square().sum())(shift)
 

@@ -86,6 +86,36 @@ def test_modules_compute_in_the_dtype_of_their_input(name: str) -> None:
         assert grad is not None and grad.dtype == F64 and float(grad.abs()) > 0
 
 
+def test_fan_fbp_computes_in_the_dtype_of_its_input() -> None:
+    """Fan-beam FBP (drct.recon's view-by-view backprojection) follows its input's dtype too."""
+    A32 = _fan("float32")
+    A64 = ct.Projector(A32.vg, A32.pg, basis="linear", dtype="float64", deterministic=True)
+    y = _rand(2, *A32.range_shape)
+    layer = ct.torch.FBP(A32).double()
+    reference = ct.torch.FBP(A64)
+    reference.load_state_dict(layer.state_dict())  # the same (float32-rounded) filter and weights
+    want = reference(y)
+    got = layer(y)
+    assert got.dtype == F64 and float((got - want).abs().max()) <= 1e-12 * float(want.abs().max())
+    low = layer.float()(y.float())
+    assert low.dtype == torch.float32 and float((low.double() - want).abs().max()) <= 1e-5 * float(want.abs().max())
+
+
+def test_fbp_buffers_do_not_share_memory_with_drct_recon() -> None:
+    """Changing a float64 FBP's buffers in place (load_state_dict, an optimiser, mul_) leaves ct.fbp's weights of
+    the same projector alone (before: the buffers were views of drct.recon's cached arrays)."""
+    from drct.recon.fbp import weights_for
+
+    A = _fan("float64")
+    weights = weights_for(A)
+    pre, post = weights.pre.copy(), weights.post.copy()
+    layer = ct.torch.FBP(A)
+    with torch.no_grad():
+        layer.pre.mul_(2.0)
+        layer.post.mul_(3.0)
+    assert np.array_equal(weights_for(A).pre, pre) and np.array_equal(weights_for(A).post, post)
+
+
 def test_unsupported_dtypes_and_devices_are_refused_clearly() -> None:
     A = _parallel()
     for module in _modules(A).values():

@@ -209,7 +209,7 @@ class FBP(_OperatorModule):
         name = "ram-lak" if isinstance(filter, str) and filter.lower() == "ramp" else filter
         weights = weights_for(A)
         dtype, device = TORCH_DTYPES[A.dtype], device_type(A)
-        self.filter, self.cutoff, self._weights = name, cutoff, weights
+        self.filter, self.cutoff = name, cutoff
         self.cols = A.range_shape[-1]
         self.padded = padded_length(self.cols)
         self.spacing = float(weights.spacing)
@@ -237,8 +237,10 @@ class FBP(_OperatorModule):
             shape = (pre.shape[0], 1, pre.shape[-1]) if pre.ndim == 3 else pre.shape
             self.redundancy = nn.Parameter(torch.ones(shape, dtype=dtype, device=device))
         self._has_pre = bool(np.any(pre != 1)) or self.redundancy is not None
-        self.register_buffer("pre", torch.as_tensor(pre, dtype=dtype, device=device))
-        self.register_buffer("post", torch.as_tensor(weights.post, dtype=dtype, device=device))
+        # copies: torch.as_tensor would share memory with the float64 arrays of drct.recon's per-projector cache,
+        # which load_state_dict or an in-place change of the buffers would then rewrite under ct.fbp
+        self.register_buffer("pre", torch.tensor(pre, dtype=dtype, device=device))
+        self.register_buffer("post", torch.tensor(weights.post, dtype=dtype, device=device))
 
     def filter_response(self) -> torch.Tensor:
         """The frequency response in use (``n // 2 + 1`` values for ``torch.fft.rfft`` of ``n`` samples, 1/mm²
@@ -270,7 +272,8 @@ class FBP(_OperatorModule):
                 "ct.torch.FBP of fan and cone beams backprojects view by view through drct.recon, which has no "
                 "torch.func rule; torch.func transforms work for 2D parallel beams and for ct.torch.project/backproject"
             )
-        return _backproject_each(A, self._weights, q.reshape(-1, *A.range_shape)).reshape(*batch, *A.domain_shape)
+        flat = q.reshape(-1, *A.range_shape)  # post-weights of A's own precision (a twin of another dtype: its own)
+        return _backproject_each(A, weights_for(A), flat).reshape(*batch, *A.domain_shape)
 
     def extra_repr(self) -> str:
         learn = "response" if isinstance(self.response, nn.Parameter) else self.gain is not None

@@ -48,6 +48,20 @@ COMPILE_NOTE = (
     "drct's Dr.Jit kernels run outside torch.compile's graphs: each drct.torch call is a graph break, so "
     "torch.compile(..., fullgraph=True) cannot include it; compile without fullgraph=True"
 )
+
+
+def outside_compile(fn: Any) -> Any:
+    """``fn`` run between torch.compile's graphs (a graph break), with :data:`COMPILE_NOTE` as the reason where this
+    torch takes one (``reason=`` is recent; drct allows torch >= 2.0)."""
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    if disable is None:  # pragma: no cover - torch 2.0
+        return torch._dynamo.disable(fn)
+    try:
+        return disable(fn, reason=COMPILE_NOTE)
+    except TypeError:  # pragma: no cover - a torch without reason=
+        return disable(fn)
+
+
 GEOMETRY_SECOND_ORDER = (
     "drct.torch: second derivatives through geometry parameters are not supported (create_graph=True, "
     "torch.func.hessian of geometry tensors); first derivatives (backward, grad, jacrev, jacfwd, forward_ad) are"
@@ -186,7 +200,7 @@ class _GeometryGradient(_FirstOrder):
         return outs, tuple(0 for _ in outs)
 
 
-@torch.compiler.disable(reason=COMPILE_NOTE)
+@outside_compile
 def _apply(adjoint: bool, data: Any, A: Any, geometry: Mapping[str, Any]) -> torch.Tensor:
     A = check_projector(A)
     name = "y (projections)" if adjoint else "x (volume)"

@@ -15,7 +15,7 @@ from ..geometry.projection import ProjectionGeometry
 from ..projector import Projector
 from ..recon.fbp import backproject_filtered, weights_for
 from ..recon.filters import filter_response, padded_length
-from ._bridge import COMPILE_NOTE, backproject, project
+from ._bridge import backproject, outside_compile, project
 from ._geometry import (
     NAMES,
     TORCH_DTYPES,
@@ -281,7 +281,7 @@ class FBP(_OperatorModule):
         return f"A={self.A!r}, filter={self.filter!r}, cutoff={self.cutoff}, learnable={learn!r}"
 
 
-@torch.compiler.disable(reason=COMPILE_NOTE)
+@outside_compile
 def _backproject_each(A: Projector, weights: Any, flat: torch.Tensor) -> torch.Tensor:
     """:func:`drct.recon.fbp.backproject_filtered` of each filtered sample (``post`` included), stacked."""
 

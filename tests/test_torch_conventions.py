@@ -14,7 +14,6 @@ from conftest import requires_cuda
 
 import drct as ct
 import drct.torch  # makes ct.torch available
-from drct.torch._bridge import COMPILE_NOTE
 
 F64 = torch.float64
 # torch.func and torch.compile import torch.jit.script internally, which warns in torch 2.13
@@ -291,37 +290,75 @@ def test_fbp_under_torch_func() -> None:
 
 
 # ---- torch.compile --------------------------------------------------------------------------------------------
-def _compiled_loss_matches(backend: str) -> None:
-    A = _parallel("float64")
-    layer = ct.torch.FBP(A, learnable=True)
+def _compiled_loss_matches(backend: str, projectors: int) -> None:
+    A = _fan("float64")
+    layer = ct.torch.FBP(_parallel("float64"), learnable=True)
+    geometry = ct.torch.Projection(A, geometry={"det_shift_u": 0.2}, learnable=True)
+    sinograms = _rand(2, 6, 11, seed=5)
 
-    def loss(x: torch.Tensor) -> torch.Tensor:
-        return (layer(torch.relu(ct.torch.project(x, A)) * 2) - x).square().sum()
+    def loss(x: torch.Tensor, shift: torch.Tensor, B: ct.Projector) -> torch.Tensor:
+        y = ct.torch.project(x, B, det_shift_u=shift, pixel_scale=1.01)
+        back = ct.torch.backproject(torch.relu(y), B)
+        return (back - x).square().sum() + geometry(x).square().sum() + layer(sinograms).square().sum()
 
     x = _rand(2, *A.domain_shape).requires_grad_()
-    want = loss(x)
-    (want_grad,) = torch.autograd.grad(want, x)
+    shift = torch.tensor([0.3, -0.1], dtype=F64, requires_grad=True)
+    leaves = (x, shift, geometry.det_shift_u, layer.gain)
     torch._dynamo.reset()
-    got = torch.compile(loss, backend=backend)(x)
-    (grad,) = torch.autograd.grad(got, x)
-    assert float(got) == pytest.approx(float(want), rel=1e-12)
-    np.testing.assert_allclose(grad.numpy(), want_grad.numpy(), rtol=1e-12, atol=1e-12)
+    compiled = torch.compile(loss, backend=backend, fullgraph=True)  # drct's operators inside the graph
+    turned = ct.Projector(A.vg, ct.fan(np.linspace(0.4, 2 * np.pi + 0.4, 5, endpoint=False), 10, 1.2, 30.0, 50.0))
+    for B in (A, ct.Projector(turned.vg, turned.pg, basis="linear", dtype="float64", deterministic=True))[:projectors]:
+        want = loss(x, shift, B)
+        got = compiled(x, shift, B)  # another projector: traced again, not the first one's graph
+        assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-12)
+        for g, w in zip(torch.autograd.grad(got, leaves), torch.autograd.grad(want, leaves), strict=True):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-10, atol=1e-12)
+    fan = ct.torch.FBP(A)  # drct.recon's view-by-view backprojection stays between graphs
+    y = _rand(*A.range_shape)
+    torch._dynamo.reset()
+    np.testing.assert_allclose(torch.compile(fan, backend=backend)(y).numpy(), fan(y).numpy(), rtol=1e-12)
     torch._dynamo.reset()
     with pytest.raises(Exception, match=r"drct's Dr\.Jit kernels run outside torch\.compile's graphs"):
-        torch.compile(loss, backend=backend, fullgraph=True)(x)
-    assert "fullgraph=True" in COMPILE_NOTE
+        torch.compile(fan, backend=backend, fullgraph=True)(y)
 
 
-def test_torch_compile_runs_drct_between_graphs() -> None:
-    """torch.compile (the eager backend: dynamo's tracing and graph breaks) computes the same values and
-    gradients; fullgraph=True is refused with drct's reason (before: an obscure 'nb_func.__call__' error)."""
-    _compiled_loss_matches("eager")
+def test_torch_compile_traces_drct_operators() -> None:
+    """torch.compile(fullgraph=True) traces project, backproject, Projection and 2D parallel FBP as custom
+    operators: same values and gradients (volume, geometry tensors, module parameters); fan-beam FBP is a graph
+    break and fullgraph=True says why (before: every drct call failed fullgraph with 'nb_func.__call__')."""
+    _compiled_loss_matches("eager", projectors=1)
+
+
+def test_torch_func_inside_torch_compile() -> None:
+    """torch.func transforms inside a compiled function run drct eagerly between graphs, with exact results (a
+    custom operator under torch.func.jvp gave a zero tangent, silently: the compiled path is never taken inside a
+    transform); fullgraph=True refuses with drct's reason."""
+    A = _fan()
+    x, t = _rand(2, *A.domain_shape), _rand(2, *A.domain_shape, seed=1)
+
+    def P(v: torch.Tensor) -> torch.Tensor:
+        return ct.torch.project(v, A)
+
+    cases = {
+        "jvp": (lambda v: torch.func.jvp(P, (v,), (t,))[1], P(t)),
+        "vmap": (lambda v: torch.func.vmap(P)(v), P(x)),
+        "grad": (lambda v: torch.func.grad(lambda u: P(u).square().sum())(v), 2 * ct.torch.backproject(P(x), A)),
+    }
+    for name, (fn, want) in cases.items():
+        torch._dynamo.reset()
+        got = torch.compile(fn, backend="eager")(x)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12, err_msg=name)
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match=r"drct's Dr\.Jit kernels run outside torch\.compile's graphs"):
+        torch.compile(cases["jvp"][0], backend="eager", fullgraph=True)(x)
 
 
 @pytest.mark.slow
 def test_torch_compile_aot_autograd() -> None:
-    """The same through AOTAutograd (aot_eager); inductor works too but compiles for a minute on 2 cores."""
-    _compiled_loss_matches("aot_eager")
+    """The same through AOTAutograd (aot_eager), which runs the operators' fake shapes and registered gradients,
+    and a second projector, which is traced anew (not run through the first one's graph); inductor works too but
+    compiles for a minute on 2 loaded cores."""
+    _compiled_loss_matches("aot_eager", projectors=2)
 
 
 def test_mixed_second_derivative_volume_and_geometry() -> None:

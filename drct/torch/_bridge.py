@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import drjit as dr
@@ -11,7 +11,7 @@ import torch
 from ..autodiff import from_torch, jvp, sync_in, sync_out, vjp
 from ..backend import drjit_module
 from ..projector import Projector
-from ._geometry import GeometryTensors, check_projector, check_tensor, operator, split_batch
+from ._geometry import operator
 
 
 # ---- the bridge -----------------------------------------------------------------------------------------------
@@ -45,8 +45,9 @@ class Spec:
 
 # what torch.compile shows for a drct call: the Dr.Jit kernels run between compiled graphs (a graph break)
 COMPILE_NOTE = (
-    "drct's Dr.Jit kernels run outside torch.compile's graphs: each drct.torch call is a graph break, so "
-    "torch.compile(..., fullgraph=True) cannot include it; compile without fullgraph=True"
+    "drct's Dr.Jit kernels run outside torch.compile's graphs here (a graph break: fan/cone ct.torch.FBP, or a "
+    "drct call inside a torch.func transform), so torch.compile(..., fullgraph=True) cannot include this call; "
+    "compile without fullgraph=True"
 )
 
 
@@ -198,72 +199,3 @@ class _GeometryGradient(_FirstOrder):
         per_slice = _slices(lambda *a: _GeometryGradient.apply(spec, wanted, *a), info.batch_size, in_dims[2:], *args)
         outs = tuple(torch.stack(grads) for grads in zip(*per_slice, strict=True))
         return outs, tuple(0 for _ in outs)
-
-
-@outside_compile
-def _apply(adjoint: bool, data: Any, A: Any, geometry: Mapping[str, Any]) -> torch.Tensor:
-    A = check_projector(A)
-    name = "y (projections)" if adjoint else "x (volume)"
-    data = check_tensor(data, name, A)
-    core = tuple(A.range_shape if adjoint else A.domain_shape)
-    out_core = tuple(A.domain_shape if adjoint else A.range_shape)
-    if A.batch is not None and tuple(data.shape) != core:
-        raise ValueError(
-            f"{name} must have shape {core}: the projector stacks {A.batch} per-sample geometries, got "
-            f"{tuple(data.shape)}"
-        )
-    batch = split_batch(data, name, core)
-    geo = GeometryTensors(A, geometry, batch)
-    if geo.samples is not None:  # per-sample geometry: one stacked geometry of N * V views, data as (N, *core)
-        data = data.reshape(geo.samples, *core)
-    names = [(k, len(v)) for k, v in geo.values.items()]
-    comps = [c for v in geo.values.values() for c in v]
-    out = _Transform.apply(Spec(A, adjoint, names, geo.samples), data, *comps)
-    return out.reshape(*batch, *out_core)
-
-
-def project(x: torch.Tensor, A: Projector, **geometry: Any) -> torch.Tensor:
-    """``A x`` as a differentiable torch operation.
-
-    Args:
-        x: volume(s) of shape ``(*batch, *A.domain_shape)``, float32 or float64 like ``A``, on the CPU for the
-            LLVM backend or on a CUDA device for the CUDA backend. Non-contiguous tensors and views are fine.
-        A: the projector.
-        **geometry: misalignment parameters of :meth:`drct.ProjectionGeometry.perturb` as numbers or torch
-            tensors (``()``, ``(V,)``, ``(B,)``/``(B, 1)`` or ``(B, V)``, see the module docstring); gradients
-            reach those with ``requires_grad``.
-
-    Returns:
-        The projections, ``(*batch, *A.range_shape)``, same dtype and device as ``x``.
-
-    Example:
-        >>> import numpy as np, torch, drct as ct
-        >>> import drct.torch
-        >>> vg = ct.VolumeGeometry((16, 16))
-        >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 8, endpoint=False), 24), backend="llvm")
-        >>> ct.torch.project(torch.ones(2, 3, 16, 16), A).shape
-        torch.Size([2, 3, 8, 24])
-    """
-    return _apply(False, x, A, geometry)
-
-
-def backproject(y: torch.Tensor, A: Projector, **geometry: Any) -> torch.Tensor:
-    """``A.T y`` (the exact adjoint) as a differentiable torch operation.
-
-    Args:
-        y: projections of shape ``(*batch, *A.range_shape)``, float32 or float64 like ``A``, on ``A``'s device.
-        A: the projector.
-        **geometry: misalignment parameters, as for :func:`project`.
-
-    Returns:
-        ``(*batch, *A.domain_shape)``, same dtype and device as ``y``.
-
-    Example:
-        >>> import numpy as np, torch, drct as ct
-        >>> import drct.torch
-        >>> vg = ct.VolumeGeometry((16, 16))
-        >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 8, endpoint=False), 24), backend="llvm")
-        >>> ct.torch.backproject(torch.ones(5, 8, 24), A).shape
-        torch.Size([5, 16, 16])
-    """
-    return _apply(True, y, A, geometry)

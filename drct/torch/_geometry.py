@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import drjit as dr
 import numpy as np
@@ -26,11 +26,52 @@ def check_projector(A: Any) -> Projector:
     return A
 
 
-def device_type(A: Projector) -> str:
+class ProjectorInfo(NamedTuple):
+    """What the torch front end reads of a projector, as plain values: under ``torch.compile`` they are constants
+    of the graph (:func:`projector_info`), so dynamo never traces drct's geometry code."""
+
+    domain_shape: tuple[int, ...]
+    range_shape: tuple[int, ...]
+    batch: int | None
+    dtype: str
+    backend: str
+    detector: bool  # a detector geometry, which has misalignment parameters (not a ray list)
+    ndim: int
+    views: int
+    geometry: str  # repr(A.pg), for messages
+
+
+@torch._dynamo.assume_constant_result
+def projector_info(A: Any) -> ProjectorInfo:
+    """:class:`ProjectorInfo` of the projector ``A`` (a TypeError for anything else)."""
+    A = check_projector(A)
+    pg = A.pg
+    return ProjectorInfo(
+        tuple(A.domain_shape),
+        tuple(A.range_shape),
+        A.batch,
+        A.dtype,
+        A.backend,
+        isinstance(pg, ProjectionGeometry),
+        pg.ndim,
+        pg.num_views,
+        repr(pg),
+    )
+
+
+@torch._dynamo.assume_constant_result
+def check_parameters(A: Projector, names: tuple[str, ...]) -> bool:
+    """True if the misalignment parameters ``names`` apply to ``A``'s geometry, else the ValueError of
+    :func:`drct.geometry.parameters.check_all`."""
+    check_all(list(names), A.pg)
+    return True
+
+
+def device_type(A: Projector | ProjectorInfo) -> str:
     return "cuda" if A.backend == "cuda" else "cpu"
 
 
-def check_tensor(value: Any, name: str, A: Projector, dtype_must_match: bool = True) -> torch.Tensor:
+def check_tensor(value: Any, name: str, A: Projector | ProjectorInfo, dtype_must_match: bool = True) -> torch.Tensor:
     """``value`` if it is a float32/float64 torch tensor on the device of ``A``'s backend, else a clear error."""
     dtype, backend = kind_of(value, name)
     if dtype_must_match and dtype != A.dtype:
@@ -138,25 +179,25 @@ class GeometryTensors:
         given = {k: v for k, v in geometry.items() if v is not None}
         if not given:
             return
-        pg = A.pg
-        if not isinstance(pg, ProjectionGeometry):
+        info = projector_info(A)
+        if not info.detector:
             raise ValueError(
-                f"geometry tensors {sorted(given)} need a detector geometry; {pg!r} is a ray list and has no "
-                "misalignment parameters"
+                f"geometry tensors {sorted(given)} need a detector geometry; {info.geometry} is a ray list and has "
+                "no misalignment parameters"
             )
         unknown = sorted(set(given) - set(NAMES))
         if unknown:
             raise ValueError(f"unknown geometry parameter(s) {unknown}; expected some of {list(NAMES)}")
-        check_all(sorted(set(given) & set(PARAMETERS)), pg)  # the misalignment parameters that apply to pg
+        check_parameters(A, tuple(sorted(set(given) & set(PARAMETERS))))  # the parameters that apply to A.pg
         if "angle_offset" in given:
-            given = _angle_offset(given, pg.ndim, device_type(A))
-        if A.batch is not None:
+            given = _angle_offset(given, info.ndim, device_type(info))
+        if info.batch is not None:
             raise ValueError(
                 "geometry tensors need a projector of one (unbatched) geometry; this one already stacks "
-                f"{A.batch} samples (batch={A.batch})"
+                f"{info.batch} samples (batch={info.batch})"
             )
-        views = pg.num_views
-        device = device_type(A)
+        views, ndim = info.views, info.ndim
+        device = device_type(info)
         shaped: dict[str, tuple[torch.Tensor, str]] = {}
         for name, value in given.items():
             if not isinstance(value, torch.Tensor):
@@ -164,8 +205,8 @@ class GeometryTensors:
                     value = torch.as_tensor(np.asarray(value, dtype=np.float64), device=device)
                 except (TypeError, ValueError) as err:
                     raise TypeError(f"{name} must be a number or a torch tensor, got {type(value).__name__}") from err
-            value = check_tensor(value, name, A, dtype_must_match=False)
-            width = _width(name, pg.ndim)
+            value = check_tensor(value, name, info, dtype_must_match=False)
+            width = _width(name, ndim)
             shape = tuple(value.shape)
             if width > 1:
                 if not shape or shape[-1] != width:
@@ -180,7 +221,7 @@ class GeometryTensors:
                 self.samples = math.prod(batch)
             shaped[name] = (value, layout)
         for name, (value, layout) in shaped.items():
-            self.values[name] = self._flatten(value, layout, views, batch, _width(name, pg.ndim))
+            self.values[name] = self._flatten(value, layout, views, batch, _width(name, ndim))
 
     @staticmethod
     def _layout(name: str, shape: tuple[int, ...], views: int, batch: tuple[int, ...], width: int) -> str:

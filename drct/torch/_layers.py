@@ -15,13 +15,15 @@ from ..geometry.projection import ProjectionGeometry
 from ..projector import Projector
 from ..recon.fbp import backproject_filtered, weights_for
 from ..recon.filters import filter_response, padded_length
-from ._bridge import backproject, outside_compile, project
+from ._bridge import outside_compile
+from ._functional import backproject, project
 from ._geometry import (
     NAMES,
     TORCH_DTYPES,
     check_projector,
     device_type,
     kind_of,
+    projector_info,
     projector_options,
     rebuild,
     split_batch,
@@ -258,22 +260,18 @@ class FBP(_OperatorModule):
     def forward(self, y: torch.Tensor, **geometry: Any) -> torch.Tensor:
         """Reconstruct ``y`` of shape ``(*batch, *A.range_shape)``; returns ``(*batch, *A.domain_shape)``."""
         A = self.operator_for(y, "y (projections)")
-        batch = split_batch(y, "y (projections)", tuple(A.range_shape))
+        info = projector_info(A)  # plain values: constants under torch.compile
+        batch = split_batch(y, "y (projections)", info.range_shape)
         q = self.filtered(y)
         if self._fast:
             return backproject(q * self.post.to(y.dtype), A, **geometry)
         if any(v is not None for v in geometry.values()):
             raise ValueError(
                 f"geometry tensors {sorted(geometry)} are supported by ct.torch.FBP for 2D parallel beams only; "
-                f"this projector has {A.pg!r}"
+                f"this projector has {info.geometry}"
             )
-        if functorch_wrapped(q):
-            raise RuntimeError(
-                "ct.torch.FBP of fan and cone beams backprojects view by view through drct.recon, which has no "
-                "torch.func rule; torch.func transforms work for 2D parallel beams and for ct.torch.project/backproject"
-            )
-        flat = q.reshape(-1, *A.range_shape)  # post-weights of A's own precision (a twin of another dtype: its own)
-        return _backproject_each(A, weights_for(A), flat).reshape(*batch, *A.domain_shape)
+        flat = q.reshape(-1, *info.range_shape)
+        return _backproject_each(A, flat).reshape(*batch, *info.domain_shape)
 
     def extra_repr(self) -> str:
         learn = "response" if isinstance(self.response, nn.Parameter) else self.gain is not None
@@ -282,8 +280,15 @@ class FBP(_OperatorModule):
 
 
 @outside_compile
-def _backproject_each(A: Projector, weights: Any, flat: torch.Tensor) -> torch.Tensor:
-    """:func:`drct.recon.fbp.backproject_filtered` of each filtered sample (``post`` included), stacked."""
+def _backproject_each(A: Projector, flat: torch.Tensor) -> torch.Tensor:
+    """:func:`drct.recon.fbp.backproject_filtered` of each filtered sample (``post`` included, from drct.recon's
+    weights of ``A``), stacked; between torch.compile's graphs."""
+    if functorch_wrapped(flat):
+        raise RuntimeError(
+            "ct.torch.FBP of fan and cone beams backprojects view by view through drct.recon, which has no "
+            "torch.func rule; torch.func transforms work for 2D parallel beams and for ct.torch.project/backproject"
+        )
+    weights = weights_for(A)
 
     def step(values: Any) -> Any:
         return backproject_filtered(A, values, weights)

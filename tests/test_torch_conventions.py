@@ -329,6 +329,22 @@ def test_torch_compile_traces_drct_operators() -> None:
     _compiled_loss_matches("eager", projectors=1)
 
 
+def test_torch_compile_of_a_module_in_another_dtype() -> None:
+    """A module's projector twin for a new dtype is built between graphs: compiling works, fullgraph=True says to
+    call the module once first, and then works."""
+    A = _parallel("float32")
+    x = _rand(2, *A.domain_shape)  # float64 into a float32-built module
+    layer = ct.torch.Projection(A, geometry={"det_shift_u": 0.1})
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match=r"call the module once on such an input before torch\.compile"):
+        torch.compile(layer, backend="eager", fullgraph=True)(x)
+    torch._dynamo.reset()
+    got = torch.compile(layer, backend="eager")(x)  # builds the twin, a graph break
+    torch._dynamo.reset()
+    again = torch.compile(layer, backend="eager", fullgraph=True)(x)
+    assert got.dtype == F64 and torch.equal(got, layer(x)) and torch.equal(again, got)
+
+
 def test_torch_func_inside_torch_compile() -> None:
     """torch.func transforms inside a compiled function run drct eagerly between graphs, with exact results (a
     custom operator under torch.func.jvp gave a zero tangent, silently: the compiled path is never taken inside a

@@ -51,14 +51,20 @@ COMPILE_NOTE = (
 )
 
 
-def outside_compile(fn: Any) -> Any:
-    """``fn`` run between torch.compile's graphs (a graph break), with :data:`COMPILE_NOTE` as the reason where this
-    torch takes one (``reason=`` is recent; drct allows torch >= 2.0)."""
+TWIN_NOTE = (
+    "a drct.torch module builds its projector for a new dtype or device on first use, outside torch.compile's "
+    "graphs; call the module once on such an input before torch.compile(..., fullgraph=True)"
+)
+
+
+def outside_compile(fn: Any, reason: str = COMPILE_NOTE) -> Any:
+    """``fn`` run between torch.compile's graphs (a graph break), with ``reason`` shown where this torch takes one
+    (``reason=`` is recent; drct allows torch >= 2.0)."""
     disable = getattr(getattr(torch, "compiler", None), "disable", None)
     if disable is None:  # pragma: no cover - torch 2.0
         return torch._dynamo.disable(fn)
     try:
-        return disable(fn, reason=COMPILE_NOTE)
+        return disable(fn, reason=reason)
     except TypeError:  # pragma: no cover - a torch without reason=
         return disable(fn)
 

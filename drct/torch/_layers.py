@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..geometry.projection import ProjectionGeometry
 from ..projector import Projector
 from ..recon.fbp import backproject_filtered, weights_for
 from ..recon.filters import filter_response, padded_length
-from ._bridge import outside_compile
+from ._bridge import TWIN_NOTE, outside_compile
 from ._functional import backproject, project
 from ._geometry import (
     NAMES,
@@ -59,11 +60,7 @@ class _OperatorModule(nn.Module):
                     f"{name} is on torch device {str(value.device)!r}, but {type(self).__name__}.{label} is on "
                     f"{str(tensor.device)!r}; move the module (.to({str(value.device)!r})) or the tensor"
                 )
-        if (dtype, backend) == (self.A.dtype, self.A.backend):
-            return self.A
-        if (dtype, backend) not in self._twins:
-            self._twins[dtype, backend] = rebuild(projector_options(self.A), dtype=dtype, backend=backend)
-        return self._twins[dtype, backend]
+        return _twin(self, dtype, backend)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -74,6 +71,21 @@ class _OperatorModule(nn.Module):
         options = state["A"]
         backend = options["backend"] if options["backend"] != "cuda" or cuda_available() else "llvm"
         super().__setstate__({**state, "A": rebuild(options, backend=backend)})
+
+
+def _twin(module: _OperatorModule, dtype: str, backend: str) -> Projector:
+    """``module.A`` in ``dtype`` on ``backend``; a twin not built yet is built between torch.compile's graphs."""
+    A = module.A
+    if (dtype, backend) == (A.dtype, A.backend):
+        return A
+    if (dtype, backend) not in module._twins:
+        _build_twin(module, dtype, backend)
+    return module._twins[dtype, backend]
+
+
+@partial(outside_compile, reason=TWIN_NOTE)
+def _build_twin(module: _OperatorModule, dtype: str, backend: str) -> None:
+    module._twins[dtype, backend] = rebuild(projector_options(module.A), dtype=dtype, backend=backend)
 
 
 class _GeometryModule(_OperatorModule):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -41,10 +42,19 @@ class ProjectorInfo(NamedTuple):
     geometry: str  # repr(A.pg), for messages
 
 
+_INFO: weakref.WeakKeyDictionary[Projector, ProjectorInfo] = weakref.WeakKeyDictionary()
+
+
 @torch._dynamo.assume_constant_result
 def projector_info(A: Any) -> ProjectorInfo:
-    """:class:`ProjectorInfo` of the projector ``A`` (a TypeError for anything else)."""
+    """:class:`ProjectorInfo` of the projector ``A`` (a TypeError for anything else), cached per projector."""
     A = check_projector(A)
+    if A not in _INFO:
+        _INFO[A] = _info(A)
+    return _INFO[A]
+
+
+def _info(A: Projector) -> ProjectorInfo:
     pg = A.pg
     return ProjectorInfo(
         tuple(A.domain_shape),

@@ -41,7 +41,8 @@ from .concurrency import exclusive
 DrJitFunction = Callable[..., Any]  # Dr.Jit values (None passes through) -> one Dr.Jit tensor
 
 
-def _functorch_wrapped(value: Any) -> bool:
+def functorch_wrapped(value: Any) -> bool:
+    """Whether ``value`` is a tensor wrapped by a ``torch.func`` transform (it has no memory DLPack can share)."""
     import torch
 
     check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
@@ -52,10 +53,10 @@ def from_torch(value: Any, backend: str) -> Any:
     """A torch tensor as a Dr.Jit tensor of ``backend`` sharing its memory (DLPack; made contiguous first), of
     the same dtype (float32 or float64). Raises for ``torch.func`` transforms, other dtypes and a device that
     is not the backend's."""
-    if _functorch_wrapped(value):
+    if functorch_wrapped(value):
         raise RuntimeError(
-            "drct.torch operators do not support torch.func transforms (vmap, jvp, grad, jacrev, ...); use "
-            "torch.autograd (backward, torch.autograd.grad, torch.autograd.forward_ad) and batch dimensions"
+            "a tensor wrapped by a torch.func transform reached Dr.Jit: this drct call has no torch.func rule ("
+            "ct.torch.project/backproject and the modules built on them have); use torch.autograd here"
         )
     device = value.device.type
     if (device == "cuda") != (backend == "cuda"):

@@ -146,6 +146,24 @@ def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     return write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def save_tiff(path: str | os.PathLike[str], array: Any) -> None:
+    """Write ``array`` as a grey-value TIFF stack (one page per leading index), never read as colour: tifffile
+    otherwise takes a last axis of 3 or 4 as RGB(A) samples. Not atomic by itself: a writer for
+    :func:`write_atomically` / :func:`write_together`.
+
+    Example:
+        >>> import numpy as np, os, tempfile, tifffile
+        >>> from drct.io import save_tiff
+        >>> path = os.path.join(tempfile.mkdtemp(), "v.tif")
+        >>> save_tiff(path, np.zeros((2, 5, 3), np.float32))  # 3 columns: still grey values, not RGB
+        >>> tifffile.imread(path).shape, tifffile.TiffFile(path).pages[0].photometric.name
+        ((2, 5, 3), 'MINISBLACK')
+    """
+    import tifffile
+
+    tifffile.imwrite(path, np.asarray(array), photometric="minisblack")
+
+
 # ---------------------------------------------------------------------------------------------- output folders
 def check_output_folder(path: str | os.PathLike[str], force: bool, expected: Iterable[str] | None = None) -> Path:
     """The checks of :func:`output_folder`, to run before a long computation; returns the folder's real path."""

@@ -196,7 +196,7 @@ CASES: list[tuple[str, Callable[[Path], object] | None, str, str]] = [
     # the command line itself
     ("argument-too-long", None, "simulate {d}/scene.toml --set scene.name=" + "x" * 200_000, "characters (limit"),
     ("unknown-method", None, "reconstruct {d}/y.npy --method magic", "invalid choice"),
-    ("niter-not-int", None, "reconstruct {d}/y.npy --niter many", "invalid int value"),
+    ("niter-not-int", None, "reconstruct {d}/y.npy --iterations many", "invalid int value"),
     ("no-command", None, "", "required: command"),
 ]
 
@@ -273,7 +273,7 @@ def test_allow_outside_files_lets_a_scene_read_elsewhere(data: Path, tmp_path_fa
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     np.save(elsewhere / "v.npy", np.ones((4, 4), np.float32))
     _scene_with(data, SCENE + f'[[objects]]\ntype = "volume"\nfile = "{elsewhere / "v.npy"}"\n')
-    argv = ["simulate", str(data / "bad.toml"), "-o", str(data / "o"), "--quiet"]
+    argv = ["simulate", str(data / "bad.toml"), "-o", str(data / "o"), "--no-progress"]
     assert main(argv) == 2
     assert main([*argv, "--allow-outside-files"]) == 0
     # the copy of the scene in the output is self-contained: the data file was copied beside it

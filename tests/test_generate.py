@@ -245,7 +245,7 @@ def test_a_run_that_cannot_fit_on_the_disk_is_refused_first(recipe: Recipe, seri
 
 def test_cli_generate_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
-    argv = ["generate", SL2D, "--samples", "2", "--scale", "0.1", "--seed", "9", "-o", str(out), "--quiet"]
+    argv = ["generate", SL2D, "--samples", "2", "--scale", "0.1", "--seed", "9", "-o", str(out), "--no-progress"]
     assert main([*argv, "--vary", "object.*.mu=normal(0.02,0.001)"]) == 0
     reference = generate(Recipe.from_file(SL2D, ["object.*.mu=normal(0.02,0.001)"], 9, 0.1), 2, tmp_path / "api")
     assert (out / "dataset.h5").read_bytes() == (reference / "dataset.h5").read_bytes()

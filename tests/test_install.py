@@ -132,7 +132,7 @@ for what, call in [
         out[what] = str(err)
 err = io.StringIO()
 with contextlib.redirect_stderr(err):
-    out["cli_status"] = main(["simulate", "industrial_meshes", "-o", "never", "--scale", "0.1", "--quiet"])
+    out["cli_status"] = main(["simulate", "industrial_meshes", "-o", "never", "--scale", "0.1", "--no-progress"])
 out["cli_stderr"] = err.getvalue()
 out["loaded"] = sorted({m.partition(".")[0] for m, v in sys.modules.items() if v is not None})
 print(json.dumps(out))

@@ -12,7 +12,7 @@ import numpy as np
 from ..geometry.parameters import SYMBOLS, TABLE
 from ..geometry.projection import ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
-from ..io import write_json, write_together
+from ..io import save_tiff, write_json, write_together
 
 ANGLE_NAMES = tuple(p.name for p in TABLE.values() if p.unit == "angle")
 
@@ -216,9 +216,7 @@ class CalibrationResult:
         }
         writers[paths["reconstruction"]] = None  # none: no stale one of another run stays beside these files
         if self.reconstruction is not None:
-            import tifffile
-
             rec = np.asarray(self.reconstruction, dtype=np.float32)
-            writers[paths["reconstruction"]] = lambda tmp: tifffile.imwrite(tmp, rec)
+            writers[paths["reconstruction"]] = lambda tmp: save_tiff(tmp, rec)
         write_together(writers, overwrite=overwrite)
         return paths

@@ -27,6 +27,7 @@ from typing import NoReturn
 from ..backend import get_backend
 from ..concurrency import deterministic
 from ..extras import MissingExtraError
+from ._flags import thread_count
 
 MAX_ARGUMENT = 100_000  # characters per command-line argument (Linux itself passes at most 131072 bytes)
 MAX_MESSAGE = 1_000  # characters of an error message (a value quoted in it may be huge)
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # results files are bit-reproducible unless the user trades that for speed (see drct.concurrency); a
         # CPU mode: CUDA's atomics have no fixed order, so a GPU run keeps them
         wanted = hasattr(args, "nondeterministic") and not args.nondeterministic
-        with deterministic(wanted and get_backend() == "llvm"):
+        with deterministic(wanted and get_backend() == "llvm"), thread_count(getattr(args, "threads", None)):
             return int(args.func(args) or 0)
     except USER_ERRORS as err:
         print(f"drct {args.command}: error: {describe(err)}", file=sys.stderr)

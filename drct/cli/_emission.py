@@ -82,7 +82,7 @@ def simulate(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         text = f"# {scene.name}, as read (scale {args.scale:g})\n" + dumps(scene.data)
         write_atomically(out / "scene.toml", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         write_atomically(out / "preview.png", lambda tmp: _preview(tmp, sim, scene.name, scene.kind == "pet"))
-    if not args.quiet:
+    if not args.no_progress:
         print(
             f"{scene.name}: counts {sim.counts.shape}, {sim.counts.sum():.4g} in all (seed {sim.seed}) written to "
             f"{args.output}/",
@@ -161,9 +161,8 @@ def reconstruct(args: argparse.Namespace) -> np.ndarray:
         if scatter.shape != counts.shape:
             raise ValueError(f"{args.scatter}: scatter has shape {scatter.shape}, the counts {counts.shape}")
         additive = scatter if additive is None else additive + scatter
-    iterations = getattr(args, "iterations", getattr(args, "niter", None))  # --niter is the older spelling
     kwargs: dict[str, Any] = {
-        "niter": DEFAULT_ITERATIONS[args.method] if iterations is None else iterations,
+        "niter": DEFAULT_ITERATIONS[args.method] if args.iterations is None else args.iterations,
         "progress": not args.no_progress,
     }
     if args.method in ("osem", "bsrem"):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import add_determinism_flag
+from ._flags import add_iterations, add_output, add_progress, add_seed, add_threads
 
 OUTPUTS = ("geometry.json", "reconstruction.tif", "calibration.json", "report.png")
 SCENE_SUFFIXES = (".toml",)
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", type=Path, help="projections (.npy, .tif/.tiff) or a scene file (.toml)")
-    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    add_output(p, "output folder", old=("--out",), type=Path)
     p.add_argument("--geometry", type=Path, help="nominal geometry file (drct JSON; required for projections)")
     p.add_argument(
         "--params",
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--basis", default="bspline2", help="volume basis (voxel, linear, bspline2, bspline3)")
     p.add_argument("--optimizer", default="lm", choices=("lm", "adam"))
     p.add_argument("--levels", help="coarsening factors, coarse to fine, e.g. 4,2,1 (default from the volume)")
-    p.add_argument("--iterations", default="8", help="outer iterations per level (one or comma-separated)")
+    add_iterations(p, "outer iterations per level (one or comma-separated)", default="8")
     p.add_argument("--recon-iterations", type=int, default=20, help="CGLS iterations per outer iteration")
     p.add_argument("--final-recon-iterations", type=int, default=30, help="CGLS iterations of the result")
     p.add_argument("--regularization", type=float, default=1e-5, help="Tikhonov weight relative to |A^T A|")
@@ -81,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--volume-shape", help="z,y,x (or y,x) when the geometry file stores no volume")
     p.add_argument("--voxel-size", type=float, default=None, help="voxel size (mm) with --volume-shape")
     p.add_argument("--scale", type=float, default=1.0, help="scene only: simulate at this fraction of the size")
-    p.add_argument("--seed", type=int, default=0, help="scene only: noise seed")
+    add_seed(p, "scene only: noise seed (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder (of an earlier run)")
     add_determinism_flag(p)
     p.add_argument(
@@ -89,7 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="scene only: let it read data files outside its own folder",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads(p)
+    add_progress(p)
     p.set_defaults(func=run)
 
 
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
 
     is_scene = args.input.suffix.lower() in SCENE_SUFFIXES
     expected = [*OUTPUTS, "scene.toml"]  # what --force may replace: the files of an earlier run
-    check_output_folder(args.out, args.force, expected)
+    check_output_folder(args.output, args.force, expected)
     truth = None
     scene = None
     if is_scene:
@@ -201,9 +203,9 @@ def run(args: argparse.Namespace) -> int:
         iterations_arg = iterations
     # the folder is built beside its destination (the checkpoints too) and renamed into place at the end,
     # interrupted or not (drct.io.output_folder): never files of two runs side by side
-    with output_folder(args.out, args.force, expected) as out:
+    with output_folder(args.output, args.force, expected) as out:
         if not args.no_progress:
-            print(f"drct calibrate: writing into {out} (renamed to {args.out} at the end)", file=sys.stderr)
+            print(f"drct calibrate: writing into {out} (renamed to {args.output} at the end)", file=sys.stderr)
 
         def checkpoint(state: Any) -> None:  # best-so-far geometry and parameters after every outer iteration
             from ..geometry.files import save_geometry
@@ -257,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
                 scene.save(out / "scene.toml", overwrite=True)
     for line in summary_lines(data, truth):
         print(line)
-    print(f"outputs in {args.out} ({result.runtime:.1f} s)")
+    print(f"outputs in {args.output} ({result.runtime:.1f} s)")
     if result.interrupted or late.pending:
         print("drct calibrate: interrupted; the best result so far is on disk", file=sys.stderr)
         return 130

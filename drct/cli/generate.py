@@ -14,9 +14,9 @@ Example:
     >>> from drct.cli import main
     >>> out = os.path.join(tempfile.mkdtemp(), "data")
     >>> main(["generate", "scenes/shepp_logan_2d.toml", "--samples", "2", "--scale", "0.1",
-    ...       "--vary", "object.*.mu=uniform(0.01,0.03)", "--quiet", "-o", out])
+    ...       "--vary", "object.*.mu=uniform(0.01,0.03)", "--no-progress", "-o", out])
     0
-    >>> main(["generate", "scenes/shepp_logan_2d.toml", "--samples", "2", "--quiet", "-o", out])
+    >>> main(["generate", "scenes/shepp_logan_2d.toml", "--samples", "2", "--no-progress", "-o", out])
     2
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._flags import add_output, add_progress, add_seed, add_threads
 from .simulate import check_size, parse_overrides
 
 
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "geometry, seeds, drawn values); --workers K runs them on Ray.",
     )
     parser.add_argument("scene", help="the scene file (.toml)")
-    parser.add_argument("-o", "--output", required=True, help="the dataset folder")
+    add_output(parser, "the dataset folder")
     parser.add_argument("--samples", type=int, required=True, help="number of samples")
     parser.add_argument(
         "--vary",
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a parameter key of the scene (wildcards * and ? within a dotted part) and uniform(LOW,HIGH), "
         "normal(MEAN,STD) or choice(V1,V2,...), in the scene's units (mm, 1/mm, rad); repeatable",
     )
-    parser.add_argument("--seed", type=int, default=0, help="master seed (sample i: SeedSequence(seed).spawn's i-th)")
+    add_seed(parser, "master seed (sample i: SeedSequence(seed).spawn's i-th)")
     parser.add_argument("--workers", type=int, default=0, help="Ray tasks at a time (0: no Ray, this process)")
     parser.add_argument("--address", default=None, help="a running Ray cluster ('auto' or HOST:PORT)")
     parser.add_argument("--retries", type=int, default=3, help="retries of a task whose worker died (default 3)")
@@ -57,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-phantom", action="store_true", help="no phantom (scenes of volumes or meshes)")
     parser.add_argument("--force", action="store_true", help="replace an existing dataset folder")
     parser.add_argument("--allow-outside-files", action="store_true", help="read files outside the scene's folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads(parser)
+    add_progress(parser, old=("--quiet",))
     parser.set_defaults(func=run)
 
 
@@ -76,11 +78,18 @@ def run(args: argparse.Namespace) -> int:
     check_size(recipe.load())
     try:
         out = generate(
-            recipe, args.samples, args.output, args.workers, args.address, args.retries, args.force, not args.quiet
+            recipe,
+            args.samples,
+            args.output,
+            args.workers,
+            args.address,
+            args.retries,
+            args.force,
+            not args.no_progress,
         )
     except GenerationError as err:
         print(f"drct generate: error: {err}", file=sys.stderr)
         return 2
-    if not args.quiet:
+    if not args.no_progress:
         print(f"{args.samples} samples written to {out}/", file=sys.stderr)
     return 0

@@ -12,7 +12,7 @@ Example:
     $ drct reconstruct counts.npy --flat flat.npy --dark dark.npy --geometry scan.json -o out/recon.tif
     $ drct reconstruct scan.nxs --shape 128 128 128 --voxel-size 0.1 --method fdk -o out/dicom/
     $ drct reconstruct sino.tif --geometry vectors.txt --beam cone --det-shape 512 --shape 256 256 \\
-          --voxel-size 0.5 --method sirt --niter 200 --nonneg -o out/sirt.tif --force
+          --voxel-size 0.5 --method sirt --iterations 200 --nonneg -o out/sirt.tif --force
     $ drct reconstruct out/spect/counts.npy --geometry out/spect/spect.json --method osem -o out/spect/osem.tif
 
 SPECT counts with a ``spect.json`` (written by ``drct simulate`` on an emission scene) are reconstructed by
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import add_determinism_flag
+from ._flags import add_iterations, add_output, add_progress, add_threads
 
 METHODS = ("fbp", "fdk", "sirt", "cgls", "os_sart", "fista_tv", "mlem", "osem", "bsrem")
 _ITERATIVE_DEFAULTS = {"sirt": 100, "cgls": 20, "os_sart": 10, "fista_tv": 50, "mlem": 50, "osem": 10}
@@ -72,14 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="use the projections as they are, even where they look like raw counts (no normalisation)",
     )
     parser.add_argument("--method", choices=METHODS, default="fbp", help="reconstruction method (default fbp)")
-    parser.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        help="output TIFF path (.tif/.tiff; the PNG goes beside it), or a folder ending in / for a DICOM series "
-        "(CT slices; SPECT: an NM image) with preview.png in it",
+    add_output(
+        parser,
+        "output TIFF path (.tif/.tiff; the PNG goes beside it), or a folder ending in / for a DICOM series "
+        "(CT slices; emission: an NM image) with preview.png in it",
     )
-    parser.add_argument("--niter", "--iterations", type=int, default=None, help="iterations (iterative methods)")
+    add_iterations(parser, "iterations (iterative methods)", old=("--niter",), type=int, default=None)
     parser.add_argument("--basis", default="linear", choices=("voxel", "linear", "bspline2", "bspline3"))
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument(
@@ -120,7 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--restart", action="store_true", help="streaming: start over, not resume an interrupted run")
     add_determinism_flag(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads(parser)
+    add_progress(parser)
     parser.set_defaults(func=run)
 
 
@@ -145,7 +145,7 @@ def _solve(args: argparse.Namespace, A: Any, y: np.ndarray) -> np.ndarray:
     if args.method in ("fbp", "fdk"):
         return getattr(recon, args.method)(A, y, filter=args.filter, cutoff=args.cutoff, progress=not args.no_progress)
     kwargs: dict[str, Any] = {
-        "niter": _ITERATIVE_DEFAULTS[args.method] if args.niter is None else args.niter,
+        "niter": _ITERATIVE_DEFAULTS[args.method] if args.iterations is None else args.iterations,
         "progress": not args.no_progress,
     }
     if args.subsets is not None:
@@ -306,7 +306,7 @@ def run_streaming(args: argparse.Namespace) -> int:
         raise ValueError(f"--output must be .npy, .zarr or .tif/.tiff when streaming, got {out.name!r}")
     if args.method in ("sirt", "cgls"):
         work = out.parent / f".{out.name}.ooc-partial"
-        niter = _ITERATIVE_DEFAULTS[args.method] if args.niter is None else args.niter
+        niter = _ITERATIVE_DEFAULTS[args.method] if args.iterations is None else args.iterations
         if args.method == "sirt":
             x = sirt(vg, pg, args.projections, niter=niter, basis=args.basis, memory=args.memory, nonneg=args.nonneg,
                      checkpoint=work, resume=not args.restart, progress=not args.no_progress)  # fmt: skip
@@ -323,12 +323,11 @@ def run_streaming(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tifffile
 
     from .. import formats
     from ..errors import require_finite
     from ..geometry.files import load_geometry
-    from ..io import refuse_overwrite, write_together
+    from ..io import refuse_overwrite, save_tiff, write_together
     from ..projector import Projector
     from ._emission import emission_volume, is_emission_file
     from ._emission import reconstruct as reconstruct_emission
@@ -355,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             write_together(
                 {
-                    out: lambda tmp: tifffile.imwrite(tmp, volume),
+                    out: lambda tmp: save_tiff(tmp, volume),
                     png: lambda tmp: save_png(tmp, volume, title, "activity"),
                 },
                 overwrite=args.force,
@@ -397,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         write_together(
-            {out: lambda tmp: tifffile.imwrite(tmp, volume), png: lambda tmp: save_png(tmp, volume, title)},
+            {out: lambda tmp: save_tiff(tmp, volume), png: lambda tmp: save_png(tmp, volume, title)},
             overwrite=args.force,
         )
     print(f"{args.method}: {volume.shape} volume in {elapsed:.2f} s -> {out}, {png}")

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ._flags import add_output, add_progress, add_seed, add_threads
+
 OUTPUTS = ("projections.npy", "projections.tif", "line_integrals.npy", "geometry.json", "scene.toml", "preview.png")
 RAW = ("readings.npy", "flat.npy", "dark.npy")
 
@@ -38,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Simulate projections, the exact geometry and a preview from a TOML scene file (see scenes/).",
     )
     parser.add_argument("scene", help="a scene file (.toml) or a bundled scene's name (e.g. shepp_logan_2d)")
-    parser.add_argument("-o", "--output", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    add_output(parser, "output folder")
+    add_seed(parser, "noise seed (default 0)")
     parser.add_argument("--scale", type=float, default=1.0, help="reduce views/pixels by this factor, in (0, 1]")
     parser.add_argument(
         "--set",
@@ -54,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="let the scene read data files outside its own folder (absolute paths, '..', symlinks leading out)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads(parser)
+    add_progress(parser, old=("--quiet",))
     parser.set_defaults(func=run)
 
 
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     expected = [*OUTPUTS, *RAW, "rays.npy", *data_files]  # what --force may replace: the files of an earlier run
     check_output_folder(args.output, args.force, expected)
     check_size(scene)
-    sim = scene.simulate(seed=args.seed, progress=not args.quiet)
+    sim = scene.simulate(seed=args.seed, progress=not args.no_progress)
     # the folder is built beside its destination and renamed into place at the end (drct.io.output_folder)
     with output_folder(args.output, args.force, expected) as out:
         np.save(out / "projections.npy", sim.projections)
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             write_atomically(out / "rays.npy", lambda tmp: np.save(tmp, rows))
         scene.save(out / "scene.toml", overwrite=True)
         write_preview(out / "preview.png", sim, scene.name)
-    if not args.quiet:
+    if not args.no_progress:
         print(
             f"{scene.name}: projections {sim.projections.shape} (seed {sim.seed}) written to {args.output}/",
             file=sys.stderr,
@@ -144,13 +147,12 @@ def _per_pixel(value: Any, pixels: tuple[int, ...]) -> np.ndarray:
 
 def write_tiff(path: Path, projections: np.ndarray) -> None:
     """A float32 TIFF stack, one page per view (2D sinograms: one page; ray lists: one row)."""
-    import tifffile
 
-    from ..io import write_atomically
+    from ..io import save_tiff, write_atomically
 
     data = np.asarray(projections, dtype=np.float32)
     data = data[None] if data.ndim == 1 else data  # a ray list: one row
-    write_atomically(path, lambda tmp: tifffile.imwrite(tmp, data, photometric="minisblack"))
+    write_atomically(path, lambda tmp: save_tiff(tmp, data))
 
 
 def write_preview(path: Path, sim: Any, title: str) -> None:

@@ -25,9 +25,19 @@ sinogram and the geometry:
   gain on the filter, ``learnable="response"`` the frequency response itself, ``learnable="redundancy"`` the
   short-scan (Parker) weights of fan and cone beams.
 * Reverse mode: backward may run twice through one output (``retain_graph``) and the gradients w.r.t. the
-  data are differentiable again (double backward); geometry gradients are first order. Forward mode:
+  data are differentiable again (double backward, and w.r.t. geometry: mixed second derivatives); gradients
+  w.r.t. geometry are first order (differentiating them again raises). Forward mode:
   ``torch.autograd.forward_ad`` (``A`` w.r.t. volume and geometry, ``A.T`` w.r.t. the projections).
-  ``torch.func`` transforms are not supported (a clear error says so).
+* ``torch.func``: ``vmap`` (extra axes of the data in one launch), ``grad``, ``vjp``, ``jacrev``, ``jacfwd``,
+  ``jvp`` and ``hessian`` (of the data) work on :func:`project`, :func:`backproject` and the modules (FBP of
+  2D parallel beams; fan/cone FBP refuses with a clear error). ``torch.compile`` (``fullgraph=True`` included)
+  traces :func:`project`, :func:`backproject`, the modules and 2D parallel FBP as custom operators
+  (:mod:`drct.torch._compiled`); fan/cone FBP runs between compiled graphs (``fullgraph=True`` says so).
+* Modules follow torch's conventions: they compute in the dtype (float32/float64) and on the device of their
+  input (a twin of ``A`` per dtype and backend, built on first use); ``.to()``/``.double()``/``.float()`` move
+  their tensors. ``pickle``, ``copy.deepcopy`` and ``torch.save(module)`` store ``A``'s geometries, basis and
+  options and rebuild it on loading (``torch.load(..., weights_only=False)``: a whole module is a pickle);
+  ``torch.save(module.state_dict())`` is tensors only and loads with the default ``weights_only=True``.
 
 Example:
     >>> import numpy as np, torch, drct as ct
@@ -47,8 +57,8 @@ Example:
 from ..extras import require
 
 try:
-    from ._bridge import backproject as backproject
-    from ._bridge import project as project
+    from ._functional import backproject as backproject
+    from ._functional import project as project
     from ._layers import FBP as FBP
     from ._layers import BackProjection as BackProjection
     from ._layers import Projection as Projection

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import drjit as dr
@@ -11,7 +11,7 @@ import torch
 from ..autodiff import from_torch, jvp, sync_in, sync_out, vjp
 from ..backend import drjit_module
 from ..projector import Projector
-from ._geometry import GeometryTensors, check_projector, check_tensor, operator, split_batch
+from ._geometry import operator
 
 
 # ---- the bridge -----------------------------------------------------------------------------------------------
@@ -43,12 +43,55 @@ class Spec:
         return op.adjoint_tensor(values) if self.adjoint else op.forward_tensor(values)
 
 
+# what torch.compile shows for a drct call: the Dr.Jit kernels run between compiled graphs (a graph break)
+COMPILE_NOTE = (
+    "drct's Dr.Jit kernels run outside torch.compile's graphs here (a graph break: fan/cone ct.torch.FBP, or a "
+    "drct call inside a torch.func transform), so torch.compile(..., fullgraph=True) cannot include this call; "
+    "compile without fullgraph=True"
+)
+
+
+TWIN_NOTE = (
+    "a drct.torch module builds its projector for a new dtype or device on first use, outside torch.compile's "
+    "graphs; call the module once on such an input before torch.compile(..., fullgraph=True)"
+)
+
+
+def outside_compile(fn: Any, reason: str = COMPILE_NOTE) -> Any:
+    """``fn`` run between torch.compile's graphs (a graph break), with ``reason`` shown where this torch takes one
+    (``reason=`` is recent; drct allows torch >= 2.0)."""
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    if disable is None:  # pragma: no cover - torch 2.0
+        return torch._dynamo.disable(fn)
+    try:
+        return disable(fn, reason=reason)
+    except TypeError:  # pragma: no cover - a torch without reason=
+        return disable(fn)
+
+
+GEOMETRY_SECOND_ORDER = (
+    "drct.torch: second derivatives through geometry parameters are not supported (create_graph=True, "
+    "torch.func.hessian of geometry tensors); first derivatives (backward, grad, jacrev, jacfwd, forward_ad) are"
+)
+
+
+def _slices(apply: Any, batch_size: int, in_dims: Sequence[int | None], *args: Any) -> list[Any]:
+    """``apply`` on each slice of the axis ``torch.func.vmap`` maps (``in_dims``: that axis of each argument)."""
+    return [
+        apply(*[a if d is None else a.select(d, i) for a, d in zip(args, in_dims, strict=True)])
+        for i in range(batch_size)
+    ]
+
+
 class _Transform(torch.autograd.Function):
     """``A x`` or ``A.T y`` with gradients to the data and to flat geometry components.
 
     The gradient of the data alone is the transposed operator, itself a :class:`_Transform` (so it can be
-    differentiated again); geometry gradients and forward-mode tangents re-run the operator under Dr.Jit's AD
-    (:func:`drct.autodiff.vjp`, :func:`drct.autodiff.jvp`), a fresh graph at each call.
+    differentiated again), and so is the forward-mode tangent of the data; geometry gradients and tangents re-run
+    the operator under Dr.Jit's AD (:func:`drct.autodiff.vjp`, :func:`drct.autodiff.jvp`), a fresh graph at each
+    call. ``torch.func``: :meth:`vmap` maps the data over the leading batch axes of one launch (or, with
+    per-sample or mapped geometry, one launch per slice); ``grad``/``vjp``/``jacrev`` use :meth:`backward`,
+    ``jvp``/``jacfwd`` :meth:`jvp`.
     """
 
     @staticmethod
@@ -71,105 +114,94 @@ class _Transform(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
         spec: Spec = ctx.spec
         data, *comps = ctx.saved_tensors
-        need_data = ctx.needs_input_grad[1]
-        if not any(ctx.needs_input_grad[2:]):
-            grad_data = _Transform.apply(spec.transposed(), grad_out, *comps) if need_data else None
+        need = ctx.needs_input_grad
+        grad_data = _Transform.apply(spec.transposed(), grad_out, *comps) if need[1] else None
+        if not any(need[2:]):
             return None, grad_data, *[None] * len(comps)
-        if torch.is_grad_enabled():
-            raise RuntimeError(
-                "drct.torch: second derivatives through geometry parameters are not supported "
-                "(create_graph=True with geometry tensors that require grad)"
-            )
-        sync_in(spec.backend, grad_out.device)
-        grads = vjp(spec.apply, spec.inputs(data, comps), ctx.needs_input_grad[1:], spec.to_drjit(grad_out))
-        sync_out(spec.backend)
-        grad_data = None if grads[0] is None else grads[0].torch().reshape(data.shape)
-        grad_comps = [
-            None if g is None else torch.as_tensor(g.torch(), dtype=c.dtype).reshape(c.shape)
-            for g, c in zip(grads[1:], comps, strict=True)
-        ]
-        return None, grad_data, *grad_comps
+        grad_comps = _GeometryGradient.apply(spec, tuple(need[2:]), data, grad_out, *comps)
+        it = iter(grad_comps)
+        return None, grad_data, *[next(it) if wanted else None for wanted in need[2:]]
 
     @staticmethod
     def jvp(ctx: Any, _spec: Any, data_t: torch.Tensor | None, *comps_t: torch.Tensor | None) -> torch.Tensor:
-        """Forward mode (``torch.autograd.forward_ad``): the data part is the operator itself; geometry
-        tangents use drct's forward-mode derivative (``A`` only: ``A.T`` has none)."""
+        """Forward mode (``torch.autograd.forward_ad``, ``torch.func.jvp``): the data part is the operator
+        itself; geometry tangents use drct's forward-mode derivative (``A`` only: ``A.T`` has none)."""
         spec: Spec = ctx.spec
         data, *comps = ctx.saved_tensors
+        out = None if data_t is None else _Transform.apply(spec, data_t, *comps)
+        if all(c is None for c in comps_t):
+            assert out is not None  # torch asks for a JVP only when some input has a tangent
+            return out
+        geometry = _GeometryTangent.apply(spec, len(comps), data, *comps, *comps_t)
+        return geometry if out is None else out + geometry
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], spec: Spec, data: torch.Tensor, *comps: torch.Tensor) -> Any:
+        data_dim, *comp_dims = in_dims[1:]
+        if data_dim is not None and spec.samples is None and all(d is None for d in comp_dims):
+            return _Transform.apply(spec, data.movedim(data_dim, 0), *comps), 0  # extra leading axes: one launch
+        outs = _slices(lambda *a: _Transform.apply(spec, *a), info.batch_size, in_dims[1:], data, *comps)
+        return torch.stack(outs), 0
+
+
+class _FirstOrder(torch.autograd.Function):
+    """A geometry derivative computed by Dr.Jit's AD: exact, not differentiable again (both modes raise)."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        raise RuntimeError(GEOMETRY_SECOND_ORDER)
+
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Any) -> Any:
+        raise RuntimeError(GEOMETRY_SECOND_ORDER)
+
+
+class _GeometryTangent(_FirstOrder):
+    """The derivative of ``A(data; comps)`` along the geometry tangents ``comps_t`` (None: that component fixed),
+    by Dr.Jit's forward mode; not differentiable again (raises)."""
+
+    @staticmethod
+    def forward(spec: Spec, count: int, data: torch.Tensor, *rest: Any) -> torch.Tensor:
+        comps, comps_t = rest[:count], rest[count:]  # the geometry components, then their tangents or None
         sync_in(spec.backend, data.device)
         inputs = spec.inputs(data, comps)
-        tangents = [None if data_t is None else spec.to_drjit(data_t)]
-        tangents += [
+        tangents = [None] + [
             None if c is None else type(x)(spec.to_drjit(c).array) for x, c in zip(inputs[1:], comps_t, strict=True)
         ]
-        tangent_out = jvp(spec.apply, inputs, tangents)
+        out = jvp(spec.apply, inputs, tangents)
         sync_out(spec.backend)
-        return tangent_out.torch()
+        return out.torch()
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], spec: Spec, count: int, *args: Any) -> Any:
+        outs = _slices(lambda *a: _GeometryTangent.apply(spec, count, *a), info.batch_size, in_dims[2:], *args)
+        return torch.stack(outs), 0
 
 
-def _apply(adjoint: bool, data: Any, A: Any, geometry: Mapping[str, Any]) -> torch.Tensor:
-    A = check_projector(A)
-    name = "y (projections)" if adjoint else "x (volume)"
-    data = check_tensor(data, name, A)
-    core = tuple(A.range_shape if adjoint else A.domain_shape)
-    out_core = tuple(A.domain_shape if adjoint else A.range_shape)
-    if A.batch is not None and tuple(data.shape) != core:
-        raise ValueError(
-            f"{name} must have shape {core}: the projector stacks {A.batch} per-sample geometries, got "
-            f"{tuple(data.shape)}"
+class _GeometryGradient(_FirstOrder):
+    """The gradients of ``<grad_out, A(data; comps)>`` w.r.t. the ``wanted`` geometry components, by Dr.Jit's
+    reverse mode; differentiating them again raises (their own derivative is not implemented), so they are exact
+    first derivatives under ``create_graph=True`` and ``torch.func.grad``/``jacrev`` alike."""
+
+    @staticmethod
+    def forward(
+        spec: Spec, wanted: tuple[bool, ...], data: torch.Tensor, grad_out: torch.Tensor, *comps: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        sync_in(spec.backend, grad_out.device)
+        grads = vjp(spec.apply, spec.inputs(data, comps), (False, *wanted), spec.to_drjit(grad_out))
+        sync_out(spec.backend)
+        return tuple(
+            torch.as_tensor(g.torch(), dtype=c.dtype).reshape(c.shape)
+            for g, c, w in zip(grads[1:], comps, wanted, strict=True)
+            if w
         )
-    batch = split_batch(data, name, core)
-    geo = GeometryTensors(A, geometry, batch)
-    if geo.samples is not None:  # per-sample geometry: one stacked geometry of N * V views, data as (N, *core)
-        data = data.reshape(geo.samples, *core)
-    names = [(k, len(v)) for k, v in geo.values.items()]
-    comps = [c for v in geo.values.values() for c in v]
-    out = _Transform.apply(Spec(A, adjoint, names, geo.samples), data, *comps)
-    return out.reshape(*batch, *out_core)
 
-
-def project(x: torch.Tensor, A: Projector, **geometry: Any) -> torch.Tensor:
-    """``A x`` as a differentiable torch operation.
-
-    Args:
-        x: volume(s) of shape ``(*batch, *A.domain_shape)``, float32 or float64 like ``A``, on the CPU for the
-            LLVM backend or on a CUDA device for the CUDA backend. Non-contiguous tensors and views are fine.
-        A: the projector.
-        **geometry: misalignment parameters of :meth:`drct.ProjectionGeometry.perturb` as numbers or torch
-            tensors (``()``, ``(V,)``, ``(B,)``/``(B, 1)`` or ``(B, V)``, see the module docstring); gradients
-            reach those with ``requires_grad``.
-
-    Returns:
-        The projections, ``(*batch, *A.range_shape)``, same dtype and device as ``x``.
-
-    Example:
-        >>> import numpy as np, torch, drct as ct
-        >>> import drct.torch
-        >>> vg = ct.VolumeGeometry((16, 16))
-        >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 8, endpoint=False), 24), backend="llvm")
-        >>> ct.torch.project(torch.ones(2, 3, 16, 16), A).shape
-        torch.Size([2, 3, 8, 24])
-    """
-    return _apply(False, x, A, geometry)
-
-
-def backproject(y: torch.Tensor, A: Projector, **geometry: Any) -> torch.Tensor:
-    """``A.T y`` (the exact adjoint) as a differentiable torch operation.
-
-    Args:
-        y: projections of shape ``(*batch, *A.range_shape)``, float32 or float64 like ``A``, on ``A``'s device.
-        A: the projector.
-        **geometry: misalignment parameters, as for :func:`project`.
-
-    Returns:
-        ``(*batch, *A.domain_shape)``, same dtype and device as ``y``.
-
-    Example:
-        >>> import numpy as np, torch, drct as ct
-        >>> import drct.torch
-        >>> vg = ct.VolumeGeometry((16, 16))
-        >>> A = ct.Projector(vg, ct.parallel(np.linspace(0, np.pi, 8, endpoint=False), 24), backend="llvm")
-        >>> ct.torch.backproject(torch.ones(5, 8, 24), A).shape
-        torch.Size([5, 16, 16])
-    """
-    return _apply(True, y, A, geometry)
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], spec: Spec, wanted: tuple[bool, ...], *args: Any) -> Any:
+        per_slice = _slices(lambda *a: _GeometryGradient.apply(spec, wanted, *a), info.batch_size, in_dims[2:], *args)
+        outs = tuple(torch.stack(grads) for grads in zip(*per_slice, strict=True))
+        return outs, tuple(0 for _ in outs)

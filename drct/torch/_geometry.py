@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import drjit as dr
 import numpy as np
@@ -26,29 +27,115 @@ def check_projector(A: Any) -> Projector:
     return A
 
 
-def device_type(A: Projector) -> str:
+class ProjectorInfo(NamedTuple):
+    """What the torch front end reads of a projector, as plain values: under ``torch.compile`` they are constants
+    of the graph (:func:`projector_info`), so dynamo never traces drct's geometry code."""
+
+    domain_shape: tuple[int, ...]
+    range_shape: tuple[int, ...]
+    batch: int | None
+    dtype: str
+    backend: str
+    detector: bool  # a detector geometry, which has misalignment parameters (not a ray list)
+    ndim: int
+    views: int
+    geometry: str  # repr(A.pg), for messages
+
+
+_INFO: weakref.WeakKeyDictionary[Projector, ProjectorInfo] = weakref.WeakKeyDictionary()
+
+
+@torch._dynamo.assume_constant_result
+def projector_info(A: Any) -> ProjectorInfo:
+    """:class:`ProjectorInfo` of the projector ``A`` (a TypeError for anything else), cached per projector."""
+    A = check_projector(A)
+    if A not in _INFO:
+        _INFO[A] = _info(A)
+    return _INFO[A]
+
+
+def _info(A: Projector) -> ProjectorInfo:
+    pg = A.pg
+    return ProjectorInfo(
+        tuple(A.domain_shape),
+        tuple(A.range_shape),
+        A.batch,
+        A.dtype,
+        A.backend,
+        isinstance(pg, ProjectionGeometry),
+        pg.ndim,
+        pg.num_views,
+        repr(pg),
+    )
+
+
+@torch._dynamo.assume_constant_result
+def check_parameters(A: Projector, names: tuple[str, ...]) -> bool:
+    """True if the misalignment parameters ``names`` apply to ``A``'s geometry, else the ValueError of
+    :func:`drct.geometry.parameters.check_all`."""
+    check_all(list(names), A.pg)
+    return True
+
+
+def device_type(A: Projector | ProjectorInfo) -> str:
     return "cuda" if A.backend == "cuda" else "cpu"
 
 
-def check_tensor(value: Any, name: str, A: Projector, dtype_must_match: bool = True) -> torch.Tensor:
+def check_tensor(value: Any, name: str, A: Projector | ProjectorInfo, dtype_must_match: bool = True) -> torch.Tensor:
     """``value`` if it is a float32/float64 torch tensor on the device of ``A``'s backend, else a clear error."""
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if value.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} has dtype {value.dtype}; expected torch.float32 or torch.float64")
-    if dtype_must_match and value.dtype != TORCH_DTYPES[A.dtype]:
+    dtype, backend = kind_of(value, name)
+    if dtype_must_match and dtype != A.dtype:
         raise TypeError(
             f"{name} has dtype {value.dtype}, but the projector computes in {A.dtype}; convert the tensor "
-            f"(.to(torch.{A.dtype})) or build the projector with dtype={str(value.dtype).replace('torch.', '')!r}"
+            f"(.to(torch.{A.dtype})) or build the projector with dtype={dtype!r}"
         )
-    device = device_type(A)
-    if value.device.type != device:
+    if backend != A.backend:
+        device = device_type(A)
         raise ValueError(
             f"{name} is on torch device {str(value.device)!r}, but the projector runs on Dr.Jit's {A.backend!r} "
             f"backend, which takes {device!r} tensors; move the tensor (.to({device!r})) or build the projector "
-            f"with backend={'cuda' if value.device.type == 'cuda' else 'llvm'!r}"
+            f"with backend={backend!r}"
         )
     return value
+
+
+def kind_of(value: Any, name: str) -> tuple[str, str]:
+    """The ``(dtype, backend)`` drct computes ``value`` in: float32/float64, LLVM for CPU and CUDA for CUDA tensors
+    (a clear error for anything else)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"{name} has dtype {value.dtype}; drct.torch computes in torch.float32 or torch.float64 (convert it "
+            "with .float() or .double())"
+        )
+    backend = {"cpu": "llvm", "cuda": "cuda"}.get(value.device.type)
+    if backend is None:
+        raise ValueError(
+            f"{name} is on torch device {str(value.device)!r}; drct.torch runs on 'cpu' tensors (Dr.Jit's LLVM "
+            "backend) and 'cuda' tensors (its CUDA backend)"
+        )
+    return str(value.dtype).replace("torch.", ""), backend
+
+
+def projector_options(A: Projector) -> dict[str, Any]:
+    """What rebuilds ``A``: its geometries, basis and options (:class:`drct.Projector`'s arguments)."""
+    engine = A._engine
+    return {
+        "vg": A.vg,
+        "pg": A.pg,
+        "basis": A.basis,
+        "dtype": A.dtype,
+        "backend": A.backend,
+        "chunk_rays": engine.chunk_rays,
+        "batch": A.batch,
+        "deterministic": engine.deterministic,
+    }
+
+
+def rebuild(options: Mapping[str, Any], **changes: Any) -> Projector:
+    """The projector of :func:`projector_options`, with ``changes`` (e.g. another ``dtype`` or ``backend``)."""
+    return Projector(**{**options, **changes})
 
 
 def split_batch(value: torch.Tensor, name: str, core: tuple[int, ...]) -> tuple[int, ...]:
@@ -102,25 +189,25 @@ class GeometryTensors:
         given = {k: v for k, v in geometry.items() if v is not None}
         if not given:
             return
-        pg = A.pg
-        if not isinstance(pg, ProjectionGeometry):
+        info = projector_info(A)
+        if not info.detector:
             raise ValueError(
-                f"geometry tensors {sorted(given)} need a detector geometry; {pg!r} is a ray list and has no "
-                "misalignment parameters"
+                f"geometry tensors {sorted(given)} need a detector geometry; {info.geometry} is a ray list and has "
+                "no misalignment parameters"
             )
         unknown = sorted(set(given) - set(NAMES))
         if unknown:
             raise ValueError(f"unknown geometry parameter(s) {unknown}; expected some of {list(NAMES)}")
-        check_all(sorted(set(given) & set(PARAMETERS)), pg)  # the misalignment parameters that apply to pg
+        check_parameters(A, tuple(sorted(set(given) & set(PARAMETERS))))  # the parameters that apply to A.pg
         if "angle_offset" in given:
-            given = _angle_offset(given, pg.ndim, device_type(A))
-        if A.batch is not None:
+            given = _angle_offset(given, info.ndim, device_type(info))
+        if info.batch is not None:
             raise ValueError(
                 "geometry tensors need a projector of one (unbatched) geometry; this one already stacks "
-                f"{A.batch} samples (batch={A.batch})"
+                f"{info.batch} samples (batch={info.batch})"
             )
-        views = pg.num_views
-        device = device_type(A)
+        views, ndim = info.views, info.ndim
+        device = device_type(info)
         shaped: dict[str, tuple[torch.Tensor, str]] = {}
         for name, value in given.items():
             if not isinstance(value, torch.Tensor):
@@ -128,8 +215,8 @@ class GeometryTensors:
                     value = torch.as_tensor(np.asarray(value, dtype=np.float64), device=device)
                 except (TypeError, ValueError) as err:
                     raise TypeError(f"{name} must be a number or a torch tensor, got {type(value).__name__}") from err
-            value = check_tensor(value, name, A, dtype_must_match=False)
-            width = _width(name, pg.ndim)
+            value = check_tensor(value, name, info, dtype_must_match=False)
+            width = _width(name, ndim)
             shape = tuple(value.shape)
             if width > 1:
                 if not shape or shape[-1] != width:
@@ -144,7 +231,7 @@ class GeometryTensors:
                 self.samples = math.prod(batch)
             shaped[name] = (value, layout)
         for name, (value, layout) in shaped.items():
-            self.values[name] = self._flatten(value, layout, views, batch, _width(name, pg.ndim))
+            self.values[name] = self._flatten(value, layout, views, batch, _width(name, ndim))
 
     @staticmethod
     def _layout(name: str, shape: tuple[int, ...], views: int, batch: tuple[int, ...], width: int) -> str:

@@ -3,28 +3,96 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..autodiff import torch_apply
+from ..autodiff import functorch_wrapped, torch_apply
+from ..backend import cuda_available
 from ..geometry.projection import ProjectionGeometry
 from ..projector import Projector
 from ..recon.fbp import backproject_filtered, weights_for
 from ..recon.filters import filter_response, padded_length
-from ._bridge import backproject, project
-from ._geometry import NAMES, TORCH_DTYPES, check_projector, check_tensor, device_type, split_batch
+from ._bridge import TWIN_NOTE, outside_compile
+from ._functional import backproject, project
+from ._geometry import (
+    NAMES,
+    TORCH_DTYPES,
+    check_projector,
+    device_type,
+    kind_of,
+    projector_info,
+    projector_options,
+    rebuild,
+    split_batch,
+)
 
 
 # ---- modules --------------------------------------------------------------------------------------------------
-class _GeometryModule(nn.Module):
+class _OperatorModule(nn.Module):
+    """A module around a projector ``A``, following torch's conventions.
+
+    * It computes in the dtype and on the device of its input (float32/float64; CPU tensors on Dr.Jit's LLVM
+      backend, CUDA tensors on its CUDA backend), like a torch module without weights: ``A`` gives the geometry,
+      basis and options, and its twin of another dtype or backend is built on first use and kept. ``.to()``,
+      ``.double()``, ``.float()`` and ``.cuda()`` move the buffers and parameters; an input on another device than
+      them is refused with an error naming the tensor.
+    * Pickling (``pickle``, ``copy.deepcopy``, ``torch.save`` of the whole module) stores ``A``'s geometries,
+      basis and options, not Dr.Jit's state; unpickling rebuilds the projector. ``state_dict`` holds tensors only
+      and loads with ``torch.load(..., weights_only=True)``; a whole pickled module needs ``weights_only=False``.
+    """
+
+    def __init__(self, A: Projector) -> None:
+        super().__init__()
+        self.A = check_projector(A)
+        self._twins: dict[tuple[str, str], Projector] = {}
+
+    def operator_for(self, value: Any, name: str) -> Projector:
+        """``A`` in ``value``'s dtype and on its device's backend, after checking that the module's tensors are
+        on that device."""
+        dtype, backend = kind_of(value, name)
+        for label, tensor in (*self.named_parameters(), *self.named_buffers()):
+            if tensor.device != value.device:
+                raise ValueError(
+                    f"{name} is on torch device {str(value.device)!r}, but {type(self).__name__}.{label} is on "
+                    f"{str(tensor.device)!r}; move the module (.to({str(value.device)!r})) or the tensor"
+                )
+        return _twin(self, dtype, backend)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["A"], state["_twins"] = projector_options(self.A), {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        options = state["A"]
+        backend = options["backend"] if options["backend"] != "cuda" or cuda_available() else "llvm"
+        super().__setstate__({**state, "A": rebuild(options, backend=backend)})
+
+
+def _twin(module: _OperatorModule, dtype: str, backend: str) -> Projector:
+    """``module.A`` in ``dtype`` on ``backend``; a twin not built yet is built between torch.compile's graphs."""
+    A = module.A
+    if (dtype, backend) == (A.dtype, A.backend):
+        return A
+    if (dtype, backend) not in module._twins:
+        _build_twin(module, dtype, backend)
+    return module._twins[dtype, backend]
+
+
+@partial(outside_compile, reason=TWIN_NOTE)
+def _build_twin(module: _OperatorModule, dtype: str, backend: str) -> None:
+    module._twins[dtype, backend] = rebuild(projector_options(module.A), dtype=dtype, backend=backend)
+
+
+class _GeometryModule(_OperatorModule):
     """Holds optional geometry values: buffers, or ``nn.Parameter`` when ``learnable``."""
 
     def __init__(self, A: Projector, geometry: Mapping[str, Any] | None, learnable: bool) -> None:
-        super().__init__()
-        self.A = check_projector(A)
+        super().__init__(A)
         self._geometry_names: list[str] = []
         dtype = TORCH_DTYPES[A.dtype]
         for name, value in (geometry or {}).items():
@@ -73,7 +141,7 @@ class Projection(_GeometryModule):
         super().__init__(A, geometry, learnable)
 
     def forward(self, x: torch.Tensor, **geometry: Any) -> torch.Tensor:
-        return project(x, self.A, **self.geometry(geometry))
+        return project(x, self.operator_for(x, "x (volume)"), **self.geometry(geometry))
 
 
 class BackProjection(_GeometryModule):
@@ -92,11 +160,11 @@ class BackProjection(_GeometryModule):
         super().__init__(A, geometry, learnable)
 
     def forward(self, y: torch.Tensor, **geometry: Any) -> torch.Tensor:
-        return backproject(y, self.A, **self.geometry(geometry))
+        return backproject(y, self.operator_for(y, "y (projections)"), **self.geometry(geometry))
 
 
 # ---- FBP ------------------------------------------------------------------------------------------------------
-class FBP(nn.Module):
+class FBP(_OperatorModule):
     """Filtered backprojection in physical units, ``FBP(A)(y)`` equal to :func:`drct.fbp` ``(A, y)``.
 
     The weights, the filter's frequency response and the backprojection step are those of
@@ -149,14 +217,13 @@ class FBP(nn.Module):
     post: torch.Tensor
 
     def __init__(self, A: Projector, filter: str = "ramp", cutoff: float = 1.0, learnable: bool | str = False) -> None:
-        super().__init__()
-        self.A = check_projector(A)
+        super().__init__(A)
         if A.batch is not None:
             raise ValueError(f"FBP needs a projector of one geometry, this one stacks batch={A.batch} samples")
         name = "ram-lak" if isinstance(filter, str) and filter.lower() == "ramp" else filter
         weights = weights_for(A)
         dtype, device = TORCH_DTYPES[A.dtype], device_type(A)
-        self.filter, self.cutoff, self._weights = name, cutoff, weights
+        self.filter, self.cutoff = name, cutoff
         self.cols = A.range_shape[-1]
         self.padded = padded_length(self.cols)
         self.spacing = float(weights.spacing)
@@ -184,8 +251,10 @@ class FBP(nn.Module):
             shape = (pre.shape[0], 1, pre.shape[-1]) if pre.ndim == 3 else pre.shape
             self.redundancy = nn.Parameter(torch.ones(shape, dtype=dtype, device=device))
         self._has_pre = bool(np.any(pre != 1)) or self.redundancy is not None
-        self.register_buffer("pre", torch.as_tensor(pre, dtype=dtype, device=device))
-        self.register_buffer("post", torch.as_tensor(weights.post, dtype=dtype, device=device))
+        # copies: torch.as_tensor would share memory with the float64 arrays of drct.recon's per-projector cache,
+        # which load_state_dict or an in-place change of the buffers would then rewrite under ct.fbp
+        self.register_buffer("pre", torch.tensor(pre, dtype=dtype, device=device))
+        self.register_buffer("post", torch.tensor(weights.post, dtype=dtype, device=device))
 
     def filter_response(self) -> torch.Tensor:
         """The frequency response in use (``n // 2 + 1`` values for ``torch.fft.rfft`` of ``n`` samples, 1/mm²
@@ -193,34 +262,47 @@ class FBP(nn.Module):
         return self.response if self.gain is None else self.response * self.gain
 
     def filtered(self, y: torch.Tensor) -> torch.Tensor:
-        """The pre-weighted, filtered projections (before the post-weights and the backprojection)."""
+        """The pre-weighted, filtered projections (before the post-weights and the backprojection), in ``y``'s
+        dtype."""
         if self._has_pre:
-            y = y * (self.pre if self.redundancy is None else self.pre * self.redundancy)
-        spectrum = torch.fft.rfft(y, n=self.padded, dim=-1) * self.filter_response()
+            y = y * (self.pre if self.redundancy is None else self.pre * self.redundancy).to(y.dtype)
+        spectrum = torch.fft.rfft(y, n=self.padded, dim=-1) * self.filter_response().to(y.dtype)
         return torch.fft.irfft(spectrum, n=self.padded, dim=-1)[..., : self.cols] * self.spacing
 
     def forward(self, y: torch.Tensor, **geometry: Any) -> torch.Tensor:
         """Reconstruct ``y`` of shape ``(*batch, *A.range_shape)``; returns ``(*batch, *A.domain_shape)``."""
-        A = self.A
-        y = check_tensor(y, "y (projections)", A)
-        batch = split_batch(y, "y (projections)", tuple(A.range_shape))
+        A = self.operator_for(y, "y (projections)")
+        info = projector_info(A)  # plain values: constants under torch.compile
+        batch = split_batch(y, "y (projections)", info.range_shape)
         q = self.filtered(y)
         if self._fast:
-            return backproject(q * self.post, A, **geometry)
+            return backproject(q * self.post.to(y.dtype), A, **geometry)
         if any(v is not None for v in geometry.values()):
             raise ValueError(
                 f"geometry tensors {sorted(geometry)} are supported by ct.torch.FBP for 2D parallel beams only; "
-                f"this projector has {A.pg!r}"
+                f"this projector has {info.geometry}"
             )
-
-        def step(values: Any) -> Any:
-            return backproject_filtered(A, values, self._weights)
-
-        flat = q.reshape(-1, *A.range_shape)
-        out = [torch_apply(step, A.backend, flat[i]) for i in range(flat.shape[0])]
-        return torch.stack(out).reshape(*batch, *A.domain_shape)
+        flat = q.reshape(-1, *info.range_shape)
+        return _backproject_each(A, flat).reshape(*batch, *info.domain_shape)
 
     def extra_repr(self) -> str:
         learn = "response" if isinstance(self.response, nn.Parameter) else self.gain is not None
         learn = "redundancy" if self.redundancy is not None else learn
         return f"A={self.A!r}, filter={self.filter!r}, cutoff={self.cutoff}, learnable={learn!r}"
+
+
+@outside_compile
+def _backproject_each(A: Projector, flat: torch.Tensor) -> torch.Tensor:
+    """:func:`drct.recon.fbp.backproject_filtered` of each filtered sample (``post`` included, from drct.recon's
+    weights of ``A``), stacked; between torch.compile's graphs."""
+    if functorch_wrapped(flat):
+        raise RuntimeError(
+            "ct.torch.FBP of fan and cone beams backprojects view by view through drct.recon, which has no "
+            "torch.func rule; torch.func transforms work for 2D parallel beams and for ct.torch.project/backproject"
+        )
+    weights = weights_for(A)
+
+    def step(values: Any) -> Any:
+        return backproject_filtered(A, values, weights)
+
+    return torch.stack([torch_apply(step, A.backend, sample) for sample in flat])

@@ -84,7 +84,7 @@ class Plan:
         >>> pg = ct.cone(np.linspace(0, 2 * np.pi, 720, endpoint=False), (512, 512), 0.4, 500.0, 800.0)
         >>> p = plan(vg, pg, "1GiB")
         >>> p, p.peak_bytes(vg, pg) <= 2**30
-        (Plan(views=6, slab=100), True)
+        (Plan(views=6, slab=98), True)
     """
 
     views: int

@@ -76,12 +76,18 @@ class Diagnostics:
         std_fixed_volume: ``σ² (J^T J)^-1`` (white noise, volume held fixed) for comparison.
         inflation: ``std`` over the same with white noise (how much the residual's structure widens it).
         pending: the Gauss–Newton step still left, in units of ``std``.
+        step: that step itself (theta units, signed): where the re-fitted loss's local quadratic model has its
+            minimum, relative to ``theta``.
+        theta_step: the same step for all of theta (the object pose following the parameters).
+        volume_step: the volume's change that goes with it (the imitation removed from the columns, undone).
         scale: one pixel's worth of effect per parameter (theta units).
         weak: the weak combinations: ``{"eigenvalue", "parameters": {name: weight}}``.
         residual: whiteness of the residual: lag-1 autocorrelations and the lag window used.
         undetermined: ``{name: reason}`` for the parameters the data do not determine (gauge-fixed ones too).
         unconverged: names whose pending step exceeds 1σ.
         seconds: the analysis's run time.
+        std_statistical: ``std`` before a model-error term was added (:mod:`drct.calibration.misfit`), or None.
+        model_check: what the model-error check found (:class:`~drct.calibration.misfit.WeightingCheck`), or None.
     """
 
     names: list[str]
@@ -98,6 +104,11 @@ class Diagnostics:
     undetermined: dict[str, str] = field(default_factory=dict)
     unconverged: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    step: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    theta_step: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    volume_step: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    std_statistical: np.ndarray | None = None
+    model_check: Any = None
 
     def messages(self) -> list[str]:
         """One human-readable line per problem found (empty: nothing to warn about)."""
@@ -129,16 +140,20 @@ class Diagnostics:
             "undetermined": self.undetermined,
             "unconverged": self.unconverged,
             "seconds": self.seconds,
+            "model_check": None if self.model_check is None else self.model_check.to_dict(self.names),
         }
 
 
-def reduce_columns(prob: LevelProblem, theta: np.ndarray, columns: np.ndarray, iterations: int) -> np.ndarray:
+def reduce_columns(
+    prob: LevelProblem, theta: np.ndarray, columns: np.ndarray, iterations: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``columns`` (k, *data shape), weighted) minus their best imitation by a change of the volume: ``J - L A z``
-    with ``z = argmin |L A z - J|^2 + ridge |z|^2`` (``iterations`` CGLS steps, all columns in one batch)."""
+    with ``z = argmin |L A z - J|^2 + ridge |z|^2`` (``iterations`` CGLS steps, all columns in one batch); and
+    ``z`` (k, *volume shape)."""
     A = prob.operator(theta)
     J32 = columns.astype(np.float32)
     z = ridge_cgls(A, J32, np.zeros((columns.shape[0], *A.domain_shape), np.float32), iterations, prob.ridge)
-    return columns - A(z).astype(np.float64)
+    return columns - A(z).astype(np.float64), z
 
 
 def lag_window(shape: tuple[int, ...], lowpass: float) -> tuple[int, ...]:
@@ -201,13 +216,15 @@ def analyse(
     J = np.stack([by_index[i].reshape(shape) for i in user])
     norms = np.sqrt(np.einsum("kr,kr->k", J.reshape(len(user), -1), J.reshape(len(user), -1)))
     J1 = J.reshape(len(user), -1)
+    follow = np.zeros((len(pose), len(user)))  # the pose change that goes with a unit change of each parameter
     if pose:  # a rigid motion of the object is exact to imitate: project its columns out first, exactly
         G = np.stack([by_index[i].reshape(-1) for i in pose])
         Q, R = np.linalg.qr(G.T)
         Q = Q[:, np.abs(np.diag(R)) > 1e-9 * max(float(np.abs(np.diag(R)).max()), 1e-300)]
         J1 = J1 - (J1 @ Q) @ Q.T
+        follow = -np.linalg.lstsq(G.T, J.reshape(len(user), -1).T, rcond=None)[0]
     # then the volume's imitation of what is left (CGLS: the part a volume change can reproduce)
-    Ju = reduce_columns(prob, theta, J1.reshape(J.shape), iterations)
+    Ju, z = reduce_columns(prob, theta, J1.reshape(J.shape), iterations)
     flat = Ju.reshape(len(user), -1)
     S = flat @ flat.T
     d = np.maximum(norms, 1e-300)
@@ -235,7 +252,12 @@ def analyse(
     Jf = J.reshape(len(user), -1)
     JtJ = Jf @ Jf.T
     std_fixed = np.sqrt(np.maximum(np.diag(np.linalg.pinv(JtJ, hermitian=True)) * white, 0.0))
-    pending = np.abs(S_inv @ (flat @ r.reshape(-1))) / np.maximum(std, 1e-300)
+    step = -(S_inv @ (flat @ r.reshape(-1)))
+    full = np.zeros(model.size)
+    full[user] = step
+    full[pose] = follow @ step
+    volume_change = -np.tensordot(step, z.astype(np.float64), axes=1)
+    pending = np.abs(step) / np.maximum(std, 1e-300)
     scale = np.asarray(model.scale)[user]
     undetermined: dict[str, str] = {}
     for k, name in enumerate(names):
@@ -271,6 +293,9 @@ def analyse(
         undetermined,
         unconverged,
         time.perf_counter() - start,
+        step,
+        full,
+        volume_change,
     )
 
 

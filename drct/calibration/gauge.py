@@ -135,7 +135,14 @@ def detect_gauge(
             else:
                 constrained.append(full)
                 action = "steps along it removed"
-            report.append({"parameters": involved, "eigenvalue": float(w[j] / w.max()), "action": action})
+            # the same direction in the parameters' own units (mm, radians): moving along it changes nothing
+            units = {
+                _entry_name(model, free[i]): float(vec[i] / max(norms[free[i]], 1e-300))
+                for i in np.flatnonzero(weights > 0.05)
+            }
+            report.append(
+                {"parameters": involved, "eigenvalue": float(w[j] / w.max()), "action": action, "direction": units}
+            )
         if hit is None:
             break
         fixed.append(hit[1])

@@ -19,11 +19,17 @@ columns in one batched solve) is subtracted. The reduced columns ``J̃`` give
   error, discretisation, the low-pass) widens the uncertainty by how much it looks like the parameters' signal;
   white noise gives back ``σ² S^-1``. The residual's variance is corrected for the degrees of freedom the volume
   used;
-* the **pending step** ``S^-1 J̃^T r`` in units of σ (a Gauss–Newton step still left to take: not converged);
+* with ``volume_iterations``, the **noise the fitted volume carries** taken off: the Jacobian at a noisy
+  reconstruction holds the noise's gradient too and over-counts the information (:func:`noise_columns`);
+* the **pending step** ``S^-1 J̃^T r`` in units of σ (a Gauss–Newton step still left to take: not converged;
+  the calibration takes it once, :class:`Diagnostics` ``theta_step``);
+* the **bias bound** ``|r_sys| sqrt((S^-1)_ii)``: the most the residual's part beyond the data's noise floor
+  (:func:`noise_floor`) could move each parameter, a model error no local σ shows;
 * the residual's **whiteness**: its normalised lag-1 autocorrelation across the detector and between views.
 
-A parameter is *undetermined* when its retained fraction is below ``tol`` or when ``2σ`` exceeds one pixel's worth
-of its effect (the data cannot place it to within a detector pixel); the calibration warns
+A parameter is *undetermined* when its retained fraction is below ``tol``, when ``2σ`` exceeds one pixel's worth
+of its effect (the data cannot place it to within a detector pixel) or when its bias bound exceeds half of that
+(:data:`BIAS_LIMIT`); the calibration warns
 (:class:`CalibrationWarning`) or refuses (:class:`UndeterminedParameterError`, naming it).
 
 Example:

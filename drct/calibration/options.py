@@ -94,7 +94,7 @@ class CalibrationOptions:
     diagnostic_iterations: int = 20
     identifiability_tol: float = 1e-2
     diagnostic_size: int = 48**3
-    model_check: bool = False
+    model_check: bool = True
 
     def __post_init__(self) -> None:
         self.basis = _choice("basis", self.basis, tuple(BASES))

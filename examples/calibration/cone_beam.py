@@ -105,6 +105,9 @@ def run(args, basis: str) -> dict:
             print(f"  WARNING {line}")
     for k, v in errors.items():
         print(f"  error {k}: {v:.4f}")
+    if res.std is not None and res.std["det_shift_u"] > 0:  # det_shift_u carries the axis column (cor_offset held)
+        column = errors["axis column (det_shift_u + M cor), px"] * pixel / res.std["det_shift_u"]
+        print(f"  axis column error in σ of det_shift_u: {column:.1f}")
     phantom = ct.phantoms.shepp_logan(vg)
     rec_true = recon(vg, pg_true, y, basis, args.recon_iterations)
     rec_nom = recon(vg, pg, y, basis, args.recon_iterations)

@@ -106,7 +106,10 @@ def summary_lines(data: dict[str, Any], truth: dict[str, Any] | None) -> list[st
         for other in g["parameters"]:
             if held is not None and other != held:
                 partners.setdefault(other, []).append(held)
-    held_truth = _gauge_truth(data, truth)
+    from ..calibration.gauge import held_truth
+
+    estimates = {k: v["value"] for k, v in data["parameters"].items()}
+    moved_truth = {} if truth is None else held_truth(data.get("gauge") or [], estimates, truth)
     lines = []
     for name, entry in data["parameters"].items():
         unit = "deg" if "value_deg" in entry else "px" if "value_px" in entry else entry["unit"]
@@ -124,8 +127,8 @@ def summary_lines(data: dict[str, Any], truth: dict[str, Any] | None) -> list[st
                 err = float(value) - true
                 sig = "" if not std or float(std) <= 0 else f" = {abs(err) / float(std):.1f}σ"
                 text += f"   truth {true:+.4f} {unit}, error {err:+.4f}{sig}"
-                if name in held_truth:  # the truth moved along the gauge to where the held partner sits
-                    held, moved = held_truth[name]
+                if name in moved_truth:  # the truth moved along the gauge to where the held partner sits
+                    held, moved = moved_truth[name]
                     err = float(value) - float(shown(moved))
                     sig = "" if not std or float(std) <= 0 else f" = {abs(err) / float(std):.1f}σ"
                     text += f"; with {held} held: truth {float(shown(moved)):+.4f} {unit}, error {err:+.4f}{sig}"
@@ -144,22 +147,6 @@ def summary_lines(data: dict[str, Any], truth: dict[str, Any] | None) -> list[st
     if data.get("fixed"):
         lines.append(f"fixed: {', '.join(data['fixed'])}")
     return lines
-
-
-def _gauge_truth(data: dict[str, Any], truth: dict[str, Any] | None) -> dict[str, tuple[str, float]]:
-    """For a parameter whose gauge partner was held: the truth moved along the gauge direction (which changes no
-    data) until the partner sits at its held value, i.e. what the estimate should be; ``{name: (held, value)}``."""
-    out: dict[str, tuple[str, float]] = {}
-    for g in data.get("gauge") or []:
-        held = g["action"][len("fixed ") :] if g["action"].startswith("fixed ") else None
-        direction = g.get("direction") or {}
-        if truth is None or held not in direction or held not in truth or not direction[held]:
-            continue
-        t = (float(np.asarray(data["parameters"][held]["value"])) - float(np.asarray(truth[held]))) / direction[held]
-        for name, component in direction.items():
-            if name != held and name in truth and np.size(truth[name]) == 1:
-                out[name] = (held, float(np.asarray(truth[name]).reshape(-1)[0]) + t * component)
-    return out
 
 
 def _volume(args: argparse.Namespace, vg: Any) -> Any:

@@ -84,17 +84,30 @@ def test_non_identifiable_parameter_is_flagged_and_refused() -> None:
     assert info.value.result is not None and "src_det_delta" in info.value.result.params
 
 
-def test_unconverged_fit_warns_and_off_is_silent() -> None:
+def test_remaining_gauss_newton_step_is_taken_and_off_is_silent() -> None:
+    # no outer iteration at all: the analysis's Gauss-Newton step of the re-fitted loss (pose and volume
+    # following) is still taken
     vg, pg = fan()
     pixel = float(np.linalg.norm(pg.det_u[0]))
     y = noisy(vg, pg.perturb(det_shift_u=1.5 * pixel), seed=3)
     res, messages = quiet_calibrate(y, pg, ["det_shift_u"], vg=vg, levels=[1], iterations=0, lowpass=0)
-    assert res.diagnostics.unconverged == ["det_shift_u"]
-    assert any("det_shift_u: not converged" in m for m in messages)
+    assert res.params["det_shift_u"] > 0.5 * pixel  # a third of the way at least; before: 0 (it stayed put)
+    assert res.theta[0] == pytest.approx(res.params["det_shift_u"])
+    # the volume was fitted at the nominal geometry and re-fitted only briefly: the run says it is not done
+    assert any("det_shift_u: not" in m for m in messages)
     res, messages = quiet_calibrate(
         y, pg, ["det_shift_u"], vg=vg, levels=[1], iterations=0, lowpass=0, diagnostics="off"
     )
-    assert messages == [] and res.diagnostics is None
+    assert messages == [] and res.diagnostics is None and res.params["det_shift_u"] == 0.0
+
+
+def test_unconverged_parameter_is_named_in_the_warning() -> None:
+    from drct.calibration.diagnostics import Diagnostics, act
+
+    one = np.ones(1)
+    d = Diagnostics(["det_shift_u"], np.zeros(1, int), 1, one, one, one, one, 3 * one, one, unconverged=["det_shift_u"])
+    with pytest.warns(CalibrationWarning, match=r"det_shift_u: not converged \(a Gauss–Newton step of 3.0σ"):
+        act(d, "warn", None)
 
 
 def test_gauge_fixed_parameter_is_reported_undetermined() -> None:
@@ -147,12 +160,49 @@ def test_cli_summary_shows_truth_error_and_verdict() -> None:
             "det_pitch": {"value": np.deg2rad(0.5), "std": np.deg2rad(0.1), "unit": "rad", "value_deg": 0.5},
         },
         "diagnostics": {"undetermined": {"det_pitch": "2σ = 3 × one pixel"}, "unconverged": []},
-        "gauge": [{"parameters": {"det_shift_u": 0.7, "cor_offset": -0.7}, "action": "fixed cor_offset"}],
+        "gauge": [
+            {
+                "parameters": {"det_shift_u": 0.7, "cor_offset": -0.7},
+                "action": "fixed cor_offset",
+                "direction": {"det_shift_u": 2.0, "cor_offset": -1.0},  # det_shift_u + 2 cor_offset: no change
+            }
+        ],
         "fixed": ["cor_offset"],
     }
-    lines = summary_lines(data, {"det_shift_u": 1.1, "det_pitch": np.deg2rad(2.0)})
+    data["parameters"]["cor_offset"] = {"value": 0.0, "std": 0.0, "unit": "mm", "value_px": 0.0}
+    truth = {"det_shift_u": 1.1, "det_pitch": np.deg2rad(2.0), "cor_offset": -0.05}
+    lines = summary_lines(data, truth)
     assert lines[0].startswith("det_shift_u") and "± 0.1000 px" in lines[0]
     assert "truth +2.2000 px, error -0.2000 = 2.0σ" in lines[0] and "NOT" not in lines[0]
+    # moved along the gauge until cor_offset sits at its held 0: det_shift_u 1.1 + 2 * -0.05 = 1.0 mm = 2.0 px
+    assert "with cor_offset held: truth +2.0000 px, error +0.0000 = 0.0σ" in lines[0]
     assert "truth +2.0000 deg" in lines[1] and "NOT DETERMINED: 2σ = 3" in lines[1]
     assert "carries the held cor_offset's share" in lines[0]
     assert any("cannot tell apart" in line for line in lines) and lines[-1] == "fixed: cor_offset"
+    assert "with cor_offset held" not in summary_lines(data, None)[0]
+
+
+def test_systematic_misfit_beyond_the_noise_marks_a_parameter_not_determined() -> None:
+    # the volume cannot reproduce a smooth bump added to the sinogram: a misfit far above the noise floor that the
+    # local σ (curvature and residual around the estimate) does not turn into a bias; the bound does
+    from drct.calibration.diagnostics import analyse
+    from drct.calibration.levels import build_levels
+    from drct.calibration.model import PerturbModel
+    from drct.calibration.problem import LevelProblem, ridge_cgls
+
+    vg, pg = fan(16, 32)
+    clean = noisy(vg, pg, seed=8)
+    views, cols = np.meshgrid(np.arange(32), np.arange(24), indexing="ij")
+    bump = 0.6 * float(clean.max()) * np.exp(-((views - 8) ** 2) / 72.0 - (cols - 8) ** 2 / 32.0)
+    model = PerturbModel(pg, ["det_shift_u"])
+    free = np.arange(model.size)
+    found = {}
+    for label, y in (("noise only", clean), ("misfit", (clean + bump).astype(np.float32))):
+        prob = LevelProblem(build_levels(vg, pg, y, [1], [1])[0], model, "bspline2", 1e-5, 0.0)
+        x = ridge_cgls(prob.operator(model.theta0), prob.y, np.zeros(vg.shape, np.float32), 60, prob.ridge)
+        found[label] = analyse(prob, model.theta0, x, free, None, 20, 1e-2, 60)
+    quiet, loud = found["noise only"], found["misfit"]
+    assert quiet.undetermined == {} and quiet.residual["systematic_rms"] < 0.5 * quiet.residual["noise_floor"]
+    assert loud.residual["systematic_rms"] > 2 * loud.residual["noise_floor"]
+    assert loud.bias_bound[0] > 10 * quiet.bias_bound[0]
+    assert "model error" in loud.undetermined["det_shift_u"]

@@ -135,7 +135,14 @@ def detect_gauge(
             else:
                 constrained.append(full)
                 action = "steps along it removed"
-            report.append({"parameters": involved, "eigenvalue": float(w[j] / w.max()), "action": action})
+            # the same direction in the parameters' own units (mm, radians): moving along it changes nothing
+            units = {
+                _entry_name(model, free[i]): float(vec[i] / max(norms[free[i]], 1e-300))
+                for i in np.flatnonzero(weights > 0.05)
+            }
+            report.append(
+                {"parameters": involved, "eigenvalue": float(w[j] / w.max()), "action": action, "direction": units}
+            )
         if hit is None:
             break
         fixed.append(hit[1])
@@ -202,3 +209,30 @@ def first_level_gauge(
         info.fixed = list(fixed)
         info.constrained = np.zeros((0, model.size))
     return info
+
+
+def held_truth(
+    report: list[dict[str, Any]], estimates: dict[str, Any], truth: dict[str, Any]
+) -> dict[str, tuple[str, float]]:
+    """For a parameter whose gauge partner was held: the truth moved along the gauge direction (which changes no
+    data) until the partner sits at its held value, i.e. what the estimate should be: ``{name: (held, value)}``.
+
+    ``report`` is :attr:`~drct.calibration.CalibrationResult.gauge` (its ``"direction"`` in the parameters' units),
+    ``estimates`` the result's ``params``, ``truth`` the true values.
+
+    Example:
+        >>> report = [{"action": "fixed cor_offset", "direction": {"det_shift_u": 2.0, "cor_offset": -1.0}}]
+        >>> held_truth(report, {"det_shift_u": 1.0, "cor_offset": 0.0}, {"det_shift_u": 1.1, "cor_offset": -0.05})
+        {'det_shift_u': ('cor_offset', 1.0)}
+    """
+    out: dict[str, tuple[str, float]] = {}
+    for g in report:
+        held = g["action"][len("fixed ") :] if g["action"].startswith("fixed ") else None
+        direction = g.get("direction") or {}
+        if held not in direction or held not in truth or held not in estimates or not direction[held]:
+            continue
+        t = (float(np.asarray(estimates[held])) - float(np.asarray(truth[held]))) / direction[held]
+        for name, component in direction.items():
+            if name != held and name in truth and np.size(truth[name]) == 1:
+                out[name] = (held, float(np.asarray(truth[name]).reshape(-1)[0]) + t * component)
+    return out

@@ -30,6 +30,17 @@ class DetectorLowPass:
         self.sigma = float(sigma)
         self.ndim = ndim
 
+    def noise_gain(self, ndim: int) -> float:
+        """The factor by which the blur scales the variance of white noise in data of ``ndim`` axes (1 without a
+        blur): the sum of the squared kernel weights, measured on an impulse."""
+        if self.sigma <= 0:
+            return 1.0
+        size = 2 * int(np.ceil(3 * self.sigma)) + 3
+        shape = (1,) * (ndim - self.ndim) + (size,) * self.ndim
+        impulse = np.zeros(shape)
+        impulse[(0,) * (ndim - self.ndim) + (size // 2,) * self.ndim] = 1.0
+        return float(np.sum(self(impulse) ** 2))
+
     def __call__(self, a: np.ndarray) -> np.ndarray:
         if self.sigma <= 0:
             return a

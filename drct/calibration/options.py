@@ -104,6 +104,7 @@ class CalibrationOptions:
     diagnostic_iterations: int = 20
     identifiability_tol: float = 1e-2
     diagnostic_size: int = 48**3
+    model_check: bool = True
 
     def __post_init__(self) -> None:
         self.basis = _choice("basis", self.basis, tuple(BASES))
@@ -127,7 +128,7 @@ class CalibrationOptions:
         self.diagnostic_iterations = _integer("diagnostic_iterations", self.diagnostic_iterations, 1)
         self.identifiability_tol = _real("identifiability_tol", self.identifiability_tol, 0.0, maximum=1.0)
         self.diagnostic_size = _integer("diagnostic_size", self.diagnostic_size, 1)
-        for name in ("accelerate", "pose", "progress"):
+        for name in ("accelerate", "pose", "progress", "model_check"):
             setattr(self, name, _flag(name, getattr(self, name)))
 
     @classmethod

@@ -128,9 +128,13 @@ class LevelProblem:
 
     def unweighted(self) -> LevelProblem:
         """The same level without the low-pass (the ridge, one forward and adjoint to find, is kept)."""
+        return self.weighted(0.0)
+
+    def weighted(self, sigma: float) -> LevelProblem:
+        """The same level with another low-pass, ``sigma`` pixels of this level's detector (the ridge is kept)."""
         out = copy.copy(self)
-        out.lowpass = DetectorLowPass(0.0, self.lowpass.ndim)
-        out.y = self.level.y
+        out.lowpass = DetectorLowPass(sigma, self.lowpass.ndim)
+        out.y = out.lowpass(self.level.y)
         out.norm = max(float(np.vdot(out.y, out.y)), 1e-300)
         return out
 

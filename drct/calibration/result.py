@@ -165,8 +165,10 @@ class CalibrationResult:
             volume_shape=None if self.vg is None else list(self.vg.shape),
             diagnostics=None if self.diagnostics is None else self.diagnostics.to_dict(),
             uncertainty_note=(
-                "1-sigma with the volume and the object pose re-fitted and the residual's autocovariance as the "
-                "noise model (see diagnostics)"
+                "1-sigma with the volume and the object pose re-fitted, the residual's autocovariance as the noise "
+                "model, the fitted volume's own noise taken off the information and, where a second detector "
+                "low-pass moves the estimate, a model-error term (see diagnostics; bias_bound there bounds what "
+                "the misfit beyond the noise could do)"
                 if self.diagnostics is not None
                 else "1-sigma from sigma^2 (J^T J)^-1 at the final geometry, volume held fixed: a lower bound "
                 "(ignores the volume's adaptation and the model's mismatch)"

@@ -108,6 +108,10 @@ def summary_lines(data: dict[str, Any], truth: dict[str, Any] | None) -> list[st
         for other in g["parameters"]:
             if held is not None and other != held:
                 partners.setdefault(other, []).append(held)
+    from ..calibration.gauge import held_truth
+
+    estimates = {k: v["value"] for k, v in data["parameters"].items()}
+    moved_truth = {} if truth is None else held_truth(data.get("gauge") or [], estimates, truth)
     lines = []
     for name, entry in data["parameters"].items():
         unit = "deg" if "value_deg" in entry else "px" if "value_px" in entry else entry["unit"]
@@ -125,6 +129,11 @@ def summary_lines(data: dict[str, Any], truth: dict[str, Any] | None) -> list[st
                 err = float(value) - true
                 sig = "" if not std or float(std) <= 0 else f" = {abs(err) / float(std):.1f}σ"
                 text += f"   truth {true:+.4f} {unit}, error {err:+.4f}{sig}"
+                if name in moved_truth:  # the truth moved along the gauge to where the held partner sits
+                    held, moved = moved_truth[name]
+                    err = float(value) - float(shown(moved))
+                    sig = "" if not std or float(std) <= 0 else f" = {abs(err) / float(std):.1f}σ"
+                    text += f"; with {held} held: truth {float(shown(moved)):+.4f} {unit}, error {err:+.4f}{sig}"
         else:
             text = f"{name:16s} {np.size(value)} values, RMS {float(np.sqrt(np.mean(np.square(value)))):.4f} {unit}"
         if name in partners:

@@ -31,6 +31,7 @@ from common import add_noise, iterations_for, levels_for, parser, psnr
 
 import drct as ct
 from drct.calibration import ridge_cgls
+from drct.calibration.gauge import held_truth
 from drct.calibration.problem import operator_norm
 
 
@@ -105,6 +106,14 @@ def run(args, basis: str) -> dict:
             print(f"  WARNING {line}")
     for k, v in errors.items():
         print(f"  error {k}: {v:.4f}")
+    moved = held_truth(res.gauge, est, truth)  # the truth moved along the gauge the data cannot see
+    if "det_shift_u" in moved and res.std is not None and res.std["det_shift_u"] > 0:
+        held, value = moved["det_shift_u"]
+        err = est["det_shift_u"] - value
+        print(
+            f"  det_shift_u with {held} held (the data's own invariant): truth {value / pixel:+.4f} px, error "
+            f"{err / pixel:+.4f} px = {abs(err) / res.std['det_shift_u']:.1f}σ"
+        )
     phantom = ct.phantoms.shepp_logan(vg)
     rec_true = recon(vg, pg_true, y, basis, args.recon_iterations)
     rec_nom = recon(vg, pg, y, basis, args.recon_iterations)

@@ -81,7 +81,7 @@ case "$scene" in
 esac
 done_step
 step "drct simulate shepp_logan_2d"
-drct simulate shepp_logan_2d -o sim --quiet
+drct simulate shepp_logan_2d -o sim --no-progress
 ls sim
 done_step
 step "drct reconstruct (FBP of the simulated scan)"
@@ -89,7 +89,7 @@ drct reconstruct sim/line_integrals.npy --geometry sim/geometry.json --method fb
 ls recon
 done_step
 step "drct calibrate micro_ct_misaligned (reduced: --scale 0.25, one level, 2 iterations)"
-drct calibrate "$scene" --scale 0.25 --levels 1 --iterations 2 --recon-iterations 3 --final-recon-iterations 3 \
+drct calibrate micro_ct_misaligned --scale 0.25 --levels 1 --iterations 2 --recon-iterations 3 --final-recon-iterations 3 \
     --no-progress -o calibration
 ls calibration
 done_step

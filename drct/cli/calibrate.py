@@ -17,6 +17,7 @@ the diagnostics: ``NOT DETERMINED`` (the data cannot place it, or the gauge test
 Example:
     $ drct calibrate scan.npy --geometry nominal.json --params det_shift_u,det_shift_v,det_roll -o calib
     $ drct calibrate scenes/micro_ct_misaligned.toml --scale 0.5 -o calib_micro
+    $ drct calibrate micro_ct_misaligned --scale 0.5 -o calib_micro  # the bundled scene, from any folder
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", type=Path, help="projections (.npy, .tif/.tiff) or a scene file (.toml)")
+    p.add_argument(
+        "input", type=Path, help="projections (.npy, .tif/.tiff), a scene file (.toml) or a bundled scene's name"
+    )
     add_output(p, "output folder", old=("--out",), type=Path)
     p.add_argument("--geometry", type=Path, help="nominal geometry file (drct JSON; required for projections)")
     p.add_argument(
@@ -151,6 +154,21 @@ def summary_lines(data: dict[str, Any], truth: dict[str, Any] | None) -> list[st
     return lines
 
 
+def is_scene_input(path: Path) -> bool:
+    """Whether ``drct calibrate``'s input is a scene: a ``.toml`` file, or a bundled scene's name where no file of
+    that name exists (as ``drct simulate`` takes it).
+
+    Example:
+        >>> from pathlib import Path
+        >>> from drct.cli.calibrate import is_scene_input
+        >>> [is_scene_input(Path(p)) for p in ("scan.toml", "micro_ct_misaligned", "scan.npy")]
+        [True, True, False]
+    """
+    from ..scenes import is_name
+
+    return path.suffix.lower() in SCENE_SUFFIXES or (not path.exists() and is_name(str(path)))
+
+
 def _volume(args: argparse.Namespace, vg: Any) -> Any:
     from ..geometry.volume import VolumeGeometry
 
@@ -166,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     from .reconstruct import require_memory_for
     from .simulate import check_size
 
-    is_scene = args.input.suffix.lower() in SCENE_SUFFIXES
+    is_scene = is_scene_input(args.input)
     expected = [*OUTPUTS, "scene.toml"]  # what --force may replace: the files of an earlier run
     check_output_folder(args.output, args.force, expected)
     truth = None

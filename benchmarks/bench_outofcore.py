@@ -178,6 +178,24 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
+def crop_row(
+    args: argparse.Namespace, vg: ct.VolumeGeometry, pg: ct.ProjectionGeometry, projections: Path, output: Path
+) -> tuple[str, str, str, str]:
+    """The in-memory ``ct.fdk`` of the central crop³ voxels against the same voxels of the streamed volume."""
+    n, c = vg.shape[0], args.crop
+    lo = (n - c) // 2
+    shift = lo + (c - 1) / 2 - (n - 1) / 2  # the crop's centre, in voxels (1 mm) from the volume's
+    crop_vg = ct.VolumeGeometry((c, c, c), voxel_size=1.0, center=(shift, shift, shift))
+    y = open_array(projections).read(0, args.views)
+    start = time.perf_counter()
+    reference = np.asarray(ct.fdk(ct.Projector(crop_vg, pg), y, progress=False))
+    elapsed = time.perf_counter() - start
+    streamed = open_array(output).read(lo, lo + c)[:, lo : lo + c, lo : lo + c]
+    error = float(np.abs(streamed - reference).max() / np.abs(reference).max())
+    rss = gib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return f"in-memory ct.fdk of the central {c}³", f"{elapsed:.1f} s", f"max rel. difference {error:.1e}", rss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512, help="volume N³ and detector N²")
@@ -190,6 +208,9 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128, help="compare a central crop³ with ct.fdk (0: skip)")
     parser.add_argument("--quick", action="store_true", help="64³ from 90 x 64² (CI size)")
     parser.add_argument("--compare", action="store_true", help="also run the first (per-view) kernel")
+    parser.add_argument(
+        "--crop-only", action="store_true", help="only compare the crop of an earlier run's volume with ct.fdk"
+    )
     parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--projections", help=argparse.SUPPRESS)
@@ -209,6 +230,9 @@ def main() -> None:
     n = args.size
     projections = work / f"y_{n}x{args.views}.{args.format}"
     output = work / f"x_{n}.npy"
+    if args.crop_only:
+        print(crop_row(args, vg, pg, projections, output))
+        return
     for stale in (output, work / f".{output.name}.ooc-partial"):
         if stale.is_dir():
             shutil.rmtree(stale)
@@ -238,19 +262,7 @@ def main() -> None:
     if args.compare:
         rows += compare_kernels(args, projections, work)
     if args.crop and not args.stop_after:
-        c = args.crop
-        lo = (n - c) // 2
-        shift = lo + (c - 1) / 2 - (n - 1) / 2  # the crop's centre, in voxels (1 mm) from the volume's
-        crop_vg = ct.VolumeGeometry((c, c, c), voxel_size=1.0, center=(shift, shift, shift))
-        y = open_array(projections).read(0, args.views)
-        start = time.perf_counter()
-        reference = np.asarray(ct.fdk(ct.Projector(crop_vg, pg), y, progress=False))
-        elapsed = time.perf_counter() - start
-        streamed = open_array(output).read(lo, lo + c)[:, lo : lo + c, lo : lo + c]
-        error = float(np.abs(streamed - reference).max() / np.abs(reference).max())
-        rows.append(
-            (f"in-memory ct.fdk of the central {c}³", f"{elapsed:.1f} s", f"max rel. difference {error:.1e}", "")
-        )
+        rows.append(crop_row(args, vg, pg, projections, output))
     width = max(len(r[0]) for r in rows)
     for r in rows:
         print(f"{r[0]:<{width}}  {r[1]:>24}  {r[2]:>26}  {r[3]}")

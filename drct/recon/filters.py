@@ -23,6 +23,8 @@ import drjit as dr
 import numpy as np
 import scipy.fft
 
+from ..memory import require_memory
+
 FILTERS = ("ram-lak", "shepp-logan", "cosine", "hamming", "hann")
 
 
@@ -122,6 +124,9 @@ def spatial_kernel(
     return kernel[np.arange(-(int(cols) - 1), int(cols)) % n] * spacing
 
 
+FILTER_BLOCK_BYTES = 64 << 20  # the padded spectra of at most this many bytes at a time (filter_rows)
+
+
 def filter_rows(p: np.ndarray, spacing: float, filter: str = "ram-lak", cutoff: float = 1.0, curved: bool = False):
     """Filter the last axis of ``p`` (numpy): ``Δ · (h ⊛ p)`` with zero padding.
 
@@ -135,13 +140,22 @@ def filter_rows(p: np.ndarray, spacing: float, filter: str = "ram-lak", cutoff: 
         >>> q.shape, q.dtype
         ((2, 16), dtype('float64'))
     """
+    p = np.asarray(p)
     cols = p.shape[-1]
     n = padded_length(cols)
-    single = np.asarray(p).dtype == np.float32
-    dtype = np.float32 if single else np.float64
+    dtype = np.float32 if p.dtype == np.float32 else np.float64
     response = filter_response(n, spacing, filter, cutoff, curved).astype(dtype)
-    spectrum = np.asarray(scipy.fft.rfft(np.asarray(p, dtype=dtype), n, axis=-1, workers=-1)) * response
-    return np.asarray(scipy.fft.irfft(spectrum, n, axis=-1, workers=-1))[..., :cols] * dtype(spacing)
+    require_memory(p.size * np.dtype(dtype).itemsize, f"the filtered projections ({p.shape}, {np.dtype(dtype).name})")
+    out = np.empty(p.shape, dtype)
+    rows, filtered = p.reshape(-1, cols), out.reshape(-1, cols)
+    # rows in blocks: the padded spectra of a whole scan (720 x 1024² rows: 6 GB complex64) never exist at once
+    block = max(1, FILTER_BLOCK_BYTES // (n * 2 * np.dtype(dtype).itemsize))
+    for start in range(0, rows.shape[0], block):
+        part = rows[start : start + block].astype(dtype, copy=False)
+        spectrum = np.asarray(scipy.fft.rfft(part, n, axis=-1, workers=-1)) * response
+        filtered[start : start + block] = np.asarray(scipy.fft.irfft(spectrum, n, axis=-1, workers=-1))[:, :cols]
+    out *= dtype(spacing)
+    return out
 
 
 class _FilterOp(dr.CustomOp):

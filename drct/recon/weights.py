@@ -28,6 +28,7 @@ import numpy as np
 from ..geometry.detector import detector_frame, dot, sub
 from ..geometry.projection import ProjectionGeometry, host_rows
 from ..geometry.volume import VolumeGeometry
+from ..memory import require_memory
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,11 @@ def _constant(values: np.ndarray, what: str) -> float:
     return float(values[0])
 
 
+WEIGHT_BYTES_PER_RAY = 96
+"""Peak memory of :func:`fbp_weights` per pixel of a fan or cone scan: its float64 per-pixel arrays and their
+temporaries (measured: 92 bytes per pixel at 720 x 256² and 360 x 384²)."""
+
+
 def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | None = None) -> FBPWeights:
     """The pre-filter weights, filter spacing and post-filter weights of FBP/FDK on ``pg`` (module docstring).
 
@@ -230,6 +236,12 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | 
         shape = (chosen.size,) + (1,) * (dim - 1)
         return FBPWeights(np.ones(shape), post.reshape(shape), spacing, False, False, False)
 
+    count = chosen.size * (pg.det_shape[0] if dim == 3 else 1) * pg.det_shape[-1]
+    require_memory(
+        WEIGHT_BYTES_PER_RAY * count,
+        f"the FBP/FDK weights of {chosen.size} views x {pg.det_shape} pixels (float64 per pixel, with their "
+        "temporaries; a scan this large is reconstructed by streaming views: drct.outofcore.fdk)",
+    )
     rays = _cone_rays(pg if views is None else pg.select_views(chosen))
     rho, cos_n, gamma = rays["rho"], rays["cos_n"], rays["gamma"]
     ulen = np.linalg.norm(du, axis=1)

@@ -178,22 +178,50 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
+def crop_rows(crop_vg: ct.VolumeGeometry, pg: ct.ProjectionGeometry, margin: int = 3) -> tuple[int, int]:
+    """The detector rows ``first .. last - 1`` that the corners of ``crop_vg`` project onto in any view of the flat
+    detector ``pg``, widened by ``margin`` rows."""
+    half = np.asarray(crop_vg.shape[::-1]) * np.asarray(crop_vg.voxel_size[::-1]) / 2
+    corners = np.asarray(crop_vg.center[::-1]) + half * np.array(np.meshgrid(*[[-1, 1]] * 3)).reshape(3, -1).T
+    src, det, du, dv = (np.asarray(a, dtype=np.float64) for a in (pg.src, pg.det, pg.det_u, pg.det_v))
+    normal = np.cross(du, dv)
+    ray = corners[None, :, :] - src[:, None, :]
+    t = np.sum((det - src) * normal, axis=1)[:, None] / np.sum(ray * normal[:, None, :], axis=2)
+    hit = src[:, None, :] + t[..., None] * ray
+    v = np.sum((hit - det[:, None, :]) * dv[:, None, :], axis=2) / np.sum(dv * dv, axis=1)[:, None]
+    rows = pg.det_shape[0]
+    first = max(0, int(np.floor((rows - 1) / 2 + v.min())) - margin)
+    last = min(rows, int(np.ceil((rows - 1) / 2 + v.max())) + 1 + margin)
+    return first, last
+
+
 def crop_row(
     args: argparse.Namespace, vg: ct.VolumeGeometry, pg: ct.ProjectionGeometry, projections: Path, output: Path
 ) -> tuple[str, str, str, str]:
-    """The in-memory ``ct.fdk`` of the central crop³ voxels against the same voxels of the streamed volume."""
+    """The in-memory ``ct.fdk`` of the central crop³ voxels against the same voxels of the streamed volume.
+
+    The in-memory FDK reads only the detector rows the crop projects onto (FDK filters along rows, weights each
+    pixel by its own ray and reads a voxel's value from the pixels around its projection, so the other rows do
+    not enter the crop's voxels): a 720 x 1024² scan does not fit in memory whole, its band of rows does."""
     n, c = vg.shape[0], args.crop
     lo = (n - c) // 2
     shift = lo + (c - 1) / 2 - (n - 1) / 2  # the crop's centre, in voxels (1 mm) from the volume's
     crop_vg = ct.VolumeGeometry((c, c, c), voxel_size=1.0, center=(shift, shift, shift))
-    y = open_array(projections).read(0, args.views)
+    first, last = crop_rows(crop_vg, pg)
+    band = ct.ProjectionGeometry(
+        pg.beam, pg.src, pg.det + pg.det_v * ((first + last - 1) / 2 - (pg.det_shape[0] - 1) / 2), pg.det_u,
+        pg.det_v, (last - first, pg.det_shape[1]),
+    )  # fmt: skip
+    y = np.ascontiguousarray(open_array(projections).read(0, args.views)[:, first:last])
     start = time.perf_counter()
-    reference = np.asarray(ct.fdk(ct.Projector(crop_vg, pg), y, progress=False))
+    reference = np.asarray(ct.fdk(ct.Projector(crop_vg, band), y, progress=False))
     elapsed = time.perf_counter() - start
     streamed = open_array(output).read(lo, lo + c)[:, lo : lo + c, lo : lo + c]
     error = float(np.abs(streamed - reference).max() / np.abs(reference).max())
+    l2 = float(np.linalg.norm(streamed - reference) / np.linalg.norm(reference))
     rss = gib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return f"in-memory ct.fdk of the central {c}³", f"{elapsed:.1f} s", f"max rel. difference {error:.1e}", rss
+    difference = f"max rel. difference {error:.1e}, rel. L2 {l2:.1e}"
+    return f"in-memory ct.fdk of the central {c}³", f"{elapsed:.1f} s", difference, rss
 
 
 def main() -> None:

@@ -190,8 +190,11 @@ def _constant(values: np.ndarray, what: str) -> float:
 
 
 WEIGHT_BYTES_PER_RAY = 96
-"""Peak memory of :func:`fbp_weights` per pixel of a fan or cone scan: its float64 per-pixel arrays and their
-temporaries (measured: 92 bytes per pixel at 720 x 256² and 360 x 384²)."""
+"""Memory of the temporaries of :func:`fbp_weights` per pixel of a fan or cone scan (measured: 92 bytes per pixel
+at 720 x 256² and 360 x 384² when they were made for a whole scan at once); they are made a chunk of views at a
+time, :data:`WEIGHT_CHUNK_BYTES` at most."""
+
+WEIGHT_CHUNK_BYTES = 256 << 20
 
 
 def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | None = None) -> FBPWeights:
@@ -236,28 +239,18 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | 
         shape = (chosen.size,) + (1,) * (dim - 1)
         return FBPWeights(np.ones(shape), post.reshape(shape), spacing, False, False, False)
 
-    count = chosen.size * (pg.det_shape[0] if dim == 3 else 1) * pg.det_shape[-1]
-    require_memory(
-        WEIGHT_BYTES_PER_RAY * count,
-        f"the FBP/FDK weights of {chosen.size} views x {pg.det_shape} pixels (float64 per pixel, with their "
-        "temporaries; a scan this large is reconstructed by streaming views: drct.outofcore.fdk)",
-    )
-    rays = _cone_rays(pg if views is None else pg.select_views(chosen))
-    rho, cos_n, gamma = rays["rho"], rays["cos_n"], rays["gamma"]
-    ulen = np.linalg.norm(du, axis=1)
-    if pg.curved:
-        radius = rays["radius"]
-        spacing = _constant(ulen[chosen] / radius, "fan angle per column")
-        pre = np.cos(gamma) * radius[:, None, None] / rho
-    else:
-        spacing = _constant(ulen, "detector column spacing")
-        pre = cos_n
-    ulen = ulen[chosen]
-    # angular weights: full orbits share each ray between two views; short scans use Parker's weights
+    rows, cols = (pg.det_shape[0] if dim == 3 else 1), pg.det_shape[-1]
     full = _covers_full_circle(angles)
+    # the per-pixel arrays are kept (pre; short scans: redundancy too), their temporaries only a chunk at a time
+    require_memory(
+        (8 if full else 16) * chosen.size * rows * cols + WEIGHT_CHUNK_BYTES,
+        f"the FBP/FDK weights of {chosen.size} views x {pg.det_shape} pixels (float64 per pixel; a scan this "
+        "large is reconstructed by streaming views: drct.outofcore.fdk)",
+    )
+    # angular weights: full orbits share each ray between two views; short scans use Parker's weights
     if full:
-        angular = (_voronoi(angles, 2 * np.pi) / 2)[chosen, None, None] * np.ones_like(gamma)
-        short, redundancy = False, None
+        per_view = _voronoi(angles, 2 * np.pi) / 2
+        beta = cell = scan_range = None
     else:
         # position on the arc, counter-clockwise from the end of the largest gap (views in any order; the
         # weights are mirror-symmetric, so the direction of rotation does not matter)
@@ -276,11 +269,37 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | 
         cell = np.empty_like(rel)
         cell[np.argsort(rel, kind="stable")] = cell_sorted
         scan_range = float(rel_sorted[-1] - rel_sorted[0]) + typical
-        beta = (rel + typical / 2)[chosen, None, None]
-        redundancy = parker_weights(beta, gamma, scan_range)
-        angular = cell[chosen, None, None] * redundancy
-        short = True
-    pre = pre * angular  # redundancy weights act on the data before filtering
+        beta = rel + typical / 2
+        per_view = None
+    short = not full
+    pre = np.empty((chosen.size, rows, cols))
+    redundancy = None if full else np.empty_like(pre)
+    radii = []
+    chunk = max(1, WEIGHT_CHUNK_BYTES // (WEIGHT_BYTES_PER_RAY * rows * cols))
+    for first in range(0, chosen.size, chunk):
+        part = chosen[first : first + chunk]
+        whole = views is None and part.size == pg.num_views
+        rays = _cone_rays(pg if whole else pg.select_views(part))
+        rho, cos_n, gamma = rays["rho"], rays["cos_n"], rays["gamma"]
+        if pg.curved:
+            radii.append(rays["radius"])
+            weight = np.cos(gamma) * rays["radius"][:, None, None] / rho
+        else:
+            weight = cos_n
+        if per_view is not None:
+            angular = per_view[part, None, None]
+        else:
+            assert beta is not None and cell is not None and scan_range is not None and redundancy is not None
+            factor = parker_weights(beta[part, None, None] * np.ones_like(gamma), gamma, scan_range)
+            redundancy[first : first + part.size] = factor
+            angular = cell[part, None, None] * factor
+        pre[first : first + part.size] = weight * angular  # redundancy weights act on the data before filtering
+    ulen = np.linalg.norm(du, axis=1)
+    if pg.curved:
+        spacing = _constant(ulen[chosen] / np.concatenate(radii), "fan angle per column")
+    else:
+        spacing = _constant(ulen, "detector column spacing")
+    ulen = ulen[chosen]
     if dim == 3:
         post = np.ones((chosen.size, 1, 1))  # 3D: voxel-driven backprojection with the weights of backproject.py
     else:

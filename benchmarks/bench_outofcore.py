@@ -219,8 +219,12 @@ def crop_row(
     streamed = open_array(output).read(lo, lo + c)[:, lo : lo + c, lo : lo + c]
     error = float(np.abs(streamed - reference).max() / np.abs(reference).max())
     l2 = float(np.linalg.norm(streamed - reference) / np.linalg.norm(reference))
+    difference = f"max rel. difference {error:.1e}, rel. L2 {l2:.1e} (rows {first}-{last - 1})"
+    if math.prod(pg.shape) * 4 <= 2**28:  # small enough for the whole detector in memory too
+        y = open_array(projections).read(0, args.views)
+        whole = np.asarray(ct.fdk(ct.Projector(crop_vg, pg), y, progress=False))
+        difference += f"; whole detector: {float(np.abs(streamed - whole).max() / np.abs(whole).max()):.1e}"
     rss = gib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    difference = f"max rel. difference {error:.1e}, rel. L2 {l2:.1e}"
     return f"in-memory ct.fdk of the central {c}³", f"{elapsed:.1f} s", difference, rss
 
 

@@ -188,10 +188,22 @@ def test_cli_writes_every_file_when_interrupted(tmp_path, data: np.ndarray, monk
 
 
 def test_deferred_interrupts_hold_ctrl_c_until_the_block_ends() -> None:
-    import os
     import signal
 
     from drct.calibration.interrupts import deferred_interrupts
+
+    # Python raises KeyboardInterrupt on SIGINT only where it was not ignored when the process started (a job run
+    # in the background of a shell, e.g. a CI runner, inherits SIG_IGN): install Python's own handler here
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _hold_and_release(deferred_interrupts)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
+def _hold_and_release(deferred_interrupts) -> None:
+    import os
+    import signal
 
     before = signal.getsignal(signal.SIGINT)
     with deferred_interrupts() as late:

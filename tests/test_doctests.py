@@ -34,7 +34,6 @@ SLOW = {"drct.calibration", "drct.calibration.solver"}
 NO_EXAMPLE_YET = {
     "drct.calibration.report",
     "drct.cli",
-    "drct.cli.calibrate",
     "drct.cli.reconstruct",
     "drct.cli.simulate",
     "drct.kernels",

@@ -209,7 +209,7 @@ def test_pet_iq_scene_file() -> None:
 @pytest.mark.slow
 def test_cli_simulate_pet_then_osem_and_bsrem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scene = tmp_path / "pet.toml"
-    from drct.scene.tomlwrite import dumps
+    from tomli_w import dumps
 
     scene.write_text(dumps(minimal_pet(counts={"total": 2e5, "randoms": 0.2})), encoding="utf-8")
     out = tmp_path / "sim"

@@ -485,5 +485,5 @@ def test_fdk_of_a_scan_whose_weights_do_not_fit_is_refused_before_any_work(monke
     monkeypatch.setattr(drct.memory, "available_bytes", lambda: 4 << 30)  # 720 x 1024² weights: 6 GB
     vg = ct.VolumeGeometry((8, 8, 8))
     pg = ct.cone(np.linspace(0, 2 * np.pi, 720, endpoint=False), (1024, 1024), 1.5, 4096.0, 6144.0)
-    with pytest.raises(MemoryBudgetError, match="drct.outofcore.fdk"):
+    with pytest.raises(MemoryBudgetError, match=r"drct\.outofcore\.fdk"):
         ct.recon.fbp_weights(pg, vg)

@@ -247,10 +247,10 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | 
         f"the FBP/FDK weights of {chosen.size} views x {pg.det_shape} pixels (float64 per pixel; a scan this "
         "large is reconstructed by streaming views: drct.outofcore.fdk)",
     )
-    # angular weights: full orbits share each ray between two views; short scans use Parker's weights
+    # angular weights: full orbits share each ray between two views (half a view's cell); short scans weight a
+    # view's cell by Parker's redundancy factor at its arc position beta
     if full:
-        per_view = _voronoi(angles, 2 * np.pi) / 2
-        beta = cell = scan_range = None
+        cell, beta, scan_range = _voronoi(angles, 2 * np.pi) / 2, None, 0.0
     else:
         # position on the arc, counter-clockwise from the end of the largest gap (views in any order; the
         # weights are mirror-symmetric, so the direction of rotation does not matter)
@@ -270,10 +270,8 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | 
         cell[np.argsort(rel, kind="stable")] = cell_sorted
         scan_range = float(rel_sorted[-1] - rel_sorted[0]) + typical
         beta = rel + typical / 2
-        per_view = None
-    short = not full
     pre = np.empty((chosen.size, rows, cols))
-    redundancy = None if full else np.empty_like(pre)
+    redundancy = None if beta is None else np.empty_like(pre)
     radii = []
     chunk = max(1, WEIGHT_CHUNK_BYTES // (WEIGHT_BYTES_PER_RAY * rows * cols))
     for first in range(0, chosen.size, chunk):
@@ -286,13 +284,11 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | 
             weight = np.cos(gamma) * rays["radius"][:, None, None] / rho
         else:
             weight = cos_n
-        if per_view is not None:
-            angular = per_view[part, None, None]
-        else:
-            assert beta is not None and cell is not None and scan_range is not None and redundancy is not None
-            factor = parker_weights(beta[part, None, None] * np.ones_like(gamma), gamma, scan_range)
+        angular = cell[part, None, None]
+        if beta is not None and redundancy is not None:
+            factor = parker_weights(beta[part, None, None], gamma, scan_range)
             redundancy[first : first + part.size] = factor
-            angular = cell[part, None, None] * factor
+            angular = angular * factor
         pre[first : first + part.size] = weight * angular  # redundancy weights act on the data before filtering
     ulen = np.linalg.norm(du, axis=1)
     if pg.curved:
@@ -308,4 +304,4 @@ def fbp_weights(pg: ProjectionGeometry, vg: VolumeGeometry, views: np.ndarray | 
         redundancy = None if redundancy is None else redundancy[:, 0, :]
     if dim == 3 and not pg.curved and np.any(np.abs(_rows(pg.det_v)[chosen, :2]).max(axis=1) > 1e-6 * ulen):
         warnings.warn("FDK assumes detector rows parallel to the z axis; this geometry tilts them", stacklevel=3)
-    return FBPWeights(pre, post, spacing, bool(pg.curved), dim == 2, short, redundancy)
+    return FBPWeights(pre, post, spacing, bool(pg.curved), dim == 2, not full, redundancy)

@@ -212,7 +212,11 @@ def crop_row(
         pg.beam, pg.src, pg.det + pg.det_v * ((first + last - 1) / 2 - (pg.det_shape[0] - 1) / 2), pg.det_u,
         pg.det_v, (last - first, pg.det_shape[1]),
     )  # fmt: skip
-    y = np.ascontiguousarray(open_array(projections).read(0, args.views)[:, first:last])
+    scan = open_array(projections).read(0, args.views)
+    y = np.ascontiguousarray(scan[:, first:last])
+    small = math.prod(pg.shape) * 4 <= 2**28  # small enough for the whole detector in memory too
+    if not small:
+        del scan  # the band only: the whole scan would not fit beside the in-memory FDK
     start = time.perf_counter()
     reference = np.asarray(ct.fdk(ct.Projector(crop_vg, band), y, progress=False))
     elapsed = time.perf_counter() - start
@@ -220,9 +224,8 @@ def crop_row(
     error = float(np.abs(streamed - reference).max() / np.abs(reference).max())
     l2 = float(np.linalg.norm(streamed - reference) / np.linalg.norm(reference))
     difference = f"max rel. difference {error:.1e}, rel. L2 {l2:.1e} (rows {first}-{last - 1})"
-    if math.prod(pg.shape) * 4 <= 2**28:  # small enough for the whole detector in memory too
-        y = open_array(projections).read(0, args.views)
-        whole = np.asarray(ct.fdk(ct.Projector(crop_vg, pg), y, progress=False))
+    if small:
+        whole = np.asarray(ct.fdk(ct.Projector(crop_vg, pg), scan, progress=False))
         difference += f"; whole detector: {float(np.abs(streamed - whole).max() / np.abs(whole).max()):.1e}"
     rss = gib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return f"in-memory ct.fdk of the central {c}³", f"{elapsed:.1f} s", difference, rss

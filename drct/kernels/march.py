@@ -389,93 +389,141 @@ def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
 class Window:
     """The ``(n + 1)^ndim`` coefficients of a ray's current cell, oriented along the ray (entry ``j'`` of axis
     ``a`` is the natural index ``j'``, or ``n - j'`` where the ray runs backwards), so that a step always drops
-    the near face ``j'_a = 0`` and takes in the far face ``j'_a = n``."""
+    the near face ``j'_a = 0`` and takes in the far face ``j'_a = n``.
+
+    In oriented indices a cell's entries sit at ``corner + Σ_a j'_a · stride_a`` (``stride_a`` negated on reversed
+    axes), and a step along ``a`` moves ``corner`` by ``stride_a``: each step finds its face with a few integer
+    adds, and whether each entry lies inside the array from ``n + 2`` compares per axis.
+    """
 
     def __init__(self, grid: KnotGrid, t: Types, segs: Segments) -> None:
         self.grid, self.t, self.n = grid, t, grid.degree
+        n, ndim = grid.degree, grid.ndim
         self.offset = segs.offset
         self.flip = [d < 0 for d in segs.direction]
-        self.step = [dr.select(f, t.Int(-1), t.Int(1)) for f in self.flip]
-        self.span = list(product(range(self.n + 1), repeat=grid.ndim))  # same order as the weights
-        self.near = [[i for i, js in enumerate(self.span) if js[a] == 0] for a in range(grid.ndim)]
-        self.far = [[i for i, js in enumerate(self.span) if js[a] == self.n] for a in range(grid.ndim)]
+        self.span = list(product(range(n + 1), repeat=ndim))  # same order as the weights
+        self.near = [[i for i, js in enumerate(self.span) if js[a] == 0] for a in range(ndim)]
+        self.far = [[i for i, js in enumerate(self.span) if js[a] == n] for a in range(ndim)]
+        self.stride = [dr.select(f, t.Int(-s), t.Int(s)) for f, s in zip(self.flip, grid.strides, strict=True)]
+        # oriented entry j' of axis a lies at natural position k_a + first_a + sign_a * j' (k: the cell)
+        self.first_pos = [dr.select(f, t.Int(n - grid.pad), t.Int(-grid.pad)) for f in self.flip]
+        self.sign = [dr.select(f, t.Int(-1), t.Int(1)) for f in self.flip]
+        flipped = [dr.select(f, t.Int(n * s), t.Int(0)) for f, s in zip(self.flip, grid.strides, strict=True)]
+        self.corner_shift = sum(flipped[1:], start=flipped[0])  # from the cell's natural first entry
 
-    def locate(self, coords: list[Any], i: int) -> tuple[Any, Any]:
-        """Flat index of entry ``i`` of the cell at ``coords``, and whether it lies inside the array."""
-        grid, t, n = self.grid, self.t, self.n
-        index, inside = None, None
-        for a, (j, stride) in enumerate(zip(self.span[i], grid.strides, strict=True)):
-            pos = coords[a] + dr.select(self.flip[a], t.Int(n - j), t.Int(j)) - grid.pad
-            ok = t.UInt(pos) < grid.shape[a]  # negative positions wrap around: one compare
-            index = pos * stride if index is None else index + pos * stride
-            inside = ok if inside is None else inside & ok
+    def corner(self, coords: list[Any]) -> Any:
+        """Flat index of oriented entry ``(0, ..., 0)`` of the cell at ``coords`` (possibly outside the array)."""
+        base = (coords[0] - self.grid.pad) * self.grid.strides[0]
+        for k, stride in zip(coords[1:], self.grid.strides[1:], strict=True):
+            base = base + (k - self.grid.pad) * stride
         if not isinstance(self.offset, int):
-            index = index + self.offset
-        return index, inside
+            base = base + self.offset
+        return base + self.corner_shift
+
+    def axis_inside(self, coords: list[Any], count: int) -> list[list[Any]]:
+        """Per axis, for oriented entries ``j' = 0 .. count - 1`` of the cell at ``coords``: inside the array?"""
+        out = []
+        for k, first, sign, size in zip(coords, self.first_pos, self.sign, self.grid.shape, strict=True):
+            pos = k + first
+            out.append([self.t.UInt(pos + sign * j) < size for j in range(count)])  # negatives wrap: one compare
+        return out
+
+    def entries(self, coords: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Flat index of every entry of the cell at ``coords`` and whether it lies inside the array."""
+        corner, inside = self.corner(coords), self.axis_inside(coords, self.n + 1)
+        index, masks = [corner], [True]
+        for stride, valid in zip(self.stride, inside, strict=True):
+            index = [i + stride * j if j else i for i in index for j in range(self.n + 1)]
+            masks = [m & v for m in masks for v in valid]
+        return index, masks
+
+    def face(self, cell: Cell, far: bool) -> tuple[Any, Any, list[Any], list[list[Any]]]:
+        """The face of ``cell`` that its step crosses, seen from the cell: its corner's flat index, whether the
+        step axis's layer lies inside the array, and for the face's own axes (the others, in order) their oriented
+        strides and per-entry inside masks. ``far``: the next cell's far face (layer ``n + 1`` of this cell's
+        oriented grid), else this cell's near face (layer 0). Lanes that do not step get an all-outside face."""
+        n, ndim, leaving = self.n, self.grid.ndim, cell.leaving
+        inside = self.axis_inside(cell.coords, n + 2)
+        layer = n + 1 if far else 0
+        step_stride, step_inside = self.stride[-1], leaving[-1] & inside[-1][layer]
+        for a in reversed(range(ndim - 1)):
+            step_stride = dr.select(leaving[a], self.stride[a], step_stride)
+            step_inside = dr.select(leaving[a], inside[a][layer], step_inside)
+        corner = self.corner(cell.coords)
+        if far:
+            corner = corner + (n + 1) * step_stride
+        strides, masks = [], []
+        for i in range(ndim - 1):  # the face's i-th axis is i below the step axis, i + 1 from it on
+            later = leaving[i + 1]
+            for leave in leaving[i + 2 :]:
+                later = later | leave
+            strides.append(dr.select(later, self.stride[i], self.stride[i + 1]))
+            masks.append(
+                [dr.select(later, x, y) for x, y in zip(inside[i][: n + 1], inside[i + 1][: n + 1], strict=True)]
+            )
+        return corner, step_inside, strides, masks
+
+    def face_entries(self, cell: Cell, far: bool) -> tuple[list[Any], list[Any]]:
+        """Flat index and inside mask of each slot of the crossed face (see :meth:`face`), in slot order."""
+        corner, step_inside, strides, inside = self.face(cell, far)
+        index, masks = [corner], [step_inside]
+        for stride, valid in zip(strides, inside, strict=True):
+            offsets = [stride * j if j else None for j in range(self.n + 1)]
+            index = [i if o is None else i + o for i in index for o in offsets]
+            masks = [m & v for m in masks for v in valid]
+        return index, masks
 
     def first(self, coeffs: Any, segs: Segments) -> list[Any]:
         """The coefficients of the cell each ray starts in (zero for rays that miss)."""
         hit = segs.length > 0
-        start = first_cell(self.grid, self.t, segs)
-        out = []
-        for i in range(len(self.span)):
-            index, inside = self.locate(start, i)
-            out.append(dr.gather(self.t.Float, coeffs, self.t.UInt(index), inside & hit))
-        return out
+        index, inside = self.entries(first_cell(self.grid, self.t, segs))
+        return [dr.gather(self.t.Float, coeffs, self.t.UInt(i), m & hit) for i, m in zip(index, inside, strict=True)]
 
     def advance(self, coeffs: Any, window: list[Any], cell: Cell) -> list[Any]:
-        """The window of the next cell: gather only the far face of the cell the ray steps into, slide the rest."""
-        grid, t = self.grid, self.t
-        leaving = cell.leaves
-        entering = []  # gathered once, for whichever axis the ray steps along
-        for slot in range(len(self.far[0])):
-            index, inside = None, None
-            for a in range(grid.ndim):
-                after = [k + self.step[b] if b == a else k for b, k in enumerate(cell.coords)]
-                idx, ok = self.locate(after, self.far[a][slot])
-                index = idx if index is None else dr.select(cell.leaving[a], idx, index)
-                inside = ok if inside is None else dr.select(cell.leaving[a], ok, inside)
-            entering.append(dr.gather(t.Float, coeffs, t.UInt(index), inside & leaving))
-        for a in range(grid.ndim):
-            window = [
-                dr.select(cell.leaving[a], s_, w) for s_, w in zip(self.slid(window, a, entering), window, strict=True)
-            ]
-        return window
+        """The window of the next cell: gather only the far face of the cell the ray steps into, slide the rest.
+        (Lanes whose ray ends here get a window nobody reads.)"""
+        index, inside = self.face_entries(cell, far=True)
+        entering = [dr.gather(self.t.Float, coeffs, self.t.UInt(i), m) for i, m in zip(index, inside, strict=True)]
+        return self.slid(window, cell, entering)
 
     def flush(self, weights: list[Any], cell: Cell, values: Any, target: Any, mode: dr.ReduceMode) -> list[Any]:
         """Scatter ``values`` times the weights of the face the ray leaves (coefficients it never sees again)
-        into ``target``; return the weight window slid into the next cell."""
-        t, ndim = self.t, self.grid.ndim
-        leaving = cell.leaves
-        for slot in range(len(self.near[0])):
-            value, (index, inside) = weights[self.near[0][slot]], self.locate(cell.coords, self.near[0][slot])
-            for a in range(1, ndim):
-                i = self.near[a][slot]
-                idx, ok = self.locate(cell.coords, i)
-                value = dr.select(cell.leaving[a], weights[i], value)
-                index = dr.select(cell.leaving[a], idx, index)
-                inside = dr.select(cell.leaving[a], ok, inside)
-            dr.scatter_add(target, value * values, t.UInt(index), inside & leaving, mode=mode)
-        for a in range(ndim):
-            weights = [dr.select(cell.leaving[a], s_, w) for s_, w in zip(self.slid(weights, a), weights, strict=True)]
-        return weights
+        into ``target``; return the weight window slid into the next cell (unchanged where the ray ends)."""
+        index, inside = self.face_entries(cell, far=False)
+        leaving = cell.leaving
+        for slot, (i, m) in enumerate(zip(index, inside, strict=True)):
+            value = weights[self.near[-1][slot]]
+            for a in reversed(range(self.grid.ndim - 1)):
+                value = dr.select(leaving[a], weights[self.near[a][slot]], value)
+            dr.scatter_add(target, value * values, self.t.UInt(i), m, mode=mode)
+        return self.slid(weights, cell, None)
 
     def flush_all(
         self, weights: list[Any], coords: list[Any], values: Any, target: Any, hit: Any, mode: dr.ReduceMode
     ) -> None:
         """Scatter what a ray's weight window still holds when it stops."""
-        for i in range(len(self.span)):
-            index, inside = self.locate(coords, i)
-            dr.scatter_add(target, weights[i] * values, self.t.UInt(index), inside & hit, mode=mode)
+        index, inside = self.entries(coords)
+        for w, i, m in zip(weights, index, inside, strict=True):
+            dr.scatter_add(target, w * values, self.t.UInt(i), m & hit, mode=mode)
 
-    def slid(self, window: list[Any], a: int, fill: list[Any] | None = None) -> list[Any]:
-        """The window after a step along axis ``a``: entry j' takes j' + 1; the far face takes ``fill`` (or 0)."""
+    def slid(self, window: list[Any], cell: Cell, fill: list[Any] | None) -> list[Any]:
+        """The window after the cell's step, one select chain per entry: along the step axis ``a`` entry ``j'``
+        takes ``j' + 1`` and the far face takes ``fill``. With ``fill`` (the forward) lanes that do not step
+        get the last axis's slide; without it (weights) they keep ``window`` and the far face takes 0."""
+        n, ndim, leaving = self.n, self.grid.ndim, cell.leaving
+        position = {js: i for i, js in enumerate(self.span)}
+
+        def source(js: tuple[int, ...], a: int) -> Any:
+            if js[a] == n:
+                return 0.0 if fill is None else fill[self.far[a].index(position[js])]
+            return window[position[(*js[:a], js[a] + 1, *js[a + 1 :])]]
+
         out = []
-        for js in self.span:
-            if js[a] == self.n:
-                out.append(0.0 if fill is None else fill[self.far[a].index(self.span.index(js))])
-            else:
-                out.append(window[self.span.index(tuple(j + 1 if b == a else j for b, j in enumerate(js)))])
+        for js, w in zip(self.span, window, strict=True):
+            value = source(js, ndim - 1) if fill is not None else dr.select(leaving[-1], source(js, ndim - 1), w)
+            for a in reversed(range(ndim - 1)):
+                value = dr.select(leaving[a], source(js, a), value)
+            out.append(value)
         return out
 
 

@@ -5,6 +5,7 @@ volume and a batch of two. Forward, adjoint and ray derivatives, 2D and 3D, floa
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import bspline_reference as reference
@@ -15,7 +16,7 @@ import pytest
 from drct.backend import types
 from drct.geometry.ray_arrays import Rays
 from drct.kernels import derivatives, march
-from drct.volume import gauss_legendre_01, quadrature_order
+from drct.volume import bspline_scaled_segments, bspline_segments, gauss_legendre_01, quadrature_order
 
 SHAPES = {2: (5, 4), 3: (4, 5, 3)}
 SPACING = {2: (1.0, 0.75), 3: (1.0, 0.75, 1.25)}
@@ -108,3 +109,11 @@ def test_ray_derivatives_match_the_reference(ndim: int, degree: int, batch: int)
     for a, b in pairs:
         a_, b_ = np.array(a), np.array(b)
         assert np.abs(b_).max() > 0 and np.abs(a_ - b_).max() <= 1e-11 * np.abs(b_).max()
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_scaled_segments_are_factorial_times_the_b_spline(degree: int) -> None:
+    x = np.linspace(0.0, 1.0, 257)
+    got = np.array(bspline_scaled_segments(degree, x))
+    want = math.factorial(degree) * np.array(bspline_segments(degree, x))
+    assert np.abs(got - want).max() <= 1e-14 * math.factorial(degree)

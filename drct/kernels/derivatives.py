@@ -8,6 +8,7 @@ constant: its derivative is the sum of the jumps at the cell faces the ray cross
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import drjit as dr
 
 from ..backend import Types
 from ..geometry.ray_arrays import Vec
-from ..volume import bspline_segment_slopes, bspline_segments
+from ..volume import bspline_scaled_segments, bspline_segment_slopes
 from .march import (
     Cell,
     KnotGrid,
@@ -23,8 +24,10 @@ from .march import (
     Window,
     add_node_weights,
     dot_fma,
+    first_cell,
     gather_cell,
     march,
+    node_bases,
     oriented,
     scatter_cell,
     scatter_mode,
@@ -55,40 +58,55 @@ def _contract(
 
 
 def cell_derivatives(
-    grid: KnotGrid, cell: Cell, coeffs: list[Any], flip: list[Any] | None = None, weights: list[Any] | None = None
+    grid: KnotGrid,
+    cell: Cell,
+    coeffs: list[Any],
+    flip: list[Any] | None = None,
+    weights: list[Any] | None = None,
+    with_start: bool = True,
 ) -> tuple[list[Any], list[Any], Any, Any, list[Any] | None]:
     """Integrals over the segment of ``∂f/∂w_a`` and ``s ∂f/∂w_a`` (``s`` = distance from the segment start, mm),
-    the values of ``f`` at the segment's two ends, for the cell coefficients ``coeffs`` (ordered as
-    :func:`cell_weights` orders its weights for the same ``flip``), and — given ``weights`` — ``weights`` plus
-    the cell's :func:`cell_weights`, from the same basis values (degree >= 1).
+    the values of ``f`` at the segment's two ends (the start only ``with_start``, else ``None``), for the cell
+    coefficients ``coeffs`` (ordered as :func:`cell_weights` orders its weights for the same ``flip``), and —
+    given ``weights`` — ``weights`` plus the cell's :func:`cell_weights`, from the same basis values (degree >= 1).
 
     Reversed axes are taken at ``1 - x`` (:func:`~drct.kernels.march.oriented`), so their slopes change sign.
+    The basis values are ``n!`` times the B-spline's (:func:`~drct.volume.bspline_scaled_segments`), the slopes
+    the B-spline's own: the sums are rescaled once per node.
     """
     n, ndim = grid.degree, grid.ndim
     starts, slopes = oriented(cell, flip)
     sign: list[Any] = [1.0] * ndim if flip is None else [dr.select(f, -1.0, 1.0) for f in flip]
+    scale = math.factorial(n)
 
     def value(along: Any) -> Any:
         x = [dr.fma(along, d, s) for s, d in zip(starts, slopes, strict=True)]
-        return _contract(coeffs, [bspline_segments(n, v) for v in x])[0]
+        return _contract(coeffs, [bspline_scaled_segments(n, v) for v in x])[0] * (1.0 / scale**ndim)
 
-    start, end = value(0.0), value(cell.length)
+    start = value(0.0) if with_start else None
+    end = value(cell.length)
     grad: list[Any] = [0.0] * ndim
     moment: list[Any] = [0.0] * ndim
     if n > 0:
-        for xi, omega in zip(grid.nodes, grid.weights, strict=True):
-            along = cell.length * xi
-            x = [dr.fma(along, d, s) for s, d in zip(starts, slopes, strict=True)]
-            values = [bspline_segments(n, v) for v in x]
+        for omega, along, x, values in node_bases(grid, cell, flip):
             _, g = _contract(coeffs, values, [bspline_segment_slopes(n, v) for v in x])
-            scale = omega * cell.length
             if weights is not None:
-                weights = add_node_weights(weights, values, scale)
+                weights = add_node_weights(weights, values, omega * cell.length)
+            step = omega * scale * cell.length  # the slope's own axis carries no n!
             for a in range(ndim):
-                slope = g[a] * sign[a] * scale
+                slope = g[a] * sign[a] * step
                 grad[a] = grad[a] + slope
                 moment[a] = moment[a] + slope * along
     return grad, moment, start, end, weights
+
+
+def entry_value(grid: KnotGrid, t: Types, segs: Segments, window: list[Any], flip: list[Any]) -> Any:
+    """``f`` where each clipped ray enters its first cell, from that cell's (oriented) window."""
+    cell = first_cell(grid, t, segs)
+    local = [e - t.Float(k) for e, k in zip(segs.entry, cell, strict=True)]
+    x = [dr.select(f, 1.0 - s, s) for f, s in zip(flip, local, strict=True)]
+    values = [bspline_scaled_segments(grid.degree, v) for v in x]
+    return _contract(window, values)[0] * (1.0 / math.factorial(grid.degree) ** grid.ndim)
 
 
 @dataclass
@@ -126,22 +144,21 @@ def ray_derivatives(
     win = Window(grid, t, segs)
 
     def visit(acc: Any, cell: Cell) -> Any:
-        grad, moment, f_start, _, first, window, weights = acc
-        g, m, start, end, added = cell_derivatives(
-            grid, cell, window, win.flip, weights if target is not None else None
+        grad, moment, _, window, weights = acc
+        g, m, _, end, added = cell_derivatives(
+            grid, cell, window, win.flip, weights if target is not None else None, with_start=False
         )
         if added is not None:
             weights = win.flush(added, cell, values, target, mode)
         grad = [x + y for x, y in zip(grad, g, strict=True)]
         moment = [x + y + gy * cell.start for x, y, gy in zip(moment, m, g, strict=True)]
-        f_start = dr.select(first, start, f_start)
-        return grad, moment, f_start, end, dr.zeros(t.Bool, width), win.advance(coeffs, window, cell), weights
+        return grad, moment, end, win.advance(coeffs, window, cell), weights
 
     weights0 = [zero] * len(win.span) if target is not None else []
-    acc = ([zero] * grid.ndim, [zero] * grid.ndim, zero, zero, dr.full(t.Bool, True, width), win.first(coeffs, segs))
-    (grad, moment, f_start, f_end, _, _, weights), coords = march(
-        grid, t, segs, visit, (*acc, weights0), return_cell=True
-    )
+    window0 = win.first(coeffs, segs)
+    f_start = entry_value(grid, t, segs, window0, win.flip)  # f is continuous: only the first cell's start counts
+    acc = ([zero] * grid.ndim, [zero] * grid.ndim, zero, window0, weights0)
+    (grad, moment, f_end, _, weights), coords = march(grid, t, segs, visit, acc, return_cell=True)
     if target is not None:
         win.flush_all(weights, coords, values, target, segs.length > 0, mode)
     return RayDerivatives(grad, moment, f_start, f_end)

@@ -16,7 +16,8 @@ give ``dy/do`` and ``dy/dd`` for the ray origin ``o`` and direction ``d``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
@@ -27,7 +28,7 @@ from ..backend import Types
 from ..concurrency import only_thread
 from ..geometry.ray_arrays import Rays, Vec
 from ..geometry.volume import VolumeGeometry
-from ..volume import bspline_segments, gauss_legendre_01, quadrature_order
+from ..volume import bspline_scaled_segments, gauss_legendre_01, quadrature_order
 
 
 @dataclass(frozen=True)
@@ -201,17 +202,29 @@ def add_node_weights(total: list[Any] | None, per_axis: list[list[Any]], scale: 
     return [dr.fma(p, v, a) for (p, v), a in zip(pairs, total, strict=True)]
 
 
-def cell_weights(grid: KnotGrid, cell: Cell, flip: list[Any] | None = None) -> list[Any]:
-    """Exact integrals over the segment of each cell coefficient's basis function (order of ``grid.offsets``;
-    along axes where ``flip`` is true, the coefficient order of that axis is reversed: see :func:`oriented`)."""
+def node_bases(grid: KnotGrid, cell: Cell, flip: list[Any] | None) -> Iterator[tuple[float, Any, Vec, list[list[Any]]]]:
+    """Per Gauss–Legendre node of the segment: its weight divided by ``(n!)^ndim`` (a constant), its distance
+    from the segment start (mm), its in-cell position (oriented: see :func:`oriented`) and per axis the basis
+    values there times ``n!`` (:func:`~drct.volume.bspline_scaled_segments`: the kernels multiply the weight
+    back in once per node)."""
     n = grid.degree
-    if n == 0:
-        return [cell.length]
     starts, slopes = oriented(cell, flip)
-    total: list[Any] | None = None
+    unscale = 1.0 / math.factorial(n) ** grid.ndim
     for xi, omega in zip(grid.nodes, grid.weights, strict=True):
         along = cell.length * xi
-        per_axis = [bspline_segments(n, dr.fma(along, d, s)) for s, d in zip(starts, slopes, strict=True)]
+        x = [dr.fma(along, d, s) for s, d in zip(starts, slopes, strict=True)]
+        yield omega * unscale, along, x, [bspline_scaled_segments(n, v) for v in x]
+
+
+def cell_weights(
+    grid: KnotGrid, cell: Cell, flip: list[Any] | None = None, total: list[Any] | None = None
+) -> list[Any]:
+    """Exact integrals over the segment of each cell coefficient's basis function (order of ``grid.offsets``;
+    along axes where ``flip`` is true, the coefficient order of that axis is reversed: see :func:`oriented`),
+    added to ``total`` if given."""
+    if grid.degree == 0:
+        return [cell.length] if total is None else [total[0] + cell.length]
+    for omega, _, _, per_axis in node_bases(grid, cell, flip):
         total = add_node_weights(total, per_axis, omega * cell.length)
     assert total is not None
     return total
@@ -225,14 +238,11 @@ def contract_cell(grid: KnotGrid, cell: Cell, window: list[Any], flip: list[Any]
     evaluated at ``1 - x`` (uniform B-splines are symmetric: segment ``n - j`` at ``x`` is segment ``j`` at
     ``1 - x``) instead of selecting each weight.
     """
-    n, m = grid.degree, grid.degree + 1
-    starts, slopes = oriented(cell, flip)
+    m = grid.degree + 1
     total: Any = 0.0
-    for xi, omega in zip(grid.nodes, grid.weights, strict=True):
-        along = cell.length * xi
+    for omega, _, _, per_axis in node_bases(grid, cell, flip):
         values = window
-        for a in reversed(range(grid.ndim)):  # the window's last axis varies fastest
-            b = bspline_segments(n, dr.fma(along, slopes[a], starts[a]))
+        for b in reversed(per_axis):  # the window's last axis varies fastest
             values = [dot_fma([values[i * m + j] for j in range(m)], b) for i in range(len(values) // m)]
         total = dr.fma(omega, values[0], total)
     return total * cell.length
@@ -548,8 +558,7 @@ def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: A
     win = Window(grid, t, segs)
 
     def visit(window: list[Any], cell: Cell) -> list[Any]:
-        window = [a + w for a, w in zip(window, cell_weights(grid, cell, win.flip), strict=True)]
-        return win.flush(window, cell, values, target, mode)
+        return win.flush(cell_weights(grid, cell, win.flip, window), cell, values, target, mode)
 
     width = dr.width(segs.length)
     window, coords = march(grid, t, segs, visit, [dr.zeros(t.Float, width)] * len(win.span), return_cell=True)

@@ -2,12 +2,17 @@
 alternated in one process (the old kernels are the slow reference twin in ``tests/bspline_reference.py``).
 
 Run:  python benchmarks/bench_bspline_march.py [--workloads cone128,parallel2d] [--bases linear,bspline2,bspline3]
-                                               [--views 20] [--repeat 5] [--no-gradient]
+                                               [--views 20] [--repeat 5] [--no-gradient] [--ablate]
 
 GVU/s = voxels x views / s (wall, median of ``--repeat`` after a first call); CPU s is this process's user + system
 time per call (median), which a shared machine disturbs less than wall time. ``--views`` thins the scans' views
 (GVU/s is per voxel-view, so a thinner scan measures the same rate in less time). "gradient" is one reverse-mode
 gradient of 0.5 |A(pose) x - y|² w.r.t. the volume and a rigid pose per view.
+
+``--ablate`` instead splits the new kernels' CPU time per pass by removing one part at a time (the results are
+wrong; only the time counts): forward without the face gathers (an arithmetic stand-in of the same index), without
+the window slide, without the contraction, and with neither (the march alone); adjoint without the scatters (an
+arithmetic stand-in) and without the weights.
 """
 
 from __future__ import annotations
@@ -49,6 +54,116 @@ def kernels(name: str) -> Iterator[None]:
         march.project, march.backproject, derivatives.ray_derivatives = saved
 
 
+def ablated_project(part: str) -> Callable[..., Any]:
+    """:func:`drct.kernels.march.project` (degree >= 1) without ``part``: "gathers", "slide", "contraction" or
+    "both" (contraction and window advance)."""
+
+    def project(grid: march.KnotGrid, t: Any, segs: march.Segments, coeffs: Any) -> Any:
+        win = march.Window(grid, t, segs)
+
+        def visit(acc: Any, cell: march.Cell) -> Any:
+            total, window = acc
+            if part in ("contraction", "both"):
+                total = dr.fma(window[0], cell.length, total)
+            else:
+                total = total + march.contract_cell(grid, cell, window, win.flip)
+            if part == "both":
+                return total, window
+            index, inside = win.face_entries(cell, far=True)
+            if part == "gathers":
+                face = [dr.select(m, t.Float(i) * 1e-9, 0.0) for i, m in zip(index, inside, strict=True)]
+            else:
+                face = [dr.gather(t.Float, coeffs, t.UInt(i), m) for i, m in zip(index, inside, strict=True)]
+            if part == "slide":
+                return total, [w + f for w, f in zip(window, face + [0.0] * len(window), strict=False)]
+            return total, win.slid(window, cell, face)
+
+        width = dr.width(segs.length)
+        return march.march(grid, t, segs, visit, (dr.zeros(t.Float, width), win.first(coeffs, segs)))[0]
+
+    return project
+
+
+def ablated_backproject(part: str) -> Callable[..., Any]:
+    """:func:`drct.kernels.march.backproject` (degree >= 1) without ``part``: "scatters" or "weights"."""
+
+    def backproject(grid: march.KnotGrid, t: Any, segs: march.Segments, values: Any, target: Any, spread: bool) -> None:
+        mode = march.scatter_mode(target, spread)
+        win = march.Window(grid, t, segs)
+
+        def visit(acc: Any, cell: march.Cell) -> Any:
+            window, sink = acc
+            if part == "weights":
+                window = [w + cell.length for w in window]
+            else:
+                window = march.cell_weights(grid, cell, win.flip, window)
+            if part != "scatters":
+                return win.flush(window, cell, values, target, mode), sink
+            index, inside = win.face_entries(cell, far=False)
+            for slot, (i, m) in enumerate(zip(index, inside, strict=True)):
+                value = window[win.near[-1][slot]]
+                for a in reversed(range(grid.ndim - 1)):
+                    value = dr.select(cell.leaving[a], window[win.near[a][slot]], value)
+                sink = sink + dr.select(m, value * values * t.Float(i), 0.0)
+            return win.slid(window, cell, None), sink
+
+        width = dr.width(segs.length)
+        state = ([dr.zeros(t.Float, width)] * len(win.span), dr.zeros(t.Float, width))
+        (window, sink), coords = march.march(grid, t, segs, visit, state, return_cell=True)
+        win.flush_all(window, coords, values + sink * 1e-30, target, segs.length > 0, mode)
+
+    return backproject
+
+
+def ablate(names: list[str], bases: list[str], views: int, repeat: int) -> None:
+    """CPU ms per pass of the new kernels with one part removed at a time, variants alternated."""
+    mod = drjit_module()
+    print(
+        "| workload | basis | pass | full | "
+        + " | ".join(f"no {p}" for p in ("gathers", "slide", "contraction"))
+        + " |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        vg, pg = workload(name, views)
+        rng = np.random.default_rng(0)
+        x = mod.TensorXf(rng.random(vg.shape, dtype=np.float32))
+        y = mod.TensorXf(rng.random(pg.shape, dtype=np.float32))
+        for basis in bases:
+            A = ct.Projector(vg, pg, basis=basis)
+            forward = {p: ablated_project(p) for p in ("gathers", "slide", "contraction", "both")}
+            forward["full"] = march.project
+            backward = {p: ablated_backproject(p) for p in ("scatters", "weights")}
+            backward["full"] = march.backproject
+            cpu: dict[str, list[float]] = {k: [] for k in [*forward, *(f"adj {k}" for k in backward)]}
+            for i in range(repeat + 1):
+                for k, fn in forward.items():
+                    KERNELS["ablated"] = (fn, march.backproject, derivatives.ray_derivatives)
+                    cpu[k].append(_cpu(lambda A=A, x=x: A.forward_tensor(x), i))
+                for k, fn in backward.items():
+                    KERNELS["ablated"] = (march.project, fn, derivatives.ray_derivatives)
+                    cpu[f"adj {k}"].append(_cpu(lambda A=A, y=y: A.adjoint_tensor(y), i))
+            ms = {k: 1e3 * statistics.median(v[1:]) for k, v in cpu.items()}
+            label = f"| {name} {vg.shape} x {pg.num_views} | {basis}"
+            print(
+                f"{label} | forward | {ms['full']:.0f} | {ms['gathers']:.0f} | {ms['slide']:.0f} | "
+                f"{ms['contraction']:.0f} (march alone: {ms['both']:.0f}) |"
+            )
+            print(
+                f"{label} | adjoint | {ms['adj full']:.0f} | no scatters: {ms['adj scatters']:.0f} | - | "
+                f"no weights: {ms['adj weights']:.0f} |",
+                flush=True,
+            )
+
+
+def _cpu(fn: Callable[[], Any], i: int) -> float:
+    with kernels("ablated"):
+        start = time.process_time()
+        dr.eval(fn())
+        dr.sync_thread()
+        return time.process_time() - start if i else 0.0
+
+
 def workload(name: str, views: int) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
     if name == "parallel2d":
         return ct.VolumeGeometry((256, 256)), ct.parallel(np.linspace(0, np.pi, views, endpoint=False), 367)
@@ -82,9 +197,14 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-gradient", action="store_true")
+    parser.add_argument("--ablate", action="store_true")
     args = parser.parse_args()
     mod = drjit_module()
     print(f"load before: {load()}\n")
+    if args.ablate:
+        ablate(args.workloads.split(","), args.bases.split(","), args.views, args.repeat)
+        print(f"\nload after: {load()}")
+        return
     print("| workload | basis | pass | old GVU/s | new GVU/s | speed-up | old CPU s | new CPU s |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.workloads.split(","):

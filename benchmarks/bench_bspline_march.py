@@ -2,7 +2,8 @@
 alternated in one process (the old kernels are the slow reference twin in ``tests/bspline_reference.py``).
 
 Run:  python benchmarks/bench_bspline_march.py [--workloads cone128,parallel2d] [--bases linear,bspline2,bspline3]
-                                               [--views 20] [--repeat 5] [--no-gradient] [--ablate]
+                                               [--views 20] [--repeat 5] [--passes forward,adjoint,gradient]
+                                               [--no-gradient] [--ablate]
 
 GVU/s = voxels x views / s (wall, median of ``--repeat`` after a first call); CPU s is this process's user + system
 time per call (median), which a shared machine disturbs less than wall time. ``--views`` thins the scans' views
@@ -196,6 +197,7 @@ def main() -> None:
     parser.add_argument("--bases", default="linear,bspline2,bspline3")
     parser.add_argument("--views", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--passes", default="forward,adjoint,gradient")
     parser.add_argument("--no-gradient", action="store_true")
     parser.add_argument("--ablate", action="store_true")
     args = parser.parse_args()
@@ -222,11 +224,13 @@ def main() -> None:
             if not args.no_gradient:
                 passes["gradient"] = lambda b=basis, v=vg, p=pg, x=x, y=y: pose_gradient(v, p, b, x, y)
             for what, fn in passes.items():
+                if what not in args.passes.split(","):
+                    continue
                 r = alternated({"old": fn, "new": fn}, args.repeat)
                 (wo, co), (wn, cn) = r["old"], r["new"]
                 print(
                     f"| {name} {vg.shape} x {pg.num_views} | {basis} | {what} | {voxel_views / wo:.3f} | "
-                    f"{voxel_views / wn:.3f} | {wo / wn:.2f}x | {co:.2f} | {cn:.2f} |",
+                    f"{voxel_views / wn:.3f} | {wo / wn:.2f}x | {co:.3f} | {cn:.3f} |",
                     flush=True,
                 )
     print(f"\nload after: {load()}")

@@ -9,6 +9,7 @@ without an AD graph through the march: memory stays O(volume + sinogram + one ch
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
@@ -22,7 +23,7 @@ from .concurrency import get_deterministic, launches
 from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
-from .kernels import derivatives, march
+from .kernels import derivatives, footprints, march
 
 Vectors = dict[str, Vec]
 
@@ -165,9 +166,25 @@ class Transform:
             dr.eval(out)
         return out
 
-    def backproject(self, values: Any, vectors: Vectors, batch: int = 1) -> Any:
-        """``A.T y`` (flat, unpadded, ``batch`` volumes) for one value per ray."""
+    @cached_property
+    def footprints(self) -> footprints.BoxFootprints | None:
+        """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints`; CPU only), else None."""
+        if self.t.backend != "llvm" or not footprints.covers(self.vg, self.pg, self.grid.degree):
+            return None
+        assert isinstance(self.pg, ProjectionGeometry)
+        return footprints.BoxFootprints(self.grid, self.vg, self.pg, self.t)
+
+    def backproject(self, values: Any, vectors: Vectors, batch: int = 1, scatter: bool | None = None) -> Any:
+        """``A.T y`` (flat, unpadded, ``batch`` volumes) for one value per ray.
+
+        Where :mod:`drct.kernels.footprints` covers the operator, a voxel-driven gather (the same matrix, bit for
+        bit in each entry); elsewhere, or with ``scatter=True`` (default: the environment variable
+        ``DRCT_ADJOINT=scatter``), the ray-driven scatter of :func:`drct.kernels.march.backproject`."""
         vectors = _detached(vectors)
+        if scatter is None:
+            scatter = os.environ.get("DRCT_ADJOINT", "") == "scatter"
+        if not scatter and self.footprints is not None:
+            return self._backproject_gather(self.footprints, values, vectors, batch)
         target = dr.zeros(self.t.Float, self.grid.size * batch)
         with launches(self.t.backend, self.reproducible()):
             for start, count in self._progress("A.T y", batch, linear=True):
@@ -175,6 +192,19 @@ class Transform:
                 march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target, self.spread)
                 dr.eval(target)
         return target
+
+    def _backproject_gather(self, fp: footprints.BoxFootprints, values: Any, vectors: Vectors, batch: int) -> Any:
+        """``A.T y`` by :class:`drct.kernels.footprints.BoxFootprints`, one volume at a time (sample ``b`` reads
+        its own views when the geometry stacks the samples', else all of them)."""
+        views = self.pg.num_views // self.stacked
+        parts = []
+        with launches(self.t.backend):
+            for b in range(batch):
+                first = b * views if self.stacked > 1 else 0
+                parts.append(fp.backproject(values, vectors, b * self.rays_per_sample, first, views))
+            out = parts[0] if batch == 1 else dr.concat(parts)
+            dr.eval(out)
+        return out
 
     # ---- derivatives w.r.t. the rays ------------------------------------------------------------------------
     def _ray_partials(self, der: derivatives.RayDerivatives, segs: march.Segments) -> tuple[Vec, Vec, Any]:

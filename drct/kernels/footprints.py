@@ -1,0 +1,271 @@
+"""A voxel-driven (gather) adjoint of the box basis for 2D parallel beams: per pixel, the rays that cross it.
+
+Dr.Jit 1.5's LLVM backend lowers every ``scatter_add`` to a loop over the SIMD lanes, so the ray-driven adjoint
+(:func:`drct.kernels.march.backproject`) costs about three forward projections. Here each lane is one pixel and
+a launch adds several views; per view the pixel centre is projected onto the detector (column ``col``), and each
+of the ``K`` columns ``c`` within the pixel's footprint adds ``y[view, c] × chord(c - col)``.
+
+For a box ``h_x × h_y`` and unit ray direction ``d``, the chord as a function of the signed offset ``s`` (in
+columns) between the ray and the pixel centre is a trapezoid: ``min(plateau, slope · (outer - |s|))`` clipped at
+zero, with ``plateau = min(h_x / |d_x|, h_y / |d_y|)``, ``outer`` and ``inner`` the half-widths
+``(h_x |d_y| ± h_y |d_x|) / 2`` (in columns) of its support and top, and ``slope = plateau / (outer - inner)``.
+It is the exact chord; the forward's DDA computes the same chords to rounding (≈ 1e-14 in float64 on small
+grids), except where a ray runs (nearly) along a pixel edge: there the DDA's answer depends on how the ray's
+entry point was rounded (a direction component of 6e-17, as ``cos(π/2)`` gives, moves the row change by cells),
+and an axis the ray does not move along at all puts the ray in cell ``floor(entry)``.
+
+So views within :data:`NEAR_AXIS` of a grid axis take the *exact* path instead: per ray a record of the DDA's own
+face offsets (``select(d > 0, 1, 0) - entry``, or the DDA's cell for an axis the ray does not move along),
+built by the forward's ray set-up (:func:`drct.kernels.march.clip_rays`), and the chord by the slab method
+``min_a (k_a + face_a) · inv_a - max_a (k_a - step_a + face_a) · inv_a`` — the DDA's segment in cell ``k``, bit
+for bit. Rays of parallel beams are whole lines, so the clipping at the box never binds inside the volume (its
+pixels lie one zero cell inside the box), and rays that miss get ``y = 0``.
+
+No scatters: the result does not depend on the thread count or on other threads.
+
+Example:
+    >>> import numpy as np, drct as ct
+    >>> A = ct.Projector(ct.VolumeGeometry((6, 5)), ct.parallel(np.linspace(0, np.pi, 7), 9), basis="voxel")
+    >>> A._engine.footprints is not None
+    True
+    >>> y = np.random.default_rng(0).random(A.range_shape)
+    >>> scatter = A._engine.backproject(A.types.Float(y.ravel()), A._engine.vectors(), scatter=True)
+    >>> bool(np.allclose(A.T(y), scatter.numpy().reshape(A.domain_shape), atol=1e-5))
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import drjit as dr
+import numpy as np
+
+from ..backend import Types, drjit_module, upload
+from ..geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
+from ..geometry.ray_arrays import Vec, make_rays
+from ..geometry.volume import VolumeGeometry
+from .march import KnotGrid, clip_rays, first_cell
+
+VIEWS_PER_LAUNCH = 16
+"""Views one launch adds to the volume (unrolled in the kernel; the volume is read and written once per launch)."""
+
+NEAR_AXIS = 1e-2
+"""Views whose rays' slope against a grid axis (``|d_minor| / |d_major|`` in voxels) is below this take the exact
+path (see the module docstring): there the DDA's rounding moves whole chords between neighbouring pixels."""
+
+
+def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
+    """Whether :class:`BoxFootprints` serves this operator: the box basis, a 2D parallel-beam geometry.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> covers(ct.VolumeGeometry((4, 4)), ct.parallel(np.zeros(1), 6), 0)
+        True
+        >>> covers(ct.VolumeGeometry((4, 4)), ct.parallel(np.zeros(1), 6), 1)
+        False
+    """
+    return degree == 0 and isinstance(pg, ProjectionGeometry) and pg.ndim == 2 and pg.beam == "parallel"
+
+
+class BoxFootprints:
+    """The gather adjoint of one 2D parallel-beam box-basis operator (see the module docstring)."""
+
+    def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
+        if not covers(vg, pg, grid.degree):
+            raise ValueError(f"BoxFootprints serves the box basis of 2D parallel beams, not {pg!r}")
+        self.grid, self.vg, self.pg, self.t = grid, vg, pg, t
+        self.cols = pg.det_shape[-1]
+        src, det, det_u = (
+            np.atleast_2d(np.asarray(host_rows(v), dtype=np.float64)) for v in (pg.src, pg.det, pg.det_u)
+        )
+        d = src / np.linalg.norm(src, axis=1, keepdims=True)
+        den = det_u[:, 0] * d[:, 1] - det_u[:, 1] * d[:, 0]  # mm across the rays per column
+        if np.any(den == 0):
+            raise ValueError("a parallel-beam view whose detector columns run along its rays sees nothing: check det_u")
+        hx, hy = vg.spacing_xyz
+        nx, ny = grid.shape
+        self.middle = ((nx - 1) / 2, (ny - 1) / 2)
+        # the column of pixel (i, j)'s centre: a (i - middle_x) + b (j - middle_y) + c
+        self.a = hx * d[:, 1] / den
+        self.b = -hy * d[:, 0] / den
+        centre = np.asarray(vg.center, dtype=np.float64)
+        rel = centre[None, :] - det
+        self.c = (self.cols - 1) / 2 + (rel[:, 0] * d[:, 1] - rel[:, 1] * d[:, 0]) / den
+        along_x, along_y = hx * np.abs(d[:, 1]), hy * np.abs(d[:, 0])
+        self.outer = (along_x + along_y) / (2 * np.abs(den))
+        inner = np.abs(along_x - along_y) / (2 * np.abs(den))
+        with np.errstate(divide="ignore"):
+            self.plateau = np.minimum(hx / np.abs(d[:, 0]), hy / np.abs(d[:, 1]))
+            slope_x, slope_y = np.abs(d[:, 0]) / hx, np.abs(d[:, 1]) / hy
+            self.exact = np.minimum(slope_x, slope_y) < NEAR_AXIS * np.maximum(slope_x, slope_y)
+            self.slope = np.where(self.exact, 0.0, self.plateau / np.where(self.exact, 1.0, self.outer - inner))
+        margin = 1e-3 if t.dtype == "float32" else 1e-9  # columns: the exact path must not miss a grazing ray
+        self.reach = self.outer + np.where(self.exact, margin, 0.0)
+        self.taps = int(np.floor(2 * self.reach.max())) + 1
+        # per view, the smallest first candidate over the volume (at a corner: the column is affine), less a
+        # margin for rounding: each view's table row starts there, so candidate indices need no clipping
+        corners = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=np.float64) * np.array(self.middle)
+        cols_at = self.a[:, None] * corners[None, :, 0] + self.b[:, None] * corners[None, :, 1] + self.c[:, None]
+        self.low = np.ceil(cols_at.min(axis=1) - self.reach).astype(np.int64) - 2
+        high = np.ceil(cols_at.max(axis=1) - self.reach).astype(np.int64) + 2
+        self.width = int((high - self.low).max()) + self.taps + 1
+
+    # ---- tables --------------------------------------------------------------------------------------------
+    def _slots(self, views: list[int], per_slot: int) -> tuple[Any, Any, Any, Any]:
+        """For ``len(views) * width * per_slot`` entries: the entry's field, the view's position in ``views``,
+        the detector column of its slot (``low + slot``) and whether that column exists."""
+        t = self.t
+        entry = dr.arange(t.UInt, len(views) * self.width * per_slot)
+        field = entry % per_slot
+        slot = entry // per_slot
+        k = slot // self.width
+        low = dr.gather(t.Int, upload(t.Int, self.low[views].astype(np.int32)), k)
+        col = t.Int(slot - k * self.width) + low
+        return field, k, col, (col >= 0) & (col < self.cols)
+
+    def value_table(self, values: Any, value_start: int, first_view: int, views: list[int]) -> Any:
+        """``y`` of ``views`` as packets of ``taps`` consecutive columns (zero off the detector): entry ``(k, s)``
+        holds ``y[views[k], low + s + j]`` for ``j < taps``."""
+        t = self.t
+        field, k, col, _ = self._slots(views, self.packet_size)
+        col = col + t.Int(field)
+        real = (col >= 0) & (col < self.cols) & (field < self.taps)
+        view = dr.gather(t.Int, upload(t.Int, np.asarray(views, dtype=np.int32) - first_view), k)
+        index = t.UInt(dr.select(real, view * self.cols + col, 0)) + value_start
+        table = dr.gather(t.Float, values, index, real)
+        dr.eval(table)
+        return table
+
+    def record_table(
+        self, vectors: dict[str, Vec], values: Any, value_start: int, first_view: int, views: list[int]
+    ) -> Any:
+        """Per ray of ``views``, the DDA's face offsets and ``y``: ``(face_x, face_y, y, 0)`` (zero off the
+        detector and for rays that miss the volume)."""
+        t, grid = self.t, self.grid
+        _, k, col, real = self._slots(views, 1)
+        view = dr.gather(t.Int, upload(t.Int, np.asarray(views, dtype=np.int32)), k)
+        ray = t.UInt(dr.select(real, view * self.cols + col, 0))
+        center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
+        spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
+        segs = clip_rays(make_rays(self.pg, t, vectors, ray), grid, center, spacing, t)
+        cell0 = first_cell(grid, t, segs)
+        faces = [
+            dr.select(d == 0, t.Float(k0), dr.select(d > 0, 1.0, 0.0) - e)
+            for d, e, k0 in zip(segs.direction, segs.entry, cell0, strict=True)
+        ]
+        hit = real & (segs.length > 0)
+        y = dr.gather(t.Float, values, ray - first_view * self.cols + value_start, hit)
+        zero = dr.zeros(t.Float, dr.width(y))
+        table = dr.ravel(self._packet(4)(dr.select(real, faces[0], 0.0), dr.select(real, faces[1], 0.0), y, zero))
+        dr.eval(table)
+        return table
+
+    @property
+    def packet_size(self) -> int:
+        """Values per packet of :meth:`value_table`: ``taps`` rounded up to a packet size Dr.Jit gathers at once."""
+        return 2 if self.taps <= 2 else 4 * -(-self.taps // 4)
+
+    def _packet(self, size: int) -> Any:
+        return getattr(drjit_module(self.t.backend), f"Array{size}{'f' if self.t.dtype == 'float32' else 'f64'}")
+
+    def _direction(self, vectors: dict[str, Vec], view: int) -> tuple[list[float], list[float]]:
+        """The DDA's per-axis direction of ``view`` (knot units) and its reciprocal, as the forward computes them
+        (the parallel rays of a view share them)."""
+        t, grid = self.t, self.grid
+        center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
+        spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
+        rays = make_rays(self.pg, t, vectors, dr.full(t.UInt, view * self.cols, 1))
+        dirs = clip_rays(rays, grid, center, spacing, t).direction
+        inv = [dr.select(d == 0, 1.0, dr.rcp(d)) for d in dirs]
+        dr.eval(dirs, inv)
+        return [float(d[0]) for d in dirs], [float(i[0]) for i in inv]
+
+    # ---- the kernel ------------------------------------------------------------------------------------------
+    def backproject(
+        self, values: Any, vectors: dict[str, Vec], value_start: int = 0, first_view: int = 0, views: int | None = None
+    ) -> Any:
+        """``A.T y`` (flat, one volume) of views ``first_view .. first_view + views`` (default: all); ``values``
+        holds their ``y`` from flat index ``value_start`` on."""
+        t = self.t
+        nx, ny = self.grid.shape
+        index = dr.arange(t.UInt, nx * ny)
+        iy = index // nx
+        ix = index - iy * nx
+        pixel = Pixels(t.Float(ix), t.Float(iy), self.middle)
+        acc = dr.zeros(t.Float, nx * ny)
+        count = self.pg.num_views - first_view if views is None else views
+        chosen = np.arange(first_view, first_view + count)
+        for exact in (False, True):
+            todo = [int(v) for v in chosen[self.exact[chosen] == exact]]
+            for start in range(0, len(todo), VIEWS_PER_LAUNCH):
+                batch = todo[start : start + VIEWS_PER_LAUNCH]
+                if exact:
+                    table = self.record_table(vectors, values, value_start, first_view, batch)
+                    for k, view in enumerate(batch):
+                        acc = self._add_exact(acc, table, k, view, pixel, vectors)
+                else:
+                    table = self.value_table(values, value_start, first_view, batch)
+                    for k, view in enumerate(batch):
+                        acc = self._add_fast(acc, table, k, view, pixel)
+                dr.eval(acc)
+        return acc
+
+    def _first(self, k: int, view: int, pixel: Pixels) -> tuple[Any, Any, Any]:
+        """The first candidate column, its table slot (view ``k`` of the launch) and the pixel centre's column."""
+        t = self.t
+
+        def o(x: float) -> Any:
+            return dr.opaque(t.Float, float(x))
+
+        col = dr.fma(o(self.a[view]), pixel.x, dr.fma(o(self.b[view]), pixel.y, o(self.c[view])))
+        first = dr.ceil(col - o(self.reach[view]))
+        slot = t.Int(first) + dr.opaque(t.Int, k * self.width - int(self.low[view]))
+        return first, slot, col
+
+    def _add_fast(self, acc: Any, table: Any, k: int, view: int, pixel: Pixels) -> Any:
+        """``acc`` plus view ``view``'s trapezoid footprints (packet ``k`` of ``table``)."""
+        t = self.t
+        first, slot, col = self._first(k, view, pixel)
+        values = dr.gather(self._packet(self.packet_size), table, t.UInt(slot))
+        offset = first - col  # the first candidate's offset from the pixel centre, columns
+        outer, slope, plateau = (dr.opaque(t.Float, float(p[view])) for p in (self.outer, self.slope, self.plateau))
+        for j in range(self.taps):
+            distance = dr.abs(offset + float(j)) if j else dr.abs(offset)
+            chord = dr.minimum(plateau, dr.maximum((outer - distance) * slope, 0.0))
+            acc = dr.fma(chord, values[j], acc)
+        return acc
+
+    def _add_exact(self, acc: Any, table: Any, k: int, view: int, pixel: Pixels, vectors: dict[str, Vec]) -> Any:
+        """``acc`` plus view ``view``'s DDA chords (records of row ``k`` of ``table``; see the module docstring)."""
+        t = self.t
+        dirs, invs = self._direction(vectors, view)
+        _, slot, _ = self._first(k, view, pixel)
+        cell = [pixel.index_x + 1.0, pixel.index_y + 1.0]  # knot cells of the box basis: coefficient i is cell i + 1
+        still = [d == 0 for d in dirs]
+        inv = [dr.opaque(t.Float, i) for i in invs]
+        behind = [c - (1.0 if d > 0 else -1.0) for c, d in zip(cell, dirs, strict=True)]
+        for j in range(self.taps):
+            rec = dr.gather(self._packet(4), table, t.UInt(slot + j))
+            lo, hi = None, None
+            for a in range(2):
+                if not still[a]:
+                    enter, leave = (behind[a] + rec[a]) * inv[a], (cell[a] + rec[a]) * inv[a]
+                    lo = enter if lo is None else dr.maximum(lo, enter)
+                    hi = leave if hi is None else dr.minimum(hi, leave)
+            assert lo is not None and hi is not None
+            chord = dr.maximum(hi - lo, 0.0)
+            for a in range(2):
+                if still[a]:  # the DDA stays in its first cell along this axis
+                    chord = dr.select(cell[a] == rec[a], chord, 0.0)
+            acc = dr.fma(chord, rec[2], acc)
+        return acc
+
+
+class Pixels:
+    """Pixel indices (float) per lane: ``index`` for the knot cells, ``x``/``y`` centred on the grid's middle
+    (smaller magnitudes, so float32 columns round less)."""
+
+    def __init__(self, ix: Any, iy: Any, middle: tuple[float, float]) -> None:
+        self.index_x, self.index_y = ix, iy
+        self.x, self.y = ix - middle[0], iy - middle[1]

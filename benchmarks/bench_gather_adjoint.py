@@ -50,6 +50,16 @@ def workloads(quick: bool) -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGe
     }
 
 
+def operations(engine: Any, x: Any, y: Any) -> list[Callable[[], Any]]:
+    """The forward, the scatter adjoint and the gather adjoint of ``engine`` (a :class:`drct.transform.Transform`)."""
+    vectors = engine.vectors()
+    return [
+        lambda: engine.project(x, vectors),
+        lambda: engine.backproject(y, vectors, scatter=True),
+        lambda: engine.backproject(y, vectors),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
@@ -62,22 +72,13 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for label, (vg, pg) in workloads(args.quick).items():
         A = ct.Projector(vg, pg, basis="voxel", dtype=args.dtype)
-        engine = A._engine
         tensor = mod.TensorXf if args.dtype == "float32" else mod.TensorXf64
         x = tensor(rng.random(vg.shape).astype(args.dtype))
         y = tensor(rng.random(pg.shape).astype(args.dtype))
-        vectors = engine.vectors()
-        fns = [
-            lambda: engine.project(x.array, vectors),
-            lambda: engine.backproject(y.array, vectors, scatter=True),
-            lambda: engine.backproject(y.array, vectors),
-        ]
-        (fc, fw), (sc, sw), (gc, gw) = turns(fns, args.repeat)
+        (fc, fw), (sc, sw), (gc, gw) = turns(operations(A._engine, x.array, y.array), args.repeat)
         work = vg.size * pg.num_views / 1e9
-        print(
-            f"| {label} | voxel | {work / fw:.3f} | {work / sw:.3f} ({sc / fc:.2f}x) | {work / gw:.3f} ({gc / fc:.2f}x) |",
-            flush=True,
-        )
+        scatter, gather = f"{work / sw:.3f} ({sc / fc:.2f}x)", f"{work / gw:.3f} ({gc / fc:.2f}x)"
+        print(f"| {label} | voxel | {work / fw:.3f} | {scatter} | {gather} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Run:  python benchmarks/bench_gather_adjoint.py [--repeat 5] [--dtype float32] [
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -65,20 +66,21 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--quick", action="store_true", help="small workloads (a smoke test)")
+    parser.add_argument("--bases", default="voxel,linear", help="comma-separated bases the gather adjoint covers")
     args = parser.parse_args()
     mod = drjit_module()
     rng = np.random.default_rng(0)
     print("| workload | basis | forward GVU/s | scatter adjoint GVU/s (x fwd CPU) | gather adjoint GVU/s (x fwd CPU) |")
     print("|---|---|---|---|---|")
-    for label, (vg, pg) in workloads(args.quick).items():
-        A = ct.Projector(vg, pg, basis="voxel", dtype=args.dtype)
+    for (label, (vg, pg)), basis in itertools.product(workloads(args.quick).items(), args.bases.split(",")):
+        A = ct.Projector(vg, pg, basis=basis, dtype=args.dtype)
         tensor = mod.TensorXf if args.dtype == "float32" else mod.TensorXf64
         x = tensor(rng.random(vg.shape).astype(args.dtype))
         y = tensor(rng.random(pg.shape).astype(args.dtype))
         (fc, fw), (sc, sw), (gc, gw) = turns(operations(A._engine, x.array, y.array), args.repeat)
         work = vg.size * pg.num_views / 1e9
         scatter, gather = f"{work / sw:.3f} ({sc / fc:.2f}x)", f"{work / gw:.3f} ({gc / fc:.2f}x)"
-        print(f"| {label} | voxel | {work / fw:.3f} | {scatter} | {gather} |", flush=True)
+        print(f"| {label} | {basis} | {work / fw:.3f} | {scatter} | {gather} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -167,12 +167,12 @@ class Transform:
         return out
 
     @cached_property
-    def footprints(self) -> footprints.BoxFootprints | None:
+    def footprints(self) -> footprints.ParallelFootprints | None:
         """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints`; CPU only), else None."""
         if self.t.backend != "llvm" or not footprints.covers(self.vg, self.pg, self.grid.degree):
             return None
         assert isinstance(self.pg, ProjectionGeometry)
-        return footprints.BoxFootprints(self.grid, self.vg, self.pg, self.t)
+        return footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t)
 
     def backproject(self, values: Any, vectors: Vectors, batch: int = 1, scatter: bool | None = None) -> Any:
         """``A.T y`` (flat, unpadded, ``batch`` volumes) for one value per ray.
@@ -193,8 +193,8 @@ class Transform:
                 dr.eval(target)
         return target
 
-    def _backproject_gather(self, fp: footprints.BoxFootprints, values: Any, vectors: Vectors, batch: int) -> Any:
-        """``A.T y`` by :class:`drct.kernels.footprints.BoxFootprints`, one volume at a time (sample ``b`` reads
+    def _backproject_gather(self, fp: footprints.ParallelFootprints, values: Any, vectors: Vectors, batch: int) -> Any:
+        """``A.T y`` by the footprints of :mod:`drct.kernels.footprints`, one volume at a time (sample ``b`` reads
         its own views when the geometry stacks the samples', else all of them)."""
         views = self.pg.num_views // self.stacked
         parts = []

@@ -1,4 +1,4 @@
-"""The gather adjoint of the box basis (drct.kernels.footprints) is the transpose of the forward projection.
+"""The gather adjoints of the box and linear bases (drct.kernels.footprints) are the forward's transposes.
 
 The ray-driven scatter adjoint (``Transform.backproject(..., scatter=True)``, the kernel every other operator
 uses) is the reference twin: both must give the forward's dense matrix, transposed, to float64 rounding — also
@@ -54,10 +54,11 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("basis", ["voxel", "linear"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_dense_gather_adjoint_is_the_forward_transpose(case: str) -> None:
+def test_dense_gather_adjoint_is_the_forward_transpose(case: str, basis: str) -> None:
     vg, pg = CASES[case]
-    A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
+    A = ct.Projector(vg, pg, basis=basis, dtype="float64")
     assert A._engine.footprints is not None, "this operator must take the gather adjoint"
     forward, gather, scatter = _dense(A)
     scale = float(np.abs(forward).max())
@@ -84,13 +85,14 @@ def test_exact_path_reproduces_edge_conventions() -> None:
     assert float(np.abs(trapezoid - forward).max()) > 0.5
 
 
-def test_gather_equals_scatter_float32_and_float64() -> None:
+@pytest.mark.parametrize("basis", ["voxel", "linear"])
+def test_gather_equals_scatter_float32_and_float64(basis: str) -> None:
     vg = ct.VolumeGeometry((33, 40), voxel_size=(0.9, 1.1))
     pg = ct.parallel(np.linspace(0, np.pi, 45, endpoint=False), 57, 1.2)
     y = np.random.default_rng(3).random(pg.shape)
     # float32: the forward's DDA rounds crossings in float32 (errors of 1e-5 of a chord, DESIGN.md)
     for dtype, tol in (("float64", 1e-12), ("float32", 3e-5)):
-        A = ct.Projector(vg, pg, basis="voxel", dtype=dtype)
+        A = ct.Projector(vg, pg, basis=basis, dtype=dtype)
         engine = A._engine
         gather = A.T(y.astype(dtype))
         scatter = engine.backproject(A.types.Float(y.ravel().astype(dtype)), engine.vectors(), scatter=True)
@@ -98,10 +100,11 @@ def test_gather_equals_scatter_float32_and_float64() -> None:
         np.testing.assert_allclose(gather, want, rtol=0, atol=tol * float(np.abs(want).max()))
 
 
-def test_float32_adjoint_test() -> None:
+@pytest.mark.parametrize("basis", ["voxel", "linear"])
+def test_float32_adjoint_test(basis: str) -> None:
     vg = ct.VolumeGeometry((64, 64))
     pg = ct.parallel(np.linspace(0, np.pi, 90, endpoint=False), 92)
-    A = ct.Projector(vg, pg, basis="voxel")
+    A = ct.Projector(vg, pg, basis=basis)
     rng = np.random.default_rng(4)
     x, y = rng.random(vg.shape, dtype=np.float32), rng.random(pg.shape, dtype=np.float32)
     lhs = float(np.sum(A(x).astype(np.float64) * y))
@@ -137,21 +140,21 @@ def test_scatter_forced_by_keyword_and_environment(monkeypatch: pytest.MonkeyPat
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the gather adjoint ran although the scatter was asked for")
 
-    monkeypatch.setattr(footprints.BoxFootprints, "backproject", refuse)
+    monkeypatch.setattr(footprints.ParallelFootprints, "backproject", refuse)
     with pytest.raises(AssertionError, match="gather adjoint ran"):
         A.T(y)
     monkeypatch.setenv("DRCT_ADJOINT", "scatter")
     np.testing.assert_allclose(A.T(y), gathered, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("basis", ["linear", "voxel"])
+@pytest.mark.parametrize("basis", ["voxel", "linear", "bspline2"])
 def test_other_operators_keep_the_scatter(basis: str) -> None:
-    """Only the box basis of 2D parallel beams is covered."""
+    """Only the box and linear bases of 2D parallel beams are covered."""
     vg = ct.VolumeGeometry((8, 8))
     fan = ct.fan(np.linspace(0, 2 * np.pi, 6, endpoint=False), 12, 1.0, 30.0, 60.0)
     par = ct.parallel(np.linspace(0, np.pi, 6, endpoint=False), 12)
     assert ct.Projector(vg, fan, basis=basis)._engine.footprints is None
-    assert (ct.Projector(vg, par, basis=basis)._engine.footprints is None) == (basis != "voxel")
+    assert (ct.Projector(vg, par, basis=basis)._engine.footprints is None) == (basis == "bspline2")
 
 
 def test_threads_get_the_single_threaded_result() -> None:

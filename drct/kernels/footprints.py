@@ -66,13 +66,14 @@ path (see the module docstring): there the DDA's rounding moves whole chords bet
 
 
 def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
-    """Whether :class:`BoxFootprints` serves this operator: the box basis, a 2D parallel-beam geometry.
+    """Whether a gather adjoint of :data:`FOOTPRINTS` serves this operator: the box or linear basis (degree 0
+    or 1), a 2D parallel-beam geometry.
 
     Example:
         >>> import numpy as np, drct as ct
-        >>> covers(ct.VolumeGeometry((4, 4)), ct.parallel(np.zeros(1), 6), 0)
-        True
         >>> covers(ct.VolumeGeometry((4, 4)), ct.parallel(np.zeros(1), 6), 1)
+        True
+        >>> covers(ct.VolumeGeometry((4, 4)), ct.parallel(np.zeros(1), 6), 2)
         False
     """
     return degree in FOOTPRINTS and isinstance(pg, ProjectionGeometry) and pg.ndim == 2 and pg.beam == "parallel"

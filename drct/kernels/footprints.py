@@ -57,8 +57,9 @@ from .march import KnotGrid, clip_rays, first_cell
 
 VIEWS_PER_LAUNCH = 32
 """Views one launch adds to the volume (unrolled in the kernel; the volume is read and written once per launch).
-CPU time as a multiple of the forward's, 256² x 256 views x 367 float32, 2 shared cores (load 6): 8 views 1.40x,
-16 1.42x / 1.31x (after a cheaper trapezoid), 32 1.36x / 1.28x, 64 1.55x."""
+CPU time as a multiple of the forward's, box basis, 256² x 256 views x 367 float32, 2 shared cores (load 4-6):
+8 views 1.40x, 16 1.31x / 1.22x, 32 1.28x / 1.18x, 64 1.55x. The first call compiles the kernel (0.6-0.9 s at 32
+views, 0.6 s at 16, under load); grid and detector sizes are opaque, so other operators reuse it."""
 
 NEAR_AXIS = 1e-2
 """Views whose rays' slope against a grid axis (``|d_minor| / |d_major|`` in voxels) is below this take the exact
@@ -180,9 +181,9 @@ class ParallelFootprints:
         t = self.t
         nx, ny = self.grid.shape
         index = dr.arange(t.UInt, nx * ny)
-        iy = index // nx
-        ix = index - iy * nx
-        pixel = Pixels(t.Float(ix), t.Float(iy), self.middle)
+        iy = index // dr.opaque(t.UInt, nx)  # opaque sizes: one kernel for every grid
+        ix = index - iy * dr.opaque(t.UInt, nx)
+        pixel = Pixels(t.Float(ix), t.Float(iy), tuple(dr.opaque(t.Float, m) for m in self.middle))
         acc = dr.zeros(t.Float, nx * ny)
         count = self.pg.num_views - first_view if views is None else views
         chosen = np.arange(first_view, first_view + count)
@@ -387,6 +388,6 @@ class Pixels:
     """Pixel indices (float) per lane: ``index`` for the knot cells, ``x``/``y`` centred on the grid's middle
     (smaller magnitudes, so float32 columns round less)."""
 
-    def __init__(self, ix: Any, iy: Any, middle: tuple[float, float]) -> None:
+    def __init__(self, ix: Any, iy: Any, middle: tuple[Any, ...]) -> None:
         self.index_x, self.index_y = ix, iy
         self.x, self.y = ix - middle[0], iy - middle[1]

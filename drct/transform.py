@@ -79,6 +79,7 @@ class Transform:
         self._spacing = [dr.opaque(t.Float64, h) for h in vg.spacing_xyz]
         self._fixed_vectors = None if pg.differentiable else geometry_vectors(pg, t)
         self.deterministic: bool | None = None  # None: follow drct.concurrency's default at each call
+        self._footprints: footprints.ParallelFootprints | None = None
 
     @cached_property
     def spread(self) -> bool:
@@ -166,13 +167,19 @@ class Transform:
             dr.eval(out)
         return out
 
-    @cached_property
+    @property
     def footprints(self) -> footprints.ParallelFootprints | None:
-        """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints`; CPU only), else None."""
+        """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints`; CPU only), else None.
+        Built once for a fixed geometry; for Dr.Jit geometry vectors, from their current values at each call
+        (they may change in place between calls)."""
         if self.t.backend != "llvm" or not footprints.covers(self.vg, self.pg, self.grid.degree):
             return None
         assert isinstance(self.pg, ProjectionGeometry)
-        return footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t)
+        if self.pg.differentiable:
+            return footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t)
+        if self._footprints is None:
+            self._footprints = footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t)
+        return self._footprints
 
     def backproject(self, values: Any, vectors: Vectors, batch: int = 1, scatter: bool | None = None) -> Any:
         """``A.T y`` (flat, unpadded, ``batch`` volumes) for one value per ray.
@@ -183,8 +190,9 @@ class Transform:
         vectors = _detached(vectors)
         if scatter is None:
             scatter = os.environ.get("DRCT_ADJOINT", "") == "scatter"
-        if not scatter and self.footprints is not None:
-            return self._backproject_gather(self.footprints, values, vectors, batch)
+        gather = None if scatter else self.footprints
+        if gather is not None:
+            return self._backproject_gather(gather, values, vectors, batch)
         target = dr.zeros(self.t.Float, self.grid.size * batch)
         with launches(self.t.backend, self.reproducible()):
             for start, count in self._progress("A.T y", batch, linear=True):

@@ -241,8 +241,9 @@ class BoxFootprints(ParallelFootprints):
         if not exact:
             return super()._launch(acc, launch, exact, pixel)
         table = self.record_table(launch.vectors, launch.values, launch.value_start, launch.first_view, launch.views)
+        dirs, invs = self._directions(launch.vectors, launch.views)
         for k, view in enumerate(launch.views):
-            acc = self._add_exact(acc, table, k, view, pixel, launch.vectors)
+            acc = self._add_exact(acc, table, k, view, pixel, dirs[k].tolist(), invs[k].tolist())
         return acc
 
     def record_table(
@@ -269,17 +270,17 @@ class BoxFootprints(ParallelFootprints):
         dr.eval(table)
         return table
 
-    def _direction(self, vectors: dict[str, Vec], view: int) -> tuple[list[float], list[float]]:
-        """The DDA's per-axis direction of ``view`` (knot units) and its reciprocal, as the forward computes them
-        (the parallel rays of a view share them)."""
+    def _directions(self, vectors: dict[str, Vec], views: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per view of ``views`` (rows) and axis (columns): the DDA's direction (knot units) and its reciprocal,
+        as the forward computes them (the parallel rays of a view share them)."""
         t, grid = self.t, self.grid
         center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
         spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
-        rays = make_rays(self.pg, t, vectors, dr.full(t.UInt, view * self.cols, 1))
-        dirs = clip_rays(rays, grid, center, spacing, t).direction
+        first_rays = upload(t.UInt, np.asarray(views, dtype=np.uint32) * self.cols)
+        dirs = clip_rays(make_rays(self.pg, t, vectors, first_rays), grid, center, spacing, t).direction
         inv = [dr.select(d == 0, 1.0, dr.rcp(d)) for d in dirs]
         dr.eval(dirs, inv)
-        return [float(d[0]) for d in dirs], [float(i[0]) for i in inv]
+        return np.stack([d.numpy() for d in dirs], axis=1), np.stack([i.numpy() for i in inv], axis=1)
 
     def _add_view(self, acc: Any, table: Any, k: int, view: int, pixel: Pixels) -> Any:
         """``acc`` plus view ``view``'s trapezoid footprints (packet ``k`` of ``table``)."""
@@ -296,10 +297,11 @@ class BoxFootprints(ParallelFootprints):
             acc = dr.fma(dr.minimum(chord, plateau), values[j], acc)
         return acc
 
-    def _add_exact(self, acc: Any, table: Any, k: int, view: int, pixel: Pixels, vectors: dict[str, Vec]) -> Any:
+    def _add_exact(
+        self, acc: Any, table: Any, k: int, view: int, pixel: Pixels, dirs: list[float], invs: list[float]
+    ) -> Any:
         """``acc`` plus view ``view``'s DDA chords (records of row ``k`` of ``table``; see the module docstring)."""
         t = self.t
-        dirs, invs = self._direction(vectors, view)
         _, slot, _ = self._first(k, view, pixel)
         cell = [pixel.index_x + 1.0, pixel.index_y + 1.0]  # knot cells of the box basis: coefficient i is cell i + 1
         still = [d == 0 for d in dirs]

@@ -5,7 +5,7 @@ Dr.Jit 1.5's LLVM backend lowers every ``scatter_add`` to a loop over the SIMD l
 a launch adds several views; per view the pixel centre is projected onto the detector (column ``col``), and each
 of the ``K`` columns ``c`` within the pixel's footprint adds ``y[view, c] × footprint(c - col)``: the closed-form
 line integral of the pixel's basis function (:class:`BoxFootprints`, :class:`HatFootprints`), its ``K`` values
-of ``y`` read with one packet gather. The box basis:
+of ``y`` read with one packet gather.
 
 For a box ``h_x × h_y`` and unit ray direction ``d``, the chord as a function of the signed offset ``s`` (in
 columns) between the ray and the pixel centre is a trapezoid: ``min(plateau, slope · (outer - |s|))`` clipped at
@@ -27,8 +27,8 @@ The linear basis (:class:`HatFootprints`) projects to a convolution of two trian
 position, so the DDA's rounding never moves a whole chord and every view takes the closed form.
 
 No scatters: the result does not depend on the thread count or on other threads. CPU time as a multiple of the
-forward's (``benchmarks/bench_gather_adjoint.py``, 256² x 256 views x 367 float32, 2 shared cores, load 6):
-box 1.28-1.35x (the scatter 2.4-2.5x), linear 1.11x (the scatter 2.28x).
+forward's (``benchmarks/bench_gather_adjoint.py``, 256² x 256 views x 367 float32, 2 shared cores, three runs at
+load 6-9): box 1.24-1.35x (the scatter 2.36-2.52x), linear 1.11-1.23x (the scatter 2.28-2.43x).
 
 Example:
     >>> import numpy as np, drct as ct

@@ -222,3 +222,24 @@ def test_drjit_derivatives_through_the_gather_adjoint(basis: str) -> None:
     out = A.adjoint_tensor(y)
     dr.forward_to(out)
     np.testing.assert_allclose(dr.grad(out).numpy(), A.T(dy), rtol=0, atol=1e-12 * float(np.abs(A.T(dy)).max()))
+
+
+@pytest.mark.parametrize("basis", ["voxel", "linear"])
+def test_replayed_launches_see_new_inputs(basis: str) -> None:
+    """The launches are frozen (``drjit.freeze``) after the first call: later calls with other sinograms, other
+    batch sizes and after other operators' calls must use their own inputs."""
+    vg = ct.VolumeGeometry((14, 11))
+    pg = ct.parallel(np.linspace(0, np.pi, 40, endpoint=False), 19)  # 40 views: a full and a partial launch
+    A = ct.Projector(vg, pg, basis=basis, dtype="float64")
+    other = ct.Projector(ct.VolumeGeometry((9, 9)), ct.parallel(np.linspace(0, 2, 33), 13), basis=basis)
+    rng = np.random.default_rng(11)
+    engine = A._engine
+    for shape in [pg.shape, pg.shape, (2, *pg.shape), pg.shape]:
+        y = rng.random(shape)
+        got = A.T(y)
+        other.T(rng.random(other.range_shape, dtype=np.float32))
+        want = [
+            engine.backproject(A.types.Float(row.ravel()), engine.vectors(), scatter=True).numpy().reshape(vg.shape)
+            for row in y.reshape(-1, *pg.shape)
+        ]
+        np.testing.assert_allclose(got, np.reshape(want, got.shape), rtol=0, atol=1e-12 * float(np.abs(want).max()))

@@ -88,7 +88,9 @@ class ParallelFootprints:
 
     degree = -1
 
-    def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
+    def __init__(
+        self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types, frozen: bool = True
+    ) -> None:
         if not covers(vg, pg, grid.degree) or grid.degree != self.degree:
             raise ValueError(f"{type(self).__name__} serves degree {self.degree} on 2D parallel beams, not {pg!r}")
         self.grid, self.vg, self.pg, self.t = grid, vg, pg, t
@@ -119,41 +121,55 @@ class ParallelFootprints:
         self.low = np.ceil(cols_at.min(axis=1) - self.reach).astype(np.int64) - 2
         high = np.ceil(cols_at.max(axis=1) - self.reach).astype(np.int64) + 2
         self.width = int((high - self.low).max()) + self.taps + 1
+        self._launch = dr.freeze(self._launch_plain, limit=16, warn_after=64) if frozen else self._launch_plain
+        self._inputs: dict[tuple[int, ...], tuple[Any, Any, list[list[Any]]]] = {}
 
     def _footprint(self, d: np.ndarray, across: np.ndarray) -> np.ndarray:
         """Per view (unit ray directions ``d``, ``across`` mm between neighbouring rays): the reach of the
         footprint in columns; may mark views in :attr:`exact`."""
         raise NotImplementedError
 
-    def _add_view(self, acc: Any, table: Any, k: int, view: int, pixel: Pixels) -> Any:
-        """``acc`` plus view ``view``'s share (row ``k`` of the launch's :meth:`value_table`)."""
+    def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
+        """``acc`` plus one view's share (parameters ``p`` of :meth:`view_parameters`; pixel centres ``x, y``)."""
         raise NotImplementedError
 
-    # ---- tables --------------------------------------------------------------------------------------------
-    def _slots(self, views: list[int], per_slot: int) -> tuple[Any, Any, Any, Any]:
-        """For ``len(views) * width * per_slot`` entries: the entry's field, the view's position in ``views``,
-        the detector column of its slot (``low + slot``) and whether that column exists."""
+    # ---- per-view parameters and tables -------------------------------------------------------------------
+    def view_parameters(self, view: int, k: int) -> list[Any]:
+        """View ``view``'s parameters (row ``k`` of its launch's table) as Dr.Jit scalars, so that one compiled
+        (and frozen) launch serves every view: the column map ``a, b, c``, the ``reach``, the table offset of
+        the first candidate (``t.Int``), then :meth:`_extra` (the footprint's own)."""
         t = self.t
-        entry = dr.arange(t.UInt, len(views) * self.width * per_slot)
+        floats = [self.a[view], self.b[view], self.c[view], self.reach[view], *self._extra(view)]
+        offset = dr.opaque(t.Int, k * self.width - int(self.low[view]))
+        return [offset, *(dr.opaque(t.Float, float(v)) for v in floats)]
+
+    def _extra(self, view: int) -> list[float]:
+        """The footprint's own per-view parameters (see :meth:`_add_view`)."""
+        return []
+
+    def _slots(self, low: Any, count: int, per_slot: int) -> tuple[Any, Any, Any, Any]:
+        """For ``count * width * per_slot`` entries (``count`` views whose table rows start at the columns
+        ``low``): the entry's field, the view's position in the launch, the detector column of its slot and
+        whether that column exists."""
+        t = self.t
+        entry = dr.arange(t.UInt, count * self.width * per_slot)
         field = entry % per_slot
         slot = entry // per_slot
         k = slot // self.width
-        low = dr.gather(t.Int, upload(t.Int, self.low[views].astype(np.int32)), k)
-        col = t.Int(slot - k * self.width) + low
+        col = t.Int(slot - k * self.width) + dr.gather(t.Int, low, k)
         return field, k, col, (col >= 0) & (col < self.cols)
 
-    def value_table(self, values: Any, value_start: int, first_view: int, views: list[int]) -> Any:
-        """``y`` of ``views`` as packets of ``taps`` consecutive columns (zero off the detector): entry ``(k, s)``
-        holds ``y[views[k], low + s + j]`` for ``j < taps``."""
+    def value_table(self, values: Any, start: Any, rows: Any, low: Any, count: int) -> Any:
+        """``y`` of ``count`` views as packets of ``taps`` consecutive columns (zero off the detector): entry
+        ``(k, s)`` holds ``y[start + rows[k] * cols + low[k] + s + j]`` for ``j < taps`` (``start``: a ``t.UInt``
+        scalar; ``rows``, ``low``: ``t.Int`` per view)."""
         t = self.t
-        field, k, col, _ = self._slots(views, self.packet_size)
+        field, k, col, _ = self._slots(low, count, self.packet_size)
         col = col + t.Int(field)
         real = (col >= 0) & (col < self.cols) & (field < self.taps)
-        view = dr.gather(t.Int, upload(t.Int, np.asarray(views, dtype=np.int32) - first_view), k)
-        index = t.UInt(dr.select(real, view * self.cols + col, 0)) + value_start
-        table = dr.gather(t.Float, values, index, real)
-        dr.eval(table)
-        return table
+        row = dr.gather(t.Int, rows, k)
+        index = t.UInt(dr.select(real, row * self.cols + col, 0)) + start
+        return dr.gather(t.Float, values, index, real)
 
     @property
     def packet_size(self) -> int:
@@ -184,36 +200,54 @@ class ParallelFootprints:
         iy = index // dr.opaque(t.UInt, nx)  # opaque sizes: one kernel for every grid
         ix = index - iy * dr.opaque(t.UInt, nx)
         pixel = Pixels(t.Float(ix), t.Float(iy), tuple(dr.opaque(t.Float, m) for m in self.middle))
+        dr.eval(pixel.x, pixel.y)
         acc = dr.zeros(t.Float, nx * ny)
         count = self.pg.num_views - first_view if views is None else views
         chosen = np.arange(first_view, first_view + count)
+        start = dr.opaque(t.UInt, value_start)
         for exact in (False, True):
             todo = [int(v) for v in chosen[self.exact[chosen] == exact]]
-            for start in range(0, len(todo), VIEWS_PER_LAUNCH):
-                launch = Launch(todo[start : start + VIEWS_PER_LAUNCH], values, value_start, first_view, vectors)
-                acc = self._launch(acc, launch, exact, pixel)
-                dr.eval(acc)
+            for begin in range(0, len(todo), VIEWS_PER_LAUNCH):
+                launch = Launch(todo[begin : begin + VIEWS_PER_LAUNCH], values, value_start, first_view, vectors)
+                if exact:
+                    acc = self._launch_exact(acc, launch, pixel)
+                    continue
+                rows, low, params = self._launch_inputs(launch.views, first_view)
+                acc = self._launch(acc, values, start, rows, low, pixel.x, pixel.y, params)
+            dr.eval(acc)
         return acc
 
-    def _launch(self, acc: Any, launch: Launch, exact: bool, pixel: Pixels) -> Any:
-        """``acc`` plus the views of one launch (``exact``: the views of :attr:`exact`)."""
-        assert not exact
-        table = self.value_table(launch.values, launch.value_start, launch.first_view, launch.views)
-        for k, view in enumerate(launch.views):
-            acc = self._add_view(acc, table, k, view, pixel)
+    def _launch_inputs(self, views: list[int], first_view: int) -> tuple[Any, Any, list[list[Any]]]:
+        """A launch's table rows, first columns and view parameters on the device (kept: the same every call)."""
+        key = (first_view, *views)
+        if key not in self._inputs:
+            t = self.t
+            rows = upload(t.Int, np.asarray(views, dtype=np.int32) - first_view)
+            low = upload(t.Int, self.low[views].astype(np.int32))
+            params = [self.view_parameters(view, k) for k, view in enumerate(views)]
+            self._inputs[key] = (rows, low, params)
+        return self._inputs[key]
+
+    def _launch_plain(
+        self, acc: Any, values: Any, start: Any, rows: Any, low: Any, x: Any, y: Any, params: list[list[Any]]
+    ) -> Any:
+        """``acc`` plus the views of one launch (their parameters ``params``; see :meth:`value_table`); frozen
+        (:func:`drjit.freeze`) when the geometry is fixed, so that later calls replay its kernels untraced."""
+        table = self.value_table(values, start, rows, low, len(params))
+        for p in params:
+            acc = self._add_view(acc, table, x, y, p)
         return acc
 
-    def _first(self, k: int, view: int, pixel: Pixels) -> tuple[Any, Any, Any]:
-        """The first candidate column, its table slot (view ``k`` of the launch) and the pixel centre's column."""
-        t = self.t
+    def _launch_exact(self, acc: Any, launch: Launch, pixel: Pixels) -> Any:
+        """``acc`` plus the views of one launch of :attr:`exact` views."""
+        raise NotImplementedError
 
-        def o(x: float) -> Any:
-            return dr.opaque(t.Float, float(x))
-
-        col = dr.fma(o(self.a[view]), pixel.x, dr.fma(o(self.b[view]), pixel.y, o(self.c[view])))
-        first = dr.ceil(col - o(self.reach[view]))
-        slot = t.Int(first) + dr.opaque(t.Int, k * self.width - int(self.low[view]))
-        return first, slot, col
+    def _first(self, p: list[Any], x: Any, y: Any) -> tuple[Any, Any, Any]:
+        """The first candidate column, its table slot and the pixel centre's column (view parameters ``p``)."""
+        offset, a, b, c, reach = p[:5]
+        col = dr.fma(a, x, dr.fma(b, y, c))
+        first = dr.ceil(col - reach)
+        return first, self.t.Int(first) + offset, col
 
 
 class BoxFootprints(ParallelFootprints):
@@ -237,13 +271,15 @@ class BoxFootprints(ParallelFootprints):
         margin = 1e-3 if self.t.dtype == "float32" else 1e-9  # columns: the exact path must not miss a grazing ray
         return self.outer + np.where(self.exact, margin, 0.0)
 
-    def _launch(self, acc: Any, launch: Launch, exact: bool, pixel: Pixels) -> Any:
-        if not exact:
-            return super()._launch(acc, launch, exact, pixel)
+    def _extra(self, view: int) -> list[float]:
+        return [self.slope[view], self.peak[view], self.plateau[view]]
+
+    def _launch_exact(self, acc: Any, launch: Launch, pixel: Pixels) -> Any:
         table = self.record_table(launch.vectors, launch.values, launch.value_start, launch.first_view, launch.views)
         dirs, invs = self._directions(launch.vectors, launch.views)
         for k, view in enumerate(launch.views):
-            acc = self._add_exact(acc, table, k, view, pixel, dirs[k].tolist(), invs[k].tolist())
+            p = self.view_parameters(view, k)
+            acc = self._add_exact(acc, table, p, pixel, dirs[k].tolist(), invs[k].tolist())
         return acc
 
     def record_table(
@@ -252,7 +288,7 @@ class BoxFootprints(ParallelFootprints):
         """Per ray of ``views``, the DDA's face offsets and ``y``: ``(face_x, face_y, y, 0)`` (zero off the
         detector and for rays that miss the volume)."""
         t, grid = self.t, self.grid
-        _, k, col, real = self._slots(views, 1)
+        _, k, col, real = self._slots(upload(t.Int, self.low[views].astype(np.int32)), len(views), 1)
         view = dr.gather(t.Int, upload(t.Int, np.asarray(views, dtype=np.int32)), k)
         ray = t.UInt(dr.select(real, view * self.cols + col, 0))
         center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
@@ -282,13 +318,12 @@ class BoxFootprints(ParallelFootprints):
         dr.eval(dirs, inv)
         return np.stack([d.numpy() for d in dirs], axis=1), np.stack([i.numpy() for i in inv], axis=1)
 
-    def _add_view(self, acc: Any, table: Any, k: int, view: int, pixel: Pixels) -> Any:
-        """``acc`` plus view ``view``'s trapezoid footprints (packet ``k`` of ``table``)."""
-        t = self.t
-        first, slot, col = self._first(k, view, pixel)
+    def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
+        """``acc`` plus one view's trapezoid footprints (its parameters ``p``; :meth:`view_parameters`)."""
+        first, slot, col = self._first(p, x, y)
         values = self._values(table, slot)
         offset = first - col  # the first candidate's offset from the pixel centre, columns, in [-outer, 1 - outer)
-        slope, peak, plateau = (dr.opaque(t.Float, float(p[view])) for p in (self.slope, self.peak, self.plateau))
+        slope, peak, plateau = p[5:8]
         for j in range(self.taps):
             distance = dr.abs(offset + float(j)) if j else dr.abs(offset)
             chord = dr.fma(-slope, distance, peak)  # slope · (outer - |s|)
@@ -298,11 +333,11 @@ class BoxFootprints(ParallelFootprints):
         return acc
 
     def _add_exact(
-        self, acc: Any, table: Any, k: int, view: int, pixel: Pixels, dirs: list[float], invs: list[float]
+        self, acc: Any, table: Any, p: list[Any], pixel: Pixels, dirs: list[float], invs: list[float]
     ) -> Any:
-        """``acc`` plus view ``view``'s DDA chords (records of row ``k`` of ``table``; see the module docstring)."""
+        """``acc`` plus one view's DDA chords (parameters ``p``, records in ``table``; see the module docstring)."""
         t = self.t
-        _, slot, _ = self._first(k, view, pixel)
+        _, slot, _ = self._first(p, pixel.x, pixel.y)
         cell = [pixel.index_x + 1.0, pixel.index_y + 1.0]  # knot cells of the box basis: coefficient i is cell i + 1
         still = [d == 0 for d in dirs]
         inv = [dr.opaque(t.Float, i) for i in invs]
@@ -351,16 +386,16 @@ class HatFootprints(ParallelFootprints):
         self.across = across
         return (self.wide + self.narrow) / across
 
-    def _add_view(self, acc: Any, table: Any, k: int, view: int, pixel: Pixels) -> Any:
-        """``acc`` plus view ``view``'s hat footprints (packet ``k`` of ``table``)."""
-        t = self.t
-        first, slot, col = self._first(k, view, pixel)
+    def _extra(self, view: int) -> list[float]:
+        fall = -self.scale[view] / self.wide[view]
+        return [self.across[view], self.wide[view], self.narrow[view], self.scale[view], self.cubic[view], fall]
+
+    def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
+        """``acc`` plus one view's hat footprints (its parameters ``p``; :meth:`view_parameters`)."""
+        first, slot, col = self._first(p, x, y)
         values = self._values(table, slot)
         offset = first - col
-        across, wide, narrow, scale, cubic = (
-            dr.opaque(t.Float, float(p[view])) for p in (self.across, self.wide, self.narrow, self.scale, self.cubic)
-        )
-        fall = dr.opaque(t.Float, float(-self.scale[view] / self.wide[view]))
+        across, wide, narrow, scale, cubic, fall = p[5:11]
         for j in range(self.taps):
             q = dr.abs(offset + float(j) if j else offset) * across
             hat = dr.maximum(dr.fma(fall, q, scale), 0.0)

@@ -55,11 +55,12 @@ from ..geometry.ray_arrays import Vec, make_rays
 from ..geometry.volume import VolumeGeometry
 from .march import KnotGrid, clip_rays, first_cell
 
-VIEWS_PER_LAUNCH = 32
+VIEWS_PER_LAUNCH = 16
 """Views one launch adds to the volume (unrolled in the kernel; the volume is read and written once per launch).
-CPU time as a multiple of the forward's, box basis, 256² x 256 views x 367 float32, 2 shared cores (load 4-6):
-8 views 1.40x, 16 1.31x / 1.22x, 32 1.28x / 1.18x, 64 1.55x. The first call compiles the kernel (0.6-0.9 s at 32
-views, 0.6 s at 16, under load); grid and detector sizes are opaque, so other operators reuse it."""
+CPU time as a multiple of the forward's, box basis, 256² x 256 views x 367 float32, 2 shared cores: before the
+launches were frozen (load 4-6) 8 views 1.40x, 16 1.31x / 1.22x, 32 1.28x / 1.18x, 64 1.55x; frozen (load 3.5)
+16 1.06x / 1.10x, 32 1.08x / 1.08x, 64 1.46x / 1.28x. 16 compiles faster (first call 0.6 s against 0.6-0.9 s,
+under load); grid and detector sizes are opaque, so other operators reuse the kernels."""
 
 NEAR_AXIS = 1e-2
 """Views whose rays' slope against a grid axis (``|d_minor| / |d_major|`` in voxels) is below this take the exact

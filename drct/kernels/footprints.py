@@ -26,9 +26,11 @@ pixels lie one zero cell inside the box), and rays that miss get ``y = 0``.
 The linear basis (:class:`HatFootprints`) projects to a convolution of two triangles, continuous in the ray's
 position, so the DDA's rounding never moves a whole chord and every view takes the closed form.
 
-No scatters: the result does not depend on the thread count or on other threads. CPU time as a multiple of the
-forward's (``benchmarks/bench_gather_adjoint.py``, 256² x 256 views x 367 float32, 2 shared cores, three runs at
-load 6-9): box 1.24-1.35x (the scatter 2.36-2.52x), linear 1.11-1.23x (the scatter 2.28-2.43x).
+No scatters: the result does not depend on the thread count or on other threads. Each launch is frozen
+(:func:`drjit.freeze`) for fixed geometries: later calls replay its kernels without tracing the unrolled views
+again. CPU time as a multiple of the forward's (``benchmarks/bench_gather_adjoint.py``, 256² x 256 views x 367
+float32, 2 shared cores, two runs at load 3.2-4.7): box 0.95-1.06x (the scatter 2.30-2.42x), linear 0.94-0.97x
+(the scatter 2.19-2.43x).
 
 Example:
     >>> import numpy as np, drct as ct

@@ -186,8 +186,9 @@ class Transform:
 
         Where :mod:`drct.kernels.footprints` covers the operator, a voxel-driven gather (the same matrix to
         rounding: within 4e-14 of the largest entry in float64, bit for bit where rays run along pixel edges; no
-        scatters, so bit-reproducible whatever the threads); elsewhere, or with ``scatter=True`` (default: the environment variable
-        ``DRCT_ADJOINT=scatter``), the ray-driven scatter of :func:`drct.kernels.march.backproject`."""
+        scatters, so bit-reproducible whatever the threads); elsewhere, or with ``scatter=True`` (default: the
+        environment variable ``DRCT_ADJOINT=scatter``), the ray-driven scatter of
+        :func:`drct.kernels.march.backproject`."""
         vectors = _detached(vectors)
         if scatter is None:
             scatter = os.environ.get("DRCT_ADJOINT", "") == "scatter"

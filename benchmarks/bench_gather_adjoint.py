@@ -20,6 +20,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
+from _common import load
 
 import drct as ct
 from drct.backend import drjit_module
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--bases", default="voxel,linear", help="comma-separated bases the gather adjoint covers")
     args = parser.parse_args()
     mod = drjit_module()
+    print(f"load before: {load()}")
     rng = np.random.default_rng(0)
     print("| workload | basis | forward GVU/s | scatter adjoint GVU/s (x fwd CPU) | gather adjoint GVU/s (x fwd CPU) |")
     print("|---|---|---|---|---|")
@@ -81,6 +83,8 @@ def main() -> None:
         work = vg.size * pg.num_views / 1e9
         scatter, gather = f"{work / sw:.3f} ({sc / fc:.2f}x)", f"{work / gw:.3f} ({gc / fc:.2f}x)"
         print(f"| {label} | {basis} | {work / fw:.3f} | {scatter} | {gather} |", flush=True)
+
+    print(f"load after: {load()}")
 
 
 if __name__ == "__main__":

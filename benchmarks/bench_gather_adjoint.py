@@ -1,0 +1,91 @@
+"""The gather (voxel-driven) adjoint against the scatter adjoint and the forward, in one process.
+
+For each workload the three operations take turns (forward ``A x``, the scatter adjoint of
+:func:`drct.kernels.march.backproject`, the gather adjoint of :mod:`drct.kernels.footprints`); the table gives
+the median CPU seconds (user + system of this process) and wall seconds of ``--repeat`` turns after a first
+one, GVU/s (voxels × views per wall second) and each adjoint's CPU time as a multiple of the forward's.
+Print ``uptime`` beside the numbers: the machine is shared.
+
+Run:  python benchmarks/bench_gather_adjoint.py [--repeat 5] [--dtype float32] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import drjit as dr
+import numpy as np
+from _common import load
+
+import drct as ct
+from drct.backend import drjit_module
+
+
+def turns(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
+    """Per function: the medians (CPU s, wall s) of ``repeat`` calls after a first one, the functions taking turns."""
+    cpu: list[list[float]] = [[] for _ in fns]
+    wall: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat + 1):
+        for fn, c, w in zip(fns, cpu, wall, strict=True):
+            c0, w0 = time.process_time(), time.perf_counter()
+            dr.eval(fn())
+            dr.sync_thread()
+            c.append(time.process_time() - c0)
+            w.append(time.perf_counter() - w0)
+    return [(statistics.median(c[1:]), statistics.median(w[1:])) for c, w in zip(cpu, wall, strict=True)]
+
+
+def workloads(quick: bool) -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGeometry]]:
+    n, views, cols = (64, 64, 92) if quick else (256, 256, 367)
+    half = np.linspace(0, np.pi, views, endpoint=False)
+    return {
+        f"parallel2d {n}² x {views} x {cols}": (ct.VolumeGeometry((n, n)), ct.parallel(half, cols)),
+        f"parallel2d {n}² x {views} x {2 * cols} (det 0.5)": (
+            ct.VolumeGeometry((n, n)),
+            ct.parallel(half, 2 * cols, 0.5),
+        ),
+    }
+
+
+def operations(engine: Any, x: Any, y: Any) -> list[Callable[[], Any]]:
+    """The forward, the scatter adjoint and the gather adjoint of ``engine`` (a :class:`drct.transform.Transform`)."""
+    vectors = engine.vectors()
+    return [
+        lambda: engine.project(x, vectors),
+        lambda: engine.backproject(y, vectors, scatter=True),
+        lambda: engine.backproject(y, vectors),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--quick", action="store_true", help="small workloads (a smoke test)")
+    parser.add_argument("--bases", default="voxel,linear", help="comma-separated bases the gather adjoint covers")
+    args = parser.parse_args()
+    mod = drjit_module()
+    print(f"load before: {load()}")
+    rng = np.random.default_rng(0)
+    print("| workload | basis | forward GVU/s | scatter adjoint GVU/s (x fwd CPU) | gather adjoint GVU/s (x fwd CPU) |")
+    print("|---|---|---|---|---|")
+    for (label, (vg, pg)), basis in itertools.product(workloads(args.quick).items(), args.bases.split(",")):
+        A = ct.Projector(vg, pg, basis=basis, dtype=args.dtype)
+        tensor = mod.TensorXf if args.dtype == "float32" else mod.TensorXf64
+        x = tensor(rng.random(vg.shape).astype(args.dtype))
+        y = tensor(rng.random(pg.shape).astype(args.dtype))
+        (fc, fw), (sc, sw), (gc, gw) = turns(operations(A._engine, x.array, y.array), args.repeat)
+        work = vg.size * pg.num_views / 1e9
+        scatter, gather = f"{work / sw:.3f} ({sc / fc:.2f}x)", f"{work / gw:.3f} ({gc / fc:.2f}x)"
+        print(f"| {label} | {basis} | {work / fw:.3f} | {scatter} | {gather} |", flush=True)
+
+    print(f"load after: {load()}")
+
+
+if __name__ == "__main__":
+    main()

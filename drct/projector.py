@@ -122,7 +122,7 @@ class Projector(ArrayCalls, AllViewsHere):
             need = rays * (3 if chunks > 1 else 2)
         if gradient:
             need += min(engine.chunk_rays, engine.num_rays(batch)) * 512 + volume + rays
-        return need
+        return need + engine.scratch_bytes(batch, item)
 
     def _check_memory(self, batch: int, adjoint: bool) -> None:
         if self.backend != "llvm":  # device memory: Dr.Jit raises its own error on CUDA

@@ -22,7 +22,7 @@ from .concurrency import get_deterministic, launches
 from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
-from .kernels import derivatives, march
+from .kernels import box, derivatives, march
 
 Vectors = dict[str, Vec]
 
@@ -84,6 +84,15 @@ class Transform:
         """How the adjoint's scatters combine colliding lanes (:func:`rays_spread`); worked out on the first
         scatter, so that operators used only forward never read their geometry back to the host."""
         return rays_spread(self.vg, self.pg)
+
+    def boxed(self, batch: int) -> bool:
+        """Whether ``A`` and ``A.T`` over ``batch`` volumes run the box basis's own march on a padded copy
+        (:mod:`drct.kernels.box`): degree 0, with the padded copies indexable by 32-bit integers."""
+        return self.grid.degree == 0 and box.padded_size(self.grid) * batch < 2**31
+
+    def scratch_bytes(self, batch: int, item: int) -> int:
+        """Bytes ``A`` or ``A.T`` allocates besides its output: the padded copy of the box basis's march."""
+        return box.padded_size(self.grid) * batch * item if self.boxed(batch) else 0
 
     def reproducible(self) -> bool:
         """Whether this call's scatter kernels must be bit-reproducible (see :mod:`drct.concurrency`)."""
@@ -157,8 +166,13 @@ class Transform:
         vectors = _detached(vectors)
         parts = []
         with launches(self.t.backend):
+            padded = box.pad(self.grid, self.t, coeffs, batch) if self.boxed(batch) else None
             for start, count in self._progress("A x", batch, linear=True):
-                part = march.project(self.grid, self.t, self._ray_segments(vectors, start, count, batch), coeffs)
+                segs = self._ray_segments(vectors, start, count, batch)
+                if padded is not None:  # the box basis's own march (drct.kernels.box)
+                    part = box.project(self.grid, self.t, segs, padded)
+                else:
+                    part = march.project(self.grid, self.t, segs, coeffs)
                 dr.eval(part)
                 parts.append(part)
             out = self._assemble(parts, batch, linear=True)
@@ -170,9 +184,17 @@ class Transform:
         vectors = _detached(vectors)
         target = dr.zeros(self.t.Float, self.grid.size * batch)
         with launches(self.t.backend, self.reproducible()):
+            boxed = dr.zeros(self.t.Float, box.padded_size(self.grid) * batch) if self.boxed(batch) else None
             for start, count in self._progress("A.T y", batch, linear=True):
                 segs = self._ray_segments(vectors, start, count, batch)
-                march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target, self.spread)
+                if boxed is not None:  # the box basis's own march, into a padded copy (drct.kernels.box)
+                    box.backproject(self.grid, self.t, segs, self._slice(values, start, count), boxed, self.spread)
+                    dr.eval(boxed)
+                else:
+                    march.backproject(self.grid, self.t, segs, self._slice(values, start, count), target, self.spread)
+                    dr.eval(target)
+            if boxed is not None:
+                target = box.crop_add(self.grid, self.t, boxed, target, batch)
                 dr.eval(target)
         return target
 

@@ -2,7 +2,8 @@
 
 "old" is the reference twin (tests/march_reference.py for the voxel basis: the general march with
 ``dr.minimum``, a mask per coefficient, one axis per step; for the other bases the general march with
-``dr.minimum``/``dr.maximum`` restored); "new" is what drct runs now (drct/kernels/box.py for the voxel basis).
+``dr.minimum``/``dr.maximum`` restored; every basis marching view by view); "new" is what drct runs now
+(drct/kernels/box.py for the voxel basis, 3D scans marched detector row by row across the views).
 Each call is timed in wall seconds, CPU seconds of this process (all threads) and Dr.Jit kernel execution
 time; medians of ``--repeat`` rounds, old and new alternating within a round, the first call of each apart.
 
@@ -33,7 +34,7 @@ from drct.kernels import march
 from drct.transform import Transform
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import march_reference  # noqa: E402  (the reference twin lives with the tests)
+import march_reference  # the reference twin lives with the tests
 
 
 def workload(name: str, views: int | None) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
@@ -51,7 +52,7 @@ def workload(name: str, views: int | None) -> tuple[ct.VolumeGeometry, ct.Projec
 @contextmanager
 def old_march() -> Iterator[None]:
     """Run the reference twin: the old voxel march, and the old minimum/maximum in the general march."""
-    saved = (march.project, march.backproject, march.smaller, march.larger, Transform.boxed)
+    saved = (march.project, march.backproject, march.smaller, march.larger, Transform.boxed, Transform.rows_first)
     march.smaller, march.larger = dr.minimum, dr.maximum
     march.project = lambda grid, t, segs, coeffs: (
         march_reference.project(grid, t, segs, coeffs) if grid.degree == 0 else saved[0](grid, t, segs, coeffs)
@@ -60,10 +61,11 @@ def old_march() -> Iterator[None]:
         march_reference.backproject if grid.degree == 0 else saved[1]
     )(grid, t, segs, values, target, spread)
     Transform.boxed = lambda self, batch: False
+    Transform.rows_first = False  # view by view
     try:
         yield
     finally:
-        march.project, march.backproject, march.smaller, march.larger, Transform.boxed = saved
+        march.project, march.backproject, march.smaller, march.larger, Transform.boxed, Transform.rows_first = saved
 
 
 @contextmanager
@@ -83,7 +85,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--workloads", default="parallel2d,cone128")
     parser.add_argument("--bases", default="voxel")
     parser.add_argument("--views", type=int, default=None)
@@ -94,7 +96,8 @@ def main() -> None:
     variants = {"old": old_march, "new": new_march}
     print(f"# {os.uname().nodename}, {os.cpu_count()} CPUs, Dr.Jit {dr.__version__}")
     print(f"# load before: {os.getloadavg()}")
-    print(f"{'workload':>10} {'basis':>9} {'op':>7} {'march':>5} {'wall ms':>9} {'CPU ms':>9} {'exec ms':>9} {'GVU/s':>7}")
+    header = ("workload", "basis", "op", "march", "wall ms", "CPU ms", "exec ms", "GVU/s")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (10, 9, 7, 5, 9, 9, 9, 7), strict=True)))
     for name in args.workloads.split(","):
         vg, pg = workload(name, args.views)
         voxel_views = float(np.prod(vg.shape)) * pg.shape[0]
@@ -103,7 +106,8 @@ def main() -> None:
         y = mod.TensorXf(rng.random(pg.shape, dtype=np.float32))
         for basis in args.bases.split(","):
             A = ct.Projector(vg, pg, basis=basis)
-            for op, fn in (("forward", lambda A=A: A.forward_tensor(x)), ("adjoint", lambda A=A: A.adjoint_tensor(y))):
+            calls = {"forward": lambda A=A, x=x: A.forward_tensor(x), "adjoint": lambda A=A, y=y: A.adjoint_tensor(y)}
+            for op, fn in calls.items():
                 results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
                 outputs = {}
                 for v, context in variants.items():  # first calls apart (tracing, compiling)

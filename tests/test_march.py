@@ -63,7 +63,7 @@ def reference_pair(A: ct.Projector, x: np.ndarray, y: np.ndarray) -> tuple[np.nd
     """``A x`` and ``A.T y`` by the reference twin, on the projector's own clipped rays."""
     engine = A._engine
     t, grid = engine.t, engine.grid
-    segs = engine._ray_segments(engine.vectors(), 0, engine.num_rays(1), 1)
+    segs = engine._ray_segments(engine.vectors(), 0, engine.num_rays(1), 1)  # in sinogram order
     forward = reference.project(grid, t, segs, t.Float(x.ravel()))
     target = dr.zeros(t.Float, grid.size)
     reference.backproject(grid, t, segs, t.Float(y.ravel()), target)
@@ -100,11 +100,14 @@ def test_general_march_matches_reference() -> None:
     np.testing.assert_array_equal(got, reference_pair(A, x, np.zeros(pg.shape))[0].ravel())
 
 
-def test_box_march_batches_use_their_own_volume() -> None:
-    """Leading batch dimensions: each sample's rays read and write its own padded copy."""
-    vg = CASES["2d"]
+@pytest.mark.parametrize("basis", ["voxel", "linear"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_batches_use_their_own_volume(case: str, basis: str) -> None:
+    """Leading batch dimensions: each sample's rays read and write its own (padded) copy, also when a cone
+    beam's rays are marched detector row by row."""
+    vg = CASES[case]
     pg = geometries(vg)[1]
-    A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
+    A = ct.Projector(vg, pg, basis=basis, dtype="float64")
     rng = np.random.default_rng(3)
     x, y = rng.random((3, *vg.shape)), rng.random((3, *pg.shape))
     np.testing.assert_array_equal(A(x), np.stack([A(s) for s in x]))
@@ -126,3 +129,27 @@ def test_padded_copy_round_trip() -> None:
     np.testing.assert_array_equal(inner[(slice(None), *(slice(margin, -margin),) * vg.ndim)], x)
     back = box.crop_add(grid, t, padded, dr.zeros(t.Float, grid.size * 2), batch=2)
     np.testing.assert_array_equal(back.numpy(), x.ravel())
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_cone_rays_march_row_by_row(batch: int) -> None:
+    """3D projection geometries march detector rows across all views (cache locality); every ray once, and
+    a lane's output position is its ray's place in the sinogram."""
+    vg = CASES["3d"]
+    pg = geometries(vg)[1]
+    assert isinstance(pg, ct.ProjectionGeometry)
+    engine = ct.Projector(vg, pg, basis="linear")._engine
+    assert engine.rows_first
+    rows, cols = pg.det_shape
+    views = pg.num_rays // (rows * cols)
+    position = engine._launch_order(0, engine.num_rays(batch), batch).numpy()
+    np.testing.assert_array_equal(np.sort(position), np.arange(engine.num_rays(batch)))
+    sample, rest = np.divmod(position, engine.rays_per_sample)
+    view, pixel = np.divmod(rest, rows * cols)
+    row, col = np.divmod(pixel, cols)
+    lane = np.arange(engine.num_rays(batch))
+    np.testing.assert_array_equal(sample, lane // engine.rays_per_sample)
+    np.testing.assert_array_equal(col, lane % cols)
+    np.testing.assert_array_equal(view, (lane // cols) % views)
+    np.testing.assert_array_equal(row, (lane % engine.rays_per_sample) // (cols * views))
+    assert not ct.Projector(CASES["2d"], geometries(CASES["2d"])[1])._engine.rows_first

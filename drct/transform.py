@@ -23,6 +23,7 @@ from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
 from .kernels import box, derivatives, march
+from .memory import available_bytes
 
 Vectors = dict[str, Vec]
 
@@ -87,8 +88,12 @@ class Transform:
 
     def boxed(self, batch: int) -> bool:
         """Whether ``A`` and ``A.T`` over ``batch`` volumes run the box basis's own march on a padded copy
-        (:mod:`drct.kernels.box`): degree 0, with the padded copies indexable by 32-bit integers."""
-        return self.grid.degree == 0 and box.padded_size(self.grid) * batch < 2**31
+        (:mod:`drct.kernels.box`): degree 0, with the padded copies indexable by 32-bit integers and, on the
+        CPU, taking at most a quarter of the free memory (else the general march, which needs no copy)."""
+        size = box.padded_size(self.grid) * batch
+        if self.grid.degree != 0 or size >= 2**31:
+            return False
+        return self.t.backend != "llvm" or size * (4 if self.t.dtype == "float32" else 8) <= available_bytes() // 4
 
     def scratch_bytes(self, batch: int, item: int) -> int:
         """Bytes ``A`` or ``A.T`` allocates besides its output: the padded copy of the box basis's march."""

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import drct as ct
+from drct import transform
 from drct.geometry.projection import AnyGeometry
 from drct.kernels import box, march
 
@@ -153,3 +154,21 @@ def test_cone_rays_march_row_by_row(batch: int) -> None:
     np.testing.assert_array_equal(view, (lane // cols) % views)
     np.testing.assert_array_equal(row, (lane % engine.rays_per_sample) // (cols * views))
     assert not ct.Projector(CASES["2d"], geometries(CASES["2d"])[1])._engine.rows_first
+
+
+def test_box_march_needs_free_memory_for_its_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the padded copy would take more than a quarter of the free memory, the voxel basis runs the
+    general march (no copy), with the same result."""
+    vg = CASES["3d"]
+    pg = geometries(vg)[1]
+    A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
+    x, y = np.random.default_rng(5).random(vg.shape), np.random.default_rng(6).random(pg.shape)
+    forward, adjoint = A(x), A.T(y)
+    copy = 8 * box.padded_size(A._engine.grid)
+    assert A._engine.boxed(1) and A._engine.scratch_bytes(1, 8) == copy
+    estimate = A.memory_estimate()
+    monkeypatch.setattr(transform, "available_bytes", lambda: 4 * copy - 1)
+    assert not A._engine.boxed(1)
+    assert estimate - A.memory_estimate() == copy
+    np.testing.assert_array_equal(A(x), forward)
+    np.testing.assert_allclose(A.T(y), adjoint, rtol=1e-12, atol=1e-12)

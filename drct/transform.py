@@ -189,17 +189,21 @@ class Transform:
         index, offset = self._index_of(position, batch)
         return self._segments(make_rays(self.pg, self.t, vectors, index), offset), position
 
-    def _slice(self, values: Any, start: int, count: int) -> Any:
+    def _take(self, values: Any, position: Any, start: int, count: int) -> Any:
+        """The values (one per ray, sinogram order) of lanes ``start .. start + count`` at their positions."""
+        if self.rows_first:
+            return dr.gather(self.t.Float, values, position)
         if count == dr.width(values):
             return values
         return dr.gather(self.t.Float, values, dr.arange(self.t.UInt, start, start + count))
 
-    def _assemble(self, parts: list[Any], batch: int, linear: bool) -> Any:
-        if len(parts) == 1:
+    def _place(self, parts: list[Any], positions: list[Any], batch: int) -> Any:
+        """One value per ray in sinogram order from the chunks' per-lane values and output positions."""
+        if len(parts) == 1 and not self.rows_first:
             return parts[0]
         out = dr.zeros(self.t.Float, self.num_rays(batch))
-        for (start, count), part in zip(self.chunks(batch, linear), parts, strict=True):
-            dr.scatter(out, part, dr.arange(self.t.UInt, start, start + count))
+        for part, position in zip(parts, positions, strict=True):
+            dr.scatter(out, part, position)
         return out
 
     # ---- linear operators -----------------------------------------------------------------------------------
@@ -217,12 +221,7 @@ class Transform:
                     part = march.project(self.grid, self.t, segs, coeffs)
                 dr.eval(part)
                 parts.append((part, position))
-            if len(parts) == 1 and not self.rows_first:
-                out = parts[0][0]
-            else:  # each lane's value to its place in the sinogram
-                out = dr.zeros(self.t.Float, self.num_rays(batch))
-                for part, position in parts:
-                    dr.scatter(out, part, position)
+            out = self._place([part for part, _ in parts], [position for _, position in parts], batch)
             dr.eval(out)
         return out
 
@@ -234,9 +233,7 @@ class Transform:
             boxed = dr.zeros(self.t.Float, box.padded_size(self.grid) * batch) if self.boxed(batch) else None
             for start, count in self._progress("A.T y", batch, linear=True):
                 segs, position = self._launch_segments(vectors, start, count, batch)
-                mine = (
-                    dr.gather(self.t.Float, values, position) if self.rows_first else self._slice(values, start, count)
-                )
+                mine = self._take(values, position, start, count)
                 if boxed is not None:  # the box basis's own march, into a padded copy (drct.kernels.box)
                     box.backproject(self.grid, self.t, segs, mine, boxed, self.spread)
                     dr.eval(boxed)
@@ -266,15 +263,17 @@ class Transform:
         batch: int,
         weights: Any = None,
         target: Any = None,
-    ) -> tuple[Any, Vectors]:
-        """For rays ``start .. start + count``: the index of each ray's vector set, and the gradient of the ray's
-        integral (times its weight, if given) w.r.t. that set, per ray. Adds ``A.T weights`` into ``target``.
+    ) -> tuple[Any, Any, Vectors]:
+        """For lanes ``start .. start + count`` (in the order of :meth:`_launch_order`): the output position
+        of each lane's ray, the index of its vector set, and the gradient of the ray's integral (times its
+        weight, if given; one per lane) w.r.t. that set. Adds ``A.T weights`` into ``target``.
 
         The vectors are gathered to one copy per ray before differentiating, so the AD pass is elementwise (no
         scatters, nothing evaluated until the caller combines the result).
         """
         t = self.t
-        index, offset = self._index(start, count, batch)
+        position = self._launch_order(start, count, batch)
+        index, offset = self._index_of(position, batch)
         views = ray_views(self.pg, t, index)
         with dr.isolate_grad():
             leaves = per_ray(vectors, t, views)
@@ -291,7 +290,7 @@ class Transform:
                 seed = seed + rays.t_max * d_tmax
             dr.backward_from(seed)
             grads = {name: [dr.grad(c) for c in comps] for name, comps in leaves.items()}
-        return views, grads
+        return position, views, grads
 
     def geometry_vjp(
         self, coeffs: Any, vectors: Vectors, weights: Any, want_volume: bool, batch: int = 1
@@ -304,8 +303,9 @@ class Transform:
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
         with launches(t.backend, self.reproducible()):
             for start, count in self._progress("gradient", batch):
-                w = self._slice(weights, start, count)
-                views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, w, target)
+                position = self._launch_order(start, count, batch)
+                w = self._take(weights, position, start, count)
+                _, views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, w, target)
                 for name, comps in grads.items():
                     for acc, g in zip(out[name], comps, strict=True):
                         dr.scatter_add(acc, g, views, mode=march.scatter_mode(acc))
@@ -325,9 +325,11 @@ class Transform:
         sets = [{name: [t.Float64(c) for c in tangents[name]] for name in vectors} for tangents in tangent_sets]
         dr.eval(sets)
         parts: list[list[Any]] = [[] for _ in sets]
+        positions = []
         with launches(t.backend):
             for start, count in self._progress("JVP", batch):
-                views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch)
+                position, views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch)
+                positions.append(position)
                 changes = []
                 for tangents in sets:
                     change = 0.0
@@ -338,7 +340,7 @@ class Transform:
                 dr.eval(changes)
                 for out, part in zip(parts, changes, strict=True):
                     out.append(part)
-            result = [self._assemble(p, batch, linear=False) for p in parts]
+            result = [self._place(p, positions, batch) for p in parts]
             dr.eval(result)
         return result
 

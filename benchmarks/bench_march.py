@@ -7,10 +7,11 @@
 Each call is timed in wall seconds, CPU seconds of this process (all threads) and Dr.Jit kernel execution
 time; medians of ``--repeat`` rounds, old and new alternating within a round, the first call of each apart.
 
-Run:  python benchmarks/bench_march.py [--workloads parallel2d,cone128] [--bases voxel,linear,bspline2]
+Run:  python benchmarks/bench_march.py [--workloads parallel2d,fan2d,cone128] [--bases voxel,linear,bspline2]
                                        [--views N] [--repeat 5]
 
-Workloads as in bench_projector.py: parallel2d (256² x 256 views x 367), cone128 (128³ x 180 views x 128²);
+Workloads as in bench_projector.py: parallel2d (256² x 256 views x 367), fan2d (512² x 720 x 725), cone128
+(128³ x 180 views x 128²);
 ``--views`` takes fewer views for a quick comparison.
 """
 
@@ -41,12 +42,17 @@ def workload(name: str, views: int | None) -> tuple[ct.VolumeGeometry, ct.Projec
     if name == "parallel2d":
         count = views or 256
         return ct.VolumeGeometry((256, 256)), ct.parallel(np.linspace(0, np.pi, count, endpoint=False), 367)
+    if name == "fan2d":
+        count = views or 720
+        return ct.VolumeGeometry((512, 512)), ct.fan(
+            np.linspace(0, 2 * np.pi, count, endpoint=False), 725, 1.5, 1000.0, 1500.0
+        )
     if name == "cone128":
         count = views or 180
         return ct.VolumeGeometry((128, 128, 128)), ct.cone(
             np.linspace(0, 2 * np.pi, count, endpoint=False), (128, 128), 1.5, 256.0, 512.0
         )
-    raise SystemExit(f"unknown workload {name!r}: expected parallel2d or cone128")
+    raise SystemExit(f"unknown workload {name!r}: expected parallel2d, fan2d or cone128")
 
 
 @contextmanager

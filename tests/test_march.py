@@ -10,6 +10,7 @@ import drjit as dr
 import march_reference as reference
 import numpy as np
 import pytest
+from conftest import transpose_rows
 
 import drct as ct
 from drct import transform
@@ -18,8 +19,8 @@ from drct.kernels import box, march
 
 
 def awkward_rays(vg: ct.VolumeGeometry, count: int, seed: int) -> ct.RayGeometry:
-    """Random lines, plus lines on voxel faces, through grid vertices (diagonals), parallel to the axes, and
-    lines that miss the volume."""
+    """Random lines, plus lines on voxel faces, through grid vertices (diagonals), parallel to the axes, from
+    origins 1e4-1e8 mm away, and lines that miss the volume."""
     rng = np.random.default_rng(seed)
     ndim, lo, h = vg.ndim, np.array(vg.extent_min), np.array(vg.spacing_xyz)
     n = np.array(vg.shape_xyz)
@@ -38,6 +39,11 @@ def awkward_rays(vg: ct.VolumeGeometry, count: int, seed: int) -> ct.RayGeometry
     diagonal[: count // 3, -1] = 0.0  # some along a face diagonal
     origins.append(vertex)
     directions.append(diagonal)
+    toward = rng.normal(size=(count // 4, ndim))  # from far away (re-based near the volume by the clipping)
+    toward /= np.linalg.norm(toward, axis=1, keepdims=True)
+    inside = lo + rng.uniform(0, 1, size=(count // 4, ndim)) * n * h
+    origins.append(inside - 10.0 ** rng.uniform(4, 8, size=(count // 4, 1)) * toward)
+    directions.append(toward)
     miss = lo + (n + 3) * h  # parallel to an axis, beyond the volume
     origins.append(np.tile(miss, (4, 1)))
     directions.append(np.eye(ndim)[np.arange(4) % ndim])
@@ -172,3 +178,16 @@ def test_box_march_needs_free_memory_for_its_copy(monkeypatch: pytest.MonkeyPatc
     assert estimate - A.memory_estimate() == copy
     np.testing.assert_array_equal(A(x), forward)
     np.testing.assert_allclose(A.T(y), adjoint, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["2d", "3d"])
+def test_box_march_dense_transpose_float64(case: str) -> None:
+    """The box march's ``A.T`` is the transpose of its ``A`` (float64, dense, small; cone rays row by row)."""
+    vg = ct.VolumeGeometry((5, 4), voxel_size=(1.0, 0.5)) if case == "2d" else ct.VolumeGeometry((3, 4, 3))
+    pg = ct.fan(np.array([0.0, np.pi / 4, 1.0]), 7, 0.9, 2.0, 9.0) if case == "2d" else geometries(CASES["3d"])[1]
+    A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
+    assert A._engine.boxed(1)
+    n = int(np.prod(vg.shape))
+    columns = np.stack([A(np.eye(1, n, c).reshape(vg.shape)).reshape(-1) for c in range(n)], axis=1)
+    assert np.mean(np.any(columns != 0, axis=0)) > 0.5, "most voxels must be seen by some ray"
+    np.testing.assert_allclose(transpose_rows(A), columns, rtol=0, atol=1e-12 * np.abs(columns).max())

@@ -13,9 +13,11 @@ coordinates converted to floats for the face crossings, a mask per coefficient f
 - every axis whose face is reached steps at once (a ray through an edge or corner moves diagonally instead of
   spending an iteration on a zero-length segment; the box's weight there would be zero anyway).
 
-Each ray's cells and lengths are the same as :func:`~drct.kernels.march.march`'s up to rounding in the last
-bits, and the adjoint walks the same cells with the same lengths, so it is the exact transpose of the forward.
-The old degree-0 path stays in ``tests/test_box.py`` as the reference twin.
+Each ray's cells and lengths are those of :func:`~drct.kernels.march.march` (the forward gives the same bits),
+and the adjoint walks the same cells with the same lengths, so it is the exact transpose of the forward. The
+old degree-0 path stays in ``tests/march_reference.py`` as the reference twin (``tests/test_march.py``).
+:class:`drct.transform.Transform` uses this module for ``A`` and ``A.T`` of the voxel basis; the derivative
+passes keep the general march (they need the faces each ray crosses).
 
 Example:
     >>> import drjit as dr, numpy as np, drct as ct
@@ -42,6 +44,7 @@ def padded_shape(grid: KnotGrid) -> tuple[int, ...]:
 
 
 def padded_strides(grid: KnotGrid) -> tuple[int, ...]:
+    """Flat-index step per axis of the padded copy (C order, first axis fastest)."""
     out, step = [], 1
     for n in padded_shape(grid):
         out.append(step)
@@ -50,6 +53,7 @@ def padded_strides(grid: KnotGrid) -> tuple[int, ...]:
 
 
 def padded_size(grid: KnotGrid) -> int:
+    """Cells in one padded copy."""
     size = 1
     for n in padded_shape(grid):
         size *= n

@@ -256,6 +256,18 @@ def dot_fma(a: list[Any], b: list[Any]) -> Any:
     return out
 
 
+def smaller(a: Any, b: Any) -> Any:
+    """``min(a, b)`` for values that are never NaN, as one compare and select: Dr.Jit's ``dr.minimum`` lowers
+    to LLVM's NaN-propagating ``llvm.minimum``, which x86 expands to several instructions (in the march's
+    inner loop that was a quarter of the box forward's time)."""
+    return dr.select(b < a, b, a)
+
+
+def larger(a: Any, b: Any) -> Any:
+    """``max(a, b)`` for values that are never NaN (see :func:`smaller`)."""
+    return dr.select(b > a, b, a)
+
+
 def first_cell(grid: KnotGrid, t: Types, segs: Segments) -> list[Any]:
     """Knot-grid coordinates of the cell each clipped ray starts in."""
     return [dr.clip(t.Int(dr.floor(e)), 0, c - 1) for e, c in zip(segs.entry, grid.cells, strict=True)]
@@ -298,7 +310,7 @@ def march(
         crossing = [(kf + off) * i for kf, off, i in zip(cell_f, face, inv, strict=True)]
         end = length
         for c in crossing:
-            end = dr.minimum(end, c)
+            end = smaller(end, c)
         base, inside = grid.access(t, cell)
         if not isinstance(segs.offset, int):
             base = base + segs.offset
@@ -314,7 +326,7 @@ def march(
             inside=inside,
             local=[e - kf + pos * d for e, kf, d in zip(entry, cell_f, direction, strict=True)],
             direction=direction,
-            length=dr.maximum(end - pos, 0.0),
+            length=larger(end - pos, 0.0),
             start=pos,
             entered=entered if track_faces else never,
             coords=cell,

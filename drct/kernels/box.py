@@ -1,0 +1,143 @@
+"""The box (voxel) basis's forward projection and its exact transpose, on a padded copy of the volume.
+
+The general :func:`drct.kernels.march.march` pays, per cell, for what every basis needs (integer cell
+coordinates converted to floats for the face crossings, a mask per coefficient for the zero border, the
+:class:`~drct.kernels.march.Cell` fields). The box has one coefficient per cell, so its march carries less:
+
+- the volume is copied once per call into an array with two zero layers on every side (:func:`pad`): the knot
+  grid's zero border and a guard layer that a cell index pushed one past the border by rounding lands in. No
+  gather or scatter needs a mask, and the flat index is clamped to the array so that no rounding can read or
+  write outside it;
+- the cell is carried as float coordinates (exact integers) and a flat index, stepped together, so the face
+  crossings ``(k + face) / d`` cost no conversion and the index no multiply;
+- every axis whose face is reached steps at once (a ray through an edge or corner moves diagonally instead of
+  spending an iteration on a zero-length segment; the box's weight there would be zero anyway).
+
+Each ray's cells and lengths are those of :func:`~drct.kernels.march.march` (the forward gives the same bits),
+and the adjoint walks the same cells with the same lengths, so it is the exact transpose of the forward. The
+old degree-0 path stays in ``tests/march_reference.py`` as the reference twin (``tests/test_march.py``).
+:class:`drct.transform.Transform` uses this module for ``A`` and ``A.T`` of the voxel basis; the derivative
+passes keep the general march (they need the faces each ray crosses).
+
+Example:
+    >>> import drjit as dr, numpy as np, drct as ct
+    >>> A = ct.Projector(ct.VolumeGeometry((4, 4)), ct.parallel([0.0], 3), basis="voxel")
+    >>> A(np.ones((4, 4), np.float32)).tolist()  # three rays along x, each through four unit voxels
+    [[4.0, 4.0, 4.0]]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import drjit as dr
+
+from ..backend import Types
+from .march import KnotGrid, Segments, first_cell, larger, scatter_mode, smaller
+
+GUARD = 1  # zero layers beyond the knot grid's own border
+
+
+def padded_shape(grid: KnotGrid) -> tuple[int, ...]:
+    """Cells per axis of the padded copy: the knot grid's cells plus a guard layer on each side."""
+    return tuple(c + 2 * GUARD for c in grid.cells)
+
+
+def padded_strides(grid: KnotGrid) -> tuple[int, ...]:
+    """Flat-index step per axis of the padded copy (C order, first axis fastest)."""
+    out, step = [], 1
+    for n in padded_shape(grid):
+        out.append(step)
+        step *= n
+    return tuple(out)
+
+
+def padded_size(grid: KnotGrid) -> int:
+    """Cells in one padded copy."""
+    size = 1
+    for n in padded_shape(grid):
+        size *= n
+    return size
+
+
+def _interior(grid: KnotGrid, t: Types, batch: int) -> Any:
+    """Flat index in the padded copy of every coefficient of ``batch`` volumes, in their flat order."""
+    index = dr.arange(t.UInt, grid.size * batch)
+    sample = index // grid.size
+    rest = index - sample * grid.size
+    out = sample * padded_size(grid)
+    for n, stride in zip(grid.shape, padded_strides(grid), strict=True):
+        k = rest % n
+        rest = rest // n
+        out = out + (k + grid.pad + GUARD) * stride
+    return out
+
+
+def pad(grid: KnotGrid, t: Types, coeffs: Any, batch: int = 1) -> Any:
+    """The padded copy of ``batch`` flat coefficient arrays (zeros around each)."""
+    padded = dr.zeros(t.Float, padded_size(grid) * batch)
+    dr.scatter(padded, coeffs, _interior(grid, t, batch))
+    return padded
+
+
+def crop_add(grid: KnotGrid, t: Types, padded: Any, target: Any, batch: int = 1) -> Any:
+    """``target`` plus the interior of the padded arrays (what the adjoint scattered outside is dropped)."""
+    return target + dr.gather(t.Float, padded, _interior(grid, t, batch))
+
+
+def _walk(grid: KnotGrid, t: Types, segs: Segments, visit: Any, acc: Any, size: int) -> Any:
+    """Walk every ray through its cells, calling ``acc = visit(acc, index, length)`` with the flat index of the
+    cell in the padded copy and the segment length (mm)."""
+    entry, direction, length = segs.entry, segs.direction, segs.length
+    strides = padded_strides(grid)
+    forward = [d > 0 for d in direction]
+    still = [d == 0 for d in direction]
+    inv = [dr.select(z, 1.0, dr.rcp(d)) for z, d in zip(still, direction, strict=True)]
+    face = [dr.select(z, dr.inf, dr.select(f, 1.0, 0.0) - e) for z, f, e in zip(still, forward, entry, strict=True)]
+    step = [dr.select(f, t.Float(1.0), t.Float(-1.0)) for f in forward]
+    jump = [dr.select(f, t.Int(s), t.Int(-s)) for f, s in zip(forward, strides, strict=True)]
+    cell0 = first_cell(grid, t, segs)
+    index0 = t.Int(0)
+    for k, s in zip(cell0, strides, strict=True):
+        index0 = index0 + (k + GUARD) * s
+    if not isinstance(segs.offset, int):
+        index0 = index0 + (segs.offset // grid.size) * padded_size(grid)
+    width = dr.width(length)
+
+    def cond(pos: Any, acc: Any, cell: list[Any], index: Any) -> Any:
+        return pos < length
+
+    def body(pos: Any, acc: Any, cell: list[Any], index: Any) -> tuple[Any, ...]:
+        crossing = [(k + f) * i for k, f, i in zip(cell, face, inv, strict=True)]
+        end = length
+        for c in crossing:
+            end = smaller(end, c)
+        acc = visit(acc, dr.clip(index, 0, size - 1), larger(end - pos, 0.0))
+        crossed = [c <= end for c in crossing]
+        cell = [dr.select(x, k + s, k) for x, k, s in zip(crossed, cell, step, strict=True)]
+        for x, j in zip(crossed, jump, strict=True):
+            index = dr.select(x, index + j, index)
+        return end, acc, cell, index
+
+    state = (dr.zeros(t.Float, width), acc, [t.Float(k) for k in cell0], index0)
+    return dr.while_loop(state, cond, body, label="drct_box")[1]
+
+
+def project(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
+    """Line integrals along ``segs`` of the box-basis volume whose padded copy (:func:`pad`) is ``padded``."""
+
+    def visit(acc: Any, index: Any, length: Any) -> Any:
+        return dr.fma(dr.gather(t.Float, padded, t.UInt(index)), length, acc)
+
+    return _walk(grid, t, segs, visit, dr.zeros(t.Float, dr.width(segs.length)), dr.width(padded))
+
+
+def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, padded: Any, spread: bool = False) -> None:
+    """Add the transpose of :func:`project` applied to ``values`` (one per ray) into the padded ``padded``."""
+    mode = scatter_mode(padded, spread)
+
+    def visit(acc: Any, index: Any, length: Any) -> Any:
+        dr.scatter_add(padded, values * length, t.UInt(index), mode=mode)
+        return acc
+
+    _walk(grid, t, segs, visit, dr.zeros(t.Float, dr.width(segs.length)), dr.width(padded))

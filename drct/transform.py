@@ -250,9 +250,7 @@ class Transform:
         environment variable ``DRCT_ADJOINT=scatter``), the ray-driven scatter of
         :func:`drct.kernels.march.backproject`."""
         vectors = _detached(vectors)
-        if scatter is None:
-            scatter = os.environ.get("DRCT_ADJOINT", "") == "scatter"
-        gather = None if scatter else self.footprints
+        gather = self._gather(scatter)
         if gather is not None:
             return self._backproject_gather(gather, values, vectors, batch)
         target = dr.zeros(self.t.Float, self.grid.size * batch)
@@ -271,6 +269,13 @@ class Transform:
                 target = box.crop_add(self.grid, self.t, boxed, target, batch)
                 dr.eval(target)
         return target
+
+    def _gather(self, scatter: bool | None = None) -> footprints.ParallelFootprints | None:
+        """The gather adjoint's footprints unless the scatter is asked for (``scatter=True``, or by default the
+        environment variable ``DRCT_ADJOINT=scatter``) or the gather does not cover this operator."""
+        if scatter is None:
+            scatter = os.environ.get("DRCT_ADJOINT", "") == "scatter"
+        return None if scatter else self.footprints
 
     def _backproject_gather(self, fp: footprints.ParallelFootprints, values: Any, vectors: Vectors, batch: int) -> Any:
         """``A.T y`` by the footprints of :mod:`drct.kernels.footprints`, one volume at a time (sample ``b`` reads
@@ -336,10 +341,12 @@ class Transform:
         self, coeffs: Any, vectors: Vectors, weights: Any, want_volume: bool, batch: int = 1
     ) -> tuple[Any, Vectors]:
         """Reverse mode for ray weights ``weights``: ``A.T weights`` (if ``want_volume``) and the gradient of
-        ``<weights, A x>`` w.r.t. every geometry vector, from one march per chunk."""
+        ``<weights, A x>`` w.r.t. every geometry vector, from one march per chunk. Where the gather adjoint
+        covers the operator (:meth:`backproject`), ``A.T weights`` comes from it and the march does no scatters."""
         t = self.t
         vectors = _detached(vectors)
-        target = dr.zeros(t.Float, self.grid.size * batch) if want_volume else None
+        gathered = want_volume and self._gather() is not None
+        target = dr.zeros(t.Float, self.grid.size * batch) if want_volume and not gathered else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
         with launches(t.backend, self.reproducible()):
             for start, count in self._progress("gradient", batch):
@@ -350,6 +357,8 @@ class Transform:
                     for acc, g in zip(out[name], comps, strict=True):
                         dr.scatter_add(acc, g, views, mode=march.scatter_mode(acc))
                 dr.eval(out, target)
+        if gathered:
+            target = self.backproject(weights, vectors, batch)
         return target, out
 
     def geometry_jvp(self, coeffs: Any, vectors: Vectors, tangents: Vectors, batch: int = 1) -> Any:

@@ -66,9 +66,9 @@ def test_sigma_covers_the_error_and_includes_the_volume(well_posed) -> None:
 
 
 def test_non_identifiable_parameter_is_flagged_and_refused() -> None:
-    # a nearly parallel fan (source 2 m away, object 64 mm): a change of the source-detector distance is a change
+    # a nearly parallel fan (source 4 m away, object 64 mm): a change of the source-detector distance is a change
     # of magnification, which a scaled volume imitates; the fixed-volume J^T J does not see that
-    vg, pg = fan(sod=2000.0)
+    vg, pg = fan(sod=4000.0)
     y = noisy(vg, pg.perturb(src_det_delta=40.0), seed=2)
     res, messages = quiet_calibrate(y, pg, ["det_shift_u", "src_det_delta"], vg=vg, levels=[1], iterations=2, lowpass=0)
     d = res.diagnostics

@@ -235,8 +235,8 @@ class Transform:
         if self.t.backend != "llvm" or not footprints.covers(self.vg, self.pg, self.grid.degree):
             return None
         assert isinstance(self.pg, ProjectionGeometry)
-        if self.pg.differentiable:  # built anew at each call: not worth freezing
-            return footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t, frozen=False)
+        if self.pg.differentiable:  # built anew at each call
+            return footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t)
         if self._footprints is None:
             self._footprints = footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t)
         return self._footprints

@@ -225,9 +225,9 @@ def test_drjit_derivatives_through_the_gather_adjoint(basis: str) -> None:
 
 
 @pytest.mark.parametrize("basis", ["voxel", "linear"])
-def test_replayed_launches_see_new_inputs(basis: str) -> None:
-    """The launches are frozen (``drjit.freeze``) after the first call: later calls with other sinograms, other
-    batch sizes and after other operators' calls must use their own inputs."""
+def test_later_calls_see_new_inputs(basis: str) -> None:
+    """The launches keep per-operator inputs (view tables and parameters) between calls: later calls with other
+    sinograms, other batch sizes and after other operators' calls must use their own inputs."""
     vg = ct.VolumeGeometry((14, 11))
     pg = ct.parallel(np.linspace(0, np.pi, 40, endpoint=False), 19)  # 40 views: a full and a partial launch
     A = ct.Projector(vg, pg, basis=basis, dtype="float64")

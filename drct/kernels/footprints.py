@@ -26,11 +26,12 @@ pixels lie one zero cell inside the box), and rays that miss get ``y = 0``.
 The linear basis (:class:`HatFootprints`) projects to a convolution of two triangles, continuous in the ray's
 position, so the DDA's rounding never moves a whole chord and every view takes the closed form.
 
-No scatters: the result does not depend on the thread count or on other threads. Each launch is frozen
-(:func:`drjit.freeze`) for fixed geometries: later calls replay its kernels without tracing the unrolled views
-again. CPU time as a multiple of the forward's (``benchmarks/bench_gather_adjoint.py``, 256² x 256 views x 367
-float32, 2 shared cores, two runs at load 3.2-4.7): box 0.95-1.06x (the scatter 2.30-2.42x), linear 0.94-0.97x
-(the scatter 2.19-2.43x).
+No scatters: the result does not depend on the thread count or on other threads. CPU time as a multiple of the
+forward's (``benchmarks/bench_gather_adjoint.py``, 256² x 256 views x 367 float32, 2 shared cores): box
+1.18-1.31x (the scatter 2.3-2.5x), linear 1.11-1.23x (the scatter 2.2-2.4x). Freezing the launches
+(:func:`drjit.freeze`: later calls replay the kernels without tracing the unrolled views) gave 0.95-1.06x and
+0.94-0.97x, but one full test run aborted inside a frozen launch's recording while Python's garbage collector ran
+(Dr.Jit 1.5; not reproduced in isolation), so the launches are traced at every call.
 
 Example:
     >>> import numpy as np, drct as ct
@@ -59,10 +60,11 @@ from .march import KnotGrid, clip_rays, first_cell
 
 VIEWS_PER_LAUNCH = 16
 """Views one launch adds to the volume (unrolled in the kernel; the volume is read and written once per launch).
-CPU time as a multiple of the forward's, box basis, 256² x 256 views x 367 float32, 2 shared cores: before the
-launches were frozen (load 4-6) 8 views 1.40x, 16 1.31x / 1.22x, 32 1.28x / 1.18x, 64 1.55x; frozen (load 3.5)
-16 1.06x / 1.10x, 32 1.08x / 1.08x, 64 1.46x / 1.28x. 16 compiles faster (first call 0.6 s against 0.6-0.9 s,
-under load); grid and detector sizes are opaque, so other operators reuse the kernels."""
+CPU time as a multiple of the forward's, box basis, 256² x 256 views x 367 float32, 2 shared cores: traced at
+every call, as now (load 4-6), 8 views 1.40x, 16 1.31x / 1.22x, 32 1.28x / 1.18x, 64 1.55x; frozen (load 3.5; see
+the module docstring for why no longer) 16 1.06x / 1.10x, 32 1.08x / 1.08x, 64 1.46x / 1.28x. 16 compiles
+faster (first call 0.6 s against 0.6-0.9 s, under load); grid and detector sizes are opaque, so other operators
+reuse the kernels."""
 
 NEAR_AXIS = 1e-2
 """Views whose rays' slope against a grid axis (``|d_minor| / |d_major|`` in voxels) is below this take the exact
@@ -91,9 +93,7 @@ class ParallelFootprints:
 
     degree = -1
 
-    def __init__(
-        self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types, frozen: bool = True
-    ) -> None:
+    def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
         if not covers(vg, pg, grid.degree) or grid.degree != self.degree:
             raise ValueError(f"{type(self).__name__} serves degree {self.degree} on 2D parallel beams, not {pg!r}")
         self.grid, self.vg, self.pg, self.t = grid, vg, pg, t
@@ -124,7 +124,6 @@ class ParallelFootprints:
         self.low = np.ceil(cols_at.min(axis=1) - self.reach).astype(np.int64) - 2
         high = np.ceil(cols_at.max(axis=1) - self.reach).astype(np.int64) + 2
         self.width = int((high - self.low).max()) + self.taps + 1
-        self._launch = dr.freeze(self._launch_plain, limit=16, warn_after=64) if frozen else self._launch_plain
         self._inputs: dict[tuple[int, ...], tuple[Any, Any, list[list[Any]]]] = {}
 
     def _footprint(self, d: np.ndarray, across: np.ndarray) -> np.ndarray:
@@ -139,7 +138,7 @@ class ParallelFootprints:
     # ---- per-view parameters and tables -------------------------------------------------------------------
     def view_parameters(self, view: int, k: int) -> list[Any]:
         """View ``view``'s parameters (row ``k`` of its launch's table) as Dr.Jit scalars, so that one compiled
-        (and frozen) launch serves every view: the column map ``a, b, c``, the ``reach``, the table offset of
+        launch serves every view: the column map ``a, b, c``, the ``reach``, the table offset of
         the first candidate (``t.Int``), then :meth:`_extra` (the footprint's own)."""
         t = self.t
         floats = [self.a[view], self.b[view], self.c[view], self.reach[view], *self._extra(view)]
@@ -231,11 +230,10 @@ class ParallelFootprints:
             self._inputs[key] = (rows, low, params)
         return self._inputs[key]
 
-    def _launch_plain(
+    def _launch(
         self, acc: Any, values: Any, start: Any, rows: Any, low: Any, x: Any, y: Any, params: list[list[Any]]
     ) -> Any:
-        """``acc`` plus the views of one launch (their parameters ``params``; see :meth:`value_table`); frozen
-        (:func:`drjit.freeze`) when the geometry is fixed, so that later calls replay its kernels untraced."""
+        """``acc`` plus the views of one launch (their parameters ``params``; see :meth:`value_table`)."""
         table = self.value_table(values, start, rows, low, len(params))
         for p in params:
             acc = self._add_view(acc, table, x, y, p)

@@ -65,6 +65,10 @@ def run(args, basis: str) -> dict:
     init = None
     if args.start_at_truth:  # the axis column carried by det_shift_u, as the gauge fixes cor_offset
         init = {**truth, "det_shift_u": truth["det_shift_u"] + mag * truth["cor_offset"], "cor_offset": 0.0}
+    if args.count:
+        from bench_calibration import clear_counters
+
+        clear_counters()
     start = time.perf_counter()
     res = ct.calibrate(
         y,
@@ -82,6 +86,10 @@ def run(args, basis: str) -> dict:
         diagnostics=args.diagnostics,
     )
     runtime = time.perf_counter() - start
+    if args.count:
+        from bench_calibration import print_counts
+
+        print_counts()
     est = res.params
     axis_true = (truth["det_shift_u"] + mag * truth["cor_offset"]) / pixel
     axis_est = (est["det_shift_u"] + mag * est["cor_offset"]) / pixel
@@ -140,7 +148,12 @@ def main() -> None:
     )
     p.add_argument("--diagnostics", default="warn", choices=("warn", "raise", "off"), help="see ct.calibrate")
     p.add_argument("--inner-iterations", type=int, default=20, help="CGLS iterations per outer iteration")
+    p.add_argument("--count", action="store_true", help="count the passes per level and phase (bench_calibration)")
     args = p.parse_args()
+    if args.count:
+        from bench_calibration import install_counters
+
+        install_counters()
     bases = [args.basis] + (["voxel"] if args.compare and args.basis != "voxel" else [])
     start = time.perf_counter()
     rows = [run(args, b) for b in bases]

@@ -117,8 +117,7 @@ def calibrate(
         optimizer: ``"lm"`` (Levenberg–Marquardt) or ``"adam"``.
         iterations: outer iterations per level (one number or one per level).
         recon_iterations: CGLS iterations per outer iteration (warm-started).
-        initial_recon_iterations: CGLS iterations at the start of the first level; the later levels start from the
-            coarser level's volume, upsampled, and take ``min(initial_recon_iterations, recon_iterations)``.
+        initial_recon_iterations: CGLS iterations at the start of every level.
         final_recon_iterations: CGLS iterations (from zero, unweighted data, calibrated geometry) of the returned
             reconstruction.
         regularization: λ relative to an upper bound of ``|A^T A|``.
@@ -336,13 +335,12 @@ class _Run:
         o, r, level = self.options, self.result, prob.level
         theta = r.theta.copy()
         x = upsample(x, level.vg.shape)
-        its = self._start_iterations(li)
         if r.x is None:  # nothing complete yet: let the result hold the first fit's latest iterate
             buffer = np.zeros(level.vg.shape, np.float32)
             r.x, r.vg_x = buffer, level.vg
-            x = ridge_cgls(prob.operator(theta), prob.y, x, its, prob.ridge, out=buffer)
+            x = ridge_cgls(prob.operator(theta), prob.y, x, o.initial_recon_iterations, prob.ridge, out=buffer)
         else:
-            x = ridge_cgls(prob.operator(theta), prob.y, x, its, prob.ridge)
+            x = ridge_cgls(prob.operator(theta), prob.y, x, o.initial_recon_iterations, prob.ridge)
         loss = prob.loss(theta, x)
         if li == 0 and o.gauge != "off":
             self.gauge = first_level_gauge(prob, self.model, theta, x, o.gauge, o.gauge_tol, self.fixed)
@@ -379,12 +377,6 @@ class _Run:
                 bar.update(self.outer[li] - it - 1)
                 break
         return r.x, free
-
-    def _start_iterations(self, li: int) -> int:
-        """CGLS iterations of level ``li``'s first volume fit: fewer after the first level, which start from the
-        coarser fit (at the finest level of the cone-beam example they are a third of its volume fits)."""
-        o = self.options
-        return o.initial_recon_iterations if li == 0 else min(o.initial_recon_iterations, o.recon_iterations)
 
     def _final(self, prob: LevelProblem, x: np.ndarray, free: np.ndarray) -> None:
         """Uncertainties at the best state, then a fresh reconstruction on the unweighted data in the scanner's
@@ -436,8 +428,7 @@ class _Run:
             x = ridge_cgls(prob.operator(theta), prob.y, zero, o.final_recon_iterations, prob.ridge)
         fits = o.final_recon_iterations  # a fresh fit, or the last level's warm-started ones (capped: cost)
         if level is prob.level:
-            first = self._start_iterations(len(levels) - 1)
-            fits = first + o.recon_iterations * max(r.levels.count(level.factor) - 1, 0)
+            fits = o.initial_recon_iterations + o.recon_iterations * max(r.levels.count(level.factor) - 1, 0)
         fits = min(fits, 2 * max(o.final_recon_iterations, o.recon_iterations))
         found = analyse(prob, theta, x, free, self.gauge, o.diagnostic_iterations, o.identifiability_tol, fits)
         if found is not None and np.any(found.pending > POLISH):

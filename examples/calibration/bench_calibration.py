@@ -30,7 +30,7 @@ from drct import projector
 
 COUNTS: Counter[str] = Counter()
 BY_PHASE: defaultdict[tuple[int, int, str], Counter[str]] = defaultdict(Counter)  # (grid, views, phase) -> counts
-SECONDS: Counter[str] = Counter()  # "grid phase" -> seconds spent in its passes
+SECONDS: defaultdict[str, float] = defaultdict(float)  # "grid views phase" -> seconds spent in its passes
 _PHASES: list[str] = ["other"]
 
 
@@ -56,7 +56,7 @@ def _phase(label: Any, fn: Any) -> Any:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _PHASES.append(label(kwargs) if callable(label) else label)
+        _PHASES.append(str(label(kwargs)) if callable(label) else str(label))
         try:
             return fn(*args, **kwargs)
         finally:
@@ -127,6 +127,7 @@ def main() -> None:
     p.add_argument("--iterations", default="4,2")
     p.add_argument("--levels", default="2,1")
     p.add_argument("--diagnostics", default="off", choices=("warn", "raise", "off"))
+    p.add_argument("--strides", default=None, help="view_strides, e.g. 2,1 (default: calibrate's)")
     p.add_argument("--phases", action="store_true", help="also print the counts per grid and phase")
     args = p.parse_args()
     install_counters()
@@ -139,7 +140,11 @@ def main() -> None:
         "cor_offset": 1.5 * pixel / mag,
     }
     y = add_noise(ct.phantoms.shepp_logan_projections(pg.perturb(**truth), vg=vg), 1e5, 0)
-    extra = {"diagnostics": args.diagnostics} if "diagnostics" in inspect.signature(ct.calibrate).parameters else {}
+    extra: dict[str, Any] = {}
+    if "diagnostics" in inspect.signature(ct.calibrate).parameters:
+        extra["diagnostics"] = args.diagnostics
+    if args.strides:
+        extra["view_strides"] = [int(v) for v in args.strides.split(",")]
     clear_counters()
     start = time.perf_counter()
     with warnings.catch_warnings():

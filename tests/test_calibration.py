@@ -10,8 +10,9 @@ import pytest
 
 import drct as ct
 from drct.calibration import EndpointModel, PerturbModel
-from drct.calibration.levels import bin_detector
+from drct.calibration.levels import bin_detector, build_levels, default_strides
 from drct.calibration.linalg import Columns, cross, dense, detect_gauge, normal_equations
+from drct.calibration.problem import LevelProblem
 from drct.cli import main as cli_main
 
 
@@ -182,6 +183,43 @@ def test_bin_detector() -> None:
     odd = ct.cone(np.linspace(0, np.pi, 3), (7, 9), 3.0, 150.0, 300.0)
     geo, data = bin_detector(odd, np.zeros(odd.shape), 2)
     assert geo.det_shape == (3, 4) and data.shape == (3, 3, 4)
+
+
+def test_finest_level_refines_on_a_view_subset_and_reconstructs_from_every_view() -> None:
+    """The finest level may take every 2nd view for its geometry steps (half their passes: ``default_strides``
+    does so after a coarser level), but the returned reconstruction is made from every view."""
+    assert default_strides([4, 2, 1], 360) == [4, 2, 2]  # 180 views left at the finest level
+    assert default_strides([2, 1], 120) == [2, 1]  # fewer than 90 would be left: every view
+    assert default_strides([1], 360) == [1]  # nothing coarser got close first
+    assert default_strides([4, 2, 1], 360, per_view=True) == [1, 1, 1]
+    vg, pg = small_cone(12, 24)
+    y = simulate(vg, pg.perturb(det_shift_u=0.5))
+    built: list[tuple[tuple[int, ...], int]] = []
+
+    def factory(v: ct.VolumeGeometry, g: ct.ProjectionGeometry, basis: str) -> ct.Projector:
+        built.append((v.shape, g.num_views))
+        return ct.Projector(v, g, basis=basis)
+
+    res = ct.calibrate(
+        y, pg, ["det_shift_u"], vg=vg, levels=[2, 1], view_strides=[2, 2], iterations=[1, 1], lowpass=0,
+        progress=False, diagnostics="off", projector=factory,
+    )  # fmt: skip
+    finest = [views for shape, views in built if shape == vg.shape]
+    assert 12 in finest and finest[-1] == 24  # the steps on 12 views, the reconstruction on all 24
+    # the reconstruction fits every view: its residual is that of a fit to all the data, not to half of it
+    A = ct.Projector(vg, res.geometry, basis="bspline2")
+    fitted = np.linalg.norm(A(res.reconstruction) - y) / np.linalg.norm(y)
+    assert fitted < 0.1, fitted
+
+
+def test_every_view_ridge_is_the_subsets_scaled_by_the_view_ratio() -> None:
+    """The final reconstruction on every view takes the subset level's ridge times the view ratio instead of
+    measuring the bound of |AᵀA| again (two passes at full size): the two agree."""
+    vg, pg = small_cone(12, 24)
+    y = simulate(vg, pg)
+    full, half = (build_levels(vg, pg, y, [1], [k])[0] for k in (1, 2))
+    measured = [LevelProblem(lv, PerturbModel(lv.pg, ["det_shift_u"]), "bspline2", 1e-5).ridge for lv in (full, half)]
+    assert measured[0] == pytest.approx(2 * measured[1], rel=0.05)
 
 
 @pytest.mark.slow

@@ -107,7 +107,15 @@ class LevelProblem:
     mismatch pulls the geometry (see ``calibrate``'s ``lowpass``).
     """
 
-    def __init__(self, level: Level, model: Any, basis: str, regularization: float, lowpass: float = 0.0) -> None:
+    def __init__(
+        self,
+        level: Level,
+        model: Any,
+        basis: str,
+        regularization: float,
+        lowpass: float = 0.0,
+        ridge: float | None = None,
+    ) -> None:
         self.level = level
         self.model = model
         self.basis = basis
@@ -115,7 +123,9 @@ class LevelProblem:
         self.lowpass = DetectorLowPass(lowpass / level.factor if dims else 0.0, dims)
         self.y = self.lowpass(level.y)
         self.norm = max(float(np.vdot(self.y, self.y)), 1e-300)
-        self.ridge = regularization * operator_norm(projector(level.vg, level.pg, basis))
+        if ridge is None:  # λ relative to a bound of |AᵀA| (one forward and one adjoint projection to find)
+            ridge = regularization * operator_norm(projector(level.vg, level.pg, basis))
+        self.ridge = float(ridge)
         self.t = types("float32")
         self._operators: dict[bytes, WeightedOperator] = {}  # the last few thetas' operators
         self._residual: tuple[bytes, int, float, np.ndarray] | None = None  # the last residual and its key

@@ -20,7 +20,7 @@ from ..projector import Projector
 from .diagnostics import act, analyse
 from .gauge import Gauge, first_level_gauge, spec_label
 from .interrupts import deferred_interrupts, is_interrupt
-from .levels import Level, build_levels, default_factors, upsample
+from .levels import Level, build_levels, default_factors, default_strides, upsample
 from .misfit import apply_check, check_weighting
 from .model import GeometryModel, PerturbModel
 from .options import CalibrationOptions
@@ -132,8 +132,10 @@ def calibrate(
         fix: parameters held at their starting values.
         gauge: ``"fix"``, ``"report"`` or ``"off"``.
         gauge_tol: eigenvalue threshold of the gauge test (relative to the largest).
-        view_strides: use every k-th view per level (default: the level factor, down to 30 views; 1 when any
-            parameter is per view).
+        view_strides: use every k-th view per level (default: the level factor, down to 30 views, and every 2nd
+            view at the finest level after a coarser one when 90 or more are left, which halves its passes: see
+            :func:`drct.calibration.levels.default_strides`; 1 when any parameter is per view). The returned
+            reconstruction always uses every view.
         adam_steps, adam_lr: Adam steps per outer iteration and step length in units of one pixel's effect.
         tol: stop a level when no parameter moves more than ``tol`` (in units of one pixel's effect).
         fine_tol: the same for the levels after the first (they start from the coarser level's estimate, and a
@@ -252,6 +254,7 @@ class _Run:
     callback: Callable[[State], Any] | None
     gauge: Gauge | None = None
     built: list[Level] | None = None  # the levels, once built
+    every_view: Callable[[], Level] | None = None  # the finest level with every view (when it takes a subset)
 
     @classmethod
     def prepare(
@@ -283,7 +286,7 @@ class _Run:
         strides = options.view_strides
         per_view = any(s.per_view for s in model.specs)
         if strides is None:
-            strides = [1 if per_view else max(1, min(f, pg.num_views // 30)) for f in factors]
+            strides = default_strides(factors, pg.num_views if isinstance(pg, ProjectionGeometry) else 1, per_view)
         elif per_view and any(s != 1 for s in strides):
             raise ValueError("per-view parameters need every view at every level: view_strides must be all 1")
         if len(strides) != len(factors):
@@ -302,7 +305,13 @@ class _Run:
         def levels() -> list[Level]:
             return build_levels(vg, pg, y32, factors, list(strides))
 
-        return cls(model, options, levels, options.per_level(factors), fixed, strategy, result, callback)
+        def every_view() -> Level:  # the finest grid with every view, for the returned reconstruction
+            return build_levels(vg, pg, y32, [factors[-1]], [1])[0]
+
+        run = cls(model, options, levels, options.per_level(factors), fixed, strategy, result, callback)
+        if isinstance(pg, ProjectionGeometry) and strides[-1] > 1:
+            run.every_view = every_view
+        return run
 
     def execute(self, bar: Any) -> None:
         """All levels, then the uncertainties and the final reconstruction; ``result`` is kept current."""
@@ -385,12 +394,23 @@ class _Run:
             theta[self.model.user_size :] = 0.0
         # From zero, on the unweighted data: moving the calibration's volume by the pose (interpolation) and
         # re-fitting cost 0.9 dB PSNR against a fresh reconstruction on the cone-beam example (64³ x 90).
-        plain = prob.unweighted()
+        plain = self._every_view(prob)
         zero = np.zeros_like(x)
         x = ridge_cgls(plain.operator(theta), plain.y, zero, self.options.final_recon_iterations, plain.ridge)
         final_loss = plain.loss(theta, x)
         with deferred_interrupts():  # the volume and its geometry change together
             r.x, r.vg_x, r.theta, r.final_loss = x, prob.level.vg, theta, final_loss
+
+    def _every_view(self, prob: LevelProblem) -> LevelProblem:
+        """The unweighted problem on every view of ``prob``'s grid when ``prob`` took a subset of them (else
+        ``prob.unweighted()``). Its ridge is ``prob``'s scaled by the ratio of the view counts (the bound of
+        ``|AᵀA|`` is a sum over the views, and the subsets are evenly spaced): no pass to measure it afresh."""
+        if self.every_view is None:
+            return prob.unweighted()
+        level = self.every_view()
+        o = self.options
+        ridge = prob.ridge * level.y.shape[0] / prob.level.y.shape[0]
+        return LevelProblem(level, self.model.with_geometry(level.pg), o.basis, o.regularization, 0.0, ridge=ridge)
 
     def _diagnose(self, prob: LevelProblem, theta: np.ndarray, x: np.ndarray, free: np.ndarray) -> np.ndarray:
         """Identifiability and model-error diagnostics (:mod:`drct.calibration.diagnostics`) at the finest level

@@ -101,7 +101,8 @@ def default_strides(factors: list[int], num_views: int, per_view: bool = False, 
     """Every how many views each level (coarse first) uses by default: the level's factor, keeping at least 30
     views. With ``fine_subset``, the finest level after a coarser one takes every 2nd view when at least
     ``FINE_VIEWS`` are left (half its passes; the returned reconstruction still uses every view) — not the
-    default: at 128³ x 360 it left the roll 0.20° off against 0.02° on every view (README, geometry calibration).
+    default: its one 128³ x 360 run ended 0.20° off in roll, as did every view right after (README, geometry
+    calibration), so it is not yet validated there.
     Per-view parameters need every view: all 1.
 
     Example:

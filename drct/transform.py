@@ -127,13 +127,9 @@ class Transform:
             tqdm(ranges, desc=f"drct {what}", unit="chunk", leave=False, disable=None if len(ranges) > 1 else True)
         )
 
-    def _index(self, start: int, count: int, batch: int) -> tuple[Any, Any]:
-        """For rays ``start .. start + count`` of a launch: their flat index in the geometry, and the flat index
-        of the first coefficient of the volume each one sees (``0`` for a single volume)."""
-        return self._index_of(dr.arange(self.t.UInt, start, start + count), batch)
-
     def _index_of(self, index: Any, batch: int) -> tuple[Any, Any]:
-        """:meth:`_index` for the rays at flat positions ``index`` of a launch's output."""
+        """For the rays at flat positions ``index`` of a launch's output: their flat index in the geometry, and
+        the flat index of the first coefficient of the volume each one sees (``0`` for a single volume)."""
         t = self.t
         if batch == 1:
             return index, 0
@@ -154,7 +150,8 @@ class Transform:
         return segs
 
     def _ray_segments(self, vectors: Vectors, start: int, count: int, batch: int) -> march.Segments:
-        index, offset = self._index(start, count, batch)
+        """The clipped rays ``start .. start + count`` in sinogram order (the tests' view of a launch)."""
+        index, offset = self._index_of(dr.arange(self.t.UInt, start, start + count), batch)
         return self._segments(make_rays(self.pg, self.t, vectors, index), offset)
 
     @property
@@ -212,7 +209,7 @@ class Transform:
     def project(self, coeffs: Any, vectors: Vectors, batch: int = 1) -> Any:
         """``A x`` (flat, one value per ray) for flat coefficients ``coeffs`` of ``batch`` volumes."""
         vectors = _detached(vectors)
-        parts = []
+        parts, positions = [], []
         with launches(self.t.backend):
             padded = box.pad(self.grid, self.t, coeffs, batch) if self.boxed(batch) else None
             for start, count in self._progress("A x", batch, linear=True):
@@ -222,8 +219,9 @@ class Transform:
                 else:
                     part = march.project(self.grid, self.t, segs, coeffs)
                 dr.eval(part)
-                parts.append((part, position))
-            out = self._place([part for part, _ in parts], [position for _, position in parts], batch)
+                parts.append(part)
+                positions.append(position)
+            out = self._place(parts, positions, batch)
             dr.eval(out)
         return out
 

@@ -101,6 +101,39 @@ def test_remaining_gauss_newton_step_is_taken_and_off_is_silent() -> None:
     assert messages == [] and res.diagnostics is None and res.params["det_shift_u"] == 0.0
 
 
+def test_a_coarser_levels_step_is_reported_not_taken(monkeypatch) -> None:
+    # the analysis runs on the coarse level (diagnostic_size): its Gauss-Newton step points at the coarse level's
+    # own minimum. Taking it moved the 128³ cone-beam example's roll 10x further from the truth; it must only be
+    # reported, and must not be called non-convergence
+    from drct.calibration import solver
+
+    analysed: list[np.ndarray] = []
+
+    def spy(prob: Any, theta: np.ndarray, *args: Any) -> Any:
+        analysed.append(theta.copy())
+        found = real(prob, theta, *args)
+        found.pending = np.maximum(found.pending, 10.0)  # as if far from that level's minimum
+        return found
+
+    real = solver.analyse
+    monkeypatch.setattr(solver, "analyse", spy)
+    vg, pg = fan()
+    pixel = float(np.linalg.norm(pg.det_u[0]))
+    y = noisy(vg, pg.perturb(det_shift_u=1.5 * pixel), seed=3)
+    res, messages = quiet_calibrate(
+        y, pg, ["det_shift_u"], vg=vg, levels=[2, 1], iterations=[0, 0], lowpass=0, diagnostic_size=12 * 12
+    )
+    d = res.diagnostics
+    assert len(analysed) == 1 and res.params["det_shift_u"] == analysed[0][0] == 0.0  # before: the step was taken
+    assert d.level == 2 and not d.fitted_level and res.to_dict()["diagnostics"]["fitted_level"] is False
+    assert abs(d.step[0]) > 0.5 * pixel  # the coarse level's minimum does lie elsewhere: the step is reported
+    assert d.unconverged == [] and not any("not converged" in m for m in messages)
+    # on the fitted level the same step is taken
+    analysed.clear()
+    res, _ = quiet_calibrate(y, pg, ["det_shift_u"], vg=vg, levels=[2, 1], iterations=[0, 0], lowpass=0)
+    assert res.diagnostics.fitted_level and len(analysed) == 2 and res.params["det_shift_u"] > 0.5 * pixel
+
+
 def test_unconverged_parameter_is_named_in_the_warning() -> None:
     from drct.calibration.diagnostics import Diagnostics, act
 

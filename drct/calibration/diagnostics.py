@@ -22,7 +22,8 @@ columns in one batched solve) is subtracted. The reduced columns ``J̃`` give
 * with ``volume_iterations``, the **noise the fitted volume carries** taken off: the Jacobian at a noisy
   reconstruction holds the noise's gradient too and over-counts the information (:func:`noise_columns`);
 * the **pending step** ``S^-1 J̃^T r`` in units of σ (a Gauss–Newton step still left to take: not converged;
-  the calibration takes it once, :class:`Diagnostics` ``theta_step``);
+  the calibration takes it once, :class:`Diagnostics` ``theta_step``, when the analysis ran on the level it
+  fitted; on a coarser level the step measures how far that level's own minimum lies, so it is only reported);
 * the **bias bound** ``|r_sys| sqrt((S^-1)_ii)``: the most the residual's part beyond the data's noise floor
   (:func:`noise_floor`) could move each parameter, a model error no local σ shows;
 * the residual's **whiteness**: its normalised lag-1 autocorrelation across the detector and between views.
@@ -98,6 +99,9 @@ class Diagnostics:
         seconds: the analysis's run time.
         std_statistical: ``std`` before a model-error term was added (:mod:`drct.calibration.misfit`), or None.
         model_check: what the model-error check found (:class:`~drct.calibration.misfit.WeightingCheck`), or None.
+        fitted_level: whether the analysis ran on the level the geometry was fitted on. When not (a coarser level,
+            ``diagnostic_size``), ``pending`` is the distance to that level's own minimum, which its coarser
+            discretisation moves: no step is taken for it and ``unconverged`` stays empty.
     """
 
     names: list[str]
@@ -120,6 +124,7 @@ class Diagnostics:
     bias_bound: np.ndarray = field(default_factory=lambda: np.zeros(0))
     std_statistical: np.ndarray | None = None
     model_check: Any = None
+    fitted_level: bool = True
 
     def messages(self) -> list[str]:
         """One human-readable line per problem found (empty: nothing to warn about)."""
@@ -146,6 +151,7 @@ class Diagnostics:
         }
         return {
             "level": self.level,
+            "fitted_level": self.fitted_level,
             "parameters": per,
             "weak_combinations": self.weak,
             "residual": self.residual,

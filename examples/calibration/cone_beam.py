@@ -38,6 +38,7 @@ from common import add_noise, iterations_for, levels_for, parser, psnr
 import drct as ct
 from drct.calibration import ridge_cgls
 from drct.calibration.gauge import held_truth
+from drct.calibration.levels import default_strides
 from drct.calibration.problem import operator_norm
 
 
@@ -90,6 +91,7 @@ def run(args, basis: str) -> dict:
         lowpass=args.lowpass,
         init=init,
         diagnostics=args.diagnostics,
+        view_strides=default_strides(levels, args.views, fine_subset=True) if args.fine_subset else None,
     )
     runtime = time.perf_counter() - start
     if args.count:
@@ -155,6 +157,11 @@ def main() -> None:
     p.add_argument("--diagnostics", default="warn", choices=("warn", "raise", "off"), help="see ct.calibrate")
     p.add_argument("--inner-iterations", type=int, default=20, help="CGLS iterations per outer iteration")
     p.add_argument("--count", action="store_true", help="count the passes per level and phase (bench_calibration)")
+    p.add_argument(
+        "--fine-subset",
+        action="store_true",
+        help="the finest level refines on every 2nd view (default_strides(..., fine_subset=True))",
+    )
     args = p.parse_args()
     if args.count:
         from bench_calibration import install_counters

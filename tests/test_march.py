@@ -174,6 +174,8 @@ def test_box_march_needs_free_memory_for_its_copy(monkeypatch: pytest.MonkeyPatc
     assert A._engine.boxed(1) and A._engine.scratch_bytes(1, 8) == copy
     estimate = A.memory_estimate()
     monkeypatch.setattr(transform, "available_bytes", lambda: 4 * copy - 1)
+    assert A._engine.boxed(1)  # a small copy is made without asking (the call's memory check counts it)
+    monkeypatch.setattr(transform, "SMALL_COPY", copy - 1)
     assert not A._engine.boxed(1)
     assert estimate - A.memory_estimate() == copy
     np.testing.assert_array_equal(A(x), forward)

@@ -40,7 +40,7 @@ from _common import load, pose_gradient
 
 import drct as ct
 from drct.backend import drjit_module
-from drct.kernels import derivatives, march
+from drct.kernels import derivatives, grid, march
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import bspline_reference as old  # the slow twin lives with the tests
@@ -66,10 +66,10 @@ def ablated_project(part: str) -> Callable[..., Any]:
     """:func:`drct.kernels.march.project` (degree >= 1) without ``part``: "gathers", "slide", "contraction" or
     "both" (contraction and window advance)."""
 
-    def project(grid: march.KnotGrid, t: Any, segs: march.Segments, coeffs: Any) -> Any:
+    def project(grid: grid.KnotGrid, t: Any, segs: grid.Segments, coeffs: Any) -> Any:
         win = march.Window(grid, t, segs)
 
-        def visit(acc: Any, cell: march.Cell) -> Any:
+        def visit(acc: Any, cell: grid.Cell) -> Any:
             total, window = acc
             if part in ("contraction", "both"):
                 total = dr.fma(window[0], cell.length, total)
@@ -95,11 +95,11 @@ def ablated_project(part: str) -> Callable[..., Any]:
 def ablated_backproject(part: str) -> Callable[..., Any]:
     """:func:`drct.kernels.march.backproject` (degree >= 1) without ``part``: "scatters" or "weights"."""
 
-    def backproject(grid: march.KnotGrid, t: Any, segs: march.Segments, values: Any, target: Any, spread: bool) -> None:
+    def backproject(grid: grid.KnotGrid, t: Any, segs: grid.Segments, values: Any, target: Any, spread: bool) -> None:
         mode = march.scatter_mode(target, spread)
         win = march.Window(grid, t, segs)
 
-        def visit(acc: Any, cell: march.Cell) -> Any:
+        def visit(acc: Any, cell: grid.Cell) -> Any:
             window, sink = acc
             if part == "weights":
                 window = [w + cell.length for w in window]

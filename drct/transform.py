@@ -24,6 +24,7 @@ from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
 from .kernels import box, derivatives, footprints, march
+from .kernels.grid import KnotGrid, Segments, clip_rays
 from .memory import available_bytes
 
 Vectors = dict[str, Vec]
@@ -76,7 +77,7 @@ class Transform:
         self, vg: VolumeGeometry, pg: AnyGeometry, degree: int, t: Types, chunk_rays: int, stacked: int = 1
     ) -> None:
         self.vg, self.pg, self.t = vg, pg, t
-        self.grid = march.KnotGrid.of(vg, degree)
+        self.grid = KnotGrid.of(vg, degree)
         self.chunk_rays = max(1, int(chunk_rays))
         self.stacked = stacked
         self.rays_per_sample = pg.num_rays // stacked
@@ -144,18 +145,18 @@ class Transform:
             index = index - sample * self.rays_per_sample
         return index, t.Int(sample * self.grid.size)
 
-    def _segments(self, rays: Rays, offset: Any = 0) -> march.Segments:
+    def _segments(self, rays: Rays, offset: Any = 0) -> Segments:
         detached = Rays(
             [dr.detach(o) for o in rays.origin],
             [dr.detach(d) for d in rays.direction],
             dr.detach(rays.t_min),
             dr.detach(rays.t_max),
         )
-        segs = march.clip_rays(detached, self.grid, self._first_center, self._spacing, self.t)
+        segs = clip_rays(detached, self.grid, self._first_center, self._spacing, self.t)
         segs.offset = offset
         return segs
 
-    def _ray_segments(self, vectors: Vectors, start: int, count: int, batch: int) -> march.Segments:
+    def _ray_segments(self, vectors: Vectors, start: int, count: int, batch: int) -> Segments:
         """The clipped rays ``start .. start + count`` in sinogram order (the tests' view of a launch)."""
         index, offset = self._index_of(dr.arange(self.t.UInt, start, start + count), batch)
         return self._segments(make_rays(self.pg, self.t, vectors, index), offset)
@@ -188,7 +189,7 @@ class Transform:
         view, row = rest % views, rest // views
         return sample * self.rays_per_sample + (view * rows + row) * cols + col
 
-    def _launch_segments(self, vectors: Vectors, start: int, count: int, batch: int) -> tuple[march.Segments, Any]:
+    def _launch_segments(self, vectors: Vectors, start: int, count: int, batch: int) -> tuple[Segments, Any]:
         """The clipped rays of lanes ``start .. start + count`` of a linear launch, and their output positions."""
         position = self._launch_order(start, count, batch)
         index, offset = self._index_of(position, batch)
@@ -295,7 +296,7 @@ class Transform:
         return out
 
     # ---- derivatives w.r.t. the rays ------------------------------------------------------------------------
-    def _ray_partials(self, der: derivatives.RayDerivatives, segs: march.Segments) -> tuple[Vec, Vec, Any]:
+    def _ray_partials(self, der: derivatives.RayDerivatives, segs: Segments) -> tuple[Vec, Vec, Any]:
         """``dy/do``, ``dy/dd`` (mm) and ``dy/dt_max`` per ray, float64."""
         f64 = self.t.Float64
         grad = [f64(g) / h for g, h in zip(der.grad, self._spacing, strict=True)]

@@ -16,7 +16,8 @@ import drjit as dr
 from drct.backend import Types
 from drct.geometry.ray_arrays import Vec
 from drct.kernels.derivatives import RayDerivatives
-from drct.kernels.march import Cell, KnotGrid, Segments, first_cell, march, scatter_mode
+from drct.kernels.grid import Cell, KnotGrid, Segments, first_cell
+from drct.kernels.march import march, scatter_mode
 from drct.volume import bspline_segment_slopes, bspline_segments
 
 

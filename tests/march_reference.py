@@ -14,7 +14,8 @@ from typing import Any
 import drjit as dr
 
 from drct.backend import Types
-from drct.kernels.march import Cell, KnotGrid, Segments, first_cell, scatter_mode
+from drct.kernels.grid import Cell, KnotGrid, Segments, first_cell
+from drct.kernels.march import scatter_mode
 
 
 def march(grid: KnotGrid, t: Types, segs: Segments, visit: Callable[[Any, Cell], Any], acc: Any) -> Any:

@@ -16,6 +16,7 @@ import pytest
 from drct.backend import types
 from drct.geometry.ray_arrays import Rays
 from drct.kernels import derivatives, march
+from drct.kernels.grid import KnotGrid, Segments, clip_rays
 from drct.volume import bspline_scaled_segments, bspline_segments, gauss_legendre_01, quadrature_order
 
 SHAPES = {2: (5, 4), 3: (4, 5, 3)}
@@ -59,15 +60,15 @@ def ray_set(ndim: int, degree: int, rng: np.random.Generator) -> tuple[np.ndarra
     return o, d, t_min, t_max
 
 
-def segments(ndim: int, degree: int, batch: int, seed: int) -> tuple[march.KnotGrid, Any, march.Segments]:
+def segments(ndim: int, degree: int, batch: int, seed: int) -> tuple[KnotGrid, Any, Segments]:
     t = types("float64")
     rng = np.random.default_rng(seed)
     o, d, t_min, t_max = ray_set(ndim, degree, rng)
     up = [t.Float64(np.ascontiguousarray(c)) for c in (*o.T, *d.T, t_min, t_max)]
     rays = Rays(up[:ndim], up[ndim : 2 * ndim], up[-2], up[-1])
     nodes, weights = gauss_legendre_01(quadrature_order(degree, ndim))
-    grid = march.KnotGrid(degree, SHAPES[ndim], tuple(nodes), tuple(weights))
-    segs = march.clip_rays(rays, grid, [0.0] * ndim, list(SPACING[ndim]), t)
+    grid = KnotGrid(degree, SHAPES[ndim], tuple(nodes), tuple(weights))
+    segs = clip_rays(rays, grid, [0.0] * ndim, list(SPACING[ndim]), t)
     if batch > 1:
         segs.offset = t.Int(rng.integers(0, batch, len(o)) * grid.size)
     return grid, t, segs

@@ -2,7 +2,7 @@
 
 The general :func:`drct.kernels.march.march` pays, per cell, for what every basis needs (integer cell
 coordinates converted to floats for the face crossings, a mask per coefficient for the zero border, the
-:class:`~drct.kernels.march.Cell` fields). The box has one coefficient per cell, so its march carries less:
+:class:`~drct.kernels.grid.Cell` fields). The box has one coefficient per cell, so its march carries less:
 
 - the volume is copied once per call into an array with two zero layers on every side (:func:`pad`): the knot
   grid's zero border and a guard layer that a cell index pushed one past the border by rounding lands in. No
@@ -33,7 +33,8 @@ from typing import Any
 import drjit as dr
 
 from ..backend import Types
-from .march import KnotGrid, Segments, first_cell, larger, scatter_mode, smaller
+from .grid import KnotGrid, Segments, first_cell, larger, smaller
+from .march import scatter_mode
 
 GUARD = 1  # zero layers beyond the knot grid's own border
 

@@ -17,14 +17,11 @@ import drjit as dr
 from ..backend import Types
 from ..geometry.ray_arrays import Vec
 from ..volume import bspline_scaled_segments, bspline_segment_slopes
+from .grid import Cell, KnotGrid, Segments, first_cell
 from .march import (
-    Cell,
-    KnotGrid,
-    Segments,
     Window,
     add_node_weights,
     dot_fma,
-    first_cell,
     gather_cell,
     march,
     node_bases,

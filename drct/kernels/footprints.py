@@ -18,7 +18,7 @@ and an axis the ray does not move along at all puts the ray in cell ``floor(entr
 
 So views within :data:`NEAR_AXIS` of a grid axis take the *exact* path instead: per ray a record of the DDA's own
 face offsets (``select(d > 0, 1, 0) - entry``, or the DDA's cell for an axis the ray does not move along),
-built by the forward's ray set-up (:func:`drct.kernels.march.clip_rays`), and the chord by the slab method
+built by the forward's ray set-up (:func:`drct.kernels.grid.clip_rays`), and the chord by the slab method
 ``min_a (k_a + face_a) · inv_a - max_a (k_a - step_a + face_a) · inv_a`` — the DDA's segment in cell ``k``, bit
 for bit. Rays of parallel beams are whole lines, so the clipping at the box never binds inside the volume (its
 pixels lie one zero cell inside the box), and rays that miss get ``y = 0``.
@@ -56,7 +56,7 @@ from ..backend import Types, drjit_module, upload
 from ..geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from ..geometry.ray_arrays import Vec, make_rays
 from ..geometry.volume import VolumeGeometry
-from .march import KnotGrid, clip_rays, first_cell
+from .grid import KnotGrid, clip_rays, first_cell
 
 VIEWS_PER_LAUNCH = 16
 """Views one launch adds to the volume (unrolled in the kernel; the volume is read and written once per launch).

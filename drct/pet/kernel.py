@@ -18,7 +18,7 @@ import numpy as np
 from ..backend import Types, upload
 from ..geometry.ray_arrays import Rays
 from ..geometry.volume import VolumeGeometry
-from ..kernels import march
+from ..kernels import grid, march
 from .tof import TOF, chord_weights, edge_tails
 
 
@@ -42,7 +42,7 @@ class TofEngine:
         self, vg: VolumeGeometry, p1: np.ndarray, p2: np.ndarray, tof: TOF, t: Types, bins: np.ndarray | None = None
     ) -> None:
         self.t, self.tof, self.vg = t, tof, vg
-        self.grid = march.KnotGrid.of(vg, 0)
+        self.grid = grid.KnotGrid.of(vg, 0)
         self.count = int(p1.shape[0])
         mid, ab = 0.5 * (p1 + p2), p2 - p1
         unit = ab / np.linalg.norm(ab, axis=1, keepdims=True)
@@ -65,10 +65,10 @@ class TofEngine:
             return self.lm_edges
         return [dr.opaque(self.t.Float, float(e)) for e in self.tof.edges()]
 
-    def _segments(self) -> march.Segments:
+    def _segments(self) -> grid.Segments:
         inf = dr.full(self.t.Float64, dr.inf, self.count)
         rays = Rays(self.origin, self.direction, -inf, inf)
-        return march.clip_rays(rays, self.grid, self.first_center, self.spacing, self.t)
+        return grid.clip_rays(rays, self.grid, self.first_center, self.spacing, self.t)
 
     def _run(self, visit: Any, extra: Any) -> Any:
         """March every LOR, calling ``extra = visit(extra, cell, weights)`` per chord (one weight per bin)."""
@@ -78,7 +78,7 @@ class TofEngine:
         inv = 1.0 / sigma
         start = t.Float(dr.detach(segs.t_enter))
 
-        def body(acc: tuple[Any, Any, list[Any]], cell: march.Cell) -> tuple[Any, Any, list[Any]]:
+        def body(acc: tuple[Any, Any, list[Any]], cell: grid.Cell) -> tuple[Any, Any, list[Any]]:
             extra, t0, tails0 = acc
             length = cell.length
             t1 = t0 + length
@@ -94,7 +94,7 @@ class TofEngine:
         """Per TOF output, the weighted line integral of every LOR (``outputs`` arrays of ``count`` values)."""
         t = self.t
 
-        def visit(totals: list[Any], cell: march.Cell, weights: list[Any]) -> list[Any]:
+        def visit(totals: list[Any], cell: grid.Cell, weights: list[Any]) -> list[Any]:
             value = dr.gather(t.Float, coeffs, t.UInt(cell.base), cell.inside[0])
             return [dr.fma(value, w, s) for s, w in zip(totals, weights, strict=True)]
 
@@ -107,7 +107,7 @@ class TofEngine:
         t = self.t
         mode = march.scatter_mode(target)
 
-        def visit(extra: Any, cell: march.Cell, weights: list[Any]) -> Any:
+        def visit(extra: Any, cell: grid.Cell, weights: list[Any]) -> Any:
             total = values[0] * weights[0]
             for v, w in zip(values[1:], weights[1:], strict=True):
                 total = dr.fma(v, w, total)

@@ -170,6 +170,7 @@ class ParallelFootprints:
         col = col + t.Int(field)
         real = (col >= 0) & (col < self.cols) & (field < self.taps)
         row = dr.gather(t.Int, rows, k)
+        real &= row >= 0
         index = t.UInt(dr.select(real, row * self.cols + col, 0)) + start
         return dr.gather(t.Float, values, index, real)
 
@@ -209,6 +210,10 @@ class ParallelFootprints:
         start = dr.opaque(t.UInt, value_start)
         for exact in (False, True):
             todo = [int(v) for v in chosen[self.exact[chosen] == exact]]
+            if not exact and self.looped and todo:
+                acc = self._loop(acc, values, start, todo, first_view, pixel)
+                dr.eval(acc)
+                continue
             for begin in range(0, len(todo), VIEWS_PER_LAUNCH):
                 launch = Launch(todo[begin : begin + VIEWS_PER_LAUNCH], values, value_start, first_view, vectors)
                 if exact:
@@ -229,6 +234,66 @@ class ParallelFootprints:
             params = [self.view_parameters(view, k) for k, view in enumerate(views)]
             self._inputs[key] = (rows, low, params)
         return self._inputs[key]
+
+    looped = True
+    group = 4
+
+    def _loop_inputs(self, views: list[int], first_view: int) -> tuple[Any, Any, Any, int, Any]:
+        """The looped path's inputs on the device (kept: the same every call): table rows and first columns per
+        view (padded to a multiple of :attr:`group` with rows that read zeros), the float parameters of each
+        group of views as one packet, its size, and the number of groups."""
+        key = ("loop", self.group, first_view, *views)
+        if key not in self._inputs:
+            t = self.t
+            count = len(views)
+            padded = -(-count // self.group) * self.group
+            chosen = np.asarray(views + [views[-1]] * (padded - count), dtype=np.int64)
+            rows = np.where(np.arange(padded) < count, chosen - first_view, -1).astype(np.int32)
+            low = self.low[chosen]
+            floats = np.array(
+                [
+                    [self.a[v], self.b[v], self.c[v], self.reach[v], *self._extra(int(v)), low[k]]
+                    for k, v in enumerate(chosen)
+                ]
+            ).reshape(padded // self.group, -1)
+            size = 1 << int(np.ceil(np.log2(floats.shape[1])))
+            floats = np.pad(floats, ((0, 0), (0, size - floats.shape[1])))
+            self._inputs[key] = (
+                upload(t.Int, rows),
+                upload(t.Int, low.astype(np.int32)),
+                upload(t.Float, floats.ravel().astype(t.dtype)),
+                size,
+                dr.opaque(t.UInt, padded // self.group),
+            )
+        return self._inputs[key]  # type: ignore[return-value]
+
+    def _loop(self, acc: Any, values: Any, start: Any, views: list[int], first_view: int, pixel: Pixels) -> Any:
+        """``acc`` plus ``views`` in one kernel: a symbolic loop over the views, each view's parameters gathered
+        from device arrays with the loop counter."""
+        t = self.t
+        rows, low, floats, size, groups = self._loop_inputs(views, first_view)
+        table = self.value_table(values, start, rows, low, dr.width(rows))
+        dr.eval(table)
+        x, y = pixel.x, pixel.y
+        group = self.group
+        per_view = 5 + len(self._extra(views[0]))
+        width = dr.opaque(t.Int, self.width)
+        packet = getattr(drjit_module(t.backend), "ArrayXf" if t.dtype == "float32" else "ArrayXf64")
+
+        def cond(index: Any, acc: Any) -> Any:
+            return index < groups
+
+        def body(index: Any, acc: Any) -> tuple[Any, Any]:
+            q = list(dr.gather(packet, floats, index, shape=(size, dr.width(index))))
+            first = t.Int(index) * (group * width)
+            for g in range(group):
+                p = q[g * per_view : (g + 1) * per_view]
+                base = first + g * width if g else first
+                acc = self._add_view(acc, table, x, y, [base - t.Int(p[-1]), *p[:-1]])
+            return index + 1, acc
+
+        _, acc = dr.while_loop((t.UInt(0), acc), cond, body)
+        return acc
 
     def _launch(
         self, acc: Any, values: Any, start: Any, rows: Any, low: Any, x: Any, y: Any, params: list[list[Any]]

@@ -85,8 +85,10 @@ class ParallelFootprints:
     view's share (:meth:`_add_view`)."""
 
     degree = -1
-    group = 4
+    group = 2
     """Views per iteration of the symbolic loop (their parameters one packet gather; see :meth:`_packets`)."""
+    block = 8
+    """Pixels per lane (a column block): one parameter gather serves them all."""
 
     def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
         if not covers(vg, pg, grid.degree) or grid.degree != self.degree:
@@ -236,49 +238,68 @@ class ParallelFootprints:
         self, values: Any, vectors: dict[str, Vec], value_start: int = 0, first_view: int = 0, views: int | None = None
     ) -> Any:
         """``A.T y`` (flat, one volume) of views ``first_view .. first_view + views`` (default: all); ``values``
-        holds their ``y`` from flat index ``value_start`` on. One kernel: symbolic loops over the views."""
+        holds their ``y`` from flat index ``value_start`` on. One kernel of symbolic loops over the views, one
+        gather putting its pixel blocks in place (with the exact views' loop), and the value table."""
         t = self.t
         nx, ny = self.grid.shape
         count = self.pg.num_views - first_view if views is None else views
-        acc = dr.zeros(t.Float, nx * ny)
         if count <= 0:
-            return acc
+            return dr.zeros(t.Float, nx * ny)
         plan = self.plan(vectors, first_view, count)
-        index = dr.arange(t.UInt, nx * ny)
-        iy = index // dr.opaque(t.UInt, nx)  # opaque sizes: one kernel for every grid
-        ix = index - iy * dr.opaque(t.UInt, nx)
-        pixel = Pixels(t.Float(ix), t.Float(iy), tuple(dr.opaque(t.Float, m) for m in self.middle))
         table = self.value_table(values, dr.opaque(t.UInt, value_start), plan.rows, plan.low, plan.count)
-        dr.eval(pixel.x, pixel.y, table)
-        if plan.groups.count:
-            acc = self._loop(acc, table, pixel, plan.groups)
+        dr.eval(table)
+        acc = self._loop(table, plan.groups) if plan.groups.count else dr.zeros(t.Float, nx * ny)
         if plan.exact is not None:
-            acc = self._loop_exact(acc, table, pixel, plan.exact)
+            acc = self._loop_exact(acc, table, plan.exact)
         dr.eval(acc)
         return acc
 
-    def _loop(self, acc: Any, table: Any, pixel: Pixels, groups: Packets) -> Any:
-        """``acc`` plus the looped views: a symbolic loop over the groups of :attr:`group` views, each group's
-        parameters one packet (the accumulator stays in registers; nothing is unrolled per view)."""
-        t, group = self.t, self.group
+    def _pixels(self, rows: int, row_step: int = 1, row_offset: int = 0) -> tuple[Any, Any, Any, Any]:
+        """Per lane over ``nx * rows`` lanes: the pixel indices ``(ix, iy)`` with ``iy = row * row_step +
+        row_offset`` (clamped to the grid), and the pixel centres relative to the grid's middle (smaller
+        magnitudes, so float32 columns round less). Opaque sizes: one kernel for every grid."""
+        t = self.t
+        nx, ny = self.grid.shape
+        lane = dr.arange(t.UInt, nx * rows)
+        row = lane // dr.opaque(t.UInt, nx)
+        ix = lane - row * dr.opaque(t.UInt, nx)
+        iy = row if row_step == 1 else dr.minimum(row * row_step + row_offset, dr.opaque(t.UInt, ny - 1))
+        x = t.Float(ix) - dr.opaque(t.Float, self.middle[0])
+        y = t.Float(iy) - dr.opaque(t.Float, self.middle[1])
+        return ix, iy, x, y
+
+    def _loop(self, table: Any, groups: Packets) -> Any:
+        """The looped views' share of every pixel: a symbolic loop over the groups of :attr:`group` views (their
+        parameters one packet gather), each lane a column block of :attr:`block` pixels (the parameters serve
+        them all), the accumulators in registers; then the blocks put in place (flat, unevaluated)."""
+        t, group, block = self.t, self.group, self.block
+        nx, ny = self.grid.shape
+        rows = -(-ny // block)
+        centres = [self._pixels(rows, block, k)[2:] for k in range(block)]
+        x, ys = centres[0][0], [y for _, y in centres]
+        dr.eval(x, *ys)
         per_view = groups.used // group
         width = dr.opaque(t.Int, self.width)
-        x, y = pixel.x, pixel.y
 
-        def body(index: Any, acc: Any) -> tuple[Any, Any]:
+        def body(index: Any, *accs: Any) -> tuple[Any, ...]:
             q = self._gather_packet(groups, index)
             row = t.Int(index) * group * width  # the group's first row of the value table
+            out = list(accs)
             for g in range(group):
                 p = q[g * per_view : (g + 1) * per_view]
                 base = (row + g * width if g else row) - t.Int(p[-1])
-                acc = self._add_view(acc, table, x, y, [base, *p[:-1]])
-            return index + 1, acc
+                out = [self._add_view(a, table, x, y, [base, *p[:-1]]) for a, y in zip(out, ys, strict=True)]
+            return (index + 1, *out)
 
         count = dr.opaque(t.UInt, groups.count)
-        _, acc = dr.while_loop((t.UInt(0), acc), lambda index, _: index < count, body)
-        return acc
+        zeros = [dr.zeros(t.Float, nx * rows) for _ in range(block)]
+        _, *accs = dr.while_loop((t.UInt(0), *zeros), lambda index, *_: index < count, body)
+        dr.eval(*accs)
+        ix, iy, _, _ = self._pixels(ny)
+        lane = (iy // block) * nx + ix
+        return dr.gather(t.Float, dr.concat(accs) if block > 1 else accs[0], (iy % block) * (nx * rows) + lane)
 
-    def _loop_exact(self, acc: Any, table: Any, pixel: Pixels, exact: ExactPlan) -> Any:
+    def _loop_exact(self, acc: Any, table: Any, exact: ExactPlan) -> Any:
         """``acc`` plus the :attr:`exact` views (only bases that mark views exact have them)."""
         raise NotImplementedError
 
@@ -356,21 +377,22 @@ class BoxFootprints(ParallelFootprints):
         dr.eval(dirs, inv)
         return np.stack([d.numpy() for d in dirs], axis=1), np.stack([i.numpy() for i in inv], axis=1)
 
-    def _loop_exact(self, acc: Any, table: Any, pixel: Pixels, exact: ExactPlan) -> Any:
+    def _loop_exact(self, acc: Any, table: Any, exact: ExactPlan) -> Any:
         """``acc`` plus the exact views' DDA chords (see the module docstring): a symbolic loop over the views.
 
         Per axis the chord's entry and exit are ``(k - sign + face) · inv`` and ``(k + face) · inv``; an axis
         the ray does not move along adds no bound (``∓inf``) but keeps only the DDA's own cell."""
         t = self.t
         width = dr.opaque(t.Int, self.width)
-        cell = [pixel.index_x + 1.0, pixel.index_y + 1.0]  # knot cells of the box basis: coefficient i is cell i + 1
+        ix, iy, x, y = self._pixels(self.grid.shape[1])
+        cell = [t.Float(ix) + 1.0, t.Float(iy) + 1.0]  # knot cells of the box basis: coefficient i is cell i + 1
         first_row = dr.opaque(t.Int, exact.first_row)
 
         def body(index: Any, acc: Any) -> tuple[Any, Any]:
             a, b, c, reach, low, *axes = self._gather_packet(exact.views, index)
             signs, invs, still = axes[:2], axes[2:4], [s != 0 for s in axes[4:]]
             row = t.Int(index) * width - t.Int(low)  # the view's row of the face table
-            _, slot, _ = self._first([row, a, b, c, reach], pixel.x, pixel.y)
+            _, slot, _ = self._first([row, a, b, c, reach], x, y)
             values = self._values(table, slot + first_row * width)
             behind = [k - sign for k, sign in zip(cell, signs, strict=True)]
             for j in range(self.taps):
@@ -401,8 +423,8 @@ class BoxFootprints(ParallelFootprints):
             distance = dr.abs(offset + float(j)) if j else dr.abs(offset)
             chord = dr.fma(-slope, distance, peak)  # slope · (outer - |s|)
             if j or not self.first_inside:
-                chord = dr.maximum(chord, 0.0)
-            acc = dr.fma(dr.minimum(chord, plateau), values[j], acc)
+                chord = _positive(chord)
+            acc = dr.fma(_smaller(chord, plateau), values[j], acc)
         return acc
 
 
@@ -445,12 +467,23 @@ class HatFootprints(ParallelFootprints):
         across, wide, narrow, scale, cubic, fall = p[5:11]
         for j in range(self.taps):
             q = dr.abs(offset + float(j) if j else offset) * across
-            hat = dr.maximum(dr.fma(fall, q, scale), 0.0)
-            centre = dr.maximum(narrow - q, 0.0)
-            edge = dr.maximum(narrow - dr.abs(q - wide), 0.0)
+            hat = _positive(dr.fma(fall, q, scale))
+            centre = _positive(narrow - q)
+            edge = _positive(narrow - dr.abs(q - wide))
             smooth = dr.fma(-2.0 * centre * centre, centre, edge * edge * edge)
             acc = dr.fma(dr.fma(cubic, smooth, hat), values[j], acc)
         return acc
+
+
+def _positive(v: Any) -> Any:
+    """``max(v, 0)`` for finite ``v``: a compare and a blend, where ``dr.maximum`` (IEEE maximum, NaN and
+    signed zeros ordered) cost the box's loop 15% more."""
+    return dr.select(v > 0, v, 0.0)
+
+
+def _smaller(a: Any, b: Any) -> Any:
+    """``min(a, b)`` for finite ``a``, ``b`` (see :func:`_positive`)."""
+    return dr.select(a < b, a, b)
 
 
 @dataclass
@@ -485,12 +518,3 @@ class Plan:
 
 FOOTPRINTS: dict[int, type[ParallelFootprints]] = {0: BoxFootprints, 1: HatFootprints}
 """The gather adjoint of each covered basis degree."""
-
-
-class Pixels:
-    """Pixel indices (float) per lane: ``index`` for the knot cells, ``x``/``y`` centred on the grid's middle
-    (smaller magnitudes, so float32 columns round less)."""
-
-    def __init__(self, ix: Any, iy: Any, middle: tuple[Any, ...]) -> None:
-        self.index_x, self.index_y = ix, iy
-        self.x, self.y = ix - middle[0], iy - middle[1]

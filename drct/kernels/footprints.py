@@ -1,11 +1,17 @@
 """Voxel-driven (gather) adjoints of the box and linear bases for 2D parallel beams: per pixel, the rays that see it.
 
 Dr.Jit 1.5's LLVM backend lowers every ``scatter_add`` to a loop over the SIMD lanes, so the ray-driven adjoint
-(:func:`drct.kernels.march.backproject`) costs about three forward projections. Here each lane is one pixel and
-a launch adds several views; per view the pixel centre is projected onto the detector (column ``col``), and each
-of the ``K`` columns ``c`` within the pixel's footprint adds ``y[view, c] × footprint(c - col)``: the closed-form
-line integral of the pixel's basis function (:class:`BoxFootprints`, :class:`HatFootprints`), its ``K`` values
-of ``y`` read with one packet gather.
+(:func:`drct.kernels.march.backproject`) costs about three forward projections. Here each lane holds pixels and
+adds every view; per view the pixel centre is projected onto the detector (column ``col``), and each of the
+``K`` columns ``c`` within the pixel's footprint adds ``y[view, c] × footprint(c - col)``: the closed-form line
+integral of the pixel's basis function (:class:`BoxFootprints`, :class:`HatFootprints`), its ``K`` values of
+``y`` read with one packet gather from a table of the call's views (:meth:`ParallelFootprints.value_table`).
+
+One call is one kernel of symbolic loops (``dr.while_loop``) over the views, traced in about a millisecond
+whatever the number of views: the per-view parameters (column map, footprint) are device arrays read with the loop
+counter, one packet per :attr:`~ParallelFootprints.group` of views, and each lane is a column block of
+:attr:`~ParallelFootprints.block` pixels so that one parameter read serves them all; the accumulators stay in
+registers. Everything that depends on the geometry only is built once per operator (:meth:`ParallelFootprints.plan`).
 
 For a box ``h_x × h_y`` and unit ray direction ``d``, the chord as a function of the signed offset ``s`` (in
 columns) between the ray and the pixel centre is a trapezoid: ``min(plateau, slope · (outer - |s|))`` clipped at
@@ -26,12 +32,13 @@ pixels lie one zero cell inside the box), and rays that miss get ``y = 0``.
 The linear basis (:class:`HatFootprints`) projects to a convolution of two triangles, continuous in the ray's
 position, so the DDA's rounding never moves a whole chord and every view takes the closed form.
 
-No scatters: the result does not depend on the thread count or on other threads. CPU time as a multiple of the
-forward's (``benchmarks/bench_gather_adjoint.py``, 256² x 256 views x 367 float32, 2 shared cores): box
-1.18-1.31x (the scatter 2.3-2.5x), linear 1.11-1.23x (the scatter 2.2-2.4x). Freezing the launches
-(:func:`drjit.freeze`: later calls replay the kernels without tracing the unrolled views) gave 0.95-1.06x and
-0.94-0.97x, but one full test run aborted inside a frozen launch's recording while Python's garbage collector ran
-(Dr.Jit 1.5; not reproduced in isolation), so the launches are traced at every call.
+No scatters: the result does not depend on the thread count or on other threads. Wall time per call against
+the forward's, 256² x 256 views x 367 float32, 2 shared cores (load 4.4, old and new alternating in one
+process): box 21.8 ms (forward 17.1 ms; the previous form, 16 views unrolled per launch and traced at every call,
+47.6 ms), linear 41.8 ms (forward 51.9 ms; unrolled 94.1 ms); at 64² x 64 x 92, where tracing dominated, box
+7.2 -> 2.2 ms and linear 7.8 -> 4.8 ms (CPU 6.7 -> 1.8 ms). The unrolled form's tracing (~15 ms per call) had been
+removed by :func:`drjit.freeze` once, but a full test run aborted inside a frozen recording while Python's garbage
+collector ran (Dr.Jit 1.5): nothing here is frozen.
 
 Example:
     >>> import numpy as np, drct as ct
@@ -80,15 +87,21 @@ def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
 
 class ParallelFootprints:
     """What every basis's gather adjoint of a 2D parallel beam shares: where each pixel centre lands on the
-    detector, which columns can reach it, and the per-launch tables of ``y``. Subclasses give the footprint
-    (:meth:`_footprint`: per view, how far from the centre's column a ray still sees the pixel) and add one
-    view's share (:meth:`_add_view`)."""
+    detector, which columns can reach it, the tables of ``y`` and the loops over the views. Subclasses give the
+    footprint (:meth:`_footprint`: per view, how far from the centre's column a ray still sees the pixel) and add
+    one view's share (:meth:`_add_view`)."""
 
     degree = -1
     group = 2
     """Views per iteration of the symbolic loop (their parameters one packet gather; see :meth:`_packets`)."""
     block = 8
-    """Pixels per lane (a column block): one parameter gather serves them all."""
+    """Pixels per lane (a column block of the grid): one parameter gather serves them all.
+
+    Kernel ms per call by (:attr:`group`, :attr:`block`), box / linear, 256² x 256 x 367 float32, one run
+    (``load average: 4.5``; forward 17.6 / 40.9): (1, 1) 29.8 / 56.0, (2, 1) 29.3 / 42.2, (4, 1) 28.2 / 51.1;
+    (1, 4) 16.5 / 29.8, (2, 4) 16.6 / 24.1; (1, 8) 13.5 / 26.0, (2, 8) 16.1 / 22.2, (4, 8) 14.1 / 25.1;
+    (2, 16) 12.9 / 17.9, (4, 16) 14.7 / 33.2. Blocks of 8 or more pixels matter, the group hardly; 16 pixels'
+    accumulators and temporaries would not fit in an AVX2 machine's 16 registers."""
 
     def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
         if not covers(vg, pg, grid.degree) or grid.degree != self.degree:
@@ -154,7 +167,8 @@ class ParallelFootprints:
             rows[padded:] = exact - first_view
             table_size = len(order) * self.width * self.packet_size * (4 if t.dtype == "float32" else 8)
             require_memory(2 * table_size, f"the gather adjoint's table of {count} views x {self.width} columns")
-            groups = self._parameters(order[:padded]).reshape(padded // self.group, -1)
+            parameters = self._parameters(order[:padded])
+            groups = parameters.reshape(padded // self.group, self.group * parameters.shape[1])
             plan = Plan(
                 rows=upload(t.Int, rows.astype(np.int32)),
                 low=upload(t.Int, self.low[order].astype(np.int32)),
@@ -179,7 +193,8 @@ class ParallelFootprints:
         padded = np.zeros((rows.shape[0], size))
         padded[:, : rows.shape[1]] = rows
         t = self.t
-        return Packets(upload(t.Float, padded.ravel().astype(t.dtype)), size, rows.shape[1], rows.shape[0])
+        data = upload(t.Float, padded.ravel().astype(t.dtype)) if len(rows) else None  # no empty Dr.Jit arrays
+        return Packets(data, size, rows.shape[1], rows.shape[0])
 
     def _exact_plan(self, vectors: dict[str, Vec], views: np.ndarray, first_row: int) -> ExactPlan:
         """The inputs of the :attr:`exact` views' loop (only bases that mark views exact have them)."""

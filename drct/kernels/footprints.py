@@ -134,7 +134,7 @@ class ParallelFootprints:
         self.low = np.ceil(cols_at.min(axis=1) - self.reach).astype(np.int64) - 2
         high = np.ceil(cols_at.max(axis=1) - self.reach).astype(np.int64) + 2
         self.width = int((high - self.low).max()) + self.taps + 1
-        self._plans: dict[tuple[int, int], Plan] = {}
+        self._plans: dict[tuple[int, int, int], Plan] = {}
 
     def _footprint(self, d: np.ndarray, across: np.ndarray) -> np.ndarray:
         """Per view (unit ray directions ``d``, ``across`` mm between neighbouring rays): the reach of the
@@ -155,7 +155,7 @@ class ParallelFootprints:
         """The device inputs of a call over views ``first_view .. first_view + count`` (built once, kept: they
         depend on the geometry only). The value table's rows (:meth:`value_table`) hold the looped views in groups
         of :attr:`group` (the last group padded with rows that read zeros), then the :attr:`exact` views."""
-        key = (first_view, count)
+        key = (first_view, count, self.group)
         plan = self._plans.get(key)
         if plan is None:
             t = self.t

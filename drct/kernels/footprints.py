@@ -32,13 +32,16 @@ pixels lie one zero cell inside the box), and rays that miss get ``y = 0``.
 The linear basis (:class:`HatFootprints`) projects to a convolution of two triangles, continuous in the ray's
 position, so the DDA's rounding never moves a whole chord and every view takes the closed form.
 
-No scatters: the result does not depend on the thread count or on other threads. Wall time per call against
-the forward's, 256² x 256 views x 367 float32, 2 shared cores (load 4.4, old and new alternating in one
-process): box 21.8 ms (forward 17.1 ms; the previous form, 16 views unrolled per launch and traced at every call,
-47.6 ms), linear 41.8 ms (forward 51.9 ms; unrolled 94.1 ms); at 64² x 64 x 92, where tracing dominated, box
-7.2 -> 2.2 ms and linear 7.8 -> 4.8 ms (CPU 6.7 -> 1.8 ms). The unrolled form's tracing (~15 ms per call) had been
-removed by :func:`drjit.freeze` once, but a full test run aborted inside a frozen recording while Python's garbage
-collector ran (Dr.Jit 1.5): nothing here is frozen.
+No scatters: the result does not depend on the thread count or on other threads. Wall / CPU ms per call, float32,
+2 shared cores (load 4.4-4.7), the previous form (16 views unrolled per launch, traced at every call) and this one
+alternating in one process, medians of 9 (5 at 512²): 256² x 256 x 367 box 59.7 / 59.3 -> 23.1 / 22.8 (forward
+24.0 / 21.5), linear 104.0 / 100.4 -> 38.6 / 35.1 (forward 57.1 / 55.6); 64² x 64 x 92, where tracing dominated,
+box 8.0 / 8.0 -> 3.3 / 1.5, linear 12.0 / 10.5 -> 7.0 / 2.9; 512² x 512 x 735 box 344 / 339 -> 136 / 136
+(forward 124 / 123), linear 589 / 572 -> 280 / 270 (forward 339 / 339). Bit-identical results. The first call
+compiles one small kernel for every operator of a basis (0.1-0.3 s) where the unrolled kernel grew with the views
+(5.9 s for 256 views in float64, 12.5-29.8 s for 512). The unrolled form's tracing had once been removed by
+:func:`drjit.freeze`, but a full test run aborted inside a frozen recording while Python's garbage collector ran
+(Dr.Jit 1.5): nothing here is frozen.
 
 Example:
     >>> import numpy as np, drct as ct

@@ -424,7 +424,7 @@ class BoxFootprints(ParallelFootprints):
                 chord = dr.maximum(hi - lo, 0.0)
                 for k, r, s in zip(cell, rec[:2], still, strict=True):  # the DDA stays in its first cell
                     chord = dr.select(s & (k != r), 0.0, chord)
-                acc = dr.fma(chord, dr.select(rec[2] != 0, values[j], 0.0), acc)
+                acc = dr.select(rec[2] != 0, dr.fma(chord, values[j], acc), acc)  # rays that miss add nothing
             return index + 1, acc
 
         count = dr.opaque(t.UInt, exact.views.count)
@@ -432,7 +432,7 @@ class BoxFootprints(ParallelFootprints):
         return acc
 
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
-        """``acc`` plus one view's trapezoid footprints (its parameters ``p``; :meth:`view_parameters`)."""
+        """``acc`` plus one view's trapezoid footprints (parameters ``p``: :meth:`ParallelFootprints._add_view`)."""
         first, slot, col = self._first(p, x, y)
         values = self._values(table, slot)
         offset = first - col  # the first candidate's offset from the pixel centre, columns, in [-outer, 1 - outer)
@@ -478,7 +478,7 @@ class HatFootprints(ParallelFootprints):
         return [self.across[views], self.wide[views], self.narrow[views], self.scale[views], self.cubic[views], fall]
 
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
-        """``acc`` plus one view's hat footprints (its parameters ``p``; :meth:`view_parameters`)."""
+        """``acc`` plus one view's hat footprints (parameters ``p``: :meth:`ParallelFootprints._add_view`)."""
         first, slot, col = self._first(p, x, y)
         values = self._values(table, slot)
         offset = first - col

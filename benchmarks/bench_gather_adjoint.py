@@ -1,12 +1,13 @@
 """The gather (voxel-driven) adjoint against the scatter adjoint and the forward, in one process.
 
-For each workload the three operations take turns (forward ``A x``, the scatter adjoint of
-:func:`drct.kernels.march.backproject`, the gather adjoint of :mod:`drct.kernels.footprints`); the table gives
-the median CPU seconds (user + system of this process) and wall seconds of ``--repeat`` turns after a first
-one, GVU/s (voxels × views per wall second) and each adjoint's CPU time as a multiple of the forward's.
+For each workload the operations take turns (forward ``A x``, the scatter adjoint of
+:func:`drct.kernels.march.backproject`, the gather adjoint of :mod:`drct.kernels.footprints` in each of the
+``--layouts``: views per loop iteration x pixels per lane, ``ParallelFootprints.group`` x ``.block``); the table
+gives the median CPU seconds (user + system of this process) and wall seconds of ``--repeat`` turns after a first
+one, GVU/s (voxels × views per wall second) and each adjoint's CPU and wall time as multiples of the forward's.
 Print ``uptime`` beside the numbers: the machine is shared.
 
-Run:  python benchmarks/bench_gather_adjoint.py [--repeat 5] [--dtype float32] [--quick]
+Run:  python benchmarks/bench_gather_adjoint.py [--repeat 5] [--dtype float32] [--quick] [--layouts 2x8,1x16]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from _common import load
 
 import drct as ct
 from drct.backend import drjit_module
+from drct.kernels.footprints import ParallelFootprints
 
 
 def turns(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
@@ -52,14 +54,32 @@ def workloads(quick: bool) -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGe
     }
 
 
-def operations(engine: Any, x: Any, y: Any) -> list[Callable[[], Any]]:
-    """The forward, the scatter adjoint and the gather adjoint of ``engine`` (a :class:`drct.transform.Transform`)."""
+def operations(engine: Any, x: Any, y: Any, layouts: list[tuple[int, int]]) -> list[Callable[[], Any]]:
+    """The forward, the scatter adjoint and the gather adjoint in each layout (``group``, ``block``) of
+    ``engine`` (a :class:`drct.transform.Transform` that the gather covers)."""
     vectors = engine.vectors()
+    fp = engine.footprints
+
+    def gather(group: int, block: int) -> Callable[[], Any]:
+        def run() -> Any:
+            fp.group, fp.block = group, block  # the kept plans are per group
+            return engine.backproject(y, vectors)
+
+        return run
+
     return [
         lambda: engine.project(x, vectors),
         lambda: engine.backproject(y, vectors, scatter=True),
-        lambda: engine.backproject(y, vectors),
+        *(gather(group, block) for group, block in layouts),
     ]
+
+
+def layout(text: str) -> tuple[int, int]:
+    """``"2x8"`` -> ``(2, 8)``: views per loop iteration, pixels per lane."""
+    group, block = (int(v) for v in text.lower().split("x"))
+    if group < 1 or block < 1:
+        raise argparse.ArgumentTypeError(f"a layout is GROUPxBLOCK of positive integers, not {text!r}")
+    return group, block
 
 
 def main() -> None:
@@ -68,21 +88,28 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--quick", action="store_true", help="small workloads (a smoke test)")
     parser.add_argument("--bases", default="voxel,linear", help="comma-separated bases the gather adjoint covers")
+    parser.add_argument(
+        "--layouts",
+        default=f"{ParallelFootprints.group}x{ParallelFootprints.block}",
+        help="comma-separated gather layouts GROUPxBLOCK (views per loop iteration x pixels per lane)",
+    )
     args = parser.parse_args()
+    layouts = [layout(v) for v in args.layouts.split(",")]
     mod = drjit_module()
     print(f"load before: {load()}")
     rng = np.random.default_rng(0)
-    print("| workload | basis | forward GVU/s | scatter adjoint GVU/s (x fwd CPU) | gather adjoint GVU/s (x fwd CPU) |")
-    print("|---|---|---|---|---|")
+    names = [f"gather {g}x{b} GVU/s (x fwd CPU, wall)" for g, b in layouts]
+    print(f"| workload | basis | forward GVU/s | scatter adjoint GVU/s (x fwd CPU, wall) | {' | '.join(names)} |")
+    print("|---|---|---|---|" + "---|" * len(layouts))
     for (label, (vg, pg)), basis in itertools.product(workloads(args.quick).items(), args.bases.split(",")):
         A = ct.Projector(vg, pg, basis=basis, dtype=args.dtype)
         tensor = mod.TensorXf if args.dtype == "float32" else mod.TensorXf64
         x = tensor(rng.random(vg.shape).astype(args.dtype))
         y = tensor(rng.random(pg.shape).astype(args.dtype))
-        (fc, fw), (sc, sw), (gc, gw) = turns(operations(A._engine, x.array, y.array), args.repeat)
+        (fc, fw), *adjoints = turns(operations(A._engine, x.array, y.array, layouts), args.repeat)
         work = vg.size * pg.num_views / 1e9
-        scatter, gather = f"{work / sw:.3f} ({sc / fc:.2f}x)", f"{work / gw:.3f} ({gc / fc:.2f}x)"
-        print(f"| {label} | {basis} | {work / fw:.3f} | {scatter} | {gather} |", flush=True)
+        cells = [f"{work / w:.3f} ({c / fc:.2f}x, {w / fw:.2f}x)" for c, w in adjoints]
+        print(f"| {label} | {basis} | {work / fw:.3f} | {' | '.join(cells)} |", flush=True)
 
     print(f"load after: {load()}")
 

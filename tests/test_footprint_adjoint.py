@@ -84,6 +84,7 @@ def test_exact_path_reproduces_edge_conventions() -> None:
     fp.exact[:] = False
     fp.slope = np.where(fp.slope == 0, 1e30, fp.slope)
     fp.peak = fp.slope * fp.outer
+    fp._plans.clear()  # the per-view parameters are kept between calls
     _, trapezoid, _ = _dense(A)
     assert float(np.abs(trapezoid - forward).max()) > 0.5
 
@@ -278,3 +279,47 @@ def test_volume_and_geometry_gradient_take_the_gather(basis: str, monkeypatch: p
     for g, s in zip(gathered, scattered, strict=True):
         assert np.abs(s).max() > 0
         np.testing.assert_allclose(g, s, rtol=0, atol=1e-12 * float(np.abs(s).max()))
+
+
+@pytest.mark.parametrize(
+    ("angles", "looped", "exact"),
+    [
+        (np.array([0.0, np.pi / 2, np.pi, 1e-7, 3 * np.pi / 2]), 0, 5),  # only the exact views' loop
+        (np.array([0.3, 1.1, 2.0, np.pi / 2, 2.9]), 4, 1),  # both loops
+        (np.linspace(0.2, 3.0, 5), 5, 0),  # an odd count: the last group padded with a zero row
+    ],
+)
+def test_dense_transpose_exact_only_padded_groups_tall_grid(angles: np.ndarray, looped: int, exact: int) -> None:
+    """The loops' edge cases against the dense forward: no looped views, a group padded with a row that reads
+    zeros, and a grid whose rows are not a whole number of pixel blocks (the last block clamped to the grid)."""
+    vg = ct.VolumeGeometry((3, 19), voxel_size=(1.0, 0.6))
+    A = ct.Projector(vg, ct.parallel(angles, 15, 0.8), basis="voxel", dtype="float64")
+    fp = A._engine.footprints
+    assert isinstance(fp, footprints.BoxFootprints)
+    assert (int(np.count_nonzero(~fp.exact)), int(np.count_nonzero(fp.exact))) == (looped, exact)
+    assert vg.shape[1] % fp.block != 0 and vg.shape[1] > fp.block
+    forward, gather, _ = _dense(A)
+    assert np.count_nonzero(forward) > forward.shape[0]
+    np.testing.assert_allclose(gather, forward, rtol=0, atol=1e-12 * float(np.abs(forward).max()))
+
+
+@pytest.mark.parametrize("basis", ["voxel", "linear"])
+def test_one_kernel_whatever_the_number_of_views(basis: str) -> None:
+    """The views are a symbolic loop, not unrolled code: the call's biggest kernel has the same operations for
+    20 views and for 200 (the unrolled form traced ~20 operations more per view at every call)."""
+    vg = ct.VolumeGeometry((16, 12))
+    sizes = []
+    for views in (20, 200):
+        A = ct.Projector(vg, ct.parallel(np.linspace(0.05, np.pi, views, endpoint=False), 20), basis=basis)
+        y = np.random.default_rng(12).random(A.range_shape, dtype=np.float32)
+        A.T(y)  # builds the plan
+        flag = dr.flag(dr.JitFlag.KernelHistory)
+        dr.set_flag(dr.JitFlag.KernelHistory, True)
+        try:
+            dr.kernel_history()
+            A.T(y)
+            history = [k for k in dr.kernel_history() if "operation_count" in k]
+        finally:
+            dr.set_flag(dr.JitFlag.KernelHistory, flag)
+        sizes.append((len(history), max(k["operation_count"] for k in history)))
+    assert sizes[0] == sizes[1], sizes

@@ -1,11 +1,17 @@
 """Voxel-driven (gather) adjoints of the box and linear bases for 2D parallel beams: per pixel, the rays that see it.
 
 Dr.Jit 1.5's LLVM backend lowers every ``scatter_add`` to a loop over the SIMD lanes, so the ray-driven adjoint
-(:func:`drct.kernels.march.backproject`) costs about three forward projections. Here each lane is one pixel and
-a launch adds several views; per view the pixel centre is projected onto the detector (column ``col``), and each
-of the ``K`` columns ``c`` within the pixel's footprint adds ``y[view, c] × footprint(c - col)``: the closed-form
-line integral of the pixel's basis function (:class:`BoxFootprints`, :class:`HatFootprints`), its ``K`` values
-of ``y`` read with one packet gather.
+(:func:`drct.kernels.march.backproject`) costs about three forward projections. Here each lane holds pixels and
+adds every view; per view the pixel centre is projected onto the detector (column ``col``), and each of the
+``K`` columns ``c`` within the pixel's footprint adds ``y[view, c] × footprint(c - col)``: the closed-form line
+integral of the pixel's basis function (:class:`BoxFootprints`, :class:`HatFootprints`), its ``K`` values of
+``y`` read with one packet gather from a table of the call's views (:meth:`ParallelFootprints.value_table`).
+
+One call is one kernel of symbolic loops (``dr.while_loop``) over the views, traced in about a millisecond
+whatever the number of views: the per-view parameters (column map, footprint) are device arrays read with the loop
+counter, one packet per :attr:`~ParallelFootprints.group` of views, and each lane is a column block of
+:attr:`~ParallelFootprints.block` pixels so that one parameter read serves them all; the accumulators stay in
+registers. Everything that depends on the geometry only is built once per operator (:meth:`ParallelFootprints.plan`).
 
 For a box ``h_x × h_y`` and unit ray direction ``d``, the chord as a function of the signed offset ``s`` (in
 columns) between the ray and the pixel centre is a trapezoid: ``min(plateau, slope · (outer - |s|))`` clipped at
@@ -26,12 +32,16 @@ pixels lie one zero cell inside the box), and rays that miss get ``y = 0``.
 The linear basis (:class:`HatFootprints`) projects to a convolution of two triangles, continuous in the ray's
 position, so the DDA's rounding never moves a whole chord and every view takes the closed form.
 
-No scatters: the result does not depend on the thread count or on other threads. CPU time as a multiple of the
-forward's (``benchmarks/bench_gather_adjoint.py``, 256² x 256 views x 367 float32, 2 shared cores): box
-1.18-1.31x (the scatter 2.3-2.5x), linear 1.11-1.23x (the scatter 2.2-2.4x). Freezing the launches
-(:func:`drjit.freeze`: later calls replay the kernels without tracing the unrolled views) gave 0.95-1.06x and
-0.94-0.97x, but one full test run aborted inside a frozen launch's recording while Python's garbage collector ran
-(Dr.Jit 1.5; not reproduced in isolation), so the launches are traced at every call.
+No scatters: the result does not depend on the thread count or on other threads. Wall / CPU ms per call, float32,
+2 shared cores (load 4.4-4.7), the previous form (16 views unrolled per launch, traced at every call) and this one
+alternating in one process, medians of 9 (5 at 512²): 256² x 256 x 367 box 59.7 / 59.3 -> 23.1 / 22.8 (forward
+24.0 / 21.5), linear 104.0 / 100.4 -> 38.6 / 35.1 (forward 57.1 / 55.6); 64² x 64 x 92, where tracing dominated,
+box 8.0 / 8.0 -> 3.3 / 1.5, linear 12.0 / 10.5 -> 7.0 / 2.9; 512² x 512 x 735 box 344 / 339 -> 136 / 136
+(forward 124 / 123), linear 589 / 572 -> 280 / 270 (forward 339 / 339). Bit-identical results. The first call
+compiles one small kernel for every operator of a basis (0.1-0.3 s) where the unrolled kernel grew with the views
+(5.9 s for 256 views in float64, 12.5-29.8 s for 512). The unrolled form's tracing had once been removed by
+:func:`drjit.freeze`, but a full test run aborted inside a frozen recording while Python's garbage collector ran
+(Dr.Jit 1.5): nothing here is frozen.
 
 Example:
     >>> import numpy as np, drct as ct
@@ -56,15 +66,8 @@ from ..backend import Types, drjit_module, upload
 from ..geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from ..geometry.ray_arrays import Vec, make_rays
 from ..geometry.volume import VolumeGeometry
+from ..memory import require_memory
 from .grid import KnotGrid, clip_rays, first_cell
-
-VIEWS_PER_LAUNCH = 16
-"""Views one launch adds to the volume (unrolled in the kernel; the volume is read and written once per launch).
-CPU time as a multiple of the forward's, box basis, 256² x 256 views x 367 float32, 2 shared cores: traced at
-every call, as now (load 4-6), 8 views 1.40x, 16 1.31x / 1.22x, 32 1.28x / 1.18x, 64 1.55x; frozen (load 3.5; see
-the module docstring for why no longer) 16 1.06x / 1.10x, 32 1.08x / 1.08x, 64 1.46x / 1.28x. 16 compiles
-faster (first call 0.6 s against 0.6-0.9 s, under load); grid and detector sizes are opaque, so other operators
-reuse the kernels."""
 
 NEAR_AXIS = 1e-2
 """Views whose rays' slope against a grid axis (``|d_minor| / |d_major|`` in voxels) is below this take the exact
@@ -87,11 +90,21 @@ def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
 
 class ParallelFootprints:
     """What every basis's gather adjoint of a 2D parallel beam shares: where each pixel centre lands on the
-    detector, which columns can reach it, and the per-launch tables of ``y``. Subclasses give the footprint
-    (:meth:`_footprint`: per view, how far from the centre's column a ray still sees the pixel) and add one
-    view's share (:meth:`_add_view`)."""
+    detector, which columns can reach it, the tables of ``y`` and the loops over the views. Subclasses give the
+    footprint (:meth:`_footprint`: per view, how far from the centre's column a ray still sees the pixel) and add
+    one view's share (:meth:`_add_view`)."""
 
     degree = -1
+    group = 2
+    """Views per iteration of the symbolic loop (their parameters one packet gather; see :meth:`_packets`)."""
+    block = 8
+    """Pixels per lane (a column block of the grid): one parameter gather serves them all.
+
+    Kernel ms per call by (:attr:`group`, :attr:`block`), box / linear, 256² x 256 x 367 float32, one run
+    (``load average: 4.5``; forward 17.6 / 40.9): (1, 1) 29.8 / 56.0, (2, 1) 29.3 / 42.2, (4, 1) 28.2 / 51.1;
+    (1, 4) 16.5 / 29.8, (2, 4) 16.6 / 24.1; (1, 8) 13.5 / 26.0, (2, 8) 16.1 / 22.2, (4, 8) 14.1 / 25.1;
+    (2, 16) 12.9 / 17.9, (4, 16) 14.7 / 33.2. Blocks of 8 or more pixels matter, the group hardly; 16 pixels'
+    accumulators and temporaries would not fit in an AVX2 machine's 16 registers."""
 
     def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
         if not covers(vg, pg, grid.degree) or grid.degree != self.degree:
@@ -124,35 +137,76 @@ class ParallelFootprints:
         self.low = np.ceil(cols_at.min(axis=1) - self.reach).astype(np.int64) - 2
         high = np.ceil(cols_at.max(axis=1) - self.reach).astype(np.int64) + 2
         self.width = int((high - self.low).max()) + self.taps + 1
-        self._inputs: dict[tuple[int, ...], tuple[Any, Any, list[list[Any]]]] = {}
+        self._plans: dict[tuple[int, int, int], Plan] = {}
 
     def _footprint(self, d: np.ndarray, across: np.ndarray) -> np.ndarray:
         """Per view (unit ray directions ``d``, ``across`` mm between neighbouring rays): the reach of the
         footprint in columns; may mark views in :attr:`exact`."""
         raise NotImplementedError
 
+    def _extra(self, views: np.ndarray) -> list[np.ndarray]:
+        """The footprint's own parameters of ``views`` (see :meth:`_add_view`), one array each."""
+        return []
+
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
-        """``acc`` plus one view's share (parameters ``p`` of :meth:`view_parameters`; pixel centres ``x, y``)."""
+        """``acc`` plus one view's share: ``p`` is the view's table offset (``t.Int``), its column map ``a, b,
+        c``, its ``reach`` and :meth:`_extra`; ``x, y`` the pixel centres."""
         raise NotImplementedError
 
-    # ---- per-view parameters and tables -------------------------------------------------------------------
-    def view_parameters(self, view: int, k: int) -> list[Any]:
-        """View ``view``'s parameters (row ``k`` of its launch's table) as Dr.Jit scalars, so that one compiled
-        launch serves every view: the column map ``a, b, c``, the ``reach``, the table offset of
-        the first candidate (``t.Int``), then :meth:`_extra` (the footprint's own)."""
-        t = self.t
-        floats = [self.a[view], self.b[view], self.c[view], self.reach[view], *self._extra(view)]
-        offset = dr.opaque(t.Int, k * self.width - int(self.low[view]))
-        return [offset, *(dr.opaque(t.Float, float(v)) for v in floats)]
+    # ---- the plan of a call: per-view parameters and table rows, kept between calls ---------------------------
+    def plan(self, vectors: dict[str, Vec], first_view: int, count: int) -> Plan:
+        """The device inputs of a call over views ``first_view .. first_view + count`` (built once, kept: they
+        depend on the geometry only). The value table's rows (:meth:`value_table`) hold the looped views in groups
+        of :attr:`group` (the last group padded with rows that read zeros), then the :attr:`exact` views."""
+        key = (first_view, count, self.group)
+        plan = self._plans.get(key)
+        if plan is None:
+            t = self.t
+            chosen = np.arange(first_view, first_view + count)
+            looped, exact = chosen[~self.exact[chosen]], chosen[self.exact[chosen]]
+            padded = -(-len(looped) // self.group) * self.group
+            order = np.concatenate([looped, np.full(padded - len(looped), looped[-1] if len(looped) else 0), exact])
+            rows = np.where(np.arange(len(order)) < len(looped), order - first_view, -1)
+            rows[padded:] = exact - first_view
+            table_size = len(order) * self.width * self.packet_size * (4 if t.dtype == "float32" else 8)
+            require_memory(2 * table_size, f"the gather adjoint's table of {count} views x {self.width} columns")
+            parameters = self._parameters(order[:padded])
+            groups = parameters.reshape(padded // self.group, self.group * parameters.shape[1])
+            plan = Plan(
+                rows=upload(t.Int, rows.astype(np.int32)),
+                low=upload(t.Int, self.low[order].astype(np.int32)),
+                count=len(order),
+                groups=self._packets(groups),
+                exact=self._exact_plan(vectors, exact, padded) if len(exact) else None,
+            )
+            self._plans[key] = plan
+        return plan
 
-    def _extra(self, view: int) -> list[float]:
-        """The footprint's own per-view parameters (see :meth:`_add_view`)."""
-        return []
+    def _parameters(self, views: np.ndarray) -> np.ndarray:
+        """Per view (rows): its column map ``a, b, c``, ``reach``, :meth:`_extra` and its table row's first
+        column ``low`` — the parameters :meth:`_add_view` takes, the offset last."""
+        columns = [self.a[views], self.b[views], self.c[views], self.reach[views], *self._extra(views)]
+        return np.column_stack([*columns, self.low[views]])
+
+    def _packets(self, rows: np.ndarray) -> Packets:
+        """``rows`` (one per loop iteration) on the device as packets of a power-of-two size: a packet costs
+        one gather per lane whatever its size (8 to 32 floats), where one gather per parameter made the loop
+        1.5-2x slower than baked-in constants."""
+        size = 1 << max(int(np.ceil(np.log2(max(rows.shape[1], 1)))), 1)
+        padded = np.zeros((rows.shape[0], size))
+        padded[:, : rows.shape[1]] = rows
+        t = self.t
+        data = upload(t.Float, padded.ravel().astype(t.dtype)) if len(rows) else None  # no empty Dr.Jit arrays
+        return Packets(data, size, rows.shape[1], rows.shape[0])
+
+    def _exact_plan(self, vectors: dict[str, Vec], views: np.ndarray, first_row: int) -> ExactPlan:
+        """The inputs of the :attr:`exact` views' loop (only bases that mark views exact have them)."""
+        raise NotImplementedError
 
     def _slots(self, low: Any, count: int, per_slot: int) -> tuple[Any, Any, Any, Any]:
         """For ``count * width * per_slot`` entries (``count`` views whose table rows start at the columns
-        ``low``): the entry's field, the view's position in the launch, the detector column of its slot and
-        whether that column exists."""
+        ``low``): the entry's field, the view's row, the detector column of its slot and whether that column
+        exists."""
         t = self.t
         entry = dr.arange(t.UInt, count * self.width * per_slot)
         field = entry % per_slot
@@ -162,14 +216,14 @@ class ParallelFootprints:
         return field, k, col, (col >= 0) & (col < self.cols)
 
     def value_table(self, values: Any, start: Any, rows: Any, low: Any, count: int) -> Any:
-        """``y`` of ``count`` views as packets of ``taps`` consecutive columns (zero off the detector): entry
-        ``(k, s)`` holds ``y[start + rows[k] * cols + low[k] + s + j]`` for ``j < taps`` (``start``: a ``t.UInt``
-        scalar; ``rows``, ``low``: ``t.Int`` per view)."""
+        """``y`` of ``count`` views as packets of ``taps`` consecutive columns (zero off the detector and in rows
+        ``-1``): entry ``(k, s)`` holds ``y[start + rows[k] * cols + low[k] + s + j]`` for ``j < taps``
+        (``start``: a ``t.UInt`` scalar; ``rows``, ``low``: ``t.Int`` per view)."""
         t = self.t
         field, k, col, _ = self._slots(low, count, self.packet_size)
         col = col + t.Int(field)
-        real = (col >= 0) & (col < self.cols) & (field < self.taps)
         row = dr.gather(t.Int, rows, k)
+        real = (col >= 0) & (col < self.cols) & (field < self.taps) & (row >= 0)
         index = t.UInt(dr.select(real, row * self.cols + col, 0)) + start
         return dr.gather(t.Float, values, index, real)
 
@@ -187,60 +241,84 @@ class ParallelFootprints:
         index = self.t.UInt(slot) * packets
         return [v for i in range(packets) for v in dr.gather(self._packet(4), table, index + i)]
 
-    def _packet(self, size: int) -> Any:
-        return getattr(drjit_module(self.t.backend), f"Array{size}{'f' if self.t.dtype == 'float32' else 'f64'}")
+    def _packet(self, size: int | None) -> Any:
+        """Dr.Jit's array type of ``size`` floats (``None``: of a size given at each gather)."""
+        name = "X" if size is None else str(size)
+        return getattr(drjit_module(self.t.backend), f"Array{name}{'f' if self.t.dtype == 'float32' else 'f64'}")
+
+    def _gather_packet(self, packets: Packets, index: Any) -> list[Any]:
+        """The parameters of packet ``index`` (a loop counter: the same for every lane)."""
+        row = dr.gather(self._packet(None), packets.data, index, shape=(packets.size, dr.width(index)))
+        return list(row)[: packets.used]
 
     # ---- the kernel ------------------------------------------------------------------------------------------
     def backproject(
         self, values: Any, vectors: dict[str, Vec], value_start: int = 0, first_view: int = 0, views: int | None = None
     ) -> Any:
         """``A.T y`` (flat, one volume) of views ``first_view .. first_view + views`` (default: all); ``values``
-        holds their ``y`` from flat index ``value_start`` on."""
+        holds their ``y`` from flat index ``value_start`` on. One kernel of symbolic loops over the views, one
+        gather putting its pixel blocks in place (with the exact views' loop), and the value table."""
         t = self.t
         nx, ny = self.grid.shape
-        index = dr.arange(t.UInt, nx * ny)
-        iy = index // dr.opaque(t.UInt, nx)  # opaque sizes: one kernel for every grid
-        ix = index - iy * dr.opaque(t.UInt, nx)
-        pixel = Pixels(t.Float(ix), t.Float(iy), tuple(dr.opaque(t.Float, m) for m in self.middle))
-        dr.eval(pixel.x, pixel.y)
-        acc = dr.zeros(t.Float, nx * ny)
         count = self.pg.num_views - first_view if views is None else views
-        chosen = np.arange(first_view, first_view + count)
-        start = dr.opaque(t.UInt, value_start)
-        for exact in (False, True):
-            todo = [int(v) for v in chosen[self.exact[chosen] == exact]]
-            for begin in range(0, len(todo), VIEWS_PER_LAUNCH):
-                launch = Launch(todo[begin : begin + VIEWS_PER_LAUNCH], values, value_start, first_view, vectors)
-                if exact:
-                    acc = self._launch_exact(acc, launch, pixel)
-                    continue
-                rows, low, params = self._launch_inputs(launch.views, first_view)
-                acc = self._launch(acc, values, start, rows, low, pixel.x, pixel.y, params)
-            dr.eval(acc)
+        if count <= 0:
+            return dr.zeros(t.Float, nx * ny)
+        plan = self.plan(vectors, first_view, count)
+        table = self.value_table(values, dr.opaque(t.UInt, value_start), plan.rows, plan.low, plan.count)
+        dr.eval(table)
+        acc = self._loop(table, plan.groups) if plan.groups.count else dr.zeros(t.Float, nx * ny)
+        if plan.exact is not None:
+            acc = self._loop_exact(acc, table, plan.exact)
+        dr.eval(acc)
         return acc
 
-    def _launch_inputs(self, views: list[int], first_view: int) -> tuple[Any, Any, list[list[Any]]]:
-        """A launch's table rows, first columns and view parameters on the device (kept: the same every call)."""
-        key = (first_view, *views)
-        if key not in self._inputs:
-            t = self.t
-            rows = upload(t.Int, np.asarray(views, dtype=np.int32) - first_view)
-            low = upload(t.Int, self.low[views].astype(np.int32))
-            params = [self.view_parameters(view, k) for k, view in enumerate(views)]
-            self._inputs[key] = (rows, low, params)
-        return self._inputs[key]
+    def _pixels(self, rows: int, row_step: int = 1, row_offset: int = 0) -> tuple[Any, Any, Any, Any]:
+        """Per lane over ``nx * rows`` lanes: the pixel indices ``(ix, iy)`` with ``iy = row * row_step +
+        row_offset`` (clamped to the grid), and the pixel centres relative to the grid's middle (smaller
+        magnitudes, so float32 columns round less). Opaque sizes: one kernel for every grid."""
+        t = self.t
+        nx, ny = self.grid.shape
+        lane = dr.arange(t.UInt, nx * rows)
+        row = lane // dr.opaque(t.UInt, nx)
+        ix = lane - row * dr.opaque(t.UInt, nx)
+        iy = row if row_step == 1 else dr.minimum(row * row_step + row_offset, dr.opaque(t.UInt, ny - 1))
+        x = t.Float(ix) - dr.opaque(t.Float, self.middle[0])
+        y = t.Float(iy) - dr.opaque(t.Float, self.middle[1])
+        return ix, iy, x, y
 
-    def _launch(
-        self, acc: Any, values: Any, start: Any, rows: Any, low: Any, x: Any, y: Any, params: list[list[Any]]
-    ) -> Any:
-        """``acc`` plus the views of one launch (their parameters ``params``; see :meth:`value_table`)."""
-        table = self.value_table(values, start, rows, low, len(params))
-        for p in params:
-            acc = self._add_view(acc, table, x, y, p)
-        return acc
+    def _loop(self, table: Any, groups: Packets) -> Any:
+        """The looped views' share of every pixel: a symbolic loop over the groups of :attr:`group` views (their
+        parameters one packet gather), each lane a column block of :attr:`block` pixels (the parameters serve
+        them all), the accumulators in registers; then the blocks put in place (flat, unevaluated)."""
+        t, group, block = self.t, self.group, self.block
+        nx, ny = self.grid.shape
+        rows = -(-ny // block)
+        centres = [self._pixels(rows, block, k)[2:] for k in range(block)]
+        x, ys = centres[0][0], [y for _, y in centres]
+        dr.eval(x, *ys)
+        per_view = groups.used // group
+        width = dr.opaque(t.Int, self.width)
 
-    def _launch_exact(self, acc: Any, launch: Launch, pixel: Pixels) -> Any:
-        """``acc`` plus the views of one launch of :attr:`exact` views."""
+        def body(index: Any, *accs: Any) -> tuple[Any, ...]:
+            q = self._gather_packet(groups, index)
+            row = t.Int(index) * group * width  # the group's first row of the value table
+            out = list(accs)
+            for g in range(group):
+                p = q[g * per_view : (g + 1) * per_view]
+                base = (row + g * width if g else row) - t.Int(p[-1])
+                out = [self._add_view(a, table, x, y, [base, *p[:-1]]) for a, y in zip(out, ys, strict=True)]
+            return (index + 1, *out)
+
+        count = dr.opaque(t.UInt, groups.count)
+        zeros = [dr.zeros(t.Float, nx * rows) for _ in range(block)]
+        _, *accs = dr.while_loop((t.UInt(0), *zeros), lambda index, *_: index < count, body)
+        dr.eval(*accs)
+        ix, iy, _, _ = self._pixels(ny)
+        lane = (iy // block) * nx + ix
+        return dr.gather(t.Float, dr.concat(accs) if block > 1 else accs[0], (iy % block) * (nx * rows) + lane)
+
+    def _loop_exact(self, acc: Any, table: Any, exact: ExactPlan) -> Any:
+        """``acc`` plus the :attr:`exact` views (only bases that mark views exact have them)."""
         raise NotImplementedError
 
     def _first(self, p: list[Any], x: Any, y: Any) -> tuple[Any, Any, Any]:
@@ -272,25 +350,24 @@ class BoxFootprints(ParallelFootprints):
         margin = 1e-3 if self.t.dtype == "float32" else 1e-9  # columns: the exact path must not miss a grazing ray
         return self.outer + np.where(self.exact, margin, 0.0)
 
-    def _extra(self, view: int) -> list[float]:
-        return [self.slope[view], self.peak[view], self.plateau[view]]
+    def _extra(self, views: np.ndarray) -> list[np.ndarray]:
+        return [self.slope[views], self.peak[views], self.plateau[views]]
 
-    def _launch_exact(self, acc: Any, launch: Launch, pixel: Pixels) -> Any:
-        table = self.record_table(launch.vectors, launch.values, launch.value_start, launch.first_view, launch.views)
-        dirs, invs = self._directions(launch.vectors, launch.views)
-        for k, view in enumerate(launch.views):
-            p = self.view_parameters(view, k)
-            acc = self._add_exact(acc, table, p, pixel, dirs[k].tolist(), invs[k].tolist())
-        return acc
+    def _exact_plan(self, vectors: dict[str, Vec], views: np.ndarray, first_row: int) -> ExactPlan:
+        """Per exact view: the column map, the DDA's direction's sign, its reciprocal and whether it is zero,
+        per axis (:meth:`_directions`); per ray, the DDA's face offsets (:meth:`face_table`)."""
+        dirs, invs = self._directions(vectors, views)
+        columns = [self.a[views], self.b[views], self.c[views], self.reach[views], self.low[views]]
+        signs, still = np.where(dirs > 0, 1.0, -1.0), (dirs == 0).astype(np.float64)
+        rows = np.column_stack([*columns, signs, invs, still])
+        return ExactPlan(self._packets(rows), self.face_table(vectors, views), first_row)
 
-    def record_table(
-        self, vectors: dict[str, Vec], values: Any, value_start: int, first_view: int, views: list[int]
-    ) -> Any:
-        """Per ray of ``views``, the DDA's face offsets and ``y``: ``(face_x, face_y, y, 0)`` (zero off the
-        detector and for rays that miss the volume)."""
+    def face_table(self, vectors: dict[str, Vec], views: np.ndarray) -> Any:
+        """Per ray of ``views`` (rows laid out as :meth:`value_table`'s), the DDA's face offsets and whether the
+        ray hits the volume: ``(face_x, face_y, hit, 0)`` (zero off the detector)."""
         t, grid = self.t, self.grid
         _, k, col, real = self._slots(upload(t.Int, self.low[views].astype(np.int32)), len(views), 1)
-        view = dr.gather(t.Int, upload(t.Int, np.asarray(views, dtype=np.int32)), k)
+        view = dr.gather(t.Int, upload(t.Int, views.astype(np.int32)), k)
         ray = t.UInt(dr.select(real, view * self.cols + col, 0))
         center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
         spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
@@ -300,27 +377,62 @@ class BoxFootprints(ParallelFootprints):
             dr.select(d == 0, t.Float(k0), dr.select(d > 0, 1.0, 0.0) - e)
             for d, e, k0 in zip(segs.direction, segs.entry, cell0, strict=True)
         ]
-        hit = real & (segs.length > 0)
-        y = dr.gather(t.Float, values, ray - first_view * self.cols + value_start, hit)
-        zero = dr.zeros(t.Float, dr.width(y))
-        table = dr.ravel(self._packet(4)(dr.select(real, faces[0], 0.0), dr.select(real, faces[1], 0.0), y, zero))
+        hit = dr.select(real & (segs.length > 0), 1.0, 0.0)
+        zero = dr.zeros(t.Float, dr.width(hit))
+        table = dr.ravel(self._packet(4)(dr.select(real, faces[0], 0.0), dr.select(real, faces[1], 0.0), hit, zero))
         dr.eval(table)
         return table
 
-    def _directions(self, vectors: dict[str, Vec], views: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Per view of ``views`` (rows) and axis (columns): the DDA's direction (knot units) and its reciprocal,
-        as the forward computes them (the parallel rays of a view share them)."""
+    def _directions(self, vectors: dict[str, Vec], views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per view of ``views`` (rows) and axis (columns): the DDA's direction (knot units) and its reciprocal
+        (1 where the direction is 0), as the forward computes them (the parallel rays of a view share them)."""
         t, grid = self.t, self.grid
         center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
         spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
-        first_rays = upload(t.UInt, np.asarray(views, dtype=np.uint32) * self.cols)
+        first_rays = upload(t.UInt, views.astype(np.uint32) * self.cols)
         dirs = clip_rays(make_rays(self.pg, t, vectors, first_rays), grid, center, spacing, t).direction
         inv = [dr.select(d == 0, 1.0, dr.rcp(d)) for d in dirs]
         dr.eval(dirs, inv)
         return np.stack([d.numpy() for d in dirs], axis=1), np.stack([i.numpy() for i in inv], axis=1)
 
+    def _loop_exact(self, acc: Any, table: Any, exact: ExactPlan) -> Any:
+        """``acc`` plus the exact views' DDA chords (see the module docstring): a symbolic loop over the views.
+
+        Per axis the chord's entry and exit are ``(k - sign + face) · inv`` and ``(k + face) · inv``; an axis
+        the ray does not move along adds no bound (``∓inf``) but keeps only the DDA's own cell."""
+        t = self.t
+        width = dr.opaque(t.Int, self.width)
+        ix, iy, x, y = self._pixels(self.grid.shape[1])
+        cell = [t.Float(ix) + 1.0, t.Float(iy) + 1.0]  # knot cells of the box basis: coefficient i is cell i + 1
+        first_row = dr.opaque(t.Int, exact.first_row)
+
+        def body(index: Any, acc: Any) -> tuple[Any, Any]:
+            a, b, c, reach, low, *axes = self._gather_packet(exact.views, index)
+            signs, invs, still = axes[:2], axes[2:4], [s != 0 for s in axes[4:]]
+            row = t.Int(index) * width - t.Int(low)  # the view's row of the face table
+            _, slot, _ = self._first([row, a, b, c, reach], x, y)
+            values = self._values(table, slot + first_row * width)
+            behind = [k - sign for k, sign in zip(cell, signs, strict=True)]
+            for j in range(self.taps):
+                rec = dr.gather(self._packet(4), exact.faces, t.UInt(slot + j))
+                bounds = [
+                    (dr.select(s, -dr.inf, (k0 + r) * i), dr.select(s, dr.inf, (k + r) * i))
+                    for k0, k, r, i, s in zip(behind, cell, rec[:2], invs, still, strict=True)
+                ]
+                lo = dr.maximum(bounds[0][0], bounds[1][0])
+                hi = dr.minimum(bounds[0][1], bounds[1][1])
+                chord = dr.maximum(hi - lo, 0.0)
+                for k, r, s in zip(cell, rec[:2], still, strict=True):  # the DDA stays in its first cell
+                    chord = dr.select(s & (k != r), 0.0, chord)
+                acc = dr.select(rec[2] != 0, dr.fma(chord, values[j], acc), acc)  # rays that miss add nothing
+            return index + 1, acc
+
+        count = dr.opaque(t.UInt, exact.views.count)
+        _, acc = dr.while_loop((t.UInt(0), acc), lambda index, _: index < count, body)
+        return acc
+
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
-        """``acc`` plus one view's trapezoid footprints (its parameters ``p``; :meth:`view_parameters`)."""
+        """``acc`` plus one view's trapezoid footprints (parameters ``p``: :meth:`ParallelFootprints._add_view`)."""
         first, slot, col = self._first(p, x, y)
         values = self._values(table, slot)
         offset = first - col  # the first candidate's offset from the pixel centre, columns, in [-outer, 1 - outer)
@@ -329,34 +441,8 @@ class BoxFootprints(ParallelFootprints):
             distance = dr.abs(offset + float(j)) if j else dr.abs(offset)
             chord = dr.fma(-slope, distance, peak)  # slope · (outer - |s|)
             if j or not self.first_inside:
-                chord = dr.maximum(chord, 0.0)
-            acc = dr.fma(dr.minimum(chord, plateau), values[j], acc)
-        return acc
-
-    def _add_exact(
-        self, acc: Any, table: Any, p: list[Any], pixel: Pixels, dirs: list[float], invs: list[float]
-    ) -> Any:
-        """``acc`` plus one view's DDA chords (parameters ``p``, records in ``table``; see the module docstring)."""
-        t = self.t
-        _, slot, _ = self._first(p, pixel.x, pixel.y)
-        cell = [pixel.index_x + 1.0, pixel.index_y + 1.0]  # knot cells of the box basis: coefficient i is cell i + 1
-        still = [d == 0 for d in dirs]
-        inv = [dr.opaque(t.Float, i) for i in invs]
-        behind = [c - (1.0 if d > 0 else -1.0) for c, d in zip(cell, dirs, strict=True)]
-        for j in range(self.taps):
-            rec = dr.gather(self._packet(4), table, t.UInt(slot + j))
-            lo, hi = None, None
-            for a in range(2):
-                if not still[a]:
-                    enter, leave = (behind[a] + rec[a]) * inv[a], (cell[a] + rec[a]) * inv[a]
-                    lo = enter if lo is None else dr.maximum(lo, enter)
-                    hi = leave if hi is None else dr.minimum(hi, leave)
-            assert lo is not None and hi is not None
-            chord = dr.maximum(hi - lo, 0.0)
-            for a in range(2):
-                if still[a]:  # the DDA stays in its first cell along this axis
-                    chord = dr.select(cell[a] == rec[a], chord, 0.0)
-            acc = dr.fma(chord, rec[2], acc)
+                chord = _positive(chord)
+            acc = dr.fma(_smaller(chord, plateau), values[j], acc)
         return acc
 
 
@@ -387,45 +473,66 @@ class HatFootprints(ParallelFootprints):
         self.across = across
         return (self.wide + self.narrow) / across
 
-    def _extra(self, view: int) -> list[float]:
-        fall = -self.scale[view] / self.wide[view]
-        return [self.across[view], self.wide[view], self.narrow[view], self.scale[view], self.cubic[view], fall]
+    def _extra(self, views: np.ndarray) -> list[np.ndarray]:
+        fall = -self.scale[views] / self.wide[views]
+        return [self.across[views], self.wide[views], self.narrow[views], self.scale[views], self.cubic[views], fall]
 
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
-        """``acc`` plus one view's hat footprints (its parameters ``p``; :meth:`view_parameters`)."""
+        """``acc`` plus one view's hat footprints (parameters ``p``: :meth:`ParallelFootprints._add_view`)."""
         first, slot, col = self._first(p, x, y)
         values = self._values(table, slot)
         offset = first - col
         across, wide, narrow, scale, cubic, fall = p[5:11]
         for j in range(self.taps):
             q = dr.abs(offset + float(j) if j else offset) * across
-            hat = dr.maximum(dr.fma(fall, q, scale), 0.0)
-            centre = dr.maximum(narrow - q, 0.0)
-            edge = dr.maximum(narrow - dr.abs(q - wide), 0.0)
+            hat = _positive(dr.fma(fall, q, scale))
+            centre = _positive(narrow - q)
+            edge = _positive(narrow - dr.abs(q - wide))
             smooth = dr.fma(-2.0 * centre * centre, centre, edge * edge * edge)
             acc = dr.fma(dr.fma(cubic, smooth, hat), values[j], acc)
         return acc
 
 
-@dataclass
-class Launch:
-    """The views of one launch and where their values are (see :meth:`ParallelFootprints.backproject`)."""
+def _positive(v: Any) -> Any:
+    """``max(v, 0)`` for finite ``v``: a compare and a blend, where ``dr.maximum`` (IEEE maximum, NaN and
+    signed zeros ordered) cost the box's loop 15% more."""
+    return dr.select(v > 0, v, 0.0)
 
-    views: list[int]
-    values: Any
-    value_start: int
-    first_view: int
-    vectors: dict[str, Vec]
+
+def _smaller(a: Any, b: Any) -> Any:
+    """``min(a, b)`` for finite ``a``, ``b`` (see :func:`_positive`)."""
+    return dr.select(a < b, a, b)
+
+
+@dataclass
+class Packets:
+    """Rows of parameters on the device, one packet of ``size`` floats per row (``used`` of them set)."""
+
+    data: Any
+    size: int
+    used: int
+    count: int
+
+
+@dataclass
+class ExactPlan:
+    """The exact views of a call: their parameters, their rays' face offsets, their first value-table row."""
+
+    views: Packets
+    faces: Any
+    first_row: int
+
+
+@dataclass
+class Plan:
+    """The device inputs of one call (see :meth:`ParallelFootprints.plan`)."""
+
+    rows: Any
+    low: Any
+    count: int
+    groups: Packets
+    exact: ExactPlan | None
 
 
 FOOTPRINTS: dict[int, type[ParallelFootprints]] = {0: BoxFootprints, 1: HatFootprints}
 """The gather adjoint of each covered basis degree."""
-
-
-class Pixels:
-    """Pixel indices (float) per lane: ``index`` for the knot cells, ``x``/``y`` centred on the grid's middle
-    (smaller magnitudes, so float32 columns round less)."""
-
-    def __init__(self, ix: Any, iy: Any, middle: tuple[Any, ...]) -> None:
-        self.index_x, self.index_y = ix, iy
-        self.x, self.y = ix - middle[0], iy - middle[1]

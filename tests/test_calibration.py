@@ -186,13 +186,13 @@ def test_bin_detector() -> None:
 
 
 def test_finest_level_refines_on_a_view_subset_and_reconstructs_from_every_view() -> None:
-    """The finest level may take every 2nd view for its geometry steps (half their passes; ``default_strides``
-    with ``fine_subset`` after a coarser level), but the returned reconstruction is made from every view."""
-    assert default_strides([4, 2, 1], 360) == [4, 2, 1]  # the default: every view at the finest level
-    assert default_strides([4, 2, 1], 360, fine_subset=True) == [4, 2, 2]  # 180 views left at the finest level
-    assert default_strides([2, 1], 120, fine_subset=True) == [2, 1]  # fewer than 90 would be left: every view
-    assert default_strides([1], 360, fine_subset=True) == [1]  # nothing coarser got close first
-    assert default_strides([4, 2, 1], 360, per_view=True, fine_subset=True) == [1, 1, 1]
+    """The finest level takes every 2nd view for its geometry steps by default (half their passes;
+    ``default_strides`` after a coarser level), but the returned reconstruction is made from every view."""
+    assert default_strides([4, 2, 1], 360) == [4, 2, 2]  # the default: 180 views left at the finest level
+    assert default_strides([4, 2, 1], 360, fine_subset=False) == [4, 2, 1]  # every view at the finest level
+    assert default_strides([2, 1], 120) == [2, 1]  # fewer than 90 would be left: every view
+    assert default_strides([1], 360) == [1]  # nothing coarser got close first
+    assert default_strides([4, 2, 1], 360, per_view=True) == [1, 1, 1]
     vg, pg = small_cone(12, 24)
     y = simulate(vg, pg.perturb(det_shift_u=0.5))
     built: list[tuple[tuple[int, ...], int]] = []

@@ -132,10 +132,11 @@ def calibrate(
         fix: parameters held at their starting values.
         gauge: ``"fix"``, ``"report"`` or ``"off"``.
         gauge_tol: eigenvalue threshold of the gauge test (relative to the largest).
-        view_strides: use every k-th view per level (default: the level factor, down to 30 views; 1 when any
-            parameter is per view; see :func:`drct.calibration.levels.default_strides`). A stride above 1 at the
-            finest level halves its passes (e.g. ``[4, 2, 2]``), but the returned reconstruction always uses
-            every view.
+        view_strides: use every k-th view per level (default: the level factor, down to 30 views, and every 2nd
+            view at the finest level after a coarser one when 90 or more are left; 1 when any parameter is per
+            view; see :func:`drct.calibration.levels.default_strides`). A stride above 1 at the finest level
+            halves its passes (e.g. ``[4, 2, 2]``), but the returned reconstruction always uses every view;
+            ``[4, 2, 1]`` refines on every view.
         adam_steps, adam_lr: Adam steps per outer iteration and step length in units of one pixel's effect.
         tol: stop a level when no parameter moves more than ``tol`` (in units of one pixel's effect).
         fine_tol: the same for the levels after the first (they start from the coarser level's estimate, and a

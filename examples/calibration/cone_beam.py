@@ -15,13 +15,12 @@ of its objective (the analytic data's discretisation error; ``--photons 0`` remo
 
 Run:  python examples/calibration/cone_beam.py [--size 128] [--views 360] [--compare] [-o out/cone] [--force]
         [--count]  (forward / adjoint / derivative marches per grid, view count and phase)
-At 128³ x 360 on 2 CPU cores, ``--iterations 6,6,3`` (52 min) ended 0.014 px / 0.038 px / 0.0199° from the
-truth (axis column / det_shift_v / roll); the default 6,4,2 (42 min) 0.014 px / 0.048 px / 0.0206°. With the
-finest level on every 2nd view (``view_strides=[4, 2, 2]``) the calibration took 23 min, and with every view
-(the default) 39 min, both ending 0.0094-0.0096 px / 0.19-0.20 px / 0.20-0.21° off: a regression since the
-runs above, cause not yet known (README, geometry calibration). At 64³ x 180 (``--size 64 --views 180``, 10 outer
-iterations, load 2-4) the subset took 183 s against 388 s on every view, with 0.0145 px / 0.119 px / 0.0059°
-against 0.0143 px / 0.112 px / 0.0020° and PSNR 20.46 against 20.47 dB (true geometry 20.53 dB).
+        [--every-view]  (the finest level refines on every view instead of every 2nd)
+At 128³ x 360 on 2 CPU cores, with the defaults (levels 4, 2, 1 with 6, 4, 2 outer iterations, the finest level
+on every 2nd view, the returned reconstruction on every view) the calibration ended 0.0143 px / 0.048 px /
+0.0199° from the truth (axis column / det_shift_v / roll) in 39 min at load 4-5 (23 min at load 2-3.6 for the
+same passes); on every view it had taken 42-52 min for 0.014 px / 0.038-0.048 px / 0.0199-0.0206°. At 64³ x 180
+(``--size 64 --views 180``): 0.011 px / 0.027 px / 0.019° (every view: 0.009 px / 0.023 px / 0.017°).
 """
 
 from __future__ import annotations
@@ -91,7 +90,7 @@ def run(args, basis: str) -> dict:
         lowpass=args.lowpass,
         init=init,
         diagnostics=args.diagnostics,
-        view_strides=default_strides(levels, args.views, fine_subset=True) if args.fine_subset else None,
+        view_strides=default_strides(levels, args.views, fine_subset=False) if args.every_view else None,
     )
     runtime = time.perf_counter() - start
     if args.count:
@@ -158,9 +157,9 @@ def main() -> None:
     p.add_argument("--inner-iterations", type=int, default=20, help="CGLS iterations per outer iteration")
     p.add_argument("--count", action="store_true", help="count the passes per level and phase (bench_calibration)")
     p.add_argument(
-        "--fine-subset",
+        "--every-view",
         action="store_true",
-        help="the finest level refines on every 2nd view (default_strides(..., fine_subset=True))",
+        help="the finest level refines on every view, not every 2nd (default_strides(..., fine_subset=False))",
     )
     args = p.parse_args()
     if args.count:

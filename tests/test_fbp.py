@@ -295,10 +295,11 @@ def _tilted_cone(angles: np.ndarray) -> ct.ProjectionGeometry:
 
 @pytest.mark.parametrize("beam", ["cone", "cone_curved", "parallel", "tilted"])
 def test_voxel_driven_backprojection_equals_the_per_view_reference(monkeypatch, beam):
-    """The kernel that adds several views per launch (affine forms per view, one packet gather of the four taps)
-    gives the sum of the first per-view kernel (tests/fbp_reference.py), to float32 rounding: uneven last launch
-    (37 = 7 * 5 + 2 views), an off-centre grid of anisotropic voxels, points beyond the detector's edges."""
-    monkeypatch.setattr(bp_module, "VIEWS_PER_LAUNCH", 5)
+    """The kernel that loops over the views (affine forms per view, one packet gather of a cell's bilinear form)
+    gives the sum of the first per-view kernel (tests/fbp_reference.py), to float32 rounding: several kernels with
+    an uneven last one (37 = 7 * 5 + 2 views), an off-centre grid of anisotropic voxels whose slowest axis is not
+    a whole number of blocks (11 = 8 + 3), points beyond the detector's edges."""
+    monkeypatch.setattr(bp_module._Backprojector, "views_per_kernel", lambda self: 5)
     angles = np.linspace(0.3, 0.3 + 2 * np.pi, 37, endpoint=False)
     pg = {
         "cone": ct.cone(angles, (14, 22), 1.3, 45.0, 85.0),
@@ -362,13 +363,13 @@ def test_fan_fbp_with_drjit_geometry_uses_the_adjoint_and_reaches_the_geometry()
     np.testing.assert_allclose(rec.numpy()[inner], voxel_driven[inner], rtol=0, atol=5e-4)
 
 
-@pytest.mark.parametrize("views_per_launch", [5, 24])
-def test_fan_fbp_gradients_match_finite_differences(monkeypatch, views_per_launch):
+@pytest.mark.parametrize("views_per_kernel", [5, 24])
+def test_fan_fbp_gradients_match_finite_differences(monkeypatch, views_per_kernel):
     """FBP is linear in ``y``: reverse mode (VJP) and forward mode (JVP) through the voxel-driven fan
-    backprojection agree with a central difference, in one launch and in several."""
+    backprojection agree with a central difference, in one kernel and in several."""
     TensorXf64 = drjit_module().TensorXf64
     vg = ct.VolumeGeometry((10, 12))
-    monkeypatch.setattr(bp_module, "VIEWS_PER_LAUNCH", views_per_launch)
+    monkeypatch.setattr(bp_module._Backprojector, "views_per_kernel", lambda self: views_per_kernel)
     pg = ct.fan(np.linspace(0, 2 * np.pi, 24, endpoint=False), 18, 1.0, 40.0, 80.0, curved=True)
     A = ct.Projector(vg, pg, basis="linear", dtype="float64")
     rng = np.random.default_rng(5)

@@ -60,7 +60,7 @@ def _affine(g: Vec, origin: Vec, offset: Any = 0.0) -> list[Any]:
 
 def _view_parameters(pg: ProjectionGeometry) -> np.ndarray:
     """Per view a row of floats (float64, worked out on the host) that map a point ``x`` to its detector position
-    and FDK weight with a few affine forms (see :meth:`_Backprojector._contribution`):
+    and FDK weight with a few affine forms (see :meth:`_Backprojector._position`):
 
     * flat detectors and parallel beams: ``col = U(x)/N(x)``, ``row = R(x)/N(x)``, weight ``c/N(x)²``, seen where
       ``N(x) > 0`` (cone: ``N`` the depth along the detector normal, ``c = D·SDD``; parallel: ``N = 1``, ``c = 1``);
@@ -154,8 +154,8 @@ class _Backprojector:
         shape = vg.shape_xyz
         self.plane = int(np.prod(shape[:-1]))  # voxels per slice across the slowest axis
         self.lanes = -(-shape[-1] // BLOCK) * self.plane
+        self.axes = [upload(t.Float, np.asarray(c, dtype=t.np_dtype)) for c in vg.coordinates()]
         self._plan: _Plan | None = None
-        self._centres: list[Any] | None = None
 
     def with_views(self, pg: ProjectionGeometry) -> _Backprojector:
         """The same coefficient centres with the views of ``pg`` (streaming FDK: one chunk of a scan's views)."""
@@ -165,18 +165,12 @@ class _Backprojector:
 
     # ---- what a call reads: built once per engine --------------------------------------------------------------
     def plan(self) -> _Plan:
-        """The per-view parameters as the kernel reads them (built once, kept): :func:`_view_parameters` with the
-        affine forms taken per voxel index from the grid's middle (``x = centre + (i - middle) · h``: smaller
-        magnitudes, and a step along the block's axis is one coefficient), rounded to the working precision, one
-        packet per view."""
+        """The per-view parameters as the kernel reads them (built once, kept): :func:`_view_parameters` rounded
+        to the working precision, one packet per view, and per affine form whether it changes along the lane
+        blocks' axis in any view."""
         if self._plan is None:
             n, t = self.vg.ndim, self.t
-            p = self.params.copy()
-            forms = p[:, : n * (n + 1)].reshape(len(p), n, n + 1)
-            g = forms[:, :, :n].copy()
-            forms[:, :, :n] = g * np.asarray(self.vg.spacing_xyz)
-            forms[:, :, n] += g @ np.asarray(self.vg.center, dtype=np.float64)
-            rows = np.column_stack([forms.reshape(len(p), -1), p[:, n * (n + 1) :]]).astype(t.np_dtype)
+            rows = self.params.astype(t.np_dtype)
             size = 1 << int(np.ceil(np.log2(rows.shape[1])))
             packets = np.zeros((len(rows), size), dtype=t.np_dtype)
             packets[:, : rows.shape[1]] = rows
@@ -184,21 +178,22 @@ class _Backprojector:
             self._plan = _Plan(upload(t.Float, packets.ravel()), size, rows, varies)
         return self._plan
 
-    def centres(self) -> list[Any]:
-        """Per lane the first voxel of its block, relative to the grid's middle in voxels (``x, y[, z]``; the
-        block runs along the last); kept."""
-        if self._centres is None:
-            t, shape = self.t, self.vg.shape_xyz
-            rest = dr.arange(t.UInt, self.lanes)
-            centres = []
-            for m in shape[:-1]:
-                size = dr.opaque(t.UInt, m)
-                centres.append(t.Float(rest % size) - dr.opaque(t.Float, (m - 1) / 2))
-                rest = rest // size
-            centres.append(t.Float(rest * BLOCK) - dr.opaque(t.Float, (shape[-1] - 1) / 2))
-            dr.eval(centres)
-            self._centres = centres
-        return self._centres
+    def centres(self) -> tuple[list[Any], list[Any]]:
+        """Per lane the coordinates of its block's voxels (unevaluated: a kernel computes them once per lane):
+        those across the block (``x[, y]``) and, per voxel of the block, the one along it (``z``, or ``y`` in
+        2D; the last block's voxels beyond the grid repeat its last plane). World coordinates, as
+        :meth:`~drct.geometry.volume.VolumeGeometry.coordinates` gives them: a voxel's arithmetic does not
+        depend on which block or slab of a grid it is in (streaming FDK gives the same bits for any budget)."""
+        t, shape = self.t, self.vg.shape_xyz
+        rest = dr.arange(t.UInt, self.lanes)
+        across = []
+        for axis, m in zip(self.axes[:-1], shape[:-1], strict=True):
+            size = dr.opaque(t.UInt, m)
+            across.append(dr.gather(t.Float, axis, rest % size))
+            rest = rest // size
+        last = dr.opaque(t.UInt, shape[-1] - 1)
+        along = [dr.gather(t.Float, self.axes[-1], dr.minimum(rest * BLOCK + k, last)) for k in range(BLOCK)]
+        return across, along
 
     # ---- the arithmetic forward and transpose share ------------------------------------------------------------
     def _position(self, forms: list[Any], tail: list[Any]) -> tuple[Any, Any, Any, Any]:
@@ -235,27 +230,29 @@ class _Backprojector:
             fr = row - r0f
         return t.UInt(index) + base, fc, fr, weight, inside
 
-    def _block(self, p: list[Any], base: Any) -> list[tuple[Any, Any, Any, Any, Any]]:
-        """:meth:`_cell` of every voxel of each lane's block in the view with parameters ``p`` (a form that does
-        not change along the block's axis in any view is the same variable for the whole block, so what depends
-        on it only is computed once)."""
+    def _block(self, p: list[Any], base: Any, centres: tuple[list[Any], list[Any]]) -> list[tuple[Any, ...]]:
+        """:meth:`_cell` of every voxel of each lane's block (``centres``: :meth:`centres`) in the view with
+        parameters ``p``: each affine form is ``c_along · along + (its share across the block)``; a form whose
+        ``c_along`` is zero in every view is the same variable for the whole block, so that what depends on it
+        only is computed once."""
         n = self.vg.ndim
-        plan, x = self.plan(), self.centres()
-        first = []
+        plan = self.plan()
+        across, along = centres
+        shared, steps = [], []
         for f in range(n):
             c = p[f * (n + 1) : (f + 1) * (n + 1)]
             value = c[n]
-            for i in reversed(range(n)):
-                value = dr.fma(c[i], x[i], value)
-            first.append(value)
-        steps = [p[f * (n + 1) + n - 1] for f in range(n)]
+            for i in reversed(range(n - 1)):
+                value = dr.fma(c[i], across[i], value)
+            shared.append(value)
+            steps.append(c[n - 1])
         return [
             self._cell(
-                [dr.fma(float(k), s, v) if k and vary else v for v, s, vary in zip(first, steps, plan.varies)],
+                [dr.fma(s, z, v) if vary else v for v, s, vary in zip(shared, steps, plan.varies, strict=True)],
                 p[n * (n + 1) :],
                 base,
             )
-            for k in range(BLOCK)
+            for z in along
         ]
 
     def _cells(self) -> tuple[int, int]:
@@ -318,12 +315,16 @@ class _Backprojector:
         step = self.views_per_kernel()
         width, height = self._cells()
         table = min(step, views) * width * height * len(self._taps())
+        volumes = 5 * BLOCK * self.lanes  # the blocks before and after a kernel, joined, put in place, added to out
         require_memory(
-            (table + 4 * BLOCK * self.lanes) * np.dtype(t.np_dtype).itemsize,
+            (table + volumes) * np.dtype(t.np_dtype).itemsize,
             f"the FDK backprojection of {views} views into {self.vg.shape} voxels",
         )
         starts = range(0, views, step)
-        accs = [dr.zeros(t.Float, self.lanes) for _ in range(BLOCK)]
+        if out is None:
+            accs = [dr.zeros(t.Float, self.lanes) for _ in range(BLOCK)]
+        else:  # the running sums go on: each voxel's sum in scan order, however a scan is split into calls
+            accs = [dr.gather(t.Float, out, index, real) for index, real in self._lane_voxels()]
         for first in tqdm(starts, desc="backprojection", disable=not progress or len(starts) == 1, leave=False):
             count = min(step, views - first)
             cells = self._cell_values(q, first, count)
@@ -333,8 +334,17 @@ class _Backprojector:
         slow = voxel // dr.opaque(t.UInt, self.plane)
         rest = voxel - slow * dr.opaque(t.UInt, self.plane)
         block = (slow % BLOCK) * dr.opaque(t.UInt, self.lanes)
-        result = dr.gather(t.Float, dr.concat(accs), block + (slow // BLOCK) * dr.opaque(t.UInt, self.plane) + rest)
-        return result if out is None else out + result
+        return dr.gather(t.Float, dr.concat(accs), block + (slow // BLOCK) * dr.opaque(t.UInt, self.plane) + rest)
+
+    def _lane_voxels(self) -> list[tuple[Any, Any]]:
+        """Per voxel of a lane's block: its flat index in the volume and whether it is in the grid."""
+        t = self.t
+        lane = dr.arange(t.UInt, self.lanes)
+        plane = dr.opaque(t.UInt, self.plane)
+        block = lane // plane
+        rest = lane - block * plane
+        slows = [block * BLOCK + k for k in range(BLOCK)]
+        return [(s * plane + rest, s < dr.opaque(t.UInt, self.vg.shape_xyz[-1])) for s in slows]
 
     def _loop(self, cells: Any, first: int, count: int, accs: list[Any]) -> list[Any]:
         """``accs`` (one per voxel of a lane's block) plus views ``first .. first + count - 1`` (their cells
@@ -345,11 +355,12 @@ class _Backprojector:
         packet, row = self._packet(len(self._taps())), self._packet(None)
         per_view = dr.opaque(t.UInt, width * height)
         start = dr.opaque(t.UInt, first)
+        centres = self.centres()  # before the loop: computed once per lane
 
         def body(view: Any, *accs: Any) -> tuple[Any, ...]:
             p = list(dr.gather(row, plan.data, view, shape=(plan.size, dr.width(view))))[: plan.rows.shape[1]]
             out = list(accs)
-            for k, (index, fc, fr, weight, inside) in enumerate(self._block(p, (view - start) * per_view)):
+            for k, (index, fc, fr, weight, inside) in enumerate(self._block(p, (view - start) * per_view, centres)):
                 g = dr.gather(packet, cells, index)
                 out[k] = dr.select(inside, dr.fma(weight, self._interpolate(g, fc, fr), out[k]), out[k])
             return (view + 1, *out)
@@ -365,16 +376,13 @@ class _Backprojector:
         t, plan = self.t, self.plan()
         out = dr.zeros(t.Float, self.pg.num_rays)
         width, _ = self._cells()
-        lane = dr.arange(t.UInt, self.lanes)
-        block, rest = lane // self.plane, lane % self.plane
-        slows = [block * BLOCK + k for k in range(BLOCK)]
-        real = [s < self.vg.shape_xyz[-1] for s in slows]
-        values = [dr.gather(t.Float, g, s * self.plane + rest, r) for s, r in zip(slows, real, strict=True)]
-        dr.eval(values)
+        values = [dr.gather(t.Float, g, index, real) for index, real in self._lane_voxels()]
+        centres = self.centres()
+        dr.eval(values, centres)
         for view, row in enumerate(plan.rows):
             p = [dr.opaque(t.Float, float(v)) for v in row]
             first_pixel = dr.opaque(t.UInt, view * self.rows * self.cols)
-            for (index, fc, fr, weight, inside), value in zip(self._block(p, 0), values, strict=True):
+            for (index, fc, fr, weight, inside), value in zip(self._block(p, 0, centres), values, strict=True):
                 w = dr.select(inside, weight, 0.0) * value
                 r0 = t.Int(index // width) - (1 if fr is not None else 0)
                 c0 = t.Int(index % width) - 1

@@ -568,7 +568,10 @@ def test_fdk_weights_are_made_a_chunk_of_views_at_a_time(monkeypatch) -> None:
     for (pg, views), a in zip(cases, whole, strict=True):
         b = fbp_weights(pg, vg, views)
         assert np.array_equal(a.pre, b.pre) and a.spacing == b.spacing
-        assert (a.redundancy is None and b.redundancy is None) or np.array_equal(a.redundancy, b.redundancy)
+        if a.redundancy is None or b.redundancy is None:
+            assert a.redundancy is None and b.redundancy is None
+        else:
+            assert np.array_equal(a.redundancy, b.redundancy)
 
 
 def test_fdk_of_a_scan_whose_weights_do_not_fit_is_refused_before_any_work(monkeypatch) -> None:

@@ -191,6 +191,8 @@ class _Backprojector:
             size = dr.opaque(t.UInt, m)
             across.append(dr.gather(t.Float, axis, rest % size))
             rest = rest // size
+        if self.vg.ndim == 2:  # the block's first row only (see _block)
+            return across, [dr.gather(t.Float, self.axes[-1], rest * BLOCK)]
         last = dr.opaque(t.UInt, shape[-1] - 1)
         along = [dr.gather(t.Float, self.axes[-1], dr.minimum(rest * BLOCK + k, last)) for k in range(BLOCK)]
         return across, along
@@ -246,6 +248,14 @@ class _Backprojector:
                 value = dr.fma(c[i], across[i], value)
             shared.append(value)
             steps.append(c[n - 1])
+        if n == 2:  # rows k * h_y apart: one fma per form and pixel, no per-row coordinates held across the loop
+            first = [dr.fma(s, along[0], v) for v, s in zip(shared, steps, strict=True)]
+            spacing = dr.opaque(self.t.Float, self.vg.spacing_xyz[-1])
+            rises = [s * spacing for s in steps]
+            rows = [
+                [dr.fma(float(k), r, v) if k else v for v, r in zip(first, rises, strict=True)] for k in range(BLOCK)
+            ]
+            return [self._cell(forms, p[n * (n + 1) :], base) for forms in rows]
         return [
             self._cell(
                 [dr.fma(s, z, v) if vary else v for v, s, vary in zip(shared, steps, plan.varies, strict=True)],

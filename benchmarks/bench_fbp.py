@@ -1,7 +1,8 @@
 """FBP/FDK wall time: old vs new in the same run, taking turns call by call, medians of ``--repeat`` (at least 5)
 calls after a first call timed apart, with the machine's load (``uptime``) before and after.
 
-Run:  python benchmarks/bench_fbp.py [--repeat 7] [--cases parallel,fan,fan_curved,fdk,filter]
+Run:  python benchmarks/bench_fbp.py [--repeat 7] [--cases parallel,fan,fan_curved,fan512,fdk,filter]
+      [--table-bytes 2097152,4194304]
 
 Cases: 2D parallel 256² x 360 views x 367 (nothing changed there: the reference line); 2D fan 256² x 360 x 367 of 2 mm
 (flat and curved; bases linear and voxel): ``old`` backprojects with ``A.T`` and the ``D/r`` weight
@@ -9,7 +10,11 @@ Cases: 2D parallel 256² x 360 views x 367 (nothing changed there: the reference
 for Dr.Jit geometry vectors), ``new`` is :func:`drct.fbp` (the voxel-driven backprojection of
 :mod:`drct.recon.backproject`); FDK 128³ x 180 views of 128 x 192: ``old`` is the first voxel-driven kernel (one
 launch per view, ``tests/fbp_reference.py``), ``new`` :func:`drct.fdk`; and the row filter alone on 360 x 367 and
-180 x 128 x 128: numpy's FFT on the host vs the Dr.Jit convolution on the device (here the CPU).
+180 x 128 x 128: numpy's FFT on the host vs the Dr.Jit convolution on the device (here the CPU). ``fan512`` is the
+flat fan case at 512² x 720 views x 735 of 1 mm (voxels of 0.5 mm), linear basis.
+
+``--table-bytes 2D,3D`` sets :data:`drct.recon.backproject.TABLE_BYTES` (the interpolation cells one kernel of the
+voxel-driven backprojection reads: they should stay in the caches) to measure it on another machine.
 
 The fan and FDK cases print ``max |new - old| / max |old|``: the fan's differ by the basis smoothing of ``A.T``
 (not the same numbers at the phantom's sharp edges: the PSNR against the phantom is printed for both), FDK's by
@@ -42,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fbp_reference import ReferenceBackprojector
 
 fbp_module: Any = importlib.import_module("drct.recon.fbp")  # the module (drct.recon.fbp is also the function)
+backproject_module: Any = importlib.import_module("drct.recon.backproject")
 
 
 def once(fn: Callable[[], Any]) -> float:
@@ -132,7 +138,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--cases", default="parallel,fan,fan_curved,fdk,filter")
+    parser.add_argument("--table-bytes", default=None, help="2D,3D bytes of cells per backprojection kernel")
     args = parser.parse_args()
+    if args.table_bytes is not None:
+        two, three = (int(v) for v in args.table_bytes.split(","))
+        backproject_module.TABLE_BYTES = {2: two, 3: three}
+    print(f"backprojection kernels read {backproject_module.TABLE_BYTES} bytes of cells (by dimension)")
     cases = set(args.cases.split(","))
     repeat = max(5, args.repeat)
     print(f"load before: {load()}")
@@ -153,6 +164,13 @@ def main() -> None:
             name = f"2D fan {'curved' if curved else 'flat'} 256² x 360, {basis}"
             A = ct.Projector(vg, pg, basis=basis)
             fbp_case(name, A, y, repeat, lambda A=A, y=y: fan_fbp_adjoint(A, y), ct.phantoms.shepp_logan(vg))
+    if "fan512" in cases:
+        vg5 = ct.VolumeGeometry((512, 512), voxel_size=0.5)
+        pg5 = ct.fan(np.linspace(0, 2 * np.pi, 720, endpoint=False), 735, 1.0, 500.0, 1000.0)
+        y5 = ct.phantoms.shepp_logan_projections(pg5, vg=vg5).astype(np.float32)
+        A5 = ct.Projector(vg5, pg5, basis="linear")
+        name = "2D fan flat 512² x 720, linear"
+        fbp_case(name, A5, y5, repeat, lambda: fan_fbp_adjoint(A5, y5), ct.phantoms.shepp_logan(vg5))
     if "fdk" in cases:
         vg3 = ct.VolumeGeometry((128, 128, 128))
         pg3 = ct.cone(angles[::2], (128, 192), 1.5, 300.0, 600.0)

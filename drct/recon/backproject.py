@@ -14,13 +14,31 @@ For view ``i`` (source ``s``, detector centre ``d``, orbit radius ``D``) the wei
 * cylindrical detectors: ``D / r⊥²`` with ``r⊥`` the distance of ``x`` from the cylinder's axis through ``s``.
 
 The kernel: per view a few affine forms worked out on the host in float64 (:func:`_view_parameters`; a flat
-detector's column is ``U(x)/N(x)``), :data:`VIEWS_PER_LAUNCH` views unrolled in one launch with their parameters
-as opaque scalars (one compiled kernel for every launch), the volume read and written once per launch, and the
-four taps of a point read with one packet gather (each cell's taps stored together, a zero border around the
-detector, :meth:`_Backprojector._cell_values`). 2.5-3x the rate per CPU-second of the first kernel (one launch
-per view, four masked gathers; ``tests/fbp_reference.py``), which it equals to float32 rounding.
+detector's column is ``U(x)/N(x)``), rounded to the working precision and uploaded once per engine
+(:meth:`_Backprojector.plan`). A call is one kernel per :data:`TABLE_BYTES` of interpolation cells (all the views
+of a 2D scan or of a 128² detector's 15, at least :data:`MIN_VIEWS`), each a symbolic loop (``dr.while_loop``)
+over its views, traced in about a millisecond whatever their number: a view's parameters are one packet gather
+with the loop counter; each lane holds a block of :data:`BLOCK` voxels along the grid's slowest axis, whose
+running sums stay in registers and which one parameter read serves; a form that does not change along that axis
+in any view (on a circular orbit the column, the FDK weight, a curved detector's ``atan2``) is computed once per
+block; a point's four taps are one packet gather, stored per cell as the coefficients of its bilinear form (a zero
+border around the detector, :meth:`_Backprojector._cell_values`). A 3D voxel's arithmetic uses its world
+coordinates and every voxel's sum runs in scan order on from ``out``, so the result does not depend on the lane
+blocks, the slabs or the split into calls (streaming FDK, :mod:`drct.outofcore`, gives the same bits at any
+budget).
 
-The operator is linear in the filtered data; its transpose (a scatter with the same weights, view by view) gives
+Before, 8 views were unrolled per launch with their parameters as opaque scalars and
+every launch was traced at every call. Wall / CPU ms per call, float32, 2 shared cores (load 4.2-4.7), the two
+alternating in one process, medians of 7 (engine only): 2D fan 256² x 360 x 367 43.2 / 42.6 -> 32.0 / 31.9,
+curved 67.9 / 67.8 -> 48.0 / 48.0; 512² x 720 x 735 264 / 255 -> 217 / 215 (9 repeats, load 4.1-4.4); cone
+128³ x 180 x 128² 528 / 524 -> 448 / 447, curved 713 / 712 -> 503 / 497, 3D parallel 780 / 512 -> 664 / 445.
+Equal to float32 rounding (max |new - old| / max |old| 1-5e-6; float64 against the first kernel 1e-14). The first
+call with an empty kernel cache (``~/.drjit``): fan 256² 766 -> 185 ms, cone 128³ 880 -> 790 ms. Gathers are
+about half of the time in 3D (with the cell gather replaced by arithmetic a 128³ call took 260 ms instead of
+530). The first kernel (one launch per view, four masked gathers; ``tests/fbp_reference.py``) is the reference
+twin.
+
+The operator is linear in the filtered data; its transpose (a scatter with the same arithmetic, view by view) gives
 the reverse-mode gradient, so the op is differentiable w.r.t. the data (not w.r.t. the geometry).
 
 Example:
@@ -118,11 +136,13 @@ def _view_parameters(pg: ProjectionGeometry) -> np.ndarray:
 
 BLOCK = 8
 """Voxels per lane, consecutive along the grid's slowest axis (``z`` in 3D, ``y`` in 2D): one read of a view's
-parameters serves them all, their accumulators stay in registers, and what does not change along that axis (on a
+parameters serves them all, their running sums stay in registers, and what does not change along that axis (on a
 circular orbit the column, the FDK weight and a curved detector's ``atan2``) is computed once per block (the
-kernel's common subexpressions). Kernel ms per call by block (group of views per loop iteration 1), 128³ x 180 x
-128² float32, one run (load 4.1-4.5): unrolled form 640 wall / 635 CPU; block 4 624 / 623, 8 526 / 525, 16 508 /
-500, and 8 with two views per iteration 532 / 528 (2D fan 256² x 360: 39 / 32 against 47 / 32, within the noise)."""
+kernel's common subexpressions). CPU ms per call by block, float32, one run each (load 4.1-4.8), the unrolled form
+in the same run: 128³ x 180 x 128², unrolled 635, block 4 623, 8 525, 16 500, 8 with two views per loop iteration
+528 (2D fan 256² x 360: two views per iteration 32 against 32); with the final kernel, block 8 against 16: cone
+455 / 428, fan 256² 30.3 / 28.0 (unrolled 521, 40.5). 16 is a few percent faster on this AVX-512 machine (32
+vector registers), but 16 running sums and their temporaries would not fit in an AVX2 machine's 16."""
 
 TABLE_BYTES = {2: 2 << 20, 3: 4 << 20}
 """Bytes of interpolation cells (:meth:`_Backprojector._cell_values`) one kernel reads, by dimension: a scan's views

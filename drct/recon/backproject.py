@@ -254,32 +254,41 @@ class _Backprojector:
 
     def _block(self, p: list[Any], base: Any, centres: tuple[list[Any], list[Any]]) -> list[tuple[Any, ...]]:
         """:meth:`_cell` of every voxel of each lane's block (``centres``: :meth:`centres`) in the view with
-        parameters ``p``: each affine form is ``c_along · along + (its share across the block)``; a form whose
-        ``c_along`` is zero in every view is the same variable for the whole block, so that what depends on it
-        only is computed once."""
+        parameters ``p``. Each affine form is ``(c_along · along + its share across the block) + constant``: the
+        constant, of the form's own magnitude (a flat detector's ``U`` is the column times the depth), comes last,
+        so that a form is rounded at its magnitude once, as a plain sum of the terms would be (adding it first
+        cost 20-25% more float32 error against float64). A form whose ``c_along`` is zero in every view is the
+        same variable for the whole block, so that what depends on it only is computed once."""
         n = self.vg.ndim
         plan = self.plan()
         across, along = centres
-        shared, steps = [], []
+        shared, steps, constants = [], [], []
         for f in range(n):
             c = p[f * (n + 1) : (f + 1) * (n + 1)]
-            value = c[n]
-            for i in reversed(range(n - 1)):
+            value = c[n - 2] * across[n - 2]
+            for i in reversed(range(n - 2)):
                 value = dr.fma(c[i], across[i], value)
             shared.append(value)
             steps.append(c[n - 1])
-        if n == 2:  # rows k * h_y apart: one fma per form and pixel, no per-row coordinates held across the loop
+            constants.append(c[n])
+        tail = p[n * (n + 1) :]
+        if n == 2:  # rows k * h_y apart: no per-row coordinates held across the loop
             first = [dr.fma(s, along[0], v) for v, s in zip(shared, steps, strict=True)]
             spacing = dr.opaque(self.t.Float, self.vg.spacing_xyz[-1])
             rises = [s * spacing for s in steps]
             rows = [
-                [dr.fma(float(k), r, v) if k else v for v, r in zip(first, rises, strict=True)] for k in range(BLOCK)
+                [(dr.fma(float(k), r, v) if k else v) + d for v, r, d in zip(first, rises, constants, strict=True)]
+                for k in range(BLOCK)
             ]
-            return [self._cell(forms, p[n * (n + 1) :], base) for forms in rows]
+            return [self._cell(forms, tail, base) for forms in rows]
+        fixed = [v + d for v, d in zip(shared, constants, strict=True)]
         return [
             self._cell(
-                [dr.fma(s, z, v) if vary else v for v, s, vary in zip(shared, steps, plan.varies, strict=True)],
-                p[n * (n + 1) :],
+                [
+                    dr.fma(s, z, v) + d if vary else w
+                    for v, s, d, w, vary in zip(shared, steps, constants, fixed, plan.varies, strict=True)
+                ],
+                tail,
                 base,
             )
             for z in along

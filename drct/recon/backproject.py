@@ -27,16 +27,19 @@ coordinates and every voxel's sum runs in scan order on from ``out``, so the res
 blocks, the slabs or the split into calls (streaming FDK, :mod:`drct.outofcore`, gives the same bits at any
 budget).
 
-Before, 8 views were unrolled per launch with their parameters as opaque scalars and
-every launch was traced at every call. Wall / CPU ms per call, float32, 2 shared cores (load 4.2-4.7), the two
-alternating in one process, medians of 7 (engine only): 2D fan 256² x 360 x 367 43.2 / 42.6 -> 32.0 / 31.9,
-curved 67.9 / 67.8 -> 48.0 / 48.0; 512² x 720 x 735 264 / 255 -> 217 / 215 (9 repeats, load 4.1-4.4); cone
-128³ x 180 x 128² 528 / 524 -> 448 / 447, curved 713 / 712 -> 503 / 497, 3D parallel 780 / 512 -> 664 / 445.
-Equal to float32 rounding (max |new - old| / max |old| 1-5e-6; float64 against the first kernel 1e-14). The first
-call with an empty kernel cache (``~/.drjit``): fan 256² 766 -> 185 ms, cone 128³ 880 -> 790 ms. Gathers are
-about half of the time in 3D (with the cell gather replaced by arithmetic a 128³ call took 260 ms instead of
-530). The first kernel (one launch per view, four masked gathers; ``tests/fbp_reference.py``) is the reference
-twin.
+Before, 8 views were unrolled per launch with their parameters as opaque scalars and every launch was traced at
+every call. Wall / CPU ms per call, float32, 2 cores shared with other work (load 6.1-6.7), the two alternating in
+one process, medians of 7, the engine alone: 2D fan 256² x 360 x 367 60.1 / 47.6 -> 48.0 / 31.9, curved 100 /
+71.8 -> 72.0 / 47.9; 512² x 720 x 735 365 / 262 -> 351 / 244; cone 128³ x 180 x 128² 808 / 541 -> 761 / 505,
+curved 1144 / 773 -> 784 / 538, 3D parallel 540 / 538 -> 480 / 478 (other runs at load 4-5: fan 256² 0.6-0.8x,
+512² 0.8-0.9x, cone 0.85-0.9x, curved cone 0.7x). ``ct.fbp`` / ``ct.fdk`` end to end (load 6.9-7.6): fan 256²
+72.0 / 48.0 -> 56.0 / 37.3, cone 128³ 864 / 582 -> 788 / 526, fan 512² 404 / 268 -> 360 / 237. The first call
+with an empty kernel cache (``~/.drjit``): fan 256² 766-1228 -> 167-185 ms, cone 128³ 880-1275 -> 790-1179 ms.
+Equal to float32 rounding (max |new - old| / max |old| 0.7-3.5e-6; float64 against the first kernel 1e-14) and as
+close to float64 (``ct.fbp`` of random data, RMS error / max: fan 512² 1.10e-5 before, 1.11e-5 now; cone 128³
+1.62e-6, 1.60e-6). Gathers are about half of the time in 3D (with the cell gather replaced by arithmetic a 128³
+call took 260 ms instead of 530), which is why the flat cone gains least. The first kernel (one launch per view,
+four masked gathers; ``tests/fbp_reference.py``) is the reference twin.
 
 The operator is linear in the filtered data; its transpose (a scatter with the same arithmetic, view by view) gives
 the reverse-mode gradient, so the op is differentiable w.r.t. the data (not w.r.t. the geometry).

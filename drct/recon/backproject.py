@@ -28,11 +28,12 @@ blocks, the slabs or the split into calls (streaming FDK, :mod:`drct.outofcore`,
 budget).
 
 Before, 8 views were unrolled per launch with their parameters as opaque scalars and every launch was traced at
-every call. Wall / CPU ms per call, float32, 2 cores shared with other work (load 6.1-6.7), the two alternating in
-one process, medians of 7, the engine alone: 2D fan 256² x 360 x 367 60.1 / 47.6 -> 48.0 / 31.9, curved 100 /
-71.8 -> 72.0 / 47.9; 512² x 720 x 735 365 / 262 -> 351 / 244; cone 128³ x 180 x 128² 808 / 541 -> 761 / 505,
-curved 1144 / 773 -> 784 / 538, 3D parallel 540 / 538 -> 480 / 478 (other runs at load 4-5: fan 256² 0.6-0.8x,
-512² 0.8-0.9x, cone 0.85-0.9x, curved cone 0.7x). ``ct.fbp`` / ``ct.fdk`` end to end (load 6.9-7.6): fan 256²
+every call. Wall / CPU ms per call, float32, 2 cores shared with other work (load 7.6-7.7), the two alternating in
+one process, medians of 5, the engine alone (``python benchmarks/bench_fbp.py --cases none --engines-against
+7f94bd4``): 2D fan 256² x 360 x 367 71.9 / 46.3 -> 52.0 / 34.0, curved 107 / 72.5 -> 76.0 / 48.5; 512² x 720 x
+735 391 / 257 -> 332 / 224; cone 128³ x 180 x 128² 848 / 563 -> 725 / 482, curved 1130 / 753 -> 761 / 518, 3D
+parallel 800 / 531 -> 681 / 450 (other runs at load 4-6: fan 256² 0.6-0.8x, 512² 0.8-0.93x, cone 0.85-0.93x,
+curved cone 0.7x). ``ct.fbp`` / ``ct.fdk`` end to end (load 6.9-7.6): fan 256²
 72.0 / 48.0 -> 56.0 / 37.3, cone 128³ 864 / 582 -> 788 / 526, fan 512² 404 / 268 -> 360 / 237. The first call
 with an empty kernel cache (``~/.drjit``): fan 256² 766-1228 -> 167-185 ms, cone 128³ 880-1275 -> 790-1179 ms.
 Equal to float32 rounding (max |new - old| / max |old| 0.7-3.5e-6; float64 against the first kernel 1e-14) and as

@@ -23,7 +23,7 @@ from .concurrency import get_deterministic, launches
 from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
-from .kernels import box, derivatives, footprints, march
+from .kernels import box, derivatives, fan_footprints, footprints, march
 from .kernels.grid import KnotGrid, Segments, clip_rays
 from .memory import available_bytes
 
@@ -237,13 +237,19 @@ class Transform:
         """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints`; CPU only), else None.
         Built once for a fixed geometry; for Dr.Jit geometry vectors, from their current values at each call
         (they may change in place between calls)."""
-        if self.t.backend != "llvm" or not footprints.covers(self.vg, self.pg, self.grid.degree):
+        if self.t.backend != "llvm":
+            return None
+        if footprints.covers(self.vg, self.pg, self.grid.degree):
+            kind: type[footprints.ParallelFootprints] = footprints.FOOTPRINTS[self.grid.degree]
+        elif fan_footprints.covers(self.vg, self.pg, self.grid.degree):
+            kind = fan_footprints.FanFootprints
+        else:
             return None
         assert isinstance(self.pg, ProjectionGeometry)
         if self.pg.differentiable:  # built anew at each call
-            return footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t)
+            return kind(self.grid, self.vg, self.pg, self.t)
         if self._footprints is None:
-            self._footprints = footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t)
+            self._footprints = kind(self.grid, self.vg, self.pg, self.t)
         return self._footprints
 
     def backproject(self, values: Any, vectors: Vectors, batch: int = 1, scatter: bool | None = None) -> Any:

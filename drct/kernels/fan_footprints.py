@@ -255,3 +255,156 @@ class FanFootprints(ParallelFootprints):
             chord = hi - lo
             acc = dr.fma(dr.select(chord > 0, chord, 0.0), values[j], acc)
         return acc
+
+
+NEAR_AXIS = 1e-2
+
+
+class TrapezoidFanFootprints(FanFootprints):
+    """Variant: per ray the closed-form trapezoid (offset map, slope, peak, plateau); near-axis rays left out."""
+
+    def ray_parameters(self) -> np.ndarray:
+        """Per view and column: ``alpha, beta, gamma, slope, peak, plateau`` (float64; zeros for near-axis rays)."""
+        src, det, det_u = _views(self.pg)
+        hx, hy = self.vg.spacing_xyz
+        u = np.arange(self.cols) - (self.cols - 1) / 2
+        pix = det[:, None, :] + u[None, :, None] * det_u[:, None, :]
+        d = pix - src[:, None, :]
+        d = d / np.linalg.norm(d, axis=-1, keepdims=True)
+        dx, dy = d[..., 0], d[..., 1]
+        rel = np.asarray(self.vg.center, dtype=np.float64)[None, :] - src
+        gamma = dx * rel[:, None, 1] - dy * rel[:, None, 0]
+        ax, ay = np.abs(dx) / hx, np.abs(dy) / hy
+        self.near = np.minimum(ax, ay) < NEAR_AXIS * np.maximum(ax, ay)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plateau = np.minimum(hx / np.abs(dx), hy / np.abs(dy))
+            outer = (hx * np.abs(dy) + hy * np.abs(dx)) / 2
+            inner = np.abs(hx * np.abs(dy) - hy * np.abs(dx)) / 2
+            slope = plateau / (outer - inner)
+        out = np.stack([-dy * hx, dx * hy, gamma, slope, slope * outer, plateau], axis=-1)
+        out[self.near] = 0.0
+        return out
+
+    def record_table(self, vectors: dict[str, Vec], plan: Plan, first_view: int) -> Any:
+        rays = self.ray_parameters()
+        rows = plan.rows.numpy()
+        low = plan.low.numpy()
+        views = np.where(rows >= 0, rows, 0) + first_view
+        cols = low[:, None] + np.arange(self.width)[None, :]
+        real = (cols >= 0) & (cols < self.cols)
+        table = np.zeros((len(views), self.width, 8))
+        v = np.broadcast_to(views[:, None], cols.shape)
+        table[real, :6] = rays[v[real], cols[real]]
+        t = self.t
+        from ..backend import upload
+
+        return upload(t.Float, table.ravel().astype(t.dtype))
+
+    def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
+        t = self.t
+        values_table, records = table
+        base, a, b, c, pp, q, reach = p
+        col = dr.fma(a, x, dr.fma(b, y, c)) / dr.fma(pp, x, dr.fma(q, y, 1.0))
+        slot = t.Int(dr.ceil(col - reach)) + base
+        values = self._values(values_table, slot)
+        record = self._packet(None)
+        for j in range(self.taps):
+            index = t.UInt(slot + j)
+            alpha, beta, gamma, slope, peak, plateau, _, _ = dr.gather(record, records, index, shape=(8, dr.width(index)))
+            s = dr.fma(alpha, x, dr.fma(beta, y, gamma))
+            chord = dr.fma(-slope, dr.abs(s), peak)
+            chord = dr.select(chord > 0, chord, 0.0)
+            chord = dr.select(chord < plateau, chord, plateau)
+            acc = dr.fma(chord, values[j], acc)
+        return acc
+
+
+class AnalyticFanFootprints(FanFootprints):
+    """Variant: the trapezoid chord computed from the ray's column (no per-candidate gather); the near-axis
+    rays walked by the forward's own DDA (a scatter over those rays only)."""
+
+    near_axis = 1e-2
+
+    def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
+        super().__init__(grid, vg, pg, t)
+        src, det, det_u = _views(pg)
+        hx, hy = vg.spacing_xyz
+        scale = 1.0 / np.linalg.norm(det - src, axis=1)
+        off = (self.cols - 1) / 2
+        d0 = (det - src - off * det_u) * scale[:, None]  # the direction of column 0's ray; column c adds c e
+        e = det_u * scale[:, None]
+        rel = np.asarray(vg.center, dtype=np.float64)[None, :] - src
+        kappa0 = _cross(d0, rel)  # cross(D(c), centre - source) = kappa0 + c kappa1
+        kappa1 = _cross(e, rel)
+        self.rays = np.column_stack([hy * d0[:, 0], hx * d0[:, 1], hy * e[:, 0], hx * e[:, 1], kappa0, kappa1])
+        c = np.arange(self.cols)
+        dx = d0[:, 0, None] + c[None, :] * e[:, 0, None]
+        dy = d0[:, 1, None] + c[None, :] * e[:, 1, None]
+        ax, ay = np.abs(dx) / hx, np.abs(dy) / hy
+        self.near = np.minimum(ax, ay) < self.near_axis * np.maximum(ax, ay)
+        with np.errstate(divide="ignore"):
+            weight = np.hypot(dx, dy) / np.abs(dx * dy)
+        self.weight_host = np.where(self.near, 0.0, weight)
+        from ..backend import upload
+
+        self.weights = upload(t.Float, self.weight_host.ravel().astype(t.dtype))
+        self.near_rays = np.flatnonzero(self.near)
+
+    def _parameters(self, views: np.ndarray) -> np.ndarray:
+        return np.column_stack([self.map[views], self.reach[views], self.rays[views], self.low[views]])
+
+    def backproject(
+        self, values: Any, vectors: dict[str, Vec], value_start: int = 0, first_view: int = 0, views: int | None = None
+    ) -> Any:
+        t = self.t
+        nx, ny = self.grid.shape
+        count = self.pg.num_views - first_view if views is None else views
+        if count <= 0:
+            return dr.zeros(t.Float, nx * ny)
+        plan = self.plan(vectors, first_view, count)
+        field, k, col, _ = self._slots(plan.low, plan.count, self.packet_size)
+        col = col + t.Int(field)
+        row = dr.gather(t.Int, plan.rows, k)
+        real = (col >= 0) & (col < self.cols) & (field < self.taps) & (row >= 0)
+        ray = t.UInt(dr.select(real, row * self.cols + col, 0))
+        table = dr.gather(t.Float, values, ray + dr.opaque(t.UInt, value_start), real) * dr.gather(
+            t.Float, self.weights, ray + dr.opaque(t.UInt, first_view * self.cols), real
+        )
+        dr.eval(table)
+        acc = self._loop(table, plan.groups)
+        near = self.near_rays[(self.near_rays >= first_view * self.cols) & (self.near_rays < (first_view + count) * self.cols)]
+        if len(near):
+            from ..backend import upload
+            from . import box
+
+            index = upload(t.UInt, near.astype(np.uint32))
+            center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
+            spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
+            segs = clip_rays(make_rays(self.pg, t, vectors, index), self.grid, center, spacing, t)
+            mine = dr.gather(t.Float, values, index - first_view * self.cols + value_start)
+            padded = dr.zeros(t.Float, box.padded_size(self.grid))
+            box.backproject(self.grid, t, segs, mine, padded)
+            acc = box.crop_add(self.grid, t, padded, acc)
+        dr.eval(acc)
+        return acc
+
+    def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
+        t = self.t
+        base, a, b, c, pp, q, reach, dx0, dy0, ex, ey, kappa0, kappa1 = p
+        col = dr.fma(a, x, dr.fma(b, y, c)) / dr.fma(pp, x, dr.fma(q, y, 1.0))
+        first = dr.ceil(col - reach)
+        values = self._values(table, t.Int(first) + base)
+        dx = dr.fma(first, ex, dx0)
+        dy = dr.fma(first, ey, dy0)
+        s = dr.fma(dx, y, -dy * x) + dr.fma(first, kappa1, kappa0)
+        step = dr.fma(ex, y, dr.fma(-ey, x, kappa1))
+        for j in range(self.taps):
+            if j:
+                dx, dy, s = dx + ex, dy + ey, s + step
+            ay, ax = dr.abs(dy), dr.abs(dx)
+            outer = (ax + ay) * 0.5
+            narrow = smaller(ax, ay)
+            chord = outer - dr.abs(s)
+            chord = smaller(dr.select(chord > 0, chord, 0.0), narrow)
+            acc = dr.fma(chord, values[j], acc)
+        return acc

@@ -290,10 +290,11 @@ class Transform:
 
     def _backproject_gather(self, fp: footprints.ParallelFootprints, values: Any, vectors: Vectors, batch: int) -> Any:
         """``A.T y`` by the footprints of :mod:`drct.kernels.footprints`, one volume at a time (sample ``b`` reads
-        its own views when the geometry stacks the samples', else all of them)."""
+        its own views when the geometry stacks the samples', else all of them). The fan beam's near-axis rays
+        are scattered (:mod:`drct.kernels.fan_footprints`): one thread in deterministic mode."""
         views = self.pg.num_views // self.stacked
         parts = []
-        with launches(self.t.backend):
+        with launches(self.t.backend, self.reproducible() and isinstance(fp, fan_footprints.FanFootprints)):
             for b in range(batch):
                 first = b * views if self.stacked > 1 else 0
                 parts.append(fp.backproject(values, vectors, b * self.rays_per_sample, first, views))

@@ -1,30 +1,42 @@
 """The voxel-driven (gather) adjoint of the box basis for 2D fan beams on a flat detector.
 
-The sibling of :mod:`drct.kernels.footprints` (2D parallel beams), whose loop structure it shares: one kernel of
-symbolic loops over the views per call, the per-view parameters read with the loop counter one packet per group
-of views, each lane a block of pixels with the accumulators in registers, ``y`` read from a table of packets of
-consecutive columns (:meth:`~drct.kernels.footprints.ParallelFootprints.value_table`).
+The sibling of :mod:`drct.kernels.footprints` (2D parallel beams), whose loops it shares: one kernel of symbolic
+loops over the views per call, each view's parameters read with the loop counter as one packet, each lane a
+column block of :attr:`FanFootprints.block` pixels with the accumulators in registers, ``y`` read from a table of
+packets of consecutive columns (:meth:`~drct.kernels.footprints.ParallelFootprints.value_table`).
 
-Per view the rays leave one point, so a pixel's centre lands on detector column ``col = (a x + b y + c) / (p x +
-q y + 1)`` (a perspective map of the pixel's offset ``x, y`` from the grid's middle, in pixels), and the columns
-whose ray can cross the pixel lie within :attr:`FanFootprints.reach` of it: the largest distance, over the view's
-pixels, between the column of a pixel's centre and that of one of its corners (found on the boundary of the
-volume, where it peaks; see :func:`reach`), plus a margin for rounding. Every view tests the same number of
-candidate columns, ``taps = floor(2 max reach) + 1``.
+**Which columns.** A view's rays leave one point, so the centre of the pixel ``x, y`` pixels from the grid's
+middle lands on the column ``(a x + b y + c) / (p x + q y + 1)`` (:func:`column_map`), and every ray that can
+cross the pixel lies within the view's :func:`reach` of it (the largest distance between the column of a
+pixel's centre and that of one of its corners, over the pixels, plus a margin for rounding). A view tests
+``taps = floor(2 reach) + 1`` consecutive columns; views are looped in classes of equal ``taps``.
 
-Per candidate ray the chord through the pixel comes from the ray's *record* (:meth:`FanFootprints.record_table`,
-built once per operator by the forward's own ray set-up, :func:`drct.kernels.grid.clip_rays`): the DDA's face
-offsets and reciprocal directions, so that the slab method ``min_a (k_a + face_a) inv_a - max_a (k_a - step_a +
-face_a) inv_a`` gives the DDA's segment in cell ``k`` bit for bit (the same floats, the same operations; see
-:mod:`drct.kernels.footprints`' exact path, which every fan view takes here). An axis the ray does not move along
-is recorded as ``inv = 2^100``, ``face = 0.5 - k0`` with ``k0`` the DDA's cell on it (the slab is then
-``±2^99`` around that cell and empty around every other: no select), a ray that misses the volume as ``face_x =
--2^20`` (every slab empty). The records and the values are 4 + ``taps`` floats per candidate, read as packets.
+**The chord, without a gather.** The ray of column ``k`` runs along ``D(k) = D0 + k e`` (unnormalised; ``D0``
+and ``e`` per view). Through a box ``h_x x h_y`` a line of unit direction ``d`` at distance ``s`` from the box's
+centre has the chord ``(min(outer - |s|, outer - inner))+ · plateau / (outer - inner)``, a trapezoid in ``s``
+with ``outer, inner = (h_x |d_y| ± h_y |d_x|) / 2`` (absolute value of the difference for ``inner``) and
+``plateau = min(h_x / |d_x|, h_y / |d_y|)``. With ``D`` in place of ``d`` every length scales by ``|D|`` and
+``(outer - inner) / plateau`` becomes ``|D_x D_y| / |D|``; so per candidate column, in registers,
 
-Covered: degree 0 (the box), ``beam="cone"`` with ``ndim == 2``, flat detectors, and every view's source and
-detector line on opposite sides of the volume's knot box (each ray segment crosses the whole box, so the DDA's
-segments inside the volume are never cut by the ray's ends; see :func:`covers`). Everything else keeps the
-ray-driven scatter adjoint.
+    ``chord · y[k] = min(min(A, B), (A + B) / 2 - |S|)+ · y[k] |D| / |D_x D_y|``,
+
+with ``A = h_x |D_y|``, ``B = h_y |D_x|`` and ``S = cross(D, pixel - source)``: ``D`` and ``S`` are affine in
+``k``, so the candidates step them by adds. The per-ray factor ``|D| / |D_x D_y|`` (:attr:`FanFootprints.weights`)
+multiplies ``y`` once per call when the value table is built. It is the exact chord; the forward's DDA
+computes the same to rounding (≈ 1e-14 of the largest entry in float64 on small grids).
+
+**Rays near an axis** (``|d_minor| / |d_major| < NEAR_AXIS`` in voxels) are the exception, as in
+:mod:`drct.kernels.footprints`: there the DDA's rounding of the entry point moves whole chords between
+neighbouring pixels (a ray along a pixel edge is put in the cell ``floor(entry)``), and the trapezoid is steep.
+Their weight is zero in the gather, and the forward's own DDA walks them (:func:`drct.kernels.box.backproject`,
+a scatter over about 1% of the rays for a full-orbit scan: bit for bit the forward's transpose there).
+
+**Covered** (:func:`covers`): degree 0 (the box), ``beam="cone"`` with ``ndim == 2`` (a fan beam), flat
+detectors, every view's source and detector line on opposite sides of the volume's knot box (so that a ray's
+ends never cut its chords inside the volume). Everything else keeps the ray-driven scatter adjoint.
+
+Wall / CPU ms per call, float32, 2 shared cores, the forward, the scatter adjoint and this one alternating in
+one process, medians of 5 (``benchmarks/bench_gather_adjoint.py --workloads fan``): TODO.
 
 Example:
     >>> import numpy as np, drct as ct
@@ -40,23 +52,24 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import drjit as dr
 import numpy as np
 
-from ..backend import Types
+from ..backend import Types, upload
 from ..geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from ..geometry.ray_arrays import Vec, make_rays
 from ..geometry.volume import VolumeGeometry
+from ..memory import require_memory
+from . import box
 from .footprints import ParallelFootprints, Plan
-from .grid import KnotGrid, clip_rays, first_cell, larger, smaller
+from .grid import KnotGrid, clip_rays, smaller
 
-STILL = 2.0**100
-"""The reciprocal direction recorded for an axis a ray does not move along (exact in float32 and float64; the
-crossings ``(k + face) · STILL`` stay finite in float32 for cells below 2^27)."""
-MISSED = -(2.0**20)
-"""The face offset recorded for a ray that misses the volume: every cell's slab lies far below zero."""
+NEAR_AXIS = 1e-2
+"""Rays whose slope against a grid axis (``|d_minor| / |d_major|`` in voxels) is below this are walked by the
+forward's DDA instead (see the module docstring)."""
 FRONT = 1e-6
 """How far inside ``(0, 1)`` (source 0, detector line 1) every corner of the knot box must lie."""
 
@@ -68,20 +81,30 @@ def _views(pg: ProjectionGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The 2D cross product ``a_x b_y - a_y b_x`` over the last axis."""
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
 
-def _box_corners(vg: VolumeGeometry, grid: KnotGrid) -> np.ndarray:
-    """The 4 corners (rows, mm) of the knot grid's box: the pixels and the one-cell zero border around them."""
+def knot_box(vg: VolumeGeometry) -> np.ndarray:
+    """The 4 corners (rows, mm) of the box basis's knot box: the pixels and the one-cell zero border around them."""
+    grid = KnotGrid.of(vg, 0)
     low = np.array(vg.first_center) - grid.shift * np.array(vg.spacing_xyz)
     high = low + np.array(grid.cells) * np.array(vg.spacing_xyz)
     return np.array([[low[0], low[1]], [low[0], high[1]], [high[0], low[1]], [high[0], high[1]]])
 
 
-def depth(src: np.ndarray, det: np.ndarray, det_u: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Per view (rows) and point (columns): where the point lies between the view's source (0) and its detector
-    line (1), along the detector's normal."""
-    return _cross(det_u[:, None, :], points[None, :, :] - src[:, None, :]) / _cross(det_u, det - src)[:, None]
+def depth(pg: ProjectionGeometry, points: np.ndarray) -> np.ndarray:
+    """Per view (rows) and point (columns, mm): where the point lies between the view's source (0) and its
+    detector line (1), along the detector's normal.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> depth(ct.fan([0.0], 4, 1.0, 10.0, 30.0), np.array([[0.0, 0.0], [0.0, 20.0]])).tolist()
+        [[0.3333333333333333, 1.0]]
+    """
+    src, det, det_u = _views(pg)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _cross(det_u[:, None, :], points[None, :, :] - src[:, None, :]) / _cross(det_u, det - src)[:, None]
 
 
 def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
@@ -97,20 +120,25 @@ def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
     """
     if degree != 0 or not isinstance(pg, ProjectionGeometry) or pg.ndim != 2 or pg.beam != "cone" or pg.curved:
         return False
-    src, det, det_u = _views(pg)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        where = depth(src, det, det_u, _box_corners(vg, KnotGrid.of(vg, degree)))
+    where = depth(pg, knot_box(vg))
     return bool(np.all((where > FRONT) & (where < 1 - FRONT)))
 
 
 def column_map(vg: VolumeGeometry, pg: ProjectionGeometry) -> np.ndarray:
-    """Per view (rows): ``a, b, c, p, q`` of the detector column ``(a x + b y + c) / (p x + q y + 1)`` where the
-    ray through the point ``x, y`` pixels from the grid's middle lands (columns counted from the first)."""
+    """Per view (rows): ``a, b, c, p, q`` of the detector column ``(a x + b y + c) / (p x + q y + 1)`` (counted
+    from the first column) where the ray through the point ``x, y`` pixels from the grid's middle lands.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> m = column_map(ct.VolumeGeometry((4, 4)), ct.fan([0.0], 9, 1.0, 10.0, 20.0))
+        >>> np.round(m, 6).tolist()  # the middle on column 4, one pixel along x two columns on at the middle
+        [[2.0, 0.0, 4.0, 0.0, -0.1]]
+    """
     src, det, det_u = _views(pg)
     hx, hy = vg.spacing_xyz
     w = src - det
-    c0 = np.asarray(vg.center, dtype=np.float64)[None, :] - src
-    u0, n0 = _cross(w, c0), _cross(det_u, c0)  # u = cross(w, r) / cross(det_u, r), r = point - source
+    rel = np.asarray(vg.center, dtype=np.float64)[None, :] - src
+    u0, n0 = _cross(w, rel), _cross(det_u, rel)  # u = cross(w, r) / cross(det_u, r), r = point - source
     off = (pg.det_shape[-1] - 1) / 2
     ux, uy = -hx * w[:, 1], hy * w[:, 0]
     nx, ny = -hx * det_u[:, 1], hy * det_u[:, 0]
@@ -124,19 +152,19 @@ def _columns(m: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def reach(vg: VolumeGeometry, pg: ProjectionGeometry, m: np.ndarray) -> np.ndarray:
-    """Per view: the largest distance (columns) between the column of a pixel's centre and that of one of its
-    corners, over the pixels.
+    """Per view: a bound on the distance (columns) between the column of a pixel's centre and that of one of
+    its corners, over the pixels (``m``: the views' :func:`column_map`).
 
-    The column of corner ``δ`` less that of the centre ``P`` is ``A(P) / (n(P) (n(P) + n_δ))`` with ``A`` and
-    ``n`` affine in ``P`` (``n > 0`` in front of the source): along a level line of ``n`` it is affine, so its
-    extremes over the box of the pixel centres lie on the box's boundary, sampled here finely enough (spacing
-    ``dist / 32``, ``dist`` the source's distance from the box in pixels, at most half a pixel) that the
-    returned value, 0.1% larger than the samples' largest, bounds it."""
+    The column of corner ``P + δ`` less that of the centre ``P`` is ``A(P) / (n(P) (n(P) + n_δ))`` with ``A``
+    and ``n`` affine in ``P`` (``n > 0`` in front of the source): along a level line of ``n`` it is affine, so
+    its extremes over the box of the pixel centres lie on the box's boundary. That boundary is sampled here
+    (spacing ``dist / 32`` pixels, ``dist`` the sources' least distance from the box, at most half a pixel), and
+    the samples' largest value taken 0.1% larger."""
     nx, ny = vg.shape_xyz
     mx, my = (nx - 1) / 2, (ny - 1) / 2
     src, _, _ = _views(pg)
-    corners = _box_corners(vg, KnotGrid.of(vg, 0))
-    gap = np.min(np.maximum(corners.min(0)[None] - src, src - corners.max(0)[None]).max(1)) / min(vg.spacing_xyz)
+    corners = knot_box(vg)
+    gap = np.maximum(corners.min(0)[None] - src, src - corners.max(0)[None]).max(1).min() / max(vg.spacing_xyz)
     step = float(np.clip(gap / 32, 1 / 64, 0.5))
     tx = np.linspace(-mx, mx, max(int(np.ceil(2 * mx / step)) + 1, 2))
     ty = np.linspace(-my, my, max(int(np.ceil(2 * my / step)) + 1, 2))
@@ -153,258 +181,162 @@ def reach(vg: VolumeGeometry, pg: ProjectionGeometry, m: np.ndarray) -> np.ndarr
     return out * 1.001
 
 
+@dataclass
+class FanPlan:
+    """The device inputs of one call: per class of views with ``taps`` candidate columns, its plan (rows,
+    first columns, parameter packets); the near-axis rays' indices (``None`` if there are none)."""
+
+    classes: list[tuple[int, Plan]]
+    near: Any
+
+
 class FanFootprints(ParallelFootprints):
-    """The gather adjoint of the box basis for 2D fan beams (see the module docstring).
+    """The gather adjoint of the box basis for 2D flat fan beams (see the module docstring).
 
     It takes the loops, packets and value tables of :class:`~drct.kernels.footprints.ParallelFootprints`
     (whose constructor, for parallel beams, it does not call) and gives the fan's column map, reach and chords.
     """
 
     degree = 0
+    group = 1
+    block = 16
+    """Pixels per lane. Wall ms by (group, block), fan 256² x 360 x 512 float32, one run (load 3.7; forward
+    32.0): (1, 16) 42.9, (2, 16) 46.8, (1, 32) 48.0, (1, 12) 44.0; an earlier run (load 3.7; forward 46.7):
+    (2, 8) 73.3, (1, 8) 64.7, (1, 4) 73.2, (2, 4) 64.5, (1, 16) 54.3, (4, 8) 58.4."""
 
     def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
         if grid.degree != self.degree or not covers(vg, pg, grid.degree):
-            raise ValueError(
-                f"FanFootprints serves the box basis on 2D flat fan beams in front of the volume, not {pg!r}"
-            )
+            raise ValueError(f"FanFootprints serves the box basis of 2D flat fan beams outside the volume, not {pg!r}")
         self.grid, self.vg, self.pg, self.t = grid, vg, pg, t
         self.cols = pg.det_shape[-1]
         nx, ny = grid.shape
         self.middle = ((nx - 1) / 2, (ny - 1) / 2)
         self.map = column_map(vg, pg)
         corners = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=np.float64) * np.array(self.middle)
-        cols_at = _columns(self.map, corners[:, 0], corners[:, 1])  # extremes of a perspective map: at corners
+        cols_at = _columns(self.map, corners[:, 0], corners[:, 1])  # a perspective map's extremes: at corners
         eps = 2.0**-24 if t.dtype == "float32" else 2.0**-53
-        bound = np.abs(self.map[:, :3]) @ np.array([self.middle[0], self.middle[1], 1.0])
-        bound = bound / np.min(np.abs(1 - np.abs(self.map[:, 3:]) @ np.array(self.middle)))
-        margin = (1e-3 if t.dtype == "float32" else 1e-9) + 64 * eps * float(bound.max())
+        terms = np.abs(self.map[:, :3]) @ np.array([*self.middle, 1.0])
+        smallest = np.min(1 - np.abs(self.map[:, 3:]) @ np.array(self.middle))  # the denominator's least value
+        margin = (1e-3 if t.dtype == "float32" else 1e-9) + 64 * eps * float(terms.max()) / smallest
         self.reach = reach(vg, pg, self.map) + margin
-        self.taps = int(np.floor(2 * self.reach.max())) + 1
+        self.view_taps = np.floor(2 * self.reach).astype(np.int64) + 1
+        self.taps = int(self.view_taps.max())
         self.low = np.floor(cols_at.min(axis=1) - self.reach).astype(np.int64) - 2
         high = np.ceil(cols_at.max(axis=1) - self.reach).astype(np.int64) + 2
         self.width = int((high - self.low).max()) + self.taps + 1
         self.exact = np.zeros(pg.num_views, dtype=bool)
-        self._plans: dict[tuple[int, int, int], Plan] = {}
-        self._records: dict[tuple[int, int, int], Any] = {}
+        self._rays(vg, pg)
+        self._plans: dict[tuple[int, int, int], FanPlan] = {}  # pyright: ignore[reportIncompatibleVariableOverride]
+
+    def _rays(self, vg: VolumeGeometry, pg: ProjectionGeometry) -> None:
+        """Per view the rays' directions ``D(k) = D0 + (k - middle) e`` (scaled by the voxel size across:
+        ``h_y D_x, h_x D_y``) and ``cross(D(k), centre - source) = kappa0 + (k - middle) kappa1``; per ray the
+        value weight ``|D| / |D_x D_y|`` (zero for the near-axis rays, whose flat indices are kept)."""
+        src, det, det_u = _views(pg)
+        hx, hy = vg.spacing_xyz
+        scale = 1.0 / np.linalg.norm(det - src, axis=1, keepdims=True)
+        d0, e = (det - src) * scale, det_u * scale  # the middle column's ray, and the step per column
+        rel = np.asarray(vg.center, dtype=np.float64)[None, :] - src
+        self.lines = np.column_stack([hy * d0[:, 0], hx * d0[:, 1], hy * e[:, 0], hx * e[:, 1], _cross(d0, rel)])
+        self.lines = np.column_stack([self.lines, _cross(e, rel)])
+        k = np.arange(self.cols) - (self.cols - 1) / 2
+        dx = d0[:, 0, None] + k[None, :] * e[:, 0, None]
+        dy = d0[:, 1, None] + k[None, :] * e[:, 1, None]
+        ax, ay = np.abs(dx) / hx, np.abs(dy) / hy
+        near = np.minimum(ax, ay) < NEAR_AXIS * np.maximum(ax, ay)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = np.where(near, 0.0, np.hypot(dx, dy) / np.abs(dx * dy))
+        self.weights = upload(self.t.Float, weight.ravel().astype(self.t.dtype))
+        self.near_rays = np.flatnonzero(near)
 
     def _parameters(self, views: np.ndarray) -> np.ndarray:
-        """Per view (rows): its column map ``a, b, c, p, q``, ``reach`` and its table row's first column."""
-        return np.column_stack([self.map[views], self.reach[views], self.low[views]])
+        """Per view (rows): the column map, the reach, the rays' lines and the table row's first column."""
+        return np.column_stack([self.map[views], self.reach[views], self.lines[views], self.low[views]])
 
-    def record_table(self, vectors: dict[str, Vec], plan: Plan, first_view: int) -> Any:
-        """Per ray of the plan's table rows (laid out as :meth:`value_table`'s, one slot per column): the DDA's
-        ``(face_x, face_y, inv_x, inv_y)`` (see the module docstring; rays off the detector as misses)."""
-        t, grid = self.t, self.grid
-        _, k, col, real = self._slots(plan.low, plan.count, 1)
-        row = dr.gather(t.Int, plan.rows, k)
-        view = dr.select(row >= 0, row, 0) + first_view
-        ray = t.UInt(dr.select(real, view * self.cols + col, 0))
-        center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
-        spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
-        segs = clip_rays(make_rays(self.pg, t, vectors, ray), grid, center, spacing, t)
-        hit = real & (segs.length > 0)
-        faces, invs = [], []
-        for d, e, k0 in zip(segs.direction, segs.entry, first_cell(grid, t, segs), strict=True):
-            still = d == 0
-            faces.append(dr.select(still, 0.5 - t.Float(k0), dr.select(d > 0, 1.0, 0.0) - e))
-            invs.append(dr.select(still, STILL, dr.rcp(d)))
-        fx, fy = dr.select(hit, faces[0], MISSED), dr.select(hit, faces[1], 0.0)
-        ix, iy = dr.select(hit, invs[0], STILL), dr.select(hit, invs[1], 1.0)
-        table = dr.ravel(self._packet(4)(fx, fy, ix, iy))
-        dr.eval(table)
-        return table
+    def plan(self, vectors: dict[str, Vec], first_view: int, count: int) -> FanPlan:  # pyright: ignore[reportIncompatibleMethodOverride]
+        """The device inputs of a call over views ``first_view .. first_view + count`` (built once, kept: they
+        depend on the geometry only): per class of views with the same ``taps``, its rows of the value table
+        (in groups of :attr:`group`, the last padded with rows that read zeros) and their parameters."""
+        key = (first_view, count, self.group)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        t = self.t
+        chosen = np.arange(first_view, first_view + count)
+        item = 4 if t.dtype == "float32" else 8
+        require_memory(3 * count * self.width * self.packet_size * item, f"the fan gather's tables of {count} views")
+        classes = []
+        for taps in np.unique(self.view_taps[chosen]):
+            views = chosen[self.view_taps[chosen] == taps]
+            padded = -(-len(views) // self.group) * self.group
+            order = np.concatenate([views, np.full(padded - len(views), views[-1])])
+            rows = np.where(np.arange(padded) < len(views), order - first_view, -1)
+            groups = self._parameters(order).reshape(padded // self.group, -1)
+            low = upload(t.Int, self.low[order].astype(np.int32))
+            classes.append(
+                (int(taps), Plan(upload(t.Int, rows.astype(np.int32)), low, padded, self._packets(groups), None))
+            )
+        near = self.near_rays[
+            (self.near_rays >= first_view * self.cols) & (self.near_rays < (first_view + count) * self.cols)
+        ]
+        plan = FanPlan(classes, upload(t.UInt, near.astype(np.uint32)) if len(near) else None)
+        self._plans[key] = plan
+        return plan
 
     def backproject(
         self, values: Any, vectors: dict[str, Vec], value_start: int = 0, first_view: int = 0, views: int | None = None
     ) -> Any:
         """``A.T y`` (flat, one volume) of views ``first_view .. first_view + views`` (default: all); ``values``
-        holds their ``y`` from flat index ``value_start`` on: one kernel of symbolic loops over the views."""
+        holds their ``y`` from flat index ``value_start`` on. Per class of views one kernel of symbolic loops
+        over them (and its value table); the near-axis rays by the forward's DDA."""
         t = self.t
         nx, ny = self.grid.shape
         count = self.pg.num_views - first_view if views is None else views
+        acc = dr.zeros(t.Float, nx * ny)
         if count <= 0:
-            return dr.zeros(t.Float, nx * ny)
+            return acc
         plan = self.plan(vectors, first_view, count)
-        key = (first_view, count, self.group)
-        records = self._records.get(key)
-        if records is None:
-            records = self._records[key] = self.record_table(vectors, plan, first_view)
-        table = self.value_table(values, dr.opaque(t.UInt, value_start), plan.rows, plan.low, plan.count)
-        dr.eval(table)
-        acc = self._loop((table, records), plan.groups)
+        start, weights_start = dr.opaque(t.UInt, value_start), dr.opaque(t.UInt, first_view * self.cols)
+        for taps, part in plan.classes:
+            table = self.value_table(values, start, part.rows, part.low, part.count)
+            table = table * self.value_table(self.weights, weights_start, part.rows, part.low, part.count)
+            dr.eval(table)
+            acc = acc + self._loop((table, taps), part.groups)
+        if plan.near is not None:
+            acc = self._near_axis(acc, values, vectors, plan.near, value_start - first_view * self.cols)
         dr.eval(acc)
         return acc
 
-    def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
-        """``acc`` plus one view's chords (``p``: the table offset, the column map, the reach)."""
+    def _near_axis(self, acc: Any, values: Any, vectors: dict[str, Vec], rays: Any, shift: int) -> Any:
+        """``acc`` plus the transpose of the forward's box march (:mod:`drct.kernels.box`) over the near-axis
+        rays ``rays`` (flat sinogram indices; their values at ``rays + shift`` in ``values``)."""
         t = self.t
-        values_table, records = table
-        base, a, b, c, pp, q, reach = p
-        col = dr.fma(a, x, dr.fma(b, y, c)) / dr.fma(pp, x, dr.fma(q, y, 1.0))
-        slot = t.Int(dr.ceil(col - reach)) + base
-        values = self._values(values_table, slot)
-        kx = x + (self.middle[0] + 1.0)  # knot cells of the box basis: coefficient i is cell i + 1
-        ky = y + (self.middle[1] + 1.0)
-        record = self._packet(4)
-        for j in range(self.taps):
-            fx, fy, ix, iy = dr.gather(record, records, t.UInt(slot + j) if j == 0 else t.UInt(slot + j))
-            hi = smaller((kx + fx) * ix, (ky + fy) * iy)
-            lo = larger(
-                (dr.select(ix > 0, kx - 1.0, kx + 1.0) + fx) * ix, (dr.select(iy > 0, ky - 1.0, ky + 1.0) + fy) * iy
-            )
-            chord = hi - lo
-            acc = dr.fma(dr.select(chord > 0, chord, 0.0), values[j], acc)
-        return acc
-
-
-NEAR_AXIS = 1e-2
-
-
-class TrapezoidFanFootprints(FanFootprints):
-    """Variant: per ray the closed-form trapezoid (offset map, slope, peak, plateau); near-axis rays left out."""
-
-    def ray_parameters(self) -> np.ndarray:
-        """Per view and column: ``alpha, beta, gamma, slope, peak, plateau`` (float64; zeros for near-axis rays)."""
-        src, det, det_u = _views(self.pg)
-        hx, hy = self.vg.spacing_xyz
-        u = np.arange(self.cols) - (self.cols - 1) / 2
-        pix = det[:, None, :] + u[None, :, None] * det_u[:, None, :]
-        d = pix - src[:, None, :]
-        d = d / np.linalg.norm(d, axis=-1, keepdims=True)
-        dx, dy = d[..., 0], d[..., 1]
-        rel = np.asarray(self.vg.center, dtype=np.float64)[None, :] - src
-        gamma = dx * rel[:, None, 1] - dy * rel[:, None, 0]
-        ax, ay = np.abs(dx) / hx, np.abs(dy) / hy
-        self.near = np.minimum(ax, ay) < NEAR_AXIS * np.maximum(ax, ay)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            plateau = np.minimum(hx / np.abs(dx), hy / np.abs(dy))
-            outer = (hx * np.abs(dy) + hy * np.abs(dx)) / 2
-            inner = np.abs(hx * np.abs(dy) - hy * np.abs(dx)) / 2
-            slope = plateau / (outer - inner)
-        out = np.stack([-dy * hx, dx * hy, gamma, slope, slope * outer, plateau], axis=-1)
-        out[self.near] = 0.0
-        return out
-
-    def record_table(self, vectors: dict[str, Vec], plan: Plan, first_view: int) -> Any:
-        rays = self.ray_parameters()
-        rows = plan.rows.numpy()
-        low = plan.low.numpy()
-        views = np.where(rows >= 0, rows, 0) + first_view
-        cols = low[:, None] + np.arange(self.width)[None, :]
-        real = (cols >= 0) & (cols < self.cols)
-        table = np.zeros((len(views), self.width, 8))
-        v = np.broadcast_to(views[:, None], cols.shape)
-        table[real, :6] = rays[v[real], cols[real]]
-        t = self.t
-        from ..backend import upload
-
-        return upload(t.Float, table.ravel().astype(t.dtype))
+        center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
+        spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
+        segs = clip_rays(make_rays(self.pg, t, vectors, rays), self.grid, center, spacing, t)
+        mine = dr.gather(t.Float, values, t.UInt(t.Int(rays) + dr.opaque(t.Int, shift)))
+        padded = dr.zeros(t.Float, box.padded_size(self.grid))
+        box.backproject(self.grid, t, segs, mine, padded)
+        return box.crop_add(self.grid, t, padded, acc)
 
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
+        """``acc`` plus one view's chords (``table``: the value table and the view's ``taps``; ``p``: the table
+        offset and :meth:`_parameters`)."""
         t = self.t
-        values_table, records = table
-        base, a, b, c, pp, q, reach = p
-        col = dr.fma(a, x, dr.fma(b, y, c)) / dr.fma(pp, x, dr.fma(q, y, 1.0))
-        slot = t.Int(dr.ceil(col - reach)) + base
-        values = self._values(values_table, slot)
-        record = self._packet(None)
-        for j in range(self.taps):
-            index = t.UInt(slot + j)
-            alpha, beta, gamma, slope, peak, plateau, _, _ = dr.gather(record, records, index, shape=(8, dr.width(index)))
-            s = dr.fma(alpha, x, dr.fma(beta, y, gamma))
-            chord = dr.fma(-slope, dr.abs(s), peak)
-            chord = dr.select(chord > 0, chord, 0.0)
-            chord = dr.select(chord < plateau, chord, plateau)
-            acc = dr.fma(chord, values[j], acc)
-        return acc
-
-
-class AnalyticFanFootprints(FanFootprints):
-    """Variant: the trapezoid chord computed from the ray's column (no per-candidate gather); the near-axis
-    rays walked by the forward's own DDA (a scatter over those rays only)."""
-
-    near_axis = 1e-2
-
-    def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
-        super().__init__(grid, vg, pg, t)
-        src, det, det_u = _views(pg)
-        hx, hy = vg.spacing_xyz
-        scale = 1.0 / np.linalg.norm(det - src, axis=1)
-        off = (self.cols - 1) / 2
-        d0 = (det - src - off * det_u) * scale[:, None]  # the direction of column 0's ray; column c adds c e
-        e = det_u * scale[:, None]
-        rel = np.asarray(vg.center, dtype=np.float64)[None, :] - src
-        kappa0 = _cross(d0, rel)  # cross(D(c), centre - source) = kappa0 + c kappa1
-        kappa1 = _cross(e, rel)
-        self.rays = np.column_stack([hy * d0[:, 0], hx * d0[:, 1], hy * e[:, 0], hx * e[:, 1], kappa0, kappa1])
-        c = np.arange(self.cols)
-        dx = d0[:, 0, None] + c[None, :] * e[:, 0, None]
-        dy = d0[:, 1, None] + c[None, :] * e[:, 1, None]
-        ax, ay = np.abs(dx) / hx, np.abs(dy) / hy
-        self.near = np.minimum(ax, ay) < self.near_axis * np.maximum(ax, ay)
-        with np.errstate(divide="ignore"):
-            weight = np.hypot(dx, dy) / np.abs(dx * dy)
-        self.weight_host = np.where(self.near, 0.0, weight)
-        from ..backend import upload
-
-        self.weights = upload(t.Float, self.weight_host.ravel().astype(t.dtype))
-        self.near_rays = np.flatnonzero(self.near)
-
-    def _parameters(self, views: np.ndarray) -> np.ndarray:
-        return np.column_stack([self.map[views], self.reach[views], self.rays[views], self.low[views]])
-
-    def backproject(
-        self, values: Any, vectors: dict[str, Vec], value_start: int = 0, first_view: int = 0, views: int | None = None
-    ) -> Any:
-        t = self.t
-        nx, ny = self.grid.shape
-        count = self.pg.num_views - first_view if views is None else views
-        if count <= 0:
-            return dr.zeros(t.Float, nx * ny)
-        plan = self.plan(vectors, first_view, count)
-        field, k, col, _ = self._slots(plan.low, plan.count, self.packet_size)
-        col = col + t.Int(field)
-        row = dr.gather(t.Int, plan.rows, k)
-        real = (col >= 0) & (col < self.cols) & (field < self.taps) & (row >= 0)
-        ray = t.UInt(dr.select(real, row * self.cols + col, 0))
-        table = dr.gather(t.Float, values, ray + dr.opaque(t.UInt, value_start), real) * dr.gather(
-            t.Float, self.weights, ray + dr.opaque(t.UInt, first_view * self.cols), real
-        )
-        dr.eval(table)
-        acc = self._loop(table, plan.groups)
-        near = self.near_rays[(self.near_rays >= first_view * self.cols) & (self.near_rays < (first_view + count) * self.cols)]
-        if len(near):
-            from ..backend import upload
-            from . import box
-
-            index = upload(t.UInt, near.astype(np.uint32))
-            center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
-            spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
-            segs = clip_rays(make_rays(self.pg, t, vectors, index), self.grid, center, spacing, t)
-            mine = dr.gather(t.Float, values, index - first_view * self.cols + value_start)
-            padded = dr.zeros(t.Float, box.padded_size(self.grid))
-            box.backproject(self.grid, t, segs, mine, padded)
-            acc = box.crop_add(self.grid, t, padded, acc)
-        dr.eval(acc)
-        return acc
-
-    def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
-        t = self.t
-        base, a, b, c, pp, q, reach, dx0, dy0, ex, ey, kappa0, kappa1 = p
-        col = dr.fma(a, x, dr.fma(b, y, c)) / dr.fma(pp, x, dr.fma(q, y, 1.0))
+        table, taps = table
+        base, a, b, c, pp, q, reach, dx, dy, ex, ey, kappa0, kappa1 = p
+        col = dr.fma(b, y, dr.fma(a, x, c)) / dr.fma(q, y, dr.fma(pp, x, 1.0))  # x-terms shared by the block
         first = dr.ceil(col - reach)
         values = self._values(table, t.Int(first) + base)
-        dx = dr.fma(first, ex, dx0)
-        dy = dr.fma(first, ey, dy0)
-        s = dr.fma(dx, y, -dy * x) + dr.fma(first, kappa1, kappa0)
+        k = first - (self.cols - 1) / 2
+        dx, dy = dr.fma(k, ex, dx), dr.fma(k, ey, dy)
+        s = dr.fma(dx, y, -dy * x) + dr.fma(k, kappa1, kappa0)  # cross(D, pixel - source), pixels scaled
         step = dr.fma(ex, y, dr.fma(-ey, x, kappa1))
-        for j in range(self.taps):
+        for j in range(taps):
             if j:
                 dx, dy, s = dx + ex, dy + ey, s + step
-            ay, ax = dr.abs(dy), dr.abs(dx)
-            outer = (ax + ay) * 0.5
-            narrow = smaller(ax, ay)
-            chord = outer - dr.abs(s)
-            chord = smaller(dr.select(chord > 0, chord, 0.0), narrow)
+            across, along = dr.abs(dy), dr.abs(dx)
+            chord = (across + along) * 0.5 - dr.abs(s)
+            chord = smaller(dr.select(chord > 0, chord, 0.0), smaller(across, along))
             acc = dr.fma(chord, values[j], acc)
         return acc

@@ -26,8 +26,9 @@ multiplies ``y`` once per call when the value table is built. It is the exact ch
 computes the same to rounding (≈ 1e-14 of the largest entry in float64 on small grids).
 
 **Rays near an axis** (``|d_minor| / |d_major| < NEAR_AXIS`` in voxels) are the exception, as in
-:mod:`drct.kernels.footprints`: there the DDA's rounding of the entry point moves whole chords between
-neighbouring pixels (a ray along a pixel edge is put in the cell ``floor(entry)``), and the trapezoid is steep.
+:mod:`drct.kernels.footprints`: a ray along a pixel edge is put by the DDA in the cell ``floor(entry)`` (the
+closed form's weight is infinite there), and nearly so the trapezoid is steep, amplifying rounding (a ray
+tilted by 1e-9 rad along a pixel edge: 4e-7 of a chord apart in float64, ``tests/test_fan_footprints.py``).
 Their weight is zero in the gather, and the forward's own DDA walks them (:func:`drct.kernels.box.backproject`,
 a scatter over about 1% of the rays for a full-orbit scan: bit for bit the forward's transpose there).
 
@@ -65,7 +66,7 @@ from ..geometry.volume import VolumeGeometry
 from ..memory import require_memory
 from . import box
 from .footprints import ParallelFootprints, Plan
-from .grid import KnotGrid, clip_rays, smaller
+from .grid import KnotGrid, clip_rays, larger, smaller
 
 NEAR_AXIS = 1e-2
 """Rays whose slope against a grid axis (``|d_minor| / |d_major|`` in voxels) is below this are walked by the
@@ -229,29 +230,41 @@ class FanFootprints(ParallelFootprints):
         self._plans: dict[tuple[int, int, int], FanPlan] = {}  # pyright: ignore[reportIncompatibleVariableOverride]
 
     def _rays(self, vg: VolumeGeometry, pg: ProjectionGeometry) -> None:
-        """Per view the rays' directions ``D(k) = D0 + (k - middle) e`` (scaled by the voxel size across:
-        ``h_y D_x, h_x D_y``) and ``cross(D(k), centre - source) = kappa0 + (k - middle) kappa1``; per ray the
-        value weight ``|D| / |D_x D_y|`` (zero for the near-axis rays, whose flat indices are kept)."""
+        """Per view, the lines of the candidate rays as functions of ``k`` (the column less the middle one), in
+        registers (:meth:`_add_view`): with ``D(k) = D0 + k e`` the ray's direction (unnormalised), ``X = h_y
+        D_x`` and ``Y = h_x D_y``, the sum and difference ``u = X + Y``, ``w = X - Y`` (so that ``max(|u|, |w|)
+        = A + B`` and ``min(|u|, |w|) = |A - B|`` of the module docstring) and ``S = 2 cross(D, pixel -
+        source) = 2 (X y - Y x + cross(D, centre - source))`` for the pixel ``x, y`` pixels from the grid's
+        middle: ``u0, w0, du, dw`` and ``S = sx x + sy y + s0 + k (tx x + ty y + ts)``. Then ``2 chord ·
+        |D_x D_y| / |D| = (A + B - max(|A - B|, |S|))+``, and the per-ray weight ``|D| / (2 |D_x D_y|)`` (zero
+        for the near-axis rays, whose flat indices are kept) goes into the value table."""
         src, det, det_u = _views(pg)
         hx, hy = vg.spacing_xyz
         scale = 1.0 / np.linalg.norm(det - src, axis=1, keepdims=True)
         d0, e = (det - src) * scale, det_u * scale  # the middle column's ray, and the step per column
         rel = np.asarray(vg.center, dtype=np.float64)[None, :] - src
-        self.lines = np.column_stack([hy * d0[:, 0], hx * d0[:, 1], hy * e[:, 0], hx * e[:, 1], _cross(d0, rel)])
-        self.lines = np.column_stack([self.lines, _cross(e, rel)])
+        x0, y0, ex, ey = hy * d0[:, 0], hx * d0[:, 1], hy * e[:, 0], hx * e[:, 1]
+        kappa0, kappa1 = _cross(d0, rel), _cross(e, rel)
+        self.lines = np.column_stack(
+            [x0 + y0, x0 - y0, ex + ey, ex - ey, -2 * y0, 2 * x0, 2 * kappa0, -2 * ey, 2 * ex, 2 * kappa1]
+        )
         k = np.arange(self.cols) - (self.cols - 1) / 2
         dx = d0[:, 0, None] + k[None, :] * e[:, 0, None]
         dy = d0[:, 1, None] + k[None, :] * e[:, 1, None]
         ax, ay = np.abs(dx) / hx, np.abs(dy) / hy
         near = np.minimum(ax, ay) < NEAR_AXIS * np.maximum(ax, ay)
         with np.errstate(divide="ignore", invalid="ignore"):
-            weight = np.where(near, 0.0, np.hypot(dx, dy) / np.abs(dx * dy))
+            weight = np.where(near, 0.0, np.hypot(dx, dy) / np.abs(2 * dx * dy))
         self.weights = upload(self.t.Float, weight.ravel().astype(self.t.dtype))
         self.near_rays = np.flatnonzero(near)
 
     def _parameters(self, views: np.ndarray) -> np.ndarray:
-        """Per view (rows): the column map, the reach, the rays' lines and the table row's first column."""
-        return np.column_stack([self.map[views], self.reach[views], self.lines[views], self.low[views]])
+        """Per view (rows): the map ``(a, b, c, p, q)`` to the first candidate column before rounding up (the
+        column map shifted by the reach), the rays' ``u``, ``w``, their steps, ``S`` at column ``middle`` and its
+        ``x``/``y`` terms (:meth:`_rays`), and the table row's first column."""
+        a, b, c, p, q = self.map[views].T
+        r = self.reach[views]
+        return np.column_stack([a - r * p, b - r * q, c - r, p, q, self.lines[views], self.low[views]])
 
     def plan(self, vectors: dict[str, Vec], first_view: int, count: int) -> FanPlan:  # pyright: ignore[reportIncompatibleMethodOverride]
         """The device inputs of a call over views ``first_view .. first_view + count`` (built once, kept: they
@@ -321,22 +334,21 @@ class FanFootprints(ParallelFootprints):
 
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
         """``acc`` plus one view's chords (``table``: the value table and the view's ``taps``; ``p``: the table
-        offset and :meth:`_parameters`)."""
+        offset and :meth:`_parameters`): per candidate ``(max(|u|, |w|) - max(min(|u|, |w|), |S|))+`` times
+        its value (see :meth:`_rays`)."""
         t = self.t
         table, taps = table
-        base, a, b, c, pp, q, reach, dx, dy, ex, ey, kappa0, kappa1 = p
-        col = dr.fma(b, y, dr.fma(a, x, c)) / dr.fma(q, y, dr.fma(pp, x, 1.0))  # x-terms shared by the block
-        first = dr.ceil(col - reach)
+        base, a, b, c, pp, q, u, w, du, dw, sx, sy, s0, tx, ty, ts = p
+        first = dr.ceil(dr.fma(b, y, dr.fma(a, x, c)) / dr.fma(q, y, dr.fma(pp, x, 1.0)))  # x-terms: per lane
         values = self._values(table, t.Int(first) + base)
         k = first - (self.cols - 1) / 2
-        dx, dy = dr.fma(k, ex, dx), dr.fma(k, ey, dy)
-        s = dr.fma(dx, y, -dy * x) + dr.fma(k, kappa1, kappa0)  # cross(D, pixel - source), pixels scaled
-        step = dr.fma(ex, y, dr.fma(-ey, x, kappa1))
+        u, w = dr.fma(k, du, u), dr.fma(k, dw, w)
+        step = dr.fma(ty, y, dr.fma(tx, x, ts))
+        s = dr.fma(k, step, dr.fma(sy, y, dr.fma(sx, x, s0)))
         for j in range(taps):
             if j:
-                dx, dy, s = dx + ex, dy + ey, s + step
-            across, along = dr.abs(dy), dr.abs(dx)
-            chord = (across + along) * 0.5 - dr.abs(s)
-            chord = smaller(dr.select(chord > 0, chord, 0.0), smaller(across, along))
-            acc = dr.fma(chord, values[j], acc)
+                u, w, s = u + du, w + dw, s + step
+            au, aw = dr.abs(u), dr.abs(w)
+            chord = larger(au, aw) - larger(smaller(au, aw), dr.abs(s))
+            acc = dr.fma(dr.select(chord > 0, chord, 0.0), values[j], acc)
         return acc

@@ -234,7 +234,8 @@ class Transform:
 
     @property
     def footprints(self) -> footprints.ParallelFootprints | None:
-        """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints`; CPU only), else None.
+        """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints` for 2D parallel beams,
+        :mod:`drct.kernels.fan_footprints` for the box basis of 2D flat fan beams; CPU only), else None.
         Built once for a fixed geometry; for Dr.Jit geometry vectors, from their current values at each call
         (they may change in place between calls)."""
         if self.t.backend != "llvm":
@@ -255,7 +256,8 @@ class Transform:
     def backproject(self, values: Any, vectors: Vectors, batch: int = 1, scatter: bool | None = None) -> Any:
         """``A.T y`` (flat, unpadded, ``batch`` volumes) for one value per ray.
 
-        Where :mod:`drct.kernels.footprints` covers the operator, a voxel-driven gather (the same matrix to
+        Where :mod:`drct.kernels.footprints` (or :mod:`drct.kernels.fan_footprints`) covers the operator, a
+        voxel-driven gather (the same matrix to
         rounding: within 4e-14 of the largest entry in float64, bit for bit where rays run along pixel edges; no
         scatters, so bit-reproducible whatever the threads); elsewhere, or with ``scatter=True`` (default: the
         environment variable ``DRCT_ADJOINT=scatter``), the ray-driven scatter of

@@ -18,12 +18,14 @@ with ``outer, inner = (h_x |d_y| ± h_y |d_x|) / 2`` (absolute value of the diff
 ``plateau = min(h_x / |d_x|, h_y / |d_y|)``. With ``D`` in place of ``d`` every length scales by ``|D|`` and
 ``(outer - inner) / plateau`` becomes ``|D_x D_y| / |D|``; so per candidate column, in registers,
 
-    ``chord · y[k] = min(min(A, B), (A + B) / 2 - |S|)+ · y[k] |D| / |D_x D_y|``,
+    ``chord · y[k] = (A + B - max(|A - B|, |S|))+ · y[k] |D| / (2 |D_x D_y|)``,
 
-with ``A = h_x |D_y|``, ``B = h_y |D_x|`` and ``S = cross(D, pixel - source)``: ``D`` and ``S`` are affine in
-``k``, so the candidates step them by adds. The per-ray factor ``|D| / |D_x D_y|`` (:attr:`FanFootprints.weights`)
-multiplies ``y`` once per call when the value table is built. It is the exact chord; the forward's DDA
-computes the same to rounding (≈ 1e-14 of the largest entry in float64 on small grids).
+with ``A = h_x |D_y|``, ``B = h_y |D_x|`` and ``S = 2 cross(D, pixel - source)`` (``2 min(A, B) = A + B - |A -
+B|``), and ``A + B``, ``|A - B|`` the larger and smaller of ``|u|, |w|``, ``u, w = h_y D_x ± h_x D_y``: ``u``,
+``w`` and ``S`` are affine in ``k``, so the candidates step them by adds (:meth:`FanFootprints._rays`). The
+per-ray factor ``|D| / (2 |D_x D_y|)`` (:attr:`FanFootprints.weights`) multiplies ``y`` once per call, when the
+value table is built. It is the exact chord; the forward's DDA computes the same to rounding (≈ 1e-14 of the
+largest entry in float64 on small grids, ≈ 1e-5 in float32 like the DDA's own rounding).
 
 **Rays near an axis** (``|d_minor| / |d_major| < NEAR_AXIS`` in voxels) are the exception, as in
 :mod:`drct.kernels.footprints`: a ray along a pixel edge is put by the DDA in the cell ``floor(entry)`` (the
@@ -36,8 +38,21 @@ a scatter over about 1% of the rays for a full-orbit scan: bit for bit the forwa
 detectors, every view's source and detector line on opposite sides of the volume's knot box (so that a ray's
 ends never cut its chords inside the volume). Everything else keeps the ray-driven scatter adjoint.
 
-Wall / CPU ms per call, float32, 2 shared cores, the forward, the scatter adjoint and this one alternating in
-one process, medians of 5 (``benchmarks/bench_gather_adjoint.py --workloads fan``): TODO.
+Float32, 2 shared cores, the forward, the scatter adjoint and this one taking turns in one process, medians of 5
+(``python benchmarks/bench_gather_adjoint.py --workloads fan``, load 4.4-4.7), CPU / wall as multiples of the
+forward's: 256² x 360 x 512 (source 500 mm, detector 1000 mm; 3 candidates per view) scatter 3.55x / 3.49x,
+gather 1.39x / 1.43x; 512² x 720 x 725 (``bench_projector.py``'s fan2d; 2 candidates in 460 views, 3 in 260)
+scatter 3.90x / 4.17x, gather 1.55x / 1.64x. The ratio is structural: a candidate costs about what a DDA step
+costs, and a pixel tests 2.4 candidates per view where the forward steps ~1.4 times per pixel and view.
+
+Variants measured on the way (256² x 360 x 512, the same kind of run; ``x`` = the forward's wall): every
+candidate's chord by the slab method from a per-ray record of the DDA's faces and reciprocal directions (one
+packet gather per candidate; bit for bit the forward's transpose everywhere) 2.6-3.1x; a per-ray record of the
+trapezoid (offset plane, slope, peak, plateau; one packet gather per candidate) 3.6x — the gathers, not the
+arithmetic, cost; the trapezoid from the ray's column in registers 1.2-1.5x; with ``u, w`` and ``S`` from per-view
+planes (this form) 1.3x, and 1.64x -> 1.46x at 512² x 720 x 725. Layouts (views per loop iteration x pixels per
+lane): 1x16 and 2x16 alike, 1x8 / 2x8 / 1x4 10-40% slower, 1x32 and 4x8 no better.
+
 
 Example:
     >>> import numpy as np, drct as ct
@@ -201,9 +216,9 @@ class FanFootprints(ParallelFootprints):
     degree = 0
     group = 1
     block = 16
-    """Pixels per lane. Wall ms by (group, block), fan 256² x 360 x 512 float32, one run (load 3.7; forward
-    32.0): (1, 16) 42.9, (2, 16) 46.8, (1, 32) 48.0, (1, 12) 44.0; an earlier run (load 3.7; forward 46.7):
-    (2, 8) 73.3, (1, 8) 64.7, (1, 4) 73.2, (2, 4) 64.5, (1, 16) 54.3, (4, 8) 58.4."""
+    """Pixels per lane. Wall ms by (group, block), fan 256² x 360 x 512 float32, one run of an earlier form of
+    the chord (load 3.7; forward 32.0): (1, 16) 42.9, (2, 16) 46.8, (1, 32) 48.0, (1, 12) 44.0; another run
+    (load 3.7; forward 46.7): (2, 8) 73.3, (1, 8) 64.7, (1, 4) 73.2, (2, 4) 64.5, (1, 16) 54.3, (4, 8) 58.4."""
 
     def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
         if grid.degree != self.degree or not covers(vg, pg, grid.degree):

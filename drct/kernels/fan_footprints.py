@@ -147,8 +147,8 @@ def column_map(vg: VolumeGeometry, pg: ProjectionGeometry) -> np.ndarray:
     Example:
         >>> import numpy as np, drct as ct
         >>> m = column_map(ct.VolumeGeometry((4, 4)), ct.fan([0.0], 9, 1.0, 10.0, 20.0))
-        >>> np.round(m, 6).tolist()  # the middle on column 4, one pixel along x two columns on at the middle
-        [[2.0, 0.0, 4.0, 0.0, -0.1]]
+        >>> (np.round(m, 6) + 0.0).tolist()  # middle on column 4; x moves 2 columns there, less farther away
+        [[2.0, 0.4, 4.0, 0.0, 0.1]]
     """
     src, det, det_u = _views(pg)
     hx, hy = vg.spacing_xyz

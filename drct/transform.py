@@ -256,11 +256,11 @@ class Transform:
     def backproject(self, values: Any, vectors: Vectors, batch: int = 1, scatter: bool | None = None) -> Any:
         """``A.T y`` (flat, unpadded, ``batch`` volumes) for one value per ray.
 
-        Where :mod:`drct.kernels.footprints` (or :mod:`drct.kernels.fan_footprints`) covers the operator, a
-        voxel-driven gather (the same matrix to
+        Where :mod:`drct.kernels.footprints` covers the operator, a voxel-driven gather (the same matrix to
         rounding: within 4e-14 of the largest entry in float64, bit for bit where rays run along pixel edges; no
-        scatters, so bit-reproducible whatever the threads); elsewhere, or with ``scatter=True`` (default: the
-        environment variable ``DRCT_ADJOINT=scatter``), the ray-driven scatter of
+        scatters, so bit-reproducible whatever the threads), likewise for 2D fan beams where
+        :mod:`drct.kernels.fan_footprints` does (its near-axis rays scattered); elsewhere, or with
+        ``scatter=True`` (default: the environment variable ``DRCT_ADJOINT=scatter``), the ray-driven scatter of
         :func:`drct.kernels.march.backproject`."""
         vectors = _detached(vectors)
         gather = self._gather(scatter)

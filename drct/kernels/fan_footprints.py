@@ -69,6 +69,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,6 +255,7 @@ class FanFootprints(ParallelFootprints):
         self.width = int((high - self.low).max()) + self.taps + 1
         self.exact = np.zeros(pg.num_views, dtype=bool)
         self._rays(vg, pg)
+        self._sized: dict[int, FanFootprints] = {}
         self._plans: dict[tuple[int, int, int], FanPlan] = {}  # pyright: ignore[reportIncompatibleVariableOverride]
 
     def _rays(self, vg: VolumeGeometry, pg: ProjectionGeometry) -> None:
@@ -340,14 +342,26 @@ class FanFootprints(ParallelFootprints):
         plan = self.plan(vectors, first_view, count)
         start, weights_start = dr.opaque(t.UInt, value_start), dr.opaque(t.UInt, first_view * self.cols)
         for taps, part in plan.classes:
-            table = self.value_table(values, start, part.rows, part.low, part.count)
-            table = table * self.value_table(self.weights, weights_start, part.rows, part.low, part.count)
+            sized = self.sized(taps)
+            table = sized.value_table(values, start, part.rows, part.low, part.count)
+            table = table * sized.value_table(self.weights, weights_start, part.rows, part.low, part.count)
             dr.eval(table)
-            acc = acc + self._loop((table, taps), part.groups)
+            acc = acc + sized._loop((table, taps), part.groups)
         if plan.near is not None:
             acc = self._near_axis(acc, values, vectors, plan.near, value_start - first_view * self.cols)
         dr.eval(acc)
         return acc
+
+    def sized(self, taps: int) -> FanFootprints:
+        """This gather with ``taps`` candidates per view (its value tables' packets as small as they can be): a
+        shallow copy, kept."""
+        if taps == self.taps:
+            return self
+        out = self._sized.get(taps)
+        if out is None:
+            out = self._sized[taps] = copy.copy(self)
+            out.taps = taps
+        return out
 
     def _near_axis(self, acc: Any, values: Any, vectors: dict[str, Vec], rays: Any, shift: int) -> Any:
         """``acc`` plus the transpose of the forward's box march (:mod:`drct.kernels.box`) over the near-axis

@@ -255,7 +255,6 @@ class FanFootprints(ParallelFootprints):
         self.width = int((high - self.low).max()) + self.taps + 1
         self.exact = np.zeros(pg.num_views, dtype=bool)
         self._rays(vg, pg)
-        self._sized: dict[int, FanFootprints] = {}
         self._plans: dict[tuple[int, int, int], FanPlan] = {}  # pyright: ignore[reportIncompatibleVariableOverride]
 
     def _rays(self, vg: VolumeGeometry, pg: ProjectionGeometry) -> None:
@@ -354,13 +353,11 @@ class FanFootprints(ParallelFootprints):
 
     def sized(self, taps: int) -> FanFootprints:
         """This gather with ``taps`` candidates per view (its value tables' packets as small as they can be): a
-        shallow copy, kept."""
+        shallow copy, made at each call so that it follows :attr:`group` and :attr:`block`."""
         if taps == self.taps:
             return self
-        out = self._sized.get(taps)
-        if out is None:
-            out = self._sized[taps] = copy.copy(self)
-            out.taps = taps
+        out = copy.copy(self)
+        out.taps = taps
         return out
 
     def _near_axis(self, acc: Any, values: Any, vectors: dict[str, Vec], rays: Any, shift: int) -> Any:

@@ -39,12 +39,12 @@ a scatter over about 1% of the rays for a full-orbit scan: bit for bit the forwa
 detectors, every view's source and detector line on opposite sides of the volume's knot box (so that a ray's
 ends never cut its chords inside the volume). Everything else keeps the ray-driven scatter adjoint.
 
-Float32, 2 shared cores, the forward, the scatter adjoint and this one taking turns in one process, medians of 5
-(``python benchmarks/bench_gather_adjoint.py --workloads fan``, load 4.4-4.7), CPU / wall as multiples of the
-forward's: 256² x 360 x 512 (source 500 mm, detector 1000 mm; 3 candidates per view) scatter 3.55x / 3.49x,
-gather 1.39x / 1.43x; 512² x 720 x 725 (``bench_projector.py``'s fan2d; 2 candidates in 460 views, 3 in 260)
-scatter 3.90x / 4.17x, gather 1.55x / 1.64x. The ratio is structural: a candidate costs about what a DDA step
-costs, and a pixel tests 2.4 candidates per view where the forward steps ~1.4 times per pixel and view.
+Float32, 2 shared cores, the forward, the scatter adjoint and this one taking turns in one process, medians of 5-7
+(``python benchmarks/bench_gather_adjoint.py --workloads fan``), CPU / wall as multiples of the forward's, in
+four runs (load 4.4-7.7): 256² x 360 x 512 (source 500 mm, detector 1000 mm; 3 candidates per view) scatter
+3.5-4.0x, gather 1.2-1.5x; 512² x 720 x 725 (``bench_projector.py``'s fan2d; 2 candidates in 460 views, 3 in 260)
+scatter 3.9-4.6x, gather 1.45-1.65x. The ratio is structural: a candidate costs about what a DDA step costs, and a
+pixel tests 2.4 candidates per view where the forward steps ~1.4 times per pixel and view (512²).
 
 Variants measured on the way (256² x 360 x 512, the same kind of run; ``x`` = the forward's wall): every
 candidate's chord by the slab method from a per-ray record of the DDA's faces and reciprocal directions (one

@@ -1,13 +1,15 @@
 """The gather (voxel-driven) adjoint against the scatter adjoint and the forward, in one process.
 
 For each workload the operations take turns (forward ``A x``, the scatter adjoint of
-:func:`drct.kernels.march.backproject`, the gather adjoint of :mod:`drct.kernels.footprints` in each of the
-``--layouts``: views per loop iteration x pixels per lane, ``ParallelFootprints.group`` x ``.block``); the table
+:func:`drct.kernels.march.backproject`, the gather adjoint of :mod:`drct.kernels.footprints` (2D parallel beams)
+or :mod:`drct.kernels.fan_footprints` (2D fan beams, box basis) in each of the ``--layouts``: views per loop
+iteration x pixels per lane, ``group`` x ``block``; ``default`` is each kind's own); the table
 gives the median CPU seconds (user + system of this process) and wall seconds of ``--repeat`` turns after a first
 one, GVU/s (voxels × views per wall second) and each adjoint's CPU and wall time as multiples of the forward's.
 Print ``uptime`` beside the numbers: the machine is shared.
 
-Run:  python benchmarks/bench_gather_adjoint.py [--repeat 5] [--dtype float32] [--quick] [--layouts 2x8,1x16]
+Run:  python benchmarks/bench_gather_adjoint.py [--repeat 5] [--dtype float32] [--quick] [--layouts default,2x8]
+      [--workloads parallel,fan]   (fan: 256² x 360 x 512 and bench_projector.py's fan2d, 512² x 720 x 725)
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from _common import load
 
 import drct as ct
 from drct.backend import drjit_module
-from drct.kernels.footprints import ParallelFootprints
 
 
 def turns(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
@@ -42,16 +43,28 @@ def turns(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]
     return [(statistics.median(c[1:]), statistics.median(w[1:])) for c, w in zip(cpu, wall, strict=True)]
 
 
-def workloads(quick: bool) -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGeometry]]:
-    n, views, cols = (64, 64, 92) if quick else (256, 256, 367)
-    half = np.linspace(0, np.pi, views, endpoint=False)
-    return {
-        f"parallel2d {n}² x {views} x {cols}": (ct.VolumeGeometry((n, n)), ct.parallel(half, cols)),
-        f"parallel2d {n}² x {views} x {2 * cols} (det 0.5)": (
+def workloads(quick: bool, kinds: list[str]) -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGeometry]]:
+    out = {}
+    if "parallel" in kinds:
+        n, views, cols = (64, 64, 92) if quick else (256, 256, 367)
+        half = np.linspace(0, np.pi, views, endpoint=False)
+        out[f"parallel2d {n}² x {views} x {cols}"] = (ct.VolumeGeometry((n, n)), ct.parallel(half, cols))
+        out[f"parallel2d {n}² x {views} x {2 * cols} (det 0.5)"] = (
             ct.VolumeGeometry((n, n)),
             ct.parallel(half, 2 * cols, 0.5),
-        ),
-    }
+        )
+    if "fan" in kinds:
+        # 256² x 360 x 512 with a close source (magnification 1.5-3.1); bench_projector.py's fan2d
+        sizes = (
+            [(64, 90, 128, 125.0, 250.0)]
+            if quick
+            else [(256, 360, 512, 500.0, 1000.0), (512, 720, 725, 1000.0, 1500.0)]
+        )
+        for n, views, cols, so, sd in sizes:
+            full = np.linspace(0, 2 * np.pi, views, endpoint=False)
+            label = f"fan2d {n}² x {views} x {cols} (source {so:g}, detector {sd:g})"
+            out[label] = (ct.VolumeGeometry((n, n)), ct.fan(full, cols, 1.5, so, sd))
+    return out
 
 
 def operations(engine: Any, x: Any, y: Any, layouts: list[tuple[int, int]]) -> list[Callable[[], Any]]:
@@ -62,7 +75,7 @@ def operations(engine: Any, x: Any, y: Any, layouts: list[tuple[int, int]]) -> l
 
     def gather(group: int, block: int) -> Callable[[], Any]:
         def run() -> Any:
-            fp.group, fp.block = group, block  # the kept plans are per group
+            fp.group, fp.block = group or type(fp).group, block or type(fp).block  # the kept plans are per group
             return engine.backproject(y, vectors)
 
         return run
@@ -75,7 +88,9 @@ def operations(engine: Any, x: Any, y: Any, layouts: list[tuple[int, int]]) -> l
 
 
 def layout(text: str) -> tuple[int, int]:
-    """``"2x8"`` -> ``(2, 8)``: views per loop iteration, pixels per lane."""
+    """``"2x8"`` -> ``(2, 8)``: views per loop iteration, pixels per lane; ``"default"`` -> ``(0, 0)``."""
+    if text == "default":
+        return 0, 0
     group, block = (int(v) for v in text.lower().split("x"))
     if group < 1 or block < 1:
         raise argparse.ArgumentTypeError(f"a layout is GROUPxBLOCK of positive integers, not {text!r}")
@@ -90,19 +105,23 @@ def main() -> None:
     parser.add_argument("--bases", default="voxel,linear", help="comma-separated bases the gather adjoint covers")
     parser.add_argument(
         "--layouts",
-        default=f"{ParallelFootprints.group}x{ParallelFootprints.block}",
-        help="comma-separated gather layouts GROUPxBLOCK (views per loop iteration x pixels per lane)",
+        default="default",
+        help="comma-separated gather layouts GROUPxBLOCK (views per loop iteration x pixels per lane) or default",
     )
+    parser.add_argument("--workloads", default="parallel,fan", help="comma-separated: parallel, fan")
     args = parser.parse_args()
     layouts = [layout(v) for v in args.layouts.split(",")]
     mod = drjit_module()
     print(f"load before: {load()}")
     rng = np.random.default_rng(0)
-    names = [f"gather {g}x{b} GVU/s (x fwd CPU, wall)" for g, b in layouts]
+    names = [f"gather {f'{g}x{b}' if g else 'default'} GVU/s (x fwd CPU, wall)" for g, b in layouts]
     print(f"| workload | basis | forward GVU/s | scatter adjoint GVU/s (x fwd CPU, wall) | {' | '.join(names)} |")
     print("|---|---|---|---|" + "---|" * len(layouts))
-    for (label, (vg, pg)), basis in itertools.product(workloads(args.quick).items(), args.bases.split(",")):
+    chosen = workloads(args.quick, args.workloads.split(","))
+    for (label, (vg, pg)), basis in itertools.product(chosen.items(), args.bases.split(",")):
         A = ct.Projector(vg, pg, basis=basis, dtype=args.dtype)
+        if A._engine.footprints is None:
+            continue  # no gather adjoint for this basis and geometry (fan beams: the box basis only)
         tensor = mod.TensorXf if args.dtype == "float32" else mod.TensorXf64
         x = tensor(rng.random(vg.shape).astype(args.dtype))
         y = tensor(rng.random(pg.shape).astype(args.dtype))

@@ -23,7 +23,7 @@ from .concurrency import get_deterministic, launches
 from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
-from .kernels import box, derivatives, footprints, march
+from .kernels import box, derivatives, fan_footprints, footprints, march
 from .kernels.grid import KnotGrid, Segments, clip_rays
 from .memory import available_bytes
 
@@ -234,16 +234,23 @@ class Transform:
 
     @property
     def footprints(self) -> footprints.ParallelFootprints | None:
-        """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints`; CPU only), else None.
+        """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints` for 2D parallel beams,
+        :mod:`drct.kernels.fan_footprints` for the box basis of 2D flat fan beams; CPU only), else None.
         Built once for a fixed geometry; for Dr.Jit geometry vectors, from their current values at each call
         (they may change in place between calls)."""
-        if self.t.backend != "llvm" or not footprints.covers(self.vg, self.pg, self.grid.degree):
+        if self.t.backend != "llvm":
+            return None
+        if footprints.covers(self.vg, self.pg, self.grid.degree):
+            kind: type[footprints.ParallelFootprints] = footprints.FOOTPRINTS[self.grid.degree]
+        elif fan_footprints.covers(self.vg, self.pg, self.grid.degree):
+            kind = fan_footprints.FanFootprints
+        else:
             return None
         assert isinstance(self.pg, ProjectionGeometry)
         if self.pg.differentiable:  # built anew at each call
-            return footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t)
+            return kind(self.grid, self.vg, self.pg, self.t)
         if self._footprints is None:
-            self._footprints = footprints.FOOTPRINTS[self.grid.degree](self.grid, self.vg, self.pg, self.t)
+            self._footprints = kind(self.grid, self.vg, self.pg, self.t)
         return self._footprints
 
     def backproject(self, values: Any, vectors: Vectors, batch: int = 1, scatter: bool | None = None) -> Any:
@@ -251,8 +258,9 @@ class Transform:
 
         Where :mod:`drct.kernels.footprints` covers the operator, a voxel-driven gather (the same matrix to
         rounding: within 4e-14 of the largest entry in float64, bit for bit where rays run along pixel edges; no
-        scatters, so bit-reproducible whatever the threads); elsewhere, or with ``scatter=True`` (default: the
-        environment variable ``DRCT_ADJOINT=scatter``), the ray-driven scatter of
+        scatters, so bit-reproducible whatever the threads), likewise for 2D fan beams where
+        :mod:`drct.kernels.fan_footprints` does (its near-axis rays scattered); elsewhere, or with
+        ``scatter=True`` (default: the environment variable ``DRCT_ADJOINT=scatter``), the ray-driven scatter of
         :func:`drct.kernels.march.backproject`."""
         vectors = _detached(vectors)
         gather = self._gather(scatter)
@@ -284,10 +292,11 @@ class Transform:
 
     def _backproject_gather(self, fp: footprints.ParallelFootprints, values: Any, vectors: Vectors, batch: int) -> Any:
         """``A.T y`` by the footprints of :mod:`drct.kernels.footprints`, one volume at a time (sample ``b`` reads
-        its own views when the geometry stacks the samples', else all of them)."""
+        its own views when the geometry stacks the samples', else all of them). The fan beam's near-axis rays
+        are scattered (:mod:`drct.kernels.fan_footprints`): one thread in deterministic mode."""
         views = self.pg.num_views // self.stacked
         parts = []
-        with launches(self.t.backend):
+        with launches(self.t.backend, self.reproducible() and isinstance(fp, fan_footprints.FanFootprints)):
             for b in range(batch):
                 first = b * views if self.stacked > 1 else 0
                 parts.append(fp.backproject(values, vectors, b * self.rays_per_sample, first, views))

@@ -23,7 +23,8 @@ Measured (2 CPU cores shared with other jobs), the first kernel (one launch per 
 --memory 3GiB, killed after its first 301-plane slab and resumed: filter pass 142 s, backprojection 58 M
 voxel-views/s at load 20 and 105 M at load 10, 1130 s + 380 s, peak RSS 2.93 GiB, the central 128³ identical to
 ct.fdk; 256³ from 180 x 256² with 256MiB: 38 M voxel-views/s at load 24, peak RSS 0.35 GiB, identical crop.
-The kernel of :mod:`drct.recon.backproject` (8 views per launch, packet gathers), load 9-14: 256³ from 180 x 256²
+The kernel of :mod:`drct.recon.backproject` as it was then (8 views unrolled per launch, packet gathers; now one
+loop over the views per kernel, 0.85-0.9x its CPU time on a cone), load 9-14: 256³ from 180 x 256²
 (--compare) 188 M voxel-views/s, 665 M per CPU-second, against 74 M and 246 M for the first kernel in the same
 run, peak RSS 0.23 GiB, identical crop; 512³ from 90 x 512² with 1GiB (--compare --stop-after 1) 294 M vs 118 M,
 RSS 0.44 vs 1.06 GiB; 1024³ from 720 x 1024² with 3GiB (--stop-after 1): filter pass 155 s (4.9 Mpixel/s),

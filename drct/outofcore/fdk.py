@@ -68,7 +68,8 @@ float32 copies, the running sum and its next value, the host copy written out)."
 
 BACKPROJECT_BYTES_PER_PIXEL = 28
 """Memory one detector pixel of a chunk needs while it is backprojected (read from disk, uploaded, and its four
-interpolation taps stored together for the kernel's packet gathers, :mod:`drct.recon.backproject`)."""
+bilinear interpolation cell stored as four coefficients for the kernel's packet gathers,
+:mod:`drct.recon.backproject`)."""
 
 ZARR_NAMES = ("zarr.json", "c")  # what a zarr array drct writes holds: refused to replace anything else
 

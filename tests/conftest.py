@@ -100,3 +100,23 @@ def transpose_rows(A: Any) -> np.ndarray:
     """The matrix of ``A.T`` applied to every unit sinogram, one row per sinogram entry (dense, tiny problems)."""
     m = int(np.prod(A.range_shape))
     return np.stack([A.T(np.eye(1, m, r).reshape(A.range_shape)).reshape(-1) for r in range(m)])
+
+
+def adjoints_from_threads(A: Any, ys: list[np.ndarray], repeats: int = 3) -> list[np.ndarray]:
+    """``A.T(y)`` of each ``y`` computed by its own thread, ``repeats`` times over while the others run (the
+    last result of each)."""
+    import threading
+
+    got: list[np.ndarray | None] = [None] * len(ys)
+
+    def run(i: int) -> None:
+        for _ in range(repeats):
+            got[i] = A.T(ys[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(ys))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert all(g is not None for g in got), "a thread failed"
+    return [g for g in got if g is not None]

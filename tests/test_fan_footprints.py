@@ -7,13 +7,9 @@ close to the volume (many candidate columns, views with different numbers of the
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
-import drjit as dr
 import numpy as np
 import pytest
-from test_footprint_adjoint import _dense
+from test_footprint_adjoint import _dense, assert_transposes
 
 import drct as ct
 from drct.geometry.projection import host_rows
@@ -55,11 +51,7 @@ def test_dense_gather_adjoint_is_the_forward_transpose(case: str) -> None:
     vg, pg = CASES[case]
     A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
     assert isinstance(A._engine.footprints, FanFootprints), "this operator must take the fan gather adjoint"
-    forward, gather, scatter = _dense(A)
-    scale = float(np.abs(forward).max())
-    assert np.count_nonzero(forward) > forward.shape[0], "the test rays must see the volume"
-    np.testing.assert_allclose(gather, forward, rtol=0, atol=1e-12 * scale)
-    np.testing.assert_allclose(scatter, forward, rtol=0, atol=1e-12 * scale)
+    assert_transposes(A)
 
 
 def test_views_in_classes_and_near_axis_rays() -> None:
@@ -144,56 +136,6 @@ def test_gather_equals_scatter_float32_and_float64() -> None:
         np.testing.assert_allclose(gather, want, rtol=0, atol=tol * float(np.abs(want).max()))
 
 
-def test_float32_adjoint_test() -> None:
-    vg = ct.VolumeGeometry((64, 64))
-    pg = ct.fan(np.linspace(0, 2 * np.pi, 90, endpoint=False), 100, 1.5, 100.0, 200.0)
-    A = ct.Projector(vg, pg, basis="voxel")
-    assert isinstance(A._engine.footprints, FanFootprints)
-    rng = np.random.default_rng(4)
-    x, y = rng.random(vg.shape, dtype=np.float32), rng.random(pg.shape, dtype=np.float32)
-    lhs = float(np.sum(A(x).astype(np.float64) * y))
-    rhs = float(np.sum(x * A.T(y).astype(np.float64)))
-    assert abs(lhs - rhs) <= 1e-5 * abs(lhs), (lhs, rhs)
-
-
-def test_batches_shared_and_stacked_geometry() -> None:
-    vg = ct.VolumeGeometry((11, 9))
-    pg = ct.fan(np.linspace(0, 2 * np.pi, 10, endpoint=False), 14, 1.4, 30.0, 55.0)
-    rng = np.random.default_rng(5)
-    ys = rng.random((3, *pg.shape))
-    A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
-    np.testing.assert_allclose(A.T(ys), np.stack([A.T(y) for y in ys]), rtol=0, atol=1e-12)
-    # one geometry per sample: each sample's views shifted differently
-    singles = [_shifted(pg, s) for s in (0.0, 0.3, -1.2)]
-    stacked = ct.from_vectors(np.concatenate([g.to_vectors() for g in singles]), pg.det_shape[-1], beam="cone")
-    B = ct.Projector(vg, stacked, basis="voxel", dtype="float64", batch=3)
-    assert isinstance(B._engine.footprints, FanFootprints)
-    want = np.stack(
-        [ct.Projector(vg, g, basis="voxel", dtype="float64").T(y) for g, y in zip(singles, ys, strict=True)]
-    )
-    np.testing.assert_allclose(B.T(ys), want, rtol=0, atol=1e-12)
-
-
-def test_scatter_forced_by_keyword_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    vg = ct.VolumeGeometry((8, 8))
-    pg = ct.fan(np.linspace(0, 2 * np.pi, 6, endpoint=False), 12, 1.0, 30.0, 60.0)
-    A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
-    y = np.random.default_rng(6).random(pg.shape)
-    gathered = A.T(y)
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the gather adjoint ran although the scatter was asked for")
-
-    monkeypatch.setattr(FanFootprints, "backproject", refuse)
-    with pytest.raises(AssertionError, match="gather adjoint ran"):
-        A.T(y)
-    engine = A._engine
-    forced = engine.backproject(A.types.Float(y.ravel()), engine.vectors(), scatter=True).numpy()
-    np.testing.assert_allclose(forced.reshape(vg.shape), gathered, rtol=0, atol=1e-12)
-    monkeypatch.setenv("DRCT_ADJOINT", "scatter")
-    np.testing.assert_allclose(A.T(y), gathered, rtol=0, atol=1e-12)
-
-
 @pytest.mark.parametrize(
     ("basis", "geometry"),
     [
@@ -209,84 +151,6 @@ def test_other_fan_operators_keep_the_scatter(basis: str, geometry: ct.Projectio
     most MAX_TAPS candidate columns per pixel (finer detectors: the scatter is faster)."""
     A = ct.Projector(ct.VolumeGeometry((8, 8)), geometry, basis=basis)
     assert A._engine.footprints is None
-
-
-def test_threads_get_the_single_threaded_result() -> None:
-    vg = ct.VolumeGeometry((48, 48))
-    pg = ct.fan(np.linspace(0, 2 * np.pi, 40, endpoint=False), 70, 1.2, 80.0, 150.0)
-    A = ct.Projector(vg, pg, basis="voxel")
-    assert isinstance(A._engine.footprints, FanFootprints) and len(A._engine.footprints.near_rays)
-    rng = np.random.default_rng(8)
-    ys = [rng.random(pg.shape, dtype=np.float32) for _ in range(4)]
-    want = [A.T(y) for y in ys]
-    got: list[np.ndarray | None] = [None] * len(ys)
-
-    def run(i: int) -> None:
-        for _ in range(3):
-            got[i] = A.T(ys[i])
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(ys))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    for g, w in zip(got, want, strict=True):
-        assert g is not None
-        # the near-axis rays are scattered: float32 sums in another order, nothing more
-        np.testing.assert_allclose(g, w, rtol=0, atol=2e-6 * float(np.abs(w).max()))
-    with ct.deterministic():
-        assert len({A.T(ys[0]).tobytes() for _ in range(3)}) == 1
-
-
-def test_differentiable_geometry_changed_in_place_is_seen() -> None:
-    """A geometry of Dr.Jit arrays may change between calls (an optimiser's step): the footprints must follow."""
-    vg = ct.VolumeGeometry((12, 10))
-    pg = ct.fan(np.linspace(0, 2 * np.pi, 9, endpoint=False), 16, 1.3, 40.0, 70.0).with_drjit_vectors()
-    A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
-    y = np.random.default_rng(9).random(pg.shape)
-    A.T(y)
-    det: Any = pg.det
-    before = det.numpy().copy()
-    det += pg.det_u * 2.5  # the detector moves by 2.5 columns, in place
-    assert np.abs(det.numpy() - before).max() > 2
-    rows = np.concatenate([np.asarray(host_rows(v)) for v in (pg.src, pg.det, pg.det_u)], axis=1)
-    moved = ct.from_vectors(rows, 16, beam="cone")
-    want = ct.Projector(vg, moved, basis="voxel", dtype="float64").T(y)
-    np.testing.assert_allclose(A.T(y), want, rtol=0, atol=1e-12 * float(np.abs(want).max()))
-
-
-def test_volume_and_geometry_gradient_take_the_gather(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One reverse pass w.r.t. the volume and the detector: the volume's part comes from the fan gather adjoint
-    and equals the scatter path's, as do the detector's."""
-    vg = ct.VolumeGeometry((10, 9))
-    rng = np.random.default_rng(11)
-    x0, w = rng.random(vg.shape), rng.random((7, 15))
-
-    def gradients() -> tuple[np.ndarray, np.ndarray]:
-        pg = ct.fan(np.linspace(0.1, 2 * np.pi, 7, endpoint=False), 15, 1.2, 40.0, 70.0).with_drjit_vectors()
-        A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
-        x = A.types.Tensor(x0)
-        dr.enable_grad(x, pg.det)
-        dr.backward(dr.sum(A.forward_tensor(x).array * A.types.Tensor(w).array))
-        return dr.grad(x).numpy(), dr.grad(pg.det).numpy()
-
-    calls = []
-    original = FanFootprints.backproject
-
-    def spy(self: FanFootprints, *args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(FanFootprints, "backproject", spy)
-    gathered = gradients()
-    assert calls, "the volume gradient did not come from the fan gather adjoint"
-    monkeypatch.setenv("DRCT_ADJOINT", "scatter")
-    calls.clear()
-    scattered = gradients()
-    assert not calls
-    for g, s in zip(gathered, scattered, strict=True):
-        assert np.abs(s).max() > 0
-        np.testing.assert_allclose(g, s, rtol=0, atol=1e-12 * float(np.abs(s).max()))
 
 
 def test_partial_view_ranges_match_the_whole() -> None:

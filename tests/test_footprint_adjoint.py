@@ -7,16 +7,17 @@ the forward's DDA puts a ray in one of two pixels by its own convention."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import drjit as dr
 import numpy as np
 import pytest
+from conftest import adjoints_from_threads, assert_adjoint_float32
 
 import drct as ct
 from drct.geometry.projection import host_rows
 from drct.kernels import footprints
+from drct.kernels.fan_footprints import FanFootprints
 
 
 def _dense(A: ct.Projector) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -35,7 +36,15 @@ def _shifted(pg: ct.ProjectionGeometry, offset: float) -> ct.ProjectionGeometry:
     """``pg`` with the detector moved ``offset`` columns along its rows (a detector offset)."""
     vectors = pg.to_vectors()
     vectors[:, 2:4] += offset * vectors[:, 4:6]
-    return ct.from_vectors(vectors, pg.det_shape[-1], beam="parallel")
+    return ct.from_vectors(vectors, pg.det_shape[-1], beam="parallel" if pg.beam == "parallel" else "cone")
+
+
+def _geometry(beam: str, views: int, cols: int, n: int) -> ct.ProjectionGeometry:
+    """A 2D parallel or flat fan-beam scan of an ``n``-pixel-wide volume (the fan: magnification 2, every pixel
+    seen, the source and detector outside the volume's box)."""
+    if beam == "parallel":
+        return ct.parallel(np.linspace(0, np.pi, views, endpoint=False), cols)
+    return ct.fan(np.linspace(0, 2 * np.pi, views, endpoint=False), cols, 2.9 * n / cols, 1.6 * n, 3.2 * n)
 
 
 EDGES = np.array([0.0, np.pi / 4, np.pi / 2, np.pi, 3 * np.pi / 4, 1e-7, np.pi / 2 + 1e-6])
@@ -57,17 +66,22 @@ CASES = {
 }
 
 
+def assert_transposes(A: ct.Projector) -> None:
+    """The dense gather and scatter adjoints both equal the forward's transpose (float64, to 1e-12)."""
+    forward, gather, scatter = _dense(A)
+    scale = float(np.abs(forward).max())
+    assert np.count_nonzero(forward) > forward.shape[0], "the test rays must see the volume"
+    np.testing.assert_allclose(gather, forward, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(scatter, forward, rtol=0, atol=1e-12 * scale)
+
+
 @pytest.mark.parametrize("basis", ["voxel", "linear"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_dense_gather_adjoint_is_the_forward_transpose(case: str, basis: str) -> None:
     vg, pg = CASES[case]
     A = ct.Projector(vg, pg, basis=basis, dtype="float64")
     assert A._engine.footprints is not None, "this operator must take the gather adjoint"
-    forward, gather, scatter = _dense(A)
-    scale = float(np.abs(forward).max())
-    assert np.count_nonzero(forward) > forward.shape[0], "the test rays must see the volume"
-    np.testing.assert_allclose(gather, forward, rtol=0, atol=1e-12 * scale)
-    np.testing.assert_allclose(scatter, forward, rtol=0, atol=1e-12 * scale)
+    assert_transposes(A)
 
 
 def test_exact_path_reproduces_edge_conventions() -> None:
@@ -104,28 +118,25 @@ def test_gather_equals_scatter_float32_and_float64(basis: str) -> None:
         np.testing.assert_allclose(gather, want, rtol=0, atol=tol * float(np.abs(want).max()))
 
 
-@pytest.mark.parametrize("basis", ["voxel", "linear"])
-def test_float32_adjoint_test(basis: str) -> None:
-    vg = ct.VolumeGeometry((64, 64))
-    pg = ct.parallel(np.linspace(0, np.pi, 90, endpoint=False), 92)
-    A = ct.Projector(vg, pg, basis=basis)
-    rng = np.random.default_rng(4)
-    x, y = rng.random(vg.shape, dtype=np.float32), rng.random(pg.shape, dtype=np.float32)
-    lhs = float(np.sum(A(x).astype(np.float64) * y))
-    rhs = float(np.sum(x * A.T(y).astype(np.float64)))
-    assert abs(lhs - rhs) <= 1e-5 * abs(lhs), (lhs, rhs)
+@pytest.mark.parametrize(("beam", "basis"), [("parallel", "voxel"), ("parallel", "linear"), ("fan", "voxel")])
+def test_float32_adjoint_test(beam: str, basis: str) -> None:
+    A = ct.Projector(ct.VolumeGeometry((64, 64)), _geometry(beam, 90, 100, 64), basis=basis)
+    assert A._engine.footprints is not None
+    assert_adjoint_float32(A, seed=4)
 
 
-def test_batches_shared_and_stacked_geometry() -> None:
+@pytest.mark.parametrize("beam", ["parallel", "fan"])
+def test_batches_shared_and_stacked_geometry(beam: str) -> None:
     vg = ct.VolumeGeometry((11, 9))
-    pg = ct.parallel(np.linspace(0, np.pi, 10, endpoint=False), 14)
+    pg = _geometry(beam, 10, 16, 11)
     rng = np.random.default_rng(5)
     ys = rng.random((3, *pg.shape))
     A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
     np.testing.assert_allclose(A.T(ys), np.stack([A.T(y) for y in ys]), rtol=0, atol=1e-12)
     # one geometry per sample: each sample's views shifted differently
     singles = [_shifted(pg, s) for s in (0.0, 0.3, -1.2)]
-    stacked = ct.from_vectors(np.concatenate([g.to_vectors() for g in singles]), pg.det_shape[-1], beam="parallel")
+    vectors = np.concatenate([g.to_vectors() for g in singles])
+    stacked = ct.from_vectors(vectors, pg.det_shape[-1], beam="parallel" if beam == "parallel" else "cone")
     B = ct.Projector(vg, stacked, basis="voxel", dtype="float64", batch=3)
     assert B._engine.footprints is not None
     want = np.stack(
@@ -134,9 +145,10 @@ def test_batches_shared_and_stacked_geometry() -> None:
     np.testing.assert_allclose(B.T(ys), want, rtol=0, atol=1e-12)
 
 
-def test_scatter_forced_by_keyword_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("beam", ["parallel", "fan"])
+def test_scatter_forced_by_keyword_and_environment(beam: str, monkeypatch: pytest.MonkeyPatch) -> None:
     vg = ct.VolumeGeometry((8, 8))
-    pg = ct.parallel(np.linspace(0, np.pi, 6, endpoint=False), 12)
+    pg = _geometry(beam, 6, 12, 8)
     A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
     y = np.random.default_rng(6).random(pg.shape)
     gathered = A.T(y)
@@ -144,9 +156,12 @@ def test_scatter_forced_by_keyword_and_environment(monkeypatch: pytest.MonkeyPat
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the gather adjoint ran although the scatter was asked for")
 
-    monkeypatch.setattr(footprints.ParallelFootprints, "backproject", refuse)
+    monkeypatch.setattr(type(A._engine.footprints), "backproject", refuse)
     with pytest.raises(AssertionError, match="gather adjoint ran"):
         A.T(y)
+    engine = A._engine
+    forced = engine.backproject(A.types.Float(y.ravel()), engine.vectors(), scatter=True).numpy()
+    np.testing.assert_allclose(forced.reshape(vg.shape), gathered, rtol=0, atol=1e-12)
     monkeypatch.setenv("DRCT_ADJOINT", "scatter")
     np.testing.assert_allclose(A.T(y), gathered, rtol=0, atol=1e-12)
 
@@ -162,35 +177,36 @@ def test_other_operators_keep_the_scatter(basis: str) -> None:
     assert (ct.Projector(vg, par, basis=basis)._engine.footprints is None) == (basis == "bspline2")
 
 
-def test_threads_get_the_single_threaded_result() -> None:
+@pytest.mark.parametrize("beam", ["parallel", "fan"])
+def test_threads_get_the_single_threaded_result(beam: str) -> None:
     vg = ct.VolumeGeometry((48, 48))
-    pg = ct.parallel(np.linspace(0, np.pi, 40, endpoint=False), 70)
+    pg = _geometry(beam, 40, 70, 48)
     A = ct.Projector(vg, pg, basis="voxel")
     rng = np.random.default_rng(8)
     ys = [rng.random(pg.shape, dtype=np.float32) for _ in range(4)]
     want = [A.T(y) for y in ys]
-    got: list[np.ndarray | None] = [None] * len(ys)
-
-    def run(i: int) -> None:
-        for _ in range(3):
-            got[i] = A.T(ys[i])
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(ys))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    for g, w in zip(got, want, strict=True):
-        assert g is not None
-        np.testing.assert_array_equal(g, w)  # no scatters: the same bits whatever the threads do
+    for g, w in zip(adjoints_from_threads(A, ys), want, strict=True):
+        if beam == "parallel":
+            np.testing.assert_array_equal(g, w)  # no scatters: the same bits whatever the threads do
+        else:  # the fan's near-axis rays are scattered: float32 sums in another order, nothing more
+            np.testing.assert_allclose(g, w, rtol=0, atol=2e-6 * float(np.abs(w).max()))
+    if beam == "fan":
+        assert len(getattr(A._engine.footprints, "near_rays", [])) > 0
+        with ct.deterministic():
+            assert len({A.T(ys[0]).tobytes() for _ in range(3)}) == 1
 
 
-def test_differentiable_geometry_changed_in_place_is_seen() -> None:
+@pytest.mark.parametrize("beam", ["parallel", "fan"])
+def test_differentiable_geometry_changed_in_place_is_seen(beam: str) -> None:
     """A geometry of Dr.Jit arrays may change between calls (an optimiser's step): the gather adjoint's
     per-view footprints must follow it, not the values of the first call."""
     vg = ct.VolumeGeometry((12, 10))
-    pg = ct.parallel(np.linspace(0, np.pi, 9, endpoint=False), 16).with_drjit_vectors()
+    if beam == "parallel":
+        pg = ct.parallel(np.linspace(0, np.pi, 9, endpoint=False), 16).with_drjit_vectors()
+    else:
+        pg = ct.fan(np.linspace(0, 2 * np.pi, 9, endpoint=False), 16, 1.3, 40.0, 70.0).with_drjit_vectors()
     A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
+    assert A._engine.footprints is not None
     y = np.random.default_rng(9).random(pg.shape)
     A.T(y)
     det: Any = pg.det
@@ -198,7 +214,7 @@ def test_differentiable_geometry_changed_in_place_is_seen() -> None:
     det += pg.det_u * 2.5  # the detector moves by 2.5 columns, in place
     assert np.abs(det.numpy() - before).max() > 2
     rows = np.concatenate([np.asarray(host_rows(v)) for v in (pg.src, pg.det, pg.det_u)], axis=1)
-    moved = ct.from_vectors(rows, 16, beam="parallel")
+    moved = ct.from_vectors(rows, 16, beam="parallel" if beam == "parallel" else "cone")
     want = ct.Projector(vg, moved, basis="voxel", dtype="float64").T(y)
     np.testing.assert_allclose(A.T(y), want, rtol=0, atol=1e-12 * float(np.abs(want).max()))
 
@@ -247,8 +263,8 @@ def test_later_calls_see_new_inputs(basis: str) -> None:
         np.testing.assert_allclose(got, np.reshape(want, got.shape), rtol=0, atol=1e-12 * float(np.abs(want).max()))
 
 
-@pytest.mark.parametrize("basis", ["voxel", "linear"])
-def test_volume_and_geometry_gradient_take_the_gather(basis: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("beam", "basis"), [("parallel", "voxel"), ("parallel", "linear"), ("fan", "voxel")])
+def test_volume_and_geometry_gradient_take_the_gather(beam: str, basis: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """One reverse pass w.r.t. the volume and the detector: the volume's part comes from the gather adjoint
     (the derivative march then scatters nothing) and equals the scatter path's, as do the detector's."""
     vg = ct.VolumeGeometry((10, 9))
@@ -256,7 +272,10 @@ def test_volume_and_geometry_gradient_take_the_gather(basis: str, monkeypatch: p
     x0, w = rng.random(vg.shape), rng.random((7, 15))
 
     def gradients() -> tuple[np.ndarray, np.ndarray]:
-        pg = ct.parallel(np.linspace(0.1, np.pi, 7, endpoint=False), 15).with_drjit_vectors()
+        if beam == "parallel":
+            pg = ct.parallel(np.linspace(0.1, np.pi, 7, endpoint=False), 15).with_drjit_vectors()
+        else:
+            pg = ct.fan(np.linspace(0.1, 2 * np.pi, 7, endpoint=False), 15, 1.2, 40.0, 70.0).with_drjit_vectors()
         A = ct.Projector(vg, pg, basis=basis, dtype="float64")
         x = A.types.Tensor(x0)
         dr.enable_grad(x, pg.det)
@@ -264,13 +283,14 @@ def test_volume_and_geometry_gradient_take_the_gather(basis: str, monkeypatch: p
         return dr.grad(x).numpy(), dr.grad(pg.det).numpy()
 
     calls = []
-    original = footprints.ParallelFootprints.backproject
+    kind = footprints.ParallelFootprints if beam == "parallel" else FanFootprints
+    original = kind.backproject
 
-    def spy(self: footprints.ParallelFootprints, *args: Any, **kwargs: Any) -> Any:
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(footprints.ParallelFootprints, "backproject", spy)
+    monkeypatch.setattr(kind, "backproject", spy)
     gathered = gradients()
     assert calls, "the volume gradient did not come from the gather adjoint"
     monkeypatch.setenv("DRCT_ADJOINT", "scatter")

@@ -78,12 +78,13 @@ import numpy as np
 
 from ..backend import Types, upload
 from ..geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
-from ..geometry.ray_arrays import Vec, make_rays
+from ..geometry.ray_arrays import Vec
 from ..geometry.volume import VolumeGeometry
 from ..memory import require_memory
 from . import box
 from .footprints import ParallelFootprints, Plan
-from .grid import KnotGrid, clip_rays, larger, smaller
+from .grid import KnotGrid, larger, smaller
+from .packets import upload_packets
 
 NEAR_AXIS = 1e-2
 """Rays whose slope against a grid axis (``|d_minor| / |d_major|`` in voxels) is below this are walked by the
@@ -317,7 +318,7 @@ class FanFootprints(ParallelFootprints):
             groups = self._parameters(order).reshape(padded // self.group, -1)
             low = upload(t.Int, self.low[order].astype(np.int32))
             classes.append(
-                (int(taps), Plan(upload(t.Int, rows.astype(np.int32)), low, padded, self._packets(groups), None))
+                (int(taps), Plan(upload(t.Int, rows.astype(np.int32)), low, padded, upload_packets(t, groups), None))
             )
         near = self.near_rays[
             (self.near_rays >= first_view * self.cols) & (self.near_rays < (first_view + count) * self.cols)
@@ -364,9 +365,7 @@ class FanFootprints(ParallelFootprints):
         """``acc`` plus the transpose of the forward's box march (:mod:`drct.kernels.box`) over the near-axis
         rays ``rays`` (flat sinogram indices; their values at ``rays + shift`` in ``values``)."""
         t = self.t
-        center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
-        spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
-        segs = clip_rays(make_rays(self.pg, t, vectors, rays), self.grid, center, spacing, t)
+        segs = self.segments(vectors, rays)
         mine = dr.gather(t.Float, values, t.UInt(t.Int(rays) + dr.opaque(t.Int, shift)))
         padded = dr.zeros(t.Float, box.padded_size(self.grid))
         box.backproject(self.grid, t, segs, mine, padded)

@@ -62,12 +62,13 @@ from typing import Any
 import drjit as dr
 import numpy as np
 
-from ..backend import Types, drjit_module, upload
+from ..backend import Types, upload
 from ..geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from ..geometry.ray_arrays import Vec, make_rays
 from ..geometry.volume import VolumeGeometry
 from ..memory import require_memory
-from .grid import KnotGrid, clip_rays, first_cell, larger, smaller
+from .grid import KnotGrid, Segments, clip_rays, first_cell, larger, smaller
+from .packets import Packets, gather_packet, packet_type, upload_packets
 
 NEAR_AXIS = 1e-2
 """Views whose rays' slope against a grid axis (``|d_minor| / |d_major|`` in voxels) is below this take the exact
@@ -96,7 +97,7 @@ class ParallelFootprints:
 
     degree = -1
     group = 2
-    """Views per iteration of the symbolic loop (their parameters one packet gather; see :meth:`_packets`)."""
+    """Views per iteration of the symbolic loop (their parameters one packet: :mod:`drct.kernels.packets`)."""
     block = 8
     """Pixels per lane (a column block of the grid): one parameter gather serves them all.
 
@@ -176,7 +177,7 @@ class ParallelFootprints:
                 rows=upload(t.Int, rows.astype(np.int32)),
                 low=upload(t.Int, self.low[order].astype(np.int32)),
                 count=len(order),
-                groups=self._packets(groups),
+                groups=upload_packets(self.t, groups),
                 exact=self._exact_plan(vectors, exact, padded) if len(exact) else None,
             )
             self._plans[key] = plan
@@ -187,17 +188,6 @@ class ParallelFootprints:
         column ``low`` — the parameters :meth:`_add_view` takes, the offset last."""
         columns = [self.a[views], self.b[views], self.c[views], self.reach[views], *self._extra(views)]
         return np.column_stack([*columns, self.low[views]])
-
-    def _packets(self, rows: np.ndarray) -> Packets:
-        """``rows`` (one per loop iteration) on the device as packets of a power-of-two size: a packet costs
-        one gather per lane whatever its size (8 to 32 floats), where one gather per parameter made the loop
-        1.5-2x slower than baked-in constants."""
-        size = 1 << max(int(np.ceil(np.log2(max(rows.shape[1], 1)))), 1)
-        padded = np.zeros((rows.shape[0], size))
-        padded[:, : rows.shape[1]] = rows
-        t = self.t
-        data = upload(t.Float, padded.ravel().astype(t.dtype)) if len(rows) else None  # no empty Dr.Jit arrays
-        return Packets(data, size, rows.shape[1], rows.shape[0])
 
     def _exact_plan(self, vectors: dict[str, Vec], views: np.ndarray, first_row: int) -> ExactPlan:
         """The inputs of the :attr:`exact` views' loop (only bases that mark views exact have them)."""
@@ -236,20 +226,17 @@ class ParallelFootprints:
         """The ``taps`` values of :meth:`value_table` at ``slot`` (per lane), in packets Dr.Jit gathers at once."""
         size = self.packet_size
         if size <= 4:
-            return list(dr.gather(self._packet(size), table, self.t.UInt(slot)))
+            return list(dr.gather(packet_type(self.t, size), table, self.t.UInt(slot)))
         packets = size // 4
         index = self.t.UInt(slot) * packets
-        return [v for i in range(packets) for v in dr.gather(self._packet(4), table, index + i)]
+        return [v for i in range(packets) for v in dr.gather(packet_type(self.t, 4), table, index + i)]
 
-    def _packet(self, size: int | None) -> Any:
-        """Dr.Jit's array type of ``size`` floats (``None``: of a size given at each gather)."""
-        name = "X" if size is None else str(size)
-        return getattr(drjit_module(self.t.backend), f"Array{name}{'f' if self.t.dtype == 'float32' else 'f64'}")
-
-    def _gather_packet(self, packets: Packets, index: Any) -> list[Any]:
-        """The parameters of packet ``index`` (a loop counter: the same for every lane)."""
-        row = dr.gather(self._packet(None), packets.data, index, shape=(packets.size, dr.width(index)))
-        return list(row)[: packets.used]
+    def segments(self, vectors: dict[str, Vec], rays: Any) -> Segments:
+        """The rays of flat sinogram indices ``rays`` clipped to the knot grid, as the forward sets them up."""
+        t = self.t
+        center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
+        spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
+        return clip_rays(make_rays(self.pg, t, vectors, rays), self.grid, center, spacing, t)
 
     # ---- the kernel ------------------------------------------------------------------------------------------
     def backproject(
@@ -300,7 +287,7 @@ class ParallelFootprints:
         width = dr.opaque(t.Int, self.width)
 
         def body(index: Any, *accs: Any) -> tuple[Any, ...]:
-            q = self._gather_packet(groups, index)
+            q = gather_packet(self.t, groups, index)
             row = t.Int(index) * group * width  # the group's first row of the value table
             out = list(accs)
             for g in range(group):
@@ -360,7 +347,7 @@ class BoxFootprints(ParallelFootprints):
         columns = [self.a[views], self.b[views], self.c[views], self.reach[views], self.low[views]]
         signs, still = np.where(dirs > 0, 1.0, -1.0), (dirs == 0).astype(np.float64)
         rows = np.column_stack([*columns, signs, invs, still])
-        return ExactPlan(self._packets(rows), self.face_table(vectors, views), first_row)
+        return ExactPlan(upload_packets(self.t, rows), self.face_table(vectors, views), first_row)
 
     def face_table(self, vectors: dict[str, Vec], views: np.ndarray) -> Any:
         """Per ray of ``views`` (rows laid out as :meth:`value_table`'s), the DDA's face offsets and whether the
@@ -369,9 +356,7 @@ class BoxFootprints(ParallelFootprints):
         _, k, col, real = self._slots(upload(t.Int, self.low[views].astype(np.int32)), len(views), 1)
         view = dr.gather(t.Int, upload(t.Int, views.astype(np.int32)), k)
         ray = t.UInt(dr.select(real, view * self.cols + col, 0))
-        center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
-        spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
-        segs = clip_rays(make_rays(self.pg, t, vectors, ray), grid, center, spacing, t)
+        segs = self.segments(vectors, ray)
         cell0 = first_cell(grid, t, segs)
         faces = [
             dr.select(d == 0, t.Float(k0), dr.select(d > 0, 1.0, 0.0) - e)
@@ -379,18 +364,17 @@ class BoxFootprints(ParallelFootprints):
         ]
         hit = dr.select(real & (segs.length > 0), 1.0, 0.0)
         zero = dr.zeros(t.Float, dr.width(hit))
-        table = dr.ravel(self._packet(4)(dr.select(real, faces[0], 0.0), dr.select(real, faces[1], 0.0), hit, zero))
+        table = dr.ravel(
+            packet_type(self.t, 4)(dr.select(real, faces[0], 0.0), dr.select(real, faces[1], 0.0), hit, zero)
+        )
         dr.eval(table)
         return table
 
     def _directions(self, vectors: dict[str, Vec], views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per view of ``views`` (rows) and axis (columns): the DDA's direction (knot units) and its reciprocal
         (1 where the direction is 0), as the forward computes them (the parallel rays of a view share them)."""
-        t, grid = self.t, self.grid
-        center = [dr.opaque(t.Float64, c) for c in self.vg.first_center]
-        spacing = [dr.opaque(t.Float64, h) for h in self.vg.spacing_xyz]
-        first_rays = upload(t.UInt, views.astype(np.uint32) * self.cols)
-        dirs = clip_rays(make_rays(self.pg, t, vectors, first_rays), grid, center, spacing, t).direction
+        t = self.t
+        dirs = self.segments(vectors, upload(t.UInt, views.astype(np.uint32) * self.cols)).direction
         inv = [dr.select(d == 0, 1.0, dr.rcp(d)) for d in dirs]
         dr.eval(dirs, inv)
         return np.stack([d.numpy() for d in dirs], axis=1), np.stack([i.numpy() for i in inv], axis=1)
@@ -407,14 +391,14 @@ class BoxFootprints(ParallelFootprints):
         first_row = dr.opaque(t.Int, exact.first_row)
 
         def body(index: Any, acc: Any) -> tuple[Any, Any]:
-            a, b, c, reach, low, *axes = self._gather_packet(exact.views, index)
+            a, b, c, reach, low, *axes = gather_packet(self.t, exact.views, index)
             signs, invs, still = axes[:2], axes[2:4], [s != 0 for s in axes[4:]]
             row = t.Int(index) * width - t.Int(low)  # the view's row of the face table
             _, slot, _ = self._first([row, a, b, c, reach], x, y)
             values = self._values(table, slot + first_row * width)
             behind = [k - sign for k, sign in zip(cell, signs, strict=True)]
             for j in range(self.taps):
-                rec = dr.gather(self._packet(4), exact.faces, t.UInt(slot + j))
+                rec = dr.gather(packet_type(self.t, 4), exact.faces, t.UInt(slot + j))
                 bounds = [
                     (dr.select(s, -dr.inf, (k0 + r) * i), dr.select(s, dr.inf, (k + r) * i))
                     for k0, k, r, i, s in zip(behind, cell, rec[:2], invs, still, strict=True)
@@ -491,16 +475,6 @@ class HatFootprints(ParallelFootprints):
             smooth = dr.fma(-2.0 * centre * centre, centre, edge * edge * edge)
             acc = dr.fma(dr.fma(cubic, smooth, hat), values[j], acc)
         return acc
-
-
-@dataclass
-class Packets:
-    """Rows of parameters on the device, one packet of ``size`` floats per row (``used`` of them set)."""
-
-    data: Any
-    size: int
-    used: int
-    count: int
 
 
 @dataclass

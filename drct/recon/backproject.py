@@ -67,11 +67,12 @@ import drjit as dr
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..backend import Types, drjit_module, upload
+from ..backend import Types, upload
 from ..geometry.detector import Vec, add, detector_frame, dot, scaled, sub
 from ..geometry.projection import ProjectionGeometry, host_rows
 from ..geometry.volume import VolumeGeometry
 from ..kernels.march import scatter_mode
+from ..kernels.packets import Packets, gather_packet, packet_type, upload_packets
 from ..memory import require_memory
 
 
@@ -195,11 +196,8 @@ class _Backprojector:
         if self._plan is None:
             n, t = self.vg.ndim, self.t
             rows = self.params.astype(t.np_dtype)
-            size = 1 << int(np.ceil(np.log2(rows.shape[1])))
-            packets = np.zeros((len(rows), size), dtype=t.np_dtype)
-            packets[:, : rows.shape[1]] = rows
             varies = tuple(bool(np.any(rows[:, f * (n + 1) + n - 1] != 0)) for f in range(n))
-            self._plan = _Plan(upload(t.Float, packets.ravel()), size, rows, varies)
+            self._plan = _Plan(upload_packets(t, rows), rows, varies)
         return self._plan
 
     def centres(self) -> tuple[list[Any], list[Any]]:
@@ -329,7 +327,7 @@ class _Backprojector:
         coefficients = [taps[0], along]
         if len(taps) == 4:
             coefficients += [taps[2] - taps[0], (taps[3] - taps[2]) - along]
-        return dr.ravel(self._packet(len(taps))(*coefficients))
+        return dr.ravel(packet_type(self.t, len(taps))(*coefficients))
 
     @staticmethod
     def _interpolate(g: Any, fc: Any, fr: Any) -> Any:
@@ -337,11 +335,6 @@ class _Backprojector:
         :meth:`_cell_values`."""
         value = dr.fma(fc, g[1], g[0])
         return value if fr is None else dr.fma(fr, dr.fma(fc, g[3], g[2]), value)
-
-    def _packet(self, size: int | None) -> Any:
-        """Dr.Jit's array type of ``size`` floats (``None``: of a size given at each gather)."""
-        name = "X" if size is None else str(size)
-        return getattr(drjit_module(self.t.backend), f"Array{name}{'f' if self.t.dtype == 'float32' else 'f64'}")
 
     # ---- the kernel ------------------------------------------------------------------------------------------
     def views_per_kernel(self) -> int:
@@ -395,13 +388,13 @@ class _Backprojector:
         counter, its cells' taps one packet gather per voxel."""
         t, plan = self.t, self.plan()
         width, height = self._cells()
-        packet, row = self._packet(len(self._taps())), self._packet(None)
+        packet = packet_type(t, len(self._taps()))
         per_view = dr.opaque(t.UInt, width * height)
         start = dr.opaque(t.UInt, first)
         centres = self.centres()  # before the loop: computed once per lane
 
         def body(view: Any, *accs: Any) -> tuple[Any, ...]:
-            p = list(dr.gather(row, plan.data, view, shape=(plan.size, dr.width(view))))[: plan.rows.shape[1]]
+            p = gather_packet(t, plan.packets, view)
             out = list(accs)
             for k, (index, fc, fr, weight, inside) in enumerate(self._block(p, (view - start) * per_view, centres)):
                 g = dr.gather(packet, cells, index)
@@ -441,11 +434,10 @@ class _Backprojector:
 
 @dataclass
 class _Plan:
-    """The per-view parameters of an engine (:meth:`_Backprojector.plan`): one packet of ``size`` floats per view
-    on the device, the same rows on the host, and per affine form whether it changes along the block's axis."""
+    """The per-view parameters of an engine (:meth:`_Backprojector.plan`): one packet per view on the device, the
+    same rows on the host, and per affine form whether it changes along the block's axis."""
 
-    data: Any
-    size: int
+    packets: Packets
     rows: np.ndarray
     varies: tuple[bool, ...]
 

@@ -23,7 +23,7 @@ from .concurrency import get_deterministic, launches
 from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
-from .kernels import box, derivatives, fan_footprints, footprints, march
+from .kernels import box, derivatives, fan_footprints, fan_hat, footprints, march
 from .kernels.grid import KnotGrid, Segments, clip_rays
 from .memory import available_bytes
 
@@ -235,7 +235,8 @@ class Transform:
     @property
     def footprints(self) -> footprints.ParallelFootprints | None:
         """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints` for 2D parallel beams,
-        :mod:`drct.kernels.fan_footprints` for the box basis of 2D flat fan beams; CPU only), else None.
+        :mod:`drct.kernels.fan_footprints` and :mod:`drct.kernels.fan_hat` for the box and linear bases of 2D flat
+        fan beams; CPU only), else None.
         Built once for a fixed geometry; for Dr.Jit geometry vectors, from their current values at each call
         (they may change in place between calls)."""
         if self.t.backend != "llvm":
@@ -243,7 +244,7 @@ class Transform:
         if footprints.covers(self.vg, self.pg, self.grid.degree):
             kind: type[footprints.ParallelFootprints] = footprints.FOOTPRINTS[self.grid.degree]
         elif fan_footprints.covers(self.vg, self.pg, self.grid.degree):
-            kind = fan_footprints.FanFootprints
+            kind = fan_hat.FAN_FOOTPRINTS[self.grid.degree]
         else:
             return None
         assert isinstance(self.pg, ProjectionGeometry)

@@ -109,9 +109,10 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
 
-def knot_box(vg: VolumeGeometry) -> np.ndarray:
-    """The 4 corners (rows, mm) of the box basis's knot box: the pixels and the one-cell zero border around them."""
-    grid = KnotGrid.of(vg, 0)
+def knot_box(vg: VolumeGeometry, degree: int = 0) -> np.ndarray:
+    """The 4 corners (rows, mm) of the knot box of the basis of ``degree``: the box basis's pixels and the
+    one-cell zero border around them, the linear basis's coefficients' supports."""
+    grid = KnotGrid.of(vg, degree)
     low = np.array(vg.first_center) - grid.shift * np.array(vg.spacing_xyz)
     high = low + np.array(grid.cells) * np.array(vg.spacing_xyz)
     return np.array([[low[0], low[1]], [low[0], high[1]], [high[0], low[1]], [high[0], high[1]]])
@@ -132,8 +133,9 @@ def depth(pg: ProjectionGeometry, points: np.ndarray) -> np.ndarray:
 
 
 def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
-    """Whether :class:`FanFootprints` serves this operator: the box basis, a 2D fan beam on a flat detector with
-    the volume's whole knot box strictly between every view's source and detector line.
+    """Whether a fan gather adjoint serves this operator: the box basis (:class:`FanFootprints`) or the linear
+    one (:class:`drct.kernels.fan_hat.FanHatFootprints`), a 2D fan beam on a flat detector with the volume's
+    whole knot box strictly between every view's source and detector line, at most :data:`MAX_TAPS` candidates.
 
     Example:
         >>> import numpy as np, drct as ct
@@ -142,14 +144,16 @@ def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
         >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 4.0, 80.0), 0)  # source inside
         False
     """
-    if degree != 0 or not isinstance(pg, ProjectionGeometry) or pg.ndim != 2 or pg.beam != "cone" or pg.curved:
+    if degree not in (0, 1) or not isinstance(pg, ProjectionGeometry):
         return False
-    where = depth(pg, knot_box(vg))
+    if pg.ndim != 2 or pg.beam != "cone" or pg.curved:
+        return False
+    where = depth(pg, knot_box(vg, degree))
     if not np.all((where > FRONT) & (where < 1 - FRONT)):
         return False
     mx, my = ((n - 1) / 2 for n in vg.shape_xyz)  # the corner pixels and the edges' middles: an estimate
     xs, ys = np.array([-mx, -mx, mx, mx, 0, 0, -mx, mx]), np.array([-my, my, -my, my, -my, my, 0, 0])
-    return bool(np.floor(2 * _spread(column_map(vg, pg), xs, ys).max()) + 1 <= MAX_TAPS)
+    return bool(np.floor(2 * _spread(column_map(vg, pg), xs, ys, (degree + 1) / 2).max()) + 1 <= MAX_TAPS)
 
 
 def column_map(vg: VolumeGeometry, pg: ProjectionGeometry) -> np.ndarray:
@@ -179,9 +183,10 @@ def _columns(m: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (a * x + b * y + c) / (p * x + q * y + 1)
 
 
-def reach(vg: VolumeGeometry, pg: ProjectionGeometry, m: np.ndarray) -> np.ndarray:
+def reach(vg: VolumeGeometry, pg: ProjectionGeometry, m: np.ndarray, degree: int = 0) -> np.ndarray:
     """Per view: a bound on the distance (columns) between the column of a pixel's centre and that of one of
-    its corners, over the pixels (``m``: the views' :func:`column_map`).
+    the corners of its basis function's support (``(degree + 1) / 2`` pixels from the centre along each axis),
+    over the pixels (``m``: the views' :func:`column_map`).
 
     The column of corner ``P + δ`` less that of the centre ``P`` is ``A(P) / (n(P) (n(P) + n_δ))`` with ``A``
     and ``n`` affine in ``P`` (``n > 0`` in front of the source): along a level line of ``n`` it is affine, so
@@ -191,22 +196,23 @@ def reach(vg: VolumeGeometry, pg: ProjectionGeometry, m: np.ndarray) -> np.ndarr
     nx, ny = vg.shape_xyz
     mx, my = (nx - 1) / 2, (ny - 1) / 2
     src, _, _ = _views(pg)
-    corners = knot_box(vg)
+    corners = knot_box(vg, degree)
     gap = np.maximum(corners.min(0)[None] - src, src - corners.max(0)[None]).max(1).min() / max(vg.spacing_xyz)
     step = float(np.clip(gap / 32, 1 / 64, 0.5))
     tx = np.linspace(-mx, mx, max(int(np.ceil(2 * mx / step)) + 1, 2))
     ty = np.linspace(-my, my, max(int(np.ceil(2 * my / step)) + 1, 2))
     xs = np.concatenate([tx, tx, np.full_like(ty, -mx), np.full_like(ty, mx)])
     ys = np.concatenate([np.full_like(tx, -my), np.full_like(tx, my), ty, ty])
-    return np.concatenate([_spread(m[start : start + 64], xs, ys) for start in range(0, len(m), 64)]) * 1.001
+    half = (degree + 1) / 2
+    return np.concatenate([_spread(m[start : start + 64], xs, ys, half) for start in range(0, len(m), 64)]) * 1.001
 
 
-def _spread(m: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+def _spread(m: np.ndarray, xs: np.ndarray, ys: np.ndarray, half: float = 0.5) -> np.ndarray:
     """Per view (the rows of the maps ``m``): the largest distance (columns) between the column of a pixel
-    centre ``xs, ys`` and that of one of its corners."""
+    centre ``xs, ys`` and that of one of the corners ``half`` pixels from it along each axis."""
     centre = _columns(m, xs, ys)
     spread = np.zeros_like(centre)
-    for dx, dy in ((-0.5, -0.5), (-0.5, 0.5), (0.5, -0.5), (0.5, 0.5)):
+    for dx, dy in ((-half, -half), (-half, half), (half, -half), (half, half)):
         spread = np.maximum(spread, np.abs(_columns(m, xs + dx, ys + dy) - centre))
     return spread.max(axis=1)
 
@@ -236,7 +242,9 @@ class FanFootprints(ParallelFootprints):
 
     def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
         if grid.degree != self.degree or not covers(vg, pg, grid.degree):
-            raise ValueError(f"FanFootprints serves the box basis of 2D flat fan beams outside the volume, not {pg!r}")
+            raise ValueError(
+                f"{type(self).__name__} serves degree {self.degree} of 2D flat fan beams outside the volume, not {pg!r}"
+            )
         self.grid, self.vg, self.pg, self.t = grid, vg, pg, t
         self.cols = pg.det_shape[-1]
         nx, ny = grid.shape
@@ -248,7 +256,7 @@ class FanFootprints(ParallelFootprints):
         terms = np.abs(self.map[:, :3]) @ np.array([*self.middle, 1.0])
         smallest = np.min(1 - np.abs(self.map[:, 3:]) @ np.array(self.middle))  # the denominator's least value
         margin = (1e-3 if t.dtype == "float32" else 1e-9) + 64 * eps * float(terms.max()) / smallest
-        self.reach = reach(vg, pg, self.map) + margin
+        self.reach = reach(vg, pg, self.map, self.degree) + margin
         self.view_taps = np.floor(2 * self.reach).astype(np.int64) + 1
         self.taps = int(self.view_taps.max())
         self.low = np.floor(cols_at.min(axis=1) - self.reach).astype(np.int64) - 2

@@ -2,8 +2,9 @@
 
 For each workload the operations take turns (forward ``A x``, the scatter adjoint of
 :func:`drct.kernels.march.backproject`, the gather adjoint of :mod:`drct.kernels.footprints` (2D parallel beams)
-or :mod:`drct.kernels.fan_footprints` (2D fan beams, box basis) in each of the ``--layouts``: views per loop
-iteration x pixels per lane, ``group`` x ``block``; ``default`` is each kind's own); the table
+or :mod:`drct.kernels.fan_footprints` / :mod:`drct.kernels.fan_hat` (2D fan beams, box / linear basis) in each
+of the ``--layouts``: views per loop iteration x pixels per lane, ``group`` x ``block``; ``default`` is each kind's
+own); the table
 gives the median CPU seconds (user + system of this process) and wall seconds of ``--repeat`` turns after a first
 one, GVU/s (voxels × views per wall second) and each adjoint's CPU and wall time as multiples of the forward's.
 Print ``uptime`` beside the numbers: the machine is shared.
@@ -121,7 +122,7 @@ def main() -> None:
     for (label, (vg, pg)), basis in itertools.product(chosen.items(), args.bases.split(",")):
         A = ct.Projector(vg, pg, basis=basis, dtype=args.dtype)
         if A._engine.footprints is None:
-            continue  # no gather adjoint for this basis and geometry (fan beams: the box basis only)
+            continue  # no gather adjoint for this basis and geometry (bspline2 and up: none yet)
         tensor = mod.TensorXf if args.dtype == "float32" else mod.TensorXf64
         x = tensor(rng.random(vg.shape).astype(args.dtype))
         y = tensor(rng.random(pg.shape).astype(args.dtype))

@@ -260,7 +260,8 @@ class Transform:
         Where :mod:`drct.kernels.footprints` covers the operator, a voxel-driven gather (the same matrix to
         rounding: within 4e-14 of the largest entry in float64, bit for bit where rays run along pixel edges; no
         scatters, so bit-reproducible whatever the threads), likewise for 2D fan beams where
-        :mod:`drct.kernels.fan_footprints` does (its near-axis rays scattered); elsewhere, or with
+        :mod:`drct.kernels.fan_footprints` (the box basis; its near-axis rays scattered) or
+        :mod:`drct.kernels.fan_hat` (the linear basis) does; elsewhere, or with
         ``scatter=True`` (default: the environment variable ``DRCT_ADJOINT=scatter``), the ray-driven scatter of
         :func:`drct.kernels.march.backproject`."""
         vectors = _detached(vectors)
@@ -293,11 +294,12 @@ class Transform:
 
     def _backproject_gather(self, fp: footprints.ParallelFootprints, values: Any, vectors: Vectors, batch: int) -> Any:
         """``A.T y`` by the footprints of :mod:`drct.kernels.footprints`, one volume at a time (sample ``b`` reads
-        its own views when the geometry stacks the samples', else all of them). The fan beam's near-axis rays
-        are scattered (:mod:`drct.kernels.fan_footprints`): one thread in deterministic mode."""
+        its own views when the geometry stacks the samples', else all of them). The box basis's near-axis rays
+        of fan beams are scattered (:mod:`drct.kernels.fan_footprints`): one thread in deterministic mode."""
         views = self.pg.num_views // self.stacked
         parts = []
-        with launches(self.t.backend, self.reproducible() and isinstance(fp, fan_footprints.FanFootprints)):
+        scatters = isinstance(fp, fan_footprints.FanFootprints) and len(fp.near_rays) > 0
+        with launches(self.t.backend, self.reproducible() and scatters):
             for b in range(batch):
                 first = b * views if self.stacked > 1 else 0
                 parts.append(fp.backproject(values, vectors, b * self.rays_per_sample, first, views))

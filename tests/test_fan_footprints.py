@@ -1,4 +1,5 @@
-"""The gather adjoint of the box basis for 2D fan beams (drct.kernels.fan_footprints) is the forward's transpose.
+"""The gather adjoints of the box and linear bases for 2D fan beams (drct.kernels.fan_footprints, fan_hat) are
+the forward's transpose.
 
 The ray-driven scatter adjoint (``Transform.backproject(..., scatter=True)``) is the reference twin: both must give
 the forward's dense matrix, transposed, to float64 rounding — on odd and even grids, anisotropic voxels, shifted
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import adjoints_from_threads, assert_adjoint_float32
 from test_footprint_adjoint import _dense, assert_transposes
 
 import drct as ct
 from drct.geometry.projection import host_rows
-from drct.kernels.fan_footprints import FanFootprints, column_map, covers, reach
+from drct.kernels.fan_footprints import FanFootprints, column_map, depth, knot_box, reach
+from drct.kernels.fan_hat import FAN_FOOTPRINTS, FanHatFootprints
 
 EDGES = np.array([0.0, np.pi / 4, np.pi / 2, np.pi, 3 * np.pi / 2, 1e-7, np.pi / 2 + 1e-6, 2.0])
 
@@ -43,14 +46,25 @@ CASES = {
         ct.VolumeGeometry((6, 6)),
         ct.fan(np.array([0.0, np.pi / 4, np.pi / 2, np.pi, 0.3, 1.0]), 15, 1.0, 6.2, 16.0),
     ),
+    "source close to the volume, det 1.5 (9-10 candidates for the hat)": (
+        ct.VolumeGeometry((6, 6)),
+        ct.fan(np.array([0.0, np.pi / 4, np.pi / 2, np.pi, 0.3, 1.0]), 11, 1.5, 7.0, 16.0),
+    ),
 }
+HAT_TOO_CLOSE = "source close to the volume (9 candidates)"  # the hats' support reaches too close to the source
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_dense_gather_adjoint_is_the_forward_transpose(case: str) -> None:
+BASES = {"voxel": 0, "linear": 1}
+
+
+@pytest.mark.parametrize(
+    ("case", "basis"), [(c, b) for c in CASES for b in BASES if (c, b) != (HAT_TOO_CLOSE, "linear")]
+)
+def test_dense_gather_adjoint_is_the_forward_transpose(case: str, basis: str) -> None:
     vg, pg = CASES[case]
-    A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
-    assert isinstance(A._engine.footprints, FanFootprints), "this operator must take the fan gather adjoint"
+    A = ct.Projector(vg, pg, basis=basis, dtype="float64")
+    kind = FAN_FOOTPRINTS[BASES[basis]]
+    assert type(A._engine.footprints) is kind, "this operator must take the fan gather adjoint"
     assert_transposes(A)
 
 
@@ -96,14 +110,17 @@ def test_near_axis_rays_need_the_dda() -> None:
     assert float(np.abs(trapezoid[near] - forward[near]).max()) > 1e-8 * scale
 
 
-def test_reach_bounds_every_pixel() -> None:
-    """Every pixel's corners land within the view's reach of its centre's column (the host bound, checked here
-    against all pixels of a close-source geometry with anisotropic voxels)."""
+@pytest.mark.parametrize("degree", [0, 1])
+def test_reach_bounds_every_pixel(degree: int) -> None:
+    """Every pixel's support corners (half a pixel from the centre for the box, one for the hat) land within the
+    view's reach of its centre's column (the host bound, checked here against all pixels of a close-source
+    geometry with anisotropic voxels)."""
     vg = ct.VolumeGeometry((23, 17), voxel_size=(0.8, 1.2))
     pg = ct.fan(np.linspace(0, 2 * np.pi, 37, endpoint=False), 40, 0.9, 24.0, 50.0)
-    assert covers(vg, pg, 0)
+    assert np.all(depth(pg, knot_box(vg, degree)) > 0.1)  # the supports in front of every source
     m = column_map(vg, pg)
-    bound = reach(vg, pg, m)
+    bound = reach(vg, pg, m, degree)
+    half = (degree + 1) / 2
     nx, ny = vg.shape_xyz
     x, y = np.meshgrid(np.arange(nx) - (nx - 1) / 2, np.arange(ny) - (ny - 1) / 2, indexing="ij")
     x, y = x.ravel(), y.ravel()
@@ -113,7 +130,7 @@ def test_reach_bounds_every_pixel() -> None:
         return (a * px + b * py + c) / (p * px + q * py + 1)
 
     centre = columns(x, y)
-    spread = np.max([np.abs(columns(x + dx, y + dy) - centre) for dx in (-0.5, 0.5) for dy in (-0.5, 0.5)], axis=0)
+    spread = np.max([np.abs(columns(x + dx, y + dy) - centre) for dx in (-half, half) for dy in (-half, half)], axis=0)
     worst = spread.max(axis=1)
     assert np.all(worst <= bound) and np.all(bound <= 1.002 * worst)
     # the map itself: the column of the middle pixel is where the forward's central-column ray lands
@@ -121,14 +138,15 @@ def test_reach_bounds_every_pixel() -> None:
     assert np.allclose(middle, (pg.det_shape[-1] - 1) / 2, atol=1e-9)
 
 
-def test_gather_equals_scatter_float32_and_float64() -> None:
+@pytest.mark.parametrize("basis", list(BASES))
+def test_gather_equals_scatter_float32_and_float64(basis: str) -> None:
     vg = ct.VolumeGeometry((33, 40), voxel_size=(0.9, 1.1))
     pg = ct.fan(np.linspace(0, 2 * np.pi, 45, endpoint=False), 57, 1.2, 60.0, 110.0)
     y = np.random.default_rng(3).random(pg.shape)
     # float32: the forward's DDA rounds crossings in float32 (errors of 1e-5 of a chord, DESIGN.md)
     for dtype, tol in (("float64", 1e-12), ("float32", 3e-5)):
-        A = ct.Projector(vg, pg, basis="voxel", dtype=dtype)
-        assert isinstance(A._engine.footprints, FanFootprints)
+        A = ct.Projector(vg, pg, basis=basis, dtype=dtype)
+        assert type(A._engine.footprints) is FAN_FOOTPRINTS[BASES[basis]]
         engine = A._engine
         gather = A.T(y.astype(dtype))
         scatter = engine.backproject(A.types.Float(y.ravel().astype(dtype)), engine.vectors(), scatter=True)
@@ -139,7 +157,9 @@ def test_gather_equals_scatter_float32_and_float64() -> None:
 @pytest.mark.parametrize(
     ("basis", "geometry"),
     [
-        ("linear", ct.fan(np.linspace(0, 2 * np.pi, 6, endpoint=False), 12, 1.0, 30.0, 60.0)),
+        ("bspline2", ct.fan(np.linspace(0, 2 * np.pi, 6, endpoint=False), 12, 1.0, 30.0, 60.0)),
+        ("linear", ct.fan(np.linspace(0, 2 * np.pi, 6, endpoint=False), 12, 0.02, 30.0, 60.0, curved=True)),
+        ("linear", ct.fan(np.linspace(0, 2 * np.pi, 6, endpoint=False), 12, 1.0, 7.0, 60.0)),  # hats reach the source
         ("voxel", ct.fan(np.linspace(0, 2 * np.pi, 6, endpoint=False), 12, 0.02, 30.0, 60.0, curved=True)),
         ("voxel", ct.fan(np.linspace(0, 2 * np.pi, 6, endpoint=False), 12, 1.0, 5.0, 60.0)),  # source in the box
         ("voxel", ct.fan(np.linspace(0, 2 * np.pi, 6, endpoint=False), 12, 1.0, 30.0, 33.0)),  # detector in it
@@ -147,24 +167,88 @@ def test_gather_equals_scatter_float32_and_float64() -> None:
     ],
 )
 def test_other_fan_operators_keep_the_scatter(basis: str, geometry: ct.ProjectionGeometry) -> None:
-    """Only the box basis, flat detectors, the volume's knot box between every source and detector line, and at
-    most MAX_TAPS candidate columns per pixel (finer detectors: the scatter is faster)."""
+    """Only the box and linear bases, flat detectors, the volume's knot box between every source and detector
+    line, and at most MAX_TAPS candidate columns per pixel (finer detectors: the scatter is faster)."""
     A = ct.Projector(ct.VolumeGeometry((8, 8)), geometry, basis=basis)
     assert A._engine.footprints is None
 
 
-def test_partial_view_ranges_match_the_whole() -> None:
+@pytest.mark.parametrize("basis", list(BASES))
+def test_partial_view_ranges_match_the_whole(basis: str) -> None:
     """Views ``first .. first + count`` (the batches' per-sample calls): the classes and near-axis rays of a
     range are its own; the parts add up to the whole."""
-    vg, pg = CASES["source close to the volume (9 candidates)"]
-    A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
+    vg, pg = CASES["source close to the volume, det 1.5 (9-10 candidates for the hat)"]
+    A = ct.Projector(vg, pg, basis=basis, dtype="float64")
     fp = A._engine.footprints
     assert isinstance(fp, FanFootprints)
     y = np.random.default_rng(12).random(pg.shape).ravel()
     vectors = A._engine.vectors()
     whole = fp.backproject(A.types.Float(y), vectors).numpy()
     parts = sum(
-        fp.backproject(A.types.Float(y[first * 15 :]), vectors, 0, first, count).numpy()
+        fp.backproject(A.types.Float(y[first * 11 :]), vectors, 0, first, count).numpy()
         for first, count in ((0, 2), (2, 3), (5, 1))
     )
     np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-12 * float(np.abs(whole).max()))
+
+
+def _fan(views: int, cols: int, n: int) -> ct.ProjectionGeometry:
+    """A full-orbit flat fan scan of an ``n``-pixel-wide volume (magnification 2, every pixel seen)."""
+    return ct.fan(np.linspace(0, 2 * np.pi, views, endpoint=False), cols, 2.9 * n / cols, 1.6 * n, 3.2 * n)
+
+
+def test_hat_rays_exactly_along_an_axis() -> None:
+    """Rays exactly along a grid axis (``b = 0``: angle 0 and the middle column of an odd detector, whose
+    direction has an exact zero) and nearly so (1e-9, 1e-7 rad) take the closed form like every other ray: its
+    limit ``(a - |q|)+ / a²``, finite, the forward's transpose — in float64 and in float32 (against float64)."""
+    vg = ct.VolumeGeometry((6, 7))
+    pg = ct.fan(np.array([0.0, 1e-9, np.pi / 2 + 1e-7, np.pi, 3 * np.pi / 2]), 9, 1.5, 30.0, 60.0)
+    A = ct.Projector(vg, pg, basis="linear", dtype="float64")
+    fp = A._engine.footprints
+    assert isinstance(fp, FanHatFootprints) and len(fp.near_rays) == 0
+    assert np.any(np.abs(pg.to_vectors()[:, :2] - pg.to_vectors()[:, 2:4]).min(axis=1) == 0)  # an exact zero
+    assert_transposes(A)
+    y = np.random.default_rng(13).random(pg.shape)
+    single = ct.Projector(vg, pg, basis="linear", dtype="float32").T(y.astype(np.float32))
+    want = A.T(y)
+    assert np.all(np.isfinite(single))
+    np.testing.assert_allclose(single, want, rtol=0, atol=2e-6 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("basis", list(BASES))
+def test_float32_adjoint_test(basis: str) -> None:
+    A = ct.Projector(ct.VolumeGeometry((64, 64)), _fan(90, 100, 64), basis=basis)
+    assert type(A._engine.footprints) is FAN_FOOTPRINTS[BASES[basis]]
+    assert_adjoint_float32(A, seed=4)
+
+
+def _shifted_stack(pg: ct.ProjectionGeometry, offsets: tuple[float, ...]) -> list[ct.ProjectionGeometry]:
+    return [_shifted(pg, s) for s in offsets]
+
+
+def test_linear_batches_shared_and_stacked_geometry() -> None:
+    vg = ct.VolumeGeometry((11, 9))
+    pg = _fan(10, 16, 11)
+    ys = np.random.default_rng(5).random((3, *pg.shape))
+    A = ct.Projector(vg, pg, basis="linear", dtype="float64")
+    assert isinstance(A._engine.footprints, FanHatFootprints)
+    np.testing.assert_allclose(A.T(ys), np.stack([A.T(y) for y in ys]), rtol=0, atol=1e-12)
+    singles = _shifted_stack(pg, (0.0, 0.3, -1.2))  # one geometry per sample, each shifted differently
+    stacked = ct.from_vectors(np.concatenate([g.to_vectors() for g in singles]), pg.det_shape[-1], beam="cone")
+    B = ct.Projector(vg, stacked, basis="linear", dtype="float64", batch=3)
+    assert isinstance(B._engine.footprints, FanHatFootprints)
+    want = [ct.Projector(vg, g, basis="linear", dtype="float64").T(y) for g, y in zip(singles, ys, strict=True)]
+    np.testing.assert_allclose(B.T(ys), np.stack(want), rtol=0, atol=1e-12 * float(np.abs(want).max()))
+
+
+def test_linear_threads_get_the_single_threaded_bits() -> None:
+    """No scatters (no near-axis rays for the hat): the same bits whatever the threads do, deterministic or not."""
+    pg = _fan(40, 70, 48)
+    A = ct.Projector(ct.VolumeGeometry((48, 48)), pg, basis="linear")
+    assert isinstance(A._engine.footprints, FanHatFootprints)
+    rng = np.random.default_rng(8)
+    ys = [rng.random(pg.shape, dtype=np.float32) for _ in range(4)]
+    want = [A.T(y) for y in ys]
+    for got, w in zip(adjoints_from_threads(A, ys), want, strict=True):
+        np.testing.assert_array_equal(got, w)
+    with ct.deterministic():
+        np.testing.assert_array_equal(A.T(ys[0]), want[0])

@@ -35,9 +35,11 @@ tilted by 1e-9 rad along a pixel edge: 4e-7 of a chord apart in float64, ``tests
 Their weight is zero in the gather, and the forward's own DDA walks them (:func:`drct.kernels.box.backproject`,
 a scatter over about 1% of the rays for a full-orbit scan: bit for bit the forward's transpose there).
 
-**Covered** (:func:`covers`): degree 0 (the box), ``beam="cone"`` with ``ndim == 2`` (a fan beam), flat
+**Covered** (:func:`covers`): degree 0 (the box; degree 1, the linear basis, by :mod:`drct.kernels.fan_hat`,
+which takes this module's column map, reach and loops), ``beam="cone"`` with ``ndim == 2`` (a fan beam), flat
 detectors, every view's source and detector line on opposite sides of the volume's knot box (so that a ray's
-ends never cut its chords inside the volume). Everything else keeps the ray-driven scatter adjoint.
+ends never cut its chords inside the volume), at most :data:`MAX_TAPS` candidates. Everything else keeps the
+ray-driven scatter adjoint.
 
 Float32, 2 shared cores, the forward, the scatter adjoint and this one taking turns in one process, medians of 5-7
 (``python benchmarks/bench_gather_adjoint.py --workloads fan``), CPU / wall as multiples of the forward's, in

@@ -146,7 +146,7 @@ def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
         >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 4.0, 80.0), 0)  # source inside
         False
     """
-    if degree not in (0, 1) or not isinstance(pg, ProjectionGeometry):
+    if degree not in (0, 1, 2) or not isinstance(pg, ProjectionGeometry):
         return False
     if pg.ndim != 2 or pg.beam != "cone" or pg.curved:
         return False

@@ -60,6 +60,8 @@ class FanHatFootprints(FanFootprints):
     """The gather adjoint of the linear basis for 2D flat fan beams (see the module docstring)."""
 
     degree = 1
+    wide_power = 2
+    """The power of ``a`` in the per-ray weight ``h_x h_y |D| / a^wide_power`` (:meth:`_rays`)."""
 
     def _rays(self, vg: VolumeGeometry, pg: ProjectionGeometry) -> None:
         """Per view, ``X, Y`` at the middle column and their steps per column, and ``Q = sx x + sy y + s0 + k (tx
@@ -75,7 +77,7 @@ class FanHatFootprints(FanFootprints):
         dx = d0[:, 0, None] + k[None, :] * e[:, 0, None]
         dy = d0[:, 1, None] + k[None, :] * e[:, 1, None]
         wide = np.maximum(hy * np.abs(dx), hx * np.abs(dy))
-        weight = hx * hy * np.hypot(dx, dy) / wide**2
+        weight = hx * hy * np.hypot(dx, dy) / wide**self.wide_power
         self.weights = upload(self.t.Float, weight.ravel().astype(self.t.dtype))
         self.near_rays = np.zeros(0, dtype=np.int64)
 
@@ -108,5 +110,54 @@ class FanHatFootprints(FanFootprints):
         return acc
 
 
-FAN_FOOTPRINTS: dict[int, type[FanFootprints]] = {0: FanFootprints, 1: FanHatFootprints}
+class FanQuadraticFootprints(FanHatFootprints):
+    """The gather adjoint of the quadratic B-spline basis for 2D flat fan beams (see the module docstring)."""
+
+    degree = 2
+    wide_power = 1
+
+    def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
+        """``acc`` plus one view's quadratic B-splines: per candidate ``p(u, β)`` (the module docstring) times
+        its value (``y`` times ``h_x h_y |D| / a``)."""
+        t = self.t
+        table, taps = table
+        base, a, b, c, pp, q, big_x, big_y, dx, dy, sx, sy, s0, tx, ty, ts = p
+        first = dr.ceil(dr.fma(b, y, dr.fma(a, x, c)) / dr.fma(q, y, dr.fma(pp, x, 1.0)))
+        values = self._values(table, t.Int(first) + base)
+        k = first - dr.opaque(t.Float, (self.cols - 1) / 2)
+        big_x, big_y = dr.fma(k, dx, big_x), dr.fma(k, dy, big_y)
+        step = dr.fma(ty, y, dr.fma(tx, x, ts))
+        s = dr.fma(k, step, dr.fma(sy, y, dr.fma(sx, x, s0)))
+        tiny = float(np.finfo(t.dtype).tiny)
+
+        def fifth(v: Any) -> Any:
+            v = larger(v, 0.0)
+            v2 = v * v
+            return v2 * v2 * v
+
+        def knot(w: Any) -> Any:  # 120 k~(w): continuous, 15 - M for w >= 0, M below
+            m = dr.fma(-3.0, fifth(0.5 - dr.abs(w)), fifth(1.5 - dr.abs(w)))
+            return dr.select(w >= 0.0, 15.0 - m, m)
+
+        for j in range(taps):
+            if j:
+                big_x, big_y, s = big_x + dx, big_y + dy, s + step
+            ax, ay, aq = dr.abs(big_x), dr.abs(big_y), dr.abs(s)
+            wide, narrow = larger(ax, ay), smaller(ax, ay)
+            ia = 1.0 / wide
+            ib = 1.0 / larger(narrow, tiny)
+            u = aq * ia
+            beta = narrow * ia
+            outer = larger(1.5 - u, 0.0)
+            spline = dr.select(u < 0.5, dr.fma(-u, u, 0.75), 0.5 * outer * outer)
+            t1 = dr.fma(-0.5, wide, aq) * ib
+            t2 = dr.fma(0.5, wide, aq) * ib
+            t3 = dr.fma(-1.5, wide, aq) * ib
+            corr = dr.fma(3.0, fifth(1.5 - t2) + knot(t1), -30.0) - knot(t3)
+            value = dr.fma(beta * beta * (1.0 / 120.0), corr, spline)
+            acc = dr.fma(value, values[j], acc)
+        return acc
+
+
+FAN_FOOTPRINTS: dict[int, type[FanFootprints]] = {0: FanFootprints, 1: FanHatFootprints, 2: FanQuadraticFootprints}
 """The fan-beam gather adjoint of each covered basis degree (:func:`drct.kernels.fan_footprints.covers`)."""

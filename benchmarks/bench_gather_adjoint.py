@@ -2,11 +2,11 @@
 
 For each workload the operations take turns (forward ``A x``, the scatter adjoint of
 :func:`drct.kernels.march.backproject`, the gather adjoint of :mod:`drct.kernels.footprints` (2D parallel beams)
-or :mod:`drct.kernels.fan_footprints` / :mod:`drct.kernels.fan_hat` (2D fan beams, box / linear basis) in each
-of the ``--layouts``: views per loop iteration x pixels per lane, ``group`` x ``block``; ``default`` is each kind's
-own); the table
-gives the median CPU seconds (user + system of this process) and wall seconds of ``--repeat`` turns after a first
-one, GVU/s (voxels × views per wall second) and each adjoint's CPU and wall time as multiples of the forward's.
+or :mod:`drct.kernels.fan_footprints` / :mod:`drct.kernels.fan_hat` (2D fan beams, box / linear and quadratic
+bases) in each of the ``--layouts``: views per loop iteration x pixels per lane, ``group`` x ``block``;
+``default`` is each operator's own); the table gives the median CPU seconds (user + system of this process) and
+wall seconds of ``--repeat`` turns after a first one, GVU/s (voxels × views per wall second) and each adjoint's
+CPU and wall time as multiples of the forward's.
 Print ``uptime`` beside the numbers: the machine is shared.
 
 Run:  python benchmarks/bench_gather_adjoint.py [--repeat 5] [--dtype float32] [--quick] [--layouts default,2x8]
@@ -73,10 +73,11 @@ def operations(engine: Any, x: Any, y: Any, layouts: list[tuple[int, int]]) -> l
     ``engine`` (a :class:`drct.transform.Transform` that the gather covers)."""
     vectors = engine.vectors()
     fp = engine.footprints
+    default = fp.group, fp.block  # the operator's own (the fan gathers' block depends on the size)
 
     def gather(group: int, block: int) -> Callable[[], Any]:
         def run() -> Any:
-            fp.group, fp.block = group or type(fp).group, block or type(fp).block  # the kept plans are per group
+            fp.group, fp.block = group or default[0], block or default[1]  # the kept plans are per group
             return engine.backproject(y, vectors)
 
         return run
@@ -103,7 +104,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--quick", action="store_true", help="small workloads (a smoke test)")
-    parser.add_argument("--bases", default="voxel,linear", help="comma-separated bases the gather adjoint covers")
+    parser.add_argument(
+        "--bases", default="voxel,linear,bspline2", help="comma-separated bases the gather adjoint covers"
+    )
     parser.add_argument(
         "--layouts",
         default="default",
@@ -122,7 +125,7 @@ def main() -> None:
     for (label, (vg, pg)), basis in itertools.product(chosen.items(), args.bases.split(",")):
         A = ct.Projector(vg, pg, basis=basis, dtype=args.dtype)
         if A._engine.footprints is None:
-            continue  # no gather adjoint for this basis and geometry (bspline2 and up: none yet)
+            continue  # no gather adjoint for this basis and geometry (parallel bspline2, bspline3: none yet)
         tensor = mod.TensorXf if args.dtype == "float32" else mod.TensorXf64
         x = tensor(rng.random(vg.shape).astype(args.dtype))
         y = tensor(rng.random(pg.shape).astype(args.dtype))

@@ -35,11 +35,11 @@ tilted by 1e-9 rad along a pixel edge: 4e-7 of a chord apart in float64, ``tests
 Their weight is zero in the gather, and the forward's own DDA walks them (:func:`drct.kernels.box.backproject`,
 a scatter over about 1% of the rays for a full-orbit scan: bit for bit the forward's transpose there).
 
-**Covered** (:func:`covers`): degree 0 (the box; degree 1, the linear basis, by :mod:`drct.kernels.fan_hat`,
-which takes this module's column map, reach and loops), ``beam="cone"`` with ``ndim == 2`` (a fan beam), flat
-detectors, every view's source and detector line on opposite sides of the volume's knot box (so that a ray's
-ends never cut its chords inside the volume), at most :data:`MAX_TAPS` candidates. Everything else keeps the
-ray-driven scatter adjoint.
+**Covered** (:func:`covers`): degree 0 (the box; degrees 1 and 2, the linear and quadratic B-spline bases, by
+:mod:`drct.kernels.fan_hat`, which takes this module's column map, reach and loops), ``beam="cone"`` with
+``ndim == 2`` (a fan beam), flat detectors, every view's source and detector line on opposite sides of the
+volume's knot box (so that a ray's ends never cut its chords inside the volume), at most :data:`MAX_TAPS`
+candidates. Everything else keeps the ray-driven scatter adjoint.
 
 Float32, 2 shared cores, the forward, the scatter adjoint and this one taking turns in one process, medians of 5-7
 (``python benchmarks/bench_gather_adjoint.py --workloads fan``), CPU / wall as multiples of the forward's, in
@@ -135,8 +135,8 @@ def depth(pg: ProjectionGeometry, points: np.ndarray) -> np.ndarray:
 
 
 def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
-    """Whether a fan gather adjoint serves this operator: the box basis (:class:`FanFootprints`) or the linear
-    one (:class:`drct.kernels.fan_hat.FanHatFootprints`), a 2D fan beam on a flat detector with the volume's
+    """Whether a fan gather adjoint serves this operator: the box basis (:class:`FanFootprints`), the linear or
+    quadratic one (:mod:`drct.kernels.fan_hat`), a 2D fan beam on a flat detector with the volume's
     whole knot box strictly between every view's source and detector line, at most :data:`MAX_TAPS` candidates.
 
     Example:
@@ -219,6 +219,22 @@ def _spread(m: np.ndarray, xs: np.ndarray, ys: np.ndarray, half: float = 0.5) ->
     return spread.max(axis=1)
 
 
+def block_for(block: int, work: int) -> int:
+    """Pixels per lane for an operator of ``work`` pixels x views: ``block``, or the largest power of two below
+    ``work / 2**20`` (at least 1) where that is smaller.
+
+    Measured (float32, load 2.7-3.2, medians of 5; wall ms of the gather for blocks 16 / 8 / 4 / 2 / 1): 64² x 90 x
+    128 linear 13.6 / 12.1 / 8.0 / 7.9 / 8.0, bspline2 43.9 / 24.2 / 16.0 / 12.0 / 9.9 (box 6.4 / - / 5.9 / - /
+    3.0); 128² x 180 x 256 linear 27.7 / 24.0 / 24.0 / 23.1 / 24.8, bspline2 50.6 / 44.0 / 38.9 / 39.9 / 40.1;
+    256² x 360 x 512 linear 92.0 / 88.1 / 99.9 / 100.7 / 134.1, bspline2 276 / 253 / 251 / 252 / 255.
+
+    Example:
+        >>> block_for(16, 64 * 64 * 90), block_for(16, 128 * 128 * 180), block_for(16, 256 * 256 * 360)
+        (1, 2, 16)
+    """
+    return min(block, 1 << int(np.log2(max(work / 2**20, 1.0))))
+
+
 @dataclass
 class FanPlan:
     """The device inputs of one call: per class of views with ``taps`` candidate columns, its plan (rows,
@@ -240,7 +256,10 @@ class FanFootprints(ParallelFootprints):
     block = 16
     """Pixels per lane. Wall ms by (group, block), fan 256² x 360 x 512 float32, one run of an earlier form of
     the chord (load 3.7; forward 32.0): (1, 16) 42.9, (2, 16) 46.8, (1, 32) 48.0, (1, 12) 44.0; another run
-    (load 3.7; forward 46.7): (2, 8) 73.3, (1, 8) 64.7, (1, 4) 73.2, (2, 4) 64.5, (1, 16) 54.3, (4, 8) 58.4."""
+    (load 3.7; forward 46.7): (2, 8) 73.3, (1, 8) 64.7, (1, 4) 73.2, (2, 4) 64.5, (1, 16) 54.3, (4, 8) 58.4.
+
+    Small operators take fewer (:func:`block_for`): a call traces ``block`` x candidates unrolled closed forms
+    (milliseconds in Python), which dominate where the kernel runs for a few."""
 
     def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
         if grid.degree != self.degree or not covers(vg, pg, grid.degree):
@@ -264,6 +283,7 @@ class FanFootprints(ParallelFootprints):
         self.low = np.floor(cols_at.min(axis=1) - self.reach).astype(np.int64) - 2
         high = np.ceil(cols_at.max(axis=1) - self.reach).astype(np.int64) + 2
         self.width = int((high - self.low).max()) + self.taps + 1
+        self.block = block_for(type(self).block, pg.num_views * nx * ny)
         self.exact = np.zeros(pg.num_views, dtype=bool)
         self._rays(vg, pg)
         self._plans: dict[tuple[int, int, int], FanPlan] = {}  # pyright: ignore[reportIncompatibleVariableOverride]

@@ -1,15 +1,16 @@
-"""The voxel-driven (gather) adjoint of the linear basis for 2D fan beams on a flat detector.
+"""Voxel-driven (gather) adjoints of the linear and quadratic B-spline bases for 2D fan beams on a flat detector.
 
-The linear sibling of :class:`drct.kernels.fan_footprints.FanFootprints` (the box basis), whose column map,
-classes of views, loops and value tables it takes: per coefficient (lane) and view, the candidate detector columns
-whose ray crosses the support of the coefficient's bilinear hat ``Λ(x / h_x) Λ(y / h_y)`` (2 x 2 pixels: the
-column map's reach covers the support's corners), and per candidate the exact line integral of the hat along the
-ray, in closed form, in registers.
+The smooth siblings of :class:`drct.kernels.fan_footprints.FanFootprints` (the box basis), whose column map,
+classes of views, loops and value tables they take: per coefficient (lane) and view, the candidate detector
+columns whose ray crosses the support of the coefficient's basis function (2 x 2 pixels for the bilinear hat
+``Λ(x / h_x) Λ(y / h_y)``, 3 x 3 for the quadratic B-spline ``β₂(x / h_x) β₂(y / h_y)``: the column map's reach
+covers the support's corners), and per candidate the exact line integral of the function along the ray, in
+closed form, in registers.
 
-**The integral.** A line of unit direction ``d`` at distance ``q`` (mm) from the coefficient's centre sees
-``h_x h_y (T_a * T_b)(q)``: the convolution of two unit-area triangles of half-widths ``h_x |d_y|`` and ``h_y |d_x|``
-(``a`` the wider, ``b`` the narrower; the projection of a tensor product is the convolution of its factors'
-projections), that is
+**The hat** (:class:`FanHatFootprints`). A line of unit direction ``d`` at distance ``q`` (mm) from the
+coefficient's centre sees ``h_x h_y (T_a * T_b)(q)``: the convolution of two unit-area triangles of half-widths
+``h_x |d_y|`` and ``h_y |d_x|`` (``a`` the wider, ``b`` the narrower; the projection of a tensor product is the
+convolution of its factors' projections), that is
 
     ``(T_a * T_b)(q) = ((a - |q|)+ + (φ(|q| - a) - 2 φ(|q|))) / a²``,  ``φ(z) = (b - |z|)+³ / (6 b²)``
 
@@ -24,11 +25,45 @@ rounding, relatively); ``1 / (6 b²)`` is the kernel's, per candidate, from its 
 stays bounded by ``b / 6`` however small ``b`` and however ``b`` was rounded (a host ``b`` beside a kernel one
 would not: ``(b' - |z|)³ / b²`` grows without bound when ``b ≪ b'``).
 
-**No near-axis path.** The integral is continuous in the ray's position and direction (unlike the box's chord,
-whose trapezoid steepens without bound as a ray turns along a pixel edge), so the DDA's rounding moves nothing
-discontinuously: every ray takes the closed form, and rays exactly along an axis (``b = 0``) are the limit ``((a -
-|q|)+) / a²`` (the cubic part's ``1 / (6 b²)`` floored at the smallest normal float so that ``0 · inf`` never
-happens). No scatters: bit-reproducible whatever the threads.
+**The quadratic B-spline** (:class:`FanQuadraticFootprints`). With ``B_a(z) = β₂(z / a) / a`` (unit area) the
+line sees ``h_x h_y (B_a * B_b)(q)``, homogeneous of degree -1 likewise: in ``u = |Q| / a`` and ``β = b / a <= 1``,
+``(B_a * B_b)(q) = p(u, β) / a`` (the per-ray factor ``h_x h_y |D| / a`` in the value table). ``p`` is ``β₂``
+smoothed by ``B_β``: a piecewise quadratic ``f`` smoothed by a kernel of variance ``β² / 4`` is ``f + f'' β² / 8``
+away from ``f``'s knots, and each jump ``J`` of ``f''`` at a knot ``c`` adds ``J β² k((u - c) / β)``, ``k``
+supported near 0. Folding the ``f''`` term into the knots' terms keeps every piece continuous (no two tests of
+differently rounded numbers decide a jump): with ``M(s) = (1.5 - s)+⁵ - 3 (0.5 - s)+⁵``, ``K(t) = 15 - M(t)`` for
+``t >= 0`` and ``M(-t)`` below (continuous at 0),
+
+    ``p(u, β) = β₂(u) + β² (3 (1.5 - t₂)+⁵ + 3 K(t₁) - K(t₃) - 30) / 120``,  ``t_i = (u - c_i) / β``,
+
+for ``u >= 0`` and the knots ``c = 0.5, -0.5, 1.5`` of ``β₂`` that a ``u >= 0`` can be within ``1.5 β`` of (the jumps
+``3, -3, -1``; the fourth, at ``-1.5``, adds its constant ``1/8``). The ``t_i`` are computed as ``(|Q| - c_i a) /
+b``, so ``b`` appears in no denominator but its own (floored like the hat's); nothing cancels as ``β -> 0``: the
+terms are ``β²`` times bounded functions (the float32 gather is within 1.4e-6 of float64 at 256², the scatter
+2.3e-6, and 2e-7 with rays along and near the axes).
+
+**No near-axis path.** Both integrals are continuous in the ray's position and direction (unlike the box's
+chord, whose trapezoid steepens without bound as a ray turns along a pixel edge), so the DDA's rounding moves
+nothing discontinuously: every ray takes the closed form, and rays exactly along an axis (``b = 0``) are the
+limits (the narrow factor's terms vanish; ``1 / b`` is taken of ``b`` floored at the smallest normal float, so
+that ``0 · inf`` never happens). No scatters: bit-reproducible whatever the threads.
+
+Float32, 2 shared cores, medians of 5 after a first call, the forward, the scatter adjoint and the gather taking
+turns in one process (``python benchmarks/bench_gather_adjoint.py --workloads fan --bases voxel,linear,bspline2``,
+load 3.3-3.8), GVU/s with CPU / wall as multiples of the forward's: 256² x 360 x 512 (source 500, detector 1000)
+linear forward 0.286, scatter 0.084 (3.29x, 3.42x), gather 0.246 (1.12x, 1.17x); bspline2 forward 0.173, scatter
+0.057 (3.00x, 3.04x), gather 0.093 (1.89x, 1.87x); 512² x 720 x 725 (``bench_projector.py``'s fan2d) linear
+0.333, scatter 0.087 (3.73x, 3.81x), gather 0.344 (0.95x, 0.97x); bspline2 0.242, scatter 0.070 (3.45x, 3.46x),
+gather 0.134 (1.81x, 1.81x). Per pixel and view the hat tests 4-6 candidates, the quadratic 6-9.
+
+Variants measured on the way (the same kind of runs, load 3-4.8; ``x`` = the forward's wall): the hat's
+``1 / (6 b²)`` is 12-15% of its time (replaced by a product: 0.96-1.02x instead of 1.11x), ``dr.rcp`` in place
+of the division the same; layouts (views per loop iteration x pixels per lane) 1x16 (kept), 1x8, 2x16, 2x8
+within +-10% and not consistently ordered. The quadratic's time by parts: the loop, candidates and value
+gathers 0.57-0.59x, plus ``1 / a`` and ``β₂(u)`` 0.67-0.76x, plus ``1 / b`` and the ``t_i`` 1.05-1.10x, plus
+the knots' fifth powers 1.74-1.98x; one division ``1 / (a b)`` for both 1.82-1.89x (no gain); layouts 1x8 and
+1x4 within +-8%. The quadratic's ``<= 1.3x`` would need a cheaper form of its knot corrections (five fifth
+powers per candidate), not found here.
 
 Example:
     >>> import numpy as np, drct as ct
@@ -40,6 +75,8 @@ Example:
     >>> scatter = A._engine.backproject(A.types.Float(y.ravel()), A._engine.vectors(), scatter=True)
     >>> bool(np.allclose(A.T(y), scatter.numpy().reshape(A.domain_shape), rtol=0, atol=1e-12))
     True
+    >>> type(ct.Projector(ct.VolumeGeometry((7, 6)), pg, basis="bspline2")._engine.footprints).__name__
+    'FanQuadraticFootprints'
 """
 
 from __future__ import annotations
@@ -115,6 +152,10 @@ class FanQuadraticFootprints(FanHatFootprints):
 
     degree = 2
     wide_power = 1
+    block = 4
+    """Pixels per lane (see :func:`~drct.kernels.fan_footprints.block_for`): 4 for the quadratic's larger closed
+    form. Wall ms, float32, medians of 5, blocks 16 / 8 / 4 / 2: 256² x 360 x 512 276 / 253 / 251 / 252 (load
+    3.0); 512² x 720 x 725 1521 / 1504 / 1522 / 1620 (load 2.8-3.6; forward 927)."""
 
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
         """``acc`` plus one view's quadratic B-splines: per candidate ``p(u, β)`` (the module docstring) times

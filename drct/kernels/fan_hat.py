@@ -49,12 +49,13 @@ limits (the narrow factor's terms vanish; ``1 / b`` is taken of ``b`` floored at
 that ``0 · inf`` never happens). No scatters: bit-reproducible whatever the threads.
 
 Float32, 2 shared cores, medians of 5 after a first call, the forward, the scatter adjoint and the gather taking
-turns in one process (``python benchmarks/bench_gather_adjoint.py --workloads fan --bases voxel,linear,bspline2``,
-load 3.3-3.8), GVU/s with CPU / wall as multiples of the forward's: 256² x 360 x 512 (source 500, detector 1000)
-linear forward 0.286, scatter 0.084 (3.29x, 3.42x), gather 0.246 (1.12x, 1.17x); bspline2 forward 0.173, scatter
-0.057 (3.00x, 3.04x), gather 0.093 (1.89x, 1.87x); 512² x 720 x 725 (``bench_projector.py``'s fan2d) linear
-0.333, scatter 0.087 (3.73x, 3.81x), gather 0.344 (0.95x, 0.97x); bspline2 0.242, scatter 0.070 (3.45x, 3.46x),
-gather 0.134 (1.81x, 1.81x). Per pixel and view the hat tests 4-6 candidates, the quadratic 6-9.
+turns in one process (``python benchmarks/bench_gather_adjoint.py --workloads fan --bases voxel,linear,bspline2``),
+GVU/s with CPU / wall as multiples of the forward's, two runs (load 3.2-3.8): 256² x 360 x 512 (source 500,
+detector 1000) linear forward 0.286-0.295, scatter 3.04-3.29x / 3.07-3.42x, gather 1.12-1.14x / 1.14-1.17x;
+bspline2 forward 0.173-0.187, scatter 2.90-3.00x / 2.99-3.04x, gather 1.82-1.89x / 1.86-1.87x; 512² x 720 x 725
+(``bench_projector.py``'s fan2d) linear forward 0.333-0.372, scatter 3.42-3.73x / 3.45-3.81x, gather 0.95-1.05x /
+0.97-1.06x; bspline2 forward 0.242, scatter 3.45-3.50x / 3.46-3.47x, gather 1.81-2.03x / 1.81-2.05x (1.62-1.75x
+in two runs of the layouts below). Per pixel and view the hat tests 4-6 candidates, the quadratic 6-9.
 
 Variants measured on the way (the same kind of runs, load 3-4.8; ``x`` = the forward's wall): the hat's
 ``1 / (6 b²)`` is 12-15% of its time (replaced by a product: 0.96-1.02x instead of 1.11x), ``dr.rcp`` in place

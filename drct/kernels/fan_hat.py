@@ -39,8 +39,9 @@ differently rounded numbers decide a jump): with ``M(s) = (1.5 - s)+⁵ - 3 (0.5
 for ``u >= 0`` and the knots ``c = 0.5, -0.5, 1.5`` of ``β₂`` that a ``u >= 0`` can be within ``1.5 β`` of (the jumps
 ``3, -3, -1``; the fourth, at ``-1.5``, adds its constant ``1/8``). The ``t_i`` are computed as ``(|Q| - c_i a) /
 b``, so ``b`` appears in no denominator but its own (floored like the hat's); nothing cancels as ``β -> 0``: the
-terms are ``β²`` times bounded functions (the float32 gather is within 1.4e-6 of float64 at 256², the scatter
-2.3e-6, and 2e-7 with rays along and near the axes).
+terms are ``β²`` times bounded functions. Float32 against float64 (of the largest entry): 512² x 48 x 725
+(source 1000) linear gather 4.6e-6 (mean 4.8e-7), scatter 7.1e-6 (1.1e-6); bspline2 gather 3.6e-6 (3.6e-7),
+scatter 5.2e-6 (8.0e-7); rays along and near the axes 2e-7.
 
 **No near-axis path.** Both integrals are continuous in the ray's position and direction (unlike the box's
 chord, whose trapezoid steepens without bound as a ray turns along a pixel edge), so the DDA's rounding moves

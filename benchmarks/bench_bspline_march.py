@@ -40,7 +40,7 @@ from _common import load, pose_gradient
 
 import drct as ct
 from drct.backend import drjit_module
-from drct.kernels import derivatives, grid, march
+from drct.kernels import derivatives, grid, march, scatter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import bspline_reference as old  # the slow twin lives with the tests
@@ -96,7 +96,7 @@ def ablated_backproject(part: str) -> Callable[..., Any]:
     """:func:`drct.kernels.march.backproject` (degree >= 1) without ``part``: "scatters" or "weights"."""
 
     def backproject(grid: grid.KnotGrid, t: Any, segs: grid.Segments, values: Any, target: Any, spread: bool) -> None:
-        mode = march.scatter_mode(target, spread)
+        mode = scatter.scatter_mode(target, spread)
         win = march.Window(grid, t, segs)
 
         def visit(acc: Any, cell: grid.Cell) -> Any:

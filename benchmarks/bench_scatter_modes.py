@@ -1,11 +1,14 @@
 """The adjoint's scatter-add modes on the CPU: which one drct picks, and what each would cost.
 
-Dr.Jit 1.5's LLVM backend turns every ``scatter_add`` into a loop over the lanes of a SIMD packet; the modes
-differ in how lanes that hit one address are combined: ``Direct`` (one atomic add per lane), ``Local`` (a
+Dr.Jit 1.5's LLVM backend turns every scalar ``scatter_add`` into a loop over the lanes of a SIMD packet; the
+modes differ in how lanes that hit one address are combined: ``Direct`` (one atomic add per lane), ``Local`` (a
 reduction within the packet, then atomics), ``Expand`` (a reduction within the packet into one copy of the
-target per pool worker, no atomics). drct uses ``Direct`` where neighbouring rays cross the volume at least
-half a voxel apart (``drct.transform.rays_spread``) and ``Expand``/``Local`` where they are denser; this script
-shows the choice against the alternatives, so that it can be re-checked on other machines and Dr.Jit releases.
+target per pool worker, no atomics). A *packet* scatter-add with ``Expand`` is another path: per lane one
+vector load, add and store into the worker's copy. drct writes each value as such a pair (``drct.kernels.scatter
+.add``: "Expand pairs") while it is the process's only thread, and falls back to ``Direct`` where neighbouring
+rays cross the volume at least half a voxel apart (``drct.transform.rays_spread``) and ``Local`` where they are
+denser; this script shows the choice against the alternatives, so that it can be re-checked on other machines
+and Dr.Jit releases.
 
 Times are **CPU seconds of this process** (user + system, median of ``--repeat`` calls after a first one), not
 wall time: on a shared machine they stay comparable between modes. The first two columns of primitives
@@ -28,10 +31,11 @@ from _common import cpu_seconds
 import drct as ct
 from drct.backend import drjit_module
 from drct.cli.info import info as machine_info
-from drct.kernels import derivatives, march
+from drct.kernels import scatter
 from drct.transform import rays_spread
 
 MODES = {"Direct": dr.ReduceMode.Direct, "Local": dr.ReduceMode.Local, "Expand": dr.ReduceMode.Expand}
+ADJOINT_MODES = {"Direct": dr.ReduceMode.Direct, "Local": dr.ReduceMode.Local, "Expand pairs": dr.ReduceMode.Expand}
 
 
 def workloads() -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGeometry]]:
@@ -52,8 +56,8 @@ def workloads() -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGeometry]]:
 
 
 def forced(mode: dr.ReduceMode | None) -> Callable[..., dr.ReduceMode]:
-    """A stand-in for :func:`drct.kernels.march.scatter_mode` that always answers ``mode`` (None: drct's own)."""
-    original = march.scatter_mode
+    """A stand-in for :func:`drct.kernels.scatter.scatter_mode` that always answers ``mode`` (None: drct's own)."""
+    original = scatter.scatter_mode
 
     def choose(target: Any, spread: bool = False) -> dr.ReduceMode:
         return original(target, spread) if mode is None else mode
@@ -77,12 +81,19 @@ def primitives(repeat: int) -> list[str]:
         cells = [f"{cpu_seconds(lambda index=index: dr.gather(mod.Float, source, index) * values, repeat):.3f}"]
         for mode in MODES.values():
 
-            def scatter(index: Any = index, mode: dr.ReduceMode = mode) -> Any:
+            def scalar(index: Any = index, mode: dr.ReduceMode = mode) -> Any:
                 target = dr.zeros(mod.Float, m)
                 dr.scatter_add(target, values, index, mode=mode)
                 return target
 
-            cells.append(f"{cpu_seconds(scatter, repeat):.3f}")
+            cells.append(f"{cpu_seconds(scalar, repeat):.3f}")
+
+        def pairs(index: Any = index) -> Any:
+            target = dr.zeros(mod.Float, m)
+            scatter.add(target, values, index, True, dr.ReduceMode.Expand)
+            return target
+
+        cells.append(f"{cpu_seconds(pairs, repeat):.3f}")
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return rows
 
@@ -130,17 +141,17 @@ def main() -> None:
         raise SystemExit("the scatter modes compared here are the CPU backend's (run without a GPU or set llvm)")
     print(machine_info())
     print("\nPrimitives, CPU s for 2^24 operations:\n")
-    print("| addresses | gather | " + " | ".join(f"scatter_add {m}" for m in MODES) + " |")
-    print("|---|---|---|---|---|")
+    print("| addresses | gather | " + " | ".join(f"scatter_add {m}" for m in MODES) + " | Expand pairs |")
+    print("|---|---|---|---|---|---|")
     for row in primitives(args.repeat):
         print(row)
     print(f"\nPer-view parameters gathered inside a voxel loop: {per_view_gathers(args.repeat):.2f} CPU ns per float")
     print("\nAdjoint A.T y, CPU s (ratio to the forward A x of the same run); drct's pick in bold:\n")
-    print("| workload | basis | forward | " + " | ".join(MODES) + " | drct picks |")
+    print("| workload | basis | forward | " + " | ".join(ADJOINT_MODES) + " | drct picks |")
     print("|---|---|---|---|---|---|---|")
     mod = drjit_module()
     rng = np.random.default_rng(0)
-    original = march.scatter_mode
+    original = scatter.scatter_mode
     try:
         for label, (vg, pg) in workloads().items():
             for basis in args.bases.split(","):
@@ -149,16 +160,17 @@ def main() -> None:
                 y = mod.TensorXf(rng.random(pg.shape, dtype=np.float32))
                 forward = cpu_seconds(lambda A=A, x=x: A.forward_tensor(x), args.repeat)
                 pick = original(dr.zeros(mod.Float, vg.size), rays_spread(vg, pg)).name
+                pick = "Expand pairs" if pick == "Expand" else pick
                 cells = []
-                for name, mode in MODES.items():
-                    march.scatter_mode = derivatives.scatter_mode = forced(mode)
+                for name, mode in ADJOINT_MODES.items():
+                    scatter.scatter_mode = forced(mode)
                     seconds = cpu_seconds(lambda A=A, y=y: A.adjoint_tensor(y), args.repeat)
                     cell = f"{seconds:.4f} ({seconds / forward:.2f}x)"
                     cells.append(f"**{cell}**" if name == pick else cell)
-                march.scatter_mode = derivatives.scatter_mode = original
+                scatter.scatter_mode = original
                 print(f"| {label} | {basis} | {forward:.4f} | " + " | ".join(cells) + f" | {pick} |", flush=True)
     finally:
-        march.scatter_mode = derivatives.scatter_mode = original
+        scatter.scatter_mode = original
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 worker; while it runs, any Dr.Jit work of another Python thread — a second ``A.T``, or an unrelated
 ``dr.eval`` — corrupted its sums (up to 13% off at 32³, Dr.Jit 1.5: a thread waiting on the pool runs blocks
 of other launches). drct therefore uses ``Expand`` only while the calling thread is the process's only Python
-thread (:func:`only_thread`), ``Direct`` or ``Local`` (atomics; see :func:`drct.kernels.march.scatter_mode`)
+thread (:func:`only_thread`), ``Direct`` or ``Local`` (atomics; see :func:`drct.kernels.scatter.scatter_mode`)
 otherwise, and runs every operator's launches under one
 process-wide re-entrant lock: operators are safe to call from several threads (they take turns; each launch
 still uses every core).

@@ -25,6 +25,7 @@ from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray
 from .geometry.volume import VolumeGeometry
 from .kernels import box, derivatives, fan_footprints, fan_hat, footprints, march
 from .kernels.grid import KnotGrid, Segments, clip_rays
+from .kernels.scatter import add, even_zeros, trimmed
 from .memory import available_bytes
 
 Vectors = dict[str, Vec]
@@ -45,7 +46,7 @@ def _dot(a: Vec, b: Vec) -> Any:
 def rays_spread(vg: VolumeGeometry, pg: AnyGeometry) -> bool:
     """Whether neighbouring rays of a detector row cross the volume at least half a voxel apart (median over
     the views), so that a SIMD packet of them rarely adds into one coefficient at once and the adjoint's
-    scatters are fastest without a reduction within the packet (:func:`drct.kernels.march.scatter_mode`).
+    scatters are fastest without a reduction within the packet (:func:`drct.kernels.scatter.scatter_mode`).
     Ray lists: unknown order, so no.
 
     Example:
@@ -268,9 +269,10 @@ class Transform:
         gather = self._gather(scatter)
         if gather is not None:
             return self._backproject_gather(gather, values, vectors, batch)
-        target = dr.zeros(self.t.Float, self.grid.size * batch)
+        size = self.grid.size * batch
+        target = even_zeros(self.t.Float, size)
         with launches(self.t.backend, self.reproducible()):
-            boxed = dr.zeros(self.t.Float, box.padded_size(self.grid) * batch) if self.boxed(batch) else None
+            boxed = box.zeros(self.grid, self.t, batch) if self.boxed(batch) else None
             for start, count in self._progress("A.T y", batch, linear=True):
                 segs, position = self._launch_segments(vectors, start, count, batch)
                 mine = self._take(values, position, start, count)
@@ -280,9 +282,10 @@ class Transform:
                 else:
                     march.backproject(self.grid, self.t, segs, mine, target, self.spread)
                     dr.eval(target)
+            target = trimmed(target, size)
             if boxed is not None:
                 target = box.crop_add(self.grid, self.t, boxed, target, batch)
-                dr.eval(target)
+            dr.eval(target)
         return target
 
     def _gather(self, scatter: bool | None = None) -> footprints.ParallelFootprints | None:
@@ -363,7 +366,7 @@ class Transform:
         t = self.t
         vectors = _detached(vectors)
         gathered = want_volume and self._gather() is not None
-        target = dr.zeros(t.Float, self.grid.size * batch) if want_volume and not gathered else None
+        target = even_zeros(t.Float, self.grid.size * batch) if want_volume and not gathered else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
         with launches(t.backend, self.reproducible()):
             for start, count in self._progress("gradient", batch):
@@ -372,10 +375,12 @@ class Transform:
                 _, views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, w, target)
                 for name, comps in grads.items():
                     for acc, g in zip(out[name], comps, strict=True):
-                        dr.scatter_add(acc, g, views, mode=march.scatter_mode(acc))
+                        add(acc, g, views)
                 dr.eval(out, target)
         if gathered:
             target = self.backproject(weights, vectors, batch)
+        elif target is not None:
+            target = trimmed(target, self.grid.size * batch)
         return target, out
 
     def geometry_jvp(self, coeffs: Any, vectors: Vectors, tangents: Vectors, batch: int = 1) -> Any:

@@ -17,7 +17,8 @@ from drct.backend import Types
 from drct.geometry.ray_arrays import Vec
 from drct.kernels.derivatives import RayDerivatives
 from drct.kernels.grid import Cell, KnotGrid, Segments, first_cell
-from drct.kernels.march import march, scatter_mode
+from drct.kernels.march import march
+from drct.kernels.scatter import scatter_mode
 from drct.volume import bspline_segment_slopes, bspline_segments
 
 

@@ -24,7 +24,7 @@ from drct.backend import Types, upload
 from drct.geometry.detector import DetectorFrame, detector_frame, dot, scaled, sub
 from drct.geometry.projection import ProjectionGeometry, host_rows
 from drct.geometry.volume import VolumeGeometry
-from drct.kernels.march import scatter_mode
+from drct.kernels.scatter import scatter_mode
 from drct.projector import Projector
 
 

@@ -15,7 +15,7 @@ import drjit as dr
 
 from drct.backend import Types
 from drct.kernels.grid import Cell, KnotGrid, Segments, first_cell
-from drct.kernels.march import scatter_mode
+from drct.kernels.scatter import scatter_mode
 
 
 def march(grid: KnotGrid, t: Types, segs: Segments, visit: Callable[[Any, Cell], Any], acc: Any) -> Any:

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..backend import Types
 from ..geometry.volume import VolumeGeometry
-from ..kernels.march import scatter_mode
+from ..kernels import scatter
 from .geometry import SpectGeometry
 
 SigmaModel = Callable[[np.ndarray], Any]
@@ -264,16 +264,16 @@ class SpectEngine:
 
     def rotate_plane_transpose(self, target: Any, values: Any, plane: int) -> None:
         """Scatter-add ``values`` of depth plane ``plane`` into ``target`` with the bilinear weights."""
-        mode = scatter_mode(target)
+        mode = scatter.scatter_mode(target)
         for index, w, inside in self._corners(plane):
-            dr.scatter_add(target, values * w, index, inside, mode=mode)
+            scatter.add(target, values * w, index, inside, mode)
 
     def rotate_transpose(self, samples: Any) -> Any:
         """``Rᵀ s``: the scatter-add of the same bilinear weights into a volume."""
         target = dr.zeros(self.t.Float, int(np.prod(self.shape)))
-        mode = scatter_mode(target)
+        mode = scatter.scatter_mode(target)
         for index, w, inside in self._corners():
-            dr.scatter_add(target, samples * w, index, inside, mode=mode)
+            scatter.add(target, samples * w, index, inside, mode)
         dr.eval(target)
         return target
 

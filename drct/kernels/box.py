@@ -33,8 +33,8 @@ from typing import Any
 import drjit as dr
 
 from ..backend import Types
+from . import scatter
 from .grid import KnotGrid, Segments, first_cell, larger, smaller
-from .march import scatter_mode
 
 GUARD = 1  # zero layers beyond the knot grid's own border
 
@@ -76,9 +76,14 @@ def _interior(grid: KnotGrid, t: Types, batch: int) -> Any:
 
 def pad(grid: KnotGrid, t: Types, coeffs: Any, batch: int = 1) -> Any:
     """The padded copy of ``batch`` flat coefficient arrays (zeros around each)."""
-    padded = dr.zeros(t.Float, padded_size(grid) * batch)
+    padded = zeros(grid, t, batch)
     dr.scatter(padded, coeffs, _interior(grid, t, batch))
     return padded
+
+
+def zeros(grid: KnotGrid, t: Types, batch: int = 1) -> Any:
+    """A zero padded copy of ``batch`` volumes (an even number of entries: see :func:`~drct.kernels.scatter.add`)."""
+    return scatter.even_zeros(t.Float, padded_size(grid) * batch)
 
 
 def crop_add(grid: KnotGrid, t: Types, padded: Any, target: Any, batch: int = 1) -> Any:
@@ -135,10 +140,10 @@ def project(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
 
 def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, padded: Any, spread: bool = False) -> None:
     """Add the transpose of :func:`project` applied to ``values`` (one per ray) into the padded ``padded``."""
-    mode = scatter_mode(padded, spread)
+    mode = scatter.scatter_mode(padded, spread)
 
     def visit(acc: Any, index: Any, length: Any) -> Any:
-        dr.scatter_add(padded, values * length, t.UInt(index), mode=mode)
+        scatter.add(padded, values * length, t.UInt(index), True, mode)
         return acc
 
     _walk(grid, t, segs, visit, dr.zeros(t.Float, dr.width(segs.length)), dr.width(padded))

@@ -17,6 +17,7 @@ import drjit as dr
 from ..backend import Types
 from ..geometry.ray_arrays import Vec
 from ..volume import bspline_scaled_segments, bspline_segment_slopes
+from . import scatter
 from .grid import Cell, KnotGrid, Segments, first_cell
 from .march import (
     Window,
@@ -27,7 +28,6 @@ from .march import (
     node_bases,
     oriented,
     scatter_cell,
-    scatter_mode,
 )
 
 
@@ -131,11 +131,11 @@ def ray_derivatives(
     If ``target`` is given, the same march also adds the adjoint of ``values`` into it (see :func:`backproject`).
     The box basis (degree 0) is piecewise constant: its derivative is the sum of the jumps at the cell faces the
     ray crosses (exact wherever the ray does not pass through an edge or corner of the grid). ``spread``: see
-    :func:`~drct.kernels.march.scatter_mode`.
+    :func:`~drct.kernels.scatter.scatter_mode`.
     """
     width = dr.width(segs.length)
     zero = dr.zeros(t.Float, width)
-    mode = scatter_mode(target, spread) if target is not None else dr.ReduceMode.Auto
+    mode = scatter.scatter_mode(target, spread) if target is not None else dr.ReduceMode.Auto
     if grid.degree == 0:
         return _box_derivatives(grid, t, segs, coeffs, values, target, mode)
     win = Window(grid, t, segs)

@@ -397,7 +397,7 @@ class FanFootprints(ParallelFootprints):
         t = self.t
         segs = self.segments(vectors, rays)
         mine = dr.gather(t.Float, values, t.UInt(t.Int(rays) + dr.opaque(t.Int, shift)))
-        padded = dr.zeros(t.Float, box.padded_size(self.grid))
+        padded = box.zeros(self.grid, t)
         box.backproject(self.grid, t, segs, mine, padded)
         return box.crop_add(self.grid, t, padded, acc)
 

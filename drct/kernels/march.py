@@ -25,9 +25,9 @@ from typing import Any
 import drjit as dr
 
 from ..backend import Types
-from ..concurrency import only_thread
 from ..geometry.ray_arrays import Vec
 from ..volume import bspline_scaled_segments
+from . import scatter
 from .grid import Cell, KnotGrid, Segments, first_cell, larger, smaller
 
 
@@ -187,32 +187,8 @@ def scatter_cell(
     grid: KnotGrid, t: Types, target: Any, values: Any, cell: Cell, mode: dr.ReduceMode | None = None
 ) -> None:
     """Add ``values * weight`` of each cell coefficient into ``target`` (the transpose of the weighted gather)."""
-    mode = scatter_mode(target) if mode is None else mode
     for off, m, w in zip(grid.offsets, cell.inside, cell_weights(grid, cell), strict=True):
-        dr.scatter_add(target, values * w, t.UInt(cell.base + off), m, mode=mode)
-
-
-def scatter_mode(target: Any, spread: bool = False) -> dr.ReduceMode:
-    """How to scatter-add into ``target``.
-
-    On the CPU, Dr.Jit 1.5 turns every scatter-add into a loop over the lanes of a SIMD packet; what differs is
-    how lanes that hit one address are combined. ``spread`` says the packet's lanes rarely do (neighbouring
-    rays at least half a voxel apart where they cross the volume): then ``Direct`` (one atomic add per lane, no
-    reduction within the packet) is the fastest where the volume stays in cache — 10–25% less CPU time than
-    ``Expand`` for every basis, 2D and cone up to 64³; the same at 128³, where the scatters are memory-bound
-    (``benchmarks/bench_scatter_modes.py``) — and safe with other threads. Otherwise lanes often collide
-    and a reduction within the packet pays: ``Expand`` (no atomics: one copy of the target per pool worker)
-    while the calling thread is the only Python thread and the copies stay under 32 MB, else ``Local``
-    (atomics after a reduction within each packet). ``Expand`` is not safe while another thread runs Dr.Jit
-    work: a thread waiting on the pool runs blocks of other launches under a worker's index and mixes the
-    copies (sums up to 13% off, Dr.Jit 1.5; ``tests/test_concurrency.py``). On CUDA: Dr.Jit's default
-    (hardware atomics)."""
-    if dr.backend_v(target) == dr.JitBackend.CUDA:
-        return dr.ReduceMode.Auto
-    if spread:
-        return dr.ReduceMode.Direct
-    small = dr.width(target) * 4 * max(dr.thread_count(), 1) <= 32 * 2**20
-    return dr.ReduceMode.Expand if small and only_thread() else dr.ReduceMode.Local
+        scatter.add(target, values * w, t.UInt(cell.base + off), m, mode)
 
 
 def project(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any) -> Any:
@@ -352,7 +328,7 @@ class Window:
             value = weights[self.near[-1][slot]]
             for a in reversed(range(self.grid.ndim - 1)):
                 value = dr.select(leaving[a], weights[self.near[a][slot]], value)
-            dr.scatter_add(target, value * values, self.t.UInt(i), m, mode=mode)
+            scatter.add(target, value * values, self.t.UInt(i), m, mode)
         return self.slid(weights, cell, None)
 
     def flush_all(
@@ -361,7 +337,7 @@ class Window:
         """Scatter what a ray's weight window still holds when it stops."""
         index, inside = self.entries(coords)
         for w, i, m in zip(weights, index, inside, strict=True):
-            dr.scatter_add(target, w * values, self.t.UInt(i), m & hit, mode=mode)
+            scatter.add(target, w * values, self.t.UInt(i), m & hit, mode)
 
     def slid(self, window: list[Any], cell: Cell, fill: list[Any] | None) -> list[Any]:
         """The window after the cell's step, one select chain per entry: along the step axis ``a`` entry ``j'``
@@ -390,10 +366,11 @@ def backproject(grid: KnotGrid, t: Types, segs: Segments, values: Any, target: A
     The weights of a cell's coefficients are accumulated in a window that slides with the ray (oriented along
     its direction): when the ray leaves a cell through a face, only the coefficients it will never touch again
     (that face's ``(n + 1)^(ndim - 1)``) are scattered, and the rest once at the end. The sums are the same as
-    scattering every cell's weights, with ``n + 1`` times fewer scatters. ``spread``: see :func:`scatter_mode`.
+    scattering every cell's weights, with ``n + 1`` times fewer scatters. ``spread``: see
+    :func:`~drct.kernels.scatter.scatter_mode`.
     """
     n = grid.degree
-    mode = scatter_mode(target, spread)
+    mode = scatter.scatter_mode(target, spread)
     if n == 0:  # one coefficient per cell: nothing to slide
 
         def scatter_weighted(acc: Any, cell: Cell) -> Any:

@@ -18,7 +18,7 @@ import numpy as np
 from ..backend import Types, upload
 from ..geometry.ray_arrays import Rays
 from ..geometry.volume import VolumeGeometry
-from ..kernels import grid, march
+from ..kernels import grid, march, scatter
 from .tof import TOF, chord_weights, edge_tails
 
 
@@ -105,13 +105,13 @@ class TofEngine:
     def backproject(self, values: list[Any], target: Any) -> None:
         """Add the transpose of :meth:`project` applied to ``values`` (one array per TOF output) into ``target``."""
         t = self.t
-        mode = march.scatter_mode(target)
+        mode = scatter.scatter_mode(target)
 
         def visit(extra: Any, cell: grid.Cell, weights: list[Any]) -> Any:
             total = values[0] * weights[0]
             for v, w in zip(values[1:], weights[1:], strict=True):
                 total = dr.fma(v, w, total)
-            dr.scatter_add(target, total, t.UInt(cell.base), cell.inside[0], mode=mode)
+            scatter.add(target, total, t.UInt(cell.base), cell.inside[0], mode)
             return extra
 
         self._run(visit, dr.zeros(t.Float, self.count))

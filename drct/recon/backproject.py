@@ -71,7 +71,7 @@ from ..backend import Types, upload
 from ..geometry.detector import Vec, add, detector_frame, dot, scaled, sub
 from ..geometry.projection import ProjectionGeometry, host_rows
 from ..geometry.volume import VolumeGeometry
-from ..kernels.march import scatter_mode
+from ..kernels import scatter
 from ..kernels.packets import Packets, gather_packet, packet_type, upload_packets
 from ..memory import require_memory
 
@@ -427,7 +427,7 @@ class _Backprojector:
                     r, c = r0 + dr_, c0 + dc
                     active = inside & (c >= 0) & (c < self.cols) & (r >= 0) & (r < self.rows)
                     pixel = t.UInt(dr.select(active, r * self.cols + c, 0)) + first_pixel
-                    dr.scatter_add(out, w * share, pixel, active, mode=scatter_mode(out))
+                    scatter.add(out, w * share, pixel, active)
             dr.eval(out)
         return out
 

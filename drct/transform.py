@@ -236,8 +236,8 @@ class Transform:
     @property
     def footprints(self) -> footprints.ParallelFootprints | None:
         """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints` for 2D parallel beams,
-        :mod:`drct.kernels.fan_footprints` and :mod:`drct.kernels.fan_hat` for the box, linear and quadratic
-        bases of 2D flat fan beams; CPU only), else None.
+        :mod:`drct.kernels.fan_footprints` and :mod:`drct.kernels.fan_hat` for the box and linear bases of 2D
+        flat fan beams; CPU only), else None.
         Built once for a fixed geometry; for Dr.Jit geometry vectors, from their current values at each call
         (they may change in place between calls)."""
         if self.t.backend != "llvm":
@@ -262,7 +262,7 @@ class Transform:
         rounding: within 4e-14 of the largest entry in float64, bit for bit where rays run along pixel edges; no
         scatters, so bit-reproducible whatever the threads), likewise for 2D fan beams where
         :mod:`drct.kernels.fan_footprints` (the box basis; its near-axis rays scattered) or
-        :mod:`drct.kernels.fan_hat` (the linear and quadratic bases) does; elsewhere, or with
+        :mod:`drct.kernels.fan_hat` (the linear basis) does; elsewhere, or with
         ``scatter=True`` (default: the environment variable ``DRCT_ADJOINT=scatter``), the ray-driven scatter of
         :func:`drct.kernels.march.backproject`."""
         vectors = _detached(vectors)

@@ -35,8 +35,9 @@ tilted by 1e-9 rad along a pixel edge: 4e-7 of a chord apart in float64, ``tests
 Their weight is zero in the gather, and the forward's own DDA walks them (:func:`drct.kernels.box.backproject`,
 a scatter over about 1% of the rays for a full-orbit scan: bit for bit the forward's transpose there).
 
-**Covered** (:func:`covers`): degree 0 (the box; degrees 1 and 2, the linear and quadratic B-spline bases, by
-:mod:`drct.kernels.fan_hat`, which takes this module's column map, reach and loops), ``beam="cone"`` with
+**Covered** (:func:`covers`): degree 0 (the box; degree 1, the linear basis, by :mod:`drct.kernels.fan_hat`,
+which takes this module's column map, reach and loops, and has the quadratic's too: see :data:`DEGREES`),
+``beam="cone"`` with
 ``ndim == 2`` (a fan beam), flat detectors, every view's source and detector line on opposite sides of the
 volume's knot box (so that a ray's ends never cut its chords inside the volume), at most :data:`MAX_TAPS`
 candidates. Everything else keeps the ray-driven scatter adjoint.
@@ -94,7 +95,7 @@ forward's DDA instead (see the module docstring)."""
 FRONT = 1e-6
 """How far inside ``(0, 1)`` (source 0, detector line 1) every corner of the knot box must lie."""
 MAX_TAPS = 12
-"""The most candidate columns per pixel and view the gather takes on (estimated by :func:`covers`); finer detectors
+"""The most candidate columns per pixel and view the gather takes on (estimated by :func:`fits`); finer detectors
 keep the scatter. Measured (64² x 90 views, float32, second calls / first calls): pitch 0.5 px (8-11 candidates)
 gather 26 ms / 1.6 s, scatter 57 ms; pitch 0.2 (20-26) gather 102 ms / 6.4 s, scatter 76 ms; pitch 0.1 (40-52)
 gather 138 ms / 23.6 s, scatter 71 ms (every class of views one kernel with its candidates unrolled)."""
@@ -134,10 +135,15 @@ def depth(pg: ProjectionGeometry, points: np.ndarray) -> np.ndarray:
         return _cross(det_u[:, None, :], points[None, :, :] - src[:, None, :]) / _cross(det_u, det - src)[:, None]
 
 
+DEGREES = (0, 1)
+"""The bases whose operators take a fan gather adjoint (:func:`covers`): the box (:class:`FanFootprints`) and the
+linear basis (:class:`drct.kernels.fan_hat.FanHatFootprints`). The quadratic B-spline's gather
+(:class:`drct.kernels.fan_hat.FanQuadraticFootprints`) is exact but measured no faster than the packet-pair
+scatter adjoint (:mod:`drct.kernels.scatter`): it is not dispatched."""
+
+
 def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
-    """Whether a fan gather adjoint serves this operator: the box basis (:class:`FanFootprints`), the linear or
-    quadratic one (:mod:`drct.kernels.fan_hat`), a 2D fan beam on a flat detector with the volume's
-    whole knot box strictly between every view's source and detector line, at most :data:`MAX_TAPS` candidates.
+    """Whether a fan gather adjoint serves this operator: a basis of :data:`DEGREES` that :func:`fits`.
 
     Example:
         >>> import numpy as np, drct as ct
@@ -145,6 +151,21 @@ def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
         True
         >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 4.0, 80.0), 0)  # source inside
         False
+        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 40.0, 80.0), 2)  # not dispatched
+        False
+    """
+    return degree in DEGREES and fits(vg, pg, degree)
+
+
+def fits(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
+    """Whether the fan gathers' closed forms hold for this operator: the box, linear or quadratic basis (degree
+    0-2), a 2D fan beam on a flat detector with the volume's whole knot box strictly between every view's source
+    and detector line, at most :data:`MAX_TAPS` candidates.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> fits(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 40.0, 80.0), 2)
+        True
     """
     if degree not in (0, 1, 2) or not isinstance(pg, ProjectionGeometry):
         return False
@@ -262,7 +283,7 @@ class FanFootprints(ParallelFootprints):
     (milliseconds in Python), which dominate where the kernel runs for a few."""
 
     def __init__(self, grid: KnotGrid, vg: VolumeGeometry, pg: ProjectionGeometry, t: Types) -> None:
-        if grid.degree != self.degree or not covers(vg, pg, grid.degree):
+        if grid.degree != self.degree or not fits(vg, pg, grid.degree):
             raise ValueError(
                 f"{type(self).__name__} serves degree {self.degree} of 2D flat fan beams outside the volume, not {pg!r}"
             )

@@ -49,14 +49,22 @@ nothing discontinuously: every ray takes the closed form, and rays exactly along
 limits (the narrow factor's terms vanish; ``1 / b`` is taken of ``b`` floored at the smallest normal float, so
 that ``0 · inf`` never happens). No scatters: bit-reproducible whatever the threads.
 
+**Which one runs.** :class:`FanHatFootprints` serves ``A.T`` of the linear basis (see
+:attr:`drct.transform.Transform.footprints`); :class:`FanQuadraticFootprints` is not dispatched
+(:data:`drct.kernels.fan_footprints.DEGREES`): exact, but no faster than the ray-driven scatter since that became
+packet pairs (:mod:`drct.kernels.scatter`). It is kept, tested against the forward, for the day its knot
+corrections get cheaper.
+
 Float32, 2 shared cores, medians of 5 after a first call, the forward, the scatter adjoint and the gather taking
-turns in one process (``python benchmarks/bench_gather_adjoint.py --workloads fan --bases voxel,linear,bspline2``),
-GVU/s with CPU / wall as multiples of the forward's, two runs (load 3.2-3.8): 256² x 360 x 512 (source 500,
-detector 1000) linear forward 0.286-0.295, scatter 3.04-3.29x / 3.07-3.42x, gather 1.12-1.14x / 1.14-1.17x;
-bspline2 forward 0.173-0.187, scatter 2.90-3.00x / 2.99-3.04x, gather 1.82-1.89x / 1.86-1.87x; 512² x 720 x 725
-(``bench_projector.py``'s fan2d) linear forward 0.333-0.372, scatter 3.42-3.73x / 3.45-3.81x, gather 0.95-1.05x /
-0.97-1.06x; bspline2 forward 0.242, scatter 3.45-3.50x / 3.46-3.47x, gather 1.81-2.03x / 1.81-2.05x (1.62-1.75x
-in two runs of the layouts below). Per pixel and view the hat tests 4-6 candidates, the quadratic 6-9.
+turns in one process (``python benchmarks/bench_gather_adjoint.py --workloads fan``), CPU / wall as multiples of
+the forward's. Against the packet-pair scatter (load 3.2-3.9): 256² x 360 x 512 (source 500, detector 1000)
+linear forward 0.295 GVU/s, scatter 1.75x / 1.80x, gather 1.13x / 1.13x; 512² x 720 x 725 (``bench_projector.py``'s
+fan2d) linear forward 0.427, scatter 2.01x / 2.03x, gather 1.16x / 1.16x; bspline2 (the quadratic's gather set
+by hand) 256²: scatter 1.73-1.79x, gather 1.76-1.82x; 512²: scatter 1.64-1.82x, gather 1.63-1.86x (blocks 16, 8,
+4 alike). Against the scatter before it (per-lane reductions; two runs, load 3.2-3.8): 256² linear scatter
+3.04-3.29x, gather 1.12-1.14x; bspline2 scatter 2.90-3.00x, gather 1.82-1.89x; 512² linear scatter 3.42-3.73x,
+gather 0.95-1.05x; bspline2 scatter 3.45-3.50x, gather 1.81-2.03x. Per pixel and view the hat tests 4-6
+candidates, the quadratic 6-9.
 
 Variants measured on the way (the same kind of runs, load 3-4.8; ``x`` = the forward's wall): the hat's
 ``1 / (6 b²)`` is 12-15% of its time (replaced by a product: 0.96-1.02x instead of 1.11x), ``dr.rcp`` in place
@@ -64,8 +72,8 @@ of the division the same; layouts (views per loop iteration x pixels per lane) 1
 within +-10% and not consistently ordered. The quadratic's time by parts: the loop, candidates and value
 gathers 0.57-0.59x, plus ``1 / a`` and ``β₂(u)`` 0.67-0.76x, plus ``1 / b`` and the ``t_i`` 1.05-1.10x, plus
 the knots' fifth powers 1.74-1.98x; one division ``1 / (a b)`` for both 1.82-1.89x (no gain); layouts 1x8 and
-1x4 within +-8%. The quadratic's ``<= 1.3x`` would need a cheaper form of its knot corrections (five fifth
-powers per candidate), not found here.
+1x4 within +-8%. A quadratic gather clearly below the scatter would need a cheaper form of its knot corrections
+(five fifth powers per candidate, ~68 operations and two divisions in all), not found here.
 
 Example:
     >>> import numpy as np, drct as ct
@@ -77,8 +85,8 @@ Example:
     >>> scatter = A._engine.backproject(A.types.Float(y.ravel()), A._engine.vectors(), scatter=True)
     >>> bool(np.allclose(A.T(y), scatter.numpy().reshape(A.domain_shape), rtol=0, atol=1e-12))
     True
-    >>> type(ct.Projector(ct.VolumeGeometry((7, 6)), pg, basis="bspline2")._engine.footprints).__name__
-    'FanQuadraticFootprints'
+    >>> ct.Projector(ct.VolumeGeometry((7, 6)), pg, basis="bspline2")._engine.footprints is None  # the scatter
+    True
 """
 
 from __future__ import annotations
@@ -150,7 +158,8 @@ class FanHatFootprints(FanFootprints):
 
 
 class FanQuadraticFootprints(FanHatFootprints):
-    """The gather adjoint of the quadratic B-spline basis for 2D flat fan beams (see the module docstring)."""
+    """The gather adjoint of the quadratic B-spline basis for 2D flat fan beams, not dispatched (see the module
+    docstring): build it by hand, ``FanQuadraticFootprints(KnotGrid.of(vg, 2), vg, pg, types(dtype))``."""
 
     degree = 2
     wide_power = 1
@@ -202,5 +211,6 @@ class FanQuadraticFootprints(FanHatFootprints):
         return acc
 
 
-FAN_FOOTPRINTS: dict[int, type[FanFootprints]] = {0: FanFootprints, 1: FanHatFootprints, 2: FanQuadraticFootprints}
-"""The fan-beam gather adjoint of each covered basis degree (:func:`drct.kernels.fan_footprints.covers`)."""
+FAN_FOOTPRINTS: dict[int, type[FanFootprints]] = {0: FanFootprints, 1: FanHatFootprints}
+"""The fan-beam gather adjoint of each dispatched basis degree (:data:`drct.kernels.fan_footprints.DEGREES`; the
+quadratic's, :class:`FanQuadraticFootprints`, is not: see the module docstring)."""

@@ -3,10 +3,10 @@
 For each workload the operations take turns (forward ``A x``, the scatter adjoint of
 :func:`drct.kernels.march.backproject`, the gather adjoint of :mod:`drct.kernels.footprints` (2D parallel beams)
 or :mod:`drct.kernels.fan_footprints` / :mod:`drct.kernels.fan_hat` (2D fan beams, box / linear and quadratic
-bases) in each of the ``--layouts``: views per loop iteration x pixels per lane, ``group`` x ``block``;
-``default`` is each operator's own); the table gives the median CPU seconds (user + system of this process) and
-wall seconds of ``--repeat`` turns after a first one, GVU/s (voxels × views per wall second) and each adjoint's
-CPU and wall time as multiples of the forward's.
+bases; the quadratic's is not dispatched by ``A.T``, built here by hand) in each of the ``--layouts``: views per
+loop iteration x pixels per lane, ``group`` x ``block``; ``default`` is each operator's own); the table gives the
+median CPU seconds (user + system of this process) and wall seconds of ``--repeat`` turns after a first one, GVU/s
+(voxels × views per wall second) and each adjoint's CPU and wall time as multiples of the forward's.
 Print ``uptime`` beside the numbers: the machine is shared.
 
 Run:  python benchmarks/bench_gather_adjoint.py [--repeat 5] [--dtype float32] [--quick] [--layouts default,2x8]
@@ -28,6 +28,8 @@ from _common import load
 
 import drct as ct
 from drct.backend import drjit_module
+from drct.kernels import fan_footprints
+from drct.kernels.fan_hat import FanQuadraticFootprints
 
 
 def turns(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
@@ -68,17 +70,27 @@ def workloads(quick: bool, kinds: list[str]) -> dict[str, tuple[ct.VolumeGeometr
     return out
 
 
-def operations(engine: Any, x: Any, y: Any, layouts: list[tuple[int, int]]) -> list[Callable[[], Any]]:
-    """The forward, the scatter adjoint and the gather adjoint in each layout (``group``, ``block``) of
-    ``engine`` (a :class:`drct.transform.Transform` that the gather covers)."""
+def gather_of(engine: Any) -> Any:
+    """``engine``'s gather adjoint (:attr:`drct.transform.Transform.footprints`), or for the quadratic basis of
+    fan beams the gather that is not dispatched (:class:`drct.kernels.fan_hat.FanQuadraticFootprints`, built
+    here by hand where its closed form holds), or None."""
+    if engine.footprints is not None:
+        return engine.footprints
+    if engine.grid.degree == 2 and fan_footprints.fits(engine.vg, engine.pg, 2):
+        return FanQuadraticFootprints(engine.grid, engine.vg, engine.pg, engine.t)
+    return None
+
+
+def operations(engine: Any, fp: Any, x: Any, y: Any, layouts: list[tuple[int, int]]) -> list[Callable[[], Any]]:
+    """The forward, the scatter adjoint and the gather adjoint ``fp`` in each layout (``group``, ``block``) of
+    ``engine`` (a :class:`drct.transform.Transform`)."""
     vectors = engine.vectors()
-    fp = engine.footprints
     default = fp.group, fp.block  # the operator's own (the fan gathers' block depends on the size)
 
     def gather(group: int, block: int) -> Callable[[], Any]:
         def run() -> Any:
             fp.group, fp.block = group or default[0], block or default[1]  # the kept plans are per group
-            return engine.backproject(y, vectors)
+            return engine._backproject_gather(fp, y, vectors, 1)  # what backproject runs, for fp
 
         return run
 
@@ -124,12 +136,15 @@ def main() -> None:
     chosen = workloads(args.quick, args.workloads.split(","))
     for (label, (vg, pg)), basis in itertools.product(chosen.items(), args.bases.split(",")):
         A = ct.Projector(vg, pg, basis=basis, dtype=args.dtype)
-        if A._engine.footprints is None:
+        fp = gather_of(A._engine)
+        if fp is None:
             continue  # no gather adjoint for this basis and geometry (parallel bspline2, bspline3: none yet)
+        if A._engine.footprints is None:
+            basis += " (gather not dispatched)"
         tensor = mod.TensorXf if args.dtype == "float32" else mod.TensorXf64
         x = tensor(rng.random(vg.shape).astype(args.dtype))
         y = tensor(rng.random(pg.shape).astype(args.dtype))
-        (fc, fw), *adjoints = turns(operations(A._engine, x.array, y.array, layouts), args.repeat)
+        (fc, fw), *adjoints = turns(operations(A._engine, fp, x.array, y.array, layouts), args.repeat)
         work = vg.size * pg.num_views / 1e9
         cells = [f"{work / w:.3f} ({c / fc:.2f}x, {w / fw:.2f}x)" for c, w in adjoints]
         print(f"| {label} | {basis} | {work / fw:.3f} | {' | '.join(cells)} |", flush=True)

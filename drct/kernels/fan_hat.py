@@ -128,21 +128,25 @@ class FanHatFootprints(FanFootprints):
         self.weights = upload(self.t.Float, weight.ravel().astype(self.t.dtype))
         self.near_rays = np.zeros(0, dtype=np.int64)
 
+    def _first_ray(self, table: Any, x: Any, y: Any, p: list[Any]) -> tuple[list[Any], tuple[Any, ...], Any]:
+        """The candidates' values (``table``: the value table and the view's ``taps``; ``p``: the table offset and
+        :meth:`_parameters`), ``X, Y, Q`` of the first candidate's ray and their steps per candidate."""
+        table, _ = table
+        base, a, b, c, pp, q, big_x, big_y, dx, dy, sx, sy, s0, tx, ty, ts = p
+        first = dr.ceil(dr.fma(b, y, dr.fma(a, x, c)) / dr.fma(q, y, dr.fma(pp, x, 1.0)))
+        values = self._values(table, self.t.Int(first) + base)
+        k = first - dr.opaque(self.t.Float, (self.cols - 1) / 2)
+        step = dr.fma(ty, y, dr.fma(tx, x, ts))
+        s = dr.fma(k, step, dr.fma(sy, y, dr.fma(sx, x, s0)))
+        return values, (dr.fma(k, dx, big_x), dr.fma(k, dy, big_y), s), (dx, dy, step)
+
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
         """``acc`` plus one view's hats (``table``: the value table and the view's ``taps``; ``p``: the table
         offset and :meth:`_parameters`): per candidate ``((a - |Q|)+ + ((b - |a - |Q||)+³ - 2 (b - |Q|)+³) / (6
         b²))`` times its value."""
-        t = self.t
-        table, taps = table
-        base, a, b, c, pp, q, big_x, big_y, dx, dy, sx, sy, s0, tx, ty, ts = p
-        first = dr.ceil(dr.fma(b, y, dr.fma(a, x, c)) / dr.fma(q, y, dr.fma(pp, x, 1.0)))
-        values = self._values(table, t.Int(first) + base)
-        k = first - dr.opaque(t.Float, (self.cols - 1) / 2)
-        big_x, big_y = dr.fma(k, dx, big_x), dr.fma(k, dy, big_y)
-        step = dr.fma(ty, y, dr.fma(tx, x, ts))
-        s = dr.fma(k, step, dr.fma(sy, y, dr.fma(sx, x, s0)))
-        tiny = float(np.finfo(t.dtype).tiny)
-        for j in range(taps):
+        values, (big_x, big_y, s), (dx, dy, step) = self._first_ray(table, x, y, p)
+        tiny = float(np.finfo(self.t.dtype).tiny)
+        for j in range(table[1]):
             if j:
                 big_x, big_y, s = big_x + dx, big_y + dy, s + step
             ax, ay, aq = dr.abs(big_x), dr.abs(big_y), dr.abs(s)
@@ -171,16 +175,8 @@ class FanQuadraticFootprints(FanHatFootprints):
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
         """``acc`` plus one view's quadratic B-splines: per candidate ``p(u, β)`` (the module docstring) times
         its value (``y`` times ``h_x h_y |D| / a``)."""
-        t = self.t
-        table, taps = table
-        base, a, b, c, pp, q, big_x, big_y, dx, dy, sx, sy, s0, tx, ty, ts = p
-        first = dr.ceil(dr.fma(b, y, dr.fma(a, x, c)) / dr.fma(q, y, dr.fma(pp, x, 1.0)))
-        values = self._values(table, t.Int(first) + base)
-        k = first - dr.opaque(t.Float, (self.cols - 1) / 2)
-        big_x, big_y = dr.fma(k, dx, big_x), dr.fma(k, dy, big_y)
-        step = dr.fma(ty, y, dr.fma(tx, x, ts))
-        s = dr.fma(k, step, dr.fma(sy, y, dr.fma(sx, x, s0)))
-        tiny = float(np.finfo(t.dtype).tiny)
+        values, (big_x, big_y, s), (dx, dy, step) = self._first_ray(table, x, y, p)
+        tiny = float(np.finfo(self.t.dtype).tiny)
 
         def fifth(v: Any) -> Any:
             v = larger(v, 0.0)
@@ -191,7 +187,7 @@ class FanQuadraticFootprints(FanHatFootprints):
             m = dr.fma(-3.0, fifth(0.5 - dr.abs(w)), fifth(1.5 - dr.abs(w)))
             return dr.select(w >= 0.0, 15.0 - m, m)
 
-        for j in range(taps):
+        for j in range(table[1]):
             if j:
                 big_x, big_y, s = big_x + dx, big_y + dy, s + step
             ax, ay, aq = dr.abs(big_x), dr.abs(big_y), dr.abs(s)

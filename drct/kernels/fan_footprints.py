@@ -47,7 +47,10 @@ Float32, 2 shared cores, the forward, the scatter adjoint and this one taking tu
 four runs (load 4.4-7.7): 256² x 360 x 512 (source 500 mm, detector 1000 mm; 3 candidates per view) scatter
 3.5-4.0x, gather 1.2-1.5x; 512² x 720 x 725 (``bench_projector.py``'s fan2d; 2 candidates in 460 views, 3 in 260)
 scatter 3.9-4.6x, gather 1.45-1.65x. The ratio is structural: a candidate costs about what a DDA step costs, and a
-pixel tests 2.4 candidates per view where the forward steps ~1.4 times per pixel and view (512²).
+pixel tests 2.4 candidates per view where the forward steps ~1.4 times per pixel and view (512²). Those scatter
+ratios are of the scatter before it wrote packet pairs (:mod:`drct.kernels.scatter`); since then it costs 1.76x
+(256²) and 2.00x (512²) against the gather's 1.25x and 1.49x (one run, load 3.7-3.9), and below 128² the
+scatter wins (64² x 90 views: 1.7 ms against 6.1 ms per call, load 7.5; not investigated).
 
 Variants measured on the way (256² x 360 x 512, the same kind of run; ``x`` = the forward's wall): every
 candidate's chord by the slab method from a per-ray record of the DDA's faces and reciprocal directions (one

@@ -45,11 +45,38 @@ _state = {"deterministic": False}
 _local = threading.local()
 
 
+IDLE_THREADS = frozenset(
+    {
+        "tqdm._monitor.TMonitor",
+        "ipykernel.heartbeat.Heartbeat",
+        "ipykernel.control.ControlThread",
+        "ipykernel.shellchannel.ShellChannelThread",
+        "ipykernel.parentpoller.ParentPollerUnix",
+        "ipykernel.parentpoller.ParentPollerWindows",
+        "IPython.core.history.HistorySavingThread",
+        "ipykernel.iostream.IOPubThread._thread_main",
+        "ipykernel.iostream.OutStream._watch_pipe_fd",
+    }
+)
+"""Threads that never run Dr.Jit code, by class (``module.Class``) or, for plain ``threading.Thread`` objects, by target
+(``module.Class.method``): tqdm's monitor and a Jupyter kernel's own (ipykernel 7.4's heartbeat, control, shell
+channel, parent poller, history saver, I/O publisher and pipe watchers; a kernel's subshells are not among them:
+their user code counts as another thread)."""
+
+
+def _idle(thread: threading.Thread) -> bool:
+    kind = type(thread)
+    target = getattr(thread, "_target", None)
+    name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
+    return f"{kind.__module__}.{kind.__qualname__}" in IDLE_THREADS or name in IDLE_THREADS
+
+
 def only_thread() -> bool:
-    """True when the calling thread is the process's only Python thread (tqdm's monitor thread aside, which runs
-    no Dr.Jit code): then no other thread can launch Dr.Jit work while this one's kernels run."""
+    """True when the calling thread is the process's only Python thread, apart from threads known to run no
+    Dr.Jit code (:data:`IDLE_THREADS`: tqdm's monitor, a Jupyter kernel's own): then no other thread can launch
+    Dr.Jit work while this one's kernels run."""
     me = threading.current_thread()
-    return all(t is me or type(t).__name__ == "TMonitor" for t in threading.enumerate())
+    return all(t is me or _idle(t) for t in threading.enumerate())
 
 
 def set_deterministic(flag: bool) -> None:

@@ -70,3 +70,58 @@ def test_expand_stays_within_its_memory_budget(monkeypatch: pytest.MonkeyPatch) 
     assert scatter.scatter_mode(target, spread=True) == dr.ReduceMode.Expand
     monkeypatch.setattr(scatter, "EXPAND_BUDGET", 1024 * 8 * max(dr.thread_count(), 1) - 1)
     assert scatter.scatter_mode(target, spread=True) == dr.ReduceMode.Direct
+
+
+def test_a_jupyter_kernels_own_threads_do_not_count_a_users_do() -> None:
+    """A Jupyter kernel runs its own threads (ipykernel 7.4: heartbeat, control, I/O publisher, ...), which never
+    run Dr.Jit code: they must not cost the adjoint its fast mode. Stand-ins with the same class or target names;
+    any other thread still counts."""
+    from drct.concurrency import only_thread
+
+    release = threading.Event()
+
+    class Heartbeat(threading.Thread):
+        def run(self) -> None:
+            release.wait()
+
+    Heartbeat.__module__, Heartbeat.__qualname__ = "ipykernel.heartbeat", "Heartbeat"
+
+    def _thread_main() -> None:
+        release.wait()
+
+    _thread_main.__module__, _thread_main.__qualname__ = "ipykernel.iostream", "IOPubThread._thread_main"
+    threads = [Heartbeat(), threading.Thread(target=_thread_main)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert only_thread()
+        user = threading.Thread(target=release.wait)
+        user.start()
+        threads.append(user)
+        assert not only_thread()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+
+
+@pytest.mark.slow
+def test_inside_a_real_jupyter_kernel_the_caller_counts_as_alone() -> None:
+    """The same in a kernel started by jupyter_client (skipped where ipykernel is not installed)."""
+    pytest.importorskip("ipykernel")
+    manager = pytest.importorskip("jupyter_client.manager")
+    km, kc = manager.start_new_kernel(kernel_name="python3")
+    try:
+        msg_id = kc.execute("from drct.concurrency import only_thread; print('alone', only_thread())")
+        out = ""
+        while True:
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["msg_type"] == "stream":
+                out += msg["content"]["text"]
+            state = msg["content"].get("execution_state")
+            if state == "idle" and msg["parent_header"].get("msg_id") == msg_id:
+                break
+        assert "alone True" in out, out
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -5,8 +5,8 @@ horizontal reduction or an atomic per lane (about 300 instructions a packet), wh
 *packet* scatter-add of ``n`` adjacent values with ``ReduceMode.Expand`` takes another path: one copy of the target
 per pool worker, and per lane one vector load, add and store of the ``n`` values, lane after lane
 (so lanes of one packet that hit the same address still add up). :func:`add` writes every value as such a pair —
-the value at its even or odd slot, zero in the other — which cost 0.2-0.6x the scalar ``Expand`` or ``Direct``
-scatter per value in a micro-benchmark (2^24 adds into 2^21 entries, 2 loaded cores; the primitives table of
+the value at its even or odd slot, zero in the other — which cost 0.35-0.65x the scalar ``Direct``, ``Local``
+or ``Expand`` scatter per value (2^24 adds at random addresses among 2^21, 2 cores; the primitives table of
 ``python benchmarks/bench_scatter_modes.py``) and brought the ray-driven adjoints from 2.3-3.0x the forward to
 1.4-2.1x (CPU seconds, cone 40³, ``python benchmarks/bench_adjoint_ratio.py``), from 3.2-4.3x to 1.7-1.8x at cone
 128³ (wall, ``bench_projector.py``).

@@ -244,7 +244,7 @@ class Transform:
             return None
         if footprints.covers(self.vg, self.pg, self.grid.degree):
             kind: type[footprints.ParallelFootprints] = footprints.FOOTPRINTS[self.grid.degree]
-        elif fan_footprints.covers(self.vg, self.pg, self.grid.degree):
+        elif fan_hat.covers(self.vg, self.pg, self.grid.degree):
             kind = fan_hat.FAN_FOOTPRINTS[self.grid.degree]
         else:
             return None

@@ -18,7 +18,7 @@ from test_footprint_adjoint import _dense, assert_transposes
 
 import drct as ct
 from drct.geometry.projection import host_rows
-from drct.kernels import fan_footprints, fan_hat
+from drct.kernels import fan_hat
 from drct.kernels.fan_footprints import FanFootprints, column_map, depth, knot_box, reach
 from drct.kernels.fan_hat import FanHatFootprints, FanQuadraticFootprints
 
@@ -76,7 +76,6 @@ BASES = {"voxel": FanFootprints, "linear": FanHatFootprints, "bspline2": FanQuad
 def _dispatch(basis: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """For ``bspline2``: let the transform take the quadratic's gather (not dispatched by default)."""
     if basis == "bspline2":
-        monkeypatch.setattr(fan_footprints, "DEGREES", (0, 1, 2))
         monkeypatch.setitem(fan_hat.FAN_FOOTPRINTS, 2, FanQuadraticFootprints)
 
 

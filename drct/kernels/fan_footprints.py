@@ -35,10 +35,10 @@ tilted by 1e-9 rad along a pixel edge: 4e-7 of a chord apart in float64, ``tests
 Their weight is zero in the gather, and the forward's own DDA walks them (:func:`drct.kernels.box.backproject`,
 a scatter over about 1% of the rays for a full-orbit scan: bit for bit the forward's transpose there).
 
-**Covered** (:func:`covers`): degree 0 (the box; degree 1, the linear basis, by :mod:`drct.kernels.fan_hat`,
-which takes this module's column map, reach and loops, and has the quadratic's too: see :data:`DEGREES`),
-``beam="cone"`` with
-``ndim == 2`` (a fan beam), flat detectors, every view's source and detector line on opposite sides of the
+**Covered** (:func:`drct.kernels.fan_hat.covers`, which holds the dispatched bases; :func:`fits` the
+geometry): degree 0 (the box; degree 1, the linear basis, by :mod:`drct.kernels.fan_hat`, which takes this
+module's column map, reach and loops, and has the quadratic's too), ``beam="cone"`` with ``ndim == 2`` (a fan
+beam), flat detectors, every view's source and detector line on opposite sides of the
 volume's knot box (so that a ray's ends never cut its chords inside the volume), at most :data:`MAX_TAPS`
 candidates. Everything else keeps the ray-driven scatter adjoint.
 
@@ -136,28 +136,6 @@ def depth(pg: ProjectionGeometry, points: np.ndarray) -> np.ndarray:
     src, det, det_u = _views(pg)
     with np.errstate(divide="ignore", invalid="ignore"):
         return _cross(det_u[:, None, :], points[None, :, :] - src[:, None, :]) / _cross(det_u, det - src)[:, None]
-
-
-DEGREES = (0, 1)
-"""The bases whose operators take a fan gather adjoint (:func:`covers`): the box (:class:`FanFootprints`) and the
-linear basis (:class:`drct.kernels.fan_hat.FanHatFootprints`). The quadratic B-spline's gather
-(:class:`drct.kernels.fan_hat.FanQuadraticFootprints`) is exact but measured no faster than the packet-pair
-scatter adjoint (:mod:`drct.kernels.scatter`): it is not dispatched."""
-
-
-def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
-    """Whether a fan gather adjoint serves this operator: a basis of :data:`DEGREES` that :func:`fits`.
-
-    Example:
-        >>> import numpy as np, drct as ct
-        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 40.0, 80.0), 0)
-        True
-        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 4.0, 80.0), 0)  # source inside
-        False
-        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 40.0, 80.0), 2)  # not dispatched
-        False
-    """
-    return degree in DEGREES and fits(vg, pg, degree)
 
 
 def fits(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:

@@ -51,7 +51,7 @@ that ``0 · inf`` never happens). No scatters: bit-reproducible whatever the thr
 
 **Which one runs.** :class:`FanHatFootprints` serves ``A.T`` of the linear basis (see
 :attr:`drct.transform.Transform.footprints`); :class:`FanQuadraticFootprints` is not dispatched
-(:data:`drct.kernels.fan_footprints.DEGREES`): exact, but no faster than the ray-driven scatter since that became
+(:data:`FAN_FOOTPRINTS`): exact, but no faster than the ray-driven scatter since that became
 packet pairs (:mod:`drct.kernels.scatter`). It is kept, tested against the forward, for the day its knot
 corrections get cheaper.
 
@@ -97,9 +97,9 @@ import drjit as dr
 import numpy as np
 
 from ..backend import upload
-from ..geometry.projection import ProjectionGeometry
+from ..geometry.projection import AnyGeometry, ProjectionGeometry
 from ..geometry.volume import VolumeGeometry
-from .fan_footprints import FanFootprints, _cross, _views
+from .fan_footprints import FanFootprints, _cross, _views, fits
 from .grid import larger, smaller
 
 
@@ -208,5 +208,22 @@ class FanQuadraticFootprints(FanHatFootprints):
 
 
 FAN_FOOTPRINTS: dict[int, type[FanFootprints]] = {0: FanFootprints, 1: FanHatFootprints}
-"""The fan-beam gather adjoint of each dispatched basis degree (:data:`drct.kernels.fan_footprints.DEGREES`; the
-quadratic's, :class:`FanQuadraticFootprints`, is not: see the module docstring)."""
+"""The fan-beam gather adjoint of each dispatched basis degree (:func:`covers`). The quadratic B-spline's,
+:class:`FanQuadraticFootprints`, is exact but measured no faster than the packet-pair scatter adjoint
+(:mod:`drct.kernels.scatter`): it is not dispatched (see the module docstring)."""
+
+
+def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
+    """Whether a fan gather adjoint serves this operator: a basis of :data:`FAN_FOOTPRINTS` whose closed form
+    :func:`~drct.kernels.fan_footprints.fits` it.
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 40.0, 80.0), 0)
+        True
+        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 4.0, 80.0), 0)  # source inside
+        False
+        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 40.0, 80.0), 2)  # not dispatched
+        False
+    """
+    return degree in FAN_FOOTPRINTS and fits(vg, pg, degree)

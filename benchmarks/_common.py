@@ -6,6 +6,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 
@@ -38,6 +39,27 @@ def timed(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]
             dr.sync_thread()
             record.append(time.perf_counter() - start)
     return [(t[0], statistics.median(t[1:])) for t in times]
+
+
+def wall_and_cpu(
+    fns: dict[str, Callable[[], Any]], repeat: int, around: Callable[[str], AbstractContextManager[Any]] | None = None
+) -> dict[str, tuple[float, float]]:
+    """Per variant: (median wall s, median CPU s) over ``repeat`` calls after a first one, the variants taking
+    turns (each call inside ``around(name)`` if given)."""
+    import drjit as dr
+
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(repeat + 1):
+        for name, fn in fns.items():
+            with around(name) if around is not None else nullcontext():
+                w0, c0 = time.perf_counter(), time.process_time()
+                dr.eval(fn())
+                dr.sync_thread()
+                if i:
+                    wall[name].append(time.perf_counter() - w0)
+                    cpu[name].append(time.process_time() - c0)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
 def cpu_seconds(fn: Callable[[], Any], repeat: int) -> float:

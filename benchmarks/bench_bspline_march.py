@@ -36,7 +36,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
-from _common import load, pose_gradient
+from _common import load, pose_gradient, wall_and_cpu
 
 import drct as ct
 from drct.backend import drjit_module
@@ -183,19 +183,8 @@ def workload(name: str, views: int) -> tuple[ct.VolumeGeometry, ct.ProjectionGeo
 
 
 def alternated(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, tuple[float, float]]:
-    """Per variant: (median wall s, median CPU s) over ``repeat`` calls after a first one; the variants take turns."""
-    wall: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(repeat + 1):
-        for name, fn in fns.items():
-            with kernels(name):
-                w0, c0 = time.perf_counter(), time.process_time()
-                dr.eval(fn())
-                dr.sync_thread()
-                if i:
-                    wall[name].append(time.perf_counter() - w0)
-                    cpu[name].append(time.process_time() - c0)
-    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
+    """Per variant (``old`` / ``new`` kernels): (median wall s, median CPU s); the variants take turns."""
+    return wall_and_cpu(fns, repeat, kernels)
 
 
 def main() -> None:

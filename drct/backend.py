@@ -226,3 +226,15 @@ def upload(cls: Any, values: Any) -> Any:
     out = cls(np.ascontiguousarray(values)) * dr.opaque(cls, 1)
     dr.eval(out)
     return out
+
+
+def lanes(t: Types, start: int, count: int) -> Any:
+    """``start .. start + count`` as ``t.UInt`` with ``start`` a run-time value: ``dr.arange(start, stop)`` compiles
+    ``start`` into the kernel, so every chunk of a chunked launch compiled its own copy of the kernel.
+
+    Example:
+        >>> from drct.backend import lanes, types
+        >>> lanes(types(backend="llvm"), 5, 3).numpy().tolist()
+        [5, 6, 7]
+    """
+    return dr.arange(t.UInt, count) + dr.opaque(t.UInt, start)

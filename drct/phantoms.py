@@ -25,7 +25,7 @@ import drjit as dr
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .backend import types
+from .backend import lanes, types
 from .geometry._checks import as_positive, finite_scalar, finite_vector, positive_scalar
 from .geometry.projection import ProjectionGeometry, RayGeometry
 from .geometry.ray_arrays import geometry_vectors, make_rays
@@ -350,7 +350,7 @@ def project_ellipsoids(
     vectors, out, chunk = geometry_vectors(pg, t), np.empty(pg.num_rays), 1 << 22
     for start in range(0, pg.num_rays, chunk):
         count = min(chunk, pg.num_rays - start)
-        values = _chords(items, make_rays(pg, t, vectors, dr.arange(t.UInt, start, start + count)), t)
+        values = _chords(items, make_rays(pg, t, vectors, lanes(t, start, count)), t)
         dr.eval(values)
         out[start : start + count] = values.numpy()
     return out.reshape(pg.shape).astype(np.float32)

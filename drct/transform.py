@@ -18,14 +18,14 @@ import drjit as dr
 import numpy as np
 from tqdm.auto import tqdm
 
-from .backend import Types
-from .concurrency import get_deterministic, launches
+from .backend import Types, lanes
+from .concurrency import get_deterministic, launches, only_thread
 from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
-from .kernels import box, derivatives, fan_footprints, fan_hat, footprints, march
+from .kernels import box, derivatives, fan_footprints, fan_hat, footprints, march, slabs
 from .kernels.grid import KnotGrid, Segments, clip_rays
-from .kernels.scatter import add, even_zeros, trimmed
+from .kernels.scatter import add, even_zeros, expand_fits, trimmed
 from .memory import available_bytes
 
 Vectors = dict[str, Vec]
@@ -33,6 +33,10 @@ Vectors = dict[str, Vec]
 SMALL_COPY = 16 * 2**20
 """Bytes of a padded box-basis copy made without asking for the free memory first (:meth:`Transform.boxed`):
 reading it three times per call cost ~0.3 ms, a few percent of a 256² forward projection."""
+
+SLAB_MIN_LANES = 4096
+"""Rays of a launch below which :meth:`Transform.backproject` stops halving it to find a slab small enough for
+``Expand``'s copies (:mod:`drct.kernels.slabs`) and scatters into the whole volume with the atomics."""
 
 
 def _detached(vectors: Vectors) -> Vectors:
@@ -159,7 +163,7 @@ class Transform:
 
     def _ray_segments(self, vectors: Vectors, start: int, count: int, batch: int) -> Segments:
         """The clipped rays ``start .. start + count`` in sinogram order (the tests' view of a launch)."""
-        index, offset = self._index_of(dr.arange(self.t.UInt, start, start + count), batch)
+        index, offset = self._index_of(lanes(self.t, start, count), batch)
         return self._segments(make_rays(self.pg, self.t, vectors, index), offset)
 
     @property
@@ -177,7 +181,7 @@ class Transform:
 
     def _launch_order(self, start: int, count: int, batch: int) -> Any:
         """The output positions of lanes ``start .. start + count`` of a linear launch (see :attr:`rows_first`)."""
-        lane = dr.arange(self.t.UInt, start, start + count)
+        lane = lanes(self.t, start, count)
         if not self.rows_first:
             return lane
         assert isinstance(self.pg, ProjectionGeometry)
@@ -202,7 +206,7 @@ class Transform:
             return dr.gather(self.t.Float, values, position)
         if count == dr.width(values):
             return values
-        return dr.gather(self.t.Float, values, dr.arange(self.t.UInt, start, start + count))
+        return dr.gather(self.t.Float, values, lanes(self.t, start, count))
 
     def _place(self, parts: list[Any], positions: list[Any], batch: int) -> Any:
         """One value per ray in sinogram order from the chunks' per-lane values and output positions."""
@@ -272,6 +276,10 @@ class Transform:
         size = self.grid.size * batch
         target = even_zeros(self.t.Float, size)
         with launches(self.t.backend, self.reproducible()):
+            if self._slabbed(batch):
+                for start, count in self._progress("A.T y", batch, linear=True):
+                    self._backproject_slabs(values, vectors, start, count, target)
+                return trimmed(target, size)
             boxed = box.zeros(self.grid, self.t, batch) if self.boxed(batch) else None
             for start, count in self._progress("A.T y", batch, linear=True):
                 segs, position = self._launch_segments(vectors, start, count, batch)
@@ -287,6 +295,59 @@ class Transform:
                 target = box.crop_add(self.grid, self.t, boxed, target, batch)
             dr.eval(target)
         return target
+
+    def _scatter_entries(self, grid: KnotGrid, batch: int = 1) -> int:
+        """Entries of the array :meth:`backproject` scatters into for ``grid``: its padded copy for the box."""
+        return (box.padded_size(grid) if self.boxed(batch) else grid.size) * batch
+
+    def _slabbed(self, batch: int) -> bool:
+        """Whether :meth:`backproject` scatters into slabs (:mod:`drct.kernels.slabs`): on the CPU, for one volume
+        whose own target is too large for ``Expand``'s copies while this is the only thread (else the atomics'
+        mode does not depend on the size)."""
+        if self.t.backend != "llvm" or batch != 1 or not only_thread():
+            return False
+        return not expand_fits(self._scatter_entries(self.grid), 8 if self.t.dtype == "float64" else 4)
+
+    def _slab_launches(self, vectors: Vectors, start: int, count: int) -> Iterator[tuple[int, int, Segments, Any, Any]]:
+        """Lanes ``start .. start + count`` as launches whose rays touch a slab small enough for ``Expand``'s
+        copies, cut in halves until they do: per launch its lanes (first, count), its clipped rays in the slab's
+        coordinates, their output positions and the :class:`~drct.kernels.slabs.Slab` — or, once a launch has no
+        more than :data:`SLAB_MIN_LANES` lanes, the whole volume's rays and None. Launches whose rays touch no
+        coefficient are left out."""
+        segs, position = self._launch_segments(vectors, start, count, 1)
+        span = slabs.cell_span(self.grid, segs)
+        slab = None if span is None else slabs.Slab.of(self.grid, *span)
+        if slab is None:
+            return
+        if expand_fits(self._scatter_entries(slab.grid), 8 if self.t.dtype == "float64" else 4):
+            yield start, count, slab.segments(segs), position, slab
+        elif count <= SLAB_MIN_LANES:
+            yield start, count, segs, position, None
+        else:
+            half = count // 2
+            yield from self._slab_launches(vectors, start, half)
+            yield from self._slab_launches(vectors, start + half, count - half)
+
+    def _backproject_slabs(self, values: Any, vectors: Vectors, start: int, count: int, target: Any) -> None:
+        """Add ``A.T`` of lanes ``start .. start + count`` into ``target`` slab by slab (:meth:`_slab_launches`;
+        a launch without a slab scatters into the whole volume, with the atomics)."""
+        t = self.t
+        for first, rays, segs, position, slab in self._slab_launches(vectors, start, count):
+            mine = self._take(values, position, first, rays)
+            grid = self.grid if slab is None else slab.grid
+            if self.boxed(1):  # the box basis's own march into a padded copy of the slab (or volume)
+                boxed = box.zeros(grid, t)
+                box.backproject(grid, t, segs, mine, boxed, self.spread)
+                part = box.crop_add(grid, t, boxed, dr.zeros(t.Float, grid.size))
+            elif slab is None:
+                march.backproject(grid, t, segs, mine, target, self.spread)
+                dr.eval(target)
+                continue
+            else:
+                part = even_zeros(t.Float, grid.size)
+                march.backproject(grid, t, segs, mine, part, self.spread)
+            (slab or slabs.Slab(self.grid, 0, self.grid.shape[-1])).add_into(t, target, trimmed(part, grid.size))
+            dr.eval(target)
 
     def _gather(self, scatter: bool | None = None) -> footprints.ParallelFootprints | None:
         """The gather adjoint's footprints unless the scatter is asked for (``scatter=True``, or by default the

@@ -55,11 +55,17 @@ def scatter_mode(target: Any, spread: bool = False) -> dr.ReduceMode:
     if dr.backend_v(target) == dr.JitBackend.CUDA:
         return dr.ReduceMode.Auto
     item = 8 if dr.type_v(target) == dr.VarType.Float64 else 4
-    copies = dr.width(target) * item * max(dr.thread_count(), 1)
-    fits = copies <= EXPAND_BUDGET and copies <= available_bytes() // 4
-    if fits and only_thread():
+    if expand_fits(dr.width(target), item) and only_thread():
         return dr.ReduceMode.Expand
     return dr.ReduceMode.Direct if spread else dr.ReduceMode.Local
+
+
+def expand_fits(entries: int, item: int = 4) -> bool:
+    """Whether ``Expand``'s copies of a target of ``entries`` values of ``item`` bytes (one per pool worker) fit
+    :data:`EXPAND_BUDGET` and a quarter of the available memory (:mod:`drct.kernels.slabs` cuts larger adjoint
+    targets to slabs that do)."""
+    copies = entries * item * max(dr.thread_count(), 1)
+    return copies <= EXPAND_BUDGET and copies <= available_bytes() // 4
 
 
 def add(target: Any, value: Any, index: Any, active: Any = True, mode: dr.ReduceMode | None = None) -> None:

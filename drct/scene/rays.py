@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import drjit as dr
-
-from ..backend import Types
+from ..backend import Types, lanes
 from ..geometry import ray_arrays as _rays
 from ..geometry.projection import ProjectionGeometry
 
@@ -26,4 +24,4 @@ def geometry_rays(pg: ProjectionGeometry, t: Types, start: int, count: int) -> A
         (0.0, 150.0)
     """
     vectors = _rays.geometry_vectors(pg, t)
-    return _rays.make_rays(pg, t, vectors, dr.arange(t.UInt, start, start + count))
+    return _rays.make_rays(pg, t, vectors, lanes(t, start, count))

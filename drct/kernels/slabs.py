@@ -1,0 +1,104 @@
+"""The adjoint's scatter target cut to the slab of planes a launch's rays touch, so that the fast scatter fits.
+
+The CPU adjoints scatter-add fastest with Dr.Jit's ``ReduceMode.Expand`` (:mod:`drct.kernels.scatter`), which keeps
+one copy of the target per pool worker: within :data:`~drct.kernels.scatter.EXPAND_BUDGET` that is a volume of
+about 400³ on 2 cores, 200³ on 16; larger volumes fell back to the atomics, about half the speed. But a launch's
+rays touch only the planes of the last (slowest) axis between where they enter and leave the volume: for a few
+detector rows of a circular scan, a thin slab. Marched through the knot grid of that slab alone — the same grid
+with fewer planes, each ray's knot coordinate along that axis moved by a whole number of planes — the rays visit
+the same cells with the same in-cell positions, bit for bit (the moved coordinate, the cell index and their
+difference are multiples of the coordinate's last bit, no larger than it, so every one is exact), so they scatter
+the same weights into a target small enough for the copies; the slab is then added into the volume at its first
+plane. :meth:`drct.transform.Transform.backproject` cuts launches in halves until their slab fits.
+
+Example:
+    >>> import drct as ct
+    >>> from drct.kernels.grid import KnotGrid
+    >>> grid = KnotGrid.of(ct.VolumeGeometry((8, 8, 8)), degree=2)  # 8³ coefficients, 10 cells per axis
+    >>> slab = Slab.of(grid, 3, 5)  # rays in cells 3..5 of the last axis: coefficients 1..5 (8 planes: 0..7)
+    >>> slab.first, slab.planes, slab.grid.shape
+    (0, 8, (8, 8, 8))
+    >>> big = KnotGrid.of(ct.VolumeGeometry((40, 8, 8)), degree=2)  # numpy order: 40 planes along z
+    >>> Slab.of(big, 20, 25).first, Slab.of(big, 20, 25).planes  # coefficients 18..25
+    (18, 8)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import drjit as dr
+
+from ..backend import Types
+from .grid import KnotGrid, Segments
+
+PLANES_STEP = 8
+"""A slab's planes are a multiple of this (or the whole axis): the grid's shape is compiled into the march, so a
+few slab shapes keep the number of kernels small (where it starts is a run-time value)."""
+
+MARGIN = 2
+"""Cells added on each side of the span the rays' end points give: a march's cell index may run one cell past the
+one its position rounds to (:func:`~drct.kernels.march.march`); the slab must hold every cell a march visits."""
+
+
+@dataclass(frozen=True)
+class Slab:
+    """Coefficient planes ``first .. first + planes - 1`` of the last axis of ``volume``, as a knot grid of its own."""
+
+    volume: KnotGrid
+    first: int
+    planes: int
+
+    @staticmethod
+    def of(volume: KnotGrid, low: int, high: int) -> Slab | None:
+        """The slab holding every coefficient that cells ``low .. high`` of the last axis touch (cell ``k`` touches
+        coefficients ``k - pad .. k - pad + degree``), from its first such plane inside the volume; None when they
+        touch none (rays only in the zero border)."""
+        pad, n, size = volume.pad, volume.degree, volume.shape[-1]
+        first = max(low - pad, 0)
+        last = min(high - pad + n, size - 1)
+        if last < first:
+            return None
+        planes = min(-(-(last - first + 1) // PLANES_STEP) * PLANES_STEP, size)  # few shapes: few kernels
+        return Slab(volume, min(first, size - planes), planes)
+
+    @property
+    def grid(self) -> KnotGrid:
+        return dataclasses.replace(self.volume, shape=(*self.volume.shape[:-1], self.planes))
+
+    @property
+    def size(self) -> int:
+        return self.grid.size
+
+    @property
+    def offset(self) -> int:
+        """Flat index of the slab's first coefficient in the volume."""
+        return self.first * self.volume.strides[-1]
+
+    def segments(self, segs: Segments) -> Segments:
+        """``segs`` in the slab's knot coordinates (its cell 0 is the volume's cell ``first``)."""
+        first = dr.opaque(type(segs.entry[-1]), self.first)
+        return dataclasses.replace(segs, entry=[*segs.entry[:-1], segs.entry[-1] - first])
+
+    def add_into(self, t: Types, target: Any, values: Any) -> None:
+        """``target[offset .. offset + size) += values`` (``values``: the slab's flat coefficients)."""
+        index = dr.arange(t.UInt, self.size) + dr.opaque(t.UInt, self.offset)
+        dr.scatter_add(target, values, index, mode=dr.ReduceMode.NoConflicts)
+
+
+def cell_span(grid: KnotGrid, segs: Segments) -> tuple[int, int] | None:
+    """The cells of the last axis that a march of ``segs`` may visit (``MARGIN`` added, within the grid), from
+    where the clipped rays enter and leave; None when no ray hits the volume. Evaluates the rays (one sync)."""
+    hit = segs.length > 0
+    enter = segs.entry[-1]
+    leave = dr.fma(segs.length, segs.direction[-1], enter)
+    low = dr.min(dr.select(hit, dr.minimum(enter, leave), dr.inf))
+    high = dr.max(dr.select(hit, dr.maximum(enter, leave), -dr.inf))
+    lo, hi = float(low[0]), float(high[0])
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    cells = grid.cells[-1]
+    return max(math.floor(lo) - MARGIN, 0), min(math.floor(hi) + MARGIN, cells - 1)

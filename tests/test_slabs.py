@@ -1,0 +1,164 @@
+"""The adjoint of a volume too large for ``Expand``'s copies, scattered slab by slab (``drct.kernels.slabs``): the
+same transpose as the whole-volume scatter, with every coefficient the rays touch inside the slab they write."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import transpose_rows
+
+import drct as ct
+from drct import transform
+from drct.kernels import march, slabs
+from drct.kernels.grid import KnotGrid
+
+BASES = ["voxel", "linear", "bspline2", "bspline3"]
+
+
+def tall_cone(views: int = 5, det: tuple[int, int] = (14, 9)) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
+    """A volume with many planes along z (the slabs' axis) under a cone beam whose rows see a few planes each."""
+    vg = ct.VolumeGeometry((24, 7, 8), voxel_size=(1.0, 1.2, 0.9))
+    pg = ct.cone(np.linspace(0.1, 2 * np.pi, views, endpoint=False), det, (2.0, 1.6), 30.0, 60.0)
+    return vg, pg
+
+
+def tall_parallel() -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
+    vg = ct.VolumeGeometry((20, 6, 7))
+    return vg, ct.parallel(np.linspace(0.0, np.pi, 4, endpoint=False), (22, 9), (1.0, 1.1))
+
+
+class Slabs:
+    """The budget test of :meth:`drct.transform.Transform._slabbed` cut to two thirds of the volume's scatter
+    target (or to ``limit`` entries), and the slabs written (first plane, planes)."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[int, int]] = []
+        self.limit: int | None = None
+
+    def force(self, A: ct.Projector) -> ct.Projector:
+        engine = A._engine
+        self.limit = 2 * engine._scatter_entries(engine.grid) // 3
+        return A
+
+    def fits(self, entries: int, item: int = 4) -> bool:
+        assert self.limit is not None, "call force() first"
+        return entries <= self.limit
+
+
+@pytest.fixture
+def small_budget(monkeypatch: pytest.MonkeyPatch) -> Slabs:
+    """Slabs wherever a test calls ``force``, halving launches down to 16 rays."""
+    state = Slabs()
+    add_into = slabs.Slab.add_into
+
+    def spy(self: slabs.Slab, t: Any, target: Any, values: Any) -> None:
+        state.written.append((self.first, self.planes))
+        add_into(self, t, target, values)
+
+    monkeypatch.setattr(transform, "expand_fits", state.fits)
+    monkeypatch.setattr(transform, "SLAB_MIN_LANES", 16)
+    monkeypatch.setattr(slabs.Slab, "add_into", spy)
+    return state
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_a_slab_holds_every_coefficient_its_cells_touch(degree: int) -> None:
+    grid = KnotGrid.of(ct.VolumeGeometry((30, 4, 5)), degree)
+    size, cells = grid.shape[-1], grid.cells[-1]
+    for low in range(cells):
+        for high in range(low, cells):
+            touched = {k - grid.pad + j for k in range(low, high + 1) for j in range(degree + 1)}
+            inside = {c for c in touched if 0 <= c < size}
+            slab = slabs.Slab.of(grid, low, high)
+            if not inside:
+                assert slab is None
+                continue
+            assert slab is not None
+            assert inside <= set(range(slab.first, slab.first + slab.planes)), (low, high, slab)
+            assert slab.planes == size or slab.planes % slabs.PLANES_STEP == 0
+            assert 0 <= slab.first and slab.first + slab.planes <= size
+            assert slab.grid.shape == (*grid.shape[:-1], slab.planes)
+
+
+@pytest.mark.parametrize("basis", BASES)
+@pytest.mark.parametrize("scan", ["cone", "parallel3d"])
+def test_slabbed_adjoint_is_the_whole_volume_adjoint(scan: str, basis: str, small_budget: Slabs) -> None:
+    vg, pg = tall_cone() if scan == "cone" else tall_parallel()
+    A = small_budget.force(ct.Projector(vg, pg, basis=basis, dtype="float64"))
+    y = np.random.default_rng(4).uniform(size=A.range_shape)
+    sliced = A.T(y)
+    assert A._engine._slabbed(1)
+    written = small_budget.written
+    assert len({first for first, _ in written}) > 1, written
+    assert max(planes for _, planes in written) < vg.shape[0]
+    small_budget.limit = 2**40  # the whole volume's copies fit: no slabs
+    assert not A._engine._slabbed(1)
+    reference = A.T(y)
+    assert float(np.abs(reference).max()) > 1e-3
+    np.testing.assert_allclose(sliced, reference, rtol=0, atol=1e-12 * float(np.abs(reference).max()))
+
+
+@pytest.mark.parametrize("basis", ["voxel", "bspline2"])
+def test_slabbed_adjoint_is_the_dense_transpose_float64(basis: str, small_budget: Slabs) -> None:
+    vg, pg = tall_cone(views=2, det=(20, 8))
+    A = small_budget.force(ct.Projector(vg, pg, basis=basis, dtype="float64"))
+    n = int(np.prod(vg.shape))
+    columns = np.stack([A(np.eye(1, n, c).reshape(vg.shape)).reshape(-1) for c in range(n)], axis=1)
+    assert np.mean(np.any(columns != 0, axis=0)) > 0.3, "the rays must see much of the volume"
+    rows = transpose_rows(A)
+    assert small_budget.written, "the slabs must have been used"
+    np.testing.assert_allclose(rows, columns, rtol=0, atol=1e-12 * np.abs(columns).max())
+
+
+def test_slabbed_adjoint_test_float32(small_budget: Slabs) -> None:
+    vg, pg = tall_cone()
+    A = small_budget.force(ct.Projector(vg, pg, basis="bspline2"))
+    rng = np.random.default_rng(7)
+    x, y = rng.uniform(size=vg.shape).astype(np.float32), rng.uniform(size=pg.shape).astype(np.float32)
+    lhs, rhs = float(np.sum(A(x).astype(np.float64) * y)), float(np.sum(x.astype(np.float64) * A.T(y)))
+    assert small_budget.written
+    assert abs(lhs - rhs) <= 1e-5 * abs(lhs), (lhs, rhs)
+
+
+@pytest.mark.parametrize("basis", ["voxel", "linear"])
+def test_launches_no_slab_fits_scatter_into_the_whole_volume(basis: str, small_budget: Slabs) -> None:
+    """Where even the smallest launch's slab is too large, the launch scatters into the whole volume."""
+    vg, pg = tall_cone()
+    A = small_budget.force(ct.Projector(vg, pg, basis=basis, dtype="float64"))
+    y = np.random.default_rng(5).uniform(size=A.range_shape)
+    expected = A.T(y)
+    small_budget.written.clear()
+    small_budget.limit = 1  # not even one plane
+    assert A._engine._slabbed(1)
+    got = A.T(y)
+    written = [s for s in small_budget.written if s != (0, vg.shape[0])]  # the box's whole copy, added as one slab
+    assert not written
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * float(np.abs(expected).max()))
+
+
+def test_slabs_only_for_one_volume_on_one_thread(small_budget: Slabs) -> None:
+    vg, pg = tall_cone()
+    engine = small_budget.force(ct.Projector(vg, pg, basis="linear"))._engine
+    assert engine._slabbed(1)
+    assert not engine._slabbed(2), "a batch of volumes scatters into the whole target"
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not engine._slabbed(1), "with another thread the atomics are used whatever the size"
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_rays_that_miss_launch_nothing(small_budget: Slabs, monkeypatch: pytest.MonkeyPatch) -> None:
+    vg = ct.VolumeGeometry((24, 7, 8))
+    pg = ct.cone([0.0, 1.0], (4, 4), 1.0, 30.0, 60.0).perturb(det_shift_v=500.0)  # the detector far above
+    A = small_budget.force(ct.Projector(vg, pg, basis="bspline2"))
+    launched = []
+    monkeypatch.setattr(march, "backproject", lambda *args: launched.append(args))
+    out = A.T(np.ones(pg.shape, np.float32))
+    assert A._engine._slabbed(1) and not launched and not small_budget.written and not np.any(out)

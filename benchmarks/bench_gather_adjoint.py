@@ -3,14 +3,16 @@
 For each workload the operations take turns (forward ``A x``, the scatter adjoint of
 :func:`drct.kernels.march.backproject`, the gather adjoint of :mod:`drct.kernels.footprints` (2D parallel beams)
 or :mod:`drct.kernels.fan_footprints` / :mod:`drct.kernels.fan_hat` (2D fan beams, box / linear and quadratic
-bases; the quadratic's is not dispatched by ``A.T``, built here by hand) in each of the ``--layouts``: views per
-loop iteration x pixels per lane, ``group`` x ``block``; ``default`` is each operator's own); the table gives the
+bases; the quadratic's, and the box's below ``fan_hat.MIN_WORK`` pixels x views, are not dispatched by ``A.T``:
+built here by hand) in each of the ``--layouts``: views per loop iteration x pixels per lane, ``group`` x
+``block``; ``default`` is each operator's own); the table gives the
 median CPU seconds (user + system of this process) and wall seconds of ``--repeat`` turns after a first one, GVU/s
 (voxels × views per wall second) and each adjoint's CPU and wall time as multiples of the forward's.
 Print ``uptime`` beside the numbers: the machine is shared.
 
 Run:  python benchmarks/bench_gather_adjoint.py [--repeat 5] [--dtype float32] [--quick] [--layouts default,2x8]
       [--workloads parallel,fan]   (fan: 256² x 360 x 512 and bench_projector.py's fan2d, 512² x 720 x 725)
+      [--fan-sizes 32,64,128]      (fan: n² x 360n/256 x 2n instead, the same magnification at every size)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from _common import load
 
 import drct as ct
 from drct.backend import drjit_module
-from drct.kernels import fan_footprints
+from drct.kernels import fan_footprints, fan_hat
 from drct.kernels.fan_hat import FanQuadraticFootprints
 
 
@@ -46,7 +48,16 @@ def turns(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]
     return [(statistics.median(c[1:]), statistics.median(w[1:])) for c, w in zip(cpu, wall, strict=True)]
 
 
-def workloads(quick: bool, kinds: list[str]) -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGeometry]]:
+def fan_family(n: int) -> tuple[int, int, int, float, float]:
+    """The fan workload of size ``n``: ``n²`` pixels, ``360 n / 256`` views, ``2 n`` columns of 1.5 mm, source
+    and detector at ``500 n / 256`` and ``1000 n / 256`` mm (256: the default 256² x 360 x 512; 64: ``--quick``'s;
+    every size sees the same magnification and fan angle)."""
+    return n, max(1, round(360 * n / 256)), 2 * n, 500.0 * n / 256, 1000.0 * n / 256
+
+
+def workloads(
+    quick: bool, kinds: list[str], fan_sizes: list[int] | None = None
+) -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGeometry]]:
     out = {}
     if "parallel" in kinds:
         n, views, cols = (64, 64, 92) if quick else (256, 256, 367)
@@ -58,11 +69,12 @@ def workloads(quick: bool, kinds: list[str]) -> dict[str, tuple[ct.VolumeGeometr
         )
     if "fan" in kinds:
         # 256² x 360 x 512 with a close source (magnification 1.5-3.1); bench_projector.py's fan2d
-        sizes = (
-            [(64, 90, 128, 125.0, 250.0)]
-            if quick
-            else [(256, 360, 512, 500.0, 1000.0), (512, 720, 725, 1000.0, 1500.0)]
-        )
+        if fan_sizes:
+            sizes = [fan_family(n) for n in fan_sizes]
+        elif quick:
+            sizes = [fan_family(64)]
+        else:
+            sizes = [fan_family(256), (512, 720, 725, 1000.0, 1500.0)]
         for n, views, cols, so, sd in sizes:
             full = np.linspace(0, 2 * np.pi, views, endpoint=False)
             label = f"fan2d {n}² x {views} x {cols} (source {so:g}, detector {sd:g})"
@@ -71,13 +83,15 @@ def workloads(quick: bool, kinds: list[str]) -> dict[str, tuple[ct.VolumeGeometr
 
 
 def gather_of(engine: Any) -> Any:
-    """``engine``'s gather adjoint (:attr:`drct.transform.Transform.footprints`), or for the quadratic basis of
-    fan beams the gather that is not dispatched (:class:`drct.kernels.fan_hat.FanQuadraticFootprints`, built
-    here by hand where its closed form holds), or None."""
+    """``engine``'s gather adjoint (:attr:`drct.transform.Transform.footprints`), or for fan beams the gather that
+    is not dispatched (the quadratic basis's :class:`drct.kernels.fan_hat.FanQuadraticFootprints`; the box's
+    below :data:`drct.kernels.fan_hat.MIN_WORK`), built here by hand where its closed form holds, or None."""
     if engine.footprints is not None:
         return engine.footprints
-    if engine.grid.degree == 2 and fan_footprints.fits(engine.vg, engine.pg, 2):
-        return FanQuadraticFootprints(engine.grid, engine.vg, engine.pg, engine.t)
+    degree = engine.grid.degree
+    if degree in (0, 1, 2) and fan_footprints.fits(engine.vg, engine.pg, degree):
+        kind = fan_hat.FAN_FOOTPRINTS.get(degree, FanQuadraticFootprints)
+        return kind(engine.grid, engine.vg, engine.pg, engine.t)
     return None
 
 
@@ -125,7 +139,13 @@ def main() -> None:
         help="comma-separated gather layouts GROUPxBLOCK (views per loop iteration x pixels per lane) or default",
     )
     parser.add_argument("--workloads", default="parallel,fan", help="comma-separated: parallel, fan")
+    parser.add_argument(
+        "--fan-sizes",
+        default="",
+        help="comma-separated n: the fan workloads n² x 360n/256 x 2n instead of the defaults (e.g. 32,64,128,256)",
+    )
     args = parser.parse_args()
+    fan_sizes = [int(v) for v in args.fan_sizes.split(",") if v]
     layouts = [layout(v) for v in args.layouts.split(",")]
     mod = drjit_module()
     print(f"load before: {load()}")
@@ -133,7 +153,7 @@ def main() -> None:
     names = [f"gather {f'{g}x{b}' if g else 'default'} GVU/s (x fwd CPU, wall)" for g, b in layouts]
     print(f"| workload | basis | forward GVU/s | scatter adjoint GVU/s (x fwd CPU, wall) | {' | '.join(names)} |")
     print("|---|---|---|---|" + "---|" * len(layouts))
-    chosen = workloads(args.quick, args.workloads.split(","))
+    chosen = workloads(args.quick, args.workloads.split(","), fan_sizes)
     for (label, (vg, pg)), basis in itertools.product(chosen.items(), args.bases.split(",")):
         A = ct.Projector(vg, pg, basis=basis, dtype=args.dtype)
         fp = gather_of(A._engine)

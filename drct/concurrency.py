@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,12 +72,51 @@ def _idle(thread: threading.Thread) -> bool:
     return f"{kind.__module__}.{kind.__qualname__}" in IDLE_THREADS or name in IDLE_THREADS
 
 
+def _zarr_threads() -> set[threading.Thread]:
+    """The threads zarr 3 runs its own I/O and codecs on, once a store has been opened: its event loop's thread
+    (``zarr.core.sync.iothread``, named ``zarr_io``) and the workers of that loop's executors (the loop's default
+    executor, ``asyncio_N``, which ``asyncio.to_thread`` in zarr's codecs starts, and zarr's own
+    ``zarr.core.sync._executor``, ``zarr_pool_N``, where ``threading.max_workers`` is configured). They are found
+    by their objects, not their names: a user's own asyncio executor threads, also named ``asyncio_N``, belong to
+    another loop and still count. They run zarr's work only (unless user code hands zarr's loop Dr.Jit work of
+    its own, e.g. in a custom codec). Empty while zarr is not imported (it is not imported to check)."""
+    sync = sys.modules.get("zarr.core.sync")
+    if sync is None:
+        return set()
+    io, loop = (_first(getattr(sync, name, None)) for name in ("iothread", "loop"))
+    found = {io} if isinstance(io, threading.Thread) else set()
+    for executor in (getattr(loop, "_default_executor", None), getattr(sync, "_executor", None)):
+        workers = getattr(executor, "_threads", None)  # concurrent.futures.ThreadPoolExecutor's worker threads
+        if isinstance(workers, set):
+            found.update(t for t in list(workers) if isinstance(t, threading.Thread))
+    return found
+
+
+def _first(holder: object) -> object:
+    """``holder[0]`` of zarr's one-entry lists (``iothread``, ``loop``), None for anything else."""
+    return holder[0] if isinstance(holder, list) and holder else None
+
+
 def only_thread() -> bool:
     """True when the calling thread is the process's only Python thread, apart from threads known to run no
-    Dr.Jit code (:data:`IDLE_THREADS`: tqdm's monitor, a Jupyter kernel's own): then no other thread can launch
-    Dr.Jit work while this one's kernels run."""
+    Dr.Jit code (:data:`IDLE_THREADS`: tqdm's monitor, a Jupyter kernel's own; zarr 3's I/O loop and the
+    workers of its executors, found by their objects): then no other thread can launch Dr.Jit work while this
+    one's kernels run.
+
+    Example:
+        >>> from concurrent.futures import ThreadPoolExecutor
+        >>> with ThreadPoolExecutor(1) as pool:  # a worker of your own may run Dr.Jit work: it counts
+        ...     pool.submit(int).result()
+        ...     only_thread()
+        0
+        False
+    """
     me = threading.current_thread()
-    return all(t is me or _idle(t) for t in threading.enumerate())
+    others = [t for t in threading.enumerate() if t is not me and not _idle(t)]
+    if not others:
+        return True
+    zarr = _zarr_threads()
+    return all(t in zarr for t in others)
 
 
 def set_deterministic(flag: bool) -> None:

@@ -6,6 +6,9 @@ gave sums up to 13% off, and torch gradients were wrong in most calls."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -153,3 +156,53 @@ def test_cli_results_are_bit_reproducible_by_default(tmp_path: Path) -> None:
         outputs.append(tifffile.imread(out).tobytes())
     assert outputs[0] == outputs[1] == outputs[2]
     assert not ct.get_deterministic()  # the CLI's mode does not leak into the process
+
+
+ZARR_THEN_USER_THREADS = """
+import asyncio, json, sys, tempfile, threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+import numpy as np
+from drjit.llvm.ad import Float
+from drct.concurrency import only_thread
+from drct.kernels.scatter import scatter_mode
+from drct.outofcore.store import create_array, open_array
+
+out = {"alone": only_thread(), "zarr imported to check": "zarr" in sys.modules}
+folder = Path(tempfile.mkdtemp())
+create_array(folder / "a.zarr", (4, 2, 2), "float32", block=2).write(0, np.ones((4, 2, 2)))
+out["read"] = float(open_array(folder / "a.zarr").read(0, 4).sum())
+out["threads"] = sorted(t.name for t in threading.enumerate())
+out["after zarr"] = only_thread()
+out["mode"] = scatter_mode(Float(0.0, 0.0)).name
+loop = asyncio.new_event_loop()  # a user's asyncio loop: its executor's workers are named asyncio_N like zarr's
+loop.run_until_complete(loop.run_in_executor(None, int))
+out["user asyncio"] = only_thread()
+loop.run_until_complete(loop.shutdown_default_executor())
+loop.close()
+out["user asyncio gone"] = only_thread()
+with ThreadPoolExecutor(1) as pool:
+    pool.submit(int).result()
+    out["user pool"] = only_thread()
+print(json.dumps(out))
+"""
+
+
+def test_zarrs_own_threads_do_not_cost_the_fast_scatter_a_users_do() -> None:
+    """Opening a zarr 3 store leaves zarr's I/O loop thread (``zarr_io``) and its executor's workers
+    (``asyncio_N``) alive; they run zarr's I/O and codecs only, so the adjoints keep ``Expand`` (before: atomics
+    in the whole process from then on, about half the speed). A user's own asyncio executor workers, with the
+    same names, and pool threads still count. In a fresh interpreter: earlier tests leave threads of their own."""
+    pytest.importorskip("zarr")
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", ZARR_THEN_USER_THREADS], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["alone"] is True and out["zarr imported to check"] is False, out
+    assert out["read"] == 16.0
+    assert "zarr_io" in out["threads"] and "asyncio_0" in out["threads"], out  # zarr's threads are alive
+    assert out["after zarr"] is True and out["mode"] == "Expand", out
+    assert out["user asyncio"] is False and out["user pool"] is False, out
+    assert out["user asyncio gone"] is True, out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import adjoints_from_threads, assert_adjoint_float32
-from test_footprint_adjoint import _dense, assert_transposes
+from test_footprint_adjoint import _dense, assert_transposes, small_fans_take_the_gather  # noqa: F401 (autouse)
 
 import drct as ct
 from drct.geometry.projection import host_rows

@@ -16,8 +16,16 @@ from conftest import adjoints_from_threads, assert_adjoint_float32
 
 import drct as ct
 from drct.geometry.projection import host_rows
-from drct.kernels import footprints
+from drct.kernels import fan_hat, footprints
 from drct.kernels.fan_footprints import FanFootprints
+
+
+@pytest.fixture(autouse=True)
+def small_fans_take_the_gather(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the fan gathers on small problems, where ``A.T`` takes the scatter by default (the box
+    basis below :data:`drct.kernels.fan_hat.MIN_WORK`): every size takes the gather for their duration
+    (tests/test_fan_footprints.py imports this fixture too)."""
+    monkeypatch.setattr(fan_hat, "MIN_WORK", {})
 
 
 def _dense(A: ct.Projector) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -269,11 +269,14 @@ class SpectEngine:
             scatter.add(target, values * w, index, inside, mode)
 
     def rotate_transpose(self, samples: Any) -> Any:
-        """``Rᵀ s``: the scatter-add of the same bilinear weights into a volume."""
-        target = dr.zeros(self.t.Float, int(np.prod(self.shape)))
+        """``Rᵀ s``: the scatter-add of the same bilinear weights into a volume (into an even-sized target, so
+        that :func:`~drct.kernels.scatter.add` writes pairs whatever the volume's size)."""
+        size = int(np.prod(self.shape))
+        target = scatter.even_zeros(self.t.Float, size)
         mode = scatter.scatter_mode(target)
         for index, w, inside in self._corners():
             scatter.add(target, samples * w, index, inside, mode)
+        target = scatter.trimmed(target, size)
         dr.eval(target)
         return target
 
@@ -404,7 +407,8 @@ class SpectEngine:
 
     def backproject(self, y: Any, att: Any | None) -> Any:
         if self.incremental is not None:
-            target = dr.zeros(self.t.Float, int(np.prod(self.shape)))
+            size = int(np.prod(self.shape))
+            target = scatter.even_zeros(self.t.Float, size)  # even: the scatters write pairs
 
             def sink(plane: int, values: Any) -> None:
                 if att is not None:
@@ -414,6 +418,7 @@ class SpectEngine:
                 self.rotate_plane_transpose(target, values, plane)
 
             self.incremental.transpose_planes(y, sink)
+            target = scatter.trimmed(target, size)
             dr.eval(target)
             return target
         h = self.respond_transpose(y)

@@ -213,17 +213,37 @@ FAN_FOOTPRINTS: dict[int, type[FanFootprints]] = {0: FanFootprints, 1: FanHatFoo
 (:mod:`drct.kernels.scatter`): it is not dispatched (see the module docstring)."""
 
 
+MIN_WORK: dict[int, int] = {0: 2**21}
+"""Pixels x views below which the fan gather of a basis degree is not dispatched (the scatter is cheaper there);
+a degree not listed has none. The box basis's: 2^21, where :func:`~drct.kernels.fan_footprints.block_for` goes
+from one pixel per lane to two. CPU ms per call on one Dr.Jit thread, medians of 21 (15 for the 2nd group), the
+pair scatter and the gather taking turns in one process; fan ``n² x views x 2n`` columns, magnification 2; box
+scatter / gather (its block): 32² x 45 0.49 / 0.69 (1.41x), 64² x 45 0.86 / 1.12 (1.30x), 64² x 90 1.49 / 2.18
+(1.46x), 128² x 90 4.75 / 6.46 (1.36x), 256² x 45 = 2^21.5 7.38 / 7.57 (block 2, 1.03x); 96² x 135 3.64 / 4.48
+(1.23x), 128² x 180 7.76 / 7.69 (0.99x), 192² x 90 8.58 / 8.42 (0.98x), 192² x 270 24.4 / 16.2 (0.67x), 256² x
+360 53.8 / 35.7 (0.66x). Load 2.0-2.5: another process held one of the 2 cores, so two Dr.Jit threads ran no
+faster (they gave the same order, noisier). Blocks of 2-8 pixels move the crossover little: 64² x 90 1.29-1.32x,
+128² x 90 0.93-1.05x. The linear basis's gather is the cheaper at every size measured (0.62-0.87x from 32² x 45
+on): no threshold. Run: ``python benchmarks/bench_gather_adjoint.py --workloads fan --fan-sizes 32,64,128,256``
+(two threads)."""
+
+
 def covers(vg: VolumeGeometry, pg: AnyGeometry, degree: int) -> bool:
     """Whether a fan gather adjoint serves this operator: a basis of :data:`FAN_FOOTPRINTS` whose closed form
-    :func:`~drct.kernels.fan_footprints.fits` it.
+    :func:`~drct.kernels.fan_footprints.fits` it, on at least :data:`MIN_WORK` pixels x views.
 
     Example:
         >>> import numpy as np, drct as ct
-        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 40.0, 80.0), 0)
+        >>> fan = ct.fan(np.linspace(0, 2 * np.pi, 128, endpoint=False), 256, 1.5, 250.0, 500.0)
+        >>> covers(ct.VolumeGeometry((128, 128)), fan, 0), covers(ct.VolumeGeometry((96, 96)), fan, 0)  # small
+        (True, False)
+        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 40.0, 80.0), 1)
         True
-        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 4.0, 80.0), 0)  # source inside
+        >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 4.0, 80.0), 1)  # source inside
         False
         >>> covers(ct.VolumeGeometry((8, 8)), ct.fan(np.zeros(1), 16, 1.0, 40.0, 80.0), 2)  # not dispatched
         False
     """
-    return degree in FAN_FOOTPRINTS and fits(vg, pg, degree)
+    if degree not in FAN_FOOTPRINTS or not isinstance(pg, ProjectionGeometry):
+        return False
+    return vg.size * pg.num_views >= MIN_WORK.get(degree, 0) and fits(vg, pg, degree)

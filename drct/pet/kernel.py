@@ -103,18 +103,24 @@ class TofEngine:
         return totals
 
     def backproject(self, values: list[Any], target: Any) -> None:
-        """Add the transpose of :meth:`project` applied to ``values`` (one array per TOF output) into ``target``."""
+        """Add the transpose of :meth:`project` applied to ``values`` (one array per TOF output) into ``target``
+        (in place). An odd-sized ``target`` is scattered into an even-sized copy first and added from there, so
+        that :func:`~drct.kernels.scatter.add` writes pairs whatever the volume's size."""
         t = self.t
-        mode = scatter.scatter_mode(target)
+        size = dr.width(target)
+        into = target if size % 2 == 0 else scatter.even_zeros(t.Float, size)
+        mode = scatter.scatter_mode(into)
 
         def visit(extra: Any, cell: grid.Cell, weights: list[Any]) -> Any:
             total = values[0] * weights[0]
             for v, w in zip(values[1:], weights[1:], strict=True):
                 total = dr.fma(v, w, total)
-            scatter.add(target, total, t.UInt(cell.base), cell.inside[0], mode)
+            scatter.add(into, total, t.UInt(cell.base), cell.inside[0], mode)
             return extra
 
         self._run(visit, dr.zeros(t.Float, self.count))
+        if into is not target:
+            target += scatter.trimmed(into, size)
         dr.eval(target)
 
 

@@ -410,7 +410,8 @@ class _Backprojector:
         """The transpose of :meth:`apply` (to rounding, the same arithmetic): voxel values scattered back onto the
         sinogram, one launch per view."""
         t, plan = self.t, self.plan()
-        out = dr.zeros(t.Float, self.pg.num_rays)
+        out = scatter.even_zeros(t.Float, self.pg.num_rays)  # even: scatter.add writes pairs
+        mode = scatter.scatter_mode(out)  # once: asked per add, its memory check cost 2x at 361 views of 256²
         width, _ = self._cells()
         values = [dr.gather(t.Float, g, index, real) for index, real in self._lane_voxels()]
         centres = self.centres()
@@ -427,8 +428,10 @@ class _Backprojector:
                     r, c = r0 + dr_, c0 + dc
                     active = inside & (c >= 0) & (c < self.cols) & (r >= 0) & (r < self.rows)
                     pixel = t.UInt(dr.select(active, r * self.cols + c, 0)) + first_pixel
-                    scatter.add(out, w * share, pixel, active)
+                    scatter.add(out, w * share, pixel, active, mode)
             dr.eval(out)
+        out = scatter.trimmed(out, self.pg.num_rays)
+        dr.eval(out)
         return out
 
 

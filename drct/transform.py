@@ -34,9 +34,14 @@ SMALL_COPY = 16 * 2**20
 """Bytes of a padded box-basis copy made without asking for the free memory first (:meth:`Transform.boxed`):
 reading it three times per call cost ~0.3 ms, a few percent of a 256² forward projection."""
 
-SLAB_MIN_LANES = 4096
+SLAB_MIN_LANES = 2**16
 """Rays of a launch below which :meth:`Transform.backproject` stops halving it to find a slab small enough for
-``Expand``'s copies (:mod:`drct.kernels.slabs`) and scatters into the whole volume with the atomics."""
+``Expand``'s copies (:mod:`drct.kernels.slabs`) and scatters into the whole volume with the atomics: launches of a
+detector row each (4096 rays at 512³ × 8 views) were ten times slower than the atomics."""
+
+SLAB_SHRINK = 0.75
+"""A halved launch whose slab keeps more than this share of its parent's planes is not halved further (its rays
+each cross that many planes: halving cannot make them fit)."""
 
 
 def _detached(vectors: Vectors) -> Vectors:
@@ -308,12 +313,15 @@ class Transform:
             return False
         return not expand_fits(self._scatter_entries(self.grid), 8 if self.t.dtype == "float64" else 4)
 
-    def _slab_launches(self, vectors: Vectors, start: int, count: int) -> Iterator[tuple[int, int, Segments, Any, Any]]:
+    def _slab_launches(
+        self, vectors: Vectors, start: int, count: int, parent: int = 0
+    ) -> Iterator[tuple[int, int, Segments, Any, Any]]:
         """Lanes ``start .. start + count`` as launches whose rays touch a slab small enough for ``Expand``'s
         copies, cut in halves until they do: per launch its lanes (first, count), its clipped rays in the slab's
-        coordinates, their output positions and the :class:`~drct.kernels.slabs.Slab` — or, once a launch has no
-        more than :data:`SLAB_MIN_LANES` lanes, the whole volume's rays and None. Launches whose rays touch no
-        coefficient are left out."""
+        coordinates, their output positions and the :class:`~drct.kernels.slabs.Slab`. A launch is not cut
+        below :data:`SLAB_MIN_LANES` rays, nor when cutting its parent (of ``parent`` planes) did not shrink its
+        slab below :data:`SLAB_SHRINK` of that (rays that each cross many planes: a cone's outer detector rows):
+        it gets the whole volume's rays and None instead. Launches whose rays touch no coefficient are left out."""
         segs, position = self._launch_segments(vectors, start, count, 1)
         span = slabs.cell_span(self.grid, segs)
         slab = None if span is None else slabs.Slab.of(self.grid, *span)
@@ -321,12 +329,12 @@ class Transform:
             return
         if expand_fits(self._scatter_entries(slab.grid), 8 if self.t.dtype == "float64" else 4):
             yield start, count, slab.segments(segs), position, slab
-        elif count <= SLAB_MIN_LANES:
+        elif count <= SLAB_MIN_LANES or (parent and slab.planes > SLAB_SHRINK * parent):
             yield start, count, segs, position, None
         else:
             half = count // 2
-            yield from self._slab_launches(vectors, start, half)
-            yield from self._slab_launches(vectors, start + half, count - half)
+            yield from self._slab_launches(vectors, start, half, slab.planes)
+            yield from self._slab_launches(vectors, start + half, count - half, slab.planes)
 
     def _backproject_slabs(self, values: Any, vectors: Vectors, start: int, count: int, target: Any) -> None:
         """Add ``A.T`` of lanes ``start .. start + count`` into ``target`` slab by slab (:meth:`_slab_launches`;
@@ -389,10 +397,12 @@ class Transform:
         batch: int,
         weights: Any = None,
         target: Any = None,
+        slab: slabs.Slab | None = None,
     ) -> tuple[Any, Any, Vectors]:
         """For lanes ``start .. start + count`` (in the order of :meth:`_launch_order`): the output position
         of each lane's ray, the index of its vector set, and the gradient of the ray's integral (times its
-        weight, if given; one per lane) w.r.t. that set. Adds ``A.T weights`` into ``target``.
+        weight, if given; one per lane) w.r.t. that set. Adds ``A.T weights`` into ``target`` (through the
+        ``slab`` of planes the rays touch, when given: see :meth:`_slab_launches`).
 
         The vectors are gathered to one copy per ray before differentiating, so the AD pass is elementwise (no
         scatters, nothing evaluated until the caller combines the result).
@@ -406,7 +416,13 @@ class Transform:
             dr.enable_grad(leaves)
             rays = rays_from(self.pg, t, leaves, index)
             segs = self._segments(rays, offset)
-            der = derivatives.ray_derivatives(self.grid, t, segs, coeffs, weights, target, self.spread)
+            if slab is None:
+                der = derivatives.ray_derivatives(self.grid, t, segs, coeffs, weights, target, self.spread)
+            else:  # the slab's coefficients and weights: the rays' derivatives do not move with the planes
+                mine = dr.gather(t.Float, coeffs, lanes(t, slab.offset, slab.size))
+                part = even_zeros(t.Float, slab.size)
+                der = derivatives.ray_derivatives(slab.grid, t, slab.segments(segs), mine, weights, part, self.spread)
+                slab.add_into(t, target, trimmed(part, slab.size))
             d_o, d_d, d_tmax = self._ray_partials(der, segs)
             if weights is not None:
                 w = t.Float64(weights)
@@ -430,14 +446,17 @@ class Transform:
         target = even_zeros(t.Float, self.grid.size * batch) if want_volume and not gathered else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
         with launches(t.backend, self.reproducible()):
+            slabbed = target is not None and self.grid.degree > 0 and self._slabbed(batch)
             for start, count in self._progress("gradient", batch):
-                position = self._launch_order(start, count, batch)
-                w = self._take(weights, position, start, count)
-                _, views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, w, target)
-                for name, comps in grads.items():
-                    for acc, g in zip(out[name], comps, strict=True):
-                        add(acc, g, views)
-                dr.eval(out, target)
+                parts = self._slab_launches(vectors, start, count) if slabbed else [(start, count, None, None, None)]
+                for first, rays, _, _, slab in parts:
+                    position = self._launch_order(first, rays, batch)
+                    w = self._take(weights, position, first, rays)
+                    _, views, grads = self._ray_vector_gradients(coeffs, vectors, first, rays, batch, w, target, slab)
+                    for name, comps in grads.items():
+                        for acc, g in zip(out[name], comps, strict=True):
+                            add(acc, g, views)
+                    dr.eval(out, target)
         if gathered:
             target = self.backproject(weights, vectors, batch)
         elif target is not None:

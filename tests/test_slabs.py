@@ -16,6 +16,7 @@ from drct.kernels import march, slabs
 from drct.kernels.grid import KnotGrid
 
 BASES = ["voxel", "linear", "bspline2", "bspline3"]
+SLAB_SHRINK = transform.SLAB_SHRINK
 
 
 def tall_cone(views: int = 5, det: tuple[int, int] = (14, 9)) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
@@ -60,6 +61,7 @@ def small_budget(monkeypatch: pytest.MonkeyPatch) -> Slabs:
 
     monkeypatch.setattr(transform, "expand_fits", state.fits)
     monkeypatch.setattr(transform, "SLAB_MIN_LANES", 16)
+    monkeypatch.setattr(transform, "SLAB_SHRINK", 1.0)  # halve while a slab does not grow (tiny volumes)
     monkeypatch.setattr(slabs.Slab, "add_into", spy)
     return state
 
@@ -162,3 +164,45 @@ def test_rays_that_miss_launch_nothing(small_budget: Slabs, monkeypatch: pytest.
     monkeypatch.setattr(march, "backproject", lambda *args: launched.append(args))
     out = A.T(np.ones(pg.shape, np.float32))
     assert A._engine._slabbed(1) and not launched and not small_budget.written and not np.any(out)
+
+
+@pytest.mark.parametrize("basis", ["linear", "bspline2"])
+def test_slabbed_geometry_vjp_is_the_whole_volume_one(basis: str, small_budget: Slabs) -> None:
+    """The gradient march scatters its ``A.T w`` through the slabs too; the geometry gradients do not move."""
+    vg, pg = tall_cone()
+    A = small_budget.force(ct.Projector(vg, pg, basis=basis, dtype="float64"))
+    engine, t = A._engine, A.types
+    rng = np.random.default_rng(8)
+    coeffs, weights = t.Float(rng.uniform(size=vg.size)), t.Float(rng.uniform(size=pg.num_rays))
+    volume, grads = engine.geometry_vjp(coeffs, engine.vectors(), weights, want_volume=True)
+    assert len({first for first, _ in small_budget.written}) > 1, small_budget.written
+    small_budget.limit = 2**40
+    written = len(small_budget.written)
+    volume_ref, grads_ref = engine.geometry_vjp(coeffs, engine.vectors(), weights, want_volume=True)
+    assert len(small_budget.written) == written, "no slabs when the volume's copies fit"
+    ref = volume_ref.numpy()
+    np.testing.assert_allclose(volume.numpy(), ref, rtol=0, atol=1e-12 * float(np.abs(ref).max()))
+    for name, comps in grads_ref.items():
+        for got, expected in zip(grads[name], comps, strict=True):
+            e = expected.numpy()
+            np.testing.assert_allclose(got.numpy(), e, rtol=0, atol=1e-11 * max(float(np.abs(e).max()), 1e-300))
+
+
+def test_rays_that_each_cross_every_plane_are_not_halved_in_vain(
+    small_budget: Slabs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rays along the slabs' axis each touch every plane: halving their launch cannot shrink its slab, so it stops
+    at once and they scatter into the whole volume (halving down to tiny launches made 512³ ten times slower)."""
+    monkeypatch.setattr(transform, "SLAB_SHRINK", SLAB_SHRINK)  # the module's own rule, not the fixture's
+    vg = ct.VolumeGeometry((24, 6, 6))
+    xy = np.stack(np.meshgrid(np.linspace(-2.5, 2.5, 16), np.linspace(-2.5, 2.5, 16)), -1).reshape(-1, 2)
+    origins = np.concatenate([xy, np.full((len(xy), 1), -40.0)], axis=1)
+    pg = ct.rays(origins, np.tile([0.0, 0.0, 1.0], (len(xy), 1)))
+    A = small_budget.force(ct.Projector(vg, pg, basis="bspline2", dtype="float64"))
+    engine = A._engine
+    plan = list(engine._slab_launches(engine.vectors(), 0, pg.num_rays))
+    assert len(plan) == 2 and all(slab is None for *_, slab in plan), [(f, n, s) for f, n, _, _, s in plan]
+    y = np.random.default_rng(9).uniform(size=A.range_shape)
+    sliced = A.T(y)
+    small_budget.limit = 2**40
+    np.testing.assert_allclose(sliced, A.T(y), rtol=0, atol=1e-12 * float(np.abs(sliced).max()))

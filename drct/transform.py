@@ -346,7 +346,7 @@ class Transform:
             if self.boxed(1):  # the box basis's own march into a padded copy of the slab (or volume)
                 boxed = box.zeros(grid, t)
                 box.backproject(grid, t, segs, mine, boxed, self.spread)
-                part = box.crop_add(grid, t, boxed, dr.zeros(t.Float, grid.size))
+                part = box.crop_add(grid, t, boxed, 0.0)  # the interior, read by the add below (no copy)
             elif slab is None:
                 march.backproject(grid, t, segs, mine, target, self.spread)
                 dr.eval(target)

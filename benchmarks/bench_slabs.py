@@ -7,9 +7,9 @@ A cone scan of n³ coefficients and ``--views`` views of n² pixels. ``A.T`` run
 :mod:`drct.kernels.slabs` (the default wherever the volume's copies exceed the budget) and without them (every
 launch scatters into the whole volume with the atomics, as before), and ``A`` for the ratio; medians of ``--repeat``
 calls after a first one, wall and CPU seconds. ``--gradient`` adds one reverse-mode gradient of
-``0.5 |A(pose) x - y|²`` w.r.t. the volume and a pose per view (B-spline bases), whose march scatters through the
-same slabs. ``--budget-mb`` sets :data:`drct.kernels.scatter.EXPAND_BUDGET`: the copies are one per pool worker,
-so 64 MB on this machine's 2 workers meets what 512 MB meets on a 16-core machine. Prints a table.
+``0.5 |A(pose) x - y|²`` w.r.t. the volume and a pose per view, whose march scatters through the same slabs.
+``--budget-mb`` sets :data:`drct.kernels.scatter.EXPAND_BUDGET`: the copies are one per pool worker, so 64 MB on
+this machine's 2 workers meets what 512 MB meets on a 16-core machine. Prints a table.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> None:
     p.add_argument("--bases", default="voxel,linear,bspline2")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--budget-mb", type=float, default=scatter.EXPAND_BUDGET / 2**20)
-    p.add_argument("--gradient", action="store_true", help="also the volume + pose gradient (B-spline bases)")
+    p.add_argument("--gradient", action="store_true", help="also the volume + pose gradient")
     args = p.parse_args()
     scatter.EXPAND_BUDGET = int(args.budget_mb * 2**20)
     print(f"load before: {load()}; Expand budget {args.budget_mb:g} MB, {dr.thread_count()} pool workers\n")
@@ -64,7 +64,7 @@ def main() -> None:
             fns = {"forward": lambda A=A, x=x: A.forward_tensor(x)}
             for name in ("adjoint slabs", "adjoint atomics"):
                 fns[name] = lambda A=A, y=y: A.adjoint_tensor(y)
-            if args.gradient and basis != "voxel":  # the voxel basis's gradient march keeps the whole volume
+            if args.gradient:
                 for name in ("gradient slabs", "gradient atomics"):
                     fns[name] = lambda b=basis, x=x, y=y, vg=vg, pg=pg: pose_gradient(vg, pg, b, x, y)
             res = wall_and_cpu(fns, args.repeat, variant)

@@ -446,7 +446,7 @@ class Transform:
         target = even_zeros(t.Float, self.grid.size * batch) if want_volume and not gathered else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
         with launches(t.backend, self.reproducible()):
-            slabbed = target is not None and self.grid.degree > 0 and self._slabbed(batch)
+            slabbed = target is not None and self._slabbed(batch)
             for start, count in self._progress("gradient", batch):
                 parts = self._slab_launches(vectors, start, count) if slabbed else [(start, count, None, None, None)]
                 for first, rays, _, _, slab in parts:

@@ -166,7 +166,7 @@ def test_rays_that_miss_launch_nothing(small_budget: Slabs, monkeypatch: pytest.
     assert A._engine._slabbed(1) and not launched and not small_budget.written and not np.any(out)
 
 
-@pytest.mark.parametrize("basis", ["linear", "bspline2"])
+@pytest.mark.parametrize("basis", ["voxel", "linear", "bspline2"])
 def test_slabbed_geometry_vjp_is_the_whole_volume_one(basis: str, small_budget: Slabs) -> None:
     """The gradient march scatters its ``A.T w`` through the slabs too; the geometry gradients do not move."""
     vg, pg = tall_cone()

@@ -39,6 +39,9 @@ SLAB_MIN_LANES = 2**16
 ``Expand``'s copies (:mod:`drct.kernels.slabs`) and scatters into the whole volume with the atomics: launches of a
 detector row each (4096 rays at 512³ × 8 views) were ten times slower than the atomics."""
 
+SlabLaunch = tuple[int, int, Segments, Any, "slabs.Slab | None", "tuple[int, int] | None"]
+"""One launch of :meth:`Transform._slab_launches`: first lane, lanes, rays, output positions, slab, cells cut to."""
+
 SLAB_SHRINK = 0.75
 """A halved launch whose slab keeps more than this share of its parent's planes is not halved further (its rays
 each cross that many planes: halving cannot make them fit)."""
@@ -311,36 +314,47 @@ class Transform:
         mode does not depend on the size)."""
         if self.t.backend != "llvm" or batch != 1 or not only_thread():
             return False
-        return not expand_fits(self._scatter_entries(self.grid), 8 if self.t.dtype == "float64" else 4)
+        return not self._fits(self.grid)
 
     def _slab_launches(
-        self, vectors: Vectors, start: int, count: int, parent: int = 0
-    ) -> Iterator[tuple[int, int, Segments, Any, Any]]:
+        self, vectors: Vectors, start: int, count: int, parent: int = 0, cuts: bool = True
+    ) -> Iterator[SlabLaunch]:
         """Lanes ``start .. start + count`` as launches whose rays touch a slab small enough for ``Expand``'s
-        copies, cut in halves until they do: per launch its lanes (first, count), its clipped rays in the slab's
-        coordinates, their output positions and the :class:`~drct.kernels.slabs.Slab`. A launch is not cut
-        below :data:`SLAB_MIN_LANES` rays, nor when cutting its parent (of ``parent`` planes) did not shrink its
-        slab below :data:`SLAB_SHRINK` of that (rays that each cross many planes: a cone's outer detector rows):
-        it gets the whole volume's rays and None instead. Launches whose rays touch no coefficient are left out."""
+        copies (:mod:`drct.kernels.slabs`): per launch its lanes (first, count), its clipped rays in the slab's
+        coordinates, their output positions, the slab and the cells it owns (``None``, or ``(low, high)`` when
+        the rays were cut to them). A launch is cut in halves while its slab shrinks: not below
+        :data:`SLAB_MIN_LANES` rays, nor when the halves keep more than :data:`SLAB_SHRINK` of their parent's
+        planes (rays that each cross many planes: a cone's outer detector rows). Such a launch's rays are cut
+        into pieces along z instead, each piece marched into its own slab (:func:`~drct.kernels.slabs.clip`),
+        or, where not even one cell's slab fits or ``cuts`` is false, scattered into the whole volume (slab
+        None). Launches whose rays touch no coefficient are left out."""
         segs, position = self._launch_segments(vectors, start, count, 1)
         span = slabs.cell_span(self.grid, segs)
         slab = None if span is None else slabs.Slab.of(self.grid, *span)
-        if slab is None:
+        if span is None or slab is None:
             return
-        if expand_fits(self._scatter_entries(slab.grid), 8 if self.t.dtype == "float64" else 4):
-            yield start, count, slab.segments(segs), position, slab
-        elif count <= SLAB_MIN_LANES or (parent and slab.planes > SLAB_SHRINK * parent):
-            yield start, count, segs, position, None
-        else:
+        if self._fits(slab.grid):
+            yield start, count, slab.segments(segs), position, slab, None
+        elif count > SLAB_MIN_LANES and not (parent and slab.planes > SLAB_SHRINK * parent):
             half = count // 2
-            yield from self._slab_launches(vectors, start, half, slab.planes)
-            yield from self._slab_launches(vectors, start + half, count - half, slab.planes)
+            yield from self._slab_launches(vectors, start, half, slab.planes, cuts)
+            yield from self._slab_launches(vectors, start + half, count - half, slab.planes, cuts)
+        else:
+            cut = slabs.pieces(self.grid, span, slabs.planes_that_fit(self.grid, self._fits)) if cuts else []
+            for piece, low, high in cut:
+                yield start, count, piece.segments(slabs.clip(segs, low, high)), position, piece, (low, high)
+            if not cut:
+                yield start, count, segs, position, None, None
+
+    def _fits(self, grid: KnotGrid) -> bool:
+        """Whether ``Expand``'s copies of the array :meth:`backproject` scatters into for ``grid`` fit."""
+        return expand_fits(self._scatter_entries(grid), 8 if self.t.dtype == "float64" else 4)
 
     def _backproject_slabs(self, values: Any, vectors: Vectors, start: int, count: int, target: Any) -> None:
         """Add ``A.T`` of lanes ``start .. start + count`` into ``target`` slab by slab (:meth:`_slab_launches`;
         a launch without a slab scatters into the whole volume, with the atomics)."""
         t = self.t
-        for first, rays, segs, position, slab in self._slab_launches(vectors, start, count):
+        for first, rays, segs, position, slab, _ in self._slab_launches(vectors, start, count):
             mine = self._take(values, position, first, rays)
             grid = self.grid if slab is None else slab.grid
             if self.boxed(1):  # the box basis's own march into a padded copy of the slab (or volume)
@@ -398,11 +412,13 @@ class Transform:
         weights: Any = None,
         target: Any = None,
         slab: slabs.Slab | None = None,
+        cut: tuple[int, int] | None = None,
     ) -> tuple[Any, Any, Vectors]:
         """For lanes ``start .. start + count`` (in the order of :meth:`_launch_order`): the output position
         of each lane's ray, the index of its vector set, and the gradient of the ray's integral (times its
         weight, if given; one per lane) w.r.t. that set. Adds ``A.T weights`` into ``target`` (through the
-        ``slab`` of planes the rays touch, when given: see :meth:`_slab_launches`).
+        ``slab`` of planes the rays touch, when given, for the rays' pieces in the cells ``cut`` when given:
+        see :meth:`_slab_launches`).
 
         The vectors are gathered to one copy per ray before differentiating, so the AD pass is elementwise (no
         scatters, nothing evaluated until the caller combines the result).
@@ -416,6 +432,8 @@ class Transform:
             dr.enable_grad(leaves)
             rays = rays_from(self.pg, t, leaves, index)
             segs = self._segments(rays, offset)
+            if cut is not None:
+                segs = slabs.clip(segs, *cut)
             if slab is None:
                 der = derivatives.ray_derivatives(self.grid, t, segs, coeffs, weights, target, self.spread)
             else:  # the slab's coefficients and weights: the rays' derivatives do not move with the planes
@@ -448,11 +466,17 @@ class Transform:
         with launches(t.backend, self.reproducible()):
             slabbed = target is not None and self._slabbed(batch)
             for start, count in self._progress("gradient", batch):
-                parts = self._slab_launches(vectors, start, count) if slabbed else [(start, count, None, None, None)]
-                for first, rays, _, _, slab in parts:
+                # the box basis's derivative counts the jumps at the faces a ray crosses: no cuts across its rays
+                cuts = self.grid.degree > 0
+                parts = (
+                    self._slab_launches(vectors, start, count, 0, cuts) if slabbed else [(start, count) + (None,) * 4]
+                )
+                for first, rays, _, _, slab, cut in parts:
                     position = self._launch_order(first, rays, batch)
                     w = self._take(weights, position, first, rays)
-                    _, views, grads = self._ray_vector_gradients(coeffs, vectors, first, rays, batch, w, target, slab)
+                    _, views, grads = self._ray_vector_gradients(
+                        coeffs, vectors, first, rays, batch, w, target, slab, cut
+                    )
                     for name, comps in grads.items():
                         for acc, g in zip(out[name], comps, strict=True):
                             add(acc, g, views)

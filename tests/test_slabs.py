@@ -188,21 +188,107 @@ def test_slabbed_geometry_vjp_is_the_whole_volume_one(basis: str, small_budget: 
             np.testing.assert_allclose(got.numpy(), e, rtol=0, atol=1e-11 * max(float(np.abs(e).max()), 1e-300))
 
 
-def test_rays_that_each_cross_every_plane_are_not_halved_in_vain(
-    small_budget: Slabs, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Rays along the slabs' axis each touch every plane: halving their launch cannot shrink its slab, so it stops
-    at once and they scatter into the whole volume (halving down to tiny launches made 512³ ten times slower)."""
-    monkeypatch.setattr(transform, "SLAB_SHRINK", SLAB_SHRINK)  # the module's own rule, not the fixture's
-    vg = ct.VolumeGeometry((24, 6, 6))
-    xy = np.stack(np.meshgrid(np.linspace(-2.5, 2.5, 16), np.linspace(-2.5, 2.5, 16)), -1).reshape(-1, 2)
+def rays_along_z(vg: ct.VolumeGeometry) -> ct.RayGeometry:
+    """16² rays along z (the slabs' axis) through the volume: each touches every plane."""
+    xy = np.stack(np.meshgrid(np.linspace(-2.5, 2.5, 16), np.linspace(-2.3, 2.4, 16)), -1).reshape(-1, 2)
     origins = np.concatenate([xy, np.full((len(xy), 1), -40.0)], axis=1)
-    pg = ct.rays(origins, np.tile([0.0, 0.0, 1.0], (len(xy), 1)))
-    A = small_budget.force(ct.Projector(vg, pg, basis="bspline2", dtype="float64"))
+    directions = np.tile([0.03, -0.02, 1.0], (len(xy), 1))
+    return ct.rays(origins, directions)
+
+
+@pytest.mark.parametrize("basis", BASES)
+def test_rays_longer_than_a_slab_go_in_pieces(basis: str, small_budget: Slabs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rays that each cross more planes than a slab holds: halving stops at once (it cannot shrink their slab;
+    halving down to tiny launches made 512³ ten times slower) and each ray is marched piece by piece along z, each
+    piece into its own slab; the pieces add up to the whole ray's adjoint."""
+    monkeypatch.setattr(transform, "SLAB_SHRINK", SLAB_SHRINK)  # the module's own rule, not the fixture's
+    vg = ct.VolumeGeometry((40, 6, 6))
+    pg = rays_along_z(vg)
+    A = small_budget.force(ct.Projector(vg, pg, basis=basis, dtype="float64"))
+    small_budget.limit //= 2  # a third of the planes
     engine = A._engine
     plan = list(engine._slab_launches(engine.vectors(), 0, pg.num_rays))
-    assert len(plan) == 2 and all(slab is None for *_, slab in plan), [(f, n, s) for f, n, _, _, s in plan]
+    assert all(rays >= pg.num_rays // 2 for _, rays, *_ in plan), "no halving past the first"
+    cuts = [cut for *_, cut in plan]
+    assert all(cut is not None for cut in cuts) and len(set(cuts)) > 2, cuts
     y = np.random.default_rng(9).uniform(size=A.range_shape)
     sliced = A.T(y)
     small_budget.limit = 2**40
-    np.testing.assert_allclose(sliced, A.T(y), rtol=0, atol=1e-12 * float(np.abs(sliced).max()))
+    whole = A.T(y)
+    assert float(np.abs(whole).max()) > 1e-3
+    np.testing.assert_allclose(sliced, whole, rtol=0, atol=1e-12 * float(np.abs(whole).max()))
+
+
+@pytest.mark.parametrize("degree", [0, 2, 3])
+def test_pieces_cover_the_span_with_their_margins(degree: int) -> None:
+    grid = KnotGrid.of(ct.VolumeGeometry((60, 4, 5)), degree)
+    for planes in (8, 16, 24, 64):
+        for span in ((0, grid.cells[-1] - 1), (7, 30), (20, 21)):
+            cut = slabs.pieces(grid, span, planes)
+            if planes - degree - 2 * slabs.CUT_MARGIN < 1:
+                assert not cut
+                continue
+            owned = [c for _, low, high in cut for c in range(low, high)]
+            assert owned == list(range(span[0], span[1] + 1))
+            for slab, low, high in cut:
+                assert slab.planes <= max(planes, 0) or slab.planes == grid.shape[-1]
+                cells = range(max(low - slabs.CUT_MARGIN, 0), min(high - 1 + slabs.CUT_MARGIN, grid.cells[-1] - 1) + 1)
+                need = {k - grid.pad + j for k in cells for j in range(degree + 1)} & set(range(grid.shape[-1]))
+                assert need <= set(range(slab.first, slab.first + slab.planes)), (planes, span, low, high, slab)
+
+
+def test_clipped_pieces_add_up_to_the_ray() -> None:
+    from drct.backend import types
+
+    t = types("float64", "llvm")
+    rng = np.random.default_rng(3)
+    n = 200
+    entry = [t.Float(rng.uniform(0, 30, n)) for _ in range(3)]
+    direction = [t.Float(rng.normal(size=n)) for _ in range(3)]
+    direction[2] = t.Float(np.where(np.arange(n) % 10 == 0, 0.0, direction[2].numpy()))  # some parallel to the cuts
+    length = t.Float(rng.uniform(0, 20, n))
+    yes = t.Bool(np.ones(n, bool))
+    segs = slabs.Segments(entry, direction, length, t.Float(rng.uniform(-5, 5, n)), yes, yes)
+    pieces = [slabs.clip(segs, low, low + 7) for low in range(-70, 70, 7)]
+    total = sum(p.length.numpy() for p in pieces)
+    np.testing.assert_allclose(total, length.numpy(), rtol=1e-12, atol=1e-12)
+    starts = sum(p.starts_at_t_min.numpy().astype(int) for p in pieces)
+    ends = sum(p.ends_at_t_max.numpy().astype(int) for p in pieces)
+    hit = length.numpy() > 0
+    assert np.all(starts[hit] == 1) and np.all(ends[hit] == 1), "exactly one piece holds the ray's start and end"
+    for p in pieces:
+        inside = p.length.numpy() > 0
+        z0 = p.entry[2].numpy()[inside]
+        z1 = z0 + p.length.numpy()[inside] * p.direction[2].numpy()[inside]
+        assert np.all(np.minimum(z0, z1) >= -70 - 1e-9) and np.all(np.maximum(z0, z1) <= 70 + 1e-9)
+
+
+@pytest.mark.parametrize("basis", ["voxel", "bspline2"])
+def test_geometry_vjp_in_pieces_is_the_whole_volume_one(
+    basis: str, small_budget: Slabs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gradient march in pieces: moments re-based at each piece's start, the rays' own start and end in one
+    piece each; the same volume and geometry gradients as the whole rays'. The box basis's derivative counts the
+    jumps at the faces a ray crosses, which a cut would drop: its rays are not cut (the whole volume instead)."""
+    monkeypatch.setattr(transform, "SLAB_SHRINK", SLAB_SHRINK)
+    vg = ct.VolumeGeometry((40, 6, 6))
+    pg = rays_along_z(vg)
+    A = small_budget.force(ct.Projector(vg, pg, basis=basis, dtype="float64"))
+    small_budget.limit //= 2
+    engine, t = A._engine, A.types
+    rng = np.random.default_rng(10)
+    coeffs, weights = t.Float(rng.uniform(size=vg.size)), t.Float(rng.uniform(size=pg.num_rays))
+    volume, grads = engine.geometry_vjp(coeffs, engine.vectors(), weights, want_volume=True)
+    if basis == "voxel":
+        assert not small_budget.written
+    else:
+        assert any(first > 0 for first, _ in small_budget.written)
+    small_budget.limit = 2**40
+    volume_ref, grads_ref = engine.geometry_vjp(coeffs, engine.vectors(), weights, want_volume=True)
+    ref = volume_ref.numpy()
+    np.testing.assert_allclose(volume.numpy(), ref, rtol=0, atol=1e-12 * float(np.abs(ref).max()))
+    for name, comps in grads_ref.items():
+        for got, expected in zip(grads[name], comps, strict=True):
+            e = expected.numpy()
+            assert float(np.abs(e).max()) > 0
+            np.testing.assert_allclose(got.numpy(), e, rtol=0, atol=1e-10 * float(np.abs(e).max()))

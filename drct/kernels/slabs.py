@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,11 @@ few slab shapes keep the number of kernels small (where it starts is a run-time 
 MARGIN = 2
 """Cells added on each side of the span the rays' end points give: a march's cell index may run one cell past the
 one its position rounds to (:func:`~drct.kernels.march.march`); the slab must hold every cell a march visits."""
+
+
+CUT_MARGIN = 2
+"""Cells a piece's slab holds beyond each cut (:func:`pieces`): the piece's entry, moved to the cut, may round into
+the cell before it, and its march may run one cell past its end."""
 
 
 @dataclass(frozen=True)
@@ -102,3 +108,62 @@ def cell_span(grid: KnotGrid, segs: Segments) -> tuple[int, int] | None:
         return None
     cells = grid.cells[-1]
     return max(math.floor(lo) - MARGIN, 0), min(math.floor(hi) + MARGIN, cells - 1)
+
+
+def clip(segs: Segments, low: int, high: int) -> Segments:
+    """The part of each segment whose knot coordinate along the last axis lies in ``[low, high]`` (cells ``low ..
+    high - 1``), empty where there is none: a ray that crosses more planes than a slab holds is marched piece by
+    piece, each piece into its own slab. Neighbouring pieces meet at the same ``t`` (computed alike on both sides),
+    so their lengths add up to the whole; which cell a sliver at the cut falls in may differ from the whole
+    march's by rounding (the pieces' sums agree with it to float rounding, not bit for bit). ``t_enter`` moves to
+    the piece's start, and only the piece holding the ray's own start (end) keeps ``starts_at_t_min``
+    (``ends_at_t_max``), so the rays' derivatives add up over the pieces too."""
+    t = type(segs.length)
+    z, d = segs.entry[-1], segs.direction[-1]
+    lo, hi = dr.opaque(t, low), dr.opaque(t, high)
+    flat = d == 0
+    inv = dr.select(flat, 0.0, dr.rcp(d))
+    ta, tb = (lo - z) * inv, (hi - z) * inv
+    inside = (z >= lo) & (z < hi)
+    t0 = dr.select(flat, dr.select(inside, 0.0, dr.inf), dr.maximum(dr.minimum(ta, tb), 0.0))
+    t1 = dr.select(flat, segs.length, dr.minimum(dr.maximum(ta, tb), segs.length))
+    keep = t1 > t0
+    start = dr.select(keep, t0, 0.0)
+    entry = [dr.fma(start, di, e) for e, di in zip(segs.entry, segs.direction, strict=True)]
+    return dataclasses.replace(
+        segs,
+        entry=entry,
+        length=dr.select(keep, t1 - t0, 0.0),
+        t_enter=segs.t_enter + type(segs.t_enter)(start),
+        starts_at_t_min=segs.starts_at_t_min & keep & (t0 <= 0.0),
+        ends_at_t_max=segs.ends_at_t_max & keep & (t1 >= segs.length),
+    )
+
+
+def planes_that_fit(volume: KnotGrid, fits: Callable[[KnotGrid], bool]) -> int:
+    """The most planes a slab of ``volume`` may hold for ``fits(slab grid)`` (0 when not even one fits)."""
+    low, high = 0, volume.shape[-1]
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(Slab(volume, 0, mid).grid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def pieces(volume: KnotGrid, span: tuple[int, int], planes: int) -> list[tuple[Slab, int, int]]:
+    """Cells ``span[0] .. span[1]`` of the last axis cut into runs whose slab (their coefficients, ``CUT_MARGIN``
+    cells each side for the rounding at the cuts) holds at most ``planes`` planes: per run its slab and its cells
+    ``[low, high)`` (for :func:`clip`); empty when even one cell's slab would not fit."""
+    n, step = volume.degree, PLANES_STEP
+    width = (planes // step) * step - n - 2 * CUT_MARGIN if planes < volume.shape[-1] else span[1] - span[0] + 1
+    if width < 1:
+        return []
+    out = []
+    for low in range(span[0], span[1] + 1, width):
+        high = min(low + width, span[1] + 1)
+        slab = Slab.of(volume, max(low - CUT_MARGIN, 0), min(high - 1 + CUT_MARGIN, volume.cells[-1] - 1))
+        if slab is not None:
+            out.append((slab, low, high))
+    return out

@@ -36,7 +36,7 @@ reading it three times per call cost ~0.3 ms, a few percent of a 256² forward p
 
 SLAB_MIN_LANES = 2**16
 """Rays of a launch below which :meth:`Transform.backproject` stops halving it to find a slab small enough for
-``Expand``'s copies (:mod:`drct.kernels.slabs`) and scatters into the whole volume with the atomics: launches of a
+``Expand``'s copies (:mod:`drct.kernels.slabs`) and cuts its rays into pieces along z instead: launches of a
 detector row each (4096 rays at 512³ × 8 views) were ten times slower than the atomics."""
 
 SlabLaunch = tuple[int, int, Segments, Any, "slabs.Slab | None", "tuple[int, int] | None"]
@@ -44,7 +44,7 @@ SlabLaunch = tuple[int, int, Segments, Any, "slabs.Slab | None", "tuple[int, int
 
 SLAB_SHRINK = 0.75
 """A halved launch whose slab keeps more than this share of its parent's planes is not halved further (its rays
-each cross that many planes: halving cannot make them fit)."""
+each cross that many planes: halving cannot make them fit); its rays are cut into pieces along z instead."""
 
 
 def _detached(vectors: Vectors) -> Vectors:

@@ -6,10 +6,13 @@ about 400³ on 2 cores, 200³ on 16; larger volumes fell back to the atomics, ab
 rays touch only the planes of the last (slowest) axis between where they enter and leave the volume: for a few
 detector rows of a circular scan, a thin slab. Marched through the knot grid of that slab alone — the same grid
 with fewer planes, each ray's knot coordinate along that axis moved by a whole number of planes — the rays visit
-the same cells with the same in-cell positions, bit for bit (the moved coordinate, the cell index and their
-difference are multiples of the coordinate's last bit, no larger than it, so every one is exact), so they scatter
-the same weights into a target small enough for the copies; the slab is then added into the volume at its first
-plane. :meth:`drct.transform.Transform.backproject` cuts launches in halves until their slab fits.
+the same cells with the same in-cell positions (the moved coordinate and its offset from its cell are exact: both
+are multiples of the coordinate's last bit and no larger than it; a face crossing may round differently in its
+last bit), so they scatter the same weights, to float rounding, into a target small enough for the copies; the
+slab is then added into the volume at its first plane. :meth:`drct.transform.Transform.backproject` cuts launches
+in halves until their slab fits, and the rays of a launch whose halves stop shrinking (each ray crosses more
+planes than a slab holds: a cone's outer detector rows at 512³ with 16 cores' copies) into pieces along z
+(:func:`clip`, :func:`pieces`), each marched into its own slab.
 
 Example:
     >>> import drct as ct

@@ -34,18 +34,6 @@ SMALL_COPY = 16 * 2**20
 """Bytes of a padded box-basis copy made without asking for the free memory first (:meth:`Transform.boxed`):
 reading it three times per call cost ~0.3 ms, a few percent of a 256² forward projection."""
 
-SLAB_MIN_LANES = 2**16
-"""Rays of a launch below which :meth:`Transform.backproject` stops halving it to find a slab small enough for
-``Expand``'s copies (:mod:`drct.kernels.slabs`) and cuts its rays into pieces along z instead: launches of a
-detector row each (4096 rays at 512³ × 8 views) were ten times slower than the atomics."""
-
-SlabLaunch = tuple[int, int, Segments, Any, "slabs.Slab | None", "tuple[int, int] | None"]
-"""One launch of :meth:`Transform._slab_launches`: first lane, lanes, rays, output positions, slab, cells cut to."""
-
-SLAB_SHRINK = 0.75
-"""A halved launch whose slab keeps more than this share of its parent's planes is not halved further (its rays
-each cross that many planes: halving cannot make them fit); its rays are cut into pieces along z instead."""
-
 
 def _detached(vectors: Vectors) -> Vectors:
     return {name: [dr.detach(c) for c in comps] for name, comps in vectors.items()}
@@ -287,7 +275,9 @@ class Transform:
             if self._slabbed(batch):
                 for start, count in self._progress("A.T y", batch, linear=True):
                     self._backproject_slabs(values, vectors, start, count, target)
-                return trimmed(target, size)
+                target = trimmed(target, size)
+                dr.eval(target)
+                return target
             boxed = box.zeros(self.grid, self.t, batch) if self.boxed(batch) else None
             for start, count in self._progress("A.T y", batch, linear=True):
                 segs, position = self._launch_segments(vectors, start, count, batch)
@@ -316,35 +306,17 @@ class Transform:
             return False
         return not self._fits(self.grid)
 
-    def _slab_launches(
-        self, vectors: Vectors, start: int, count: int, parent: int = 0, cuts: bool = True
-    ) -> Iterator[SlabLaunch]:
-        """Lanes ``start .. start + count`` as launches whose rays touch a slab small enough for ``Expand``'s
-        copies (:mod:`drct.kernels.slabs`): per launch its lanes (first, count), its clipped rays in the slab's
-        coordinates, their output positions, the slab and the cells it owns (``None``, or ``(low, high)`` when
-        the rays were cut to them). A launch is cut in halves while its slab shrinks: not below
-        :data:`SLAB_MIN_LANES` rays, nor when the halves keep more than :data:`SLAB_SHRINK` of their parent's
-        planes (rays that each cross many planes: a cone's outer detector rows). Such a launch's rays are cut
-        into pieces along z instead, each piece marched into its own slab (:func:`~drct.kernels.slabs.clip`),
-        or, where not even one cell's slab fits or ``cuts`` is false, scattered into the whole volume (slab
-        None). Launches whose rays touch no coefficient are left out."""
-        segs, position = self._launch_segments(vectors, start, count, 1)
-        span = slabs.cell_span(self.grid, segs)
-        slab = None if span is None else slabs.Slab.of(self.grid, *span)
-        if span is None or slab is None:
-            return
-        if self._fits(slab.grid):
-            yield start, count, slab.segments(segs), position, slab, None
-        elif count > SLAB_MIN_LANES and not (parent and slab.planes > SLAB_SHRINK * parent):
-            half = count // 2
-            yield from self._slab_launches(vectors, start, half, slab.planes, cuts)
-            yield from self._slab_launches(vectors, start + half, count - half, slab.planes, cuts)
-        else:
-            cut = slabs.pieces(self.grid, span, slabs.planes_that_fit(self.grid, self._fits)) if cuts else []
-            for piece, low, high in cut:
-                yield start, count, piece.segments(slabs.clip(segs, low, high)), position, piece, (low, high)
-            if not cut:
-                yield start, count, segs, position, None, None
+    def _slab_launches(self, vectors: Vectors, start: int, count: int, cuts: bool = True) -> Iterator[slabs.Launch]:
+        """Lanes ``start .. start + count`` as launches whose rays touch a slab that fits ``Expand``'s copies
+        (:func:`drct.kernels.slabs.launches`; ``cuts``: rays may be cut into pieces along z)."""
+        return slabs.launches(
+            self.grid,
+            lambda first, lanes: self._launch_segments(vectors, first, lanes, 1),
+            self._fits,
+            start,
+            count,
+            cuts,
+        )
 
     def _fits(self, grid: KnotGrid) -> bool:
         """Whether ``Expand``'s copies of the array :meth:`backproject` scatters into for ``grid`` fit."""
@@ -468,9 +440,7 @@ class Transform:
             for start, count in self._progress("gradient", batch):
                 # the box basis's derivative counts the jumps at the faces a ray crosses: no cuts across its rays
                 cuts = self.grid.degree > 0
-                parts = (
-                    self._slab_launches(vectors, start, count, 0, cuts) if slabbed else [(start, count) + (None,) * 4]
-                )
+                parts = self._slab_launches(vectors, start, count, cuts) if slabbed else [(start, count) + (None,) * 4]
                 for first, rays, _, _, slab, cut in parts:
                     position = self._launch_order(first, rays, batch)
                     w = self._take(weights, position, first, rays)

@@ -16,7 +16,7 @@ from drct.kernels import march, slabs
 from drct.kernels.grid import KnotGrid
 
 BASES = ["voxel", "linear", "bspline2", "bspline3"]
-SLAB_SHRINK = transform.SLAB_SHRINK
+SHRINK = slabs.SHRINK
 
 
 def tall_cone(views: int = 5, det: tuple[int, int] = (14, 9)) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
@@ -60,8 +60,8 @@ def small_budget(monkeypatch: pytest.MonkeyPatch) -> Slabs:
         add_into(self, t, target, values)
 
     monkeypatch.setattr(transform, "expand_fits", state.fits)
-    monkeypatch.setattr(transform, "SLAB_MIN_LANES", 16)
-    monkeypatch.setattr(transform, "SLAB_SHRINK", 1.0)  # halve while a slab does not grow (tiny volumes)
+    monkeypatch.setattr(slabs, "MIN_LANES", 16)
+    monkeypatch.setattr(slabs, "SHRINK", 1.0)  # halve while a slab does not grow (tiny volumes)
     monkeypatch.setattr(slabs.Slab, "add_into", spy)
     return state
 
@@ -201,7 +201,7 @@ def test_rays_longer_than_a_slab_go_in_pieces(basis: str, small_budget: Slabs, m
     """Rays that each cross more planes than a slab holds: halving stops at once (it cannot shrink their slab;
     halving down to tiny launches made 512³ ten times slower) and each ray is marched piece by piece along z, each
     piece into its own slab; the pieces add up to the whole ray's adjoint."""
-    monkeypatch.setattr(transform, "SLAB_SHRINK", SLAB_SHRINK)  # the module's own rule, not the fixture's
+    monkeypatch.setattr(slabs, "SHRINK", SHRINK)  # the module's own rule, not the fixture's
     vg = ct.VolumeGeometry((40, 6, 6))
     pg = rays_along_z(vg)
     A = small_budget.force(ct.Projector(vg, pg, basis=basis, dtype="float64"))
@@ -225,14 +225,14 @@ def test_pieces_cover_the_span_with_their_margins(degree: int) -> None:
     for planes in (8, 16, 24, 64):
         for span in ((0, grid.cells[-1] - 1), (7, 30), (20, 21)):
             cut = slabs.pieces(grid, span, planes)
-            if planes - degree - 2 * slabs.CUT_MARGIN < 1:
+            if planes - degree - 2 * slabs.MARGIN < 1:
                 assert not cut
                 continue
             owned = [c for _, low, high in cut for c in range(low, high)]
             assert owned == list(range(span[0], span[1] + 1))
             for slab, low, high in cut:
                 assert slab.planes <= max(planes, 0) or slab.planes == grid.shape[-1]
-                cells = range(max(low - slabs.CUT_MARGIN, 0), min(high - 1 + slabs.CUT_MARGIN, grid.cells[-1] - 1) + 1)
+                cells = range(max(low - slabs.MARGIN, 0), min(high - 1 + slabs.MARGIN, grid.cells[-1] - 1) + 1)
                 need = {k - grid.pad + j for k in cells for j in range(degree + 1)} & set(range(grid.shape[-1]))
                 assert need <= set(range(slab.first, slab.first + slab.planes)), (planes, span, low, high, slab)
 
@@ -270,7 +270,7 @@ def test_geometry_vjp_in_pieces_is_the_whole_volume_one(
     """The gradient march in pieces: moments re-based at each piece's start, the rays' own start and end in one
     piece each; the same volume and geometry gradients as the whole rays'. The box basis's derivative counts the
     jumps at the faces a ray crosses, which a cut would drop: its rays are not cut (the whole volume instead)."""
-    monkeypatch.setattr(transform, "SLAB_SHRINK", SLAB_SHRINK)
+    monkeypatch.setattr(slabs, "SHRINK", SHRINK)
     vg = ct.VolumeGeometry((40, 6, 6))
     pg = rays_along_z(vg)
     A = small_budget.force(ct.Projector(vg, pg, basis=basis, dtype="float64"))

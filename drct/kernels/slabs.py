@@ -9,10 +9,11 @@ with fewer planes, each ray's knot coordinate along that axis moved by a whole n
 the same cells with the same in-cell positions (the moved coordinate and its offset from its cell are exact: both
 are multiples of the coordinate's last bit and no larger than it; a face crossing may round differently in its
 last bit), so they scatter the same weights, to float rounding, into a target small enough for the copies; the
-slab is then added into the volume at its first plane. :meth:`drct.transform.Transform.backproject` cuts launches
-in halves until their slab fits, and the rays of a launch whose halves stop shrinking (each ray crosses more
-planes than a slab holds: a cone's outer detector rows at 512³ with 16 cores' copies) into pieces along z
-(:func:`clip`, :func:`pieces`), each marched into its own slab.
+slab is then added into the volume at its first plane. :func:`launches` (for
+:meth:`drct.transform.Transform.backproject` and its gradient) cuts launches in halves until their slab fits, and
+the rays of a launch whose halves stop shrinking (each ray crosses more planes than a slab holds: a cone's outer
+detector rows at 512³ with 16 cores' copies) into pieces along z (:func:`clip`, :func:`pieces`), each marched into
+its own slab.
 
 Example:
     >>> import drct as ct
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +45,21 @@ PLANES_STEP = 8
 few slab shapes keep the number of kernels small (where it starts is a run-time value)."""
 
 MARGIN = 2
-"""Cells added on each side of the span the rays' end points give: a march's cell index may run one cell past the
-one its position rounds to (:func:`~drct.kernels.march.march`); the slab must hold every cell a march visits."""
+"""Cells a slab holds beyond those its rays' end points (or a piece's cuts, :func:`pieces`) fall in: an end point
+moved to a cut may round into the cell before it, and a march's cell index may run one cell past the one its
+position rounds to (:func:`~drct.kernels.march.march`); the slab must hold every cell a march visits."""
 
+MIN_LANES = 2**16
+"""Rays of a launch below which :func:`launches` stops halving it to find a slab small enough for ``Expand``'s
+copies and cuts its rays into pieces along z instead: launches of a detector row each (4096 rays at 512³ × 8
+views) were ten times slower than the atomics."""
 
-CUT_MARGIN = 2
-"""Cells a piece's slab holds beyond each cut (:func:`pieces`): the piece's entry, moved to the cut, may round into
-the cell before it, and its march may run one cell past its end."""
+SHRINK = 0.75
+"""A halved launch whose slab keeps more than this share of its parent's planes is not halved further (its rays
+each cross that many planes: halving cannot make them fit); its rays are cut into pieces along z instead."""
+
+Launch = tuple[int, int, Segments, Any, "Slab | None", "tuple[int, int] | None"]
+"""One launch of :func:`launches`: first lane, lanes, rays, output positions, slab, cells cut to."""
 
 
 @dataclass(frozen=True)
@@ -156,17 +165,54 @@ def planes_that_fit(volume: KnotGrid, fits: Callable[[KnotGrid], bool]) -> int:
 
 
 def pieces(volume: KnotGrid, span: tuple[int, int], planes: int) -> list[tuple[Slab, int, int]]:
-    """Cells ``span[0] .. span[1]`` of the last axis cut into runs whose slab (their coefficients, ``CUT_MARGIN``
+    """Cells ``span[0] .. span[1]`` of the last axis cut into runs whose slab (their coefficients, ``MARGIN``
     cells each side for the rounding at the cuts) holds at most ``planes`` planes: per run its slab and its cells
     ``[low, high)`` (for :func:`clip`); empty when even one cell's slab would not fit."""
     n, step = volume.degree, PLANES_STEP
-    width = (planes // step) * step - n - 2 * CUT_MARGIN if planes < volume.shape[-1] else span[1] - span[0] + 1
+    width = (planes // step) * step - n - 2 * MARGIN if planes < volume.shape[-1] else span[1] - span[0] + 1
     if width < 1:
         return []
     out = []
     for low in range(span[0], span[1] + 1, width):
         high = min(low + width, span[1] + 1)
-        slab = Slab.of(volume, max(low - CUT_MARGIN, 0), min(high - 1 + CUT_MARGIN, volume.cells[-1] - 1))
+        slab = Slab.of(volume, max(low - MARGIN, 0), min(high - 1 + MARGIN, volume.cells[-1] - 1))
         if slab is not None:
             out.append((slab, low, high))
     return out
+
+
+def launches(
+    volume: KnotGrid,
+    segments: Callable[[int, int], tuple[Segments, Any]],
+    fits: Callable[[KnotGrid], bool],
+    start: int,
+    count: int,
+    cuts: bool = True,
+    parent: int = 0,
+) -> Iterator[Launch]:
+    """Lanes ``start .. start + count`` (their clipped rays and output positions from ``segments(first, lanes)``)
+    as launches whose rays touch a slab for which ``fits(slab grid)``: per launch its lanes (first, count), its
+    rays in the slab's coordinates, their output positions, the slab and the cells it owns (``None``, or
+    ``(low, high)`` when the rays were cut to them). A launch is cut in halves while its slab shrinks: not below
+    :data:`MIN_LANES` rays, nor when the halves keep more than :data:`SHRINK` of their parent's planes (rays that
+    each cross many planes: a cone's outer detector rows). Such a launch's rays are cut into pieces along z
+    instead, each piece marched into its own slab (:func:`clip`, :func:`pieces`), or, where not even one cell's
+    slab fits or ``cuts`` is false, scattered into the whole volume (slab None). Launches whose rays touch no
+    coefficient are left out."""
+    segs, position = segments(start, count)
+    span = cell_span(volume, segs)
+    slab = None if span is None else Slab.of(volume, *span)
+    if span is None or slab is None:
+        return
+    if fits(slab.grid):
+        yield start, count, slab.segments(segs), position, slab, None
+    elif count > MIN_LANES and not (parent and slab.planes > SHRINK * parent):
+        half = count // 2
+        yield from launches(volume, segments, fits, start, half, cuts, slab.planes)
+        yield from launches(volume, segments, fits, start + half, count - half, cuts, slab.planes)
+    else:
+        cut = pieces(volume, span, planes_that_fit(volume, fits)) if cuts else []
+        for piece, low, high in cut:
+            yield start, count, piece.segments(clip(segs, low, high)), position, piece, (low, high)
+        if not cut:
+            yield start, count, segs, position, None, None

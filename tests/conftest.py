@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+import threading
+import warnings
+from collections.abc import Container, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
 import drct as ct
+from drct.concurrency import only_thread
+
+
+@pytest.fixture(autouse=True)
+def _name_threads_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Warn (in the warnings summary) about a test that leaves a thread alive which costs later tests the
+    single-thread fast paths (:func:`drct.concurrency.only_thread`): CI once lost them for tests/test_slabs.py
+    to a thread this machine never showed."""
+    before = {*threading.enumerate()}
+    yield
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    if left and not only_thread():
+        names = ", ".join(f"{t.name} ({type(t).__module__}.{type(t).__qualname__})" for t in left)
+        warnings.warn(f"{request.node.nodeid} left threads alive: {names}", stacklevel=1)
 
 
 def _random_rays(ndim: int, n: int, rng: np.random.Generator, radius: float) -> ct.RayGeometry:

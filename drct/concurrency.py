@@ -97,11 +97,32 @@ def _first(holder: object) -> object:
     return holder[0] if isinstance(holder, list) and holder else None
 
 
+def other_threads() -> list[threading.Thread]:
+    """The process's Python threads besides the calling one that may launch Dr.Jit work: all but the threads
+    known to run no Dr.Jit code (:data:`IDLE_THREADS`: tqdm's monitor, a Jupyter kernel's own; zarr 3's I/O
+    loop and the workers of its executors, found by their objects). Any of them costs :func:`only_thread`.
+
+    Example:
+        >>> import threading
+        >>> stop = threading.Event()
+        >>> mine = threading.Thread(target=stop.wait, name="mine")
+        >>> mine.start()
+        >>> mine in other_threads()
+        True
+        >>> stop.set(); mine.join()
+    """
+    me = threading.current_thread()
+    others = [t for t in threading.enumerate() if t is not me and not _idle(t)]
+    if not others:
+        return others
+    zarr = _zarr_threads()
+    return [t for t in others if t not in zarr]
+
+
 def only_thread() -> bool:
     """True when the calling thread is the process's only Python thread, apart from threads known to run no
-    Dr.Jit code (:data:`IDLE_THREADS`: tqdm's monitor, a Jupyter kernel's own; zarr 3's I/O loop and the
-    workers of its executors, found by their objects): then no other thread can launch Dr.Jit work while this
-    one's kernels run.
+    Dr.Jit code (see :func:`other_threads`): then no other thread can launch Dr.Jit work while this one's
+    kernels run.
 
     Example:
         >>> from concurrent.futures import ThreadPoolExecutor
@@ -111,12 +132,7 @@ def only_thread() -> bool:
         0
         False
     """
-    me = threading.current_thread()
-    others = [t for t in threading.enumerate() if t is not me and not _idle(t)]
-    if not others:
-        return True
-    zarr = _zarr_threads()
-    return all(t in zarr for t in others)
+    return not other_threads()
 
 
 def set_deterministic(flag: bool) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import drct as ct
-from drct.concurrency import only_thread
+from drct.concurrency import other_threads
 
 
 @pytest.fixture(autouse=True)
@@ -21,8 +21,8 @@ def _name_threads_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     to a thread this machine never showed."""
     before = {*threading.enumerate()}
     yield
-    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-    if left and not only_thread():
+    left = [t for t in other_threads() if t not in before and t.is_alive()]
+    if left:
         names = ", ".join(f"{t.name} ({type(t).__module__}.{type(t).__qualname__})" for t in left)
         warnings.warn(f"{request.node.nodeid} left threads alive: {names}", stacklevel=1)
 

@@ -87,7 +87,7 @@ class CalibrationOptions:
     iterations: int | list[int] = 8
     recon_iterations: int = 20
     initial_recon_iterations: int = 30
-    final_recon_iterations: int = 30
+    final_recon_iterations: int = 10
     regularization: float = 1e-5
     lowpass: float = 2.0
     gauge: str = "fix"

@@ -65,7 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--levels", help="coarsening factors, coarse to fine, e.g. 4,2,1 (default from the volume)")
     add_iterations(p, "outer iterations per level (one or comma-separated)", default="8")
     p.add_argument("--recon-iterations", type=int, default=20, help="CGLS iterations per outer iteration")
-    p.add_argument("--final-recon-iterations", type=int, default=30, help="CGLS iterations of the result")
+    p.add_argument(
+        "--final-recon-iterations",
+        type=int,
+        default=10,
+        help="CGLS iterations of the result (from the finest level's volume)",
+    )
     p.add_argument("--regularization", type=float, default=1e-5, help="Tikhonov weight relative to |A^T A|")
     p.add_argument(
         "--lowpass",

@@ -36,9 +36,20 @@ def calibrate_and_spy(data: np.ndarray, monkeypatch: pytest.MonkeyPatch, **kw: A
 def test_the_returned_reconstruction_starts_from_the_finest_volume(
     data: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    moves: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def move(x: np.ndarray, vg: ct.VolumeGeometry, motion: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        moves.append((np.array(motion[0], copy=True), np.array(motion[1], copy=True)))  # as passed, not later
+        return pose.in_scanner_frame(x, vg, motion)
+
+    monkeypatch.setattr(solver, "in_scanner_frame", move)
     res, calls = calibrate_and_spy(data, monkeypatch, diagnostics="off")
     start, iterations = calls[-1]
     assert iterations == 10 and start.shape == VG.shape
+    # moved by the pose the calibration reports (not by zeros: the solver zeroes theta's pose entries after)
+    assert res.pose is not None and len(moves) == 1 and np.any(np.asarray(res.pose["shift"]) != 0)
+    np.testing.assert_array_equal(moves[0][0], res.pose["shift"])
+    np.testing.assert_array_equal(moves[0][1], res.pose["rotation"])
     # the start fits the data at the returned (scanner-frame) geometry: the finest volume, moved by the pose
     A = ct.Projector(VG, res.geometry, basis="bspline2")
     assert np.linalg.norm(A(start) - data) < 0.5 * np.linalg.norm(data)
@@ -72,7 +83,7 @@ def test_the_moved_volume_projects_without_the_pose_as_the_volume_with_it(ndim: 
     with_pose = ct.Projector(vg, pg.perturb(motion_shift=shift, motion_rotation=rotation), basis="linear")(x)
     A = ct.Projector(vg, pg, basis="linear")
     moved = A(pose.in_scanner_frame(x, vg, (shift, rotation)))
-    backwards = A(pose.in_scanner_frame(x, vg, (-shift, -rotation)))  # the inverse motion, to compare
+    backwards = A(pose.in_scanner_frame(x, vg, (-shift, -rotation)))  # the motion reversed, to compare
     error = np.linalg.norm(moved - with_pose) / np.linalg.norm(with_pose)
     assert error < 0.02, error
     assert np.linalg.norm(backwards - with_pose) / np.linalg.norm(with_pose) > 10 * error

@@ -27,6 +27,15 @@ def _name_threads_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
         warnings.warn(f"{request.node.nodeid} left threads alive: {names}", stacklevel=1)
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Name the threads still alive at the end that cost the single-thread fast paths (started outside any test,
+    e.g. by a module-scoped fixture, they escape :func:`_name_threads_left_behind`)."""
+    left = other_threads()
+    if left:
+        names = ", ".join(f"{t.name} ({type(t).__module__}.{type(t).__qualname__})" for t in left)
+        terminalreporter.write_line(f"threads alive at the end that cost drct's single-thread paths: {names}")
+
+
 def _random_rays(ndim: int, n: int, rng: np.random.Generator, radius: float) -> ct.RayGeometry:
     """Lines through random points near the volume in random directions (PET-like)."""
     origins = rng.uniform(-radius, radius, size=(n, ndim))

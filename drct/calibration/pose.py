@@ -8,24 +8,9 @@ from typing import Any
 
 import numpy as np
 from scipy.ndimage import affine_transform
-from scipy.spatial.transform import Rotation
 
+from ..geometry.perturb import undo_object_motion
 from ..geometry.volume import VolumeGeometry
-
-
-def rotation_matrix(rotation: np.ndarray | float, ndim: int) -> np.ndarray:
-    """``R`` of the object motion ``p -> R p + t`` (``motion_rotation`` of :mod:`drct.geometry.perturb`): one
-    angle in 2D, ``(rx, ry, rz)`` with ``R = Rz Ry Rx`` in 3D (radians).
-
-    Example:
-        >>> import numpy as np
-        >>> np.round(rotation_matrix(np.pi / 2, 2), 6).tolist()
-        [[0.0, -1.0], [1.0, 0.0]]
-    """
-    if ndim == 2:
-        a = float(np.asarray(rotation).reshape(-1)[0])
-        return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    return Rotation.from_euler("xyz", np.asarray(rotation, dtype=np.float64).reshape(3)).as_matrix()
 
 
 def in_scanner_frame(x: np.ndarray, vg: VolumeGeometry, motion: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -42,14 +27,18 @@ def in_scanner_frame(x: np.ndarray, vg: VolumeGeometry, motion: tuple[np.ndarray
         [0.0, 0.0, 1.0, 2.0]
     """
     ndim = x.ndim
-    shift = np.asarray(motion[0], dtype=np.float64).reshape(ndim)
-    R = rotation_matrix(motion[1], ndim)
+    shift = [float(v) for v in np.asarray(motion[0], dtype=np.float64).reshape(ndim)]
+    angles = [float(v) for v in np.asarray(motion[1], dtype=np.float64).reshape(-1)]
+    rotation = angles[0] if ndim == 2 else angles
+    # R^T, column by column: the inverse motion of the axes' directions (drct.geometry.perturb's convention)
+    back = np.array([undo_object_motion(list(e), rotation, None, False) for e in np.eye(ndim)]).T
     h = np.asarray(vg.spacing_xyz, dtype=np.float64)
     middle = (np.asarray(vg.shape_xyz, dtype=np.float64) - 1) / 2
     c = np.asarray(vg.center, dtype=np.float64)
     # index k (x, y, z order) -> point q = c + h (k - middle) -> p = R^T (q - t) -> index k' = (p - c) / h + middle
-    matrix = (R.T * h[None, :]) / h[:, None]
-    offset = (R.T @ (c - h * middle - shift) - c) / h + middle
+    matrix = (back * h[None, :]) / h[:, None]
+    corner = np.array(undo_object_motion(list(c - h * middle), rotation, shift, True), dtype=np.float64)
+    offset = (corner - c) / h + middle
     flip = slice(None, None, -1)  # arrays are indexed (z, y, x)
     start: Any = offset[flip]  # one offset per axis (scipy's stubs say a float)
     return affine_transform(np.asarray(x, dtype=np.float32), matrix[flip, flip], start, order=3, mode="constant")

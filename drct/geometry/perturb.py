@@ -170,22 +170,32 @@ def perturb(pg: ProjectionGeometry, **params: Any) -> ProjectionGeometry:
 
 def _move_object(pg: ProjectionGeometry, src: Vec, det: Vec, u: Vec, v: Vec | None, rotation: Any, shift: Any):
     """The object moving by ``p -> R p + t`` is the scanner moving by the inverse: ``q -> R^T (q - t)``."""
-
-    def inverse(x: Vec, is_point: bool) -> Vec:
-        if is_point and shift is not None:
-            x = [a - b for a, b in zip(x, shift, strict=True)]
-        if rotation is None:
-            return x
-        if pg.ndim == 2:
-            return _rotate(x, None, -rotation)
-        rx, ry, rz = rotation  # R = Rz Ry Rx, so R^T = Rx^T Ry^T Rz^T: undo z first
-        for angle, axis in ((rz, [0.0, 0.0, 1.0]), (ry, [0.0, 1.0, 0.0]), (rx, [1.0, 0.0, 0.0])):
-            x = _rotate(x, axis, -angle)
-        return x
-
     return (
-        inverse(src, pg.beam == "cone"),
-        inverse(det, True),
-        inverse(u, False),
-        None if v is None else inverse(v, False),
+        undo_object_motion(src, rotation, shift, pg.beam == "cone"),
+        undo_object_motion(det, rotation, shift, True),
+        undo_object_motion(u, rotation, shift, False),
+        None if v is None else undo_object_motion(v, rotation, shift, False),
     )
+
+
+def undo_object_motion(x: Vec, rotation: Any, shift: Any, is_point: bool) -> Vec:
+    """``R^T (x - t)`` for a point, ``R^T x`` for a direction (``is_point=False``): the inverse of the object
+    motion ``p -> R p + t`` of ``motion_rotation`` (one angle in 2D; ``(rx, ry, rz)`` with ``R = Rz Ry Rx`` in 3D)
+    and ``motion_shift`` (either may be None). Components are Dr.Jit arrays or plain floats.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.geometry.perturb import undo_object_motion
+        >>> np.round(undo_object_motion([2.0, 1.0], np.pi / 2, [1.0, 1.0], True), 6).tolist()  # R^T (1, 0)
+        [0.0, -1.0]
+    """
+    if is_point and shift is not None:
+        x = [a - b for a, b in zip(x, shift, strict=True)]
+    if rotation is None:
+        return x
+    if len(x) == 2:
+        return _rotate(x, None, -rotation)
+    rx, ry, rz = rotation  # R = Rz Ry Rx, so R^T = Rx^T Ry^T Rz^T: undo z first
+    for angle, axis in ((rz, [0.0, 0.0, 1.0]), (ry, [0.0, 1.0, 0.0]), (rx, [1.0, 0.0, 0.0])):
+        x = _rotate(x, axis, -angle)
+    return x

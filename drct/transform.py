@@ -437,9 +437,9 @@ class Transform:
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
         with launches(t.backend, self.reproducible()):
             slabbed = target is not None and self._slabbed(batch)
+            # the box basis's derivative counts the jumps at the faces a ray crosses: no cuts across its rays
+            cuts = self.grid.degree > 0
             for start, count in self._progress("gradient", batch):
-                # the box basis's derivative counts the jumps at the faces a ray crosses: no cuts across its rays
-                cuts = self.grid.degree > 0
                 parts = self._slab_launches(vectors, start, count, cuts) if slabbed else [(start, count) + (None,) * 4]
                 for first, rays, _, _, slab, cut in parts:
                     position = self._launch_order(first, rays, batch)

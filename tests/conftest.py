@@ -23,8 +23,11 @@ def _name_threads_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     left = [t for t in other_threads() if t not in before and t.is_alive()]
     if left:
-        names = ", ".join(f"{t.name} ({type(t).__module__}.{type(t).__qualname__})" for t in left)
-        warnings.warn(f"{request.node.nodeid} left threads alive: {names}", stacklevel=1)
+        warnings.warn(f"{request.node.nodeid} left threads alive: {_described(left)}", stacklevel=1)
+
+
+def _described(threads: list[threading.Thread]) -> str:
+    return ", ".join(f"{t.name} ({type(t).__module__}.{type(t).__qualname__})" for t in threads)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -32,8 +35,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     e.g. by a module-scoped fixture, they escape :func:`_name_threads_left_behind`)."""
     left = other_threads()
     if left:
-        names = ", ".join(f"{t.name} ({type(t).__module__}.{type(t).__qualname__})" for t in left)
-        terminalreporter.write_line(f"threads alive at the end that cost drct's single-thread paths: {names}")
+        terminalreporter.write_line(f"threads alive at the end that cost drct's fast paths: {_described(left)}")
 
 
 def _random_rays(ndim: int, n: int, rng: np.random.Generator, radius: float) -> ct.RayGeometry:

@@ -239,3 +239,25 @@ def test_systematic_misfit_beyond_the_noise_marks_a_parameter_not_determined() -
     assert loud.residual["systematic_rms"] > 2 * loud.residual["noise_floor"]
     assert loud.bias_bound[0] > 10 * quiet.bias_bound[0]
     assert "model error" in loud.undetermined["det_shift_u"]
+    assert "× the noise floor" in loud.undetermined["det_shift_u"]
+
+
+def test_model_error_on_noise_free_data_says_so_instead_of_an_absurd_ratio(monkeypatch) -> None:
+    # simulated data without noise have a noise floor of 0 (most second differences vanish): the message named
+    # the misfit as 1e152× the floor; it now says the whole misfit lies beyond the (absent) noise
+    from drct.calibration import diagnostics
+    from drct.calibration.levels import build_levels
+    from drct.calibration.model import PerturbModel
+    from drct.calibration.problem import LevelProblem, ridge_cgls
+
+    monkeypatch.setattr(diagnostics, "noise_floor", lambda y: 0.0)
+    vg, pg = fan(16, 32)
+    clean = ct.Projector(vg, pg, basis="bspline2")(ct.phantoms.shepp_logan(vg))
+    views, cols = np.meshgrid(np.arange(32), np.arange(24), indexing="ij")
+    y = clean + 0.6 * float(clean.max()) * np.exp(-((views - 8) ** 2) / 72.0 - (cols - 8) ** 2 / 32.0)
+    model = PerturbModel(pg, ["det_shift_u"])
+    prob = LevelProblem(build_levels(vg, pg, y.astype(np.float32), [1], [1])[0], model, "bspline2", 1e-5, 0.0)
+    x = ridge_cgls(prob.operator(model.theta0), prob.y, np.zeros(vg.shape, np.float32), 60, prob.ridge)
+    found = diagnostics.analyse(prob, model.theta0, x, np.arange(model.size), None, 20, 1e-2, 60)
+    message = found.undetermined["det_shift_u"]
+    assert "model error" in message and "noise-free data: all of it" in message and "noise floor" not in message

@@ -357,8 +357,9 @@ def analyse(
         elif 2 * std[k] > scale[k]:
             undetermined[name] = f"2σ = {2 * std[k] / scale[k]:.2f} × one detector pixel's worth of its effect"
         elif bias_bound[k] > BIAS_LIMIT * scale[k]:
+            beyond = f"{misfit:.1f}× the noise floor" if floor > 0 else "noise-free data: all of it"
             undetermined[name] = (
-                f"model error: the misfit beyond the noise ({misfit:.1f}× the noise floor) could move it by up to "
+                f"model error: the misfit beyond the noise ({beyond}) could move it by up to "
                 f"{bias_bound[k] / scale[k]:.2f} × one detector pixel's worth of its effect, which σ does not include"
             )
     for i in sorted(set(gauge.fixed) if gauge is not None else set()):

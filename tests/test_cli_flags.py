@@ -132,3 +132,16 @@ def test_threads_sets_drjit_threads_for_the_command_only(monkeypatch: pytest.Mon
     assert main(["simulate", "x", "-o", "o"]) == 0
     assert seen == [1, before] and dr.thread_count() == before
     assert main(["simulate", "x", "-o", "o", "--threads", "0"]) == 2  # refused by the parser
+
+
+def test_info_names_the_vector_extension_that_sizes_the_cpu_kernels(tmp_path) -> None:
+    # benchmark tables from an AVX-512 and an AVX2 machine differ by up to 3× for the same code: the device line
+    # (which every benchmark prints) says which one ran
+    from drct.cli.info import _simd
+
+    flags = {"avx512f avx2 avx fma": "AVX-512", "fma avx avx2 bmi2": "AVX2", "sse4_2 avx": "AVX", "sse4_2": ""}
+    for text, expected in flags.items():
+        path = tmp_path / "cpuinfo"
+        path.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu {text} pni\n")
+        assert _simd(str(path)) == expected, text
+    assert _simd(str(tmp_path / "missing")) == ""

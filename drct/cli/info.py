@@ -37,6 +37,19 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _simd(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The widest x86 vector extension the CPU reports (Dr.Jit's LLVM backend sizes its packets by it: 16 lanes of
+    float32 with AVX-512, 8 with AVX2): kernel timings differ by up to 3× between the two (README, Benchmarks)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return ""
+    return next(
+        (label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")) if flag in flags), ""
+    )
+
+
 def _gpu_name() -> str:
     try:
         out = subprocess.run(
@@ -71,7 +84,8 @@ def info() -> dict[str, str]:
     if backend == "cuda":
         rows["device"] = f"{_gpu_name()} (CUDA {'.'.join(map(str, dr.detail.cuda_version()))})"
     else:
-        rows["device"] = f"{_cpu_name()}, {os.cpu_count()} logical cores"
+        simd = _simd()
+        rows["device"] = f"{_cpu_name()}, {os.cpu_count()} logical cores" + (f", {simd}" if simd else "")
     return rows
 
 

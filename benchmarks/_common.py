@@ -10,6 +10,17 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 
+def cone_workload(n: int, views: int) -> tuple[Any, Any]:
+    """The benchmarks' cone scan (``coneN``): an ``n``³ volume of 1 mm voxels, ``views`` over a full circle, an
+    ``n`` x ``n`` detector of 1.5 mm pixels, the source ``2 n`` mm from the axis and ``4 n`` mm from the detector."""
+    import numpy as np
+
+    import drct as ct
+
+    orbit = np.linspace(0, 2 * np.pi, views, endpoint=False)
+    return ct.VolumeGeometry((n, n, n)), ct.cone(orbit, (n, n), 1.5, 2.0 * n, 4.0 * n)
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM) in MB, or NaN where /proc is missing."""
     try:

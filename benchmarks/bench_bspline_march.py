@@ -36,7 +36,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
-from _common import load, pose_gradient, wall_and_cpu
+from _common import cone_workload, load, pose_gradient, wall_and_cpu
 
 import drct as ct
 from drct.backend import drjit_module
@@ -176,9 +176,7 @@ def workload(name: str, views: int) -> tuple[ct.VolumeGeometry, ct.ProjectionGeo
     if name == "parallel2d":
         return ct.VolumeGeometry((256, 256)), ct.parallel(np.linspace(0, np.pi, views, endpoint=False), 367)
     if name.startswith("cone"):
-        n = int(name[4:])
-        orbit = np.linspace(0, 2 * np.pi, views, endpoint=False)
-        return ct.VolumeGeometry((n, n, n)), ct.cone(orbit, (n, n), 1.5, 2.0 * n, 4.0 * n)
+        return cone_workload(int(name[4:]), views)
     raise SystemExit(f"unknown workload {name!r}: expected parallel2d or coneN (e.g. cone128)")
 
 

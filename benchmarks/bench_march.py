@@ -28,6 +28,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
+from _common import cone_workload
 
 import drct as ct
 from drct.backend import drjit_module
@@ -48,10 +49,7 @@ def workload(name: str, views: int | None) -> tuple[ct.VolumeGeometry, ct.Projec
             np.linspace(0, 2 * np.pi, count, endpoint=False), 725, 1.5, 1000.0, 1500.0
         )
     if name == "cone128":
-        count = views or 180
-        return ct.VolumeGeometry((128, 128, 128)), ct.cone(
-            np.linspace(0, 2 * np.pi, count, endpoint=False), (128, 128), 1.5, 256.0, 512.0
-        )
+        return cone_workload(128, views or 180)
     raise SystemExit(f"unknown workload {name!r}: expected parallel2d, fan2d or cone128")
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
-from _common import peak_rss_mb, pose_gradient
+from _common import cone_workload, peak_rss_mb, pose_gradient
 
 import drct as ct
 from drct.backend import drjit_module
@@ -41,10 +41,7 @@ def workload(name: str) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
         )
     if name in ("cone128", "cone256"):
         n = int(name[4:])
-        views = 180 if n == 128 else 360
-        return ct.VolumeGeometry((n, n, n)), ct.cone(
-            np.linspace(0, 2 * np.pi, views, endpoint=False), (n, n), 1.5, 2.0 * n, 4.0 * n
-        )
+        return cone_workload(n, 180 if n == 128 else 360)
     raise SystemExit(f"unknown workload {name!r}: expected parallel2d, fan2d, cone128 or cone256")
 
 

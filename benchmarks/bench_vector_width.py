@@ -4,7 +4,8 @@ Dr.Jit sizes its CPU packets by the widest vector extension (16 float32 lanes wi
 gathers to the hardware's gather instructions. This script re-targets Dr.Jit's LLVM backend in a fresh child
 process per setting (``jit_llvm_set_target``, a symbol of ``libdrjit-core.so`` that the Python module does not
 wrap; the script says so and stops if a Dr.Jit build lacks it) and times the cone forward and adjoint of the voxel
-and bspline2 bases: medians of ``--repeat`` calls after one warm-up call, CPU kernels only.
+and bspline2 bases: medians of ``--repeat`` calls after a first one (the two passes taking turns), CPU
+kernels only; the scan is the benchmarks' ``coneN`` (``_common.cone_workload``).
 
 Run:  python benchmarks/bench_vector_width.py [--size 128] [--views 45] [--repeat 3] [--widths 4,8,16]
 """
@@ -15,10 +16,10 @@ import argparse
 import ctypes
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
+
+from _common import cone_workload, timed
 
 SET_TARGET = "_Z19jit_llvm_set_targetPKcS0_j"  # jit_llvm_set_target(const char *cpu, const char *features, uint32)
 TARGET_CPU = "_Z19jit_llvm_target_cpuv"
@@ -52,21 +53,14 @@ def measure(size: int, views: int, repeat: int, width: int, no_gather: bool) -> 
     default = int(getattr(lib, VECTOR_WIDTH)())
     if width or no_gather:
         getattr(lib, SET_TARGET)(cpu, features + (NO_GATHER.encode() if no_gather else b""), width or default)
-    vg = ct.VolumeGeometry((size,) * 3)
-    pg = ct.cone(np.linspace(0, 2 * np.pi, views, endpoint=False), (size, size), 1.5, 2.0 * size, 4.0 * size)
+    vg, pg = cone_workload(size, views)
     x = ct.phantoms.shepp_logan(vg).astype(np.float32)
     row: dict = {"cpu": cpu.decode(), "width": int(getattr(lib, VECTOR_WIDTH)()), "default": default}
     for basis in ("voxel", "bspline2"):
         A = ct.Projector(vg, pg, basis=basis)
         y = A(x)
-        A.T(y)  # warm-up: tracing and compiling
-        for op, fn in (("forward", lambda A=A: A(x)), ("adjoint", lambda A=A, y=y: A.T(y))):
-            times = []
-            for _ in range(repeat):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            row[f"{basis} {op}"] = statistics.median(times)
+        (_, forward), (_, adjoint) = timed([lambda A=A: A(x), lambda A=A, y=y: A.T(y)], repeat)
+        row[f"{basis} forward"], row[f"{basis} adjoint"] = forward, adjoint
     return row
 
 

@@ -26,25 +26,23 @@ from typing import Any
 from ..io import refuse_overwrite, write_together
 
 
-def _cpu_name() -> str:
+def _cpuinfo(key: str, path: str = "/proc/cpuinfo") -> str | None:
+    """The value of the first ``key`` line of the CPU description (Linux), or None where there is none."""
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        with open(path) as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(key)), None)
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return None
+
+
+def _cpu_name() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def _simd(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The widest x86 vector extension the CPU reports (Dr.Jit's LLVM backend sizes its packets by it: 16 lanes of
     float32 with AVX-512, 8 with AVX2): kernel timings differ by up to 3× between the two (README, Benchmarks)."""
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return ""
+    flags = (_cpuinfo("flags", cpuinfo) or "").split()
     return next(
         (label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX")) if flag in flags), ""
     )

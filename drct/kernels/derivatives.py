@@ -60,10 +60,11 @@ def cell_derivatives(
     coeffs: list[Any],
     flip: list[Any] | None = None,
     weights: list[Any] | None = None,
-    with_start: bool = True,
+    ends: bool = True,
 ) -> tuple[list[Any], list[Any], Any, Any, list[Any] | None]:
     """Integrals over the segment of ``∂f/∂w_a`` and ``s ∂f/∂w_a`` (``s`` = distance from the segment start, mm),
-    the values of ``f`` at the segment's two ends (the start only ``with_start``, else ``None``), for the cell
+    the values of ``f`` at the segment's two ends (only with ``ends``, else ``None``: a continuous ``f`` needs
+    them once per ray, :func:`point_value`, not once per cell), for the cell
     coefficients ``coeffs`` (ordered as :func:`cell_weights` orders its weights for the same ``flip``), and —
     given ``weights`` — ``weights`` plus the cell's :func:`cell_weights`, from the same basis values (degree >= 1).
 
@@ -80,8 +81,7 @@ def cell_derivatives(
         x = [dr.fma(along, d, s) for s, d in zip(starts, slopes, strict=True)]
         return _contract(coeffs, [bspline_scaled_segments(n, v) for v in x])[0] * (1.0 / scale**ndim)
 
-    start = value(0.0) if with_start else None
-    end = value(cell.length)
+    start, end = (value(0.0), value(cell.length)) if ends else (None, None)
     grad: list[Any] = [0.0] * ndim
     moment: list[Any] = [0.0] * ndim
     if n > 0:
@@ -97,13 +97,24 @@ def cell_derivatives(
     return grad, moment, start, end, weights
 
 
-def entry_value(grid: KnotGrid, t: Types, segs: Segments, window: list[Any], flip: list[Any]) -> Any:
-    """``f`` where each clipped ray enters its first cell, from that cell's (oriented) window."""
-    cell = first_cell(grid, t, segs)
-    local = [e - t.Float(k) for e, k in zip(segs.entry, cell, strict=True)]
+def point_value(grid: KnotGrid, t: Types, point: Vec, cell: list[Any], window: list[Any], flip: list[Any]) -> Any:
+    """``f`` at the knot-grid ``point``, from the (oriented) window of a ``cell`` that holds it."""
+    local = [p - t.Float(k) for p, k in zip(point, cell, strict=True)]
     x = [dr.select(f, 1.0 - s, s) for f, s in zip(flip, local, strict=True)]
     values = [bspline_scaled_segments(grid.degree, v) for v in x]
     return _contract(window, values)[0] * (1.0 / math.factorial(grid.degree) ** grid.ndim)
+
+
+def exit_value(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any, win: Window) -> Any:
+    """``f`` where each clipped ray leaves (zero for misses), from the coefficients of the cell its end point lies
+    in: ``f`` is continuous (degree >= 1), so either cell of a point on a face gives it, and the end needs no
+    cell of the march (which may have stepped past it)."""
+    point = [dr.fma(segs.length, d, e) for e, d in zip(segs.entry, segs.direction, strict=True)]
+    cell = [dr.clip(t.Int(dr.floor(p)), 0, c - 1) for p, c in zip(point, grid.cells, strict=True)]
+    index, inside = win.entries(cell)
+    hit = segs.length > 0
+    window = [dr.gather(t.Float, coeffs, t.UInt(i), m & hit) for i, m in zip(index, inside, strict=True)]
+    return point_value(grid, t, point, cell, window, win.flip)
 
 
 @dataclass
@@ -141,24 +152,25 @@ def ray_derivatives(
     win = Window(grid, t, segs)
 
     def visit(acc: Any, cell: Cell) -> Any:
-        grad, moment, _, window, weights = acc
-        g, m, _, end, added = cell_derivatives(
-            grid, cell, window, win.flip, weights if target is not None else None, with_start=False
+        grad, moment, window, weights = acc
+        g, m, _, _, added = cell_derivatives(
+            grid, cell, window, win.flip, weights if target is not None else None, ends=False
         )
         if added is not None:
             weights = win.flush(added, cell, values, target, mode)
         grad = [x + y for x, y in zip(grad, g, strict=True)]
         moment = [x + y + gy * cell.start for x, y, gy in zip(moment, m, g, strict=True)]
-        return grad, moment, end, win.advance(coeffs, window, cell), weights
+        return grad, moment, win.advance(coeffs, window, cell), weights
 
     weights0 = [zero] * len(win.span) if target is not None else []
     window0 = win.first(coeffs, segs)
-    f_start = entry_value(grid, t, segs, window0, win.flip)  # f is continuous: only the first cell's start counts
-    acc = ([zero] * grid.ndim, [zero] * grid.ndim, zero, window0, weights0)
-    (grad, moment, f_end, _, weights), coords = march(grid, t, segs, visit, acc, return_cell=True)
+    # f is continuous: its values at the ray's two ends come once per ray, not from every cell's segment ends
+    f_start = point_value(grid, t, segs.entry, first_cell(grid, t, segs), window0, win.flip)
+    acc = ([zero] * grid.ndim, [zero] * grid.ndim, window0, weights0)
+    (grad, moment, _, weights), coords = march(grid, t, segs, visit, acc, return_cell=True)
     if target is not None:
         win.flush_all(weights, coords, values, target, segs.length > 0, mode)
-    return RayDerivatives(grad, moment, f_start, f_end)
+    return RayDerivatives(grad, moment, f_start, exit_value(grid, t, segs, coeffs, win))
 
 
 def _box_derivatives(

@@ -21,6 +21,40 @@ def cone_workload(n: int, views: int) -> tuple[Any, Any]:
     return ct.VolumeGeometry((n, n, n)), ct.cone(orbit, (n, n), 1.5, 2.0 * n, 4.0 * n)
 
 
+def parallel2d_workload(views: int = 256) -> tuple[Any, Any]:
+    """The benchmarks' 2D parallel scan (``parallel2d``): a 256² volume of 1 mm pixels, ``views`` over half a
+    circle, 367 detector pixels of 1 mm (the diagonal)."""
+    import numpy as np
+
+    import drct as ct
+
+    return ct.VolumeGeometry((256, 256)), ct.parallel(np.linspace(0, np.pi, views, endpoint=False), 367)
+
+
+def fan2d_workload(views: int = 720) -> tuple[Any, Any]:
+    """The benchmarks' 2D fan scan (``fan2d``): a 512² volume of 1 mm pixels, ``views`` over a full circle, 725
+    detector pixels of 1.5 mm, the source 1000 mm from the axis and 1500 mm from the detector."""
+    import numpy as np
+
+    import drct as ct
+
+    orbit = np.linspace(0, 2 * np.pi, views, endpoint=False)
+    return ct.VolumeGeometry((512, 512)), ct.fan(orbit, 725, 1.5, 1000.0, 1500.0)
+
+
+def workload(name: str, views: int | None = None) -> tuple[Any, Any]:
+    """The scan called ``name`` (``parallel2d``, ``fan2d`` or ``coneN``, e.g. ``cone128``) with ``views`` views, or
+    its default number: 256, 720, and 180 for ``cone128``, 360 for the other cones."""
+    if name == "parallel2d":
+        return parallel2d_workload(views or 256)
+    if name == "fan2d":
+        return fan2d_workload(views or 720)
+    if name.startswith("cone") and name[4:].isdigit():
+        n = int(name[4:])
+        return cone_workload(n, views or (180 if n == 128 else 360))
+    raise SystemExit(f"unknown workload {name!r}: expected parallel2d, fan2d or coneN (e.g. cone128)")
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM) in MB, or NaN where /proc is missing."""
     try:

@@ -33,18 +33,11 @@ def main() -> None:
     from drct.backend import drjit_module
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _common import cpu_seconds, pose_gradient
+    from _common import cone_workload, cpu_seconds, parallel2d_workload, pose_gradient
 
     mod = drjit_module()
 
-    orbit = np.linspace(0, 2 * np.pi, 60, endpoint=False)
-    workloads = {
-        "cone 40³ x 60 x 40²": (ct.VolumeGeometry((40, 40, 40)), ct.cone(orbit, (40, 40), 1.5, 80.0, 160.0)),
-        "parallel2d 256² x 256 x 367": (
-            ct.VolumeGeometry((256, 256)),
-            ct.parallel(np.linspace(0, np.pi, 256, endpoint=False), 367),
-        ),
-    }
+    workloads = {"cone 40³ x 60 x 40²": cone_workload(40, 60), "parallel2d 256² x 256 x 367": parallel2d_workload()}
     print(f"drct from {ct.__file__}")
     print("| workload | basis | forward CPU s | adjoint | gradient |")
     print("|---|---|---|---|---|")

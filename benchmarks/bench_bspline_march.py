@@ -36,7 +36,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
-from _common import cone_workload, load, pose_gradient, wall_and_cpu
+from _common import load, pose_gradient, wall_and_cpu, workload
 
 import drct as ct
 from drct.backend import drjit_module
@@ -170,14 +170,6 @@ def _cpu(fn: Callable[[], Any], i: int) -> float:
         dr.eval(fn())
         dr.sync_thread()
         return time.process_time() - start if i else 0.0
-
-
-def workload(name: str, views: int) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
-    if name == "parallel2d":
-        return ct.VolumeGeometry((256, 256)), ct.parallel(np.linspace(0, np.pi, views, endpoint=False), 367)
-    if name.startswith("cone"):
-        return cone_workload(int(name[4:]), views)
-    raise SystemExit(f"unknown workload {name!r}: expected parallel2d or coneN (e.g. cone128)")
 
 
 def alternated(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, tuple[float, float]]:

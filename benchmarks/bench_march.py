@@ -28,7 +28,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
-from _common import cone_workload
+from _common import workload
 
 import drct as ct
 from drct.backend import drjit_module
@@ -37,20 +37,6 @@ from drct.transform import Transform
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import march_reference  # the reference twin lives with the tests
-
-
-def workload(name: str, views: int | None) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
-    if name == "parallel2d":
-        count = views or 256
-        return ct.VolumeGeometry((256, 256)), ct.parallel(np.linspace(0, np.pi, count, endpoint=False), 367)
-    if name == "fan2d":
-        count = views or 720
-        return ct.VolumeGeometry((512, 512)), ct.fan(
-            np.linspace(0, 2 * np.pi, count, endpoint=False), 725, 1.5, 1000.0, 1500.0
-        )
-    if name == "cone128":
-        return cone_workload(128, views or 180)
-    raise SystemExit(f"unknown workload {name!r}: expected parallel2d, fan2d or cone128")
 
 
 @contextmanager

@@ -25,24 +25,11 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
-from _common import cone_workload, peak_rss_mb, pose_gradient
+from _common import peak_rss_mb, pose_gradient, workload
 
 import drct as ct
 from drct.backend import drjit_module
 from drct.cli.info import info as machine_info
-
-
-def workload(name: str) -> tuple[ct.VolumeGeometry, ct.ProjectionGeometry]:
-    if name == "parallel2d":
-        return ct.VolumeGeometry((256, 256)), ct.parallel(np.linspace(0, np.pi, 256, endpoint=False), 367)
-    if name == "fan2d":
-        return ct.VolumeGeometry((512, 512)), ct.fan(
-            np.linspace(0, 2 * np.pi, 720, endpoint=False), 725, 1.5, 1000.0, 1500.0
-        )
-    if name in ("cone128", "cone256"):
-        n = int(name[4:])
-        return cone_workload(n, 180 if n == 128 else 360)
-    raise SystemExit(f"unknown workload {name!r}: expected parallel2d, fan2d, cone128 or cone256")
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:

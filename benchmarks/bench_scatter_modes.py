@@ -26,7 +26,7 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
-from _common import cpu_seconds
+from _common import cone_workload, cpu_seconds, parallel2d_workload
 
 import drct as ct
 from drct.backend import drjit_module
@@ -39,11 +39,10 @@ ADJOINT_MODES = {"Direct": dr.ReduceMode.Direct, "Local": dr.ReduceMode.Local, "
 
 
 def workloads() -> dict[str, tuple[ct.VolumeGeometry, ct.ProjectionGeometry]]:
-    par = np.linspace(0, np.pi, 256, endpoint=False)
     orbit = np.linspace(0, 2 * np.pi, 60, endpoint=False)
     return {
-        "parallel2d 256² x 256 x 367": (ct.VolumeGeometry((256, 256)), ct.parallel(par, 367)),
-        "cone 48³ x 60 x 48²": (ct.VolumeGeometry((48, 48, 48)), ct.cone(orbit, (48, 48), 1.5, 96.0, 192.0)),
+        "parallel2d 256² x 256 x 367": parallel2d_workload(),
+        "cone 48³ x 60 x 48²": cone_workload(48, 60),
         "dense parallel2d 64² x 180 x 1024 (8 rays/voxel)": (
             ct.VolumeGeometry((64, 64)),
             ct.parallel(np.linspace(0, np.pi, 180, endpoint=False), 1024, 0.125),

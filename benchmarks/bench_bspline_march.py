@@ -2,13 +2,15 @@
 alternated in one process (the old kernels are the slow reference twin in ``tests/bspline_reference.py``).
 
 Run:  python benchmarks/bench_bspline_march.py [--workloads cone128,parallel2d] [--bases linear,bspline2,bspline3]
-                                               [--views 20] [--repeat 5] [--passes forward,adjoint,gradient]
+                                               [--views 20] [--repeat 5] [--passes forward,adjoint,gradient,jvp]
                                                [--no-gradient] [--ablate]
 
 GVU/s = voxels x views / s (wall, median of ``--repeat`` after a first call); CPU s is this process's user + system
 time per call (median), which a shared machine disturbs less than wall time. ``--views`` thins the scans' views
 (GVU/s is per voxel-view, so a thinner scan measures the same rate in less time). "gradient" is one reverse-mode
-gradient of 0.5 |A(pose) x - y|² w.r.t. the volume and a rigid pose per view.
+gradient of 0.5 |A(pose) x - y|² w.r.t. the volume and a rigid pose per view; "jvp" (only when asked for) the
+derivative of ``A x`` along one geometry tangent (``det_shift_u``), ``A.geometry_jvps``: the derivative march
+alone, as a calibration's Jacobian runs it.
 
 ``--ablate`` instead splits the new kernels' CPU time per pass by removing one part at a time (the results are
 wrong; only the time counts): forward without the face gathers (an arithmetic stand-in of the same index), without
@@ -209,6 +211,12 @@ def main() -> None:
             }
             if not args.no_gradient:
                 passes["gradient"] = lambda b=basis, v=vg, p=pg, x=x, y=y: pose_gradient(v, p, b, x, y)
+            if "jvp" in args.passes.split(","):
+                shift = mod.Float64(0.0)
+                dr.enable_grad(shift)
+                dr.set_grad(shift, 1.0)
+                tangent = pg.perturb(det_shift_u=shift)
+                passes["jvp"] = lambda A=A, x=x, tangent=tangent: A.geometry_jvps(x, [tangent])
             for what, fn in passes.items():
                 if what not in args.passes.split(","):
                     continue

@@ -2,18 +2,14 @@
 
 For the B-spline bases (degree >= 1) the march integrates ``∂f/∂w`` and ``s ∂f/∂w`` along each ray with the
 cell's coefficients carried in the same sliding window as the forward projection (and, when the volume
-gradient is wanted too, the adjoint weights in the window of the backprojection), except along the ray's
-dominant axis, whose two integrals follow from the others, ``f`` at the ray's ends and the ray's integral
-(:func:`ray_derivatives`). The box basis is piecewise constant: its derivative is the sum of the jumps at the
-cell faces the ray crosses.
+gradient is wanted too, the adjoint weights in the window of the backprojection). The box basis is piecewise
+constant: its derivative is the sum of the jumps at the cell faces the ray crosses.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from itertools import product
 from typing import Any
 
 import drjit as dr
@@ -36,41 +32,26 @@ from .march import (
 
 
 def _contract(
-    coeffs: list[Any], values: list[list[Any]], slopes: list[list[Any]] | None = None, skip: int | None = None
+    coeffs: list[Any], values: list[list[Any]], slopes: list[list[Any]] | None = None
 ) -> tuple[Any, list[Any]]:
     """``Σ_j c_j Π_a b_a[j_a]`` for coefficients in ``grid.offsets`` order (first axis slowest), and with
-    ``slopes`` also the same sum with axis ``a``'s values replaced by its slopes, for every ``a`` but ``skip``
-    (whose entry is ``None``).
+    ``slopes`` also the same sum with axis ``a``'s values replaced by its slopes, for every ``a``.
 
-    Sum-factorised, fastest axis first (``skip`` first: the list is re-ordered at trace time, at no cost); the
-    derivative sums share the value's partial contractions (3D, degree 2: 93 multiply-adds for the value and all
-    three slopes instead of 4 x 39; 54 without the first-contracted axis's).
+    Sum-factorised, fastest axis first; the derivative sums share the value's partial contractions (3D,
+    degree 2: 93 multiply-adds for the value and all three slopes instead of 4 x 39).
     """
-    ndim = len(values)
-    order = list(range(ndim)) if skip is None else [a for a in range(ndim) if a != skip] + [skip]
-    if skip is not None and skip != ndim - 1:
-        coeffs = _reordered(coeffs, len(values[0]), order)
     partials: dict[int | None, list[Any]] = {None: coeffs}
-    for a in reversed(order):
+    for a in reversed(range(len(values))):
         width = len(values[a])
 
         def contract(vals: list[Any], weights: list[Any], width: int = width) -> list[Any]:
             return [dot_fma(vals[i : i + width], weights) for i in range(0, len(vals), width)]
 
         step = {label: contract(vals, values[a]) for label, vals in partials.items()}
-        if slopes is not None and a != skip:
+        if slopes is not None:
             step[a] = contract(partials[None], slopes[a])
         partials = step
-    if slopes is None:
-        return partials[None][0], []
-    return partials[None][0], [None if a == skip else partials[a][0] for a in range(ndim)]
-
-
-def _reordered(coeffs: list[Any], m: int, order: list[int]) -> list[Any]:
-    """The ``m^ndim`` entries of ``coeffs`` (first axis slowest) with the axes in ``order`` (slowest first)."""
-    ndim = len(order)
-    position = {js: i for i, js in enumerate(product(range(m), repeat=ndim))}
-    return [coeffs[position[tuple(js[order.index(a)] for a in range(ndim))]] for js in product(range(m), repeat=ndim)]
+    return partials[None][0], [partials[a][0] for a in range(len(values))] if slopes is not None else []
 
 
 def cell_derivatives(
@@ -80,16 +61,13 @@ def cell_derivatives(
     flip: list[Any] | None = None,
     weights: list[Any] | None = None,
     ends: bool = True,
-    skip: int | None = None,
-) -> tuple[list[Any], list[Any], Any, Any, list[Any] | None, Any]:
+) -> tuple[list[Any], list[Any], Any, Any, list[Any] | None]:
     """Integrals over the segment of ``∂f/∂w_a`` and ``s ∂f/∂w_a`` (``s`` = distance from the segment start, mm),
     the values of ``f`` at the segment's two ends (only with ``ends``, else ``None``: a continuous ``f`` needs
-    them once per ray, :func:`point_value`, not once per cell), for the cell coefficients ``coeffs`` (ordered as
-    :func:`cell_weights` orders its weights for the same ``flip``), and — given ``weights`` — ``weights`` plus the
-    cell's :func:`cell_weights`, from the same basis values (degree >= 1).
+    them once per ray, :func:`point_value`, not once per cell), for the cell
+    coefficients ``coeffs`` (ordered as :func:`cell_weights` orders its weights for the same ``flip``), and —
+    given ``weights`` — ``weights`` plus the cell's :func:`cell_weights`, from the same basis values (degree >= 1).
 
-    With ``skip`` (degree >= 1), axis ``skip``'s two integrals are left out (0) and the integral of ``f`` itself
-    is returned last (else ``None``): :func:`ray_derivatives` recovers that axis's from it for the whole ray.
     Reversed axes are taken at ``1 - x`` (:func:`~drct.kernels.march.oriented`), so their slopes change sign.
     The basis values are ``n!`` times the B-spline's (:func:`~drct.volume.bspline_scaled_segments`), the slopes
     the B-spline's own: the sums are rescaled once per node.
@@ -106,22 +84,17 @@ def cell_derivatives(
     start, end = (value(0.0), value(cell.length)) if ends else (None, None)
     grad: list[Any] = [0.0] * ndim
     moment: list[Any] = [0.0] * ndim
-    integral: Any = None if skip is None else 0.0
     if n > 0:
         for omega, along, x, values in node_bases(grid, cell, flip):
-            node_slopes = [[] if a == skip else bspline_segment_slopes(n, v) for a, v in enumerate(x)]
-            f, g = _contract(coeffs, values, node_slopes, skip)
+            _, g = _contract(coeffs, values, [bspline_segment_slopes(n, v) for v in x])
             if weights is not None:
                 weights = add_node_weights(weights, values, omega * cell.length)
-            if skip is not None:
-                integral = dr.fma(f, omega * cell.length, integral)
             step = omega * scale * cell.length  # the slope's own axis carries no n!
             for a in range(ndim):
-                if a != skip:
-                    slope = g[a] * sign[a] * step
-                    grad[a] = grad[a] + slope
-                    moment[a] = moment[a] + slope * along
-    return grad, moment, start, end, weights, integral
+                slope = g[a] * sign[a] * step
+                grad[a] = grad[a] + slope
+                moment[a] = moment[a] + slope * along
+    return grad, moment, start, end, weights
 
 
 def point_value(grid: KnotGrid, t: Types, point: Vec, cell: list[Any], window: list[Any], flip: list[Any]) -> Any:
@@ -170,90 +143,34 @@ def ray_derivatives(
     The box basis (degree 0) is piecewise constant: its derivative is the sum of the jumps at the cell faces the
     ray crosses (exact wherever the ray does not pass through an edge or corner of the grid). ``spread``: see
     :func:`~drct.kernels.scatter.scatter_mode`.
-
-    For the B-splines (degree >= 1) each ray's march leaves out the integrals of its dominant axis ``k`` (the
-    largest ``|d_k|``), the most expensive ones when that axis is contracted first (3D degree 2: 54 instead of 93
-    multiply-adds per quadrature node), and recovers them for the whole ray from ``Σ_a d_a ∂f/∂w_a = df/ds``:
-    ``Σ_a d_a grad_a = f_end - f_start`` and ``Σ_a d_a moment_a = L f_end - y`` (``L`` the clipped length, ``y``
-    the ray's integral, summed by the same nodes). Dividing by the largest ``|d_k|`` amplifies rounding by at most
-    ``√ndim``. One march per dominant axis, each over all rays with the others' lengths set to 0 (rays of one
-    view mostly share it, so a SIMD packet seldom walks twice).
     """
     width = dr.width(segs.length)
+    zero = dr.zeros(t.Float, width)
     mode = scatter.scatter_mode(target, spread) if target is not None else dr.ReduceMode.Auto
     if grid.degree == 0:
         return _box_derivatives(grid, t, segs, coeffs, values, target, mode)
-    size = [dr.abs(d) for d in segs.direction]
-    dominant, largest = dr.zeros(t.Int, width), size[0]
-    for a in range(1, grid.ndim):
-        larger_here = size[a] > largest
-        dominant, largest = dr.select(larger_here, a, dominant), dr.select(larger_here, size[a], largest)
-    out: RayDerivatives | None = None
-    for k in range(grid.ndim):
-        mine = dominant == k
-        theirs = dataclasses.replace(segs, length=dr.select(mine, segs.length, 0.0))
-        part = _spline_derivatives(grid, t, theirs, coeffs, values, target, mode, skip=k)
-        out = part if out is None else _where(mine, part, out)
-    assert out is not None
-    return out
-
-
-def _where(mask: Any, a: RayDerivatives, b: RayDerivatives) -> RayDerivatives:
-    """Per ray, ``a`` where ``mask`` holds, else ``b``."""
-
-    def pick(x: Any, y: Any) -> Any:
-        return dr.select(mask, x, y)
-
-    return RayDerivatives(
-        [pick(x, y) for x, y in zip(a.grad, b.grad, strict=True)],
-        [pick(x, y) for x, y in zip(a.moment, b.moment, strict=True)],
-        pick(a.f_start, b.f_start),
-        pick(a.f_end, b.f_end),
-    )
-
-
-def _spline_derivatives(
-    grid: KnotGrid,
-    t: Types,
-    segs: Segments,
-    coeffs: Any,
-    values: Any | None,
-    target: Any | None,
-    mode: dr.ReduceMode,
-    skip: int,
-) -> RayDerivatives:
-    """:func:`ray_derivatives` for degree >= 1, marching without axis ``skip``'s integrals (recovered at the end)."""
-    width = dr.width(segs.length)
-    zero = dr.zeros(t.Float, width)
     win = Window(grid, t, segs)
-    others = [a for a in range(grid.ndim) if a != skip]
 
     def visit(acc: Any, cell: Cell) -> Any:
-        grad, moment, integral, window, weights = acc
-        g, m, _, _, added, here = cell_derivatives(
-            grid, cell, window, win.flip, weights if target is not None else None, ends=False, skip=skip
+        grad, moment, window, weights = acc
+        g, m, _, _, added = cell_derivatives(
+            grid, cell, window, win.flip, weights if target is not None else None, ends=False
         )
         if added is not None:
             weights = win.flush(added, cell, values, target, mode)
-        grad, moment = list(grad), list(moment)
-        for a in others:
-            grad[a], moment[a] = grad[a] + g[a], moment[a] + m[a] + g[a] * cell.start
-        return grad, moment, integral + here, win.advance(coeffs, window, cell), weights
+        grad = [x + y for x, y in zip(grad, g, strict=True)]
+        moment = [x + y + gy * cell.start for x, y, gy in zip(moment, m, g, strict=True)]
+        return grad, moment, win.advance(coeffs, window, cell), weights
 
     weights0 = [zero] * len(win.span) if target is not None else []
     window0 = win.first(coeffs, segs)
     # f is continuous: its values at the ray's two ends come once per ray, not from every cell's segment ends
     f_start = point_value(grid, t, segs.entry, first_cell(grid, t, segs), window0, win.flip)
-    acc = ([zero] * grid.ndim, [zero] * grid.ndim, zero, window0, weights0)
-    (grad, moment, integral, _, weights), coords = march(grid, t, segs, visit, acc, return_cell=True)
+    acc = ([zero] * grid.ndim, [zero] * grid.ndim, window0, weights0)
+    (grad, moment, _, weights), coords = march(grid, t, segs, visit, acc, return_cell=True)
     if target is not None:
         win.flush_all(weights, coords, values, target, segs.length > 0, mode)
-    f_end = exit_value(grid, t, segs, coeffs, win)
-    d = segs.direction
-    inv = dr.select(d[skip] == 0, 0.0, dr.rcp(d[skip]))  # 0 only for rays of other marches (and misses)
-    grad[skip] = (f_end - f_start - sum((d[a] * grad[a] for a in others), start=zero)) * inv
-    moment[skip] = (segs.length * f_end - integral - sum((d[a] * moment[a] for a in others), start=zero)) * inv
-    return RayDerivatives(grad, moment, f_start, f_end)
+    return RayDerivatives(grad, moment, f_start, exit_value(grid, t, segs, coeffs, win))
 
 
 def _box_derivatives(
@@ -268,7 +185,7 @@ def _box_derivatives(
         coeffs_here = gather_cell(grid, t, coeffs, cell)
         if target is not None:
             scatter_cell(grid, t, target, values, cell, mode)
-        g, m, start, end, _, _ = cell_derivatives(grid, cell, coeffs_here)
+        g, m, start, end, _ = cell_derivatives(grid, cell, coeffs_here)
         # y jumps by (after - before) at a face t_c = (w_a - o_a) / d_a: dt_c/do_a = -1/d_a
         for a in range(grid.ndim):
             g[a] = g[a] + dr.select(cell.entered[a], (coeffs_here[0] - previous) / cell.direction[a], 0.0)

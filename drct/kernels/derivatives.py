@@ -111,10 +111,7 @@ def exit_value(grid: KnotGrid, t: Types, segs: Segments, coeffs: Any, win: Windo
     cell of the march (which may have stepped past it)."""
     point = [dr.fma(segs.length, d, e) for e, d in zip(segs.entry, segs.direction, strict=True)]
     cell = [dr.clip(t.Int(dr.floor(p)), 0, c - 1) for p, c in zip(point, grid.cells, strict=True)]
-    index, inside = win.entries(cell)
-    hit = segs.length > 0
-    window = [dr.gather(t.Float, coeffs, t.UInt(i), m & hit) for i, m in zip(index, inside, strict=True)]
-    return point_value(grid, t, point, cell, window, win.flip)
+    return point_value(grid, t, point, cell, win.gather(coeffs, cell, segs.length > 0), win.flip)
 
 
 @dataclass

@@ -308,9 +308,12 @@ class Window:
 
     def first(self, coeffs: Any, segs: Segments) -> list[Any]:
         """The coefficients of the cell each ray starts in (zero for rays that miss)."""
-        hit = segs.length > 0
-        index, inside = self.entries(first_cell(self.grid, self.t, segs))
-        return [dr.gather(self.t.Float, coeffs, self.t.UInt(i), m & hit) for i, m in zip(index, inside, strict=True)]
+        return self.gather(coeffs, first_cell(self.grid, self.t, segs), segs.length > 0)
+
+    def gather(self, coeffs: Any, coords: list[Any], valid: Any) -> list[Any]:
+        """The (oriented) coefficients of the cell at ``coords``, zero where ``valid`` is false."""
+        index, inside = self.entries(coords)
+        return [dr.gather(self.t.Float, coeffs, self.t.UInt(i), m & valid) for i, m in zip(index, inside, strict=True)]
 
     def advance(self, coeffs: Any, window: list[Any], cell: Cell) -> list[Any]:
         """The window of the next cell: gather only the far face of the cell the ray steps into, slide the rest.

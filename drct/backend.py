@@ -76,6 +76,8 @@ if "drjit" not in sys.modules and not os.environ.get("DRJIT_LIBLLVM_PATH"):
 
 import drjit as dr  # noqa: E402  (must follow the LLVM discovery above)
 
+from .cpu_target import tune_llvm_target  # noqa: E402  (imports Dr.Jit too)
+
 _BACKENDS = ("llvm", "cuda")
 _state: dict[str, str | None] = {"backend": None}
 
@@ -100,6 +102,7 @@ def _check_llvm() -> None:
             f"Dr.Jit loaded LLVM {'.'.join(map(str, version))}, but drct needs LLVM >= 19 (older releases "
             f"abort the process on float min/max): {hint}."
         )
+    tune_llvm_target()  # hardware gathers where LLVM's tuning would split them (drct.cpu_target)
 
 
 def cuda_available() -> bool:

@@ -154,7 +154,8 @@ def main() -> None:
         return
 
     info = machine_info()
-    print(f"drct {info['drct']} on {info['backend']} ({info['device']}), LLVM {info['llvm']}\n")
+    target = f", target {info['llvm target']}" if "llvm target" in info else ""
+    print(f"drct {info['drct']} on {info['backend']} ({info['device']}), LLVM {info['llvm']}{target}\n")
     print("| workload | projector | op | GVU/s | median s | first s | peak MB | vs peer |")
     print("|---|---|---|---|---|---|---|---|")
     flags = ["--repeat", str(args.repeat)] + (["--no-gradient"] if args.no_gradient else [])

@@ -69,6 +69,7 @@ def info() -> dict[str, str]:
 
     from .. import __version__
     from ..backend import BackendError, get_backend, llvm_version
+    from ..cpu_target import FLAG, llvm_target
 
     rows = {"drct": __version__, "drjit": version("drjit"), "python": platform.python_version()}
     try:
@@ -84,6 +85,10 @@ def info() -> dict[str, str]:
     else:
         simd = _simd()
         rows["device"] = f"{_cpu_name()}, {os.cpu_count()} logical cores" + (f", {simd}" if simd else "")
+        target = llvm_target()
+        if target is not None:  # what Dr.Jit compiles for (drct.cpu_target: hardware gathers or split ones)
+            cpu, features, width = target
+            rows["llvm target"] = f"{cpu}, {width} lanes" + (", fast-gather" if FLAG in features.split(",") else "")
     return rows
 
 
@@ -150,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if getattr(args, "plot", None):
         raise ValueError("--plot draws a scene's geometry: name a scene file or bundled scene")
-    for key, value in info().items():
-        print(f"{key:8s} {value}")
+    rows = info()
+    width = max(map(len, rows))
+    for key, value in rows.items():
+        print(f"{key:{width}s} {value}")
     return 0

@@ -71,14 +71,11 @@ def main() -> None:
         return
     import drct as ct
     from drct.cli.info import info
-    from drct.cpu_target import llvm_target, set_llvm_target
+    from drct.cpu_target import llvm_target
 
     ct.set_backend("llvm")
-    target = llvm_target()
-    try:
-        set_llvm_target(*target)  # type: ignore[misc]
-    except (RuntimeError, TypeError) as err:
-        raise SystemExit(f"Dr.Jit's LLVM target cannot be set here ({err}): nothing to measure") from err
+    if llvm_target() is None:  # readable means settable: drct.cpu_target binds the getters and the setter together
+        raise SystemExit("this Dr.Jit build does not export jit_llvm_set_target (libdrjit-core.so): nothing to measure")
     settings = [(0, "drct's default")] + [(int(w), "drct's default") for w in args.widths.split(",") if w]
     settings += [(0, name) for name in GATHERS if name != "drct's default"]
     print(f"{info()['device']}; cone {args.size}³ x {args.views} views x {args.size}², medians of {args.repeat}\n")

@@ -35,6 +35,17 @@ SMALL_COPY = 16 * 2**20
 reading it three times per call cost ~0.3 ms, a few percent of a 256² forward projection."""
 
 
+KEPT_PARTIALS_BUDGET = 512 * 2**20
+"""Bytes a forward projection may keep of its rays' derivatives for the reverse or forward pass that follows
+(:meth:`Transform.keeps_partials`; at most a quarter of the free memory on the CPU as well): above it the
+derivative pass marches the volume again, and a gradient's memory stays O(volume + sinogram + one chunk of rays)
+(the kept derivatives are 7 floats per ray in 3D: 83 MB for 128² pixels × 180 views, 660 MB for 256² × 360)."""
+
+Partials = list[derivatives.RayDerivatives]
+"""Per chunk of :meth:`Transform.chunks` (lanes in :meth:`Transform._launch_order`): every ray's derivatives, as a
+forward projection that kept them found them (:meth:`Transform.project_keeping_partials`)."""
+
+
 def _detached(vectors: Vectors) -> Vectors:
     return {name: [dr.detach(c) for c in comps] for name, comps in vectors.items()}
 
@@ -233,6 +244,39 @@ class Transform:
             dr.eval(out)
         return out
 
+    def keeps_partials(self, batch: int) -> bool:
+        """Whether ``A x`` with geometry gradients wanted keeps each ray's derivatives (``2 ndim + 1`` floats per
+        ray) for the derivative pass that follows, instead of that pass marching the volume again: for the
+        B-spline bases (degree >= 1; the box's derivatives come from its own march) within
+        :data:`KEPT_PARTIALS_BUDGET` and, on the CPU, a quarter of the free memory."""
+        if self.grid.degree == 0:
+            return False
+        item = 4 if self.t.dtype == "float32" else 8
+        nbytes = self.num_rays(batch) * (2 * self.grid.ndim + 1) * item
+        if nbytes > KEPT_PARTIALS_BUDGET:
+            return False
+        return self.t.backend != "llvm" or nbytes <= available_bytes() // 4
+
+    def project_keeping_partials(self, coeffs: Any, vectors: Vectors, batch: int = 1) -> tuple[Any, Partials]:
+        """``A x`` (bit for bit :meth:`project`'s, degree >= 1) and every ray's derivatives w.r.t. its origin and
+        direction, from one derivative march per chunk (about 1.5x the forward march, cone bspline2): the
+        reverse pass then needs only ``A.T`` for the volume and elementwise products for the geometry, and a
+        forward-mode pass only the products (:meth:`geometry_vjp`, :meth:`geometry_jvps` with ``partials``)."""
+        vectors = _detached(vectors)
+        parts, positions, partials = [], [], []
+        with launches(self.t.backend):
+            for start, count in self._progress("A x", batch):
+                segs, position = self._launch_segments(vectors, start, count, batch)
+                der = derivatives.ray_derivatives(self.grid, self.t, segs, coeffs, with_value=True)
+                kept = derivatives.RayDerivatives(der.grad, der.moment, None, der.f_end)
+                dr.eval(der.value, kept.grad, kept.moment, kept.f_end)
+                parts.append(der.value)
+                positions.append(position)
+                partials.append(kept)
+            out = self._place(parts, positions, batch)
+            dr.eval(out)
+        return out, partials
+
     @property
     def footprints(self) -> footprints.ParallelFootprints | None:
         """The gather adjoint where it covers this operator (:mod:`drct.kernels.footprints` for 2D parallel beams,
@@ -385,12 +429,14 @@ class Transform:
         target: Any = None,
         slab: slabs.Slab | None = None,
         cut: tuple[int, int] | None = None,
+        kept: derivatives.RayDerivatives | None = None,
     ) -> tuple[Any, Any, Vectors]:
         """For lanes ``start .. start + count`` (in the order of :meth:`_launch_order`): the output position
         of each lane's ray, the index of its vector set, and the gradient of the ray's integral (times its
         weight, if given; one per lane) w.r.t. that set. Adds ``A.T weights`` into ``target`` (through the
         ``slab`` of planes the rays touch, when given, for the rays' pieces in the cells ``cut`` when given:
-        see :meth:`_slab_launches`).
+        see :meth:`_slab_launches`). With ``kept`` (these lanes' derivatives, kept by
+        :meth:`project_keeping_partials`) nothing is marched: no ``coeffs`` and no ``target``.
 
         The vectors are gathered to one copy per ray before differentiating, so the AD pass is elementwise (no
         scatters, nothing evaluated until the caller combines the result).
@@ -406,7 +452,9 @@ class Transform:
             segs = self._segments(rays, offset)
             if cut is not None:
                 segs = slabs.clip(segs, *cut)
-            if slab is None:
+            if kept is not None:
+                der = kept
+            elif slab is None:
                 der = derivatives.ray_derivatives(self.grid, t, segs, coeffs, weights, target, self.spread)
             else:  # the slab's coefficients and weights: the rays' derivatives do not move with the planes
                 mine = dr.gather(t.Float, coeffs, lanes(t, slab.offset, slab.size))
@@ -425,13 +473,23 @@ class Transform:
         return position, views, grads
 
     def geometry_vjp(
-        self, coeffs: Any, vectors: Vectors, weights: Any, want_volume: bool, batch: int = 1
+        self,
+        coeffs: Any,
+        vectors: Vectors,
+        weights: Any,
+        want_volume: bool,
+        batch: int = 1,
+        partials: Partials | None = None,
     ) -> tuple[Any, Vectors]:
         """Reverse mode for ray weights ``weights``: ``A.T weights`` (if ``want_volume``) and the gradient of
         ``<weights, A x>`` w.r.t. every geometry vector, from one march per chunk. Where the gather adjoint
-        covers the operator (:meth:`backproject`), ``A.T weights`` comes from it and the march does no scatters."""
+        covers the operator (:meth:`backproject`), ``A.T weights`` comes from it and the march does no scatters.
+        Given the ``partials`` a forward projection kept (:meth:`project_keeping_partials`), nothing marches but
+        ``A.T``."""
         t = self.t
         vectors = _detached(vectors)
+        if partials is not None:
+            return self._geometry_vjp_kept(partials, vectors, weights, want_volume, batch)
         gathered = want_volume and self._gather() is not None
         target = even_zeros(t.Float, self.grid.size * batch) if want_volume and not gathered else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
@@ -457,14 +515,40 @@ class Transform:
             target = trimmed(target, self.grid.size * batch)
         return target, out
 
-    def geometry_jvp(self, coeffs: Any, vectors: Vectors, tangents: Vectors, batch: int = 1) -> Any:
-        """Forward mode: the change of every ray integral (one value per ray) for geometry tangents."""
-        return self.geometry_jvps(coeffs, vectors, [tangents], batch)[0]
+    def _geometry_vjp_kept(
+        self, partials: Partials, vectors: Vectors, weights: Any, want_volume: bool, batch: int
+    ) -> tuple[Any, Vectors]:
+        """:meth:`geometry_vjp` from kept derivatives: elementwise products per chunk, and ``A.T`` apart."""
+        t = self.t
+        out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
+        with launches(t.backend, self.reproducible()):  # the per-view sums scatter
+            for (start, count), kept in zip(self.chunks(batch), partials, strict=True):
+                w = self._take(weights, self._launch_order(start, count, batch), start, count)
+                _, views, grads = self._ray_vector_gradients(None, vectors, start, count, batch, w, kept=kept)
+                for name, comps in grads.items():
+                    for acc, g in zip(out[name], comps, strict=True):
+                        add(acc, g, views)
+                dr.eval(out)
+        return (self.backproject(weights, vectors, batch) if want_volume else None), out
 
-    def geometry_jvps(self, coeffs: Any, vectors: Vectors, tangent_sets: list[Vectors], batch: int = 1) -> list[Any]:
+    def geometry_jvp(
+        self, coeffs: Any, vectors: Vectors, tangents: Vectors, batch: int = 1, partials: Partials | None = None
+    ) -> Any:
+        """Forward mode: the change of every ray integral (one value per ray) for geometry tangents."""
+        return self.geometry_jvps(coeffs, vectors, [tangents], batch, partials)[0]
+
+    def geometry_jvps(
+        self,
+        coeffs: Any,
+        vectors: Vectors,
+        tangent_sets: list[Vectors],
+        batch: int = 1,
+        partials: Partials | None = None,
+    ) -> list[Any]:
         """Forward mode along several tangents of the geometry vectors at once: one derivative march per chunk
         gives every ray's gradient w.r.t. its vectors, and each tangent set is one dot product with it (a
-        calibration's Jacobian columns cost one march, not one each)."""
+        calibration's Jacobian columns cost one march, not one each). Given the ``partials`` a forward
+        projection kept (:meth:`project_keeping_partials`), nothing is marched."""
         t = self.t
         vectors = _detached(vectors)
         sets = [{name: [t.Float64(c) for c in tangents[name]] for name in vectors} for tangents in tangent_sets]
@@ -472,8 +556,11 @@ class Transform:
         parts: list[list[Any]] = [[] for _ in sets]
         positions = []
         with launches(t.backend):
-            for start, count in self._progress("JVP", batch):
-                position, views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch)
+            kept: list[derivatives.RayDerivatives | None] = [None] * len(self.chunks(batch))
+            if partials is not None:
+                kept = list(partials)
+            for (start, count), mine in zip(self._progress("JVP", batch), kept, strict=True):
+                position, views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, kept=mine)
                 positions.append(position)
                 changes = []
                 for tangents in sets:
@@ -524,13 +611,19 @@ class ForwardOp(dr.CustomOp):
 
     def eval(self, engine: Transform, x: Any, vectors: Vectors, need: tuple[bool, bool], batch: int) -> Any:
         self.engine, self.x, self.vectors, self.need, self.batch = engine, x, vectors, need, batch
+        # with geometry gradients wanted, keep every ray's derivatives now (one march, ~1.5x the forward) rather
+        # than march the volume again in the derivative pass
+        self.partials: Partials | None = None
+        if need[1] and engine.keeps_partials(batch):
+            out, self.partials = engine.project_keeping_partials(x, vectors, batch)
+            return out
         return engine.project(x, vectors, batch)
 
     def backward(self) -> None:
         want_volume, want_geometry = self.need
         g = self.grad_out()
         if want_geometry:
-            volume, grads = self.engine.geometry_vjp(self.x, self.vectors, g, want_volume, self.batch)
+            volume, grads = self.engine.geometry_vjp(self.x, self.vectors, g, want_volume, self.batch, self.partials)
             self.set_grad_in("vectors", grads)
         else:
             volume = self.engine.backproject(g, self.vectors, self.batch)
@@ -544,7 +637,7 @@ class ForwardOp(dr.CustomOp):
             out = self.engine.project(self.grad_in("x"), self.vectors, self.batch)
         if want_geometry:
             tangents: Any = self.grad_in("vectors")
-            out = out + self.engine.geometry_jvp(self.x, self.vectors, tangents, self.batch)
+            out = out + self.engine.geometry_jvp(self.x, self.vectors, tangents, self.batch, self.partials)
         self.set_grad_out(out)
 
     def name(self) -> str:

@@ -61,12 +61,16 @@ def cell_derivatives(
     flip: list[Any] | None = None,
     weights: list[Any] | None = None,
     ends: bool = True,
-) -> tuple[list[Any], list[Any], Any, Any, list[Any] | None]:
+    integral: bool = False,
+) -> tuple[list[Any], list[Any], Any, Any, list[Any] | None, Any]:
     """Integrals over the segment of ``∂f/∂w_a`` and ``s ∂f/∂w_a`` (``s`` = distance from the segment start, mm),
     the values of ``f`` at the segment's two ends (only with ``ends``, else ``None``: a continuous ``f`` needs
     them once per ray, :func:`point_value`, not once per cell), for the cell
     coefficients ``coeffs`` (ordered as :func:`cell_weights` orders its weights for the same ``flip``), and —
-    given ``weights`` — ``weights`` plus the cell's :func:`cell_weights`, from the same basis values (degree >= 1).
+    given ``weights`` — ``weights`` plus the cell's :func:`cell_weights`, from the same basis values (degree >= 1),
+    and — with ``integral`` — the integral of ``f`` over the segment (else ``None``), summed as
+    :func:`~drct.kernels.march.contract_cell` sums it (the same bits: the value is the first partial sum of the
+    slopes' contraction).
 
     Reversed axes are taken at ``1 - x`` (:func:`~drct.kernels.march.oriented`), so their slopes change sign.
     The basis values are ``n!`` times the B-spline's (:func:`~drct.volume.bspline_scaled_segments`), the slopes
@@ -84,9 +88,12 @@ def cell_derivatives(
     start, end = (value(0.0), value(cell.length)) if ends else (None, None)
     grad: list[Any] = [0.0] * ndim
     moment: list[Any] = [0.0] * ndim
+    total: Any = 0.0
     if n > 0:
         for omega, along, x, values in node_bases(grid, cell, flip):
-            _, g = _contract(coeffs, values, [bspline_segment_slopes(n, v) for v in x])
+            f, g = _contract(coeffs, values, [bspline_segment_slopes(n, v) for v in x])
+            if integral:
+                total = dr.fma(omega, f, total)
             if weights is not None:
                 weights = add_node_weights(weights, values, omega * cell.length)
             step = omega * scale * cell.length  # the slope's own axis carries no n!
@@ -94,7 +101,7 @@ def cell_derivatives(
                 slope = g[a] * sign[a] * step
                 grad[a] = grad[a] + slope
                 moment[a] = moment[a] + slope * along
-    return grad, moment, start, end, weights
+    return grad, moment, start, end, weights, (total * cell.length if integral and n > 0 else None)
 
 
 def point_value(grid: KnotGrid, t: Types, point: Vec, cell: list[Any], window: list[Any], flip: list[Any]) -> Any:
@@ -123,6 +130,7 @@ class RayDerivatives:
     moment: Vec
     f_start: Any
     f_end: Any
+    value: Any = None  # the ray integral itself, where asked for (``with_value``)
 
 
 def ray_derivatives(
@@ -133,10 +141,14 @@ def ray_derivatives(
     values: Any | None = None,
     target: Any | None = None,
     spread: bool = False,
+    with_value: bool = False,
 ) -> RayDerivatives:
     """Derivatives of every ray's integral w.r.t. its origin and direction, for the coefficients ``coeffs``.
 
     If ``target`` is given, the same march also adds the adjoint of ``values`` into it (see :func:`backproject`).
+    ``with_value`` (degree >= 1) also returns the integral itself, bit for bit :func:`~drct.kernels.march.project`'s
+    (the node values are the first partial sums of the slopes' contraction): a forward projection that keeps
+    its derivatives for a later reverse or forward pass.
     The box basis (degree 0) is piecewise constant: its derivative is the sum of the jumps at the cell faces the
     ray crosses (exact wherever the ray does not pass through an edge or corner of the grid). ``spread``: see
     :func:`~drct.kernels.scatter.scatter_mode`.
@@ -145,29 +157,34 @@ def ray_derivatives(
     zero = dr.zeros(t.Float, width)
     mode = scatter.scatter_mode(target, spread) if target is not None else dr.ReduceMode.Auto
     if grid.degree == 0:
+        if with_value:
+            raise ValueError("with_value needs a B-spline basis of degree >= 1 (the box has its own march)")
         return _box_derivatives(grid, t, segs, coeffs, values, target, mode)
     win = Window(grid, t, segs)
 
     def visit(acc: Any, cell: Cell) -> Any:
-        grad, moment, window, weights = acc
-        g, m, _, _, added = cell_derivatives(
-            grid, cell, window, win.flip, weights if target is not None else None, ends=False
+        grad, moment, window, weights, total = acc
+        g, m, _, _, added, part = cell_derivatives(
+            grid, cell, window, win.flip, weights if target is not None else None, ends=False, integral=with_value
         )
         if added is not None:
             weights = win.flush(added, cell, values, target, mode)
+        if part is not None:
+            total = total + part
         grad = [x + y for x, y in zip(grad, g, strict=True)]
         moment = [x + y + gy * cell.start for x, y, gy in zip(moment, m, g, strict=True)]
-        return grad, moment, win.advance(coeffs, window, cell), weights
+        return grad, moment, win.advance(coeffs, window, cell), weights, total
 
     weights0 = [zero] * len(win.span) if target is not None else []
     window0 = win.first(coeffs, segs)
     # f is continuous: its values at the ray's two ends come once per ray, not from every cell's segment ends
     f_start = point_value(grid, t, segs.entry, first_cell(grid, t, segs), window0, win.flip)
-    acc = ([zero] * grid.ndim, [zero] * grid.ndim, window0, weights0)
-    (grad, moment, _, weights), coords = march(grid, t, segs, visit, acc, return_cell=True)
+    acc = ([zero] * grid.ndim, [zero] * grid.ndim, window0, weights0, zero if with_value else [])
+    (grad, moment, _, weights, total), coords = march(grid, t, segs, visit, acc, return_cell=True)
     if target is not None:
         win.flush_all(weights, coords, values, target, segs.length > 0, mode)
-    return RayDerivatives(grad, moment, f_start, exit_value(grid, t, segs, coeffs, win))
+    end = exit_value(grid, t, segs, coeffs, win)
+    return RayDerivatives(grad, moment, f_start, end, total if with_value else None)
 
 
 def _box_derivatives(
@@ -182,7 +199,7 @@ def _box_derivatives(
         coeffs_here = gather_cell(grid, t, coeffs, cell)
         if target is not None:
             scatter_cell(grid, t, target, values, cell, mode)
-        g, m, start, end, _ = cell_derivatives(grid, cell, coeffs_here)
+        g, m, start, end, _, _ = cell_derivatives(grid, cell, coeffs_here)
         # y jumps by (after - before) at a face t_c = (w_a - o_a) / d_a: dt_c/do_a = -1/d_a
         for a in range(grid.ndim):
             g[a] = g[a] + dr.select(cell.entered[a], (coeffs_here[0] - previous) / cell.direction[a], 0.0)

@@ -123,9 +123,10 @@ def cpu_seconds(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
-def pose_gradient(vg: Any, pg: Any, basis: str, x: Any, y: Any) -> Any:
+def pose_gradient(vg: Any, pg: Any, basis: str, x: Any, y: Any, volume: bool = True) -> Any:
     """One reverse-mode gradient of ``0.5 |A(pose) x - y|²`` w.r.t. the volume ``x`` and a rigid pose per view
-    (zero rotation and shift), the benchmarks' "gradient": returns the two gradients (Dr.Jit tensors ``x``, ``y``)."""
+    (zero rotation and shift), the benchmarks' "gradient": returns the two gradients (Dr.Jit tensors ``x``, ``y``).
+    ``volume=False``: w.r.t. the pose alone (the volume's gradient is then None)."""
     import drjit as dr
 
     import drct as ct
@@ -135,9 +136,11 @@ def pose_gradient(vg: Any, pg: Any, basis: str, x: Any, y: Any) -> Any:
     views = [0.0] * pg.num_views
     rotation = mod.Float64(views) if pg.ndim == 2 else mod.Array3f64(views, views, views)
     shift = mod.Array2f64(views, views) if pg.ndim == 2 else mod.Array3f64(views, views, views)
-    volume = mod.TensorXf(x)
-    dr.enable_grad(volume, rotation, shift)
+    image = mod.TensorXf(x)
+    dr.enable_grad(rotation, shift)
+    if volume:
+        dr.enable_grad(image)
     B = ct.Projector(vg, pg.perturb(motion_rotation=rotation, motion_shift=shift), basis=basis)
-    r = B(volume).array - y.array
+    r = B(image).array - y.array
     dr.backward(0.5 * dr.sum(r * r))
-    return dr.grad(volume), dr.grad(shift)
+    return (dr.grad(image) if volume else None), dr.grad(shift)

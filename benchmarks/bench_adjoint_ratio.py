@@ -1,4 +1,4 @@
-"""The adjoint and the volume+pose gradient as multiples of the forward projection, in CPU seconds.
+"""The adjoint, the volume+pose gradient and the pose gradient as multiples of the forward projection, in CPU seconds.
 
 CPU seconds of this process (user + system: median of ``--repeat`` calls after a first one) stay comparable on a
 shared, loaded machine, where wall-clock GVU/s do not; the ratios are what the speed issue is about (an adjoint
@@ -39,8 +39,8 @@ def main() -> None:
 
     workloads = {"cone 40³ x 60 x 40²": cone_workload(40, 60), "parallel2d 256² x 256 x 367": parallel2d_workload()}
     print(f"drct from {ct.__file__}")
-    print("| workload | basis | forward CPU s | adjoint | gradient |")
-    print("|---|---|---|---|---|")
+    print("| workload | basis | forward CPU s | adjoint | gradient (volume + pose) | gradient (pose) |")
+    print("|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for label, (vg, pg) in workloads.items():
         for basis in args.bases.split(","):
@@ -50,11 +50,15 @@ def main() -> None:
 
             forward = cpu_seconds(lambda A=A, x=x: A.forward_tensor(x), args.repeat)
             adjoint = cpu_seconds(lambda A=A, y=y: A.adjoint_tensor(y), args.repeat)
-            grad = cpu_seconds(
-                lambda vg=vg, pg=pg, A=A, x=x, y=y: pose_gradient(vg, pg, A.basis, x, y), max(1, args.repeat // 2 + 1)
+            few = max(1, args.repeat // 2 + 1)
+            grad = cpu_seconds(lambda vg=vg, pg=pg, A=A, x=x, y=y: pose_gradient(vg, pg, A.basis, x, y), few)
+            pose = cpu_seconds(
+                lambda vg=vg, pg=pg, A=A, x=x, y=y: pose_gradient(vg, pg, A.basis, x, y, volume=False), few
             )
             print(
-                f"| {label} | {basis} | {forward:.4f} | {adjoint / forward:.2f}x | {grad / forward:.2f}x |", flush=True
+                f"| {label} | {basis} | {forward:.4f} | {adjoint / forward:.2f}x | {grad / forward:.2f}x "
+                f"| {pose / forward:.2f}x |",
+                flush=True,
             )
 
 

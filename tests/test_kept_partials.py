@@ -43,10 +43,13 @@ class Calls:
             monkeypatch.setattr(transform.Transform, "keeps_partials", lambda engine, batch: False)
 
 
-def derivatives_of(kind: str, basis: str, dtype: str, batch: int | None, seed: int = 0) -> dict[str, Any]:
+def derivatives_of(
+    kind: str, basis: str, dtype: str, batch: int | None, seed: int = 0, stacked: bool = False
+) -> dict[str, Any]:
     """``y = A(x)`` with gradients on ``x`` and every geometry vector, then the reverse pass of ``<w, y>`` and the
     forward pass along random tangents, as numpy arrays. A small ``chunk_rays`` spreads the rays over several
-    launches (3D detectors march rows first: the kept chunks must line up with the derivative pass's)."""
+    launches (3D detectors march rows first: the kept chunks must line up with the derivative pass's).
+    ``stacked``: the geometry's views are ``batch`` samples' own (``ct.Projector(..., batch=batch)``)."""
     rng = np.random.default_rng(seed)
     pg = GEOMETRIES[kind].with_drjit_vectors()
     fields = [getattr(pg, name) for name in vector_fields(pg)]
@@ -54,7 +57,7 @@ def derivatives_of(kind: str, basis: str, dtype: str, batch: int | None, seed: i
     shape = vg.shape if batch is None else (batch, *vg.shape)
     tensor = mod.TensorXf64 if dtype == "float64" else mod.TensorXf
     x = tensor(rng.uniform(size=shape).astype(dtype))
-    A = ct.Projector(vg, pg, basis=basis, dtype=dtype, chunk_rays=97)
+    A = ct.Projector(vg, pg, basis=basis, dtype=dtype, chunk_rays=97, batch=batch if stacked else None)
     out: dict[str, Any] = {"plain": np.asarray(A(x.numpy()))}
 
     dr.enable_grad(x, *fields)
@@ -131,3 +134,18 @@ def test_the_box_basis_and_a_full_budget_march_again(monkeypatch: pytest.MonkeyP
     assert_close(got["x_grad"], want["x_grad"], 1e-12, "volume gradient")
     for g, r in zip(got["vector_grads"], want["vector_grads"], strict=True):
         assert_close(g, r, 1e-10, "geometry gradient")
+
+
+def test_kept_partials_with_a_geometry_per_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stacked samples (``batch=3`` over the helix's 9 views): each ray's coefficients offset by its sample."""
+    with monkeypatch.context() as patch:
+        Calls(patch, keep=False)
+        want = derivatives_of("helix", "bspline2", "float64", 3, stacked=True)
+    calls = Calls(monkeypatch, keep=True)
+    got = derivatives_of("helix", "bspline2", "float64", 3, stacked=True)
+    assert calls.kept == 2
+    assert np.array_equal(got["y"], got["plain"])
+    assert_close(got["x_grad"], want["x_grad"], 1e-12, "volume gradient")
+    for g, r in zip(got["vector_grads"], want["vector_grads"], strict=True):
+        assert_close(g, r, 1e-10, "geometry gradient")
+    assert_close(got["jvp"], want["jvp"], 1e-10, "forward-mode derivative")

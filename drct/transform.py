@@ -4,7 +4,9 @@
 exact adjoint, and the derivatives of every ray integral w.r.t. the ray, chained to the geometry vectors by
 Dr.Jit's AD one chunk at a time. :class:`ForwardOp` and :class:`AdjointOp` tie them together as ``dr.CustomOp``
 operations, so that reverse mode (VJP) and forward mode (JVP) reach both the volume and every geometry vector
-without an AD graph through the march: memory stays O(volume + sinogram + one chunk of rays).
+without an AD graph through the march: memory stays O(volume + sinogram + one chunk of rays), plus, where a
+forward projection keeps its rays' derivatives for the pass after it, ``2 ndim + 1`` floats per ray within
+:data:`KEPT_PARTIALS_BUDGET`.
 """
 
 from __future__ import annotations
@@ -607,7 +609,9 @@ def _has_grad(tree: Any) -> bool:
 
 
 class ForwardOp(dr.CustomOp):
-    """``y = A x`` with derivatives w.r.t. ``x`` and the geometry vectors (reverse and forward mode)."""
+    """``y = A x`` with derivatives w.r.t. ``x`` and the geometry vectors (reverse and forward mode). With the
+    geometry's derivatives wanted, ``eval`` keeps every ray's derivatives where :meth:`Transform.keeps_partials`
+    allows, and the derivative passes use them instead of marching the volume again."""
 
     def eval(self, engine: Transform, x: Any, vectors: Vectors, need: tuple[bool, bool], batch: int) -> Any:
         self.engine, self.x, self.vectors, self.need, self.batch = engine, x, vectors, need, batch

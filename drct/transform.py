@@ -12,7 +12,7 @@ forward projection keeps its rays' derivatives for the pass after it, ``2 ndim +
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -490,48 +490,32 @@ class Transform:
         ``A.T``."""
         t = self.t
         vectors = _detached(vectors)
-        if partials is not None:
-            return self._geometry_vjp_kept(partials, vectors, weights, want_volume, batch)
-        gathered = want_volume and self._gather() is not None
-        target = even_zeros(t.Float, self.grid.size * batch) if want_volume and not gathered else None
+        # A.T weights apart from the march: from the gather adjoint, or because kept partials leave nothing to march
+        apart = want_volume and (partials is not None or self._gather() is not None)
+        target = even_zeros(t.Float, self.grid.size * batch) if want_volume and not apart else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
+        kept: Sequence[derivatives.RayDerivatives | None] = partials or [None] * len(self.chunks(batch))
         with launches(t.backend, self.reproducible()):
             slabbed = target is not None and self._slabbed(batch)
             # the box basis's derivative counts the jumps at the faces a ray crosses: no cuts across its rays
             cuts = self.grid.degree > 0
-            for start, count in self._progress("gradient", batch):
+            for (start, count), mine in zip(self._progress("gradient", batch), kept, strict=True):
                 parts = self._slab_launches(vectors, start, count, cuts) if slabbed else [(start, count) + (None,) * 4]
                 for first, rays, _, _, slab, cut in parts:
                     position = self._launch_order(first, rays, batch)
                     w = self._take(weights, position, first, rays)
                     _, views, grads = self._ray_vector_gradients(
-                        coeffs, vectors, first, rays, batch, w, target, slab, cut
+                        coeffs, vectors, first, rays, batch, w, target, slab, cut, mine
                     )
                     for name, comps in grads.items():
                         for acc, g in zip(out[name], comps, strict=True):
                             add(acc, g, views)
                     dr.eval(out, target)
-        if gathered:
+        if apart:
             target = self.backproject(weights, vectors, batch)
         elif target is not None:
             target = trimmed(target, self.grid.size * batch)
         return target, out
-
-    def _geometry_vjp_kept(
-        self, partials: Partials, vectors: Vectors, weights: Any, want_volume: bool, batch: int
-    ) -> tuple[Any, Vectors]:
-        """:meth:`geometry_vjp` from kept derivatives: elementwise products per chunk, and ``A.T`` apart."""
-        t = self.t
-        out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
-        with launches(t.backend, self.reproducible()):  # the per-view sums scatter
-            for (start, count), kept in zip(self.chunks(batch), partials, strict=True):
-                w = self._take(weights, self._launch_order(start, count, batch), start, count)
-                _, views, grads = self._ray_vector_gradients(None, vectors, start, count, batch, w, kept=kept)
-                for name, comps in grads.items():
-                    for acc, g in zip(out[name], comps, strict=True):
-                        add(acc, g, views)
-                dr.eval(out)
-        return (self.backproject(weights, vectors, batch) if want_volume else None), out
 
     def geometry_jvp(
         self, coeffs: Any, vectors: Vectors, tangents: Vectors, batch: int = 1, partials: Partials | None = None
@@ -558,9 +542,7 @@ class Transform:
         parts: list[list[Any]] = [[] for _ in sets]
         positions = []
         with launches(t.backend):
-            kept: list[derivatives.RayDerivatives | None] = [None] * len(self.chunks(batch))
-            if partials is not None:
-                kept = list(partials)
+            kept: Sequence[derivatives.RayDerivatives | None] = partials or [None] * len(self.chunks(batch))
             for (start, count), mine in zip(self._progress("JVP", batch), kept, strict=True):
                 position, views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, kept=mine)
                 positions.append(position)

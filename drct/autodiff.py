@@ -4,7 +4,9 @@ drct runs a Dr.Jit function ``fn`` (Dr.Jit tensors/arrays in, a Dr.Jit tensor ou
 the projector (:mod:`drct.torch`), the FBP layer and the solvers' torch path (:mod:`drct.recon`). All do it the
 same way, written here once:
 
-* the forward pass runs ``fn`` without an AD graph (no memory held between forward and backward);
+* the forward pass runs ``fn`` without an AD graph (no Dr.Jit AD state held between forward and backward; the
+  projector's forward may keep its rays' derivatives as plain arrays for the geometry gradient:
+  :func:`drct.transform.keeping_partials`);
 * each derivative runs ``fn`` again in an isolated AD scope, with gradients enabled on the inputs that need
   them, and propagates the seed through it (:func:`vjp` reverse, :func:`jvp` forward), so a second backward
   through the same output (``retain_graph=True``, ``torch.autograd.gradcheck``) is as right as the first —

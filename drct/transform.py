@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -590,16 +593,97 @@ def _has_grad(tree: Any) -> bool:
     return bool(dr.grad_enabled(tree))
 
 
+@dataclass(frozen=True)
+class KeptForward:
+    """One ``A x`` that kept its rays' derivatives (:func:`keeping_partials`): the projection, the derivatives
+    per chunk (:data:`Partials`) and the batch it was run for."""
+
+    value: Any
+    partials: Partials
+    batch: int
+
+
+_RECORDING: ContextVar[list[KeptForward] | None] = ContextVar("drct_recording_partials", default=None)
+_SUPPLIED: ContextVar[list[KeptForward] | None] = ContextVar("drct_supplied_partials", default=None)
+
+
+@contextmanager
+def keeping_partials() -> Iterator[list[KeptForward]]:
+    """Within it, every ``A x`` run without AD for which :meth:`Transform.keeps_partials` allows it runs the
+    derivative march instead (the same bits, ~1.5x the forward, cone bspline2) and appends a
+    :class:`KeptForward` to the list it yields. A caller that will differentiate the same ``A x`` w.r.t. its
+    geometry later, without Dr.Jit AD state in between (:mod:`drct.torch`), hands the list to
+    :func:`supplying_partials` then. Per thread (a context variable).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.transform import keeping_partials
+        >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.parallel(np.linspace(0, 3, 4), 12), basis="bspline2")
+        >>> x = A.types.Tensor(np.ones((8, 8), np.float32))
+        >>> with keeping_partials() as kept:
+        ...     y = A.forward_tensor(x)
+        >>> len(kept), np.array_equal(kept[0].value.numpy(), y.array.numpy())
+        (1, True)
+    """
+    kept: list[KeptForward] = []
+    token = _RECORDING.set(kept)
+    try:
+        yield kept
+    finally:
+        _RECORDING.reset(token)
+
+
+@contextmanager
+def supplying_partials(kept: Sequence[KeptForward]) -> Iterator[None]:
+    """Within it, the ``A x`` evaluations under AD that want geometry derivatives take the records of ``kept``
+    in order (:func:`keeping_partials`: the same ``A x`` run before) instead of marching the volume; each record
+    is checked against the operator's chunks and batch (ValueError naming the mismatch), and once they are used
+    up the evaluations march as usual. Per thread (a context variable)."""
+    token = _SUPPLIED.set(list(kept))
+    try:
+        yield
+    finally:
+        _SUPPLIED.reset(token)
+
+
+def _supplied(engine: Transform, batch: int) -> KeptForward | None:
+    """The next supplied record (:func:`supplying_partials`) for ``engine``'s ``A x`` of ``batch``, checked."""
+    queue = _SUPPLIED.get()
+    if not queue:
+        return None
+    kept = queue.pop(0)
+    widths = [dr.width(p.f_end) for p in kept.partials]
+    expected = [count for _, count in engine.chunks(batch)]
+    if kept.batch != batch or widths != expected:
+        raise ValueError(
+            f"supplied partials do not belong to this projection: kept for batch {kept.batch} with chunks of "
+            f"{widths} rays, the operator has batch {batch} with chunks of {expected} rays"
+        )
+    return kept
+
+
 class ForwardOp(dr.CustomOp):
     """``y = A x`` with derivatives w.r.t. ``x`` and the geometry vectors (reverse and forward mode). With the
     geometry's derivatives wanted, ``eval`` keeps every ray's derivatives where :meth:`Transform.keeps_partials`
-    allows, and the derivative passes use them instead of marching the volume again."""
+    allows (or takes ``supplied``, what an earlier run of the same ``A x`` kept: :func:`supplying_partials`), and the
+    derivative passes use them instead of marching the volume again."""
 
-    def eval(self, engine: Transform, x: Any, vectors: Vectors, need: tuple[bool, bool], batch: int) -> Any:
+    def eval(
+        self,
+        engine: Transform,
+        x: Any,
+        vectors: Vectors,
+        need: tuple[bool, bool],
+        batch: int,
+        supplied: KeptForward | None = None,
+    ) -> Any:
         self.engine, self.x, self.vectors, self.need, self.batch = engine, x, vectors, need, batch
         # with geometry gradients wanted, keep every ray's derivatives now (one march, ~1.5x the forward) rather
         # than march the volume again in the derivative pass
         self.partials: Partials | None = None
+        if supplied is not None:
+            self.partials = supplied.partials
+            return supplied.value
         if need[1] and engine.keeps_partials(batch):
             out, self.partials = engine.project_keeping_partials(x, vectors, batch)
             return out
@@ -665,6 +749,13 @@ def apply(op: type[dr.CustomOp], engine: Transform, values: Any, batch: int = 1)
     need = (_has_grad(values), _has_grad(vectors))
     if not any(need):
         if op is ForwardOp:
+            recording = _RECORDING.get()
+            if recording is not None and engine.keeps_partials(batch):
+                out, partials = engine.project_keeping_partials(values, vectors, batch)
+                recording.append(KeptForward(out, partials, batch))
+                return out
             return engine.project(values, vectors, batch)
         return engine.backproject(values, vectors, batch)
+    if op is ForwardOp and need[1]:  # checked here, so that a mismatch raises its own error
+        return dr.custom(op, engine, values, vectors, need, batch, _supplied(engine, batch))
     return dr.custom(op, engine, values, vectors, need, batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import drjit as dr
@@ -11,15 +12,21 @@ import torch
 from ..autodiff import from_torch, jvp, sync_in, sync_out, vjp
 from ..backend import drjit_module
 from ..projector import Projector
+from ..transform import KeptForward, keeping_partials, supplying_partials
 from ._geometry import operator
+
+KEPT = "_drct_kept_partials"  # the forward's kept derivatives ride on its output until setup_context takes them
 
 
 # ---- the bridge -----------------------------------------------------------------------------------------------
 class Spec:
-    """What one call computes: ``A`` or ``A.T``, with which geometry parameters laid out how."""
+    """What one call computes: ``A`` or ``A.T``, with which geometry parameters laid out how; ``keep``: the
+    forward keeps its rays' derivatives for the geometry gradient that will follow (:func:`keeps`)."""
 
-    def __init__(self, A: Projector, adjoint: bool, names: list[tuple[str, int]], samples: int | None) -> None:
-        self.A, self.adjoint, self.names, self.samples = A, adjoint, names, samples
+    def __init__(
+        self, A: Projector, adjoint: bool, names: list[tuple[str, int]], samples: int | None, keep: bool = False
+    ) -> None:
+        self.A, self.adjoint, self.names, self.samples, self.keep = A, adjoint, names, samples, keep
         self.backend = A.backend
 
     def transposed(self) -> Spec:
@@ -83,30 +90,47 @@ def _slices(apply: Any, batch_size: int, in_dims: Sequence[int | None], *args: A
     ]
 
 
+def keeps(adjoint: bool, comps: Sequence[torch.Tensor]) -> bool:
+    """Whether an eager ``A x`` should keep its rays' derivatives (:func:`drct.transform.keeping_partials`, where
+    the operator allows it) for the reverse-mode geometry gradient: torch records a graph and some geometry
+    component requires a gradient (not under a ``torch.func`` transform, whose slices re-run instead). The
+    gradient then costs ``A.T`` and products instead of a second march of the volume."""
+    if adjoint or not torch.is_grad_enabled() or torch._C._are_functorch_transforms_active():
+        return False
+    return any(c.requires_grad for c in comps)
+
+
 class _Transform(torch.autograd.Function):
     """``A x`` or ``A.T y`` with gradients to the data and to flat geometry components.
 
     The gradient of the data alone is the transposed operator, itself a :class:`_Transform` (so it can be
     differentiated again), and so is the forward-mode tangent of the data; geometry gradients and tangents re-run
     the operator under Dr.Jit's AD (:func:`drct.autodiff.vjp`, :func:`drct.autodiff.jvp`), a fresh graph at each
-    call. ``torch.func``: :meth:`vmap` maps the data over the leading batch axes of one launch (or, with
-    per-sample or mapped geometry, one launch per slice); ``grad``/``vjp``/``jacrev`` use :meth:`backward`,
-    ``jvp``/``jacfwd`` :meth:`jvp`.
+    call. A forward with ``spec.keep`` keeps its rays' derivatives (plain arrays on ``ctx``, no AD graph), and the
+    geometry gradient's re-run takes them instead of marching the volume again. ``torch.func``: :meth:`vmap`
+    maps the data over the leading batch axes of one launch (or, with per-sample or mapped geometry, one launch
+    per slice); ``grad``/``vjp``/``jacrev`` use :meth:`backward`, ``jvp``/``jacfwd`` :meth:`jvp`.
     """
 
     @staticmethod
     def forward(spec: Spec, data: torch.Tensor, *comps: torch.Tensor) -> torch.Tensor:
         sync_in(spec.backend, data.device)
-        with dr.suspend_grad():
+        with dr.suspend_grad(), keeping_partials() if spec.keep else nullcontext([]) as kept:
             out = spec.apply(*spec.inputs(data, comps))
             dr.eval(out)
         sync_out(spec.backend)
-        return out.torch()
+        result = out.torch()
+        if kept:
+            setattr(result, KEPT, kept)
+        return result
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
         spec, data, *comps = inputs
         ctx.spec = spec
+        ctx.kept = getattr(output, KEPT, None) if spec.keep else None  # spec.keep: never while dynamo traces
+        if ctx.kept is not None:
+            delattr(output, KEPT)
         ctx.save_for_backward(data, *comps)
         ctx.save_for_forward(data, *comps)
 
@@ -118,7 +142,7 @@ class _Transform(torch.autograd.Function):
         grad_data = _Transform.apply(spec.transposed(), grad_out, *comps) if need[1] else None
         if not any(need[2:]):
             return None, grad_data, *[None] * len(comps)
-        grad_comps = _GeometryGradient.apply(spec, tuple(need[2:]), data, grad_out, *comps)
+        grad_comps = _GeometryGradient.apply(spec, tuple(need[2:]), ctx.kept, data, grad_out, *comps)
         it = iter(grad_comps)
         return None, grad_data, *[next(it) if wanted else None for wanted in need[2:]]
 
@@ -185,14 +209,21 @@ class _GeometryTangent(_FirstOrder):
 class _GeometryGradient(_FirstOrder):
     """The gradients of ``<grad_out, A(data; comps)>`` w.r.t. the ``wanted`` geometry components, by Dr.Jit's
     reverse mode; differentiating them again raises (their own derivative is not implemented), so they are exact
-    first derivatives under ``create_graph=True`` and ``torch.func.grad``/``jacrev`` alike."""
+    first derivatives under ``create_graph=True`` and ``torch.func.grad``/``jacrev`` alike. ``kept``: what the
+    forward of the same ``A(data; comps)`` kept (or None: the re-run marches the volume)."""
 
     @staticmethod
     def forward(
-        spec: Spec, wanted: tuple[bool, ...], data: torch.Tensor, grad_out: torch.Tensor, *comps: torch.Tensor
+        spec: Spec,
+        wanted: tuple[bool, ...],
+        kept: list[KeptForward] | None,
+        data: torch.Tensor,
+        grad_out: torch.Tensor,
+        *comps: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         sync_in(spec.backend, grad_out.device)
-        grads = vjp(spec.apply, spec.inputs(data, comps), (False, *wanted), spec.to_drjit(grad_out))
+        with supplying_partials(kept or []):
+            grads = vjp(spec.apply, spec.inputs(data, comps), (False, *wanted), spec.to_drjit(grad_out))
         sync_out(spec.backend)
         return tuple(
             torch.as_tensor(g.torch(), dtype=c.dtype).reshape(c.shape)
@@ -201,7 +232,11 @@ class _GeometryGradient(_FirstOrder):
         )
 
     @staticmethod
-    def vmap(info: Any, in_dims: tuple[int | None, ...], spec: Spec, wanted: tuple[bool, ...], *args: Any) -> Any:
-        per_slice = _slices(lambda *a: _GeometryGradient.apply(spec, wanted, *a), info.batch_size, in_dims[2:], *args)
+    def vmap(
+        info: Any, in_dims: tuple[int | None, ...], spec: Spec, wanted: tuple[bool, ...], kept: Any, *args: Any
+    ) -> Any:
+        per_slice = _slices(
+            lambda *a: _GeometryGradient.apply(spec, wanted, None, *a), info.batch_size, in_dims[3:], *args
+        )
         outs = tuple(torch.stack(grads) for grads in zip(*per_slice, strict=True))
         return outs, tuple(0 for _ in outs)

@@ -66,7 +66,7 @@ def geometry_vjp(
     data: torch.Tensor, grad_out: torch.Tensor, comps: list[torch.Tensor], key: int, wanted: list[bool]
 ) -> list[torch.Tensor]:
     """The gradients w.r.t. the ``wanted`` geometry components (:class:`~drct.torch._bridge._GeometryGradient`)."""
-    return list(_GeometryGradient.forward(_SPECS[key], tuple(wanted), data, grad_out, *comps))
+    return list(_GeometryGradient.forward(_SPECS[key], tuple(wanted), None, data, grad_out, *comps))
 
 
 @geometry_vjp.register_fake

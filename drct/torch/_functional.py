@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..projector import Projector
-from ._bridge import Spec, _Transform, outside_compile
+from ._bridge import Spec, _Transform, keeps, outside_compile
 from ._geometry import GeometryTensors, check_tensor, projector_info, split_batch
 
 try:
@@ -56,7 +56,7 @@ def _run(adjoint: bool, data: Any, A: Any, geometry: Mapping[str, Any], traced: 
     if traced:  # the custom operator, which dynamo and AOTAutograd trace
         out = _compiled.apply(A, adjoint, names, geo.samples, data, comps)  # type: ignore[union-attr]
     else:
-        out = _Transform.apply(Spec(A, adjoint, names, geo.samples), data, *comps)
+        out = _Transform.apply(Spec(A, adjoint, names, geo.samples, keeps(adjoint, comps)), data, *comps)
     return out.reshape(*batch, *out_core)
 
 

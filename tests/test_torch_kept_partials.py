@@ -116,6 +116,29 @@ def test_float32_batch_and_geometry_only(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.undo()
 
 
+def test_a_geometry_per_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-sample shifts stack the samples' geometries into one projector (``batch=3``): the kept derivatives
+    are that launch's, and the gradients those of the re-run."""
+    A = cone()
+
+    def sample_step() -> dict[str, Any]:
+        g = torch.Generator().manual_seed(7)
+        x = torch.rand(3, *A.domain_shape, generator=g, dtype=F64).requires_grad_()
+        shifts = torch.tensor([0.1, -0.2, 0.3], dtype=F64, requires_grad=True)
+        y = ct.torch.project(x, A, det_shift_u=shifts, det_roll=0.01)
+        (y * torch.rand(y.shape, generator=g, dtype=F64)).sum().backward()
+        return {"y": y.detach().numpy().copy(), "x": np.asarray(x.grad), "shifts": np.asarray(shifts.grad)}
+
+    with monkeypatch.context() as patch:
+        Marches(patch, keep=False)
+        want = sample_step()
+    marches = Marches(monkeypatch)
+    got = sample_step()
+    assert (marches.plain, marches.derivative) == (0, 1)
+    assert np.array_equal(got["y"], want["y"])
+    assert_same_gradients(got, want, 1e-11)
+
+
 def test_retain_graph_backward_twice_gives_the_same_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
     """The kept derivatives are plain arrays: a second backward through the same graph uses them again (in a
     fixed summation order, ``ct.deterministic()``, the two are the same bits)."""

@@ -595,12 +595,28 @@ def _has_grad(tree: Any) -> bool:
 
 @dataclass(frozen=True)
 class KeptForward:
-    """One ``A x`` that kept its rays' derivatives (:func:`keeping_partials`): the projection, the derivatives
-    per chunk (:data:`Partials`) and the batch it was run for."""
+    """One ``A x`` that kept its rays' derivatives (:func:`keeping_partials`): the projection (None where the
+    caller holds it itself), the derivatives per chunk (:data:`Partials`) and the batch it was run for."""
 
     value: Any
     partials: Partials
     batch: int
+
+    def arrays(self) -> list[Any]:
+        """The derivatives as flat arrays, chunk by chunk: ``∂y/∂o`` per axis, ``∂y/∂d`` per axis, ``f`` at the
+        ray's end (``2 ndim + 1`` per chunk)."""
+        return [a for p in self.partials for a in (*p.grad, *p.moment, p.f_end)]
+
+    @staticmethod
+    def rebuilt(arrays: Sequence[Any], chunks: int, batch: int) -> KeptForward:
+        """The record :meth:`arrays` came from, without its projection (``value`` None)."""
+        per = len(arrays) // chunks
+        ndim = (per - 1) // 2
+        if chunks * per != len(arrays) or per != 2 * ndim + 1:
+            raise ValueError(f"{len(arrays)} kept arrays cannot be {chunks} chunks of 2 ndim + 1 arrays")
+        parts = [arrays[i * per : (i + 1) * per] for i in range(chunks)]
+        partials = [derivatives.RayDerivatives(list(p[:ndim]), list(p[ndim:-1]), None, p[-1]) for p in parts]
+        return KeptForward(None, partials, batch)
 
 
 _RECORDING: ContextVar[list[KeptForward] | None] = ContextVar("drct_recording_partials", default=None)
@@ -636,9 +652,13 @@ def keeping_partials() -> Iterator[list[KeptForward]]:
 @contextmanager
 def supplying_partials(kept: Sequence[KeptForward]) -> Iterator[None]:
     """Within it, the ``A x`` evaluations under AD that want geometry derivatives take the records of ``kept``
-    in order (:func:`keeping_partials`: the same ``A x`` run before) instead of marching the volume; each record
-    is checked against the operator's chunks and batch (ValueError naming the mismatch), and once they are used
-    up the evaluations march as usual. Per thread (a context variable)."""
+    in order (:func:`keeping_partials`: the same ``A x`` run before) instead of marching the volume; once they
+    are used up the evaluations march as usual. Per thread (a context variable).
+
+    Only the layout of each record is checked against the operator (its chunks and batch: ValueError naming the
+    mismatch), not that it was kept for the same volume and geometry: that is the caller's to ensure. A record
+    without its projection (``value`` None) makes that evaluation's value zeros: only its derivatives are
+    right."""
     token = _SUPPLIED.set(list(kept))
     try:
         yield
@@ -683,6 +703,8 @@ class ForwardOp(dr.CustomOp):
         self.partials: Partials | None = None
         if supplied is not None:
             self.partials = supplied.partials
+            if supplied.value is None:  # the caller holds the projection: only the derivatives are wanted here
+                return dr.zeros(engine.t.Float, engine.num_rays(batch))
             return supplied.value
         if need[1] and engine.keeps_partials(batch):
             out, self.partials = engine.project_keeping_partials(x, vectors, batch)

@@ -65,7 +65,7 @@ def step(
         with torch.no_grad():
             return {"y": ct.torch.project(x, A, det_shift_u=shift, angle_offset=turns, det_roll=roll).numpy()}
     y = ct.torch.project(x, A, det_shift_u=shift, angle_offset=turns, det_roll=roll)
-    assert not hasattr(y, KEPT), "the kept derivatives must not stay on the user's tensor"
+    assert y._base is not None and not hasattr(y._base, KEPT), "the kept derivatives must not stay on the output"
     w = torch.rand(y.shape, generator=g, dtype=dtype)
     (y * w).sum().backward()
     out = {"y": y.detach().numpy().copy(), "shift": shift.grad, "turns": turns.grad, "roll": roll.grad}
@@ -153,6 +153,42 @@ def test_retain_graph_backward_twice_gives_the_same_gradients(monkeypatch: pytes
         loss.backward()
     assert float(shift.grad) == 2 * first
     assert (marches.plain, marches.derivative) == (0, 1)
+
+
+def test_torch_owns_the_kept_derivatives_and_frees_them_after_the_backward() -> None:
+    """The kept derivatives are tensors saved for backward (7 per chunk in 3D, one value per ray), so torch frees
+    them once the backward has run, and checkpointing and saved-tensor hooks see them."""
+    A = cone()
+    x = torch.rand(*A.domain_shape, generator=torch.Generator().manual_seed(3), dtype=F64)
+    shift = torch.tensor(0.2, dtype=F64, requires_grad=True)
+    y = ct.torch.project(x, A, det_shift_u=shift)
+    node = y.grad_fn
+    while type(node).__name__ != "_TransformBackward":
+        node = node.next_functions[0][0]
+    saved = node.saved_tensors
+    assert len(saved) > 2 and (len(saved) - 2) % 7 == 0, [tuple(t.shape) for t in saved]  # volume, shift, kept
+    assert sum(t.numel() for t in saved[2:]) == 7 * y.numel()
+    y.sum().backward()
+    with pytest.raises(RuntimeError, match=r"freed|backward through the graph a second time"):
+        node.saved_tensors  # noqa: B018 - the access itself is the test
+
+
+def test_create_graph_and_a_gradient_of_the_volume_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``create_graph=True`` gives the same first derivatives (the geometry's are first-order), and asking for the
+    volume's gradient alone while the geometry requires one is ``A.T`` of the seed."""
+    A = cone()
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(*A.domain_shape, generator=g, dtype=F64).requires_grad_()
+    w = torch.rand(A.range_shape, generator=g, dtype=F64)
+    shift = torch.tensor(0.25, dtype=F64, requires_grad=True)
+    with monkeypatch.context() as patch:
+        Marches(patch, keep=False)
+        want = torch.autograd.grad((ct.torch.project(x, A, det_shift_u=shift) * w).sum(), [x, shift])
+    got = torch.autograd.grad((ct.torch.project(x, A, det_shift_u=shift) * w).sum(), [x, shift], create_graph=True)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-11, atol=0.0)
+    (only,) = torch.autograd.grad((ct.torch.project(x, A, det_shift_u=shift) * w).sum(), [x])
+    assert torch.allclose(only, ct.torch.backproject(w, A, det_shift_u=0.25), rtol=1e-12, atol=0.0)
 
 
 def test_nothing_is_kept_where_no_geometry_gradient_follows(monkeypatch: pytest.MonkeyPatch) -> None:

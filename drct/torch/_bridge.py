@@ -32,6 +32,10 @@ class Spec:
     def transposed(self) -> Spec:
         return Spec(self.A, not self.adjoint, self.names, self.samples)
 
+    def plain(self) -> Spec:
+        """The same operator, keeping nothing."""
+        return Spec(self.A, self.adjoint, self.names, self.samples)
+
     def to_drjit(self, value: torch.Tensor) -> Any:
         """A torch tensor as a Dr.Jit tensor sharing its memory (:func:`drct.autodiff.from_torch`)."""
         return from_torch(value, self.backend)
@@ -106,8 +110,9 @@ class _Transform(torch.autograd.Function):
     The gradient of the data alone is the transposed operator, itself a :class:`_Transform` (so it can be
     differentiated again), and so is the forward-mode tangent of the data; geometry gradients and tangents re-run
     the operator under Dr.Jit's AD (:func:`drct.autodiff.vjp`, :func:`drct.autodiff.jvp`), a fresh graph at each
-    call. A forward with ``spec.keep`` keeps its rays' derivatives (plain arrays on ``ctx``, no AD graph), and the
-    geometry gradient's re-run takes them instead of marching the volume again. ``torch.func``: :meth:`vmap`
+    call. A forward with ``spec.keep`` keeps its rays' derivatives (torch tensors saved for backward, so torch
+    frees them after it and checkpointing sees them; no AD graph), and the geometry gradient's re-run takes them
+    instead of marching the volume again. ``torch.func``: :meth:`vmap`
     maps the data over the leading batch axes of one launch (or, with per-sample or mapped geometry, one launch
     per slice); ``grad``/``vjp``/``jacrev`` use :meth:`backward`, ``jvp``/``jacfwd`` :meth:`jvp`.
     """
@@ -128,21 +133,27 @@ class _Transform(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
         spec, data, *comps = inputs
         ctx.spec = spec
-        ctx.kept = getattr(output, KEPT, None) if spec.keep else None  # spec.keep: never while dynamo traces
-        if ctx.kept is not None:
+        kept: list[KeptForward] | None = getattr(output, KEPT, None) if spec.keep else None  # never under dynamo
+        ctx.kept_layout, arrays = None, []
+        if kept is not None:
             delattr(output, KEPT)
-        ctx.save_for_backward(data, *comps)
+            ctx.kept_layout = [(len(k.partials), k.batch) for k in kept]
+            arrays = [a.torch() for k in kept for a in k.arrays()]  # shares the memory (DLPack)
+        ctx.save_for_backward(data, *comps, *arrays)
         ctx.save_for_forward(data, *comps)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> Any:
         spec: Spec = ctx.spec
-        data, *comps = ctx.saved_tensors
         need = ctx.needs_input_grad
+        data, *rest = ctx.saved_tensors
+        comps, arrays = rest[: len(need) - 2], rest[len(need) - 2 :]
         grad_data = _Transform.apply(spec.transposed(), grad_out, *comps) if need[1] else None
         if not any(need[2:]):
             return None, grad_data, *[None] * len(comps)
-        grad_comps = _GeometryGradient.apply(spec, tuple(need[2:]), ctx.kept, data, grad_out, *comps)
+        grad_comps = _GeometryGradient.apply(
+            spec, tuple(need[2:]), _kept(spec, ctx.kept_layout, arrays), data, grad_out, *comps
+        )
         it = iter(grad_comps)
         return None, grad_data, *[next(it) if wanted else None for wanted in need[2:]]
 
@@ -152,7 +163,7 @@ class _Transform(torch.autograd.Function):
         itself; geometry tangents use drct's forward-mode derivative (``A`` only: ``A.T`` has none)."""
         spec: Spec = ctx.spec
         data, *comps = ctx.saved_tensors
-        out = None if data_t is None else _Transform.apply(spec, data_t, *comps)
+        out = None if data_t is None else _Transform.apply(spec.plain(), data_t, *comps)
         if all(c is None for c in comps_t):
             assert out is not None  # torch asks for a JVP only when some input has a tangent
             return out
@@ -166,6 +177,18 @@ class _Transform(torch.autograd.Function):
             return _Transform.apply(spec, data.movedim(data_dim, 0), *comps), 0  # extra leading axes: one launch
         outs = _slices(lambda *a: _Transform.apply(spec, *a), info.batch_size, in_dims[1:], data, *comps)
         return torch.stack(outs), 0
+
+
+def _kept(spec: Spec, layout: list[tuple[int, int]] | None, arrays: Sequence[torch.Tensor]) -> list[KeptForward] | None:
+    """The forward's kept records, rebuilt from the tensors saved for backward (None if it kept nothing)."""
+    if layout is None:
+        return None
+    it = iter(arrays)
+    out = []
+    for chunks, batch in layout:
+        count = len(arrays) // sum(c for c, _ in layout) * chunks
+        out.append(KeptForward.rebuilt([spec.to_drjit(next(it)).array for _ in range(count)], chunks, batch))
+    return out
 
 
 class _FirstOrder(torch.autograd.Function):

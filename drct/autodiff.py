@@ -6,7 +6,7 @@ same way, written here once:
 
 * the forward pass runs ``fn`` without an AD graph (no Dr.Jit AD state held between forward and backward; the
   projector's forward may keep its rays' derivatives as plain arrays for the geometry gradient:
-  :func:`drct.transform.keeping_partials`);
+  :func:`drct.kept.keeping_partials`);
 * each derivative runs ``fn`` again in an isolated AD scope, with gradients enabled on the inputs that need
   them, and propagates the seed through it (:func:`vjp` reverse, :func:`jvp` forward), so a second backward
   through the same output (``retain_graph=True``, ``torch.autograd.gradcheck``) is as right as the first —

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -28,6 +25,7 @@ from .concurrency import get_deterministic, launches, only_thread
 from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
+from .kept import KeptForward, Partials, recording, take_supplied
 from .kernels import box, derivatives, fan_footprints, fan_hat, footprints, march, slabs
 from .kernels.grid import KnotGrid, Segments, clip_rays
 from .kernels.scatter import add, even_zeros, expand_fits, trimmed
@@ -45,10 +43,6 @@ KEPT_PARTIALS_BUDGET = 512 * 2**20
 (:meth:`Transform.keeps_partials`; at most a quarter of the free memory on the CPU as well): above it the
 derivative pass marches the volume again, and a gradient's memory stays O(volume + sinogram + one chunk of rays)
 (the kept derivatives are 7 floats per ray in 3D: 83 MB for 128² pixels × 180 views, 660 MB for 256² × 360)."""
-
-Partials = list[derivatives.RayDerivatives]
-"""Per chunk of :meth:`Transform.chunks` (lanes in :meth:`Transform._launch_order`): every ray's derivatives, as a
-forward projection that kept them found them (:meth:`Transform.project_keeping_partials`)."""
 
 
 def _detached(vectors: Vectors) -> Vectors:
@@ -593,100 +587,12 @@ def _has_grad(tree: Any) -> bool:
     return bool(dr.grad_enabled(tree))
 
 
-@dataclass(frozen=True)
-class KeptForward:
-    """One ``A x`` that kept its rays' derivatives (:func:`keeping_partials`): the projection (None where the
-    caller holds it itself), the derivatives per chunk (:data:`Partials`) and the batch it was run for."""
-
-    value: Any
-    partials: Partials
-    batch: int
-
-    def arrays(self) -> list[Any]:
-        """The derivatives as flat arrays, chunk by chunk: ``∂y/∂o`` per axis, ``∂y/∂d`` per axis, ``f`` at the
-        ray's end (``2 ndim + 1`` per chunk)."""
-        return [a for p in self.partials for a in (*p.grad, *p.moment, p.f_end)]
-
-    @staticmethod
-    def rebuilt(arrays: Sequence[Any], chunks: int, batch: int) -> KeptForward:
-        """The record :meth:`arrays` came from, without its projection (``value`` None)."""
-        per = len(arrays) // chunks
-        ndim = (per - 1) // 2
-        if chunks * per != len(arrays) or per != 2 * ndim + 1:
-            raise ValueError(f"{len(arrays)} kept arrays cannot be {chunks} chunks of 2 ndim + 1 arrays")
-        parts = [arrays[i * per : (i + 1) * per] for i in range(chunks)]
-        partials = [derivatives.RayDerivatives(list(p[:ndim]), list(p[ndim:-1]), None, p[-1]) for p in parts]
-        return KeptForward(None, partials, batch)
-
-
-_RECORDING: ContextVar[list[KeptForward] | None] = ContextVar("drct_recording_partials", default=None)
-_SUPPLIED: ContextVar[list[KeptForward] | None] = ContextVar("drct_supplied_partials", default=None)
-
-
-@contextmanager
-def keeping_partials() -> Iterator[list[KeptForward]]:
-    """Within it, every ``A x`` run without AD for which :meth:`Transform.keeps_partials` allows it runs the
-    derivative march instead (the same bits, ~1.5x the forward, cone bspline2) and appends a
-    :class:`KeptForward` to the list it yields. A caller that will differentiate the same ``A x`` w.r.t. its
-    geometry later, without Dr.Jit AD state in between (:mod:`drct.torch`), hands the list to
-    :func:`supplying_partials` then. Per thread (a context variable).
-
-    Example:
-        >>> import numpy as np, drct as ct
-        >>> from drct.transform import keeping_partials
-        >>> A = ct.Projector(ct.VolumeGeometry((8, 8)), ct.parallel(np.linspace(0, 3, 4), 12), basis="bspline2")
-        >>> x = A.types.Tensor(np.ones((8, 8), np.float32))
-        >>> with keeping_partials() as kept:
-        ...     y = A.forward_tensor(x)
-        >>> len(kept), np.array_equal(kept[0].value.numpy(), y.array.numpy())
-        (1, True)
-    """
-    kept: list[KeptForward] = []
-    token = _RECORDING.set(kept)
-    try:
-        yield kept
-    finally:
-        _RECORDING.reset(token)
-
-
-@contextmanager
-def supplying_partials(kept: Sequence[KeptForward]) -> Iterator[None]:
-    """Within it, the ``A x`` evaluations under AD that want geometry derivatives take the records of ``kept``
-    in order (:func:`keeping_partials`: the same ``A x`` run before) instead of marching the volume; once they
-    are used up the evaluations march as usual. Per thread (a context variable).
-
-    Only the layout of each record is checked against the operator (its chunks and batch: ValueError naming the
-    mismatch), not that it was kept for the same volume and geometry: that is the caller's to ensure. A record
-    without its projection (``value`` None) makes that evaluation's value zeros: only its derivatives are
-    right."""
-    token = _SUPPLIED.set(list(kept))
-    try:
-        yield
-    finally:
-        _SUPPLIED.reset(token)
-
-
-def _supplied(engine: Transform, batch: int) -> KeptForward | None:
-    """The next supplied record (:func:`supplying_partials`) for ``engine``'s ``A x`` of ``batch``, checked."""
-    queue = _SUPPLIED.get()
-    if not queue:
-        return None
-    kept = queue.pop(0)
-    widths = [dr.width(p.f_end) for p in kept.partials]
-    expected = [count for _, count in engine.chunks(batch)]
-    if kept.batch != batch or widths != expected:
-        raise ValueError(
-            f"supplied partials do not belong to this projection: kept for batch {kept.batch} with chunks of "
-            f"{widths} rays, the operator has batch {batch} with chunks of {expected} rays"
-        )
-    return kept
-
-
 class ForwardOp(dr.CustomOp):
     """``y = A x`` with derivatives w.r.t. ``x`` and the geometry vectors (reverse and forward mode). With the
     geometry's derivatives wanted, ``eval`` keeps every ray's derivatives where :meth:`Transform.keeps_partials`
-    allows (or takes ``supplied``, what an earlier run of the same ``A x`` kept: :func:`supplying_partials`), and the
-    derivative passes use them instead of marching the volume again."""
+    allows (or takes ``supplied``, what an earlier run of the same ``A x`` kept:
+    :func:`drct.kept.supplying_partials`), and the derivative passes use them instead of marching the volume
+    again."""
 
     def eval(
         self,
@@ -771,13 +677,14 @@ def apply(op: type[dr.CustomOp], engine: Transform, values: Any, batch: int = 1)
     need = (_has_grad(values), _has_grad(vectors))
     if not any(need):
         if op is ForwardOp:
-            recording = _RECORDING.get()
-            if recording is not None and engine.keeps_partials(batch):
+            records = recording()
+            if records is not None and engine.keeps_partials(batch):
                 out, partials = engine.project_keeping_partials(values, vectors, batch)
-                recording.append(KeptForward(out, partials, batch))
+                records.append(KeptForward(out, partials, batch))
                 return out
             return engine.project(values, vectors, batch)
         return engine.backproject(values, vectors, batch)
     if op is ForwardOp and need[1]:  # checked here, so that a mismatch raises its own error
-        return dr.custom(op, engine, values, vectors, need, batch, _supplied(engine, batch))
+        supplied = take_supplied(batch, [count for _, count in engine.chunks(batch)])
+        return dr.custom(op, engine, values, vectors, need, batch, supplied)
     return dr.custom(op, engine, values, vectors, need, batch)

@@ -1,5 +1,5 @@
 """drct.torch keeps a forward projection's ray derivatives for the geometry gradient that follows
-(:func:`drct.transform.keeping_partials` in the forward, :func:`drct.transform.supplying_partials` in the backward):
+(:func:`drct.kept.keeping_partials` in the forward, :func:`drct.kept.supplying_partials` in the backward):
 a training step marches the volume once with derivatives and once for ``A.T``, instead of a plain forward, a
 derivative march in the backward's re-run and ``A.T``. The reference twin is the re-run (``keeps`` patched off):
 the gradients must agree with it and the forward must give the plain projection's bits."""
@@ -16,6 +16,7 @@ import torch
 import drct as ct
 import drct.torch  # makes ct.torch available
 import drct.torch._functional as functional
+from drct import kept as kept_module
 from drct import transform
 from drct.kernels import derivatives
 from drct.torch._bridge import KEPT
@@ -213,7 +214,7 @@ def test_supplied_partials_of_another_projection_raise() -> None:
     """Partials handed to a projection they were not kept for (other chunks, other batch) raise, naming both."""
     A, other = cone(), cone(chunk_rays=50)
     x = A.types.Tensor(np.ones(A.domain_shape))
-    with transform.keeping_partials() as kept:
+    with kept_module.keeping_partials() as kept:
         other.forward_tensor(x)
     assert len(kept) == 1
     pg = A.pg.with_drjit_vectors()
@@ -221,7 +222,7 @@ def test_supplied_partials_of_another_projection_raise() -> None:
     import drjit as dr
 
     dr.enable_grad(pg.src)
-    with transform.supplying_partials(kept), pytest.raises(ValueError, match="do not belong to this projection"):
+    with kept_module.supplying_partials(kept), pytest.raises(ValueError, match="do not belong to this projection"):
         moved.forward_tensor(x)
 
 

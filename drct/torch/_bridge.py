@@ -11,8 +11,8 @@ import torch
 
 from ..autodiff import from_torch, jvp, sync_in, sync_out, vjp
 from ..backend import drjit_module
+from ..kept import KeptForward, keeping_partials, supplying_partials
 from ..projector import Projector
-from ..transform import KeptForward, keeping_partials, supplying_partials
 from ._geometry import operator
 
 KEPT = "_drct_kept_partials"  # the forward's kept derivatives ride on its output until setup_context takes them
@@ -95,7 +95,7 @@ def _slices(apply: Any, batch_size: int, in_dims: Sequence[int | None], *args: A
 
 
 def keeps(adjoint: bool, comps: Sequence[torch.Tensor]) -> bool:
-    """Whether an eager ``A x`` should keep its rays' derivatives (:func:`drct.transform.keeping_partials`, where
+    """Whether an eager ``A x`` should keep its rays' derivatives (:func:`drct.kept.keeping_partials`, where
     the operator allows it) for the reverse-mode geometry gradient: torch records a graph and some geometry
     component requires a gradient (not under a ``torch.func`` transform, whose slices re-run instead). The
     gradient then costs ``A.T`` and products instead of a second march of the volume."""

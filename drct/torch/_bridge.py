@@ -112,9 +112,9 @@ class _Transform(torch.autograd.Function):
     the operator under Dr.Jit's AD (:func:`drct.autodiff.vjp`, :func:`drct.autodiff.jvp`), a fresh graph at each
     call. A forward with ``spec.keep`` keeps its rays' derivatives (torch tensors saved for backward, so torch
     frees them after it and checkpointing sees them; no AD graph), and the geometry gradient's re-run takes them
-    instead of marching the volume again. ``torch.func``: :meth:`vmap`
-    maps the data over the leading batch axes of one launch (or, with per-sample or mapped geometry, one launch
-    per slice); ``grad``/``vjp``/``jacrev`` use :meth:`backward`, ``jvp``/``jacfwd`` :meth:`jvp`.
+    instead of marching the volume again. ``torch.func``: :meth:`vmap` maps the data over the leading batch axes
+    of one launch (or, with per-sample or mapped geometry, one launch per slice); ``grad``/``vjp``/``jacrev`` use
+    :meth:`backward`, ``jvp``/``jacfwd`` :meth:`jvp`.
     """
 
     @staticmethod

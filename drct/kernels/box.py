@@ -185,9 +185,11 @@ def _columns(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
         mid = smaller(t_minor, end)
         crossed = t_minor <= end
         here = dr.gather(t.Float, padded, t.UInt(dr.clip(index, 0, last)))
-        # read only where the ray spends a length there (else 0 times 0: no NaN from a cell it never enters, nor
-        # from one whose corner it only touches, which the cell walk steps past diagonally)
-        across = dr.gather(t.Float, padded, t.UInt(dr.clip(index + jump_minor, 0, last)), mid < end)
+        # zero where the ray spends no length there (no NaN from a cell it never enters, nor from one whose corner
+        # it only touches, which the cell walk steps past diagonally); a select after an unmasked gather, which
+        # can issue before the compare: as a gather mask it cost ~6% (CPU ms, minima of 15, 2D parallel 256²)
+        across = dr.gather(t.Float, padded, t.UInt(dr.clip(index + jump_minor, 0, last)))
+        across = dr.select(mid < end, across, 0.0)
         acc = dr.fma(across, end - mid, dr.fma(here, larger(mid - pos, 0.0), acc))
         index = dr.select(crossed, index + jump_minor, index) + jump_major
         k_minor = dr.select(crossed, k_minor + step_minor, k_minor)

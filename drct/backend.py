@@ -201,6 +201,11 @@ class Types:
     def np_dtype(self) -> type:
         return DTYPES[self.dtype]
 
+    @property
+    def itemsize(self) -> int:
+        """Bytes per value of ``Float`` (4 for float32, 8 for float64)."""
+        return np.dtype(self.np_dtype).itemsize
+
 
 def types(dtype: str = "float32", backend: str | None = None) -> Types:
     """Array types for computing in ``dtype`` on ``backend`` (default: the active backend)."""

@@ -114,7 +114,7 @@ class Projector(ArrayCalls, AllViewsHere):
         chunks, once more for the numpy copy returned), the per-thread copies of a CPU scatter target, the
         per-ray state of one chunk of a derivative pass (about 0.5 kB per ray), and the padded copy of the
         volume that the voxel basis's ``A`` and ``A.T`` march (:mod:`drct.kernels.box`)."""
-        engine, item = self._engine, (4 if self.dtype == "float32" else 8)
+        engine, item = self._engine, self.types.itemsize
         volume, rays = engine.grid.size * batch * item, engine.num_rays(batch) * item
         chunks = len(engine.chunks(batch, linear=True))
         if adjoint:

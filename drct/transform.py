@@ -112,7 +112,7 @@ class Transform:
         size = box.padded_size(self.grid) * batch
         if self.grid.degree != 0 or size >= 2**31:
             return False
-        nbytes = size * (4 if self.t.dtype == "float32" else 8)
+        nbytes = size * self.t.itemsize
         return self.t.backend != "llvm" or nbytes <= SMALL_COPY or nbytes <= available_bytes() // 4
 
     def scratch_bytes(self, batch: int, item: int) -> int:
@@ -250,8 +250,7 @@ class Transform:
         :data:`KEPT_PARTIALS_BUDGET` and, on the CPU, a quarter of the free memory."""
         if self.grid.degree == 0:
             return False
-        item = 4 if self.t.dtype == "float32" else 8
-        nbytes = self.num_rays(batch) * (2 * self.grid.ndim + 1) * item
+        nbytes = self.num_rays(batch) * (2 * self.grid.ndim + 1) * self.t.itemsize
         if nbytes > KEPT_PARTIALS_BUDGET:
             return False
         return self.t.backend != "llvm" or nbytes <= available_bytes() // 4
@@ -471,6 +470,10 @@ class Transform:
             grads = {name: [dr.grad(c) for c in comps] for name, comps in leaves.items()}
         return position, views, grads
 
+    def _per_chunk(self, partials: Partials | None, batch: int) -> Sequence[derivatives.RayDerivatives | None]:
+        """What each chunk of :meth:`chunks` was kept (``partials``), or None for each (the pass marches)."""
+        return partials or [None] * len(self.chunks(batch))
+
     def geometry_vjp(
         self,
         coeffs: Any,
@@ -491,7 +494,7 @@ class Transform:
         apart = want_volume and (partials is not None or self._gather() is not None)
         target = even_zeros(t.Float, self.grid.size * batch) if want_volume and not apart else None
         out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
-        kept: Sequence[derivatives.RayDerivatives | None] = partials or [None] * len(self.chunks(batch))
+        kept = self._per_chunk(partials, batch)
         with launches(t.backend, self.reproducible()):
             slabbed = target is not None and self._slabbed(batch)
             # the box basis's derivative counts the jumps at the faces a ray crosses: no cuts across its rays
@@ -539,7 +542,7 @@ class Transform:
         parts: list[list[Any]] = [[] for _ in sets]
         positions = []
         with launches(t.backend):
-            kept: Sequence[derivatives.RayDerivatives | None] = partials or [None] * len(self.chunks(batch))
+            kept = self._per_chunk(partials, batch)
             for (start, count), mine in zip(self._progress("JVP", batch), kept, strict=True):
                 position, views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, kept=mine)
                 positions.append(position)

@@ -450,7 +450,7 @@ class SpectEngine:
     def bytes_per_call(self) -> int:
         """Peak memory of ``A`` or ``A.T``: about five depth-sample arrays alive at once (direct response), or a
         few depth planes (incremental: the samples are made plane by plane); the cached attenuation apart."""
-        item = 4 if self.t.dtype == "float32" else 8
+        item = self.t.itemsize
         if self.incremental is not None:
             return 8 * self.views * self.rows * self.cols * item + 2 * int(np.prod(self.shape)) * item
         return 5 * self.size * item

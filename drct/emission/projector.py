@@ -205,7 +205,7 @@ class SPECTProjector(ArrayCalls, AllViewsHere):
         if self.mu is None:
             return None
         if self._att is None:
-            require_memory(self._engine.size * (4 if self.dtype == "float32" else 8), f"the attenuation of {self!r}")
+            require_memory(self._engine.size * self.types.itemsize, f"the attenuation of {self!r}")
             self._att = self._engine.attenuation(self.mu.array)
         return self._att
 

@@ -338,8 +338,9 @@ class FanFootprints(ParallelFootprints):
             return plan
         t = self.t
         chosen = np.arange(first_view, first_view + count)
-        item = 4 if t.dtype == "float32" else 8
-        require_memory(3 * count * self.width * self.packet_size * item, f"the fan gather's tables of {count} views")
+        require_memory(
+            3 * count * self.width * self.packet_size * t.itemsize, f"the fan gather's tables of {count} views"
+        )
         classes = []
         lower = self.view_taps[chosen] < self.taps  # two classes at most: every class is a kernel to compile
         for taps, views in ((self.taps - 1, chosen[lower]), (self.taps, chosen[~lower])):

@@ -169,7 +169,7 @@ class ParallelFootprints:
             order = np.concatenate([looped, np.full(padded - len(looped), looped[-1] if len(looped) else 0), exact])
             rows = np.where(np.arange(len(order)) < len(looped), order - first_view, -1)
             rows[padded:] = exact - first_view
-            table_size = len(order) * self.width * self.packet_size * (4 if t.dtype == "float32" else 8)
+            table_size = len(order) * self.width * self.packet_size * t.itemsize
             require_memory(2 * table_size, f"the gather adjoint's table of {count} views x {self.width} columns")
             parameters = self._parameters(order[:padded])
             groups = parameters.reshape(padded // self.group, self.group * parameters.shape[1])

@@ -180,7 +180,7 @@ class PETProjector(ArrayCalls, AllViewsHere):
         if _pose is not None:  # the object moved: its LORs moved back (padding members stay outside)
             for p in (p1, p2):
                 p[lors.valid] = np.stack(object_frame(tuple(p[lors.valid].T), *_pose), axis=1)
-        item = 4 if self.dtype == "float32" else 8
+        item = self.types.itemsize
         require_memory(lors.count * (8 * 8 + 2 * item * self.tof_bins), f"the LORs of {geometry!r}")
         self._mu = None
         weight = lors.valid.astype(np.float64)
@@ -395,7 +395,7 @@ class PETProjector(ArrayCalls, AllViewsHere):
 
     def _tof_bytes(self) -> int:
         """What a TOF call allocates: about three values per LOR and TOF output, and a volume."""
-        engine, item = self._tof, (4 if self.dtype == "float32" else 8)
+        engine, item = self._tof, self.types.itemsize
         assert engine is not None
         return (3 * engine.count * engine.outputs + 2 * self.vg.size) * item
 

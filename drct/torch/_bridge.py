@@ -137,8 +137,9 @@ class _Transform(torch.autograd.Function):
         ctx.kept_layout, arrays = None, []
         if kept is not None:
             delattr(output, KEPT)
-            ctx.kept_layout = [(len(k.partials), k.batch) for k in kept]
-            arrays = [a.torch() for k in kept for a in k.arrays()]  # shares the memory (DLPack)
+            records = [k.arrays() for k in kept]
+            ctx.kept_layout = [(len(k.partials), k.batch, len(r)) for k, r in zip(kept, records, strict=True)]
+            arrays = [a.torch() for r in records for a in r]  # shares the memory (DLPack)
         ctx.save_for_backward(data, *comps, *arrays)
         ctx.save_for_forward(data, *comps)
 
@@ -179,16 +180,18 @@ class _Transform(torch.autograd.Function):
         return torch.stack(outs), 0
 
 
-def _kept(spec: Spec, layout: list[tuple[int, int]] | None, arrays: Sequence[torch.Tensor]) -> list[KeptForward] | None:
-    """The forward's kept records, rebuilt from the tensors saved for backward (None if it kept nothing)."""
+def _kept(
+    spec: Spec, layout: list[tuple[int, int, int]] | None, arrays: Sequence[torch.Tensor]
+) -> list[KeptForward] | None:
+    """The forward's kept records, rebuilt from the tensors saved for backward (None if it kept nothing);
+    ``layout``: per record its chunks, batch and number of arrays."""
     if layout is None:
         return None
     it = iter(arrays)
-    out = []
-    for chunks, batch in layout:
-        count = len(arrays) // sum(c for c, _ in layout) * chunks
-        out.append(KeptForward.rebuilt([spec.to_drjit(next(it)).array for _ in range(count)], chunks, batch))
-    return out
+    return [
+        KeptForward.rebuilt([spec.to_drjit(next(it)).array for _ in range(count)], chunks, batch)
+        for chunks, batch, count in layout
+    ]
 
 
 class _FirstOrder(torch.autograd.Function):

@@ -102,14 +102,8 @@ def crop_add(grid: KnotGrid, t: Types, padded: Any, target: Any, batch: int = 1)
 def _walk(grid: KnotGrid, t: Types, segs: Segments, visit: Any, acc: Any, size: int) -> Any:
     """Walk every ray through its cells, calling ``acc = visit(acc, index, length)`` with the flat index of the
     cell in the padded copy and the segment length (mm)."""
-    entry, direction, length = segs.entry, segs.direction, segs.length
-    strides = padded_strides(grid)
-    forward = [d > 0 for d in direction]
-    still = [d == 0 for d in direction]
-    inv = [dr.select(z, 1.0, dr.rcp(d)) for z, d in zip(still, direction, strict=True)]
-    face = [dr.select(z, dr.inf, dr.select(f, 1.0, 0.0) - e) for z, f, e in zip(still, forward, entry, strict=True)]
-    step = [dr.select(f, t.Float(1.0), t.Float(-1.0)) for f in forward]
-    jump = [dr.select(f, t.Int(s), t.Int(-s)) for f, s in zip(forward, strides, strict=True)]
+    length = segs.length
+    inv, face, step, jump = _axes(grid, t, segs)
     cell0, index0 = _start(grid, t, segs)
     width = dr.width(length)
 
@@ -130,6 +124,21 @@ def _walk(grid: KnotGrid, t: Types, segs: Segments, visit: Any, acc: Any, size: 
 
     state = (dr.zeros(t.Float, width), acc, [t.Float(k) for k in cell0], index0)
     return dr.while_loop(state, cond, body, label="drct_box")[1]
+
+
+def _axes(grid: KnotGrid, t: Types, segs: Segments) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """Per axis, how a ray steps through the faces: ``1 / d`` (1 where ``d`` is 0), the offset ``face`` of the
+    next face from the entry (its crossing is at ``(k + face) / d``; inf where ``d`` is 0), the cell step and the
+    flat-index jump in the padded copy (both signed by the direction)."""
+    forward = [d > 0 for d in segs.direction]
+    still = [d == 0 for d in segs.direction]
+    inv = [dr.select(z, 1.0, dr.rcp(d)) for z, d in zip(still, segs.direction, strict=True)]
+    face = [
+        dr.select(z, dr.inf, dr.select(f, 1.0, 0.0) - e) for z, f, e in zip(still, forward, segs.entry, strict=True)
+    ]
+    step = [dr.select(f, t.Float(1.0), t.Float(-1.0)) for f in forward]
+    jump = [dr.select(f, t.Int(s), t.Int(-s)) for f, s in zip(forward, padded_strides(grid), strict=True)]
+    return inv, face, step, jump
 
 
 def _start(grid: KnotGrid, t: Types, segs: Segments) -> tuple[list[Any], Any]:
@@ -154,25 +163,20 @@ def _columns(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
     except at a corner, which the next step meets at its start and takes with a zero first length; where rounding
     still puts one there (a slope within ulps of 1, within ulps of a corner), the cell walk's ulp-sized third
     segment is added to the neighbour instead: ~1e-6 relative in float32 on such rays, 2e-14 in float64."""
-    entry, d, length = segs.entry, segs.direction, segs.length
-    s0, s1 = padded_strides(grid)
-    first = dr.abs(d[0]) >= dr.abs(d[1])  # axis 0 is the major one
-    d_major, d_minor = dr.select(first, d[0], d[1]), dr.select(first, d[1], d[0])
-    e_major, e_minor = dr.select(first, entry[0], entry[1]), dr.select(first, entry[1], entry[0])
+    d, length = segs.direction, segs.length
+    inv, face, step, jump = _axes(grid, t, segs)  # the cell walk's own: the same crossings, so the same bits
     cell0, index0 = _start(grid, t, segs)
-    k_major = t.Float(dr.select(first, cell0[0], cell0[1]))
-    k_minor = t.Float(dr.select(first, cell0[1], cell0[0]))
-    up_major, up_minor, still = d_major > 0, d_minor > 0, d_minor == 0
-    inv_major = dr.rcp(d_major)  # never 0 on a ray that has a length: its major component is the larger
-    inv_minor = dr.select(still, 1.0, dr.rcp(d_minor))
-    face_major = dr.select(up_major, 1.0, 0.0) - e_major
-    face_minor = dr.select(still, dr.inf, dr.select(up_minor, 1.0, 0.0) - e_minor)
-    step_major = dr.select(up_major, t.Float(1.0), t.Float(-1.0))
-    step_minor = dr.select(up_minor, t.Float(1.0), t.Float(-1.0))
-    jump_major = dr.select(first, t.Int(s0), t.Int(s1))
-    jump_major = dr.select(up_major, jump_major, -jump_major)
-    jump_minor = dr.select(first, t.Int(s1), t.Int(s0))
-    jump_minor = dr.select(up_minor, jump_minor, -jump_minor)
+    first = dr.abs(d[0]) >= dr.abs(d[1])  # axis 0 is the major one
+
+    def major(v: list[Any]) -> Any:
+        return dr.select(first, v[0], v[1])
+
+    def minor(v: list[Any]) -> Any:
+        return dr.select(first, v[1], v[0])
+
+    k_major, k_minor = t.Float(major(cell0)), t.Float(minor(cell0))
+    inv_major, inv_minor, face_major, face_minor = major(inv), minor(inv), major(face), minor(face)
+    step_major, step_minor, jump_major, jump_minor = major(step), minor(step), major(jump), minor(jump)
     last = dr.width(padded) - 1
 
     def cond(pos: Any, acc: Any, k_major: Any, k_minor: Any, index: Any) -> Any:

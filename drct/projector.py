@@ -13,7 +13,8 @@ from .geometry.projection import AnyGeometry, ProjectionGeometry, RayGeometry
 from .geometry.volume import VolumeGeometry
 from .memory import require_memory
 from .operator import Adjoint, AllViewsHere, ArrayCalls
-from .transform import AdjointOp, ForwardOp, Transform, apply, geometry_tangents
+from .transform import Transform
+from .transform_ops import AdjointOp, ForwardOp, apply, geometry_tangents
 from .volume import BASES, basis_degree
 
 

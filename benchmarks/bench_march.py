@@ -3,7 +3,9 @@
 "old" is the reference twin (tests/march_reference.py for the voxel basis: the general march with
 ``dr.minimum``, a mask per coefficient, one axis per step; for the other bases the general march with
 ``dr.minimum``/``dr.maximum`` restored; every basis marching view by view); "new" is what drct runs now
-(drct/kernels/box.py for the voxel basis, 3D scans marched detector row by row across the views).
+(drct/kernels/box.py for the voxel basis, 3D scans marched detector row by row across the views). For the 2D
+voxel forward a third row, "cells", is the box march stepping one cell per iteration (``box.project_cells``, the
+reference twin of the column walk ``box.project`` runs in 2D).
 Each call is timed in wall seconds, CPU seconds of this process (all threads) and Dr.Jit kernel execution
 time; medians of ``--repeat`` rounds, old and new alternating within a round, the first call of each apart.
 
@@ -32,7 +34,7 @@ from _common import workload
 
 import drct as ct
 from drct.backend import drjit_module
-from drct.kernels import march
+from drct.kernels import box, march
 from drct.transform import Transform
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -63,6 +65,17 @@ def new_march() -> Iterator[None]:
     yield
 
 
+@contextmanager
+def cell_walk() -> Iterator[None]:
+    """The box march one cell per iteration in 2D too (instead of one column of the major axis)."""
+    saved = box.project
+    box.project = box.project_cells
+    try:
+        yield
+    finally:
+        box.project = saved
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, float, float]:
     """(wall, CPU, kernel execution) seconds of one call."""
     dr.kernel_history()
@@ -83,7 +96,8 @@ def main() -> None:
     args = parser.parse_args()
     dr.set_flag(dr.JitFlag.KernelHistory, True)
     mod = drjit_module()
-    variants = {"old": old_march, "new": new_march}
+    two = {"old": old_march, "new": new_march}
+    three = {"old": old_march, "cells": cell_walk, "new": new_march}
     print(f"# {os.uname().nodename}, {os.cpu_count()} CPUs, Dr.Jit {dr.__version__}")
     print(f"# load before: {os.getloadavg()}")
     header = ("workload", "basis", "op", "march", "wall ms", "CPU ms", "exec ms", "GVU/s")
@@ -98,12 +112,13 @@ def main() -> None:
             A = ct.Projector(vg, pg, basis=basis)
             calls = {"forward": lambda A=A, x=x: A.forward_tensor(x), "adjoint": lambda A=A, y=y: A.adjoint_tensor(y)}
             for op, fn in calls.items():
+                variants = three if (basis == "voxel" and len(vg.shape) == 2 and op == "forward") else two
                 results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
                 outputs = {}
                 for v, context in variants.items():  # first calls apart (tracing, compiling)
                     with context():
                         outputs[v] = np.asarray(fn().numpy())
-                diff = np.abs(outputs["new"] - outputs["old"]).max() / np.abs(outputs["old"]).max()
+                scale = np.abs(outputs["old"]).max()
                 for _ in range(args.repeat):
                     for v, context in variants.items():
                         with context():
@@ -115,7 +130,10 @@ def main() -> None:
                         f"{voxel_views / wall / 1e9:7.3f}",
                         flush=True,
                     )
-                print(f"{'':>10} {'':>9} {op:>7} max |new - old| / max |old| = {diff:.1e}")
+                for v in variants:
+                    if v != "old":
+                        diff = np.abs(outputs[v] - outputs["old"]).max() / scale
+                        print(f"{'':>10} {'':>9} {op:>7} max |{v} - old| / max |old| = {diff:.1e}")
     print(f"# load after: {os.getloadavg()}")
 
 

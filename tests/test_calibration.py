@@ -328,6 +328,38 @@ def test_detector_lowpass_is_symmetric_and_weights_the_operator() -> None:
     assert abs(lhs - rhs) < 1e-5 * abs(lhs)
 
 
+def test_detector_lowpass_on_the_device_is_the_hosts() -> None:
+    """The inner CGLS blurs Dr.Jit tensors with ``dr.convolve``, the rest of the calibration numpy arrays with
+    scipy: the same taps (scipy's ``gaussian_filter`` kernel, truncated at 3 sigma), the same zero border, the
+    same symmetric matrix, for 2D and 1D detectors and narrow sigmas (a few taps) as well as wide ones (wider
+    than the detector)."""
+    from scipy.ndimage import gaussian_filter
+
+    from drct.backend import drjit_module
+    from drct.calibration.lowpass import DetectorLowPass, WeightedOperator
+
+    mod = drjit_module()
+    rng = np.random.default_rng(4)
+    for sigma, ndim, shape in ((1.5, 2, (5, 12, 16)), (0.5, 2, (3, 7, 9)), (6.0, 2, (2, 9, 11)), (1.0, 1, (6, 20))):
+        L = DetectorLowPass(sigma, ndim)
+        a = rng.standard_normal(shape)
+        host = gaussian_filter(a, (0.0,) * (len(shape) - ndim) + (sigma,) * ndim, mode="constant", truncate=3.0)
+        assert np.array_equal(L(a), host)
+        device = np.asarray(L.tensor(mod.TensorXf64(a)).numpy())
+        assert device.shape == shape and np.abs(device - host).max() < 1e-13
+        b = rng.standard_normal(shape)
+        blur = [np.asarray(L.tensor(mod.TensorXf64(v)).numpy()) for v in (a, b)]
+        assert np.isclose(np.vdot(blur[0], b), np.vdot(a, blur[1]), rtol=1e-12)
+    vg, pg = small_cone(12, 8)
+    A = WeightedOperator(ct.Projector(vg, pg, basis="linear"), DetectorLowPass(1.5, 2))
+    x = rng.random(vg.shape).astype(np.float32)
+    y = rng.random(pg.shape).astype(np.float32)
+    forward = A.forward_tensor(mod.TensorXf(x)).numpy()
+    adjoint = A.adjoint_tensor(mod.TensorXf(y)).numpy()
+    assert np.allclose(forward, A(x), rtol=0, atol=1e-6 * np.abs(A(x)).max())
+    assert np.allclose(adjoint, A.T(y), rtol=0, atol=1e-6 * np.abs(A.T(y)).max())
+
+
 def test_lowpass_gradient_matches_finite_differences() -> None:
     """The reverse-mode geometry gradient of the weighted loss (used by Adam) against central differences."""
     from drct.calibration.levels import build_levels

@@ -54,16 +54,17 @@ def ctrl_c(*args: Any, **kwargs: Any) -> None:
 
 
 class Flaky:
-    """An operator whose ``n``-th forward projection is interrupted (``.T`` passes through)."""
+    """An operator whose ``n``-th forward projection is interrupted (the adjoint passes through)."""
 
     def __init__(self, A: Any, n: int) -> None:
-        self.A, self.n, self.T = A, n, A.T
+        self.A, self.n = A, n
+        self.domain_shape, self.types, self.adjoint_tensor = A.domain_shape, A.types, A.adjoint_tensor
 
-    def __call__(self, x: Any) -> Any:
+    def forward_tensor(self, x: Any) -> Any:
         self.n -= 1
         if self.n == 0:
             raise KeyboardInterrupt
-        return self.A(x)
+        return self.A.forward_tensor(x)
 
 
 def ctrl_c_mid_cgls(A: Any, *args: Any, **kwargs: Any) -> Any:

@@ -56,7 +56,7 @@ def _recon_cgls_twin(A: Any, y: Any, niter: int, mask: Any = None) -> np.ndarray
 
 
 def _ridge_cgls_twin(A: Any, y: np.ndarray, x0: np.ndarray, iterations: int, ridge: float) -> np.ndarray:
-    x = np.asarray(x0, dtype=np.float32).copy()
+    x = np.array(x0, copy=True)  # float64 for a float64 operator: the reference
     lead = x.ndim - len(A.domain_shape)
 
     def inner(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,7 +65,7 @@ def _ridge_cgls_twin(A: Any, y: np.ndarray, x0: np.ndarray, iterations: int, rid
         return np.sum(a.astype(np.float64) * b, axis=tuple(range(lead, a.ndim)))
 
     def times(c: np.ndarray, a: np.ndarray) -> np.ndarray:
-        return c.astype(np.float32).reshape(c.shape + (1,) * (a.ndim - lead)) * a
+        return c.astype(a.dtype).reshape(c.shape + (1,) * (a.ndim - lead)) * a
 
     def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
@@ -212,16 +212,26 @@ def test_recon_cgls_is_its_earlier_self(small: tuple[ct.Projector, np.ndarray], 
 
 @pytest.mark.parametrize("ridge", [0.0, 0.1])
 @pytest.mark.parametrize("batch", [False, True])
-def test_ridge_cgls_is_its_earlier_self(small: tuple[ct.Projector, np.ndarray], ridge: float, batch: bool) -> None:
+def test_ridge_cgls_on_the_device_is_its_numpy_twin(
+    small: tuple[ct.Projector, np.ndarray], ridge: float, batch: bool
+) -> None:
+    """The calibration's CGLS runs on Dr.Jit tensors (the low-pass by ``dr.convolve``, float64 inner products).
+    Its numpy twin on a float64 operator (scipy's blur) is the reference: six float32 iterations stay within
+    3e-4 of it (measured 4e-5 to 1.4e-4; the float32 twin, with float32 inner products, 2e-4 to 8e-4), and a
+    problem with nothing to fit stays at zero."""
     A, y = small
-    W = WeightedOperator(A, DetectorLowPass(1.0, 1))
+    A64 = ct.Projector(A.vg, A.pg, basis=A.basis, dtype="float64")
     ys = np.stack([y, -0.5 * y, 0 * y]) if batch else y  # a batch with a problem that has nothing to fit
     x0 = np.zeros((*ys.shape[:-2], *A.domain_shape), np.float32)
-    for op in (A, W):
+    for weighted in (False, True):
+        op, op64 = (WeightedOperator(B, DetectorLowPass(1.0, 1)) if weighted else B for B in (A, A64))
         with ct.deterministic():
             got = ridge_cgls(op, ys, x0, 6, ridge)
-            twin = _ridge_cgls_twin(op, ys, x0, 6, ridge)
-        assert got.tobytes() == twin.tobytes()
+        reference = _ridge_cgls_twin(op64, ys.astype(np.float64), x0.astype(np.float64), 6, ridge)
+        assert got.dtype == np.float32 and got.shape == reference.shape
+        assert np.abs(got - reference).max() <= 3e-4 * np.abs(reference).max()
+        if batch:
+            assert not np.any(got[2])
 
 
 def test_streamed_cgls_is_its_earlier_self(tmp_path: Any) -> None:

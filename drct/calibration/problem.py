@@ -9,7 +9,7 @@ from typing import Any
 import drjit as dr
 import numpy as np
 
-from ..backend import types, upload
+from ..backend import Types, types, upload
 from ..geometry.projection import ProjectionGeometry
 from ..krylov import CGLSOperations, cgls_iterate, cgls_start
 from ..projector import Projector
@@ -31,11 +31,16 @@ def ridge_cgls(
     """Minimise ``|A x - y|^2 + ridge |x|^2`` by CGLS from ``x0`` (numpy in and out, no progress bar: the
     calibration's inner solver; :func:`drct.recon.cgls` is the user-facing one, without the ridge).
 
+    The iteration runs on Dr.Jit tensors (``A.forward_tensor``, ``A.adjoint_tensor``, the low-pass of a
+    :class:`~drct.calibration.lowpass.WeightedOperator` on the device too): the data, the start and the result
+    cross to and from numpy once per call, not per iteration. Inner products are summed in float64; the step
+    lengths travel to the host, where CGLS decides whether to go on.
+
     Leading dimensions of ``y`` and ``x0`` beyond the operator's shapes are independent problems solved together
     (one launch per operator application, each with its own step lengths): e.g. the volume's response to several
     Jacobian columns at once (:mod:`drct.calibration.diagnostics`).
 
-    With ``out`` (a float32 array shaped like ``x0``) the iterates are made in it, so that it holds the latest
+    With ``out`` (a float32 array shaped like ``x0``) each iterate is copied into it, so that it holds the latest
     complete iterate even if the solve is interrupted. ``residual``, if known, is ``y - A x0`` (saves a
     forward projection).
 
@@ -52,31 +57,45 @@ def ridge_cgls(
         >>> bool(np.abs(xs[1] - 2).max() < 0.1)
         True
     """
+    x0 = np.asarray(x0, dtype=np.float32)
+    if out is not None:
+        out[...] = x0
+    ops = _RidgeOperations(A, ridge, x0.ndim - len(A.domain_shape), out)
+    x = ops.tensor(x0)
+    r = ops.tensor(y) - A.forward_tensor(x) if residual is None else ops.tensor(residual)
+    x = cgls_iterate(ops, cgls_start(ops, x, r), range(iterations)).x
+    result = np.asarray(x.numpy(), dtype=np.float32).reshape(x0.shape)
     if out is None:
-        x = np.asarray(x0, dtype=np.float32).copy()
-    else:
-        x = out
-        x[...] = x0
-    lead = x.ndim - len(getattr(A, "domain_shape", x.shape))  # an operator without shapes: one problem
-    ops = _RidgeOperations(A, ridge, lead)
-    r = y - A(x) if residual is None else np.array(residual, dtype=np.float32)
-    return cgls_iterate(ops, cgls_start(ops, x, r), range(iterations)).x
+        return result
+    out[...] = result
+    return out
 
 
-class _RidgeOperations(CGLSOperations[np.ndarray, np.ndarray]):
-    """CGLS on numpy arrays of ``lead`` leading problem axes (0: one problem), ``x`` updated in place."""
+class _RidgeOperations(CGLSOperations[Any, Any]):
+    """CGLS on Dr.Jit tensors of ``lead`` leading problem axes (0: one problem); the scalars (one per problem)
+    are numpy float64 on the host, and go back to the device as evaluated arrays (a Python float would be
+    compiled into the kernel as a literal: one compile per iteration)."""
 
-    def __init__(self, A: Any, ridge: float, lead: int) -> None:
-        super().__init__(A, A.T, self._dot, ridge=ridge)
+    def __init__(self, A: Any, ridge: float, lead: int, out: np.ndarray | None) -> None:
+        super().__init__(A.forward_tensor, A.adjoint_tensor, self._dot, ridge=ridge)
+        self.t: Types = A.types
         self.lead = lead
+        self.out = out
 
-    def _dot(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # one inner product per problem
-        if self.lead == 0:  # one problem: BLAS, float32 as it always was (bit-for-bit the earlier iterates)
-            return np.asarray(float(np.vdot(a, b)))
-        return np.sum(a.astype(np.float64) * b, axis=tuple(range(self.lead, a.ndim)))
+    def tensor(self, a: np.ndarray) -> Any:
+        """A numpy array as an evaluated tensor of the operator's type."""
+        a = np.asarray(a, dtype=self.t.np_dtype)
+        return self.t.Tensor(upload(self.t.Float, a.reshape(-1)), a.shape)
 
-    def scale(self, c: np.ndarray, a: np.ndarray) -> np.ndarray:  # per-problem scalars times an array of problems
-        return c.astype(np.float32).reshape(c.shape + (1,) * (a.ndim - self.lead)) * a
+    def _dot(self, a: Any, b: Any) -> np.ndarray:  # one inner product per problem, summed in float64
+        wide: Any = dr.float64_array_t(type(a))
+        axes = None if self.lead == 0 else tuple(range(self.lead, len(a.shape)))
+        total = dr.sum(wide(a) * wide(b), axis=axes)
+        return np.asarray(total.numpy(), dtype=np.float64).reshape(a.shape[: self.lead])
+
+    def scale(self, c: np.ndarray, a: Any) -> Any:  # per-problem scalars times a tensor of problems
+        factor = np.asarray(c, dtype=self.t.np_dtype).reshape(c.shape + (1,) * (len(a.shape) - self.lead))
+        return self.tensor(factor) * a
 
     def divide(self, num: np.ndarray, den: np.ndarray) -> np.ndarray:  # 0 for a problem with nothing left
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
@@ -88,8 +107,11 @@ class _RidgeOperations(CGLSOperations[np.ndarray, np.ndarray]):
         alpha = self.divide(gamma, denominator) * (gamma > 0)
         return alpha if np.any(alpha != 0) else None
 
-    def advance(self, x: np.ndarray, alpha: np.ndarray, p: np.ndarray) -> np.ndarray:
-        x += self.scale(alpha, p)  # in place: ``out`` holds the latest complete iterate
+    def advance(self, x: Any, alpha: np.ndarray, p: Any) -> Any:
+        x = x + self.scale(alpha, p)
+        dr.eval(x)
+        if self.out is not None:  # the latest complete iterate, should the next projection be interrupted
+            self.out[...] = np.asarray(x.numpy()).reshape(self.out.shape)
         return x
 
 

@@ -234,6 +234,11 @@ def test_ridge_cgls_on_the_device_is_its_numpy_twin(
             assert not np.any(got[2])
 
 
+def test_ridge_cgls_names_the_operator_it_needs() -> None:
+    with pytest.raises(TypeError, match=r"needs a drct\.Projector or a WeightedOperator.*got function"):
+        ridge_cgls(lambda v: v, np.ones(3, np.float32), np.zeros(3, np.float32), 2, 0.0)  # type: ignore[arg-type]
+
+
 def test_streamed_cgls_is_its_earlier_self(tmp_path: Any) -> None:
     vg = ct.VolumeGeometry((6, 12, 12))
     pg = ct.cone(np.linspace(0, 2 * np.pi, 16, endpoint=False), (8, 16), 1.5, 60.0, 90.0)

@@ -57,6 +57,11 @@ def ridge_cgls(
         >>> bool(np.abs(xs[1] - 2).max() < 0.1)
         True
     """
+    if not all(hasattr(A, name) for name in ("forward_tensor", "adjoint_tensor", "types", "domain_shape")):
+        raise TypeError(
+            "ridge_cgls needs a drct.Projector or a WeightedOperator (forward_tensor, adjoint_tensor, types, "
+            f"domain_shape), got {type(A).__name__}"
+        )
     x0 = np.asarray(x0, dtype=np.float32)
     if out is not None:
         out[...] = x0

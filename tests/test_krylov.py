@@ -234,6 +234,19 @@ def test_ridge_cgls_on_the_device_is_its_numpy_twin(
             assert not np.any(got[2])
 
 
+def test_ridge_cgls_refuses_vectors_that_do_not_fit(
+    small: tuple[ct.Projector, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drct import memory
+    from drct.calibration import problem
+    from drct.errors import MemoryBudgetError
+
+    A, y = small
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1000)
+    with pytest.raises(MemoryBudgetError, match=r"the CGLS vectors of a volume fit \(\(20, 20\) coefficients"):
+        problem.ridge_cgls(A, y, np.zeros(A.domain_shape, np.float32), 2, 0.0)
+
+
 def test_ridge_cgls_names_the_operator_it_needs() -> None:
     with pytest.raises(TypeError, match=r"needs a drct\.Projector or a WeightedOperator.*got function"):
         ridge_cgls(lambda v: v, np.ones(3, np.float32), np.zeros(3, np.float32), 2, 0.0)  # type: ignore[arg-type]

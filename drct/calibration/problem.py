@@ -12,6 +12,7 @@ import numpy as np
 from ..backend import Types, types, upload
 from ..geometry.projection import ProjectionGeometry
 from ..krylov import CGLSOperations, cgls_iterate, cgls_start
+from ..memory import require_memory
 from ..projector import Projector
 from .levels import Level
 from .linalg import jacobian, seed_groups
@@ -66,6 +67,9 @@ def ridge_cgls(
     if out is not None:
         out[...] = x0
     ops = _RidgeOperations(A, ridge, x0.ndim - len(A.domain_shape), out)
+    if ops.t.backend == "llvm":  # host memory: y, r, q and a blurred copy; x, s, p, Aᵀ r and a step
+        need = (4 * np.size(y) + 5 * x0.size) * ops.t.itemsize
+        require_memory(need, f"the CGLS vectors of a volume fit ({x0.shape} coefficients, {np.shape(y)} rays)")
     x = ops.tensor(x0)
     r = ops.tensor(y) - A.forward_tensor(x) if residual is None else ops.tensor(residual)
     x = cgls_iterate(ops, cgls_start(ops, x, r), range(iterations)).x

@@ -80,6 +80,12 @@ def ridge_cgls(
     return out
 
 
+def as_tensor(t: Types, a: np.ndarray) -> Any:
+    """A numpy array as an evaluated Dr.Jit tensor of ``t``'s type (its shape kept)."""
+    a = np.asarray(a, dtype=t.np_dtype)
+    return t.Tensor(upload(t.Float, a.reshape(-1)), a.shape)
+
+
 class _RidgeOperations(CGLSOperations[Any, Any]):
     """CGLS on Dr.Jit tensors of ``lead`` leading problem axes (0: one problem); the scalars (one per problem)
     are numpy float64 on the host, and go back to the device as evaluated arrays (a Python float would be
@@ -92,9 +98,7 @@ class _RidgeOperations(CGLSOperations[Any, Any]):
         self.out = out
 
     def tensor(self, a: np.ndarray) -> Any:
-        """A numpy array as an evaluated tensor of the operator's type."""
-        a = np.asarray(a, dtype=self.t.np_dtype)
-        return self.t.Tensor(upload(self.t.Float, a.reshape(-1)), a.shape)
+        return as_tensor(self.t, a)
 
     def _dot(self, a: Any, b: Any) -> np.ndarray:  # one inner product per problem, summed in float64
         wide: Any = dr.float64_array_t(type(a))
@@ -197,7 +201,8 @@ class LevelProblem:
         key = (np.asarray(theta, dtype=np.float64).tobytes(), id(x), float(np.sum(x, dtype=np.float64)))
         if self._residual is not None and self._residual[:3] == key:
             return self._residual[3]
-        r = self.operator(theta)(x) - self.y
+        r = self.operator(theta).forward_tensor(self.tensor(x)) - self.tensor(self.y)  # blurred on the device
+        r = np.asarray(r.numpy(), dtype=np.float32).reshape(self.y.shape)
         self._residual = (*key, r)
         return r
 
@@ -206,17 +211,18 @@ class LevelProblem:
         return float(np.vdot(r, r)) / self.norm
 
     def tensor(self, x: np.ndarray) -> Any:
-        return self.t.Tensor(upload(self.t.Float, x.reshape(-1)), x.shape)
+        return as_tensor(self.t, x)
 
     def gradient(self, theta: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss and its reverse-mode gradient w.r.t. theta."""
+        """Loss and its reverse-mode gradient w.r.t. theta (the low-pass on the device, as in the volume fits)."""
         pg, leaves = self.model.geometry_reverse(theta)
         A = projector(self.level.vg, pg, self.basis)
-        ax = A.forward_tensor(self.tensor(x)).array
-        r = self.lowpass(np.asarray(ax.numpy()).reshape(self.y.shape)) - self.y
-        weight = upload(self.t.Float, (2.0 / self.norm) * self.lowpass(r).reshape(-1))  # d loss / d (A x)
-        dr.backward(dr.sum(ax * weight))
-        return float(np.vdot(r, r)) / self.norm, self.model.gradient(leaves)
+        ax = A.forward_tensor(self.tensor(x))
+        r = self.lowpass.tensor(dr.detach(ax)) - self.tensor(self.y)
+        weight = dr.detach(self.lowpass.tensor(r).array) * (2.0 / self.norm)  # d loss / d (A x)
+        dr.backward(dr.sum(ax.array * weight))
+        residual = np.asarray(r.numpy(), dtype=np.float32)
+        return float(np.vdot(residual, residual)) / self.norm, self.model.gradient(leaves)
 
     def weighted_columns(self, G: np.ndarray) -> np.ndarray:
         """Dense Jacobian columns ``(rays, k)`` through the low-pass, as the data term sees them."""

@@ -20,7 +20,7 @@ from typing import Any
 import drjit as dr
 import numpy as np
 
-from .backend import Types, upload
+from .backend import Types, upload_tensor
 from .errors import NonFiniteError, require_finite
 
 KINDS = ("numpy", "torch", "drjit")
@@ -71,7 +71,7 @@ def to_tensor(x: Any, shape: tuple[int, ...], t: Types, name: str = "x", leading
         if not np.issubdtype(x.dtype, np.floating):
             raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {x.dtype}")
         require_finite(x, name)
-        return t.Tensor(upload(t.Float, np.asarray(x, dtype=t.np_dtype).reshape(-1)), got), kind
+        return upload_tensor(t, x, got), kind
     if dtype != t.dtype:
         raise TypeError(f"{name} has dtype {dtype}, but this operator computes in {t.dtype}; convert it first")
     if kind == "torch":

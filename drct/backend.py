@@ -236,6 +236,20 @@ def upload(cls: Any, values: Any) -> Any:
     return out
 
 
+def upload_tensor(t: Types, values: Any, shape: tuple[int, ...] | None = None) -> Any:
+    """``values`` (numpy, converted to ``t``'s precision) as an evaluated ``t.Tensor`` of ``shape`` (default: the
+    array's own), through :func:`upload`.
+
+    Example:
+        >>> import numpy as np
+        >>> from drct.backend import types, upload_tensor
+        >>> upload_tensor(types("float32"), np.arange(6.0).reshape(2, 3)).shape
+        (2, 3)
+    """
+    values = np.asarray(values, dtype=t.np_dtype)
+    return t.Tensor(upload(t.Float, values.reshape(-1)), values.shape if shape is None else tuple(shape))
+
+
 def lanes(t: Types, start: int, count: int) -> Any:
     """``start .. start + count`` as ``t.UInt`` with ``start`` a run-time value: ``dr.arange(start, stop)`` compiles
     ``start`` into the kernel, so every chunk of a chunked launch compiled its own copy of the kernel.

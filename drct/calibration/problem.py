@@ -9,7 +9,7 @@ from typing import Any
 import drjit as dr
 import numpy as np
 
-from ..backend import Types, types, upload
+from ..backend import Types, types, upload_tensor
 from ..geometry.projection import ProjectionGeometry
 from ..krylov import CGLSOperations, cgls_iterate, cgls_start
 from ..memory import require_memory
@@ -73,17 +73,9 @@ def ridge_cgls(
     x = ops.tensor(x0)
     r = ops.tensor(y) - A.forward_tensor(x) if residual is None else ops.tensor(residual)
     x = cgls_iterate(ops, cgls_start(ops, x, r), range(iterations)).x
-    result = np.asarray(x.numpy(), dtype=np.float32).reshape(x0.shape)
-    if out is None:
-        return result
-    out[...] = result
-    return out
-
-
-def as_tensor(t: Types, a: np.ndarray) -> Any:
-    """A numpy array as an evaluated Dr.Jit tensor of ``t``'s type (its shape kept)."""
-    a = np.asarray(a, dtype=t.np_dtype)
-    return t.Tensor(upload(t.Float, a.reshape(-1)), a.shape)
+    if out is not None:  # set to x0 above and to each iterate by _RidgeOperations.advance: the solution already
+        return out
+    return np.asarray(x.numpy(), dtype=np.float32).reshape(x0.shape)
 
 
 class _RidgeOperations(CGLSOperations[Any, Any]):
@@ -98,7 +90,7 @@ class _RidgeOperations(CGLSOperations[Any, Any]):
         self.out = out
 
     def tensor(self, a: np.ndarray) -> Any:
-        return as_tensor(self.t, a)
+        return upload_tensor(self.t, a)
 
     def _dot(self, a: Any, b: Any) -> np.ndarray:  # one inner product per problem, summed in float64
         wide: Any = dr.float64_array_t(type(a))
@@ -211,7 +203,7 @@ class LevelProblem:
         return float(np.vdot(r, r)) / self.norm
 
     def tensor(self, x: np.ndarray) -> Any:
-        return as_tensor(self.t, x)
+        return upload_tensor(self.t, x)
 
     def gradient(self, theta: np.ndarray, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and its reverse-mode gradient w.r.t. theta (the low-pass on the device, as in the volume fits)."""

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..arrays import from_tensor, to_tensor
-from ..backend import upload
+from ..backend import upload, upload_tensor
 from ..geometry.projection import ProjectionGeometry, host_rows
 from ..projector import Projector
 from ._common import torch_differentiable, torch_requires_grad
@@ -133,8 +133,7 @@ def backproject_fan(A: Projector, z: Any, progress: bool = False) -> Any:
 
 def _tensor(A: Projector, values: np.ndarray, shape: tuple[int, ...]) -> Any:
     t = A.types
-    full = np.broadcast_to(np.asarray(values, dtype=t.np_dtype), shape).reshape(-1)
-    return t.Tensor(upload(t.Float, full), shape)
+    return upload_tensor(t, np.broadcast_to(np.asarray(values, dtype=t.np_dtype), shape))
 
 
 def backproject_filtered(A: Projector, q: Any, weights: FBPWeights | None = None, progress: bool = False) -> Any:

@@ -138,9 +138,9 @@ class Volume(SceneObject):
         if is_drjit(data):
             x = data if type(data) is t.Tensor else t.Tensor(data)
         else:
-            from ..backend import upload
+            from ..backend import upload_tensor
 
-            x = t.Tensor(upload(t.Float, np.asarray(data, dtype=t.np_dtype).reshape(-1)), self.vg.shape)
+            x = upload_tensor(t, data, self.vg.shape)
         y = op.forward_tensor(x)
         return t.Float64(y.array) * scalar(self.weight, t)
 

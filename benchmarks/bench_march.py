@@ -44,7 +44,7 @@ import march_reference  # the reference twin lives with the tests
 @contextmanager
 def old_march() -> Iterator[None]:
     """Run the reference twin: the old voxel march, and the old minimum/maximum in the general march."""
-    saved = (march.project, march.backproject, march.smaller, march.larger, Transform.boxed, Transform.rows_first)
+    saved = (march.project, march.backproject, march.smaller, march.larger, Transform.pads, Transform.rows_first)
     march.smaller, march.larger = dr.minimum, dr.maximum
     march.project = lambda grid, t, segs, coeffs: (
         march_reference.project(grid, t, segs, coeffs) if grid.degree == 0 else saved[0](grid, t, segs, coeffs)
@@ -52,12 +52,12 @@ def old_march() -> Iterator[None]:
     march.backproject = lambda grid, t, segs, values, target, spread=False: (
         march_reference.backproject if grid.degree == 0 else saved[1]
     )(grid, t, segs, values, target, spread)
-    Transform.boxed = lambda self, batch: False
+    Transform.pads = lambda self, batch: False
     Transform.rows_first = False  # view by view
     try:
         yield
     finally:
-        march.project, march.backproject, march.smaller, march.larger, Transform.boxed, Transform.rows_first = saved
+        march.project, march.backproject, march.smaller, march.larger, Transform.pads, Transform.rows_first = saved
 
 
 @contextmanager

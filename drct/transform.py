@@ -26,7 +26,7 @@ from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
 from .geometry.volume import VolumeGeometry
 from .kept import Partials
-from .kernels import box, derivatives, fan_footprints, fan_hat, footprints, march, slabs
+from .kernels import box, derivatives, fan_footprints, fan_hat, footprints, march, padding, slabs
 from .kernels.grid import KnotGrid, Segments, clip_rays
 from .kernels.scatter import add, even_zeros, expand_fits, trimmed
 from .memory import available_bytes
@@ -34,7 +34,7 @@ from .memory import available_bytes
 Vectors = dict[str, Vec]
 
 SMALL_COPY = 16 * 2**20
-"""Bytes of a padded box-basis copy made without asking for the free memory first (:meth:`Transform.boxed`):
+"""Bytes of a padded copy made without asking for the free memory first (:meth:`Transform.pads`):
 reading it three times per call cost ~0.3 ms, a few percent of a 256² forward projection."""
 
 
@@ -104,20 +104,22 @@ class Transform:
         scatter, so that operators used only forward never read their geometry back to the host."""
         return rays_spread(self.vg, self.pg)
 
-    def boxed(self, batch: int) -> bool:
-        """Whether ``A`` and ``A.T`` over ``batch`` volumes run the box basis's own march on a padded copy
-        (:mod:`drct.kernels.box`): degree 0, with the padded copies indexable by 32-bit integers and, on the
-        CPU, taking at most a quarter of the free memory (else the general march, which needs no copy); a copy of
-        at most :data:`SMALL_COPY` bytes is made without asking (the call's memory check still counts it)."""
-        size = box.padded_size(self.grid) * batch
-        if self.grid.degree != 0 or size >= 2**31:
+    def pads(self, batch: int) -> bool:
+        """Whether the marches over ``batch`` volumes read and write a padded copy (:mod:`drct.kernels.padding`:
+        the box basis's own march, :mod:`drct.kernels.box`, and the B-spline bases' window without masks): with
+        the padded copies indexable by 32-bit integers and, on the CPU, taking at most a quarter of the free
+        memory (else the general march's masks, which need no copy); a copy of at most :data:`SMALL_COPY` bytes
+        is made without asking (the call's memory check still counts it)."""
+        size = padding.padded_size(self.grid) * batch
+        if size >= 2**31:
             return False
         nbytes = size * self.t.itemsize
         return self.t.backend != "llvm" or nbytes <= SMALL_COPY or nbytes <= available_bytes() // 4
 
-    def scratch_bytes(self, batch: int, item: int) -> int:
-        """Bytes ``A`` or ``A.T`` allocates besides its output: the padded copy of the box basis's march."""
-        return box.padded_size(self.grid) * batch * item if self.boxed(batch) else 0
+    def scratch_bytes(self, batch: int, item: int, copies: int = 1) -> int:
+        """Bytes a pass allocates besides its output for ``copies`` padded copies (:meth:`pads`): one for ``A``
+        or ``A.T``, two for a derivative pass (the volume's and the adjoint's)."""
+        return padding.padded_size(self.grid) * batch * item * copies if self.pads(batch) else 0
 
     def reproducible(self) -> bool:
         """Whether this call's scatter kernels must be bit-reproducible (see :mod:`drct.concurrency`)."""
@@ -229,13 +231,15 @@ class Transform:
         vectors = _detached(vectors)
         parts, positions = [], []
         with launches(self.t.backend):
-            padded = box.pad(self.grid, self.t, coeffs, batch) if self.boxed(batch) else None
+            padded = padding.pad(self.grid, self.t, coeffs, batch) if self.pads(batch) else None
             for start, count in self._progress("A x", batch, linear=True):
                 segs, position = self._launch_segments(vectors, start, count, batch)
-                if padded is not None:  # the box basis's own march (drct.kernels.box)
+                if padded is None:
+                    part = march.project(self.grid, self.t, segs, coeffs)
+                elif self.grid.degree == 0:  # the box basis's own march (drct.kernels.box)
                     part = box.project(self.grid, self.t, segs, padded)
                 else:
-                    part = march.project(self.grid, self.t, segs, coeffs)
+                    part = march.project(self.grid, self.t, segs, padded, padded=True)
                 dr.eval(part)
                 parts.append(part)
                 positions.append(position)
@@ -263,9 +267,11 @@ class Transform:
         vectors = _detached(vectors)
         parts, positions, partials = [], [], []
         with launches(self.t.backend):
+            padded = self._marches_padded(batch)
+            marched = padding.pad(self.grid, self.t, coeffs, batch) if padded else coeffs
             for start, count in self._progress("A x", batch):
                 segs, position = self._launch_segments(vectors, start, count, batch)
-                der = derivatives.ray_derivatives(self.grid, self.t, segs, coeffs, with_value=True)
+                der = derivatives.ray_derivatives(self.grid, self.t, segs, marched, with_value=True, padded=padded)
                 kept = derivatives.RayDerivatives(der.grad, der.moment, None, der.f_end)
                 dr.eval(der.value, kept.grad, kept.moment, kept.f_end)
                 parts.append(der.value)
@@ -320,25 +326,33 @@ class Transform:
                 target = trimmed(target, size)
                 dr.eval(target)
                 return target
-            boxed = box.zeros(self.grid, self.t, batch) if self.boxed(batch) else None
+            padded = padding.zeros(self.grid, self.t, batch) if self.pads(batch) else None
             for start, count in self._progress("A.T y", batch, linear=True):
                 segs, position = self._launch_segments(vectors, start, count, batch)
                 mine = self._take(values, position, start, count)
-                if boxed is not None:  # the box basis's own march, into a padded copy (drct.kernels.box)
-                    box.backproject(self.grid, self.t, segs, mine, boxed, self.spread)
-                    dr.eval(boxed)
+                if padded is not None:  # into a padded copy (drct.kernels.padding)
+                    self._backproject_padded(self.grid, segs, mine, padded)
+                    dr.eval(padded)
                 else:
                     march.backproject(self.grid, self.t, segs, mine, target, self.spread)
                     dr.eval(target)
             target = trimmed(target, size)
-            if boxed is not None:
-                target = box.crop_add(self.grid, self.t, boxed, target, batch)
+            if padded is not None:
+                target = padding.crop_add(self.grid, self.t, padded, target, batch)
             dr.eval(target)
         return target
 
+    def _backproject_padded(self, grid: KnotGrid, segs: Segments, values: Any, padded: Any) -> None:
+        """Add ``A.T values`` of the rays ``segs`` into the padded copy ``padded`` (of ``grid``: the volume's or
+        a slab's): by the box basis's own march, or the B-spline bases' window without masks."""
+        if grid.degree == 0:
+            box.backproject(grid, self.t, segs, values, padded, self.spread)
+        else:
+            march.backproject(grid, self.t, segs, values, padded, self.spread, padded=True)
+
     def _scatter_entries(self, grid: KnotGrid, batch: int = 1) -> int:
-        """Entries of the array :meth:`backproject` scatters into for ``grid``: its padded copy for the box."""
-        return (box.padded_size(grid) if self.boxed(batch) else grid.size) * batch
+        """Entries of the array :meth:`backproject` scatters into for ``grid``: its padded copy (:meth:`pads`)."""
+        return (padding.padded_size(grid) if self.pads(batch) else grid.size) * batch
 
     def _slabbed(self, batch: int) -> bool:
         """Whether :meth:`backproject` scatters into slabs (:mod:`drct.kernels.slabs`): on the CPU, for one volume
@@ -371,10 +385,10 @@ class Transform:
         for first, rays, segs, position, slab, _ in self._slab_launches(vectors, start, count):
             mine = self._take(values, position, first, rays)
             grid = self.grid if slab is None else slab.grid
-            if self.boxed(1):  # the box basis's own march into a padded copy of the slab (or volume)
-                boxed = box.zeros(grid, t)
-                box.backproject(grid, t, segs, mine, boxed, self.spread)
-                part = box.crop_add(grid, t, boxed, 0.0)  # the interior, read by the add below (no copy)
+            if self.pads(1):  # into a padded copy of the slab (or volume)
+                padded = padding.zeros(grid, t)
+                self._backproject_padded(grid, segs, mine, padded)
+                part = padding.crop_add(grid, t, padded, 0.0)  # the interior, read by the add below (no copy)
             elif slab is None:
                 march.backproject(grid, t, segs, mine, target, self.spread)
                 dr.eval(target)
@@ -428,13 +442,16 @@ class Transform:
         slab: slabs.Slab | None = None,
         cut: tuple[int, int] | None = None,
         kept: derivatives.RayDerivatives | None = None,
+        padded: bool = False,
     ) -> tuple[Any, Any, Vectors]:
         """For lanes ``start .. start + count`` (in the order of :meth:`_launch_order`): the output position
         of each lane's ray, the index of its vector set, and the gradient of the ray's integral (times its
         weight, if given; one per lane) w.r.t. that set. Adds ``A.T weights`` into ``target`` (through the
         ``slab`` of planes the rays touch, when given, for the rays' pieces in the cells ``cut`` when given:
         see :meth:`_slab_launches`). With ``kept`` (these lanes' derivatives, kept by
-        :meth:`project_keeping_partials`) nothing is marched: no ``coeffs`` and no ``target``.
+        :meth:`project_keeping_partials`) nothing is marched: no ``coeffs`` and no ``target``. ``padded``
+        (:meth:`_marches_padded`): ``coeffs`` and ``target`` are padded copies (not with a ``slab``, whose own
+        copies :meth:`_slab_derivatives` makes).
 
         The vectors are gathered to one copy per ray before differentiating, so the AD pass is elementwise (no
         scatters, nothing evaluated until the caller combines the result).
@@ -453,12 +470,11 @@ class Transform:
             if kept is not None:
                 der = kept
             elif slab is None:
-                der = derivatives.ray_derivatives(self.grid, t, segs, coeffs, weights, target, self.spread)
+                der = derivatives.ray_derivatives(
+                    self.grid, t, segs, coeffs, weights, target, self.spread, padded=padded
+                )
             else:  # the slab's coefficients and weights: the rays' derivatives do not move with the planes
-                mine = dr.gather(t.Float, coeffs, lanes(t, slab.offset, slab.size))
-                part = even_zeros(t.Float, slab.size)
-                der = derivatives.ray_derivatives(slab.grid, t, slab.segments(segs), mine, weights, part, self.spread)
-                slab.add_into(t, target, trimmed(part, slab.size))
+                der = self._slab_derivatives(coeffs, weights, target, slab, segs)
             d_o, d_d, d_tmax = self._ray_partials(der, segs)
             if weights is not None:
                 w = t.Float64(weights)
@@ -469,6 +485,25 @@ class Transform:
             dr.backward_from(seed)
             grads = {name: [dr.grad(c) for c in comps] for name, comps in leaves.items()}
         return position, views, grads
+
+    def _marches_padded(self, batch: int) -> bool:
+        """Whether the derivative marches over ``batch`` volumes read (and write) padded copies (:meth:`pads`):
+        the B-spline bases' window; the box's derivative march is the general one."""
+        return self.grid.degree > 0 and self.pads(batch)
+
+    def _slab_derivatives(
+        self, coeffs: Any, weights: Any, target: Any, slab: slabs.Slab, segs: Segments
+    ) -> derivatives.RayDerivatives:
+        """The rays' derivatives through the ``slab`` of the (unpadded) volume ``coeffs``, adding ``A.T weights``
+        into ``target`` (unpadded) by way of the slab's own copies (padded: :meth:`_marches_padded`)."""
+        t, grid, padded = self.t, slab.grid, self._marches_padded(1)
+        mine = dr.gather(t.Float, coeffs, lanes(t, slab.offset, slab.size))
+        if padded:
+            mine = padding.pad(grid, t, mine)
+        part = padding.zeros(grid, t) if padded else even_zeros(t.Float, slab.size)
+        der = derivatives.ray_derivatives(grid, t, slab.segments(segs), mine, weights, part, self.spread, padded=padded)
+        slab.add_into(t, target, padding.crop_add(grid, t, part, 0.0) if padded else trimmed(part, slab.size))
+        return der
 
     def _per_chunk(self, partials: Partials | None, batch: int) -> Sequence[derivatives.RayDerivatives | None]:
         """What each chunk of :meth:`chunks` was kept (``partials``), or None for each (the pass marches)."""
@@ -497,6 +532,11 @@ class Transform:
         kept = self._per_chunk(partials, batch)
         with launches(t.backend, self.reproducible()):
             slabbed = target is not None and self._slabbed(batch)
+            # the whole volume's padded copies where the march reads it (slabs pad their own)
+            padded = partials is None and not slabbed and self._marches_padded(batch)
+            if padded:
+                coeffs = padding.pad(self.grid, t, coeffs, batch)
+                target = None if target is None else padding.zeros(self.grid, t, batch)
             # the box basis's derivative counts the jumps at the faces a ray crosses: no cuts across its rays
             cuts = self.grid.degree > 0
             for (start, count), mine in zip(self._progress("gradient", batch), kept, strict=True):
@@ -505,7 +545,7 @@ class Transform:
                     position = self._launch_order(first, rays, batch)
                     w = self._take(weights, position, first, rays)
                     _, views, grads = self._ray_vector_gradients(
-                        coeffs, vectors, first, rays, batch, w, target, slab, cut, mine
+                        coeffs, vectors, first, rays, batch, w, target, slab, cut, mine, padded
                     )
                     for name, comps in grads.items():
                         for acc, g in zip(out[name], comps, strict=True):
@@ -513,6 +553,8 @@ class Transform:
                     dr.eval(out, target)
         if apart:
             target = self.backproject(weights, vectors, batch)
+        elif target is not None and padded:
+            target = padding.crop_add(self.grid, t, target, 0.0, batch)
         elif target is not None:
             target = trimmed(target, self.grid.size * batch)
         return target, out
@@ -543,8 +585,13 @@ class Transform:
         positions = []
         with launches(t.backend):
             kept = self._per_chunk(partials, batch)
+            padded = partials is None and self._marches_padded(batch)
+            if padded:
+                coeffs = padding.pad(self.grid, t, coeffs, batch)
             for (start, count), mine in zip(self._progress("JVP", batch), kept, strict=True):
-                position, views, grads = self._ray_vector_gradients(coeffs, vectors, start, count, batch, kept=mine)
+                position, views, grads = self._ray_vector_gradients(
+                    coeffs, vectors, start, count, batch, kept=mine, padded=padded
+                )
                 positions.append(position)
                 changes = []
                 for tangents in sets:

@@ -15,7 +15,7 @@ from conftest import transpose_rows
 import drct as ct
 from drct import transform
 from drct.geometry.projection import AnyGeometry
-from drct.kernels import box, march
+from drct.kernels import derivatives, march, padding
 
 
 def awkward_rays(vg: ct.VolumeGeometry, count: int, seed: int) -> ct.RayGeometry:
@@ -84,7 +84,7 @@ def test_box_march_matches_reference(case: str, dtype: str) -> None:
     rng = np.random.default_rng(1)
     for pg in geometries(vg):
         A = ct.Projector(vg, pg, basis="voxel", dtype=dtype)
-        assert A._engine.boxed(1)
+        assert A._engine.pads(1)
         x = rng.random(vg.shape).astype(dtype)
         y = rng.random(pg.shape).astype(dtype)
         want_forward, want_adjoint = reference_pair(A, x, y)
@@ -107,7 +107,7 @@ def test_general_march_matches_reference() -> None:
     np.testing.assert_array_equal(got, reference_pair(A, x, np.zeros(pg.shape))[0].ravel())
 
 
-@pytest.mark.parametrize("basis", ["voxel", "linear"])
+@pytest.mark.parametrize("basis", ["voxel", "linear", "bspline2"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_batches_use_their_own_volume(case: str, basis: str) -> None:
     """Leading batch dimensions: each sample's rays read and write its own (padded) copy, also when a cone
@@ -127,14 +127,14 @@ def test_padded_copy_round_trip() -> None:
     A = ct.Projector(vg, geometries(vg)[1], basis="voxel", dtype="float64")
     t, grid = A._engine.t, A._engine.grid
     x = np.random.default_rng(4).random((2, *vg.shape))
-    padded = box.pad(grid, t, t.Float(x.ravel()), batch=2)
-    assert dr.width(padded) == 2 * box.padded_size(grid)
+    padded = padding.pad(grid, t, t.Float(x.ravel()), batch=2)
+    assert dr.width(padded) == 2 * padding.padded_size(grid)
     assert np.isclose(dr.sum(padded)[0], x.sum())
-    shape = box.padded_shape(grid)[::-1]
+    shape = padding.padded_shape(grid)[::-1]
     inner = padded.numpy().reshape(2, *shape)
-    margin = grid.pad + box.GUARD
+    margin = padding.layers(grid)
     np.testing.assert_array_equal(inner[(slice(None), *(slice(margin, -margin),) * vg.ndim)], x)
-    back = box.crop_add(grid, t, padded, dr.zeros(t.Float, grid.size * 2), batch=2)
+    back = padding.crop_add(grid, t, padded, dr.zeros(t.Float, grid.size * 2), batch=2)
     np.testing.assert_array_equal(back.numpy(), x.ravel())
 
 
@@ -170,13 +170,13 @@ def test_box_march_needs_free_memory_for_its_copy(monkeypatch: pytest.MonkeyPatc
     A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
     x, y = np.random.default_rng(5).random(vg.shape), np.random.default_rng(6).random(pg.shape)
     forward, adjoint = A(x), A.T(y)
-    copy = 8 * box.padded_size(A._engine.grid)
-    assert A._engine.boxed(1) and A._engine.scratch_bytes(1, 8) == copy
+    copy = 8 * padding.padded_size(A._engine.grid)
+    assert A._engine.pads(1) and A._engine.scratch_bytes(1, 8) == copy
     estimate = A.memory_estimate()
     monkeypatch.setattr(transform, "available_bytes", lambda: 4 * copy - 1)
-    assert A._engine.boxed(1)  # a small copy is made without asking (the call's memory check counts it)
+    assert A._engine.pads(1)  # a small copy is made without asking (the call's memory check counts it)
     monkeypatch.setattr(transform, "SMALL_COPY", copy - 1)
-    assert not A._engine.boxed(1)
+    assert not A._engine.pads(1)
     assert estimate - A.memory_estimate() == copy
     np.testing.assert_array_equal(A(x), forward)
     np.testing.assert_allclose(A.T(y), adjoint, rtol=1e-12, atol=1e-12)
@@ -188,8 +188,67 @@ def test_box_march_dense_transpose_float64(case: str) -> None:
     vg = ct.VolumeGeometry((5, 4), voxel_size=(1.0, 0.5)) if case == "2d" else ct.VolumeGeometry((3, 4, 3))
     pg = ct.fan(np.array([0.0, np.pi / 4, 1.0]), 7, 0.9, 2.0, 9.0) if case == "2d" else geometries(CASES["3d"])[1]
     A = ct.Projector(vg, pg, basis="voxel", dtype="float64")
-    assert A._engine.boxed(1)
+    assert A._engine.pads(1)
     n = int(np.prod(vg.shape))
     columns = np.stack([A(np.eye(1, n, c).reshape(vg.shape)).reshape(-1) for c in range(n)], axis=1)
     assert np.mean(np.any(columns != 0, axis=0)) > 0.5, "most voxels must be seen by some ray"
     np.testing.assert_allclose(transpose_rows(A), columns, rtol=0, atol=1e-12 * np.abs(columns).max())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("basis", ["linear", "bspline2", "bspline3"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_padded_window_matches_the_masked_one(case: str, basis: str, dtype: str) -> None:
+    """The B-spline window on a padded copy (no masks) against the window's masked gathers and scatters on the
+    volume itself, the reference twin: on the awkward rays and a beam whose source lies inside the volume, for
+    two volumes at once, the forward and the derivatives are the same bits and the adjoint the same sums (the
+    scatters may add in another order)."""
+    vg = CASES[case]
+    rng = np.random.default_rng(7)
+    for pg in geometries(vg):
+        engine = ct.Projector(vg, pg, basis=basis, dtype=dtype)._engine
+        assert engine.pads(2)
+        t, grid = engine.t, engine.grid
+        segs = engine._ray_segments(engine.vectors(), 0, engine.num_rays(2), 2)
+        x = t.Float(rng.random(2 * grid.size).astype(dtype))
+        y = t.Float(rng.random(engine.num_rays(2)).astype(dtype))
+        padded = padding.pad(grid, t, x, batch=2)
+        forward = march.project(grid, t, segs, x).numpy()
+        assert np.count_nonzero(forward) > 0.3 * forward.size
+        np.testing.assert_array_equal(march.project(grid, t, segs, padded, padded=True).numpy(), forward)
+
+        want = dr.zeros(t.Float, 2 * grid.size)
+        march.backproject(grid, t, segs, y, want)
+        got = padding.zeros(grid, t, batch=2)
+        march.backproject(grid, t, segs, y, got, padded=True)
+        got = padding.crop_add(grid, t, got, 0.0, batch=2).numpy()
+        tol = 1e-12 if dtype == "float64" else 1e-5
+        np.testing.assert_allclose(got, want.numpy(), rtol=tol, atol=tol * float(np.abs(want.numpy()).max()))
+
+        masked = derivatives.ray_derivatives(grid, t, segs, x, with_value=True)
+        target = padding.zeros(grid, t, batch=2)
+        unmasked = derivatives.ray_derivatives(grid, t, segs, padded, y, target, with_value=True, padded=True)
+        for a, b in zip(
+            (*masked.grad, *masked.moment, masked.f_start, masked.f_end, masked.value),
+            (*unmasked.grad, *unmasked.moment, unmasked.f_start, unmasked.f_end, unmasked.value),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(b.numpy(), a.numpy())
+        np.testing.assert_allclose(padding.crop_add(grid, t, target, 0.0, batch=2).numpy(), got, rtol=tol, atol=tol)
+
+
+def test_padded_copies_are_asked_for_only_where_they_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the padded copy would take more than a quarter of the free memory, the B-spline bases march the
+    volume itself with masks: the same projection, and the memory estimate drops by the copy."""
+    vg = CASES["3d"]
+    pg = geometries(vg)[1]
+    A = ct.Projector(vg, pg, basis="bspline2", dtype="float64")
+    x = np.random.default_rng(8).random(vg.shape)
+    forward = A(x)
+    copy = 8 * padding.padded_size(A._engine.grid)
+    estimate = A.memory_estimate()
+    monkeypatch.setattr(transform, "available_bytes", lambda: 4 * copy - 1)
+    monkeypatch.setattr(transform, "SMALL_COPY", copy - 1)
+    assert not A._engine.pads(1)
+    np.testing.assert_array_equal(A(x), forward)
+    assert estimate - A.memory_estimate() == copy

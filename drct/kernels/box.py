@@ -4,10 +4,10 @@ The general :func:`drct.kernels.march.march` pays, per cell, for what every basi
 coordinates converted to floats for the face crossings, a mask per coefficient for the zero border, the
 :class:`~drct.kernels.grid.Cell` fields). The box has one coefficient per cell, so its march carries less:
 
-- the volume is copied once per call into an array with two zero layers on every side (:func:`pad`): the knot
-  grid's zero border and a guard layer that a cell index pushed one past the border by rounding lands in. No
-  gather or scatter needs a mask, and the flat index is clamped to the array so that no rounding can read or
-  write outside it;
+- the volume is copied once per call into an array with zero layers on every side
+  (:func:`drct.kernels.padding.pad`): the knot grid's zero border and guard layers that a cell index pushed
+  past the border by rounding lands in. No gather or scatter needs a mask, and the flat index is clamped to the
+  array so that no rounding can read or write outside it;
 - the cell is carried as float coordinates (exact integers) and a flat index, stepped together, so the face
   crossings ``(k + face) / d`` cost no conversion and the index no multiply;
 - every axis whose face is reached steps at once (a ray through an edge or corner moves diagonally instead of
@@ -43,60 +43,7 @@ import drjit as dr
 from ..backend import Types
 from . import scatter
 from .grid import KnotGrid, Segments, first_cell, larger, smaller
-
-GUARD = 1  # zero layers beyond the knot grid's own border
-
-
-def padded_shape(grid: KnotGrid) -> tuple[int, ...]:
-    """Cells per axis of the padded copy: the knot grid's cells plus a guard layer on each side."""
-    return tuple(c + 2 * GUARD for c in grid.cells)
-
-
-def padded_strides(grid: KnotGrid) -> tuple[int, ...]:
-    """Flat-index step per axis of the padded copy (C order, first axis fastest)."""
-    out, step = [], 1
-    for n in padded_shape(grid):
-        out.append(step)
-        step *= n
-    return tuple(out)
-
-
-def padded_size(grid: KnotGrid) -> int:
-    """Cells in one padded copy."""
-    size = 1
-    for n in padded_shape(grid):
-        size *= n
-    return size
-
-
-def _interior(grid: KnotGrid, t: Types, batch: int) -> Any:
-    """Flat index in the padded copy of every coefficient of ``batch`` volumes, in their flat order."""
-    index = dr.arange(t.UInt, grid.size * batch)
-    sample = index // grid.size
-    rest = index - sample * grid.size
-    out = sample * padded_size(grid)
-    for n, stride in zip(grid.shape, padded_strides(grid), strict=True):
-        k = rest % n
-        rest = rest // n
-        out = out + (k + grid.pad + GUARD) * stride
-    return out
-
-
-def pad(grid: KnotGrid, t: Types, coeffs: Any, batch: int = 1) -> Any:
-    """The padded copy of ``batch`` flat coefficient arrays (zeros around each)."""
-    padded = zeros(grid, t, batch)
-    dr.scatter(padded, coeffs, _interior(grid, t, batch))
-    return padded
-
-
-def zeros(grid: KnotGrid, t: Types, batch: int = 1) -> Any:
-    """A zero padded copy of ``batch`` volumes (an even number of entries: see :func:`~drct.kernels.scatter.add`)."""
-    return scatter.even_zeros(t.Float, padded_size(grid) * batch)
-
-
-def crop_add(grid: KnotGrid, t: Types, padded: Any, target: Any, batch: int = 1) -> Any:
-    """``target`` plus the interior of the padded arrays (what the adjoint scattered outside is dropped)."""
-    return target + dr.gather(t.Float, padded, _interior(grid, t, batch))
+from .padding import GUARD, padded_offset, padded_strides
 
 
 def _walk(grid: KnotGrid, t: Types, segs: Segments, visit: Any, acc: Any, size: int) -> Any:
@@ -147,9 +94,7 @@ def _start(grid: KnotGrid, t: Types, segs: Segments) -> tuple[list[Any], Any]:
     index0 = t.Int(0)
     for k, s in zip(cell0, padded_strides(grid), strict=True):
         index0 = index0 + (k + GUARD) * s
-    if not isinstance(segs.offset, int):
-        index0 = index0 + (segs.offset // grid.size) * padded_size(grid)
-    return cell0, index0
+    return cell0, index0 + padded_offset(grid, segs.offset)
 
 
 def _columns(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
@@ -205,8 +150,8 @@ def _columns(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
 
 
 def project(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
-    """Line integrals along ``segs`` of the box-basis volume whose padded copy (:func:`pad`) is ``padded``
-    (2D: :func:`_columns`; 3D: the cell walk)."""
+    """Line integrals along ``segs`` of the box-basis volume whose padded copy
+    (:func:`drct.kernels.padding.pad`) is ``padded`` (2D: :func:`_columns`; 3D: the cell walk)."""
     if grid.ndim == 2:
         return _columns(grid, t, segs, padded)
     return project_cells(grid, t, segs, padded)

@@ -142,6 +142,7 @@ def ray_derivatives(
     target: Any | None = None,
     spread: bool = False,
     with_value: bool = False,
+    padded: bool = False,
 ) -> RayDerivatives:
     """Derivatives of every ray's integral w.r.t. its origin and direction, for the coefficients ``coeffs``.
 
@@ -151,16 +152,17 @@ def ray_derivatives(
     its derivatives for a later reverse or forward pass.
     The box basis (degree 0) is piecewise constant: its derivative is the sum of the jumps at the cell faces the
     ray crosses (exact wherever the ray does not pass through an edge or corner of the grid). ``spread``: see
-    :func:`~drct.kernels.scatter.scatter_mode`.
+    :func:`~drct.kernels.scatter.scatter_mode`. ``padded`` (degree >= 1): ``coeffs`` and ``target`` are padded
+    copies (:mod:`drct.kernels.padding`), read and written without masks.
     """
     width = dr.width(segs.length)
     zero = dr.zeros(t.Float, width)
     mode = scatter.scatter_mode(target, spread) if target is not None else dr.ReduceMode.Auto
     if grid.degree == 0:
-        if with_value:
-            raise ValueError("with_value needs a B-spline basis of degree >= 1 (the box has its own march)")
+        if with_value or padded:
+            raise ValueError("with_value and padded need a B-spline basis of degree >= 1 (the box has its own march)")
         return _box_derivatives(grid, t, segs, coeffs, values, target, mode)
-    win = Window(grid, t, segs)
+    win = Window(grid, t, segs, padded)
 
     def visit(acc: Any, cell: Cell) -> Any:
         grad, moment, window, weights, total = acc

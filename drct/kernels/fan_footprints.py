@@ -88,7 +88,7 @@ from ..geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
 from ..geometry.ray_arrays import Vec
 from ..geometry.volume import VolumeGeometry
 from ..memory import require_memory
-from . import box
+from . import box, padding
 from .footprints import ParallelFootprints, Plan
 from .grid import KnotGrid, larger, smaller
 from .packets import upload_packets
@@ -401,9 +401,9 @@ class FanFootprints(ParallelFootprints):
         t = self.t
         segs = self.segments(vectors, rays)
         mine = dr.gather(t.Float, values, t.UInt(t.Int(rays) + dr.opaque(t.Int, shift)))
-        padded = box.zeros(self.grid, t)
+        padded = padding.zeros(self.grid, t)
         box.backproject(self.grid, t, segs, mine, padded)
-        return box.crop_add(self.grid, t, padded, acc)
+        return padding.crop_add(self.grid, t, padded, acc)
 
     def _add_view(self, acc: Any, table: Any, x: Any, y: Any, p: list[Any]) -> Any:
         """``acc`` plus one view's chords (``table``: the value table and the view's ``taps``; ``p``: the table

@@ -43,6 +43,7 @@ from _common import load, pose_gradient, wall_and_cpu, workload
 import drct as ct
 from drct.backend import drjit_module
 from drct.kernels import derivatives, grid, march, scatter
+from drct.transform import Transform
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import bspline_reference as old  # the slow twin lives with the tests
@@ -55,21 +56,24 @@ KERNELS = {
 
 @contextmanager
 def kernels(name: str) -> Iterator[None]:
-    """Run drct's operators on the ``old`` or ``new`` march kernels."""
-    saved = (march.project, march.backproject, derivatives.ray_derivatives)
+    """Run drct's operators on the ``old`` or ``new`` march kernels (the old ones on the volume itself, with
+    masks: no padded copies)."""
+    saved = (march.project, march.backproject, derivatives.ray_derivatives, Transform.pads)
     march.project, march.backproject, derivatives.ray_derivatives = KERNELS[name]
+    if name == "old":
+        Transform.pads = lambda self, batch: False
     try:
         yield
     finally:
-        march.project, march.backproject, derivatives.ray_derivatives = saved
+        march.project, march.backproject, derivatives.ray_derivatives, Transform.pads = saved
 
 
 def ablated_project(part: str) -> Callable[..., Any]:
     """:func:`drct.kernels.march.project` (degree >= 1) without ``part``: "gathers", "slide", "contraction" or
     "both" (contraction and window advance)."""
 
-    def project(grid: grid.KnotGrid, t: Any, segs: grid.Segments, coeffs: Any) -> Any:
-        win = march.Window(grid, t, segs)
+    def project(grid: grid.KnotGrid, t: Any, segs: grid.Segments, coeffs: Any, padded: bool = False) -> Any:
+        win = march.Window(grid, t, segs, padded)
 
         def visit(acc: Any, cell: grid.Cell) -> Any:
             total, window = acc
@@ -83,7 +87,7 @@ def ablated_project(part: str) -> Callable[..., Any]:
             if part == "gathers":
                 face = [dr.select(m, t.Float(i) * 1e-9, 0.0) for i, m in zip(index, inside, strict=True)]
             else:
-                face = [dr.gather(t.Float, coeffs, t.UInt(i), m) for i, m in zip(index, inside, strict=True)]
+                face = [dr.gather(t.Float, coeffs, win.index(i, coeffs), m) for i, m in zip(index, inside, strict=True)]
             if part == "slide":
                 return total, [w + f for w, f in zip(window, face + [0.0] * len(window), strict=False)]
             return total, win.slid(window, cell, face)
@@ -97,9 +101,11 @@ def ablated_project(part: str) -> Callable[..., Any]:
 def ablated_backproject(part: str) -> Callable[..., Any]:
     """:func:`drct.kernels.march.backproject` (degree >= 1) without ``part``: "scatters" or "weights"."""
 
-    def backproject(grid: grid.KnotGrid, t: Any, segs: grid.Segments, values: Any, target: Any, spread: bool) -> None:
+    def backproject(
+        grid: grid.KnotGrid, t: Any, segs: grid.Segments, values: Any, target: Any, spread: bool, padded: bool = False
+    ) -> None:
         mode = scatter.scatter_mode(target, spread)
-        win = march.Window(grid, t, segs)
+        win = march.Window(grid, t, segs, padded)
 
         def visit(acc: Any, cell: grid.Cell) -> Any:
             window, sink = acc

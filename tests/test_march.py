@@ -252,3 +252,36 @@ def test_padded_copies_are_asked_for_only_where_they_fit(monkeypatch: pytest.Mon
     assert not A._engine.pads(1)
     np.testing.assert_array_equal(A(x), forward)
     assert estimate - A.memory_estimate() == copy
+
+
+@pytest.mark.parametrize("basis", ["linear", "bspline2", "bspline3"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_guard_layers_weigh_in_only_by_rounding(case: str, basis: str) -> None:
+    """The padded copy's guard layers (beyond the knot grid's zero border) are read only where the march gives
+    them a weight of rounding size (a cell a rounded crossing stepped into, the far face of a cell the ray ends
+    in): filled with 1e6 instead of zeros, the forward is still the masked window's bits and the derivatives
+    move by at most 1e6 times a few ulps of their scale (the linear basis's slopes over an ulp-long segment).
+    Their zeros are what make the padded march the masked one's bits."""
+    vg = CASES[case]
+    for pg in geometries(vg):
+        engine = ct.Projector(vg, pg, basis=basis, dtype="float64")._engine
+        t, grid = engine.t, engine.grid
+        segs = engine._ray_segments(engine.vectors(), 0, engine.num_rays(1), 1)
+        x = np.random.default_rng(10).random(grid.size)
+        shape, layers, guard = padding.padded_shape(grid)[::-1], padding.layers(grid), padding.GUARD
+        copy = np.full(shape, 1e6)
+        copy[tuple(slice(guard, n - guard) for n in shape)] = 0.0  # the knot grid's border: zeros
+        copy[tuple(slice(layers, n - layers) for n in shape)] = x.reshape(grid.shape[::-1])
+        padded = t.Float(copy.ravel())
+        want = derivatives.ray_derivatives(grid, t, segs, t.Float(x), with_value=True)
+        got = derivatives.ray_derivatives(grid, t, segs, padded, with_value=True, padded=True)
+        assert np.count_nonzero(want.value.numpy()) > 0.3 * dr.width(want.value)
+        np.testing.assert_array_equal(march.project(grid, t, segs, padded, padded=True).numpy(), want.value.numpy())
+        np.testing.assert_array_equal(got.value.numpy(), want.value.numpy())
+        for a, b in zip(
+            (*want.grad, *want.moment, want.f_start, want.f_end),
+            (*got.grad, *got.moment, got.f_start, got.f_end),
+            strict=True,
+        ):
+            scale = max(1.0, float(np.abs(a.numpy()).max()))  # a moment's weights grow with the ray's length
+            np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=0, atol=1e6 * 1e-14 * scale)

@@ -232,8 +232,8 @@ class Window:
     adds. On the coefficient array itself whether each entry lies inside it takes ``n + 2`` compares per axis and
     a mask per gather or scatter; ``padded``: the arrays are padded copies (:mod:`drct.kernels.padding`), whose
     zero layers hold every entry outside the volume, so nothing is masked (the indices are clamped to the copy;
-    the gathered values, and so the sums, are the same bits; 3-21% less time per pass: see the README's
-    Benchmarks).
+    the gathered values, and so the sums, are the same bits; forward and adjoint 3-21% faster, the derivative
+    march about the same: see the README's Benchmarks).
     """
 
     def __init__(self, grid: KnotGrid, t: Types, segs: Segments, padded: bool = False) -> None:

@@ -267,8 +267,7 @@ class Transform:
         vectors = _detached(vectors)
         parts, positions, partials = [], [], []
         with launches(self.t.backend):
-            padded = self._marches_padded(batch)
-            marched = padding.pad(self.grid, self.t, coeffs, batch) if padded else coeffs
+            marched, padded = self._marched_volume(coeffs, batch)
             for start, count in self._progress("A x", batch):
                 segs, position = self._launch_segments(vectors, start, count, batch)
                 der = derivatives.ray_derivatives(self.grid, self.t, segs, marched, with_value=True, padded=padded)
@@ -491,6 +490,12 @@ class Transform:
         the B-spline bases' window; the box's derivative march is the general one."""
         return self.grid.degree > 0 and self.pads(batch)
 
+    def _marched_volume(self, coeffs: Any, batch: int, allowed: bool = True) -> tuple[Any, bool]:
+        """The volume as a derivative march over ``batch`` volumes reads it: its padded copy where ``allowed`` and
+        :meth:`_marches_padded`, else itself; and whether it is the copy."""
+        padded = allowed and self._marches_padded(batch)
+        return (padding.pad(self.grid, self.t, coeffs, batch) if padded else coeffs), padded
+
     def _slab_derivatives(
         self, coeffs: Any, weights: Any, target: Any, slab: slabs.Slab, segs: Segments
     ) -> derivatives.RayDerivatives:
@@ -533,10 +538,9 @@ class Transform:
         with launches(t.backend, self.reproducible()):
             slabbed = target is not None and self._slabbed(batch)
             # the whole volume's padded copies where the march reads it (slabs pad their own)
-            padded = partials is None and not slabbed and self._marches_padded(batch)
-            if padded:
-                coeffs = padding.pad(self.grid, t, coeffs, batch)
-                target = None if target is None else padding.zeros(self.grid, t, batch)
+            coeffs, padded = self._marched_volume(coeffs, batch, partials is None and not slabbed)
+            if padded and target is not None:
+                target = padding.zeros(self.grid, t, batch)
             # the box basis's derivative counts the jumps at the faces a ray crosses: no cuts across its rays
             cuts = self.grid.degree > 0
             for (start, count), mine in zip(self._progress("gradient", batch), kept, strict=True):
@@ -585,9 +589,7 @@ class Transform:
         positions = []
         with launches(t.backend):
             kept = self._per_chunk(partials, batch)
-            padded = partials is None and self._marches_padded(batch)
-            if padded:
-                coeffs = padding.pad(self.grid, t, coeffs, batch)
+            coeffs, padded = self._marched_volume(coeffs, batch, partials is None)
             for (start, count), mine in zip(self._progress("JVP", batch), kept, strict=True):
                 position, views, grads = self._ray_vector_gradients(
                     coeffs, vectors, start, count, batch, kept=mine, padded=padded

@@ -1,12 +1,12 @@
 """The exact line integral of a B-spline volume: a DDA over the knot grid with Gauss–Legendre quadrature.
 
-Coordinates: a volume of degree ``n`` is treated as surrounded by ``P = max(n, 1)`` zeros on every side (masked,
-never stored). A point ``p`` (mm) has knot coordinates ``w = (p - first_center) / h + shift`` with
-``shift = (n + 1) / 2`` (``1.5`` for the box). In ``w`` the cells ``k = floor(w)`` of the knot grid fill the box
-``[0, cells]`` (``cells = N + n``, or ``N + 2`` for the box, whose outer cells are the zero border) and cell ``k``
-is touched by the coefficients ``k - P .. k - P + n``, those outside the array being zero. Inside a cell the
-volume is a polynomial of degree ``n`` per axis, so ``ceil((ndim * n + 1) / 2)`` Gauss–Legendre nodes integrate
-it — and ``t`` times its gradient — exactly.
+Coordinates: a volume of degree ``n`` is treated as surrounded by ``P = max(n, 1)`` zeros on every side (masked
+on the volume itself, or stored in a padded copy: :mod:`drct.kernels.padding`). A point ``p`` (mm) has knot
+coordinates ``w = (p - first_center) / h + shift`` with ``shift = (n + 1) / 2`` (``1.5`` for the box). In ``w``
+the cells ``k = floor(w)`` of the knot grid fill the box ``[0, cells]`` (``cells = N + n``, or ``N + 2`` for the
+box, whose outer cells are the zero border) and cell ``k`` is touched by the coefficients ``k - P .. k - P + n``,
+those outside the array being zero. Inside a cell the volume is a polynomial of degree ``n`` per axis, so
+``ceil((ndim * n + 1) / 2)`` Gauss–Legendre nodes integrate it — and ``t`` times its gradient — exactly.
 
 One march serves every operator: the forward projection gathers each cell's ``(n + 1)^ndim`` coefficients once
 and weights them; the adjoint scatters the same weights times the ray's value (so it is the exact transpose);

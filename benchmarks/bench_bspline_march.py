@@ -1,9 +1,11 @@
 """The B-spline march before and after issue 15's per-cell cuts: forward, adjoint and gradient, old and new
-alternated in one process (the old kernels are the slow reference twin in ``tests/bspline_reference.py``).
+alternated in one process (the old kernels are the slow reference twin in ``tests/bspline_reference.py``; with
+``--old masked``, today's kernels on the volume itself with masks instead of on its padded copy,
+:mod:`drct.kernels.padding`).
 
 Run:  python benchmarks/bench_bspline_march.py [--workloads cone128,parallel2d] [--bases linear,bspline2,bspline3]
                                                [--views 20] [--repeat 5] [--passes forward,adjoint,gradient,jvp]
-                                               [--no-gradient] [--ablate]
+                                               [--no-gradient] [--ablate] [--old reference|masked]
 
 GVU/s = voxels x views / s (wall, median of ``--repeat`` after a first call); CPU s is this process's user + system
 time per call (median), which a shared machine disturbs less than wall time. ``--views`` thins the scans' views
@@ -49,18 +51,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import bspline_reference as old  # the slow twin lives with the tests
 
 KERNELS = {
-    "old": (old.project, old.backproject, old.ray_derivatives),
+    "reference": (old.project, old.backproject, old.ray_derivatives),
+    "masked": (march.project, march.backproject, derivatives.ray_derivatives),
     "new": (march.project, march.backproject, derivatives.ray_derivatives),
 }
 
 
 @contextmanager
 def kernels(name: str) -> Iterator[None]:
-    """Run drct's operators on the ``old`` or ``new`` march kernels (the old ones on the volume itself, with
-    masks: no padded copies)."""
+    """Run drct's operators on the march kernels ``name`` of :data:`KERNELS` (``reference`` and ``masked`` on the
+    volume itself, with masks: no padded copies)."""
     saved = (march.project, march.backproject, derivatives.ray_derivatives, Transform.pads)
     march.project, march.backproject, derivatives.ray_derivatives = KERNELS[name]
-    if name == "old":
+    if name in ("reference", "masked"):
         Transform.pads = lambda self, batch: False
     try:
         yield
@@ -181,7 +184,7 @@ def _cpu(fn: Callable[[], Any], i: int) -> float:
 
 
 def alternated(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, tuple[float, float]]:
-    """Per variant (``old`` / ``new`` kernels): (median wall s, median CPU s); the variants take turns."""
+    """Per variant (:data:`KERNELS`): (median wall s, median CPU s); the variants take turns."""
     return wall_and_cpu(fns, repeat, kernels)
 
 
@@ -194,6 +197,7 @@ def main() -> None:
     parser.add_argument("--passes", default="forward,adjoint,gradient")
     parser.add_argument("--no-gradient", action="store_true")
     parser.add_argument("--ablate", action="store_true")
+    parser.add_argument("--old", default="reference", choices=("reference", "masked"), help="what 'old' runs")
     args = parser.parse_args()
     mod = drjit_module()
     print(f"load before: {load()}\n")
@@ -226,8 +230,8 @@ def main() -> None:
             for what, fn in passes.items():
                 if what not in args.passes.split(","):
                     continue
-                r = alternated({"old": fn, "new": fn}, args.repeat)
-                (wo, co), (wn, cn) = r["old"], r["new"]
+                r = alternated({args.old: fn, "new": fn}, args.repeat)
+                (wo, co), (wn, cn) = r[args.old], r["new"]
                 print(
                     f"| {name} {vg.shape} x {pg.num_views} | {basis} | {what} | {voxel_views / wo:.3f} | "
                     f"{voxel_views / wn:.3f} | {wo / wn:.2f}x | {co:.3f} | {cn:.3f} |",

@@ -3,16 +3,16 @@ of rays.
 
 It gives the forward projection, the exact adjoint, and the derivatives of every ray integral w.r.t. the ray,
 chained to the geometry vectors by Dr.Jit's AD one chunk at a time (:meth:`Transform.geometry_vjp`,
-:meth:`Transform.geometry_jvps`): memory stays O(volume + sinogram + one chunk of rays), plus, where a forward
-projection keeps its rays' derivatives for the pass after it, ``2 ndim + 1`` floats per ray within
-:data:`KEPT_PARTIALS_BUDGET`. :mod:`drct.transform_ops` ties these passes together as ``dr.CustomOp`` operations
-for reverse and forward mode.
+:meth:`Transform.geometry_jvps`; the passes live in :mod:`drct.transform_derivatives`): memory stays
+O(volume + sinogram + one chunk of rays), plus, where a forward projection keeps its rays' derivatives for the
+pass after it, ``2 ndim + 1`` floats per ray within :data:`KEPT_PARTIALS_BUDGET`. :mod:`drct.transform_ops` ties
+these passes together as ``dr.CustomOp`` operations for reverse and forward mode.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
@@ -20,18 +20,17 @@ import drjit as dr
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import transform_derivatives
 from .backend import Types, lanes
 from .concurrency import get_deterministic, launches, only_thread
 from .geometry.projection import AnyGeometry, ProjectionGeometry, host_rows
-from .geometry.ray_arrays import Rays, Vec, geometry_vectors, make_rays, per_ray, ray_views, rays_from
+from .geometry.ray_arrays import Rays, Vectors, detached, geometry_vectors, make_rays
 from .geometry.volume import VolumeGeometry
 from .kept import Partials
-from .kernels import box, derivatives, fan_footprints, fan_hat, footprints, march, padding, slabs
+from .kernels import box, fan_footprints, fan_hat, footprints, march, padding, slabs
 from .kernels.grid import KnotGrid, Segments, clip_rays
-from .kernels.scatter import add, even_zeros, expand_fits, trimmed
+from .kernels.scatter import even_zeros, expand_fits, trimmed
 from .memory import available_bytes
-
-Vectors = dict[str, Vec]
 
 SMALL_COPY = 16 * 2**20
 """Bytes of a padded copy made without asking for the free memory first (:meth:`Transform.pads`):
@@ -43,14 +42,6 @@ KEPT_PARTIALS_BUDGET = 512 * 2**20
 (:meth:`Transform.keeps_partials`; at most a quarter of the free memory on the CPU as well): above it the
 derivative pass marches the volume again, and a gradient's memory stays O(volume + sinogram + one chunk of rays)
 (the kept derivatives are 7 floats per ray in 3D: 83 MB for 128² pixels × 180 views, 660 MB for 256² × 360)."""
-
-
-def _detached(vectors: Vectors) -> Vectors:
-    return {name: [dr.detach(c) for c in comps] for name, comps in vectors.items()}
-
-
-def _dot(a: Vec, b: Vec) -> Any:
-    return sum((x * y for x, y in zip(a, b, strict=True)), start=0.0)
 
 
 def rays_spread(vg: VolumeGeometry, pg: AnyGeometry) -> bool:
@@ -228,7 +219,7 @@ class Transform:
     # ---- linear operators -----------------------------------------------------------------------------------
     def project(self, coeffs: Any, vectors: Vectors, batch: int = 1) -> Any:
         """``A x`` (flat, one value per ray) for flat coefficients ``coeffs`` of ``batch`` volumes."""
-        vectors = _detached(vectors)
+        vectors = detached(vectors)
         parts, positions = [], []
         with launches(self.t.backend):
             padded = padding.pad(self.grid, self.t, coeffs, batch) if self.pads(batch) else None
@@ -258,27 +249,6 @@ class Transform:
         if nbytes > KEPT_PARTIALS_BUDGET:
             return False
         return self.t.backend != "llvm" or nbytes <= available_bytes() // 4
-
-    def project_keeping_partials(self, coeffs: Any, vectors: Vectors, batch: int = 1) -> tuple[Any, Partials]:
-        """``A x`` (bit for bit :meth:`project`'s, degree >= 1) and every ray's derivatives w.r.t. its origin and
-        direction, from one derivative march per chunk (about 1.5x the forward march, cone bspline2): the
-        reverse pass then needs only ``A.T`` for the volume and elementwise products for the geometry, and a
-        forward-mode pass only the products (:meth:`geometry_vjp`, :meth:`geometry_jvps` with ``partials``)."""
-        vectors = _detached(vectors)
-        parts, positions, partials = [], [], []
-        with launches(self.t.backend):
-            marched, padded = self._marched_volume(coeffs, batch)
-            for start, count in self._progress("A x", batch):
-                segs, position = self._launch_segments(vectors, start, count, batch)
-                der = derivatives.ray_derivatives(self.grid, self.t, segs, marched, with_value=True, padded=padded)
-                kept = derivatives.RayDerivatives(der.grad, der.moment, None, der.f_end)
-                dr.eval(der.value, kept.grad, kept.moment, kept.f_end)
-                parts.append(der.value)
-                positions.append(position)
-                partials.append(kept)
-            out = self._place(parts, positions, batch)
-            dr.eval(out)
-        return out, partials
 
     @property
     def footprints(self) -> footprints.ParallelFootprints | None:
@@ -312,7 +282,7 @@ class Transform:
         :mod:`drct.kernels.fan_hat` (the linear basis) does; elsewhere, or with
         ``scatter=True`` (default: the environment variable ``DRCT_ADJOINT=scatter``), the ray-driven scatter of
         :func:`drct.kernels.march.backproject`."""
-        vectors = _detached(vectors)
+        vectors = detached(vectors)
         gather = self._gather(scatter)
         if gather is not None:
             return self._backproject_gather(gather, values, vectors, batch)
@@ -420,191 +390,13 @@ class Transform:
             dr.eval(out)
         return out
 
-    # ---- derivatives w.r.t. the rays ------------------------------------------------------------------------
-    def _ray_partials(self, der: derivatives.RayDerivatives, segs: Segments) -> tuple[Vec, Vec, Any]:
-        """``dy/do``, ``dy/dd`` (mm) and ``dy/dt_max`` per ray, float64."""
-        f64 = self.t.Float64
-        grad = [f64(g) / h for g, h in zip(der.grad, self._spacing, strict=True)]
-        moment = [f64(m) / h + segs.t_enter * g for m, h, g in zip(der.moment, self._spacing, grad, strict=True)]
-        d_tmax = dr.select(segs.ends_at_t_max, f64(der.f_end), 0.0)
-        return grad, moment, d_tmax
-
-    def _ray_vector_gradients(
-        self,
-        coeffs: Any,
-        vectors: Vectors,
-        start: int,
-        count: int,
-        batch: int,
-        weights: Any = None,
-        target: Any = None,
-        slab: slabs.Slab | None = None,
-        cut: tuple[int, int] | None = None,
-        kept: derivatives.RayDerivatives | None = None,
-        padded: bool = False,
-    ) -> tuple[Any, Any, Vectors]:
-        """For lanes ``start .. start + count`` (in the order of :meth:`_launch_order`): the output position
-        of each lane's ray, the index of its vector set, and the gradient of the ray's integral (times its
-        weight, if given; one per lane) w.r.t. that set. Adds ``A.T weights`` into ``target`` (through the
-        ``slab`` of planes the rays touch, when given, for the rays' pieces in the cells ``cut`` when given:
-        see :meth:`_slab_launches`). With ``kept`` (these lanes' derivatives, kept by
-        :meth:`project_keeping_partials`) nothing is marched: no ``coeffs`` and no ``target``. ``padded``
-        (:meth:`_marches_padded`): ``coeffs`` and ``target`` are padded copies (not with a ``slab``, whose own
-        copies :meth:`_slab_derivatives` makes).
-
-        The vectors are gathered to one copy per ray before differentiating, so the AD pass is elementwise (no
-        scatters, nothing evaluated until the caller combines the result).
-        """
-        t = self.t
-        position = self._launch_order(start, count, batch)
-        index, offset = self._index_of(position, batch)
-        views = ray_views(self.pg, t, index)
-        with dr.isolate_grad():
-            leaves = per_ray(vectors, t, views)
-            dr.enable_grad(leaves)
-            rays = rays_from(self.pg, t, leaves, index)
-            segs = self._segments(rays, offset)
-            if cut is not None:
-                segs = slabs.clip(segs, *cut)
-            if kept is not None:
-                der = kept
-            elif slab is None:
-                der = derivatives.ray_derivatives(
-                    self.grid, t, segs, coeffs, weights, target, self.spread, padded=padded
-                )
-            else:  # the slab's coefficients and weights: the rays' derivatives do not move with the planes
-                der = self._slab_derivatives(coeffs, weights, target, slab, segs)
-            d_o, d_d, d_tmax = self._ray_partials(der, segs)
-            if weights is not None:
-                w = t.Float64(weights)
-                d_o, d_d, d_tmax = [w * g for g in d_o], [w * g for g in d_d], w * d_tmax
-            seed = _dot(rays.origin, d_o) + _dot(rays.direction, d_d)
-            if isinstance(self.pg, ProjectionGeometry) and self.pg.beam == "cone":
-                seed = seed + rays.t_max * d_tmax
-            dr.backward_from(seed)
-            grads = {name: [dr.grad(c) for c in comps] for name, comps in leaves.items()}
-        return position, views, grads
-
-    def _marches_padded(self, batch: int) -> bool:
-        """Whether the derivative marches over ``batch`` volumes read (and write) padded copies (:meth:`pads`):
-        the B-spline bases' window; the box's derivative march is the general one."""
-        return self.grid.degree > 0 and self.pads(batch)
-
-    def _marched_volume(self, coeffs: Any, batch: int, allowed: bool = True) -> tuple[Any, bool]:
-        """The volume as a derivative march over ``batch`` volumes reads it: its padded copy where ``allowed`` and
-        :meth:`_marches_padded`, else itself; and whether it is the copy."""
-        padded = allowed and self._marches_padded(batch)
-        return (padding.pad(self.grid, self.t, coeffs, batch) if padded else coeffs), padded
-
-    def _slab_derivatives(
-        self, coeffs: Any, weights: Any, target: Any, slab: slabs.Slab, segs: Segments
-    ) -> derivatives.RayDerivatives:
-        """The rays' derivatives through the ``slab`` of the (unpadded) volume ``coeffs``, adding ``A.T weights``
-        into ``target`` (unpadded) by way of the slab's own copies (padded: :meth:`_marches_padded`)."""
-        t, grid, padded = self.t, slab.grid, self._marches_padded(1)
-        mine = dr.gather(t.Float, coeffs, lanes(t, slab.offset, slab.size))
-        if padded:
-            mine = padding.pad(grid, t, mine)
-        part = padding.zeros(grid, t) if padded else even_zeros(t.Float, slab.size)
-        der = derivatives.ray_derivatives(grid, t, slab.segments(segs), mine, weights, part, self.spread, padded=padded)
-        slab.add_into(t, target, padding.crop_add(grid, t, part, 0.0) if padded else trimmed(part, slab.size))
-        return der
-
-    def _per_chunk(self, partials: Partials | None, batch: int) -> Sequence[derivatives.RayDerivatives | None]:
-        """What each chunk of :meth:`chunks` was kept (``partials``), or None for each (the pass marches)."""
-        return partials or [None] * len(self.chunks(batch))
-
-    def geometry_vjp(
-        self,
-        coeffs: Any,
-        vectors: Vectors,
-        weights: Any,
-        want_volume: bool,
-        batch: int = 1,
-        partials: Partials | None = None,
-    ) -> tuple[Any, Vectors]:
-        """Reverse mode for ray weights ``weights``: ``A.T weights`` (if ``want_volume``) and the gradient of
-        ``<weights, A x>`` w.r.t. every geometry vector, from one march per chunk. Where the gather adjoint
-        covers the operator (:meth:`backproject`), ``A.T weights`` comes from it and the march does no scatters.
-        Given the ``partials`` a forward projection kept (:meth:`project_keeping_partials`), nothing marches but
-        ``A.T``."""
-        t = self.t
-        vectors = _detached(vectors)
-        # A.T weights apart from the march: from the gather adjoint, or because kept partials leave nothing to march
-        apart = want_volume and (partials is not None or self._gather() is not None)
-        target = even_zeros(t.Float, self.grid.size * batch) if want_volume and not apart else None
-        out = {name: [dr.zeros(t.Float64, dr.width(c)) for c in comps] for name, comps in vectors.items()}
-        kept = self._per_chunk(partials, batch)
-        with launches(t.backend, self.reproducible()):
-            slabbed = target is not None and self._slabbed(batch)
-            # the whole volume's padded copies where the march reads it (slabs pad their own)
-            coeffs, padded = self._marched_volume(coeffs, batch, partials is None and not slabbed)
-            if padded and target is not None:
-                target = padding.zeros(self.grid, t, batch)
-            # the box basis's derivative counts the jumps at the faces a ray crosses: no cuts across its rays
-            cuts = self.grid.degree > 0
-            for (start, count), mine in zip(self._progress("gradient", batch), kept, strict=True):
-                parts = self._slab_launches(vectors, start, count, cuts) if slabbed else [(start, count) + (None,) * 4]
-                for first, rays, _, _, slab, cut in parts:
-                    position = self._launch_order(first, rays, batch)
-                    w = self._take(weights, position, first, rays)
-                    _, views, grads = self._ray_vector_gradients(
-                        coeffs, vectors, first, rays, batch, w, target, slab, cut, mine, padded
-                    )
-                    for name, comps in grads.items():
-                        for acc, g in zip(out[name], comps, strict=True):
-                            add(acc, g, views)
-                    dr.eval(out, target)
-        if apart:
-            target = self.backproject(weights, vectors, batch)
-        elif target is not None and padded:
-            target = padding.crop_add(self.grid, t, target, 0.0, batch)
-        elif target is not None:
-            target = trimmed(target, self.grid.size * batch)
-        return target, out
+    # ---- derivative passes: the functions of drct.transform_derivatives, as methods ------------------------
+    project_keeping_partials = transform_derivatives.project_keeping_partials
+    geometry_vjp = transform_derivatives.geometry_vjp
+    geometry_jvps = transform_derivatives.geometry_jvps
 
     def geometry_jvp(
         self, coeffs: Any, vectors: Vectors, tangents: Vectors, batch: int = 1, partials: Partials | None = None
     ) -> Any:
         """Forward mode: the change of every ray integral (one value per ray) for geometry tangents."""
         return self.geometry_jvps(coeffs, vectors, [tangents], batch, partials)[0]
-
-    def geometry_jvps(
-        self,
-        coeffs: Any,
-        vectors: Vectors,
-        tangent_sets: list[Vectors],
-        batch: int = 1,
-        partials: Partials | None = None,
-    ) -> list[Any]:
-        """Forward mode along several tangents of the geometry vectors at once: one derivative march per chunk
-        gives every ray's gradient w.r.t. its vectors, and each tangent set is one dot product with it (a
-        calibration's Jacobian columns cost one march, not one each). Given the ``partials`` a forward
-        projection kept (:meth:`project_keeping_partials`), nothing is marched."""
-        t = self.t
-        vectors = _detached(vectors)
-        sets = [{name: [t.Float64(c) for c in tangents[name]] for name in vectors} for tangents in tangent_sets]
-        dr.eval(sets)
-        parts: list[list[Any]] = [[] for _ in sets]
-        positions = []
-        with launches(t.backend):
-            kept = self._per_chunk(partials, batch)
-            coeffs, padded = self._marched_volume(coeffs, batch, partials is None)
-            for (start, count), mine in zip(self._progress("JVP", batch), kept, strict=True):
-                position, views, grads = self._ray_vector_gradients(
-                    coeffs, vectors, start, count, batch, kept=mine, padded=padded
-                )
-                positions.append(position)
-                changes = []
-                for tangents in sets:
-                    change = 0.0
-                    for name, comps in grads.items():
-                        for g, dv in zip(comps, tangents[name], strict=True):
-                            change = change + g * (dv if dr.width(dv) == 1 else dr.gather(t.Float64, dv, views))
-                    changes.append(t.Float(change))
-                dr.eval(changes)
-                for out, part in zip(parts, changes, strict=True):
-                    out.append(part)
-            result = [self._place(p, positions, batch) for p in parts]
-            dr.eval(result)
-        return result

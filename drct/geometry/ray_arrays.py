@@ -28,6 +28,7 @@ from .detector import detector_frame, normalize, ray_through
 from .projection import AnyGeometry, ProjectionGeometry, is_drjit
 
 Vec = list[Any]  # one Dr.Jit array per point axis (x, y[, z])
+Vectors = dict[str, Vec]  # a geometry's vectors by name (source, detector centre, u, v, ...), one Vec each
 
 
 @dataclass
@@ -100,7 +101,12 @@ def _vectors(value: Any, t: Types, name: str) -> Vec:
     return [t.Float64(c) for c in value]
 
 
-def geometry_vectors(pg: AnyGeometry, t: Types) -> dict[str, Vec]:
+def detached(vectors: Vectors) -> Vectors:
+    """The geometry vectors without their AD graph (the kernels' inputs; the derivative passes chain to them)."""
+    return {name: [dr.detach(c) for c in comps] for name, comps in vectors.items()}
+
+
+def geometry_vectors(pg: AnyGeometry, t: Types) -> Vectors:
     """The per-view vectors of ``pg`` as Dr.Jit float64 arrays, for :func:`make_rays`."""
     names = ("src", "det", "det_u", "det_v") if isinstance(pg, ProjectionGeometry) else ("origins", "directions")
     return {name: _vectors(getattr(pg, name), t, name) for name in names if getattr(pg, name) is not None}

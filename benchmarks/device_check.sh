@@ -19,7 +19,6 @@ mode="${1:-}"
 
 if [ "$mode" = prepare ]; then
     mkdir -p .device/wheels
-    grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >>.git/info/exclude
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d .device/wheels "drjit==$(python3 -c 'import drjit; print(drjit.__version__)')" tomli-w

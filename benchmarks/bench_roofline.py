@@ -2,33 +2,36 @@
 memory-bandwidth/texture limit", measured the same way on the CPU (LLVM) and on a GPU (CUDA).
 
 The exact ray-driven march touches every coefficient of every cell a ray crosses, the knot grid's zero border
-included: a ray that enters the volume reads its first cell's ``(n + 1)^d`` coefficients, and each step reads
-the ``(n + 1)^(d-1)`` of the face it enters (degree 0, the voxel: one per cell); the adjoint adds into the same
-entries. Those **touches** are counted here exactly, by a march over the projector's own clipped rays that only
-counts its steps: they are the B-spline window's gathers and scatter-adds. Some kernels do a little more or fewer
-memory operations (the box march steps through an edge diagonally, the 2D voxel forward reads two cells per
-column, the gather adjoints of 2D parallel and fan beams read candidate columns instead of scattering), but the
-touches are the march's work, the same for every implementation, and so the fair numerator.
+included: a ray that enters the volume reads its first cell's ``(n + 1)^d`` coefficients, and then for each cell
+the ``(n + 1)^(d-1)`` of the face it enters next (the last cell's too: the window gathers it before it knows the
+ray ends; degree 0, the voxel: one per cell); the adjoint adds into the same entries. Those **touches** are
+counted here exactly, by a march over the projector's own clipped rays that only counts its cells: they are the
+B-spline window's gathers and scatter-adds. Some kernels do a little more or fewer memory operations (the box
+march steps through an edge diagonally, the 2D voxel forward reads two cells per column, the gather adjoints of
+2D parallel and fan beams read candidate columns instead of scattering), but the touches are the march's work,
+the same for every implementation, and so the fair numerator.
 
-The device's limits are measured in the same process on the same backend, with ``2^24`` operations (``2^27`` on
-CUDA) into a table of the padded volume's size rounded up to a power of two:
+The device's limits are measured in the same process on the same backend, ``2^24`` operations each (``2^27`` on
+CUDA):
 
 - **stream**: ``y = 2 x + 1`` over ``2^25`` floats (``2^28`` on CUDA), bytes read and written per second (the
   memory bandwidth);
-- **gather**: eight gathers per lane, per second, from addresses that run along the lanes (*sequential*: a
-  packet or warp reads neighbouring entries, the packets one after the other: the device's gather or texture
-  limit) or where every lane lands at its own place (*random*, spread by a hash: the worst case, each read a
-  cache miss once the table outgrows the caches);
-- **scatter-add**: the same with the scatter-add the adjoint uses (:func:`drct.kernels.scatter.add` in the mode
-  :func:`~drct.kernels.scatter.scatter_mode` picks for this projector).
+- **gather, cached**: eight gathers per lane from a 4 KB table (it stays in the first-level cache), neighbouring
+  lanes at neighbouring entries: the device's gather (texture) limit, the instruction's own throughput;
+- **gather, hashed**: the same from a table of the padded volume's size (rounded up to a power of two), every
+  lane at its own cache line (Fibonacci hashing: a large constant stride modulo the table): what reads that miss
+  the nearest caches cost;
+- **scatter-add, cached / hashed**: the same with the scatter-add the adjoint uses
+  (:func:`drct.kernels.scatter.add` in the mode :func:`~drct.kernels.scatter.scatter_mode` picks for it).
 
-For each pass the table gives the touches per second, the bytes they move (``touches x itemsize``) as a share of
-the stream bandwidth, and the share of the pass's time that its touches would take at each of the primitives'
-rates (forward: gathers; adjoint: scatter-adds; gradient: both, one read and one write per touch). The first is
-the fraction of the gather (or scatter) limit the pass reaches: near 100%, it is bound by its memory operations;
-far below, by arithmetic and control (on the CPU: instructions), or by accesses less coherent than sequential
-ones. A ray's cells are reused by its neighbours and its next steps, so its accesses fall between the two
-orders; the random column bounds what cache misses alone could cost.
+For each pass the table gives the touches per second, the bytes they move (a read ``itemsize`` bytes, a
+scatter-add twice that: it reads and writes) as a share of the stream bandwidth, and the share of the pass's time
+its touches would take at the cached and at the hashed rates. The forward reads each touch once; the adjoint adds
+into it once; the gradient reads it once (a forward that keeps its rays' derivatives) or twice (the voxel basis:
+a forward, then a derivative march) and adds into it once (the 2D gather adjoints read instead: see above). The
+cached share is the fraction of the device's gather (and scatter-add) limit the pass reaches: near 100% it is
+bound by its memory instructions; below, by arithmetic and control (on the CPU: instructions) or by cache misses,
+which the hashed share bounds.
 
 Run:  python benchmarks/bench_roofline.py [--workloads cone128,parallel2d] [--bases voxel,linear,bspline2,bspline3]
                                           [--passes forward,adjoint,gradient] [--views N] [--repeat 5]
@@ -51,10 +54,11 @@ from drct.kernels import padding, scatter
 from drct.kernels.march import march
 
 PER_LANE = 8
+CACHED = 1 << 10  # table entries for the cached limit: 4 KB of float32
 SIZES = {"llvm": (1 << 24, 1 << 25), "cuda": (1 << 27, 1 << 28)}
 """Per backend: gathers or scatter-adds per primitive, and floats streamed (a GPU does 2^24 in ~0.1 ms)."""
 HASH = 2654435769  # 2^32 / golden ratio, odd: Fibonacci hashing
-ORDERS = ("sequential", "random")
+ORDERS = ("cached", "hashed")
 
 
 def touches(A: ct.Projector) -> int:
@@ -78,40 +82,45 @@ def _fibonacci(x: Any, bits: int) -> Any:
 
 
 def _indices(mod: Any, lanes: int, k: int, table: int, order: str) -> Any:
-    """The ``k``-th of a lane's addresses in a ``table`` of a power of two entries: ``sequential`` (neighbouring
-    lanes, the packets one after the other, each ``k`` in its own eighth of the table) or ``random`` (every lane
-    at its own place, spread by a hash)."""
+    """The ``k``-th of a lane's addresses in a ``table`` of a power of two entries: ``cached`` (neighbouring lanes
+    at neighbouring entries) or ``hashed`` (every lane at its own cache line)."""
     i, bits = dr.arange(mod.UInt, lanes), table.bit_length() - 1
-    if order == "sequential":
-        return (i + k * (table // PER_LANE)) & (table - 1)
+    if order == "cached":
+        return (i + k * PER_LANE) & (table - 1)
     return _fibonacci(i * PER_LANE + k, bits)
 
 
 def primitives(table: int, mode: dr.ReduceMode, repeat: int) -> dict[str, float]:
-    """Operations (bytes for ``stream``) per second on this backend; ``table`` entries (a power of two)."""
+    """Operations (bytes for ``stream``) per second on this backend; ``table``: the hashed table's entries (a
+    power of two)."""
     mod = drjit_module()
     operations, stream = SIZES[ct.get_backend()]
     lanes = operations // PER_LANE
     rng = np.random.default_rng(0)  # stored values: a literal (dr.full) would be folded into the kernels
-    source = mod.Float(rng.random(table, dtype=np.float32))
+    sources = {
+        "cached": mod.Float(rng.random(CACHED, dtype=np.float32)),
+        "hashed": mod.Float(rng.random(table, dtype=np.float32)),
+    }
     x = mod.Float(rng.random(stream, dtype=np.float32))
-    dr.eval(source, x)
+    dr.eval(sources, x)
 
     def gather(order: str) -> Callable[[], Any]:
         def run() -> None:
             acc = dr.zeros(mod.Float, lanes)
             for k in range(PER_LANE):
-                acc += dr.gather(mod.Float, source, _indices(mod, lanes, k, table, order))
+                source = sources[order]
+                acc += dr.gather(mod.Float, source, _indices(mod, lanes, k, dr.width(source), order))
             dr.eval(acc)
 
         return run
 
     def scatter_add(order: str) -> Callable[[], Any]:
         def run() -> None:
-            target = dr.zeros(mod.Float, table)
+            size = dr.width(sources[order])
+            target = dr.zeros(mod.Float, size)
             value = mod.Float(dr.arange(mod.UInt, lanes)) * 1e-6
             for k in range(PER_LANE):
-                scatter.add(target, value, _indices(mod, lanes, k, table, order), True, mode)
+                scatter.add(target, value, _indices(mod, lanes, k, size, order), True, mode)
             dr.eval(target)
 
         return run
@@ -121,6 +130,19 @@ def primitives(table: int, mode: dr.ReduceMode, repeat: int) -> dict[str, float]
     runs.update({f"scatter-add, {order}": scatter_add(order) for order in ORDERS})
     seconds = dict(zip(runs, (median for _, median in timed(list(runs.values()), repeat)), strict=True))
     return {k: (stream * 8 if k == "stream" else operations) / s for k, s in seconds.items()}
+
+
+def _rates(limits: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v / 1e9:.2f} {'GB' if k == 'stream' else 'G'}/s" for k, v in limits.items())
+
+
+def work(engine: Any, op: str) -> tuple[int, int]:
+    """(reads, scatter-adds) per touch of the pass ``op`` (see the module docstring)."""
+    if op == "forward":
+        return 1, 0
+    if op == "adjoint":
+        return 0, 1
+    return (1 if engine.keeps_partials(1) else 2), 1
 
 
 def passes(A: ct.Projector, vg: Any, pg: Any, basis: str, names: list[str]) -> dict[str, Callable[[], Any]]:
@@ -151,37 +173,36 @@ def main() -> None:
     for name in args.workloads.split(","):
         vg, pg = workload(name, args.views)
         print(f"## {name}: volume {vg.shape}, {pg.num_views} views, {pg.num_rays} rays\n")
-        rows, limits_seen = [], {}
-        for basis in args.bases.split(","):
-            A = ct.Projector(vg, pg, basis=basis)
-            count = touches(A)
-            engine = A._engine
-            table = 1 << int(np.ceil(np.log2(padding.padded_size(engine.grid))))
-            mode = scatter.scatter_mode(dr.zeros(engine.t.Float, table), engine.spread)
-            if (table, mode) not in limits_seen:
-                limits_seen[table, mode] = primitives(table, mode, args.repeat)
-                limits = limits_seen[table, mode]
-                print(
-                    f"limits, table 2^{table.bit_length() - 1} entries, scatter mode {mode.name}: "
-                    + ", ".join(f"{k} {v / 1e9:.2f} {'GB' if k == 'stream' else 'G'}/s" for k, v in limits.items())
-                )
-            limits = limits_seen[table, mode]
-            medians = timed(list(passes(A, vg, pg, basis, names).values()), args.repeat)
-            for op, (_, seconds) in zip(names, medians, strict=True):
-                rate = count / seconds
-                moved = count * engine.t.itemsize * (2 if op == "gradient" else 1) / seconds
-                ops = {"forward": ("gather",), "adjoint": ("scatter-add",), "gradient": ("gather", "scatter-add")}[op]
-                share = [sum(count / limits[f"{kind}, {order}"] for kind in ops) / seconds for order in ORDERS]
-                rows.append(
-                    f"| {basis} | {op} | {seconds:.4f} | {count / 1e9:.3f} | {rate / 1e9:.3f} | "
-                    f"{moved / limits['stream']:.0%} | " + " | ".join(f"{x:.0%}" for x in share) + " |"
-                )
+        projectors = {basis: ct.Projector(vg, pg, basis=basis) for basis in args.bases.split(",")}
+        engines = [A._engine for A in projectors.values()]
+        table = 1 << int(np.ceil(np.log2(max(padding.padded_size(e.grid) for e in engines))))
+        mode = scatter.scatter_mode(dr.zeros(engines[-1].t.Float, table), engines[-1].spread)
+        limits = primitives(table, mode, args.repeat)
+        print(f"limits (hashed: a table of 2^{table.bit_length() - 1} entries; scatter mode {mode.name}):")
+        print("before the passes: " + _rates(limits))
         print(
             "\n| basis | pass | wall s | touches (G) | G touches/s | bytes / stream bandwidth | "
-            "share of the time its touches take at the sequential rate (of the limit) | at the random rate |"
+            "share of the time its touches take at the cached rate (of the limit) | at the hashed rate |"
         )
-        print("|---|---|---|---|---|---|---|---|")
-        print("\n".join(rows) + "\n", flush=True)
+        print("|---|---|---|---|---|---|---|---|", flush=True)
+        for basis, A in projectors.items():
+            count, engine = touches(A), A._engine
+            medians = timed(list(passes(A, vg, pg, basis, names).values()), args.repeat)
+            for op, (_, seconds) in zip(names, medians, strict=True):
+                reads, writes = work(engine, op)
+                moved = count * engine.t.itemsize * (reads + 2 * writes) / seconds  # a scatter-add reads and writes
+                share = [
+                    count * (reads / limits[f"gather, {order}"] + writes / limits[f"scatter-add, {order}"]) / seconds
+                    for order in ORDERS
+                ]
+                print(
+                    f"| {basis} | {op} | {seconds:.4f} | {count / 1e9:.3f} | {count / seconds / 1e9:.3f} | "
+                    f"{moved / limits['stream']:.0%} | " + " | ".join(f"{x:.0%}" for x in share) + " |",
+                    flush=True,
+                )
+        after = primitives(table, mode, args.repeat)
+        print("\nlimits after the passes: " + _rates(after))
+        print("(the shares use the limits before the passes; a machine whose speed drifts shows it here)\n")
 
 
 if __name__ == "__main__":

@@ -5,25 +5,29 @@
 # That machine has Python 3.12 with numpy, scipy, matplotlib, tqdm, tifffile and pytest, but no Dr.Jit, no
 # tomli-w and no LLVM (tests/test_cuda.py compares CUDA against the CPU backend), and it cannot download. So:
 #
-#   here:   bash benchmarks/device_check.sh prepare     # wheels and libLLVM 19 into .device/ (~45 MB, git-ignored)
-#   there:  bash benchmarks/device_check.sh run [SECONDS] # with .device carried; SECONDS caps the benchmarks
+#   here:   bash benchmarks/device_check.sh prepare       # wheels and libLLVM 19 into .device/ (47 MB, git-ignored)
+#   there:  bash benchmarks/device_check.sh run [SECONDS] # with .device carried; SECONDS caps the three steps
 #
 # The run installs the wheels into /tmp/site and unpacks LLVM into /tmp/llvm (nothing outside /tmp), then runs
-#   1. python -m pytest -q tests/test_cuda.py (the CUDA operators against the CPU ones, the adjoint test, torch)
+#   1. python -m pytest -q tests/test_cuda.py (the CUDA operators against the CPU ones, the adjoint test; its
+#      torch tests need a torch with CUDA, which that machine's python3 has)
 #   2. benchmarks/bench_projector.py on cone128 and parallel2d, every basis (GVU/s, x forward, peak memory)
 #   3. benchmarks/bench_roofline.py on cone128 (the share of the card's memory and gather/scatter limits)
-# Each step is cut at its share of SECONDS (default 480) so that the logs come back within one call.
+# Each step is cut at its share of SECONDS (default 480; the set-up before them takes a minute or so more), so
+# that the logs come back within one call; every benchmark prints its rows as they come.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
 
 if [ "$mode" = prepare ]; then
+    set -e
+    version="$(python3 -c 'import drjit; print(drjit.__version__)')"  # the Dr.Jit this checkout is tested with
     mkdir -p .device/wheels
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 -d .device/wheels "drjit==$(python3 -c 'import drjit; print(drjit.__version__)')" tomli-w
+        --platform manylinux2014_x86_64 -d .device/wheels "drjit==$version" tomli-w
     # libLLVM and the libraries it links that the machine's image may lack (unpacked into /tmp/llvm there)
-    (cd .device && apt-get download libllvm19 libz3-4 libedit2 libxml2 libicu72 libbsd0 libmd0 2>/dev/null)
+    (cd .device && apt-get download -q libllvm19 libz3-4 libedit2 libxml2 libicu72 libbsd0 libmd0)
     du -sh .device
     exit 0
 fi

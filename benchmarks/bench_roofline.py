@@ -16,8 +16,9 @@ CUDA):
 
 - **stream**: ``y = 2 x + 1`` over ``2^25`` floats (``2^28`` on CUDA), bytes read and written per second (the
   memory bandwidth);
-- **gather, cached**: eight gathers per lane from a 4 KB table (it stays in the first-level cache), neighbouring
-  lanes at neighbouring entries: the device's gather (texture) limit, the instruction's own throughput;
+- **gather, cached**: eight gathers per lane from a table that stays in cache (4 KB on the CPU, its first-level
+  cache; 4 MB on a GPU, its L2), neighbouring lanes at neighbouring entries: the device's gather (texture) limit,
+  the instruction's own throughput;
 - **gather, hashed**: the same from a table of the padded volume's size (rounded up to a power of two), every
   lane at its own cache line (Fibonacci hashing: a large constant stride modulo the table): what reads that miss
   the nearest caches cost;
@@ -54,9 +55,10 @@ from drct.kernels import padding, scatter
 from drct.kernels.march import march
 
 PER_LANE = 8
-CACHED = 1 << 10  # table entries for the cached limit: 4 KB of float32
-SIZES = {"llvm": (1 << 24, 1 << 25), "cuda": (1 << 27, 1 << 28)}
-"""Per backend: gathers or scatter-adds per primitive, and floats streamed (a GPU does 2^24 in ~0.1 ms)."""
+SIZES = {"llvm": (1 << 24, 1 << 25, 1 << 10), "cuda": (1 << 27, 1 << 28, 1 << 20)}
+"""Per backend: gathers or scatter-adds per primitive, floats streamed (a GPU does 2^24 in ~0.1 ms), and the cached
+table's entries: 4 KB for a CPU core's first-level cache; 4 MB on a GPU, within its L2 and large enough that
+its atomics do not all contend for a few addresses."""
 HASH = 2654435769  # 2^32 / golden ratio, odd: Fibonacci hashing
 ORDERS = ("cached", "hashed")
 
@@ -94,11 +96,11 @@ def primitives(table: int, mode: dr.ReduceMode, repeat: int) -> dict[str, float]
     """Operations (bytes for ``stream``) per second on this backend; ``table``: the hashed table's entries (a
     power of two)."""
     mod = drjit_module()
-    operations, stream = SIZES[ct.get_backend()]
+    operations, stream, cached = SIZES[ct.get_backend()]
     lanes = operations // PER_LANE
     rng = np.random.default_rng(0)  # stored values: a literal (dr.full) would be folded into the kernels
     sources = {
-        "cached": mod.Float(rng.random(CACHED, dtype=np.float32)),
+        "cached": mod.Float(rng.random(cached, dtype=np.float32)),
         "hashed": mod.Float(rng.random(table, dtype=np.float32)),
     }
     x = mod.Float(rng.random(stream, dtype=np.float32))

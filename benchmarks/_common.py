@@ -67,6 +67,15 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+def machine() -> str:
+    """One line naming what ran: drct's version, the backend and device, LLVM and its target (``drct info``)."""
+    from drct.cli.info import info as machine_info
+
+    info = machine_info()
+    target = f", target {info['llvm target']}" if "llvm target" in info else ""
+    return f"drct {info['drct']} on {info['backend']} ({info['device']}), LLVM {info['llvm']}{target}"
+
+
 def load() -> str:
     """The machine's ``uptime`` line (its load average belongs beside every timing)."""
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()

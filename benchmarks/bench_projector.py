@@ -26,11 +26,10 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
-from _common import peak_rss_mb, pose_gradient, workload
+from _common import machine, peak_rss_mb, pose_gradient, workload
 
 import drct as ct
 from drct.backend import drjit_module
-from drct.cli.info import info as machine_info
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -154,9 +153,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    info = machine_info()
-    target = f", target {info['llvm target']}" if "llvm target" in info else ""
-    print(f"drct {info['drct']} on {info['backend']} ({info['device']}), LLVM {info['llvm']}{target}\n")
+    print(machine() + "\n")
     print("| workload | projector | op | GVU/s | median s | first s | peak MB | x forward | vs peer |")
     print("|---|---|---|---|---|---|---|---|---|")
     flags = ["--repeat", str(args.repeat)] + (["--no-gradient"] if args.no_gradient else [])

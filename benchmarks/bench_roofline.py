@@ -46,11 +46,10 @@ from typing import Any
 
 import drjit as dr
 import numpy as np
-from _common import load, pose_gradient, timed, workload
+from _common import load, machine, pose_gradient, timed, workload
 
 import drct as ct
 from drct.backend import drjit_module
-from drct.cli.info import info as machine_info
 from drct.kernels import padding, scatter
 from drct.kernels.march import march
 
@@ -168,9 +167,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=None, help="views per workload (default: the workload's)")
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per measurement (median reported)")
     args = parser.parse_args()
-    info = machine_info()
-    target = f", target {info['llvm target']}" if "llvm target" in info else ""
-    print(f"drct {info['drct']} on {info['backend']} ({info['device']}){target}; {load()}\n")
+    print(f"{machine()}; {load()}\n")
     names = args.passes.split(",")
     for name in args.workloads.split(","):
         vg, pg = workload(name, args.views)

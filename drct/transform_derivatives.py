@@ -31,6 +31,7 @@ import drjit as dr
 
 from .backend import lanes
 from .concurrency import launches
+from .geometry.detector import dot
 from .geometry.projection import ProjectionGeometry
 from .geometry.ray_arrays import Vec, Vectors, detached, per_ray, ray_views, rays_from
 from .kept import Partials
@@ -40,10 +41,6 @@ from .kernels.scatter import add, even_zeros, trimmed
 
 if TYPE_CHECKING:
     from .transform import Transform
-
-
-def _dot(a: Vec, b: Vec) -> Any:
-    return sum((x * y for x, y in zip(a, b, strict=True)), start=0.0)
 
 
 def project_keeping_partials(engine: Transform, coeffs: Any, vectors: Vectors, batch: int = 1) -> tuple[Any, Partials]:
@@ -126,7 +123,7 @@ def ray_vector_gradients(
         if weights is not None:
             w = t.Float64(weights)
             d_o, d_d, d_tmax = [w * g for g in d_o], [w * g for g in d_d], w * d_tmax
-        seed = _dot(rays.origin, d_o) + _dot(rays.direction, d_d)
+        seed = dot(rays.origin, d_o) + dot(rays.direction, d_d)
         if isinstance(engine.pg, ProjectionGeometry) and engine.pg.beam == "cone":
             seed = seed + rays.t_max * d_tmax
         dr.backward_from(seed)

@@ -33,6 +33,7 @@ import numpy as np
 from ..backend import drjit_module, types, upload
 from ..errors import require_finite
 from ._checks import refuse_gradients
+from .detector import dot
 from .parameters import PARAMETERS as PARAMETERS
 from .parameters import TABLE, check_all
 from .projection import ProjectionGeometry, is_drjit
@@ -44,12 +45,8 @@ ONLY_3D = tuple(p.name for p in TABLE.values() if p.only_3d)
 ONLY_CONE = tuple(p.name for p in TABLE.values() if p.needs_source)
 
 
-def _dot(a: Vec, b: Vec) -> Any:
-    return sum((x * y for x, y in zip(a, b, strict=True)), start=0.0)
-
-
 def _unit(a: Vec) -> Vec:
-    inv = dr.rsqrt(_dot(a, a))
+    inv = dr.rsqrt(dot(a, a))
     return [x * inv for x in a]
 
 
@@ -67,7 +64,7 @@ def _rotate(v: Vec, axis: Vec | None, angle: Any) -> Vec:
     if axis is None:
         return [c * v[0] - s * v[1], s * v[0] + c * v[1]]
     k_cross_v = _cross(axis, v)
-    along = _dot(axis, v) * (1 - c)
+    along = dot(axis, v) * (1 - c)
     return [c * a + s * b + along * k for a, b, k in zip(v, k_cross_v, axis, strict=True)]
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from ..backend import drjit_module, types, upload
 from ..errors import require_finite
 from ._checks import refuse_gradients
-from .detector import dot
+from .detector import cross, dot
 from .parameters import PARAMETERS as PARAMETERS
 from .parameters import TABLE, check_all
 from .projection import ProjectionGeometry, is_drjit
@@ -50,10 +50,6 @@ def _unit(a: Vec) -> Vec:
     return [x * inv for x in a]
 
 
-def _cross(a: Vec, b: Vec) -> Vec:
-    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-
-
 def _axpy(alpha: Any, x: Vec, y: Vec) -> Vec:
     return [alpha * a + b for a, b in zip(x, y, strict=True)]
 
@@ -63,7 +59,7 @@ def _rotate(v: Vec, axis: Vec | None, angle: Any) -> Vec:
     s, c = dr.sincos(angle)
     if axis is None:
         return [c * v[0] - s * v[1], s * v[0] + c * v[1]]
-    k_cross_v = _cross(axis, v)
+    k_cross_v = cross(axis, v)
     along = dot(axis, v) * (1 - c)
     return [c * a + s * b + along * k for a, b, k in zip(v, k_cross_v, axis, strict=True)]
 
@@ -124,7 +120,7 @@ def perturb(pg: ProjectionGeometry, **params: Any) -> ProjectionGeometry:
     p: dict[str, Any] = {k: c if widths[k] > 1 else c[0] for k, c in values.items()}
     u_hat = _unit(u)
     v_hat = _unit(v) if v is not None else None
-    normal = _unit(_cross(u_hat, v_hat)) if v_hat is not None else [-u_hat[1], u_hat[0]]
+    normal = _unit(cross(u_hat, v_hat)) if v_hat is not None else [-u_hat[1], u_hat[0]]
     central = _unit([d - s for d, s in zip(det, src, strict=True)]) if pg.beam == "cone" else _unit(src)
 
     if "det_shift_u" in p:

@@ -114,7 +114,8 @@ class Projector(ArrayCalls, AllViewsHere):
         """Bytes one call allocates besides its input: the output (twice when it is assembled from several
         chunks, once more for the numpy copy returned), the per-thread copies of a CPU scatter target, the
         per-ray state of one chunk of a derivative pass (about 0.5 kB per ray), and the padded copies of the
-        volume that the marches read and write (:mod:`drct.kernels.padding`; two for a derivative pass)."""
+        volume that the marches read and write (:mod:`drct.kernels.padding`; two for a derivative pass), with
+        the 2D box forward's pair copy (:func:`drct.kernels.box.pairs`)."""
         engine, item = self._engine, self.types.itemsize
         volume, rays = engine.grid.size * batch * item, engine.num_rays(batch) * item
         chunks = len(engine.chunks(batch, linear=True))
@@ -124,6 +125,7 @@ class Projector(ArrayCalls, AllViewsHere):
             need = rays * (3 if chunks > 1 else 2)
         if gradient:
             need += min(engine.chunk_rays, engine.num_rays(batch)) * 512 + volume + rays
+        need += 0 if adjoint else engine.pair_bytes(batch)
         return need + engine.scratch_bytes(batch, item, 2 if gradient else 1)
 
     def _check_memory(self, batch: int, adjoint: bool) -> None:

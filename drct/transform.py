@@ -107,6 +107,23 @@ class Transform:
         nbytes = size * self.t.itemsize
         return self.t.backend != "llvm" or nbytes <= SMALL_COPY or nbytes <= available_bytes() // 4
 
+    def reads_pairs(self, batch: int) -> bool:
+        """Whether the 2D box forward over ``batch`` volumes reads its columns' two cells with one 64-bit gather
+        from a pair copy (:func:`drct.kernels.box.pairs`, eight times the padded copy's bytes): for float32 on a
+        padded copy (:meth:`pads`), with the pairs indexable by 32 bits and, on the CPU, taking at most a quarter
+        of the free memory (else two gathers from the padded copy: the same bits)."""
+        if self.grid.degree != 0 or self.grid.ndim != 2 or self.t.dtype != "float32" or not self.pads(batch):
+            return False
+        words = box.PAIR_KINDS * padding.padded_size(self.grid) * batch
+        if words >= 2**32:
+            return False
+        nbytes = 8 * words
+        return self.t.backend != "llvm" or nbytes <= SMALL_COPY or nbytes <= available_bytes() // 4
+
+    def pair_bytes(self, batch: int) -> int:
+        """Bytes of the pair copy a forward projection over ``batch`` volumes makes (:meth:`reads_pairs`)."""
+        return 8 * box.PAIR_KINDS * padding.padded_size(self.grid) * batch if self.reads_pairs(batch) else 0
+
     def scratch_bytes(self, batch: int, item: int, copies: int = 1) -> int:
         """Bytes a pass allocates besides its output for ``copies`` padded copies (:meth:`pads`): one for ``A``
         or ``A.T``, two for a derivative pass (the volume's and the adjoint's)."""
@@ -223,12 +240,13 @@ class Transform:
         parts, positions = [], []
         with launches(self.t.backend):
             padded = padding.pad(self.grid, self.t, coeffs, batch) if self.pads(batch) else None
+            paired = box.pairs(self.grid, self.t, padded) if self.reads_pairs(batch) else None
             for start, count in self._progress("A x", batch, linear=True):
                 segs, position = self._launch_segments(vectors, start, count, batch)
                 if padded is None:
                     part = march.project(self.grid, self.t, segs, coeffs)
                 elif self.grid.degree == 0:  # the box basis's own march (drct.kernels.box)
-                    part = box.project(self.grid, self.t, segs, padded)
+                    part = box.project(self.grid, self.t, segs, padded, paired)
                 else:
                     part = march.project(self.grid, self.t, segs, padded, padded=True)
                 dr.eval(part)

@@ -23,7 +23,8 @@ the ray stays in one) and the loop runs once per column instead of once per cell
 uniform angles). The breakpoints and the order of the multiply-adds are the cell walk's, so the projections are
 the same bits but where rounding puts two faces of the minor axis into one column (a slope within ulps of 1
 through a corner): there an ulp-sized length goes to a neighbouring cell (``tests/test_box_columns.py``, the cell
-walk as the reference twin).
+walk as the reference twin). In float32 a step reads its two cells with one 64-bit gather from a copy that
+holds every entry beside its neighbour across each face (:func:`pairs`; the same bits as two reads).
 :class:`drct.transform.Transform` uses this module for ``A`` and ``A.T`` of the voxel basis; the derivative
 passes keep the general march (they need the faces each ray crosses).
 
@@ -44,6 +45,9 @@ from ..backend import Types
 from . import scatter
 from .grid import KnotGrid, Segments, first_cell, larger, smaller
 from .padding import GUARD, padded_offset, padded_strides
+
+PAIR_KINDS = 4
+"""Pair copies the 2D column walk reads (:func:`pairs`): its minor axis 0 or 1, stepped forwards or backwards."""
 
 
 def _walk(grid: KnotGrid, t: Types, segs: Segments, visit: Any, acc: Any, size: int) -> Any:
@@ -97,7 +101,30 @@ def _start(grid: KnotGrid, t: Types, segs: Segments) -> tuple[list[Any], Any]:
     return cell0, index0 + padded_offset(grid, segs.offset)
 
 
-def _columns(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
+def pairs(grid: KnotGrid, t: Types, padded: Any) -> Any:
+    """Every entry of the 2D padded copies ``padded`` (float32) beside its neighbour across each face, one 64-bit
+    word per pair, for :func:`_columns` to read both cells of a column with one gather instead of two.
+
+    :data:`PAIR_KINDS` arrays of ``dr.width(padded)`` words, one after the other: kind ``2 a + b`` holds
+    ``(v[i], v[i + s])`` in its low and high 32 bits, with ``s`` axis ``a``'s stride, negated where ``b`` is 1,
+    and zero past the ends of ``padded`` (where the padded copies hold zeros too: their guard layers).
+    """
+    size = dr.width(padded)
+    words: Any = dr.uint64_array_t(t.UInt)
+    k = dr.arange(t.UInt, PAIR_KINDS * size)
+    kind = k // size
+    i = k - kind * size
+    strides = padded_strides(grid)
+    s = dr.select(kind >= 2, t.Int(strides[1]), t.Int(strides[0]))
+    j = t.Int(i) + dr.select((kind & 1) == 1, -s, s)
+    low = dr.reinterpret_array(t.UInt, dr.gather(t.Float, padded, i))
+    high = dr.reinterpret_array(t.UInt, dr.gather(t.Float, padded, t.UInt(j), (j >= 0) & (j < size)))
+    out = words(low) | (words(high) << 32)
+    dr.eval(out)
+    return out
+
+
+def _columns(grid: KnotGrid, t: Types, segs: Segments, padded: Any, paired: Any = None) -> Any:
     """:func:`project` in 2D, one column of each ray's major axis (the larger ``|direction|``) per iteration.
 
     A column ends where the ray reaches the major axis's next face or its end; the minor axis's next face, where
@@ -107,7 +134,10 @@ def _columns(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
     across gives its cell a zero length, as there). A second minor face within one column needs a slope above 1,
     except at a corner, which the next step meets at its start and takes with a zero first length; where rounding
     still puts one there (a slope within ulps of 1, within ulps of a corner), the cell walk's ulp-sized third
-    segment is added to the neighbour instead: ~1e-6 relative in float32 on such rays, 2e-14 in float64."""
+    segment is added to the neighbour instead: ~1e-6 relative in float32 on such rays, 2e-14 in float64.
+
+    ``paired``: :func:`pairs` of ``padded``, whose words each step reads instead of two entries of ``padded`` (the
+    same values: the same bits)."""
     d, length = segs.direction, segs.length
     inv, face, step, jump = _axes(grid, t, segs)  # the cell walk's own: the same crossings, so the same bits
     cell0, index0 = _start(grid, t, segs)
@@ -122,7 +152,8 @@ def _columns(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
     k_major, k_minor = t.Float(major(cell0)), t.Float(minor(cell0))
     inv_major, inv_minor, face_major, face_minor = major(inv), minor(inv), major(face), minor(face)
     step_major, step_minor, jump_major, jump_minor = major(step), minor(step), major(jump), minor(jump)
-    last = dr.width(padded) - 1
+    read, low, high = _column_reader(t, padded, paired, first, jump_minor)
+    index0 = index0 + low
 
     def cond(pos: Any, acc: Any, k_major: Any, k_minor: Any, index: Any) -> Any:
         return pos < length
@@ -133,11 +164,10 @@ def _columns(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
         end = smaller(length, t_major)
         mid = smaller(t_minor, end)
         crossed = t_minor <= end
-        here = dr.gather(t.Float, padded, t.UInt(dr.clip(index, 0, last)))
+        here, across = read(dr.clip(index, low, high))
         # zero where the ray spends no length there (no NaN from a cell it never enters, nor from one whose corner
         # it only touches, which the cell walk steps past diagonally); a select after an unmasked gather, which
         # can issue before the compare: as a gather mask it cost ~6% (CPU ms, minima of 15, 2D parallel 256²)
-        across = dr.gather(t.Float, padded, t.UInt(dr.clip(index + jump_minor, 0, last)))
         across = dr.select(mid < end, across, 0.0)
         acc = dr.fma(across, end - mid, dr.fma(here, larger(mid - pos, 0.0), acc))
         index = dr.select(crossed, index + jump_minor, index) + jump_major
@@ -149,11 +179,36 @@ def _columns(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
     return dr.while_loop(state, cond, body, label="drct_box_columns")[1]
 
 
-def project(grid: KnotGrid, t: Types, segs: Segments, padded: Any) -> Any:
+def _column_reader(t: Types, padded: Any, paired: Any, first: Any, jump_minor: Any) -> tuple[Any, Any, Any]:
+    """How a column step reads its cell and the neighbour across the minor face: ``read(index)`` for the cell's
+    index clamped to ``[low, high]``, and the per-ray ``low`` that the walk's index starts at (:func:`_columns`).
+    Without ``paired`` two gathers from ``padded`` (the neighbour's index clamped as well); with it one word of
+    the ray's pair kind (its minor axis and direction), whose array starts at ``low``."""
+    last = dr.width(padded) - 1
+    if paired is None:
+
+        def read(index: Any) -> tuple[Any, Any]:
+            here = dr.gather(t.Float, padded, t.UInt(index))
+            return here, dr.gather(t.Float, padded, t.UInt(dr.clip(index + jump_minor, 0, last)))
+
+        return read, t.Int(0), t.Int(last)
+    words: Any = dr.uint64_array_t(t.UInt)
+    kind = dr.select(first, t.Int(2), t.Int(0)) + dr.select(jump_minor < 0, t.Int(1), t.Int(0))  # minor axis 1 or 0
+    low = kind * (last + 1)
+
+    def read_word(index: Any) -> tuple[Any, Any]:
+        word = dr.gather(words, paired, t.UInt(index))
+        return dr.reinterpret_array(t.Float, t.UInt(word)), dr.reinterpret_array(t.Float, t.UInt(word >> 32))
+
+    return read_word, low, low + last
+
+
+def project(grid: KnotGrid, t: Types, segs: Segments, padded: Any, paired: Any = None) -> Any:
     """Line integrals along ``segs`` of the box-basis volume whose padded copy
-    (:func:`drct.kernels.padding.pad`) is ``padded`` (2D: :func:`_columns`; 3D: the cell walk)."""
+    (:func:`drct.kernels.padding.pad`) is ``padded`` (2D: :func:`_columns`, reading :func:`pairs` ``paired`` of
+    it where given; 3D: the cell walk)."""
     if grid.ndim == 2:
-        return _columns(grid, t, segs, padded)
+        return _columns(grid, t, segs, padded, paired)
     return project_cells(grid, t, segs, padded)
 
 

@@ -108,6 +108,16 @@ def pairs(grid: KnotGrid, t: Types, padded: Any) -> Any:
     :data:`PAIR_KINDS` arrays of ``dr.width(padded)`` words, one after the other: kind ``2 a + b`` holds
     ``(v[i], v[i + s])`` in its low and high 32 bits, with ``s`` axis ``a``'s stride, negated where ``b`` is 1,
     and zero past the ends of ``padded`` (where the padded copies hold zeros too: their guard layers).
+
+    Example:
+        >>> import numpy as np, drct as ct
+        >>> from drct.backend import types
+        >>> from drct.kernels import padding
+        >>> grid, t = KnotGrid.of(ct.VolumeGeometry((2, 2)), degree=0), types("float32")
+        >>> padded = padding.pad(grid, t, t.Float([1.0, 2.0, 3.0, 4.0]))  # 8 x 8: 3 zero layers on every side
+        >>> words = pairs(grid, t, padded).numpy().view(np.float32).reshape(PAIR_KINDS, -1, 2)
+        >>> words[:, 3 * 8 + 3].tolist()  # the first coefficient beside its neighbours: +x, -x, +y, -y
+        [[1.0, 2.0], [1.0, 0.0], [1.0, 3.0], [1.0, 0.0]]
     """
     size = dr.width(padded)
     words: Any = dr.uint64_array_t(t.UInt)

@@ -102,9 +102,11 @@ class Transform:
         memory (else the general march's masks, which need no copy); a copy of at most :data:`SMALL_COPY` bytes
         is made without asking (the call's memory check still counts it)."""
         size = padding.padded_size(self.grid) * batch
-        if size >= 2**31:
-            return False
-        nbytes = size * self.t.itemsize
+        return size < 2**31 and self._copy_fits(size * self.t.itemsize)
+
+    def _copy_fits(self, nbytes: int) -> bool:
+        """Whether a per-call copy of ``nbytes`` may be made: always on a GPU (no free-memory query), on the CPU
+        up to :data:`SMALL_COPY` without asking, else within a quarter of the free memory."""
         return self.t.backend != "llvm" or nbytes <= SMALL_COPY or nbytes <= available_bytes() // 4
 
     def reads_pairs(self, batch: int) -> bool:
@@ -114,15 +116,16 @@ class Transform:
         of the free memory (else two gathers from the padded copy: the same bits)."""
         if self.grid.degree != 0 or self.grid.ndim != 2 or self.t.dtype != "float32" or not self.pads(batch):
             return False
-        words = box.PAIR_KINDS * padding.padded_size(self.grid) * batch
-        if words >= 2**32:
-            return False
-        nbytes = 8 * words
-        return self.t.backend != "llvm" or nbytes <= SMALL_COPY or nbytes <= available_bytes() // 4
+        words = self._pair_words(batch)
+        return words < 2**32 and self._copy_fits(8 * words)
+
+    def _pair_words(self, batch: int) -> int:
+        """64-bit words in the pair copy of ``batch`` volumes (:func:`drct.kernels.box.pairs`)."""
+        return box.PAIR_KINDS * padding.padded_size(self.grid) * batch
 
     def pair_bytes(self, batch: int) -> int:
         """Bytes of the pair copy a forward projection over ``batch`` volumes makes (:meth:`reads_pairs`)."""
-        return 8 * box.PAIR_KINDS * padding.padded_size(self.grid) * batch if self.reads_pairs(batch) else 0
+        return 8 * self._pair_words(batch) if self.reads_pairs(batch) else 0
 
     def scratch_bytes(self, batch: int, item: int, copies: int = 1) -> int:
         """Bytes a pass allocates besides its output for ``copies`` padded copies (:meth:`pads`): one for ``A``
